@@ -1,0 +1,29 @@
+// Philox kernels: raw blocks (for the bit-identity test against Rust) and normal fields.
+
+// Raw Philox blocks for counters (i, chain, step, stream), i = 0..n-1: out[4*i + j].
+extern "C" __global__ void philox_raw(unsigned int* out, unsigned int n, unsigned int chain,
+                                      unsigned int step, unsigned int stream,
+                                      unsigned int k0, unsigned int k1) {
+    unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    philox_u4 c = { i, chain, step, stream };
+    philox_u4 b = philox4x32_10(c, k0, k1);
+    out[4 * i + 0] = b.x; out[4 * i + 1] = b.y; out[4 * i + 2] = b.z; out[4 * i + 3] = b.w;
+}
+
+// Standard normals for a batch [chains][volume]: sites 2k, 2k+1 of a chain share the block with
+// counter (k, chain, step, stream). One thread per pair. Twin of philox::fill_normals.
+extern "C" __global__ void philox_normals(double* out, unsigned int volume, unsigned int chains,
+                                          unsigned int step, unsigned int stream,
+                                          unsigned int k0, unsigned int k1) {
+    unsigned int pairs = (volume + 1) / 2;
+    unsigned long long t = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= (unsigned long long)pairs * chains) return;
+    unsigned int chain = (unsigned int)(t / pairs), k = (unsigned int)(t % pairs);
+    philox_u4 c = { k, chain, step, stream };
+    double z0, z1;
+    philox_normal_pair(philox4x32_10(c, k0, k1), &z0, &z1);
+    double* row = out + (size_t)chain * volume;
+    row[2 * k] = z0;
+    if (2 * k + 1 < volume) row[2 * k + 1] = z1;
+}

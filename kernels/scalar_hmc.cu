@@ -1,0 +1,142 @@
+// Scalar theories with nearest-neighbour hopping and an even quartic potential:
+//   S = sum_x [ -hop sum_mu phi(x) phi(x+mu) + u0 + u2 phi^2 + u4 phi^4 ]
+// (phi^4 in hopping form and the 1D oscillator; see src/action.rs). Batch layout [chain][site],
+// sites row-major with axis 0 slowest. CPU twins: src/hmc/cpu.rs.
+
+struct Geom {
+    unsigned int volume;   // sites per chain
+    unsigned int chains;
+    int ext[4];            // extents L_mu (unused axes: 1)
+    int stride[4];         // row-major strides
+};
+
+struct Couplings { double hop, u0, u2, u4; };
+
+// Sum of phi over the 2D neighbours of site s (within one chain), periodic.
+template <int D>
+__device__ __forceinline__ double neighbour_sum(const double* __restrict__ phi, unsigned int s, const Geom& g) {
+    double acc = 0.0;
+#pragma unroll
+    for (int mu = 0; mu < D; ++mu) {
+        int st = g.stride[mu], L = g.ext[mu];
+        int x = (mu == D - 1) ? (int)(s % (unsigned)L) : (int)((s / (unsigned)st) % (unsigned)L);
+        unsigned int up = (x == L - 1) ? s - (L - 1) * st : s + st;
+        unsigned int dn = (x == 0) ? s + (L - 1) * st : s - st;
+        acc += phi[up] + phi[dn];
+    }
+    return acc;
+}
+
+// Sum of phi over the D forward neighbours of site s.
+template <int D>
+__device__ __forceinline__ double forward_sum(const double* __restrict__ phi, unsigned int s, const Geom& g) {
+    double acc = 0.0;
+#pragma unroll
+    for (int mu = 0; mu < D; ++mu) {
+        int st = g.stride[mu], L = g.ext[mu];
+        int x = (mu == D - 1) ? (int)(s % (unsigned)L) : (int)((s / (unsigned)st) % (unsigned)L);
+        acc += phi[(x == L - 1) ? s - (L - 1) * st : s + st];
+    }
+    return acc;
+}
+
+__device__ __forceinline__ double site_force(const Couplings& c, double phi, double nb) {
+    return c.hop * nb - phi * (2.0 * c.u2 + 4.0 * c.u4 * phi * phi);
+}
+
+__device__ __forceinline__ double site_action(const Couplings& c, double phi, double fwd) {
+    double phi2 = phi * phi;
+    return -c.hop * phi * fwd + c.u0 + phi2 * (c.u2 + c.u4 * phi2);
+}
+
+// One fused molecular-dynamics update: p += kick * F(phi); phi_new = phi + drift * p (DRIFT only).
+// Reads phi (neighbours hit cache), p; writes p and phi_new: 32 bytes/site of DRAM traffic in f64.
+template <int D, bool DRIFT>
+__device__ __forceinline__ void kick_drift(const double* __restrict__ phi, double* __restrict__ p,
+                                           double* __restrict__ phi_new, const Geom& g, const Couplings& c,
+                                           double kick, double drift) {
+    unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (unsigned long long)g.volume * g.chains) return;
+    unsigned int chain = (unsigned int)(i / g.volume);
+    unsigned int s = (unsigned int)(i - (unsigned long long)chain * g.volume);
+    const double* pc = phi + (size_t)chain * g.volume;
+    double x = pc[s];
+    double pn = p[i] + kick * site_force(c, x, neighbour_sum<D>(pc, s, g));
+    p[i] = pn;
+    if (DRIFT) phi_new[i] = x + drift * pn;
+}
+
+#define KICK_DRIFT(D)                                                                                  \
+    extern "C" __global__ void kick_drift_d##D(const double* phi, double* p, double* phi_new, Geom g,  \
+                                               Couplings c, double kick, double drift) {              \
+        kick_drift<D, true>(phi, p, phi_new, g, c, kick, drift);                                       \
+    }                                                                                                  \
+    extern "C" __global__ void kick_d##D(const double* phi, double* p, Geom g, Couplings c, double kick) { \
+        kick_drift<D, false>(phi, p, nullptr, g, c, kick, 0.0);                                        \
+    }
+KICK_DRIFT(1)
+KICK_DRIFT(2)
+KICK_DRIFT(3)
+KICK_DRIFT(4)
+
+// Fixed-order block reduction (blockDim.x == 256): the same launch gives the same bits every run.
+#define RED_THREADS 256
+__device__ __forceinline__ double block_sum(double v, double* sh) {
+    sh[threadIdx.x] = v;
+    __syncthreads();
+    for (int w = RED_THREADS / 2; w > 0; w >>= 1) {
+        if (threadIdx.x < w) sh[threadIdx.x] += sh[threadIdx.x + w];
+        __syncthreads();
+    }
+    double r = sh[0];
+    __syncthreads();
+    return r;
+}
+
+// Per segment (one time slice of one chain; segments are contiguous, seg_len sites each):
+// out[2*seg] = sum 0.5 p^2, out[2*seg+1] = sum of the site action density. One block per segment.
+template <int D>
+__device__ __forceinline__ void energy_segments(const double* __restrict__ phi, const double* __restrict__ p,
+                                                double* __restrict__ out, const Geom& g, const Couplings& c,
+                                                unsigned int seg_len) {
+    __shared__ double sh[RED_THREADS];
+    unsigned long long base = (unsigned long long)blockIdx.x * seg_len;
+    unsigned int chain = (unsigned int)(base / g.volume);
+    const double* pc = phi + (size_t)chain * g.volume;
+    double kin = 0.0, act = 0.0;
+    for (unsigned int j = threadIdx.x; j < seg_len; j += RED_THREADS) {
+        unsigned long long i = base + j;
+        unsigned int s = (unsigned int)(i - (unsigned long long)chain * g.volume);
+        kin += 0.5 * p[i] * p[i];
+        act += site_action(c, pc[s], forward_sum<D>(pc, s, g));
+    }
+    kin = block_sum(kin, sh);
+    act = block_sum(act, sh);
+    if (threadIdx.x == 0) { out[2 * blockIdx.x] = kin; out[2 * blockIdx.x + 1] = act; }
+}
+
+#define ENERGY(D)                                                                                   \
+    extern "C" __global__ void energy_segments_d##D(const double* phi, const double* p, double* out, \
+                                                    Geom g, Couplings c, unsigned int seg_len) {      \
+        energy_segments<D>(phi, p, out, g, c, seg_len);                                              \
+    }
+ENERGY(1)
+ENERGY(2)
+ENERGY(3)
+ENERGY(4)
+
+// Per contiguous segment of seg_len values: out[3*seg + k] = sum of phi, phi^2, phi^4.
+extern "C" __global__ void moment_segments(const double* __restrict__ phi, double* __restrict__ out,
+                                           unsigned int seg_len) {
+    __shared__ double sh[RED_THREADS];
+    unsigned long long base = (unsigned long long)blockIdx.x * seg_len;
+    double m1 = 0.0, m2 = 0.0, m4 = 0.0;
+    for (unsigned int j = threadIdx.x; j < seg_len; j += RED_THREADS) {
+        double x = phi[base + j], x2 = x * x;
+        m1 += x; m2 += x2; m4 += x2 * x2;
+    }
+    m1 = block_sum(m1, sh);
+    m2 = block_sum(m2, sh);
+    m4 = block_sum(m4, sh);
+    if (threadIdx.x == 0) { out[3 * blockIdx.x] = m1; out[3 * blockIdx.x + 1] = m2; out[3 * blockIdx.x + 2] = m4; }
+}

@@ -1,0 +1,261 @@
+//! The CPU backend: a persistent pool of worker threads and helpers that split work into
+//! contiguous, disjoint chunks. Work is partitioned by data (never by thread timing), so results
+//! do not depend on the number of threads; batches too small to repay a wake-up run serially.
+
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+
+/// Values below which a parallel loop runs on the calling thread alone.
+const SERIAL_BELOW: usize = 1 << 14;
+
+/// The host CPU with a fixed number of threads (the caller plus `threads - 1` workers).
+#[derive(Clone)]
+pub struct CpuDevice {
+    pool: Arc<Pool>,
+}
+
+impl std::fmt::Debug for CpuDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CpuDevice({} threads)", self.threads())
+    }
+}
+
+impl Default for CpuDevice {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CpuDevice {
+    /// All available cores (or `LATTICEML_THREADS` when set).
+    pub fn new() -> Self {
+        let n = std::env::var("LATTICEML_THREADS")
+            .ok()
+            .and_then(|s| s.parse::<usize>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| {
+                thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            });
+        Self::with_threads(n)
+    }
+
+    /// A fixed number of threads (at least 1).
+    pub fn with_threads(threads: usize) -> Self {
+        CpuDevice {
+            pool: Pool::new(threads.max(1)),
+        }
+    }
+
+    /// Number of threads.
+    pub fn threads(&self) -> usize {
+        self.pool.workers.len() + 1
+    }
+
+    /// Description for the user.
+    pub fn describe(&self) -> String {
+        format!("cpu ({} threads)", self.threads())
+    }
+
+    /// Splits `a` (and `b`, when given; same length) into per-thread chunks of whole `unit`s and calls
+    /// `f(first_unit, a_chunk, b_chunk)` on each, in parallel.
+    pub fn for_chunks<F>(&self, unit: usize, a: &mut [f64], b: Option<&mut [f64]>, f: F)
+    where
+        F: Fn(usize, &mut [f64], Option<&mut [f64]>) + Sync,
+    {
+        let units = a.len() / unit;
+        let tasks = if a.len() < SERIAL_BELOW {
+            1
+        } else {
+            self.threads().min(units).max(1)
+        };
+        if tasks == 1 {
+            f(0, a, b);
+            return;
+        }
+        let per = units.div_ceil(tasks);
+        let (pa, len) = (SendPtr(a.as_mut_ptr()), a.len());
+        let pb = b.map(|b| SendPtr(b.as_mut_ptr()));
+        self.pool.run(tasks, &|i| {
+            let lo = (i * per * unit).min(len);
+            let hi = ((i + 1) * per * unit).min(len);
+            // SAFETY: tasks cover disjoint ranges [lo, hi) of `a` and `b`, which outlive `run`.
+            let ca = unsafe { std::slice::from_raw_parts_mut(pa.get().add(lo), hi - lo) };
+            let cb =
+                pb.map(|p| unsafe { std::slice::from_raw_parts_mut(p.get().add(lo), hi - lo) });
+            f(i * per, ca, cb);
+        });
+    }
+
+    /// Computes `out[i] = f(i)` for every i, in parallel over contiguous ranges.
+    pub fn map_indexed<F>(&self, out: &mut [f64], f: F)
+    where
+        F: Fn(usize) -> f64 + Sync,
+    {
+        let work = out.len();
+        self.for_chunks(1, out, None, |first, chunk, _| {
+            chunk
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, o)| *o = f(first + i));
+        });
+        debug_assert_eq!(work, out.len());
+    }
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f64);
+// SAFETY: only used to hand disjoint sub-slices to pool tasks while the owner waits in `run`.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+impl SendPtr {
+    fn get(self) -> *mut f64 {
+        self.0
+    }
+}
+
+/// A task body with its lifetime erased; valid only while `Pool::run` waits.
+#[derive(Clone, Copy)]
+struct JobPtr(*const (dyn Fn(usize) + Sync));
+// SAFETY: the pointee is `Sync` and outlives every use (see `Pool::run`).
+unsafe impl Send for JobPtr {}
+
+struct State {
+    generation: u64,
+    job: Option<JobPtr>,
+    tasks: usize,
+    next: usize,
+    remaining: usize,
+    panicked: Option<Box<dyn std::any::Any + Send>>,
+    shutdown: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    work: Condvar,
+    done: Condvar,
+}
+
+struct Pool {
+    shared: Arc<Shared>,
+    workers: Vec<thread::JoinHandle<()>>,
+    /// Serialises concurrent `run` calls from different threads on one device.
+    gate: Mutex<()>,
+}
+
+impl Pool {
+    fn new(threads: usize) -> Arc<Self> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                generation: 0,
+                job: None,
+                tasks: 0,
+                next: 0,
+                remaining: 0,
+                panicked: None,
+                shutdown: false,
+            }),
+            work: Condvar::new(),
+            done: Condvar::new(),
+        });
+        let workers = (1..threads)
+            .map(|_| {
+                let s = shared.clone();
+                thread::spawn(move || worker(&s))
+            })
+            .collect();
+        Arc::new(Pool {
+            shared,
+            workers,
+            gate: Mutex::new(()),
+        })
+    }
+
+    /// Runs `f(0..tasks)` on the pool and the calling thread; returns when all have finished.
+    fn run(&self, tasks: usize, f: &(dyn Fn(usize) + Sync)) {
+        let _gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: erases the lifetime of `f`; every task finishes before this function returns,
+        // and the job is cleared under the lock before returning.
+        let job: JobPtr = JobPtr(unsafe {
+            std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static (dyn Fn(usize) + Sync)>(f)
+        });
+        {
+            let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.generation += 1;
+            st.job = Some(job);
+            st.tasks = tasks;
+            st.next = 0;
+            st.remaining = tasks;
+        }
+        self.shared.work.notify_all();
+        take_tasks(&self.shared);
+        let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        while st.remaining > 0 {
+            st = self.shared.done.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        st.job = None;
+        if let Some(p) = st.panicked.take() {
+            drop(st);
+            resume_unwind(p);
+        }
+    }
+}
+
+/// Claims and runs tasks of the current job until none is left.
+fn take_tasks(shared: &Shared) {
+    loop {
+        let (job, i) = {
+            let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            match st.job {
+                Some(job) if st.next < st.tasks => {
+                    st.next += 1;
+                    (job, st.next - 1)
+                }
+                _ => return,
+            }
+        };
+        // SAFETY: the job stays alive until `remaining` reaches zero (see `Pool::run`).
+        let result = catch_unwind(AssertUnwindSafe(|| unsafe { (*job.0)(i) }));
+        let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(p) = result {
+            st.panicked.get_or_insert(p);
+        }
+        st.remaining -= 1;
+        if st.remaining == 0 {
+            shared.done.notify_all();
+        }
+    }
+}
+
+fn worker(shared: &Shared) {
+    let mut seen = 0u64;
+    loop {
+        {
+            let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            while st.generation == seen && !st.shutdown {
+                st = shared.work.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+            if st.shutdown {
+                return;
+            }
+            seen = st.generation;
+        }
+        take_tasks(shared);
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .shutdown = true;
+        self.shared.work.notify_all();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}

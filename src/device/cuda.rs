@@ -1,0 +1,221 @@
+//! The CUDA backend: one context and stream per device, kernels compiled at run time by NVRTC from
+//! the sources embedded in the binary, with an explicit `arch` from the device's compute capability.
+//! PTX is cached per process (by family and arch) and loaded modules per device. `libcuda` and
+//! `libnvrtc` are probed before use, so a machine without them gets an error value, never a panic.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream};
+use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions, Ptx};
+
+use crate::error::{Error, Result};
+
+/// One `.cu` file of `kernels/`, with the headers it needs prepended (NVRTC gets no include path).
+#[derive(Clone, Copy, Debug)]
+pub struct KernelFamily {
+    /// Family name (the file stem).
+    pub name: &'static str,
+    /// Headers prepended in order.
+    pub headers: &'static [&'static str],
+    /// The file's text.
+    pub source: &'static str,
+}
+
+impl KernelFamily {
+    /// The full translation unit handed to NVRTC.
+    pub fn translation_unit(&self) -> String {
+        let mut s = String::new();
+        for h in self.headers {
+            s.push_str(h);
+            s.push('\n');
+        }
+        s.push_str(self.source);
+        s
+    }
+}
+
+const PHILOX_H: &str = include_str!("../../kernels/philox.cuh");
+
+/// Philox raw blocks and normal fields (`kernels/philox.cu`).
+pub const PHILOX: KernelFamily = KernelFamily {
+    name: "philox",
+    headers: &[PHILOX_H],
+    source: include_str!("../../kernels/philox.cu"),
+};
+/// Fused HMC steps, Hamiltonians and moments for nearest-neighbour scalar theories (`kernels/scalar_hmc.cu`).
+pub const SCALAR_HMC: KernelFamily = KernelFamily {
+    name: "scalar_hmc",
+    headers: &[PHILOX_H],
+    source: include_str!("../../kernels/scalar_hmc.cu"),
+};
+
+/// Every kernel family, for the NVRTC compile test.
+pub const FAMILIES: &[KernelFamily] = &[PHILOX, SCALAR_HMC];
+
+/// True when the NVRTC library can be loaded.
+pub fn nvrtc_available() -> bool {
+    // SAFETY: only tries to dlopen the library by its usual names.
+    unsafe { cudarc::nvrtc::sys::is_culib_present() }
+}
+
+/// True when the CUDA driver library can be loaded (a GPU may still be absent).
+pub fn driver_available() -> bool {
+    // SAFETY: only tries to dlopen the library by its usual names.
+    unsafe { cudarc::driver::sys::is_culib_present() }
+}
+
+fn ptx_cache() -> &'static Mutex<HashMap<(&'static str, String), Ptx>> {
+    static CACHE: OnceLock<Mutex<HashMap<(&'static str, String), Ptx>>> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Compiles a kernel family to PTX for `arch` (e.g. `sm_80`), once per process.
+pub fn compile(family: &KernelFamily, arch: &str) -> Result<Ptx> {
+    if !nvrtc_available() {
+        return Err(Error::Nvrtc(
+            "libnvrtc not found: install the CUDA toolkit or `pip install nvidia-cuda-nvrtc-cu12` and add its \
+             nvidia/cuda_nvrtc/lib to LD_LIBRARY_PATH"
+                .into(),
+        ));
+    }
+    let key = (family.name, arch.to_string());
+    let mut cache = ptx_cache()
+        .lock()
+        .map_err(|_| Error::Nvrtc("PTX cache poisoned".into()))?;
+    if let Some(p) = cache.get(&key) {
+        return Ok(p.clone());
+    }
+    let opts = CompileOptions {
+        options: vec![format!("--gpu-architecture={arch}"), "--std=c++17".into()],
+        name: Some(format!("{}.cu", family.name)),
+        ..Default::default()
+    };
+    let ptx = compile_ptx_with_opts(family.translation_unit(), opts).map_err(|e| match e {
+        cudarc::nvrtc::CompileError::CompileError { log, .. } => Error::Nvrtc(format!(
+            "{}.cu failed to compile for {arch}:\n{}",
+            family.name,
+            log.to_string_lossy()
+        )),
+        other => Error::Nvrtc(format!("{}.cu: {other}", family.name)),
+    })?;
+    cache.insert(key, ptx.clone());
+    Ok(ptx)
+}
+
+struct Inner {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    ordinal: usize,
+    name: String,
+    arch: String,
+    modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
+}
+
+/// One CUDA GPU with its default stream. Cheap to clone.
+#[derive(Clone)]
+pub struct CudaDevice {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for CudaDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CudaDevice({})", self.describe())
+    }
+}
+
+impl CudaDevice {
+    /// Opens GPU `ordinal`, after checking that `libcuda`, a device and NVRTC are all present.
+    pub fn new(ordinal: usize) -> Result<Self> {
+        if !driver_available() {
+            return Err(Error::Cuda(
+                "libcuda not found (no NVIDIA driver on this machine)".into(),
+            ));
+        }
+        let count = CudaContext::device_count()?;
+        if ordinal >= count.max(0) as usize {
+            return Err(Error::Cuda(format!(
+                "no CUDA device {ordinal} ({count} found)"
+            )));
+        }
+        if !nvrtc_available() {
+            return Err(Error::Nvrtc("a GPU is present but libnvrtc was not found; add the CUDA toolkit's lib directory to LD_LIBRARY_PATH".into()));
+        }
+        let ctx = CudaContext::new(ordinal)?;
+        let (major, minor) = ctx.compute_capability()?;
+        let name = ctx.name()?;
+        let stream = ctx.default_stream();
+        let arch = format!("sm_{major}{minor}");
+        Ok(CudaDevice {
+            inner: Arc::new(Inner {
+                ctx,
+                stream,
+                ordinal,
+                name,
+                arch,
+                modules: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// Description, e.g. `cuda:0 NVIDIA H100 80GB HBM3 (sm_90)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "cuda:{} {} ({})",
+            self.inner.ordinal, self.inner.name, self.inner.arch
+        )
+    }
+
+    /// The NVRTC architecture string of this device.
+    pub fn arch(&self) -> &str {
+        &self.inner.arch
+    }
+
+    /// The stream all of latticeml's work is queued on.
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.inner.stream
+    }
+
+    /// The CUDA context.
+    pub fn context(&self) -> &Arc<CudaContext> {
+        &self.inner.ctx
+    }
+
+    /// Measured device-to-device copy bandwidth in GB/s (bytes read + bytes written per second),
+    /// from `reps` copies of a buffer of `bytes` bytes.
+    pub fn copy_bandwidth(&self, bytes: usize, reps: usize) -> Result<f64> {
+        let s = self.stream();
+        let n = bytes / 8;
+        let src = s.alloc_zeros::<f64>(n)?;
+        let mut dst = s.alloc_zeros::<f64>(n)?;
+        s.memcpy_dtod(&src, &mut dst)?;
+        s.synchronize()?;
+        let t = std::time::Instant::now();
+        for _ in 0..reps {
+            s.memcpy_dtod(&src, &mut dst)?;
+        }
+        s.synchronize()?;
+        Ok(2.0 * (n * 8 * reps) as f64 / t.elapsed().as_secs_f64() / 1e9)
+    }
+
+    /// Loads `function` from `family`, compiling and loading the module on first use.
+    pub fn function(&self, family: &KernelFamily, function: &str) -> Result<CudaFunction> {
+        let module = {
+            let mut mods = self
+                .inner
+                .modules
+                .lock()
+                .map_err(|_| Error::Cuda("module cache poisoned".into()))?;
+            match mods.get(family.name) {
+                Some(m) => m.clone(),
+                None => {
+                    let ptx = compile(family, &self.inner.arch)?;
+                    let m = self.inner.ctx.load_module(ptx)?;
+                    mods.insert(family.name, m.clone());
+                    m
+                }
+            }
+        };
+        Ok(module.load_function(function)?)
+    }
+}

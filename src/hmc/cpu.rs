@@ -1,0 +1,305 @@
+//! CPU twins of `kernels/scalar_hmc.cu` and the CPU HMC backend.
+//!
+//! The fused update works row by row (a row is a line along the last, contiguous axis), so every
+//! inner loop runs over slices and vectorises; rows are split across threads.
+//! Reductions are per time slice, each summed sequentially in site order: the result does not
+//! depend on the number of threads.
+
+use crate::action::{Action, ScalarCouplings};
+use crate::device::CpuDevice;
+use crate::error::{Error, Result};
+use crate::hmc::{HmcBackend, SliceMoments};
+use crate::lattice::Lattice;
+use crate::philox;
+
+/// Adds, for each site of the row starting at local index `base` of one chain, the sum of φ over
+/// its `both`-directional (2d) or forward (d) neighbours into `acc`.
+fn row_neighbour_sums(
+    lat: &Lattice,
+    strides: &[usize],
+    phi: &[f64],
+    base: usize,
+    both: bool,
+    acc: &mut [f64],
+) {
+    let d = lat.dim();
+    let l = acc.len();
+    let row = &phi[base..base + l];
+    // Last axis: shifts within the row, wrapping at the ends.
+    acc[0] = row[1 % l] + if both { row[l - 1] } else { 0.0 };
+    acc[l - 1] = row[0] + if both { row[l.saturating_sub(2)] } else { 0.0 };
+    if l > 2 {
+        let inner = &mut acc[1..l - 1];
+        if both {
+            for ((a, &up), &dn) in inner.iter_mut().zip(&row[2..]).zip(&row[..l - 2]) {
+                *a = up + dn;
+            }
+        } else {
+            inner.copy_from_slice(&row[2..]);
+        }
+    }
+    // Other axes: whole neighbouring rows.
+    for mu in 0..d - 1 {
+        let (st, lm) = (strides[mu], lat.extents()[mu]);
+        let x = (base / st) % lm;
+        let up = if x == lm - 1 {
+            base - (lm - 1) * st
+        } else {
+            base + st
+        };
+        for (a, &u) in acc.iter_mut().zip(&phi[up..up + l]) {
+            *a += u;
+        }
+        if both {
+            let dn = if x == 0 {
+                base + (lm - 1) * st
+            } else {
+                base - st
+            };
+            for (a, &v) in acc.iter_mut().zip(&phi[dn..dn + l]) {
+                *a += v;
+            }
+        }
+    }
+}
+
+/// CPU twin of `kick_drift_dD` / `kick_dD`: p += kick·F(φ); then `phi_new = φ + drift·p` when given.
+/// `phi`, `p`, `phi_new` hold a batch `[chain][site]`.
+#[allow(clippy::too_many_arguments)]
+pub fn kick_drift(
+    dev: &CpuDevice,
+    lat: &Lattice,
+    c: &ScalarCouplings,
+    phi: &[f64],
+    p: &mut [f64],
+    phi_new: Option<&mut [f64]>,
+    kick: f64,
+    drift: f64,
+) {
+    let (v, l) = (lat.volume(), lat.extents()[lat.dim() - 1]);
+    let strides = lat.strides();
+    let (two_u2, four_u4) = (2.0 * c.u2, 4.0 * c.u4);
+    dev.for_chunks(l, p, phi_new, |first_row, p, mut new| {
+        let mut acc = vec![0.0; l];
+        for (r, pr) in p.chunks_mut(l).enumerate() {
+            let start = (first_row + r) * l;
+            let (chain, base) = (start / v, start % v);
+            let phic = &phi[chain * v..(chain + 1) * v];
+            row_neighbour_sums(lat, &strides, phic, base, true, &mut acc);
+            let x = &phic[base..base + l];
+            for ((pi, &xi), &nb) in pr.iter_mut().zip(x).zip(&acc) {
+                *pi += kick * (c.hop * nb - xi * (two_u2 + four_u4 * xi * xi));
+            }
+            if let Some(new) = new.as_deref_mut() {
+                for ((ni, &xi), &pi) in new[r * l..(r + 1) * l].iter_mut().zip(x).zip(pr.iter()) {
+                    *ni = xi + drift * pi;
+                }
+            }
+        }
+    });
+}
+
+/// CPU twin of `energy_segments_dD`: per time slice of each chain, (Σ½p², Σ site action density),
+/// returned as `[2*segment + {0,1}]`. `scratch` must hold a batch.
+pub fn energy_segments(
+    dev: &CpuDevice,
+    lat: &Lattice,
+    c: &ScalarCouplings,
+    phi: &[f64],
+    p: &[f64],
+    scratch: &mut [f64],
+) -> Vec<f64> {
+    let (v, l) = (lat.volume(), lat.extents()[lat.dim() - 1]);
+    let strides = lat.strides();
+    dev.for_chunks(l, scratch, None, |first_row, dens, _| {
+        let mut fwd = vec![0.0; l];
+        for (r, dr) in dens.chunks_mut(l).enumerate() {
+            let start = (first_row + r) * l;
+            let (chain, base) = (start / v, start % v);
+            let phic = &phi[chain * v..(chain + 1) * v];
+            row_neighbour_sums(lat, &strides, phic, base, false, &mut fwd);
+            for ((di, &xi), &f) in dr.iter_mut().zip(&phic[base..base + l]).zip(&fwd) {
+                *di = c.site_action(xi, f);
+            }
+        }
+    });
+    let seg = lat.slice_volume();
+    let mut out = vec![0.0; 2 * phi.len() / seg];
+    let dens: &[f64] = scratch;
+    dev.map_indexed(&mut out, |i| {
+        let range = (i / 2) * seg..(i / 2 + 1) * seg;
+        if i % 2 == 0 {
+            p[range].iter().fold(0.0, |s, &x| s + 0.5 * x * x)
+        } else {
+            dens[range].iter().sum()
+        }
+    });
+    out
+}
+
+/// CPU twin of `moment_segments`: per contiguous segment of `seg_len` values, (Σφ, Σφ², Σφ⁴).
+pub fn moment_segments(dev: &CpuDevice, phi: &[f64], seg_len: usize) -> SliceMoments {
+    let mut flat = vec![0.0; 3 * phi.len() / seg_len];
+    dev.map_indexed(&mut flat, |i| {
+        let s = &phi[(i / 3) * seg_len..(i / 3 + 1) * seg_len];
+        match i % 3 {
+            0 => s.iter().sum(),
+            1 => s.iter().fold(0.0, |a, &x| a + x * x),
+            _ => s.iter().fold(0.0, |a, &x| a + x * x * x * x),
+        }
+    });
+    flat.chunks(3).map(|m| [m[0], m[1], m[2]]).collect()
+}
+
+/// The CPU HMC backend: field, ping-pong buffer, momenta and a saved copy for rejections.
+pub struct CpuHmc {
+    dev: CpuDevice,
+    lattice: Lattice,
+    couplings: ScalarCouplings,
+    chains: usize,
+    phi: Vec<f64>,
+    phi_next: Vec<f64>,
+    phi_saved: Vec<f64>,
+    p: Vec<f64>,
+    scratch: Vec<f64>,
+}
+
+impl CpuHmc {
+    /// Allocates a zero batch for `chains` chains of `action`.
+    pub fn new(dev: CpuDevice, action: &dyn Action, chains: usize) -> Self {
+        let n = chains * action.lattice().volume();
+        CpuHmc {
+            dev,
+            lattice: action.lattice().clone(),
+            couplings: action.couplings(),
+            chains,
+            phi: vec![0.0; n],
+            phi_next: vec![0.0; n],
+            phi_saved: vec![0.0; n],
+            p: vec![0.0; n],
+            scratch: vec![0.0; n],
+        }
+    }
+
+    fn per_chain(&self, seg_values: &[f64], which: usize) -> Vec<f64> {
+        let per = self.lattice.time_extent();
+        (0..self.chains)
+            .map(|c| {
+                (0..per)
+                    .map(|t| seg_values[2 * (c * per + t) + which])
+                    .sum()
+            })
+            .collect()
+    }
+}
+
+impl HmcBackend for CpuHmc {
+    fn refresh_momenta(&mut self, seed: u64, step: u32) -> Result<()> {
+        let v = self.lattice.volume();
+        // Whole chains per task: each chain's stream depends only on (seed, chain, step).
+        self.dev
+            .for_chunks(v, &mut self.p, None, |first_chain, part, _| {
+                for (k, chain) in part.chunks_mut(v).enumerate() {
+                    philox::fill_normals(
+                        chain,
+                        seed,
+                        (first_chain + k) as u32,
+                        step,
+                        philox::STREAM_MOMENTUM,
+                    );
+                }
+            });
+        Ok(())
+    }
+
+    fn kick_drift(&mut self, kick: f64, drift: f64) -> Result<()> {
+        if drift == 0.0 {
+            kick_drift(
+                &self.dev,
+                &self.lattice,
+                &self.couplings,
+                &self.phi,
+                &mut self.p,
+                None,
+                kick,
+                0.0,
+            );
+        } else {
+            kick_drift(
+                &self.dev,
+                &self.lattice,
+                &self.couplings,
+                &self.phi,
+                &mut self.p,
+                Some(&mut self.phi_next),
+                kick,
+                drift,
+            );
+            std::mem::swap(&mut self.phi, &mut self.phi_next);
+        }
+        Ok(())
+    }
+
+    fn energies(&mut self) -> Result<(Vec<f64>, Vec<f64>)> {
+        let seg = energy_segments(
+            &self.dev,
+            &self.lattice,
+            &self.couplings,
+            &self.phi,
+            &self.p,
+            &mut self.scratch,
+        );
+        Ok((self.per_chain(&seg, 0), self.per_chain(&seg, 1)))
+    }
+
+    fn save_fields(&mut self) -> Result<()> {
+        self.phi_saved.copy_from_slice(&self.phi);
+        Ok(())
+    }
+
+    fn restore_fields(&mut self, which: &[bool]) -> Result<()> {
+        let v = self.lattice.volume();
+        for (c, _) in which.iter().enumerate().filter(|(_, &w)| w) {
+            self.phi[c * v..(c + 1) * v].copy_from_slice(&self.phi_saved[c * v..(c + 1) * v]);
+        }
+        Ok(())
+    }
+
+    fn slice_moments(&mut self) -> Result<SliceMoments> {
+        Ok(moment_segments(
+            &self.dev,
+            &self.phi,
+            self.lattice.slice_volume(),
+        ))
+    }
+
+    fn fields(&self) -> Result<Vec<f64>> {
+        Ok(self.phi.clone())
+    }
+
+    fn set_fields(&mut self, phi: &[f64]) -> Result<()> {
+        check_len(phi.len(), self.phi.len())?;
+        self.phi.copy_from_slice(phi);
+        Ok(())
+    }
+
+    fn momenta(&self) -> Result<Vec<f64>> {
+        Ok(self.p.clone())
+    }
+
+    fn set_momenta(&mut self, p: &[f64]) -> Result<()> {
+        check_len(p.len(), self.p.len())?;
+        self.p.copy_from_slice(p);
+        Ok(())
+    }
+}
+
+pub(crate) fn check_len(got: usize, want: usize) -> Result<()> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(Error::InvalidInput(format!(
+            "expected {want} values, got {got}"
+        )))
+    }
+}

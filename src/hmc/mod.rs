@@ -1,0 +1,345 @@
+//! Hybrid Monte Carlo for many independent chains in one batch.
+//!
+//! The integrators are written once here as sequences of fused kick–drift updates
+//! `p += a·ε·F(φ); φ += b·ε·p`; each backend provides that update (one fused kernel on the GPU),
+//! f64 per-chain energies reduced in a fixed order, and momentum refresh from Philox.
+
+pub mod cpu;
+pub mod cuda;
+
+use std::sync::Arc;
+
+use crate::action::Action;
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::philox;
+
+/// Omelyan's 2MN parameter λ ≈ 0.1932 (Omelyan, Mryglod, Folk, Comput. Phys. Commun. 151 (2003) 272).
+pub const OMELYAN_LAMBDA: f64 = 0.193_183_327_503_783_6;
+
+/// Molecular-dynamics integrator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Integrator {
+    /// Kick–drift–kick leapfrog, ΔH = O(ε²).
+    Leapfrog,
+    /// Omelyan's second-order minimum-norm integrator (2MN), ΔH = O(ε²) with a much smaller constant;
+    /// per step two force evaluations.
+    Omelyan,
+}
+
+impl Integrator {
+    /// Parses `leapfrog` or `omelyan`.
+    pub fn from_name(s: &str) -> Result<Self> {
+        match s {
+            "leapfrog" => Ok(Integrator::Leapfrog),
+            "omelyan" | "2mn" => Ok(Integrator::Omelyan),
+            _ => Err(Error::InvalidInput(format!(
+                "unknown integrator '{s}': use leapfrog or omelyan"
+            ))),
+        }
+    }
+
+    /// Name as accepted by [`Integrator::from_name`].
+    pub fn name(&self) -> &'static str {
+        match self {
+            Integrator::Leapfrog => "leapfrog",
+            Integrator::Omelyan => "omelyan",
+        }
+    }
+
+    /// The trajectory as fused (kick, drift) coefficients in units of ε, with neighbouring kicks merged.
+    pub fn schedule(&self, steps: usize) -> Vec<(f64, f64)> {
+        let mut s = Vec::new();
+        match self {
+            // K(½)D(1) [K(1)D(1)]^(n−1) K(½)
+            Integrator::Leapfrog => {
+                s.push((0.5, 1.0));
+                s.extend(std::iter::repeat_n((1.0, 1.0), steps - 1));
+                s.push((0.5, 0.0));
+            }
+            // K(λ)D(½)K(1−2λ)D(½) [K(2λ)D(½)K(1−2λ)D(½)]^(n−1) K(λ)
+            Integrator::Omelyan => {
+                let l = OMELYAN_LAMBDA;
+                s.push((l, 0.5));
+                s.push((1.0 - 2.0 * l, 0.5));
+                for _ in 1..steps {
+                    s.push((2.0 * l, 0.5));
+                    s.push((1.0 - 2.0 * l, 0.5));
+                }
+                s.push((l, 0.0));
+            }
+        }
+        s
+    }
+}
+
+/// HMC parameters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HmcParams {
+    /// Trajectory length τ.
+    pub tau: f64,
+    /// Integration steps per trajectory (step size ε = τ/steps).
+    pub steps: usize,
+    /// The integrator.
+    pub integrator: Integrator,
+    /// Seed of every random draw (Philox key).
+    pub seed: u64,
+}
+
+impl HmcParams {
+    /// Checks τ > 0 finite and steps ≥ 1.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.tau.is_finite() && self.tau > 0.0) {
+            return Err(Error::InvalidInput(format!(
+                "trajectory length tau = {} must be a positive number",
+                self.tau
+            )));
+        }
+        if self.steps == 0 {
+            return Err(Error::InvalidInput("steps must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// What one trajectory did, per chain.
+#[derive(Clone, Debug)]
+pub struct TrajectoryStats {
+    /// ΔH = H(end) − H(start) (before accept/reject).
+    pub delta_h: Vec<f64>,
+    /// Whether the proposal was accepted.
+    pub accepted: Vec<bool>,
+    /// S of the configuration each chain holds afterwards.
+    pub action: Vec<f64>,
+}
+
+/// Per-(chain, time slice) sums Σφ, Σφ², Σφ⁴, as the backends return them.
+pub type SliceMoments = Vec<[f64; 3]>;
+
+/// What a backend must provide; implemented by [`cpu::CpuHmc`] and [`cuda::CudaHmc`].
+pub trait HmcBackend: Send {
+    /// p ← Gaussian draws with counter (site pair, chain, `step`, momentum stream).
+    fn refresh_momenta(&mut self, seed: u64, step: u32) -> Result<()>;
+    /// p += kick·F(φ); then, if drift ≠ 0, φ += drift·p (coefficients already include ε).
+    fn kick_drift(&mut self, kick: f64, drift: f64) -> Result<()>;
+    /// Per chain (½Σp², S[φ]), each reduced over time slices in a fixed order in f64.
+    fn energies(&mut self) -> Result<(Vec<f64>, Vec<f64>)>;
+    /// Remembers the current fields (the start of a trajectory).
+    fn save_fields(&mut self) -> Result<()>;
+    /// Returns the chains marked `true` to their remembered fields.
+    fn restore_fields(&mut self, which: &[bool]) -> Result<()>;
+    /// Per (chain, time slice): Σφ, Σφ², Σφ⁴.
+    fn slice_moments(&mut self) -> Result<SliceMoments>;
+    /// The fields, `[chain][site]`.
+    fn fields(&self) -> Result<Vec<f64>>;
+    /// Sets the fields, `[chain][site]`.
+    fn set_fields(&mut self, phi: &[f64]) -> Result<()>;
+    /// The momenta, `[chain][site]`.
+    fn momenta(&self) -> Result<Vec<f64>>;
+    /// Sets the momenta, `[chain][site]`.
+    fn set_momenta(&mut self, p: &[f64]) -> Result<()>;
+    /// Waits for queued work (a no-op on the CPU).
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// An HMC sampler running `chains` independent chains of one action on one device.
+pub struct Hmc {
+    action: Arc<dyn Action>,
+    chains: usize,
+    params: HmcParams,
+    backend: Box<dyn HmcBackend>,
+    next_trajectory: u64,
+    accepted: Vec<u64>,
+}
+
+impl Hmc {
+    /// A sampler with a hot start: φ drawn from a unit Gaussian with its own Philox stream.
+    pub fn new(
+        action: Arc<dyn Action>,
+        chains: usize,
+        params: HmcParams,
+        device: &Device,
+    ) -> Result<Self> {
+        params.validate()?;
+        if chains == 0 {
+            return Err(Error::InvalidInput("need at least one chain".into()));
+        }
+        let volume = action.lattice().volume();
+        if chains
+            .checked_mul(volume)
+            .is_none_or(|n| n > u32::MAX as usize / 2)
+        {
+            return Err(Error::InvalidInput(format!(
+                "{chains} chains of {volume} sites exceed 2^31 values; use fewer chains"
+            )));
+        }
+        let backend: Box<dyn HmcBackend> = match device {
+            Device::Cpu(d) => Box::new(cpu::CpuHmc::new(d.clone(), action.as_ref(), chains)),
+            Device::Cuda(d) => Box::new(cuda::CudaHmc::new(d.clone(), action.as_ref(), chains)?),
+        };
+        let mut hmc = Hmc {
+            action,
+            chains,
+            params,
+            backend,
+            next_trajectory: 0,
+            accepted: vec![0; chains],
+        };
+        let mut phi = vec![0.0; chains * volume];
+        for (c, chain) in phi.chunks_mut(volume).enumerate() {
+            philox::fill_normals(chain, params.seed, c as u32, 0, philox::STREAM_INIT);
+        }
+        hmc.backend.set_fields(&phi)?;
+        Ok(hmc)
+    }
+
+    /// The action being sampled.
+    pub fn action(&self) -> &Arc<dyn Action> {
+        &self.action
+    }
+
+    /// Number of chains.
+    pub fn chains(&self) -> usize {
+        self.chains
+    }
+
+    /// The HMC parameters.
+    pub fn params(&self) -> &HmcParams {
+        &self.params
+    }
+
+    /// Index of the next trajectory (= trajectories done so far, including any before a resume).
+    pub fn trajectories_done(&self) -> u64 {
+        self.next_trajectory
+    }
+
+    /// Accepted trajectories per chain so far.
+    pub fn accepted(&self) -> &[u64] {
+        &self.accepted
+    }
+
+    /// Restores the counters of a resumed run (fields are set separately).
+    pub fn set_progress(&mut self, trajectories_done: u64, accepted: Vec<u64>) -> Result<()> {
+        if accepted.len() != self.chains {
+            return Err(Error::InvalidInput(format!(
+                "{} acceptance counters for {} chains",
+                accepted.len(),
+                self.chains
+            )));
+        }
+        self.next_trajectory = trajectories_done;
+        self.accepted = accepted;
+        Ok(())
+    }
+
+    /// Runs the molecular-dynamics trajectory from the current (φ, p), without accept/reject.
+    pub fn integrate(&mut self) -> Result<()> {
+        let eps = self.params.tau / self.params.steps as f64;
+        for (a, b) in self.params.integrator.schedule(self.params.steps) {
+            self.backend.kick_drift(a * eps, b * eps)?;
+        }
+        Ok(())
+    }
+
+    /// Waits until all queued device work has finished (for timing).
+    pub fn synchronize(&self) -> Result<()> {
+        self.backend.synchronize()
+    }
+
+    /// Fused MD site-updates one [`Hmc::integrate`] call performs (sites × chains × updates).
+    pub fn site_updates_per_trajectory(&self) -> u64 {
+        (self.chains
+            * self.action.lattice().volume()
+            * self.params.integrator.schedule(self.params.steps).len()) as u64
+    }
+
+    /// Per-chain H = ½Σp² + S[φ] of the current state.
+    pub fn hamiltonians(&mut self) -> Result<Vec<f64>> {
+        let (k, s) = self.backend.energies()?;
+        Ok(k.iter().zip(&s).map(|(k, s)| k + s).collect())
+    }
+
+    /// One HMC trajectory on every chain: fresh momenta, MD integration, Metropolis test.
+    pub fn trajectory(&mut self) -> Result<TrajectoryStats> {
+        let t = self.next_trajectory as u32;
+        let seed = self.params.seed;
+        self.backend.refresh_momenta(seed, t)?;
+        self.backend.save_fields()?;
+        let (k0, s0) = self.backend.energies()?;
+        if let Some(c) = s0.iter().position(|s| !s.is_finite()) {
+            return Err(Error::NonFinite(format!(
+                "the action of chain {c} is {} before trajectory {t}",
+                s0[c]
+            )));
+        }
+        self.integrate()?;
+        let (k1, s1) = self.backend.energies()?;
+        let mut stats = TrajectoryStats {
+            delta_h: vec![0.0; self.chains],
+            accepted: vec![false; self.chains],
+            action: s0.clone(),
+        };
+        for c in 0..self.chains {
+            let dh = (k1[c] + s1[c]) - (k0[c] + s0[c]);
+            let u = philox::uniform(seed, c as u32, t, philox::STREAM_ACCEPT);
+            // A non-finite ΔH (a blown-up trajectory) is a rejection.
+            let accept = dh.is_finite() && (dh <= 0.0 || u < (-dh).exp());
+            stats.delta_h[c] = dh;
+            stats.accepted[c] = accept;
+            if accept {
+                stats.action[c] = s1[c];
+                self.accepted[c] += 1;
+            }
+        }
+        let rejected: Vec<bool> = stats.accepted.iter().map(|a| !a).collect();
+        if rejected.iter().any(|&r| r) {
+            self.backend.restore_fields(&rejected)?;
+        }
+        self.next_trajectory += 1;
+        Ok(stats)
+    }
+
+    /// Per (chain, time slice) sums of φ, φ², φ⁴ of the current fields.
+    pub fn slice_moments(&mut self) -> Result<SliceMoments> {
+        self.backend.slice_moments()
+    }
+
+    /// The fields, `[chain][site]`.
+    pub fn fields(&self) -> Result<Vec<f64>> {
+        self.backend.fields()
+    }
+
+    /// Sets the fields, `[chain][site]`; rejects wrong lengths and non-finite values.
+    pub fn set_fields(&mut self, phi: &[f64]) -> Result<()> {
+        self.check_batch("fields", phi)?;
+        self.backend.set_fields(phi)
+    }
+
+    /// The momenta, `[chain][site]`.
+    pub fn momenta(&self) -> Result<Vec<f64>> {
+        self.backend.momenta()
+    }
+
+    /// Sets the momenta, `[chain][site]`.
+    pub fn set_momenta(&mut self, p: &[f64]) -> Result<()> {
+        self.check_batch("momenta", p)?;
+        self.backend.set_momenta(p)
+    }
+
+    fn check_batch(&self, what: &str, x: &[f64]) -> Result<()> {
+        let n = self.chains * self.action.lattice().volume();
+        if x.len() != n {
+            return Err(Error::InvalidInput(format!(
+                "{what}: expected {n} values ({} chains), got {}",
+                self.chains,
+                x.len()
+            )));
+        }
+        if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite(format!("{what}: value {i} is {}", x[i])));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,306 @@
+//! The `latticeml` command-line tool.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use latticeml::action::Phi4;
+use latticeml::hmc::{Hmc, HmcParams, Integrator};
+use latticeml::io::json::Json;
+use latticeml::run::{run_hmc, RunConfig, RunOutcome, Theory};
+use latticeml::{Device, Error, Lattice, Result};
+
+#[derive(Parser)]
+#[command(
+    name = "latticeml",
+    version,
+    about = "Lattice field theory sampling with CUDA kernels and CPU twins"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Hybrid Monte Carlo for phi^4 or the anharmonic oscillator (defaults: 2D phi^4, 32x32).
+    Hmc(HmcArgs),
+    /// Throughput benchmarks.
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// Fused molecular-dynamics steps: site-steps/s and, on a GPU, effective vs copy bandwidth.
+    Hmc(BenchHmcArgs),
+}
+
+#[derive(Args)]
+struct HmcArgs {
+    /// phi4 or oscillator.
+    #[arg(long, default_value = "phi4")]
+    theory: String,
+    /// Lattice extents for phi4, e.g. 64x64 or 16x16x16x16.
+    #[arg(long, default_value = "32x32")]
+    dims: String,
+    /// Hopping parameter (phi4).
+    #[arg(long, default_value_t = 0.21)]
+    kappa: f64,
+    /// Quartic coupling (phi4 hopping form, or the oscillator's lambda).
+    #[arg(long)]
+    lambda: Option<f64>,
+    /// Oscillator mass.
+    #[arg(long, default_value_t = 0.5)]
+    m: f64,
+    /// Oscillator well position.
+    #[arg(long, default_value_t = 1.4)]
+    f: f64,
+    /// Oscillator inverse temperature.
+    #[arg(long, default_value_t = 20.0)]
+    beta: f64,
+    /// Oscillator time slices.
+    #[arg(long, default_value_t = 100)]
+    n: usize,
+    /// Trajectories per chain, thermalisation included.
+    #[arg(long, default_value_t = 3000)]
+    trajectories: u64,
+    /// Thermalisation trajectories left out of the analysis.
+    #[arg(long, default_value_t = 200)]
+    therm: u64,
+    /// Integration steps per trajectory.
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    /// Trajectory length.
+    #[arg(long, default_value_t = 1.0)]
+    tau: f64,
+    /// leapfrog or omelyan.
+    #[arg(long, default_value = "omelyan")]
+    integrator: String,
+    /// Independent chains run together.
+    #[arg(long, default_value_t = 4)]
+    chains: usize,
+    /// Seed of all random numbers.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Output directory.
+    #[arg(long, default_value = "latticeml-out")]
+    out: PathBuf,
+    /// Keep a configuration every K trajectories in configs.npy.
+    #[arg(long, default_value_t = 10)]
+    save_every: u64,
+    /// Write the checkpoint and files every K trajectories.
+    #[arg(long, default_value_t = 250)]
+    checkpoint_every: u64,
+    /// Continue the run stored in --out (same parameters; --trajectories may grow).
+    #[arg(long)]
+    resume: bool,
+}
+
+#[derive(Args)]
+struct BenchHmcArgs {
+    /// Lattice extents.
+    #[arg(long, default_value = "256x256")]
+    dims: String,
+    /// Chains.
+    #[arg(long, default_value_t = 1)]
+    chains: usize,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Fused MD updates to time.
+    #[arg(long, default_value_t = 200)]
+    updates: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Hmc(a) => cmd_hmc(a),
+        Command::Bench {
+            what: BenchWhat::Hmc(a),
+        } => cmd_bench_hmc(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_config(a: &HmcArgs) -> Result<RunConfig> {
+    let theory = match a.theory.as_str() {
+        "phi4" => Theory::Phi4 {
+            lattice: Lattice::parse(&a.dims)?,
+            kappa: a.kappa,
+            lambda: a.lambda.unwrap_or(0.022),
+        },
+        "oscillator" => Theory::Oscillator {
+            mass: a.m,
+            lambda: a.lambda.unwrap_or(1.0),
+            f: a.f,
+            beta: a.beta,
+            n: a.n,
+        },
+        t => {
+            return Err(Error::InvalidInput(format!(
+                "unknown theory '{t}': use phi4 or oscillator"
+            )))
+        }
+    };
+    let cfg = RunConfig {
+        theory,
+        chains: a.chains,
+        trajectories: a.trajectories,
+        therm: a.therm,
+        hmc: HmcParams {
+            tau: a.tau,
+            steps: a.steps,
+            integrator: Integrator::from_name(&a.integrator)?,
+            seed: a.seed,
+        },
+        save_every: a.save_every,
+        checkpoint_every: a.checkpoint_every,
+    };
+    cfg.validate()?;
+    cfg.theory.action()?;
+    Ok(cfg)
+}
+
+fn cmd_hmc(a: HmcArgs) -> Result<()> {
+    let cfg = run_config(&a)?;
+    let (device, why) = Device::from_name(&a.device)?;
+    eprintln!("latticeml: {why}");
+    let bar = ProgressBar::new(cfg.trajectories);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} trajectories  {per_sec}  eta {eta}")
+            .map_err(|e| Error::InvalidInput(e.to_string()))?,
+    );
+    let outcome = run_hmc(&cfg, &device, &a.out, a.resume, &mut |done, _| {
+        bar.set_position(done)
+    });
+    bar.finish_and_clear();
+    let outcome = outcome?;
+    print_table(&outcome);
+    Ok(())
+}
+
+fn print_table(o: &RunOutcome) {
+    println!(
+        "{:<16} {:>26} {:>14}",
+        "observable", "value ± error", "tau_int"
+    );
+    for (name, e) in &o.observables {
+        println!(
+            "{:<16} {:>26} {:>14}",
+            name,
+            format!("{:.6} ± {:.6}", e.value, e.error),
+            format!("{:.2} ± {:.2}", e.tau_int, e.tau_int_error)
+        );
+    }
+    let m: Vec<String> = o
+        .correlator
+        .iter()
+        .filter_map(|p| {
+            p.m_eff
+                .map(|e| format!("{}:{:.3}({:.0})", p.t, e.value, e.error * 1e3))
+        })
+        .take(4)
+        .collect();
+    println!("effective mass   {}", m.join("  "));
+    println!(
+        "acceptance {:.3}   <exp(-dH)> = {:.4} ± {:.4}   {} trajectories   {:.3e} site-steps/s on {}",
+        o.acceptance, o.exp_minus_dh.value, o.exp_minus_dh.error, o.trajectories, o.site_steps_per_second, o.device
+    );
+    if o.acceptance < 0.3 {
+        println!("warning: low acceptance; increase --steps (or lower --tau)");
+    }
+    println!(
+        "files in {}/: observables.csv configs.npy correlator.csv summary.json checkpoint",
+        o.out.display()
+    );
+}
+
+/// Bytes the fused f64 update must move per site: read φ and p, write p and φ_new.
+const BYTES_PER_SITE_STEP: f64 = 32.0;
+
+fn cmd_bench_hmc(a: BenchHmcArgs) -> Result<()> {
+    let lattice = Lattice::parse(&a.dims)?;
+    let (device, why) = Device::from_name(&a.device)?;
+    if !a.json {
+        eprintln!("latticeml: {why}");
+    }
+    let action = Arc::new(Phi4::new(lattice.clone(), 0.15, 0.022)?);
+    let steps = a.updates.max(2) - 1;
+    let params = HmcParams {
+        tau: 0.02 * steps as f64,
+        steps,
+        integrator: Integrator::Leapfrog,
+        seed: 7,
+    };
+    let mut hmc = Hmc::new(action, a.chains, params, &device)?;
+    hmc.trajectory()?; // warm-up: compiles kernels, sets momenta
+    hmc.synchronize()?;
+    let start = Instant::now();
+    hmc.integrate()?;
+    hmc.synchronize()?;
+    let secs = start.elapsed().as_secs_f64();
+    let rate = hmc.site_updates_per_trajectory() as f64 / secs;
+    let mut fields = vec![
+        ("device", Json::Str(device.describe())),
+        ("dims", Json::Str(lattice.label())),
+        ("chains", Json::Num(a.chains as f64)),
+        ("site_steps_per_second", Json::Num(rate)),
+    ];
+    if let Device::Cuda(d) = &device {
+        let field_bytes = a.chains * lattice.volume() * 8;
+        let copy = d.copy_bandwidth(field_bytes.max(1 << 28), 20)?;
+        let eff = rate * BYTES_PER_SITE_STEP / 1e9;
+        fields.push(("effective_gb_per_second", Json::Num(eff)));
+        fields.push(("copy_gb_per_second", Json::Num(copy)));
+        fields.push(("fraction_of_copy", Json::Num(eff / copy)));
+    }
+    if a.json {
+        print!("{}", Json::obj(fields).pretty());
+    } else {
+        println!(
+            "fused MD step, {} x {} chains, f64, {}",
+            lattice.label(),
+            a.chains,
+            device.describe()
+        );
+        println!("  {rate:.3e} site-steps/s");
+        if let Device::Cuda(_) = &device {
+            let get = |k: &str| {
+                fields.iter().find(|(n, _)| *n == k).and_then(|(_, v)| {
+                    if let Json::Num(x) = v {
+                        Some(*x)
+                    } else {
+                        None
+                    }
+                })
+            };
+            println!(
+                "  effective {:.1} GB/s ({BYTES_PER_SITE_STEP} B/site-step) vs device-to-device copy {:.1} GB/s: {:.0}%",
+                get("effective_gb_per_second").unwrap_or(f64::NAN),
+                get("copy_gb_per_second").unwrap_or(f64::NAN),
+                100.0 * get("fraction_of_copy").unwrap_or(f64::NAN)
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,484 @@
+//! The HMC production run behind `latticeml hmc`, as a library function: thermalisation,
+//! measurement every trajectory, thinned configurations, periodic checkpoints, bit-identical
+//! resume, and the output files (`observables.csv`, `configs.npy`, `correlator.csv`,
+//! `summary.json`, `checkpoint`), all written atomically.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::action::{Action, Oscillator, Phi4};
+use crate::analysis::{gamma_primary, Estimate};
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::hmc::{Hmc, HmcParams};
+use crate::io::checkpoint::Checkpoint;
+use crate::io::json::Json;
+use crate::io::{npy, read, write_atomic};
+use crate::lattice::Lattice;
+use crate::observables::{
+    correlator, primaries, primary_names, summarize, CorrelatorPoint, Measurement,
+};
+
+/// Which theory to sample, with its parameters.
+#[derive(Clone, Debug)]
+pub enum Theory {
+    /// φ⁴ in hopping form.
+    Phi4 {
+        /// The lattice.
+        lattice: Lattice,
+        /// Hopping parameter κ.
+        kappa: f64,
+        /// Quartic coupling λ.
+        lambda: f64,
+    },
+    /// The anharmonic oscillator.
+    Oscillator {
+        /// Mass m.
+        mass: f64,
+        /// Quartic coupling λ.
+        lambda: f64,
+        /// Well position f.
+        f: f64,
+        /// Inverse temperature β.
+        beta: f64,
+        /// Time slices N.
+        n: usize,
+    },
+}
+
+impl Theory {
+    /// Builds (and validates) the action.
+    pub fn action(&self) -> Result<Arc<dyn Action>> {
+        Ok(match self {
+            Theory::Phi4 {
+                lattice,
+                kappa,
+                lambda,
+            } => Arc::new(Phi4::new(lattice.clone(), *kappa, *lambda)?),
+            Theory::Oscillator {
+                mass,
+                lambda,
+                f,
+                beta,
+                n,
+            } => Arc::new(Oscillator::new(*mass, *lambda, *f, *beta, *n)?),
+        })
+    }
+}
+
+/// Everything that defines a run.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// Theory and couplings.
+    pub theory: Theory,
+    /// Independent chains.
+    pub chains: usize,
+    /// Total trajectories per chain, thermalisation included.
+    pub trajectories: u64,
+    /// Thermalisation trajectories (written to the CSV, left out of the analysis).
+    pub therm: u64,
+    /// HMC parameters.
+    pub hmc: HmcParams,
+    /// Keep one configuration every this many trajectories (after thermalisation) in `configs.npy`.
+    pub save_every: u64,
+    /// Write the checkpoint and all files every this many trajectories (and at the end).
+    pub checkpoint_every: u64,
+}
+
+impl RunConfig {
+    /// Checks the numbers that are not checked by the action.
+    pub fn validate(&self) -> Result<()> {
+        self.hmc.validate()?;
+        if self.chains == 0
+            || self.trajectories == 0
+            || self.save_every == 0
+            || self.checkpoint_every == 0
+        {
+            return Err(Error::InvalidInput(
+                "chains, trajectories, save-every and checkpoint-every must all be at least 1"
+                    .into(),
+            ));
+        }
+        if self.therm >= self.trajectories {
+            return Err(Error::InvalidInput(format!(
+                "therm = {} leaves no trajectories to measure out of {}; use --therm smaller than --trajectories",
+                self.therm, self.trajectories
+            )));
+        }
+        Ok(())
+    }
+
+    /// `key=value` lines fixing the Markov chain (everything but the number of trajectories).
+    fn identity(&self, action: &dyn Action) -> String {
+        let mut s = format!(
+            "theory={}\nlattice={}\n",
+            action.name(),
+            action.lattice().label()
+        );
+        for (k, v) in action.parameters() {
+            s.push_str(&format!("{k}={v:?}\n"));
+        }
+        let h = &self.hmc;
+        s.push_str(&format!(
+            "chains={}\ntherm={}\ntau={:?}\nsteps={}\nintegrator={}\nseed={}\nsave_every={}\n",
+            self.chains,
+            self.therm,
+            h.tau,
+            h.steps,
+            h.integrator.name(),
+            h.seed,
+            self.save_every
+        ));
+        s
+    }
+}
+
+/// What a finished run reports.
+#[derive(Clone, Debug)]
+pub struct RunOutcome {
+    /// Named observables with errors.
+    pub observables: Vec<(&'static str, Estimate)>,
+    /// Acceptance rate after thermalisation.
+    pub acceptance: f64,
+    /// ⟨e^{−ΔH}⟩ after thermalisation (should be 1).
+    pub exp_minus_dh: Estimate,
+    /// Trajectories per chain done in total.
+    pub trajectories: u64,
+    /// Fused MD site-updates per second in this invocation.
+    pub site_steps_per_second: f64,
+    /// The device used.
+    pub device: String,
+    /// Where the files are.
+    pub out: PathBuf,
+    /// The time-slice correlator and effective mass.
+    pub correlator: Vec<CorrelatorPoint>,
+}
+
+/// Per-trajectory history kept for the files and the analysis.
+struct History {
+    /// Rows `[trajectory, chain, accepted, ΔH, primaries…]`.
+    rows: Vec<f64>,
+    /// Per row: the T time-slice sums.
+    slices: Vec<f64>,
+    /// Thinned configurations `[saved][chain][site]`.
+    configs: Vec<f64>,
+}
+
+const FIXED_COLS: usize = 4;
+
+/// Runs (or, with `resume`, continues) an HMC job writing into `out`; `progress(done, total)` is
+/// called after every trajectory.
+pub fn run_hmc(
+    cfg: &RunConfig,
+    device: &Device,
+    out: &Path,
+    resume: bool,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<RunOutcome> {
+    cfg.validate()?;
+    let action = cfg.theory.action()?;
+    let lat = action.lattice().clone();
+    let set = action.observable_set();
+    let ncols = FIXED_COLS + primary_names(set).len();
+    let identity = cfg.identity(action.as_ref());
+    std::fs::create_dir_all(out).map_err(|e| crate::io::io_err(out, e))?;
+    let ckpt_path = out.join("checkpoint");
+
+    let mut hmc = Hmc::new(action.clone(), cfg.chains, cfg.hmc, device)?;
+    let mut hist = History {
+        rows: Vec::new(),
+        slices: Vec::new(),
+        configs: Vec::new(),
+    };
+    if resume {
+        restore(&ckpt_path, &identity, &mut hmc, &mut hist)?;
+    } else if ckpt_path.exists() {
+        return Err(Error::InvalidInput(format!(
+            "{} already holds a run; continue it with --resume, or choose another --out",
+            out.display()
+        )));
+    }
+
+    let per_traj_updates =
+        (cfg.chains * lat.volume() * cfg.hmc.integrator.schedule(cfg.hmc.steps).len()) as f64;
+    let mut md_seconds = 0.0;
+    let mut md_updates = 0.0;
+    while hmc.trajectories_done() < cfg.trajectories {
+        let t = hmc.trajectories_done();
+        let start = Instant::now();
+        let stats = hmc.trajectory()?;
+        md_seconds += start.elapsed().as_secs_f64();
+        md_updates += per_traj_updates;
+        let meas = Measurement::batch(&hmc.slice_moments()?, &stats.action, &lat);
+        for (c, m) in meas.iter().enumerate() {
+            let prim = primaries(set, m, lat.volume());
+            if let Some(bad) = prim.iter().find(|x| !x.is_finite()) {
+                return Err(Error::NonFinite(format!(
+                    "observable {bad} on chain {c} at trajectory {t}: the couplings or step size are unstable"
+                )));
+            }
+            hist.rows.extend_from_slice(&[
+                t as f64,
+                c as f64,
+                stats.accepted[c] as u8 as f64,
+                stats.delta_h[c],
+            ]);
+            hist.rows.extend_from_slice(&prim);
+            hist.slices.extend_from_slice(&m.slice_sums);
+        }
+        if t >= cfg.therm && (t + 1 - cfg.therm) % cfg.save_every == 0 {
+            hist.configs.extend_from_slice(&hmc.fields()?);
+        }
+        let done = t + 1;
+        progress(done, cfg.trajectories);
+        if done % cfg.checkpoint_every == 0 || done == cfg.trajectories {
+            write_checkpoint(&ckpt_path, &identity, &hmc, &hist)?;
+            write_series(out, cfg, &lat, set, &hist, ncols)?;
+        }
+    }
+    if hist.rows.is_empty() {
+        write_series(out, cfg, &lat, set, &hist, ncols)?;
+    }
+
+    let mut outcome = analyse(
+        cfg,
+        &lat,
+        set,
+        &hist,
+        ncols,
+        device,
+        out,
+        md_updates / md_seconds.max(1e-300),
+        hmc.trajectories_done(),
+    );
+    outcome.correlator = write_correlator(out, cfg, &lat, &hist, ncols)?;
+    write_atomic(
+        &out.join("summary.json"),
+        summary_json(cfg, action.as_ref(), &outcome)
+            .pretty()
+            .as_bytes(),
+    )?;
+    Ok(outcome)
+}
+
+fn restore(path: &Path, identity: &str, hmc: &mut Hmc, hist: &mut History) -> Result<()> {
+    if !path.exists() {
+        return Err(Error::InvalidInput(format!(
+            "nothing to resume: {} does not exist; run without --resume",
+            path.display()
+        )));
+    }
+    let ck = Checkpoint::decode(&read(path)?, path)?;
+    let bad = |reason: String| Error::BadFile {
+        path: path.display().to_string(),
+        reason,
+    };
+    let (stored_id, done) = ck
+        .header
+        .rsplit_once("trajectories_done=")
+        .ok_or_else(|| bad("no trajectory count".into()))?;
+    if stored_id != identity {
+        let diff: Vec<String> = identity
+            .lines()
+            .zip(stored_id.lines())
+            .filter(|(a, b)| a != b)
+            .map(|(a, b)| format!("checkpoint has {b}, command has {a}"))
+            .collect();
+        return Err(bad(format!(
+            "it belongs to a different run ({}); resume with the same parameters, or choose another --out",
+            if diff.is_empty() { "different parameters".to_string() } else { diff.join("; ") }
+        )));
+    }
+    let done: u64 = done
+        .trim()
+        .parse()
+        .map_err(|_| bad("bad trajectory count".into()))?;
+    let arr = |name: &str| {
+        ck.array(name)
+            .ok_or_else(|| bad(format!("missing array '{name}'")))
+    };
+    hmc.set_fields(arr("fields")?)?;
+    hmc.set_progress(done, arr("accepted")?.iter().map(|&a| a as u64).collect())?;
+    hist.rows = arr("rows")?.to_vec();
+    hist.slices = arr("slices")?.to_vec();
+    hist.configs = arr("configs")?.to_vec();
+    Ok(())
+}
+
+fn write_checkpoint(path: &Path, identity: &str, hmc: &Hmc, hist: &History) -> Result<()> {
+    let ck = Checkpoint {
+        header: format!("{identity}trajectories_done={}", hmc.trajectories_done()),
+        arrays: vec![
+            ("fields".into(), hmc.fields()?),
+            (
+                "accepted".into(),
+                hmc.accepted().iter().map(|&a| a as f64).collect(),
+            ),
+            ("rows".into(), hist.rows.clone()),
+            ("slices".into(), hist.slices.clone()),
+            ("configs".into(), hist.configs.clone()),
+        ],
+    };
+    write_atomic(path, &ck.encode())
+}
+
+fn write_series(
+    out: &Path,
+    cfg: &RunConfig,
+    lat: &Lattice,
+    set: crate::action::ObservableSet,
+    hist: &History,
+    ncols: usize,
+) -> Result<()> {
+    let mut csv = String::from("trajectory,chain,thermalisation,accepted,delta_h");
+    for n in primary_names(set) {
+        csv.push(',');
+        csv.push_str(n);
+    }
+    csv.push('\n');
+    for row in hist.rows.chunks(ncols) {
+        let therm = (row[0] as u64) < cfg.therm;
+        csv.push_str(&format!(
+            "{},{},{},{},{:e}",
+            row[0] as u64, row[1] as u64, therm as u8, row[2] as u8, row[3]
+        ));
+        for x in &row[FIXED_COLS..] {
+            csv.push_str(&format!(",{x:e}"));
+        }
+        csv.push('\n');
+    }
+    write_atomic(&out.join("observables.csv"), csv.as_bytes())?;
+    let per = cfg.chains * lat.volume();
+    let mut shape = vec![hist.configs.len() / per, cfg.chains];
+    shape.extend_from_slice(lat.extents());
+    write_atomic(
+        &out.join("configs.npy"),
+        &npy::encode(&shape, &hist.configs),
+    )
+}
+
+/// Per chain, per primary, the post-thermalisation series; also per chain the slice sums.
+fn split_series(cfg: &RunConfig, hist: &History, ncols: usize, col: usize) -> Vec<Vec<f64>> {
+    let mut out = vec![Vec::new(); cfg.chains];
+    for row in hist.rows.chunks(ncols).filter(|r| r[0] as u64 >= cfg.therm) {
+        out[row[1] as usize].push(row[col]);
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn analyse(
+    cfg: &RunConfig,
+    lat: &Lattice,
+    set: crate::action::ObservableSet,
+    hist: &History,
+    ncols: usize,
+    device: &Device,
+    out: &Path,
+    rate: f64,
+    done: u64,
+) -> RunOutcome {
+    let nprim = ncols - FIXED_COLS;
+    let cols: Vec<Vec<Vec<f64>>> = (0..ncols)
+        .map(|c| split_series(cfg, hist, ncols, c))
+        .collect();
+    let series: Vec<Vec<Vec<f64>>> = (0..cfg.chains)
+        .map(|ch| {
+            (0..nprim)
+                .map(|p| cols[FIXED_COLS + p][ch].clone())
+                .collect()
+        })
+        .collect();
+    let acc: Vec<f64> = cols[2].iter().flatten().copied().collect();
+    let acceptance = acc.iter().sum::<f64>() / acc.len().max(1) as f64;
+    let boltz: Vec<Vec<f64>> = cols[3]
+        .iter()
+        .map(|c| c.iter().map(|dh| (-dh).exp()).collect())
+        .collect();
+    let boltz_refs: Vec<&[f64]> = boltz.iter().map(|v| v.as_slice()).collect();
+    RunOutcome {
+        observables: summarize(set, lat.volume(), &series),
+        acceptance,
+        exp_minus_dh: gamma_primary(&boltz_refs),
+        trajectories: done,
+        site_steps_per_second: rate,
+        device: device.describe(),
+        out: out.to_path_buf(),
+        correlator: Vec::new(),
+    }
+}
+
+/// Writes `correlator.csv` (t, C, its error and τ_int, effective mass and its error) from the history.
+fn write_correlator(
+    out: &Path,
+    cfg: &RunConfig,
+    lat: &Lattice,
+    hist: &History,
+    ncols: usize,
+) -> Result<Vec<CorrelatorPoint>> {
+    let t_ext = lat.time_extent();
+    let mut per_chain: Vec<Vec<Vec<f64>>> = vec![Vec::new(); cfg.chains];
+    for (row, s) in hist.rows.chunks(ncols).zip(hist.slices.chunks(t_ext)) {
+        if row[0] as u64 >= cfg.therm {
+            per_chain[row[1] as usize].push(s.to_vec());
+        }
+    }
+    let points = correlator(&per_chain, lat.volume());
+    let mut csv = String::from("t,C,C_error,C_tau_int,m_eff,m_eff_error\n");
+    for p in &points {
+        let (m, me) = p.m_eff.map_or((f64::NAN, f64::NAN), |e| (e.value, e.error));
+        csv.push_str(&format!(
+            "{},{:e},{:e},{:.3},{:e},{:e}\n",
+            p.t, p.c.value, p.c.error, p.c.tau_int, m, me
+        ));
+    }
+    write_atomic(&out.join("correlator.csv"), csv.as_bytes())?;
+    Ok(points)
+}
+
+fn estimate_json(e: &Estimate) -> Json {
+    Json::obj([
+        ("value", Json::Num(e.value)),
+        ("error", Json::Num(e.error)),
+        ("tau_int", Json::Num(e.tau_int)),
+        ("tau_int_error", Json::Num(e.tau_int_error)),
+    ])
+}
+
+fn summary_json(cfg: &RunConfig, action: &dyn Action, o: &RunOutcome) -> Json {
+    let params = Json::obj(
+        action
+            .parameters()
+            .into_iter()
+            .map(|(k, v)| (k, Json::Num(v))),
+    );
+    let lattice = Json::Arr(
+        action
+            .lattice()
+            .extents()
+            .iter()
+            .map(|&l| Json::Num(l as f64))
+            .collect(),
+    );
+    Json::obj([
+        ("theory", Json::Str(action.name().into())),
+        ("parameters", params),
+        ("lattice", lattice),
+        ("chains", Json::Num(cfg.chains as f64)),
+        ("integrator", Json::Str(cfg.hmc.integrator.name().into())),
+        ("tau", Json::Num(cfg.hmc.tau)),
+        ("steps", Json::Num(cfg.hmc.steps as f64)),
+        ("seed", Json::Num(cfg.hmc.seed as f64)),
+        ("trajectories", Json::Num(o.trajectories as f64)),
+        ("therm", Json::Num(cfg.therm as f64)),
+        ("device", Json::Str(o.device.clone())),
+        ("acceptance", Json::Num(o.acceptance)),
+        ("exp_minus_delta_h", estimate_json(&o.exp_minus_dh)),
+        ("site_steps_per_second", Json::Num(o.site_steps_per_second)),
+        (
+            "observables",
+            Json::obj(o.observables.iter().map(|(k, e)| (*k, estimate_json(e)))),
+        ),
+    ])
+}
