@@ -22,10 +22,10 @@ __device__ __forceinline__ philox_u4 philox4x32_10(philox_u4 c, unsigned int k0,
     return c;
 }
 
-// Uniform double in (0, 1) from 53 random bits; matches uniform_from_words in Rust.
+// Uniform double in (0, 1): (k + 1/2) 2^-52 from 52 random bits; matches uniform_from_words in Rust.
 __device__ __forceinline__ double philox_uniform(unsigned int hi, unsigned int lo) {
-    unsigned long long bits = ((unsigned long long)hi << 21) | ((unsigned long long)lo >> 11);
-    return ((double)bits + 0.5) * (1.0 / 9007199254740992.0);
+    unsigned long long bits = ((unsigned long long)hi << 20) | ((unsigned long long)lo >> 12);
+    return ((double)bits + 0.5) * (1.0 / 4503599627370496.0);
 }
 
 // Two standard normals from one block (Box–Muller), as normal_pair in Rust.

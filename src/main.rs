@@ -80,7 +80,7 @@ struct HmcArgs {
     /// Trajectory length.
     #[arg(long, default_value_t = 1.0)]
     tau: f64,
-    /// leapfrog or omelyan.
+    /// leapfrog, omelyan (2MN) or omelyan4 (fourth order).
     #[arg(long, default_value = "omelyan")]
     integrator: String,
     /// Independent chains run together.

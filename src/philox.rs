@@ -42,11 +42,12 @@ pub fn key_from_seed(seed: u64) -> [u32; 2] {
     [seed as u32, (seed >> 32) as u32]
 }
 
-/// A uniform double in (0, 1) from two 32-bit words (53 random bits, never 0 or 1).
+/// A uniform double in (0, 1) from two 32-bit words: 52 random bits, (k + ½)·2⁻⁵², never 0 or 1
+/// (with 53 bits the top value would round to exactly 1).
 #[inline(always)]
 pub fn uniform_from_words(hi: u32, lo: u32) -> f64 {
-    let bits = ((hi as u64) << 21) | ((lo as u64) >> 11);
-    (bits as f64 + 0.5) * (1.0 / 9_007_199_254_740_992.0)
+    let bits = ((hi as u64) << 20) | ((lo as u64) >> 12);
+    (bits as f64 + 0.5) * (1.0 / 4_503_599_627_370_496.0)
 }
 
 /// Two standard normals (Box–Muller) from one Philox block.

@@ -3,6 +3,7 @@
 //! do not depend on the number of threads; batches too small to repay a wake-up run serially.
 
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 
@@ -134,6 +135,8 @@ struct State {
 
 struct Shared {
     state: Mutex<State>,
+    /// Mirror of `State::generation`, polled by idle workers before they sleep.
+    generation: AtomicU64,
     work: Condvar,
     done: Condvar,
 }
@@ -157,6 +160,7 @@ impl Pool {
                 panicked: None,
                 shutdown: false,
             }),
+            generation: AtomicU64::new(0),
             work: Condvar::new(),
             done: Condvar::new(),
         });
@@ -188,6 +192,9 @@ impl Pool {
             st.tasks = tasks;
             st.next = 0;
             st.remaining = tasks;
+            self.shared
+                .generation
+                .store(st.generation, Ordering::Release);
         }
         self.shared.work.notify_all();
         take_tasks(&self.shared);
@@ -229,9 +236,19 @@ fn take_tasks(shared: &Shared) {
     }
 }
 
+/// Spins of an idle worker before it sleeps: MD updates come back-to-back, and a futex wake-up
+/// costs as much as a small lattice's whole update.
+const SPINS: u32 = 20_000;
+
 fn worker(shared: &Shared) {
     let mut seen = 0u64;
     loop {
+        for _ in 0..SPINS {
+            if shared.generation.load(Ordering::Acquire) != seen {
+                break;
+            }
+            std::hint::spin_loop();
+        }
         {
             let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
             while st.generation == seen && !st.shutdown {

@@ -1,0 +1,232 @@
+//! Every scalar-HMC kernel against its reference: the fast CPU kernels against the per-site
+//! definitions of `Action`, and the CUDA kernels against their CPU twins.
+
+mod common;
+
+use std::sync::Arc;
+
+use latticeml::action::{Action, Oscillator, Phi4};
+use latticeml::device::CpuDevice;
+use latticeml::hmc::cpu::{energy_segments, kick_drift, moment_segments};
+use latticeml::hmc::cuda::ScalarKernels;
+use latticeml::hmc::{Hmc, HmcParams, Integrator};
+use latticeml::{philox, Device, Lattice};
+
+const CHAINS: usize = 3;
+
+fn actions() -> Vec<Arc<dyn Action>> {
+    let mut v: Vec<Arc<dyn Action>> = [
+        vec![7],
+        vec![5, 6],
+        vec![3, 4, 5],
+        vec![2, 3, 4, 5],
+        vec![64, 64],
+    ]
+    .into_iter()
+    .map(|d| Arc::new(Phi4::new(Lattice::new(&d).unwrap(), 0.17, 0.3).unwrap()) as Arc<dyn Action>)
+    .collect();
+    v.push(Arc::new(Oscillator::new(0.5, 1.0, 1.4, 5.0, 33).unwrap()));
+    v
+}
+
+fn random_batch(n: usize, stream: u32) -> Vec<f64> {
+    let mut v = vec![0.0; n];
+    philox::fill_normals(&mut v, 3, 1, 2, stream);
+    v
+}
+
+#[test]
+fn cpu_kick_drift_matches_the_per_site_force() {
+    for threads in [1, 2, 3] {
+        let dev = CpuDevice::with_threads(threads);
+        for a in actions() {
+            let v = a.lattice().volume();
+            let (phi, p0) = (random_batch(CHAINS * v, 1), random_batch(CHAINS * v, 2));
+            let (mut p, mut new) = (p0.clone(), vec![0.0; CHAINS * v]);
+            let (kick, drift) = (0.3, 0.7);
+            kick_drift(
+                &dev,
+                a.lattice(),
+                &a.couplings(),
+                &phi,
+                &mut p,
+                Some(&mut new),
+                kick,
+                drift,
+            );
+            let mut force = vec![0.0; v];
+            for c in 0..CHAINS {
+                let r = c * v..(c + 1) * v;
+                a.force(&phi[r.clone()], &mut force);
+                for (i, x) in r.enumerate() {
+                    let want_p = p0[x] + kick * force[i];
+                    assert!(
+                        (p[x] - want_p).abs() < 1e-12 * want_p.abs().max(1.0),
+                        "{} p[{x}]",
+                        a.name()
+                    );
+                    assert!(
+                        (new[x] - (phi[x] + drift * want_p)).abs() < 1e-12 * new[x].abs().max(1.0)
+                    );
+                }
+            }
+            // Kick only: the field buffer is not touched.
+            let mut p2 = p0.clone();
+            kick_drift(
+                &dev,
+                a.lattice(),
+                &a.couplings(),
+                &phi,
+                &mut p2,
+                None,
+                kick,
+                0.0,
+            );
+            assert!(common::max_rel_diff(&p2, &p) < 1e-15);
+        }
+    }
+}
+
+#[test]
+fn cpu_energies_and_moments_match_direct_sums() {
+    let dev = common::cpu();
+    for a in actions() {
+        let lat = a.lattice();
+        let v = lat.volume();
+        let (phi, p) = (random_batch(CHAINS * v, 3), random_batch(CHAINS * v, 4));
+        let mut scratch = vec![0.0; CHAINS * v];
+        let seg = energy_segments(&dev, lat, &a.couplings(), &phi, &p, &mut scratch);
+        let t = lat.time_extent();
+        for c in 0..CHAINS {
+            let r = c * v..(c + 1) * v;
+            let kin: f64 = p[r.clone()].iter().map(|x| 0.5 * x * x).sum();
+            let s = a.action(&phi[r.clone()]);
+            let got_k: f64 = (0..t).map(|i| seg[2 * (c * t + i)]).sum();
+            let got_s: f64 = (0..t).map(|i| seg[2 * (c * t + i) + 1]).sum();
+            assert!(
+                (got_k - kin).abs() < 1e-11 * kin.abs(),
+                "{} kinetic",
+                a.name()
+            );
+            assert!(
+                (got_s - s).abs() < 1e-11 * s.abs().max(1.0),
+                "{} action {got_s} vs {s}",
+                a.name()
+            );
+        }
+        let m = moment_segments(&dev, &phi, lat.slice_volume());
+        let m1: f64 = m[..t].iter().map(|x| x[0]).sum();
+        let direct: f64 = phi[..v].iter().sum();
+        assert!((m1 - direct).abs() < 1e-11 * v as f64);
+    }
+}
+
+#[test]
+fn cuda_kernels_match_cpu_twins() {
+    let Some(gpu) = common::gpu("cuda_kernels_match_cpu_twins") else {
+        return;
+    };
+    let cpu = common::cpu();
+    let s = gpu.stream().clone();
+    for a in actions() {
+        let lat = a.lattice();
+        let n = CHAINS * lat.volume();
+        let k = ScalarKernels::new(&gpu, lat, a.couplings(), CHAINS).unwrap();
+        let (phi, p0) = (random_batch(n, 5), random_batch(n, 6));
+        let (mut p_cpu, mut new_cpu) = (p0.clone(), vec![0.0; n]);
+        kick_drift(
+            &cpu,
+            lat,
+            &a.couplings(),
+            &phi,
+            &mut p_cpu,
+            Some(&mut new_cpu),
+            0.25,
+            0.5,
+        );
+        let d_phi = s.clone_htod(&phi).unwrap();
+        let mut d_p = s.clone_htod(&p0).unwrap();
+        let mut d_new = s.alloc_zeros::<f64>(n).unwrap();
+        k.kick_drift(&d_phi, &mut d_p, Some(&mut d_new), 0.25, 0.5)
+            .unwrap();
+        assert!(
+            common::max_rel_diff(&s.clone_dtoh(&d_p).unwrap(), &p_cpu) < 1e-13,
+            "{} kick_drift p",
+            a.name()
+        );
+        assert!(
+            common::max_rel_diff(&s.clone_dtoh(&d_new).unwrap(), &new_cpu) < 1e-13,
+            "{} kick_drift phi",
+            a.name()
+        );
+        k.kick_drift(&d_phi, &mut d_p, None, 0.25, 0.0).unwrap();
+        kick_drift(&cpu, lat, &a.couplings(), &phi, &mut p_cpu, None, 0.25, 0.0);
+        assert!(
+            common::max_rel_diff(&s.clone_dtoh(&d_p).unwrap(), &p_cpu) < 1e-13,
+            "{} kick",
+            a.name()
+        );
+
+        let mut out = s
+            .alloc_zeros::<f64>(3 * CHAINS * lat.time_extent())
+            .unwrap();
+        let mut scratch = vec![0.0; n];
+        let e_gpu = k.energy_segments(&d_phi, &d_p, &mut out).unwrap();
+        let e_cpu = energy_segments(&cpu, lat, &a.couplings(), &phi, &p_cpu, &mut scratch);
+        assert!(
+            common::max_rel_diff(&e_gpu, &e_cpu) < 1e-12,
+            "{} energy_segments",
+            a.name()
+        );
+        let m_gpu: Vec<f64> = k.moment_segments(&d_phi, &mut out).unwrap().concat();
+        let m_cpu: Vec<f64> = moment_segments(&cpu, &phi, lat.slice_volume()).concat();
+        assert!(
+            common::max_rel_diff(&m_gpu, &m_cpu) < 1e-12,
+            "{} moment_segments",
+            a.name()
+        );
+
+        let mut d_z = s.alloc_zeros::<f64>(n).unwrap();
+        k.normals(&mut d_z, 77, 9, philox::STREAM_MOMENTUM).unwrap();
+        let mut z = vec![0.0; n];
+        for (c, chunk) in z.chunks_mut(lat.volume()).enumerate() {
+            philox::fill_normals(chunk, 77, c as u32, 9, philox::STREAM_MOMENTUM);
+        }
+        // Same Philox bits; log/sincos may differ by an ulp or two between the backends.
+        assert!(
+            common::max_rel_diff(&s.clone_dtoh(&d_z).unwrap(), &z) < 1e-14,
+            "{} philox_normals",
+            a.name()
+        );
+    }
+}
+
+#[test]
+fn cuda_and_cpu_hmc_agree_trajectory_by_trajectory() {
+    let Some(gpu) = common::gpu("cuda_and_cpu_hmc_agree_trajectory_by_trajectory") else {
+        return;
+    };
+    let action: Arc<dyn Action> =
+        Arc::new(Phi4::new(Lattice::new(&[12, 10]).unwrap(), 0.2, 0.1).unwrap());
+    let params = HmcParams {
+        tau: 1.0,
+        steps: 8,
+        integrator: Integrator::Omelyan,
+        seed: 5,
+    };
+    let mut on_cpu = Hmc::new(action.clone(), 8, params, &Device::Cpu(common::cpu())).unwrap();
+    let mut on_gpu = Hmc::new(action, 8, params, &Device::Cuda(gpu)).unwrap();
+    for t in 0..5 {
+        let (a, b) = (on_cpu.trajectory().unwrap(), on_gpu.trajectory().unwrap());
+        for c in 0..8 {
+            assert!(
+                (a.delta_h[c] - b.delta_h[c]).abs() < 1e-8,
+                "trajectory {t} chain {c}: dH {} vs {}",
+                a.delta_h[c],
+                b.delta_h[c]
+            );
+        }
+        assert_eq!(a.accepted, b.accepted, "trajectory {t}");
+        assert!(common::max_rel_diff(&on_cpu.fields().unwrap(), &on_gpu.fields().unwrap()) < 1e-9);
+    }
+}
