@@ -51,19 +51,19 @@ struct HmcArgs {
     #[arg(long, default_value = "32x32")]
     dims: String,
     /// Hopping parameter (phi4).
-    #[arg(long, default_value_t = 0.21)]
+    #[arg(long, default_value_t = 0.21, allow_negative_numbers = true)]
     kappa: f64,
     /// Quartic coupling (phi4 hopping form, or the oscillator's lambda).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     lambda: Option<f64>,
     /// Oscillator mass.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, allow_negative_numbers = true)]
     m: f64,
     /// Oscillator well position.
-    #[arg(long, default_value_t = 1.4)]
+    #[arg(long, default_value_t = 1.4, allow_negative_numbers = true)]
     f: f64,
     /// Oscillator inverse temperature.
-    #[arg(long, default_value_t = 20.0)]
+    #[arg(long, default_value_t = 20.0, allow_negative_numbers = true)]
     beta: f64,
     /// Oscillator time slices.
     #[arg(long, default_value_t = 100)]
@@ -78,7 +78,7 @@ struct HmcArgs {
     #[arg(long, default_value_t = 10)]
     steps: usize,
     /// Trajectory length.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     tau: f64,
     /// leapfrog, omelyan (2MN) or omelyan4 (fourth order).
     #[arg(long, default_value = "omelyan")]

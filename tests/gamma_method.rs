@@ -1,0 +1,91 @@
+//! The Γ-method and jackknife on an AR(1) process, whose τ_int = (1+ρ)/(2(1−ρ)) is known exactly.
+
+use latticeml::analysis::{gamma_derived, gamma_primary, jackknife};
+use latticeml::philox;
+
+/// Replicas of x_{t+1} = ρ x_t + √(1−ρ²) η_t with unit variance.
+fn ar1(rho: f64, n: usize, replicas: usize) -> Vec<Vec<f64>> {
+    (0..replicas)
+        .map(|r| {
+            let mut eta = vec![0.0; n];
+            philox::fill_normals(&mut eta, 31, r as u32, 0, 0);
+            let mut x = eta[0];
+            eta.iter()
+                .map(|e| {
+                    x = rho * x + (1.0 - rho * rho).sqrt() * e;
+                    x
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn tau_int_and_error_of_an_ar1_process() {
+    let (rho, n, reps) = (0.8, 50_000, 4);
+    let data = ar1(rho, n, reps);
+    let refs: Vec<&[f64]> = data.iter().map(|d| d.as_slice()).collect();
+    let e = gamma_primary(&refs);
+    let tau = (1.0 + rho) / (2.0 * (1.0 - rho));
+    let true_err = (2.0 * tau / (n * reps) as f64).sqrt();
+    println!(
+        "tau_int {:.3} ± {:.3} (exact {tau}), error {:.5} (exact {true_err:.5})",
+        e.tau_int, e.tau_int_error, e.error
+    );
+    assert!(
+        (e.tau_int - tau).abs() < 3.0 * e.tau_int_error,
+        "tau_int {} ± {} vs {tau}",
+        e.tau_int,
+        e.tau_int_error
+    );
+    assert!(
+        (e.error / true_err - 1.0).abs() < 0.1,
+        "error {} vs {true_err}",
+        e.error
+    );
+    assert!(e.value.abs() < 4.0 * true_err);
+}
+
+#[test]
+fn uncorrelated_data_has_tau_one_half() {
+    let data = ar1(0.0, 20_000, 2);
+    let refs: Vec<&[f64]> = data.iter().map(|d| d.as_slice()).collect();
+    let e = gamma_primary(&refs);
+    assert!((e.tau_int - 0.5).abs() < 0.05, "tau_int {}", e.tau_int);
+}
+
+#[test]
+fn derived_quantity_agrees_with_jackknife_and_the_exact_value() {
+    // ⟨x⁴⟩/⟨x²⟩² = 3 for a Gaussian process.
+    let data = ar1(0.6, 40_000, 4);
+    let reps: Vec<Vec<Vec<f64>>> = data
+        .iter()
+        .map(|d| {
+            vec![
+                d.iter().map(|x| x.powi(4)).collect(),
+                d.iter().map(|x| x * x).collect(),
+            ]
+        })
+        .collect();
+    let f = |a: &[f64]| a[0] / (a[1] * a[1]);
+    let g = gamma_derived(&reps, f);
+    let j = jackknife(&reps, 40, f);
+    println!(
+        "gamma {:.4} ± {:.4}, jackknife {:.4} ± {:.4}",
+        g.value, g.error, j.value, j.error
+    );
+    assert!((g.value - 3.0).abs() < 4.0 * g.error);
+    assert!((g.value - j.value).abs() < 1e-12);
+    assert!(
+        (g.error / j.error - 1.0).abs() < 0.3,
+        "gamma error {} vs jackknife {}",
+        g.error,
+        j.error
+    );
+}
+
+#[test]
+fn constant_series_has_zero_error() {
+    let e = gamma_primary(&[&[2.0; 100]]);
+    assert_eq!((e.value, e.error), (2.0, 0.0));
+}
