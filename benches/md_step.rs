@@ -12,9 +12,15 @@ use latticeml::hmc::{Hmc, HmcParams, Integrator};
 use latticeml::{Device, Lattice};
 
 fn sampler(dims: &[usize], device: &Device) -> Hmc {
-    let action: Arc<dyn Action> = Arc::new(Phi4::new(Lattice::new(dims).unwrap(), 0.15, 0.022).unwrap());
+    let action: Arc<dyn Action> =
+        Arc::new(Phi4::new(Lattice::new(dims).unwrap(), 0.15, 0.022).unwrap());
     // One step of leapfrog per integrate(): K(½)D(1) then K(½), i.e. two fused updates.
-    let params = HmcParams { tau: 0.05, steps: 1, integrator: Integrator::Leapfrog, seed: 3 };
+    let params = HmcParams {
+        tau: 0.05,
+        steps: 1,
+        integrator: Integrator::Leapfrog,
+        seed: 3,
+    };
     let mut hmc = Hmc::new(action, 1, params, device).unwrap();
     hmc.trajectory().unwrap();
     hmc
@@ -24,7 +30,11 @@ fn bench_device(c: &mut Criterion, label: &str, device: &Device, shapes: &[&[usi
     let mut g = c.benchmark_group(format!("md_step_{label}"));
     for dims in shapes {
         let mut hmc = sampler(dims, device);
-        let name = dims.iter().map(|l| l.to_string()).collect::<Vec<_>>().join("x");
+        let name = dims
+            .iter()
+            .map(|l| l.to_string())
+            .collect::<Vec<_>>()
+            .join("x");
         g.throughput(Throughput::Elements(hmc.site_updates_per_trajectory()));
         g.bench_function(name, |b| {
             b.iter(|| {
@@ -37,17 +47,30 @@ fn bench_device(c: &mut Criterion, label: &str, device: &Device, shapes: &[&[usi
 }
 
 fn cpu(c: &mut Criterion) {
-    bench_device(c, "cpu", &Device::Cpu(CpuDevice::new()), &[&[256, 256], &[16, 16, 16, 16]]);
+    bench_device(
+        c,
+        "cpu",
+        &Device::Cpu(CpuDevice::new()),
+        &[&[256, 256], &[16, 16, 16, 16]],
+    );
 }
 
 fn gpu(c: &mut Criterion) {
     match CudaDevice::new(0) {
-        Ok(d) => bench_device(c, "cuda", &Device::Cuda(d), &[&[4096, 4096], &[64, 64, 64, 64], &[256, 256]]),
+        Ok(d) => bench_device(
+            c,
+            "cuda",
+            &Device::Cuda(d),
+            &[&[4096, 4096], &[64, 64, 64, 64], &[256, 256]],
+        ),
         Err(e) => {
             if std::env::var("LATTICEML_REQUIRE_GPU").as_deref() == Ok("1") {
                 panic!("LATTICEML_REQUIRE_GPU=1 but no CUDA device: {e}");
             }
-            let _ = writeln!(std::io::stderr(), "md_step_cuda: skipped: no CUDA device ({e})");
+            let _ = writeln!(
+                std::io::stderr(),
+                "md_step_cuda: skipped: no CUDA device ({e})"
+            );
         }
     }
 }

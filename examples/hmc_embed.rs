@@ -18,7 +18,12 @@ fn main() -> latticeml::Result<()> {
     println!("{why}");
 
     let chains = 8;
-    let params = HmcParams { tau: 1.0, steps: 10, integrator: Integrator::Omelyan, seed: 42 };
+    let params = HmcParams {
+        tau: 1.0,
+        steps: 10,
+        integrator: Integrator::Omelyan,
+        seed: 42,
+    };
     let mut hmc = Hmc::new(action, chains, params, &device)?;
 
     for _ in 0..200 {
@@ -35,7 +40,13 @@ fn main() -> latticeml::Result<()> {
     let replicas: Vec<&[f64]> = abs_m.iter().map(|s| s.as_slice()).collect();
     let e = gamma_primary(&replicas);
     let acc: u64 = hmc.accepted().iter().sum();
-    println!("<|M|> = {:.5} ± {:.5}  (tau_int {:.1} ± {:.1})", e.value, e.error, e.tau_int, e.tau_int_error);
-    println!("acceptance {:.3}", acc as f64 / (chains as f64 * hmc.trajectories_done() as f64));
+    println!(
+        "<|M|> = {:.5} ± {:.5}  (tau_int {:.1} ± {:.1})",
+        e.value, e.error, e.tau_int, e.tau_int_error
+    );
+    println!(
+        "acceptance {:.3}",
+        acc as f64 / (chains as f64 * hmc.trajectories_done() as f64)
+    );
     Ok(())
 }

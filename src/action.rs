@@ -63,7 +63,7 @@ pub trait Action: Send + Sync + std::fmt::Debug {
     /// Parameters as (name, value) pairs, for summaries and checkpoints.
     fn parameters(&self) -> Vec<(&'static str, f64)>;
 
-    /// S[φ] for one configuration (sequential, f64).
+    /// S(φ) for one configuration (sequential, f64).
     fn action(&self, phi: &[f64]) -> f64 {
         let lat = self.lattice();
         let c = self.couplings();

@@ -16,7 +16,7 @@ pub struct Measurement {
     pub phi2: f64,
     /// (1/V) Σ φ⁴.
     pub phi4: f64,
-    /// S[φ].
+    /// S(φ).
     pub action: f64,
 }
 

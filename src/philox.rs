@@ -63,26 +63,12 @@ pub fn normal_pair(block: [u32; 4]) -> (f64, f64) {
 /// Fills `out` with standard normals for one chain: sites `2k` and `2k+1` share the block with
 /// counter `(k, chain, step, stream)`. This is the CPU twin of `philox_normals` in `kernels/philox.cu`.
 pub fn fill_normals(out: &mut [f64], seed: u64, chain: u32, step: u32, stream: u32) {
-    fill_normals_from(out, 0, seed, chain, step, stream)
-}
-
-/// As [`fill_normals`], for a part of a chain's field starting at the even site `first`.
-pub fn fill_normals_from(
-    out: &mut [f64],
-    first: usize,
-    seed: u64,
-    chain: u32,
-    step: u32,
-    stream: u32,
-) {
-    debug_assert!(first % 2 == 0);
     let key = key_from_seed(seed);
-    for (j, pair) in out.chunks_mut(2).enumerate() {
-        let k = (first / 2 + j) as u32;
-        let (z0, z1) = normal_pair(philox4x32_10([k, chain, step, stream], key));
+    for (k, pair) in out.chunks_mut(2).enumerate() {
+        let (z0, z1) = normal_pair(philox4x32_10([k as u32, chain, step, stream], key));
         pair[0] = z0;
-        if pair.len() > 1 {
-            pair[1] = z1;
+        if let Some(second) = pair.get_mut(1) {
+            *second = z1;
         }
     }
 }

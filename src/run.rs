@@ -227,12 +227,12 @@ pub fn run_hmc(
             hist.rows.extend_from_slice(&prim);
             hist.slices.extend_from_slice(&m.slice_sums);
         }
-        if t >= cfg.therm && (t + 1 - cfg.therm) % cfg.save_every == 0 {
+        if t >= cfg.therm && (t + 1 - cfg.therm).is_multiple_of(cfg.save_every) {
             hist.configs.extend_from_slice(&hmc.fields()?);
         }
         let done = t + 1;
         progress(done, cfg.trajectories);
-        if done % cfg.checkpoint_every == 0 || done == cfg.trajectories {
+        if done.is_multiple_of(cfg.checkpoint_every) || done == cfg.trajectories {
             write_checkpoint(&ckpt_path, &identity, &hmc, &hist)?;
             write_series(out, cfg, &lat, set, &hist, ncols)?;
         }

@@ -1,6 +1,8 @@
 //! The actions against their textbook definitions, and the φ⁴ parametrisation conversions.
 
-use latticeml::action::{hopping_to_standard, standard_to_hopping, Action, Oscillator, Phi4, StandardCouplings};
+use latticeml::action::{
+    hopping_to_standard, standard_to_hopping, Action, Oscillator, Phi4, StandardCouplings,
+};
 use latticeml::{philox, Lattice};
 
 fn field(n: usize) -> Vec<f64> {
@@ -16,7 +18,10 @@ fn oscillator_action_is_the_discretised_path_integral() {
     let x = field(n);
     let a = beta / n as f64;
     let direct: f64 = (0..n)
-        .map(|i| a * (m * (x[(i + 1) % n] - x[i]).powi(2) / (2.0 * a * a) + lambda * (x[i] * x[i] - f * f).powi(2)))
+        .map(|i| {
+            a * (m * (x[(i + 1) % n] - x[i]).powi(2) / (2.0 * a * a)
+                + lambda * (x[i] * x[i] - f * f).powi(2))
+        })
         .sum();
     assert!((osc.action(&x) - direct).abs() < 1e-12 * direct.abs());
 }
@@ -29,7 +34,9 @@ fn phi4_hopping_action_and_force_are_consistent() {
     let phi = field(lat.volume());
     let direct: f64 = (0..lat.volume())
         .map(|x| {
-            let hop: f64 = (0..3).map(|mu| phi[x] * phi[lat.neighbour(x, mu, true)]).sum();
+            let hop: f64 = (0..3)
+                .map(|mu| phi[x] * phi[lat.neighbour(x, mu, true)])
+                .sum();
             -2.0 * kappa * hop + (1.0 - 2.0 * lambda) * phi[x].powi(2) + lambda * phi[x].powi(4)
         })
         .sum();
@@ -43,15 +50,29 @@ fn phi4_hopping_action_and_force_are_consistent() {
         up[x] += h;
         dn[x] -= h;
         let fd = -(phi4.action(&up) - phi4.action(&dn)) / (2.0 * h);
-        assert!((force[x] - fd).abs() < 1e-7 * fd.abs().max(1.0), "site {x}: {} vs {fd}", force[x]);
+        assert!(
+            (force[x] - fd).abs() < 1e-7 * fd.abs().max(1.0),
+            "site {x}: {} vs {fd}",
+            force[x]
+        );
     }
 }
 
 #[test]
 fn hopping_and_standard_forms_convert_both_ways() {
     // The flow literature's m² = −4, λ₀ = 8 in d = 2 is λ = ½, κ = √(λ/λ₀) = ¼ (shared/conventions.md).
-    let (k, l) = standard_to_hopping(StandardCouplings { m2: -4.0, lambda0: 8.0 }, 2).unwrap();
-    assert!((k - 0.25).abs() < 1e-15 && (l - 0.5).abs() < 1e-15, "{k} {l}");
+    let (k, l) = standard_to_hopping(
+        StandardCouplings {
+            m2: -4.0,
+            lambda0: 8.0,
+        },
+        2,
+    )
+    .unwrap();
+    assert!(
+        (k - 0.25).abs() < 1e-15 && (l - 0.5).abs() < 1e-15,
+        "{k} {l}"
+    );
     for (kappa, lambda, d) in [(0.21, 0.022, 2), (0.13, 1.1, 4), (0.4, 0.0, 1)] {
         let s = hopping_to_standard(kappa, lambda, d).unwrap();
         let (k2, l2) = standard_to_hopping(s, d).unwrap();
@@ -65,12 +86,17 @@ fn hopping_and_standard_forms_convert_both_ways() {
     let std_action: f64 = (0..lat.volume())
         .map(|x| {
             let p = kappa.sqrt() * phi[x];
-            let kin: f64 = (0..2).map(|mu| (kappa.sqrt() * phi[lat.neighbour(x, mu, true)] - p).powi(2)).sum();
+            let kin: f64 = (0..2)
+                .map(|mu| (kappa.sqrt() * phi[lat.neighbour(x, mu, true)] - p).powi(2))
+                .sum();
             kin + s.m2 * p * p + s.lambda0 * p.powi(4)
         })
         .sum();
     let hop = Phi4::new(lat, kappa, lambda).unwrap().action(&phi);
-    assert!((std_action - hop).abs() < 1e-11 * hop.abs(), "{std_action} vs {hop}");
+    assert!(
+        (std_action - hop).abs() < 1e-11 * hop.abs(),
+        "{std_action} vs {hop}"
+    );
 }
 
 #[test]
@@ -94,9 +120,15 @@ fn npy_and_checkpoint_round_trip() {
     assert_eq!(bytes.len() % 64, (8 * 24) % 64, "header padded to 64 bytes");
     let (shape, back) = latticeml::io::npy::decode(&bytes).unwrap();
     assert_eq!((shape, back), (vec![2, 3, 4], data.clone()));
-    let ck = latticeml::io::checkpoint::Checkpoint { header: "a=1\n".into(), arrays: vec![("x".into(), data)] };
+    let ck = latticeml::io::checkpoint::Checkpoint {
+        header: "a=1\n".into(),
+        arrays: vec![("x".into(), data)],
+    };
     let enc = ck.encode();
     let p = std::path::Path::new("ck");
-    assert_eq!(latticeml::io::checkpoint::Checkpoint::decode(&enc, p).unwrap(), ck);
+    assert_eq!(
+        latticeml::io::checkpoint::Checkpoint::decode(&enc, p).unwrap(),
+        ck
+    );
     assert!(latticeml::io::checkpoint::Checkpoint::decode(&enc[..enc.len() - 1], p).is_err());
 }

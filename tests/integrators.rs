@@ -126,9 +126,9 @@ fn exp_minus_dh_is_one(action: Arc<dyn Action>, tau: f64, steps: usize, integrat
     let mut accepted = 0usize;
     for _ in 0..400 {
         let st = hmc.trajectory().unwrap();
-        for c in 0..chains {
-            series[c].push((-st.delta_h[c]).exp());
-            accepted += st.accepted[c] as usize;
+        for ((s, dh), acc) in series.iter_mut().zip(&st.delta_h).zip(&st.accepted) {
+            s.push((-dh).exp());
+            accepted += *acc as usize;
         }
     }
     let reps: Vec<&[f64]> = series.iter().map(|s| s.as_slice()).collect();

@@ -39,8 +39,7 @@ fn row_neighbour_sums(
         }
     }
     // Other axes: whole neighbouring rows.
-    for mu in 0..d - 1 {
-        let (st, lm) = (strides[mu], lat.extents()[mu]);
+    for (&st, &lm) in strides.iter().zip(lat.extents()).take(d - 1) {
         let x = (base / st) % lm;
         let up = if x == lm - 1 {
             base - (lm - 1) * st

@@ -34,7 +34,7 @@ pub enum Integrator {
 const OMELYAN4: (f64, f64, f64) = (
     0.178_617_895_844_809_1,
     -0.212_341_831_062_605_4,
-    -0.066_264_582_669_818_49,
+    -0.066_264_582_669_818_5,
 );
 
 impl Integrator {
@@ -143,7 +143,7 @@ pub trait HmcBackend: Send {
     fn refresh_momenta(&mut self, seed: u64, step: u32) -> Result<()>;
     /// p += kick·F(φ); then, if drift ≠ 0, φ += drift·p (coefficients already include ε).
     fn kick_drift(&mut self, kick: f64, drift: f64) -> Result<()>;
-    /// Per chain (½Σp², S[φ]), each reduced over time slices in a fixed order in f64.
+    /// Per chain (½Σp², S(φ)), each reduced over time slices in a fixed order in f64.
     fn energies(&mut self) -> Result<(Vec<f64>, Vec<f64>)>;
     /// Remembers the current fields (the start of a trajectory).
     fn save_fields(&mut self) -> Result<()>;
@@ -276,7 +276,7 @@ impl Hmc {
             * self.params.integrator.schedule(self.params.steps).len()) as u64
     }
 
-    /// Per-chain H = ½Σp² + S[φ] of the current state.
+    /// Per-chain H = ½Σp² + S(φ) of the current state.
     pub fn hamiltonians(&mut self) -> Result<Vec<f64>> {
         let (k, s) = self.backend.energies()?;
         Ok(k.iter().zip(&s).map(|(k, s)| k + s).collect())
