@@ -17,13 +17,13 @@ extern "C" __global__ void philox_normals(double* out, unsigned int volume, unsi
                                           unsigned int step, unsigned int stream,
                                           unsigned int k0, unsigned int k1) {
     unsigned int pairs = (volume + 1) / 2;
-    unsigned long long t = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (t >= (unsigned long long)pairs * chains) return;
-    unsigned int chain = (unsigned int)(t / pairs), k = (unsigned int)(t % pairs);
+    unsigned int t = blockIdx.x * blockDim.x + threadIdx.x;  // host guarantees pairs * chains < 2^31
+    if (t >= pairs * chains) return;
+    unsigned int chain = t / pairs, k = t - chain * pairs;
     philox_u4 c = { k, chain, step, stream };
     double z0, z1;
     philox_normal_pair(philox4x32_10(c, k0, k1), &z0, &z1);
-    double* row = out + (size_t)chain * volume;
+    double* row = out + chain * volume;
     row[2 * k] = z0;
     if (2 * k + 1 < volume) row[2 * k + 1] = z1;
 }

@@ -2,6 +2,8 @@
 //   S = sum_x [ -hop sum_mu phi(x) phi(x+mu) + u0 + u2 phi^2 + u4 phi^4 ]
 // (phi^4 in hopping form and the 1D oscillator; see src/action.rs). Batch layout [chain][site],
 // sites row-major with axis 0 slowest. CPU twins: src/hmc/cpu.rs.
+// The host guarantees chains * volume < 2^31, so every index is a 32-bit integer (64-bit division
+// is emulated on the GPU and would cost more than the arithmetic of the update).
 
 struct Geom {
     unsigned int volume;   // sites per chain
@@ -12,30 +14,17 @@ struct Geom {
 
 struct Couplings { double hop, u0, u2, u4; };
 
-// Sum of phi over the 2D neighbours of site s (within one chain), periodic.
-template <int D>
+// Sum of phi over the neighbours of site s (within one chain), periodic: all 2D of them when
+// BOTH, else the D forward ones (for the action density).
+template <int D, bool BOTH>
 __device__ __forceinline__ double neighbour_sum(const double* __restrict__ phi, unsigned int s, const Geom& g) {
     double acc = 0.0;
 #pragma unroll
     for (int mu = 0; mu < D; ++mu) {
         int st = g.stride[mu], L = g.ext[mu];
         int x = (mu == D - 1) ? (int)(s % (unsigned)L) : (int)((s / (unsigned)st) % (unsigned)L);
-        unsigned int up = (x == L - 1) ? s - (L - 1) * st : s + st;
-        unsigned int dn = (x == 0) ? s + (L - 1) * st : s - st;
-        acc += phi[up] + phi[dn];
-    }
-    return acc;
-}
-
-// Sum of phi over the D forward neighbours of site s.
-template <int D>
-__device__ __forceinline__ double forward_sum(const double* __restrict__ phi, unsigned int s, const Geom& g) {
-    double acc = 0.0;
-#pragma unroll
-    for (int mu = 0; mu < D; ++mu) {
-        int st = g.stride[mu], L = g.ext[mu];
-        int x = (mu == D - 1) ? (int)(s % (unsigned)L) : (int)((s / (unsigned)st) % (unsigned)L);
         acc += phi[(x == L - 1) ? s - (L - 1) * st : s + st];
+        if (BOTH) acc += phi[(x == 0) ? s + (L - 1) * st : s - st];
     }
     return acc;
 }
@@ -55,13 +44,13 @@ template <int D, bool DRIFT>
 __device__ __forceinline__ void kick_drift(const double* __restrict__ phi, double* __restrict__ p,
                                            double* __restrict__ phi_new, const Geom& g, const Couplings& c,
                                            double kick, double drift) {
-    unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (unsigned long long)g.volume * g.chains) return;
-    unsigned int chain = (unsigned int)(i / g.volume);
-    unsigned int s = (unsigned int)(i - (unsigned long long)chain * g.volume);
-    const double* pc = phi + (size_t)chain * g.volume;
+    unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= g.volume * g.chains) return;
+    unsigned int chain = i / g.volume;
+    unsigned int s = i - chain * g.volume;
+    const double* pc = phi + chain * g.volume;
     double x = pc[s];
-    double pn = p[i] + kick * site_force(c, x, neighbour_sum<D>(pc, s, g));
+    double pn = p[i] + kick * site_force(c, x, neighbour_sum<D, true>(pc, s, g));
     p[i] = pn;
     if (DRIFT) phi_new[i] = x + drift * pn;
 }
@@ -100,15 +89,15 @@ __device__ __forceinline__ void energy_segments(const double* __restrict__ phi, 
                                                 double* __restrict__ out, const Geom& g, const Couplings& c,
                                                 unsigned int seg_len) {
     __shared__ double sh[RED_THREADS];
-    unsigned long long base = (unsigned long long)blockIdx.x * seg_len;
-    unsigned int chain = (unsigned int)(base / g.volume);
-    const double* pc = phi + (size_t)chain * g.volume;
+    unsigned int base = blockIdx.x * seg_len;
+    unsigned int chain = base / g.volume;
+    const double* pc = phi + chain * g.volume;
     double kin = 0.0, act = 0.0;
     for (unsigned int j = threadIdx.x; j < seg_len; j += RED_THREADS) {
-        unsigned long long i = base + j;
-        unsigned int s = (unsigned int)(i - (unsigned long long)chain * g.volume);
+        unsigned int i = base + j;
+        unsigned int s = i - chain * g.volume;
         kin += 0.5 * p[i] * p[i];
-        act += site_action(c, pc[s], forward_sum<D>(pc, s, g));
+        act += site_action(c, pc[s], neighbour_sum<D, false>(pc, s, g));
     }
     kin = block_sum(kin, sh);
     act = block_sum(act, sh);
@@ -129,7 +118,7 @@ ENERGY(4)
 extern "C" __global__ void moment_segments(const double* __restrict__ phi, double* __restrict__ out,
                                            unsigned int seg_len) {
     __shared__ double sh[RED_THREADS];
-    unsigned long long base = (unsigned long long)blockIdx.x * seg_len;
+    unsigned int base = blockIdx.x * seg_len;
     double m1 = 0.0, m2 = 0.0, m4 = 0.0;
     for (unsigned int j = threadIdx.x; j < seg_len; j += RED_THREADS) {
         double x = phi[base + j], x2 = x * x;

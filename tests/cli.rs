@@ -80,105 +80,36 @@ fn bad_input_is_a_clear_error() {
 fn corrupt_or_mismatched_checkpoints_are_refused_and_kept() {
     let d = tmp("ckpt");
     let o = d.to_str().unwrap();
-    let run = |extra: &[&str]| {
+    let args = |extra: &[&'static str]| -> Vec<&str> {
         let mut a = vec![
-            "hmc",
-            "--device",
-            "cpu",
-            "--dims",
-            "6x6",
-            "--trajectories",
-            "20",
-            "--therm",
-            "5",
-            "--out",
-            o,
+            "hmc", "--device", "cpu", "--dims", "6x6", "--therm", "5", "--out", o,
         ];
         a.extend_from_slice(extra);
-        latticeml(&a)
+        a
     };
-    assert!(run(&[]).status.success());
+    assert!(latticeml(&args(&["--trajectories", "20"])).status.success());
     // A second run into the same directory must not overwrite it.
-    assert_clean_failure(
-        &[
-            "hmc",
-            "--device",
-            "cpu",
-            "--dims",
-            "6x6",
-            "--trajectories",
-            "20",
-            "--therm",
-            "5",
-            "--out",
-            o,
-        ],
-        "--resume",
-    );
+    assert_clean_failure(&args(&["--trajectories", "20"]), "--resume");
     // Different parameters.
     assert_clean_failure(
-        &[
-            "hmc",
-            "--device",
-            "cpu",
-            "--dims",
-            "6x6",
-            "--kappa",
-            "0.2",
-            "--trajectories",
-            "20",
-            "--therm",
-            "5",
-            "--out",
-            o,
-            "--resume",
-        ],
+        &args(&["--trajectories", "20", "--kappa", "0.2", "--resume"]),
         "kappa",
     );
-    // Corrupt file.
+    // A corrupt file is refused and left in place for inspection.
     let ck = d.join("checkpoint");
     let mut bytes = std::fs::read(&ck).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
     std::fs::write(&ck, &bytes).unwrap();
-    assert_clean_failure(
-        &[
-            "hmc",
-            "--device",
-            "cpu",
-            "--dims",
-            "6x6",
-            "--trajectories",
-            "30",
-            "--therm",
-            "5",
-            "--out",
-            o,
-            "--resume",
-        ],
-        "checksum",
-    );
+    assert_clean_failure(&args(&["--trajectories", "30", "--resume"]), "checksum");
     assert_eq!(
         std::fs::read(&ck).unwrap(),
         bytes,
-        "the corrupt checkpoint must be left for inspection, not replaced"
+        "the corrupt checkpoint must not be replaced"
     );
     std::fs::write(&ck, b"garbage").unwrap();
     assert_clean_failure(
-        &[
-            "hmc",
-            "--device",
-            "cpu",
-            "--dims",
-            "6x6",
-            "--trajectories",
-            "30",
-            "--therm",
-            "5",
-            "--out",
-            o,
-            "--resume",
-        ],
+        &args(&["--trajectories", "30", "--resume"]),
         "not a latticeml checkpoint",
     );
 }
