@@ -22,6 +22,7 @@ pub mod error;
 pub mod hmc;
 pub mod io;
 pub mod lattice;
+pub mod nn;
 pub mod observables;
 pub mod philox;
 pub mod run;

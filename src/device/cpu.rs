@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 
-/// Values below which a parallel loop runs on the calling thread alone.
+/// Elements below which a parallel loop runs on the calling thread alone.
 const SERIAL_BELOW: usize = 1 << 14;
 
 /// The host CPU with a fixed number of threads (the caller plus `threads - 1` workers).
@@ -62,12 +62,31 @@ impl CpuDevice {
 
     /// Splits `a` (and `b`, when given; same length) into per-thread chunks of whole `unit`s and calls
     /// `f(first_unit, a_chunk, b_chunk)` on each, in parallel.
-    pub fn for_chunks<F>(&self, unit: usize, a: &mut [f64], b: Option<&mut [f64]>, f: F)
+    pub fn for_chunks<T, F>(&self, unit: usize, a: &mut [T], b: Option<&mut [T]>, f: F)
     where
-        F: Fn(usize, &mut [f64], Option<&mut [f64]>) + Sync,
+        T: Send,
+        F: Fn(usize, &mut [T], Option<&mut [T]>) + Sync,
+    {
+        let serial = a.len() < SERIAL_BELOW;
+        self.split(unit, a, b, serial, f)
+    }
+
+    /// As [`CpuDevice::for_chunks`], always spread over the threads: for few but expensive units.
+    pub fn for_heavy_chunks<T, F>(&self, unit: usize, a: &mut [T], f: F)
+    where
+        T: Send,
+        F: Fn(usize, &mut [T], Option<&mut [T]>) + Sync,
+    {
+        self.split(unit, a, None, false, f)
+    }
+
+    fn split<T, F>(&self, unit: usize, a: &mut [T], b: Option<&mut [T]>, serial: bool, f: F)
+    where
+        T: Send,
+        F: Fn(usize, &mut [T], Option<&mut [T]>) + Sync,
     {
         let units = a.len() / unit;
-        let tasks = if a.len() < SERIAL_BELOW {
+        let tasks = if serial {
             1
         } else {
             self.threads().min(units).max(1)
@@ -90,10 +109,20 @@ impl CpuDevice {
         });
     }
 
+    /// Runs `f(0), …, f(tasks − 1)` in parallel (tasks are claimed in order; each must be independent).
+    pub fn parallel_for<F: Fn(usize) + Sync>(&self, tasks: usize, f: F) {
+        match tasks {
+            0 => {}
+            1 => f(0),
+            _ => self.pool.run(tasks, &f),
+        }
+    }
+
     /// Computes `out[i] = f(i)` for every i, in parallel over contiguous ranges.
-    pub fn map_indexed<F>(&self, out: &mut [f64], f: F)
+    pub fn map_indexed<T, F>(&self, out: &mut [T], f: F)
     where
-        F: Fn(usize) -> f64 + Sync,
+        T: Send,
+        F: Fn(usize) -> T + Sync,
     {
         let work = out.len();
         self.for_chunks(1, out, None, |first, chunk, _| {
@@ -106,13 +135,18 @@ impl CpuDevice {
     }
 }
 
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f64);
+struct SendPtr<T>(*mut T);
+impl<T> Clone for SendPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SendPtr<T> {}
 // SAFETY: only used to hand disjoint sub-slices to pool tasks while the owner waits in `run`.
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-impl SendPtr {
-    fn get(self) -> *mut f64 {
+unsafe impl<T: Send> Send for SendPtr<T> {}
+unsafe impl<T: Send> Sync for SendPtr<T> {}
+impl<T> SendPtr<T> {
+    fn get(self) -> *mut T {
         self.0
     }
 }

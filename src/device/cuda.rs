@@ -50,8 +50,15 @@ pub const SCALAR_HMC: KernelFamily = KernelFamily {
     source: include_str!("../../kernels/scalar_hmc.cu"),
 };
 
+/// Tensor operations of the autodiff tape (`kernels/nn.cu`).
+pub const NN: KernelFamily = KernelFamily {
+    name: "nn",
+    headers: &[],
+    source: include_str!("../../kernels/nn.cu"),
+};
+
 /// Every kernel family, for the NVRTC compile test.
-pub const FAMILIES: &[KernelFamily] = &[PHILOX, SCALAR_HMC];
+pub const FAMILIES: &[KernelFamily] = &[PHILOX, SCALAR_HMC, NN];
 
 /// True when the NVRTC library can be loaded.
 pub fn nvrtc_available() -> bool {
