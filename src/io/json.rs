@@ -1,4 +1,7 @@
-//! A minimal JSON writer for summaries (non-finite numbers become `null`).
+//! Minimal JSON: a writer for summaries (non-finite numbers become `null`) and a strict parser
+//! for the headers of files we read (safetensors).
+
+use crate::error::{Error, Result};
 
 /// A JSON value.
 #[derive(Clone, Debug)]
@@ -81,4 +84,184 @@ fn write_string(s: &mut String, t: &str) {
         }
     }
     s.push('"');
+}
+
+impl Json {
+    /// Parses a complete JSON text.
+    pub fn parse(text: &str) -> Result<Json> {
+        let mut p = Parser {
+            s: text.as_bytes(),
+            at: 0,
+        };
+        let v = p.value()?;
+        p.ws();
+        if p.at != p.s.len() {
+            return Err(p.err("trailing characters"));
+        }
+        Ok(v)
+    }
+
+    /// The member `key` of an object.
+    pub fn get(&self, key: &str) -> Option<&Json> {
+        match self {
+            Json::Obj(items) => items.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    at: usize,
+}
+
+impl Parser<'_> {
+    fn err(&self, what: &str) -> Error {
+        Error::InvalidInput(format!("JSON: {what} at byte {}", self.at))
+    }
+    fn ws(&mut self) {
+        while self.at < self.s.len() && self.s[self.at].is_ascii_whitespace() {
+            self.at += 1;
+        }
+    }
+    fn eat(&mut self, c: u8) -> Result<()> {
+        self.ws();
+        if self.s.get(self.at) == Some(&c) {
+            self.at += 1;
+            Ok(())
+        } else {
+            Err(self.err(&format!("expected '{}'", c as char)))
+        }
+    }
+    fn value(&mut self) -> Result<Json> {
+        self.ws();
+        match self.s.get(self.at) {
+            Some(b'{') => self.object(),
+            Some(b'[') => self.array(),
+            Some(b'"') => Ok(Json::Str(self.string()?)),
+            Some(b't') => self.literal("true", Json::Bool(true)),
+            Some(b'f') => self.literal("false", Json::Bool(false)),
+            Some(b'n') => self.literal("null", Json::Null),
+            Some(_) => self.number(),
+            None => Err(self.err("unexpected end")),
+        }
+    }
+    fn literal(&mut self, word: &str, v: Json) -> Result<Json> {
+        if self.s[self.at..].starts_with(word.as_bytes()) {
+            self.at += word.len();
+            Ok(v)
+        } else {
+            Err(self.err("bad literal"))
+        }
+    }
+    fn number(&mut self) -> Result<Json> {
+        let start = self.at;
+        while self.at < self.s.len()
+            && matches!(
+                self.s[self.at],
+                b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'
+            )
+        {
+            self.at += 1;
+        }
+        std::str::from_utf8(&self.s[start..self.at])
+            .ok()
+            .and_then(|t| t.parse::<f64>().ok())
+            .map(Json::Num)
+            .ok_or_else(|| self.err("bad number"))
+    }
+    fn string(&mut self) -> Result<String> {
+        self.eat(b'"')?;
+        let mut out = String::new();
+        loop {
+            let c = *self
+                .s
+                .get(self.at)
+                .ok_or_else(|| self.err("unterminated string"))?;
+            self.at += 1;
+            match c {
+                b'"' => return Ok(out),
+                b'\\' => {
+                    let e = *self.s.get(self.at).ok_or_else(|| self.err("bad escape"))?;
+                    self.at += 1;
+                    match e {
+                        b'"' | b'\\' | b'/' => out.push(e as char),
+                        b'n' => out.push('\n'),
+                        b't' => out.push('\t'),
+                        b'r' => out.push('\r'),
+                        b'b' => out.push('\u{8}'),
+                        b'f' => out.push('\u{c}'),
+                        b'u' => {
+                            let hex = self
+                                .s
+                                .get(self.at..self.at + 4)
+                                .ok_or_else(|| self.err("bad escape"))?;
+                            let code =
+                                u32::from_str_radix(std::str::from_utf8(hex).unwrap_or("x"), 16)
+                                    .map_err(|_| self.err("bad escape"))?;
+                            out.push(char::from_u32(code).unwrap_or('\u{fffd}'));
+                            self.at += 4;
+                        }
+                        _ => return Err(self.err("bad escape")),
+                    }
+                }
+                _ => {
+                    // Copy one UTF-8 sequence.
+                    let start = self.at - 1;
+                    while self.at < self.s.len() && (self.s[self.at] & 0xC0) == 0x80 {
+                        self.at += 1;
+                    }
+                    out.push_str(
+                        std::str::from_utf8(&self.s[start..self.at])
+                            .map_err(|_| self.err("bad UTF-8"))?,
+                    );
+                }
+            }
+        }
+    }
+    fn array(&mut self) -> Result<Json> {
+        self.eat(b'[')?;
+        let mut items = Vec::new();
+        self.ws();
+        if self.s.get(self.at) == Some(&b']') {
+            self.at += 1;
+            return Ok(Json::Arr(items));
+        }
+        loop {
+            items.push(self.value()?);
+            self.ws();
+            match self.s.get(self.at) {
+                Some(b',') => self.at += 1,
+                Some(b']') => {
+                    self.at += 1;
+                    return Ok(Json::Arr(items));
+                }
+                _ => return Err(self.err("expected ',' or ']'")),
+            }
+        }
+    }
+    fn object(&mut self) -> Result<Json> {
+        self.eat(b'{')?;
+        let mut items = Vec::new();
+        self.ws();
+        if self.s.get(self.at) == Some(&b'}') {
+            self.at += 1;
+            return Ok(Json::Obj(items));
+        }
+        loop {
+            self.ws();
+            let k = self.string()?;
+            self.eat(b':')?;
+            items.push((k, self.value()?));
+            self.ws();
+            match self.s.get(self.at) {
+                Some(b',') => self.at += 1,
+                Some(b'}') => {
+                    self.at += 1;
+                    return Ok(Json::Obj(items));
+                }
+                _ => return Err(self.err("expected ',' or '}'")),
+            }
+        }
+    }
 }

@@ -10,6 +10,7 @@ pub use kernels::{Binary, ConvMode, Unary};
 pub use tensor::{Ctx, Real, Tensor};
 pub mod optim;
 pub mod params;
+pub mod safetensors;
 pub mod tape;
 
 pub use optim::{Adam, Schedule};

@@ -1,0 +1,404 @@
+//! Tape operations against explicit references, the causal structure of masked convolutions,
+//! training that must learn, the allocation pool, the optimiser, and model files.
+
+mod common;
+
+use latticeml::nn::optim::{Adam, Schedule};
+use latticeml::nn::tape::Tape;
+use latticeml::nn::{kernels, safetensors, ConvMode, Ctx, ParamStore, Real};
+use latticeml::{philox, Device};
+
+fn ctx<T: Real>() -> Ctx<T> {
+    Ctx::new(Device::Cpu(common::cpu()))
+}
+
+fn randn(n: usize, stream: u32) -> Vec<f64> {
+    let mut v = vec![0.0; n];
+    philox::fill_normals(&mut v, 23, stream, 0, 5);
+    v
+}
+
+/// Direct sum with modular indices: y[b,o,i,j] = Σ_{c,u,v} w[o,c,u,v] x[b,c,(i+u−K/2) mod H,(j+v−K/2) mod W].
+fn reference_conv(
+    x: &[f64],
+    w: &[f64],
+    [b, ci, h, wd]: [usize; 4],
+    [co, k]: [usize; 2],
+) -> Vec<f64> {
+    let mut y = vec![0.0; b * co * h * wd];
+    for (bb, o, i, j) in (0..b).flat_map(|bb| {
+        (0..co).flat_map(move |o| (0..h).flat_map(move |i| (0..wd).map(move |j| (bb, o, i, j))))
+    }) {
+        let mut acc = 0.0;
+        for c in 0..ci {
+            for u in 0..k {
+                for v in 0..k {
+                    let si = (i + h + u - k / 2) % h;
+                    let sj = (j + wd + v - k / 2) % wd;
+                    acc +=
+                        w[((o * ci + c) * k + u) * k + v] * x[((bb * ci + c) * h + si) * wd + sj];
+                }
+            }
+        }
+        y[((bb * co + o) * h + i) * wd + j] = acc;
+    }
+    y
+}
+
+#[test]
+fn periodic_convolution_equals_the_modular_sum() {
+    for (h, w) in [(5, 5), (4, 6), (7, 4), (8, 8)] {
+        for k in [1, 3, 5] {
+            if k > h.min(w) {
+                continue;
+            }
+            let (b, ci, co) = (2, 3, 4);
+            let (x, wt) = (randn(b * ci * h * w, 1), randn(co * ci * k * k, 2));
+            let want = reference_conv(&x, &wt, [b, ci, h, w], [co, k]);
+            let c64 = ctx::<f64>();
+            let y = kernels::conv2d(
+                &c64.from_vec(&[b, ci, h, w], &x).unwrap(),
+                &c64.from_vec(&[co, ci, k, k], &wt).unwrap(),
+                ConvMode::Periodic,
+            )
+            .unwrap();
+            assert!(
+                common::max_rel_diff(&y.to_f64().unwrap(), &want) < 1e-13,
+                "{h}x{w} k{k} f64"
+            );
+            let c32 = ctx::<f32>();
+            let y = kernels::conv2d(
+                &c32.from_f64(&[b, ci, h, w], &x).unwrap(),
+                &c32.from_f64(&[co, ci, k, k], &wt).unwrap(),
+                ConvMode::Periodic,
+            )
+            .unwrap();
+            assert!(
+                common::max_rel_diff(&y.to_f64().unwrap(), &want) < 1e-5,
+                "{h}x{w} k{k} f32"
+            );
+        }
+    }
+}
+
+#[test]
+fn masked_convolution_output_depends_only_on_earlier_sites() {
+    let (h, w) = (5, 6);
+    let c = ctx::<f64>();
+    let mut store = ParamStore::new(&c);
+    store.init_layer("a", &[4, 1, 3, 3], 9, 4, 1).unwrap();
+    store.init_layer("b", &[1, 4, 5, 5], 100, 1, 2).unwrap();
+    let x0 = randn(h * w, 3);
+    for site in 0..h * w {
+        let tape = Tape::new(&c);
+        store.insert("x", c.from_vec(&[1, 1, h, w], &x0).unwrap());
+        let x = tape.param(&store, "x").unwrap();
+        // Mask A first (excludes the site), then mask B (may include it): still strictly causal.
+        let y1 = tape
+            .conv2d(
+                &x,
+                &tape.param(&store, "a.w").unwrap(),
+                Some(&tape.param(&store, "a.b").unwrap()),
+                ConvMode::CausalExclusive,
+            )
+            .unwrap();
+        let y1 = tape.tanh(&y1).unwrap();
+        let y = tape
+            .conv2d(
+                &y1,
+                &tape.param(&store, "b.w").unwrap(),
+                None,
+                ConvMode::CausalInclusive,
+            )
+            .unwrap();
+        let mut onehot = vec![0.0; h * w];
+        onehot[site] = 1.0;
+        let pick = tape.constant(c.from_vec(&[1, 1, h, w], &onehot).unwrap());
+        let l = tape.sum_all(&tape.mul(&y, &pick).unwrap()).unwrap();
+        let g = tape
+            .backward(&l)
+            .unwrap()
+            .get("x")
+            .unwrap()
+            .to_f64()
+            .unwrap();
+        for (src, &gv) in g.iter().enumerate() {
+            if src >= site {
+                assert_eq!(gv, 0.0, "output {site} depends on input {src}");
+            }
+        }
+        if site > 0 {
+            assert!(
+                g[..site].iter().any(|&v| v != 0.0),
+                "output {site} depends on nothing"
+            );
+        }
+    }
+}
+
+/// Loss of a 1→8→1 tanh MLP fitted to sin on [−π, π] after `steps` Adam steps.
+fn fit_sine(steps: usize) -> f64 {
+    let c = ctx::<f64>();
+    let mut store = ParamStore::new(&c);
+    store.init_layer("l1", &[16, 1], 1, 16, 5).unwrap();
+    store.init_layer("l2", &[1, 16], 16, 1, 6).unwrap();
+    let n = 64;
+    let xs: Vec<f64> = (0..n)
+        .map(|i| -3.0 + 6.0 * i as f64 / (n - 1) as f64)
+        .collect();
+    let ys: Vec<f64> = xs.iter().map(|x| x.sin()).collect();
+    let (xt, yt) = (
+        c.from_vec(&[n, 1], &xs).unwrap(),
+        c.from_vec(&[n, 1], &ys).unwrap(),
+    );
+    let mut opt = Adam::new(0.02);
+    opt.schedule = Schedule::Cosine {
+        total: steps,
+        min_lr: 1e-3,
+    };
+    let mut last = f64::NAN;
+    for _ in 0..=steps {
+        let tape = Tape::new(&c);
+        let x = tape.constant(xt.copy().unwrap());
+        let h = tape
+            .linear(
+                &x,
+                &tape.param(&store, "l1.w").unwrap(),
+                &tape.param(&store, "l1.b").unwrap(),
+            )
+            .unwrap();
+        let h = tape.tanh(&h).unwrap();
+        let y = tape
+            .linear(
+                &h,
+                &tape.param(&store, "l2.w").unwrap(),
+                &tape.param(&store, "l2.b").unwrap(),
+            )
+            .unwrap();
+        let d = tape.sub(&y, &tape.constant(yt.copy().unwrap())).unwrap();
+        let loss = tape.mean_all(&tape.square(&d).unwrap()).unwrap();
+        last = loss.value().to_f64().unwrap()[0];
+        let g = tape.backward(&loss).unwrap();
+        drop((x, h, y, d, loss));
+        opt.step(&mut store, &g).unwrap();
+    }
+    last
+}
+
+#[test]
+fn a_small_network_learns_a_function() {
+    let untrained = fit_sine(0);
+    let trained = fit_sine(1500);
+    println!("sine fit: MSE {untrained:.4} untrained, {trained:.2e} trained");
+    assert!(
+        untrained > 0.05,
+        "the untrained net already fits: {untrained}"
+    );
+    assert!(trained < 1e-3, "training did not reach MSE 1e-3: {trained}");
+}
+
+#[test]
+fn a_conv_net_learns_a_periodic_filter_and_stops_allocating() {
+    // Target: a fixed 3×3 periodic filter followed by tanh; model: the same architecture.
+    let c = ctx::<f32>();
+    let (b, l) = (16, 8);
+    let truth: Vec<f64> = randn(9, 7).iter().map(|v| 0.5 * v).collect();
+    let x = c.from_f64(&[b, 1, l, l], &randn(b * l * l, 8)).unwrap();
+    let yt = {
+        let t = kernels::conv2d(
+            &x,
+            &c.from_f64(&[1, 1, 3, 3], &truth).unwrap(),
+            ConvMode::Periodic,
+        )
+        .unwrap();
+        kernels::unary(kernels::Unary::Tanh, &t).unwrap()
+    };
+    let mut store = ParamStore::new(&c);
+    store.init_layer("c", &[1, 1, 3, 3], 9, 1, 9).unwrap();
+    let mut opt = Adam::new(0.03);
+    let mut losses = Vec::new();
+    let mut fresh = Vec::new();
+    for _ in 0..300 {
+        let tape = Tape::new(&c);
+        let xv = tape.constant(x.copy().unwrap());
+        let y = tape
+            .conv2d(
+                &xv,
+                &tape.param(&store, "c.w").unwrap(),
+                Some(&tape.param(&store, "c.b").unwrap()),
+                ConvMode::Periodic,
+            )
+            .unwrap();
+        let y = tape.tanh(&y).unwrap();
+        let d = tape.sub(&y, &tape.constant(yt.copy().unwrap())).unwrap();
+        let loss = tape.mean_all(&tape.square(&d).unwrap()).unwrap();
+        losses.push(loss.value().to_f64().unwrap()[0]);
+        let g = tape.backward(&loss).unwrap();
+        drop((xv, y, d, loss));
+        opt.step(&mut store, &g).unwrap();
+        drop(g);
+        fresh.push(c.fresh_allocations());
+    }
+    println!(
+        "filter fit: loss {:.3e} -> {:.3e}",
+        losses[0],
+        losses[losses.len() - 1]
+    );
+    assert!(
+        losses[losses.len() - 1] < 1e-4 * losses[0],
+        "loss {} -> {}",
+        losses[0],
+        losses[losses.len() - 1]
+    );
+    let w = store.get("c.w").unwrap().to_f64().unwrap();
+    assert!(
+        common::max_rel_diff(&w, &truth) < 3e-2,
+        "learned filter {w:?} vs {truth:?}"
+    );
+    assert_eq!(
+        fresh[1],
+        fresh[fresh.len() - 1],
+        "training steps after the first allocated new buffers"
+    );
+}
+
+#[test]
+fn no_grad_mode_records_nothing() {
+    let c = ctx::<f32>();
+    let mut store = ParamStore::new(&c);
+    store.init_layer("c", &[2, 1, 3, 3], 9, 2, 1).unwrap();
+    let tape = Tape::new(&c);
+    tape.set_grad_enabled(false);
+    let x = tape.constant(c.from_f64(&[4, 1, 6, 6], &randn(144, 1)).unwrap());
+    let y = tape
+        .conv2d(
+            &x,
+            &tape.param(&store, "c.w").unwrap(),
+            Some(&tape.param(&store, "c.b").unwrap()),
+            ConvMode::Periodic,
+        )
+        .unwrap();
+    let _ = tape.tanh(&y).unwrap();
+    assert!(tape.is_empty());
+}
+
+#[test]
+fn adam_and_adamw_follow_their_formulas() {
+    let c = ctx::<f64>();
+    let mut store = ParamStore::new(&c);
+    store.insert("p", c.from_vec(&[2], &[1.0, -2.0]).unwrap());
+    let tape = Tape::new(&c);
+    // L = 0.5·Σ p·q with q = (1, 3): g = (0.5, 1.5).
+    let q = tape.constant(c.from_vec(&[2], &[1.0, 3.0]).unwrap());
+    let l = tape
+        .scale(
+            &tape
+                .sum_all(&tape.mul(&tape.param(&store, "p").unwrap(), &q).unwrap())
+                .unwrap(),
+            0.5,
+        )
+        .unwrap();
+    let g = tape.backward(&l).unwrap();
+    drop((q, l));
+    let mut adam = Adam::new(0.1);
+    adam.step(&mut store, &g).unwrap();
+    // First step: m̂ = g, v̂ = g², so the update is lr·g/(|g| + ε) = lr·sign(g).
+    let p = store.get("p").unwrap().to_f64().unwrap();
+    assert!(
+        (p[0] - 0.9).abs() < 1e-7 && (p[1] + 2.1).abs() < 1e-7,
+        "{p:?}"
+    );
+    let mut adamw = Adam::adamw(0.1, 0.5);
+    adamw.step(&mut store, &g).unwrap();
+    let p2 = store.get("p").unwrap().to_f64().unwrap();
+    // AdamW: p ← p − lr(sign(g) + wd·p).
+    assert!(
+        (p2[0] - (0.9 - 0.1 * (1.0 + 0.5 * 0.9))).abs() < 1e-7,
+        "{p2:?}"
+    );
+    let cos = Schedule::Cosine {
+        total: 100,
+        min_lr: 0.01,
+    };
+    assert!((cos.rate(1.0, 0) - 1.0).abs() < 1e-15 && (cos.rate(1.0, 100) - 0.01).abs() < 1e-15);
+    assert!(
+        (Schedule::Step {
+            every: 10,
+            gamma: 0.5
+        }
+        .rate(1.0, 25)
+            - 0.25)
+            .abs()
+            < 1e-15
+    );
+}
+
+#[test]
+fn gradient_clipping_bounds_the_step() {
+    let c = ctx::<f64>();
+    let mut store = ParamStore::new(&c);
+    store.insert("p", c.from_vec(&[1], &[0.0]).unwrap());
+    let tape = Tape::new(&c);
+    let l = tape.scale(&tape.param(&store, "p").unwrap(), 1e6).unwrap();
+    let l = tape.sum_all(&l).unwrap();
+    let g = tape.backward(&l).unwrap();
+    drop(l);
+    let mut sgdish = Adam::new(0.1);
+    sgdish.clip_norm = Some(1.0);
+    let info = sgdish.step(&mut store, &g).unwrap();
+    assert!((info.grad_norm - 1e6).abs() < 1e-6);
+}
+
+#[test]
+fn model_files_round_trip_and_reject_damage() {
+    let c = ctx::<f32>();
+    let mut store = ParamStore::new(&c);
+    store.init_layer("conv1", &[16, 1, 3, 3], 9, 16, 1).unwrap();
+    store
+        .init_layer("conv2", &[2, 16, 3, 3], 144, 2, 2)
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("latticeml-st-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("model.safetensors");
+    safetensors::save(&store, &path).unwrap();
+    let back = safetensors::load(&c, &path).unwrap();
+    assert_eq!(back.names(), store.names());
+    let x = c.from_f64(&[2, 1, 5, 5], &randn(50, 4)).unwrap();
+    let run = |s: &ParamStore<f32>| -> Vec<f32> {
+        let t = Tape::new(&c);
+        t.set_grad_enabled(false);
+        let h = t
+            .conv2d(
+                &t.constant(x.copy().unwrap()),
+                &t.param(s, "conv1.w").unwrap(),
+                Some(&t.param(s, "conv1.b").unwrap()),
+                ConvMode::Periodic,
+            )
+            .unwrap();
+        let y = t
+            .conv2d(
+                &t.leaky_relu(&h, 0.01).unwrap(),
+                &t.param(s, "conv2.w").unwrap(),
+                Some(&t.param(s, "conv2.b").unwrap()),
+                ConvMode::Periodic,
+            )
+            .unwrap();
+        y.value().to_vec().unwrap()
+    };
+    assert_eq!(run(&store), run(&back), "outputs differ after save/load");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 10]).unwrap();
+    let err = safetensors::load(&c, &path)
+        .err()
+        .expect("truncated file loaded")
+        .to_string();
+    assert!(err.contains("truncated"), "{err}");
+    std::fs::write(&path, &bytes[..4]).unwrap();
+    assert!(safetensors::load(&c, &path).is_err());
+    std::fs::write(&path, &bytes).unwrap();
+    let err = safetensors::load(&ctx::<f64>(), &path)
+        .err()
+        .expect("f32 file loaded as f64")
+        .to_string();
+    assert!(err.contains("F32"), "{err}");
+}
