@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use latticeml::action::Phi4;
 use latticeml::hmc::{Hmc, HmcParams, Integrator};
 use latticeml::io::json::Json;
+use latticeml::nn::bench::{ConvStackBench, BATCH};
 use latticeml::run::{run_hmc, RunConfig, RunOutcome, Theory};
 use latticeml::{Device, Error, Lattice, Result};
 
@@ -40,6 +41,24 @@ enum Command {
 enum BenchWhat {
     /// Fused molecular-dynamics steps: site-steps/s and, on a GPU, effective vs copy bandwidth.
     Hmc(BenchHmcArgs),
+    /// Forward+backward of the reference periodic conv stack (batch 256, 1→16→16→2, 3×3, f32).
+    Nn(BenchNnArgs),
+}
+
+#[derive(Args)]
+struct BenchNnArgs {
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Lattice sizes L (L×L), comma-separated.
+    #[arg(long, default_value = "8,32,64", value_delimiter = ',')]
+    sizes: Vec<usize>,
+    /// Seconds to time each size.
+    #[arg(long, default_value_t = 2.0)]
+    seconds: f64,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -132,6 +151,9 @@ fn main() -> ExitCode {
         Command::Bench {
             what: BenchWhat::Hmc(a),
         } => cmd_bench_hmc(a),
+        Command::Bench {
+            what: BenchWhat::Nn(a),
+        } => cmd_bench_nn(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -301,6 +323,44 @@ fn cmd_bench_hmc(a: BenchHmcArgs) -> Result<()> {
                 100.0 * get("fraction_of_copy").unwrap_or(f64::NAN)
             );
         }
+    }
+    Ok(())
+}
+
+fn cmd_bench_nn(a: BenchNnArgs) -> Result<()> {
+    let (device, why) = Device::from_name(&a.device)?;
+    if !a.json {
+        eprintln!("latticeml: {why}");
+        println!(
+            "conv stack 1→16→16→2, 3×3 periodic, batch {}, f32, forward+backward, {}",
+            BATCH,
+            device.describe()
+        );
+    }
+    let mut results = Vec::new();
+    for &l in &a.sizes {
+        if l < 3 {
+            return Err(Error::InvalidInput(format!(
+                "lattice size {l} is smaller than the 3×3 kernel"
+            )));
+        }
+        let bench = ConvStackBench::new(&device, l)?;
+        let rate = bench.samples_per_second(a.seconds)?;
+        let gflops = rate * 3.0 * 2.0 * bench.forward_macs_per_sample() as f64 / 1e9;
+        if !a.json {
+            println!("  L = {l:>3}: {rate:>10.1} samples/s  (~{gflops:.1} GFLOP/s, counting backward as 2× forward)");
+        }
+        results.push((l.to_string(), Json::Num(rate)));
+    }
+    if a.json {
+        print!(
+            "{}",
+            Json::obj([
+                ("device", Json::Str(device.describe())),
+                ("conv_stack", Json::Obj(results))
+            ])
+            .pretty()
+        );
     }
     Ok(())
 }

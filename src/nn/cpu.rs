@@ -101,12 +101,15 @@ pub fn unary_grad<T: Real>(dev: &CpuDevice, op: Unary, x: &[T], y: &[T], dy: &[T
     });
 }
 
-/// c = a ∘ b, broadcast by `g`.
+/// c = a ∘ b, broadcast by `g`; row by row, one offset computation per row.
 pub fn binary<T: Real>(dev: &CpuDevice, op: Binary, a: &[T], b: &[T], c: &mut [T], g: &Bcast) {
-    dev.for_chunks(1, c, None, |first, chunk, _| {
-        for (i, o) in chunk.iter_mut().enumerate() {
-            let (oa, ob) = g.offsets(first + i);
-            *o = binary_f(op, a[oa], b[ob]);
+    let (len, sa, sb) = g.row();
+    dev.for_chunks(len, c, None, |first_row, rows, _| {
+        for (r, out) in rows.chunks_mut(len).enumerate() {
+            let (oa, ob) = g.offsets((first_row + r) * len);
+            for (t, o) in out.iter_mut().enumerate() {
+                *o = binary_f(op, a[oa + t * sa], b[ob + t * sb]);
+            }
         }
     });
 }
@@ -123,10 +126,14 @@ pub fn binary_grad<T: Real>(
     g: &Bcast,
     wrt: i32,
 ) {
-    dev.for_chunks(1, out, None, |first, chunk, _| {
-        for (i, o) in chunk.iter_mut().enumerate() {
-            let (oa, ob) = g.offsets(first + i);
-            *o = binary_df(op, wrt, a[oa], b[ob], dc[first + i]);
+    let (len, sa, sb) = g.row();
+    dev.for_chunks(len, out, None, |first_row, rows, _| {
+        for (r, o_row) in rows.chunks_mut(len).enumerate() {
+            let start = (first_row + r) * len;
+            let (oa, ob) = g.offsets(start);
+            for (t, o) in o_row.iter_mut().enumerate() {
+                *o = binary_df(op, wrt, a[oa + t * sa], b[ob + t * sb], dc[start + t]);
+            }
         }
     });
 }
@@ -135,11 +142,8 @@ pub fn binary_grad<T: Real>(
 pub fn reduce_to<T: Real>(dev: &CpuDevice, x: &[T], y: &mut [T], r: &ReduceSpec, scale: T) {
     dev.for_chunks(1, y, None, |first, chunk, _| {
         for (i, o) in chunk.iter_mut().enumerate() {
-            let base = r.base(first + i);
             let mut acc = T::zero();
-            for j in 0..r.count() {
-                acc += x[base + r.reduced(j)];
-            }
+            r.for_each_reduced(r.base(first + i), |off| acc += x[off]);
             *o = acc * scale;
         }
     });
@@ -192,93 +196,145 @@ fn allowed(mode: i32, dst: usize, src: usize) -> bool {
     }
 }
 
-/// `out[j] += w · src[(j + shift) mod W]` over one row, as two contiguous (vectorisable) runs.
-#[inline]
-fn axpy_shifted<T: Real>(out: &mut [T], src: &[T], w: T, shift: usize) {
-    let width = out.len();
-    let (head, tail) = out.split_at_mut(width - shift);
-    for (o, &s) in head.iter_mut().zip(&src[shift..]) {
-        *o += w * s;
-    }
-    for (o, &s) in tail.iter_mut().zip(&src[..shift]) {
-        *o += w * s;
-    }
-}
-
-/// Periodic (or causal) 2D convolution, parallel over (batch, output channel) planes.
-pub fn conv2d<T: Real>(dev: &CpuDevice, x: &[T], w: &[T], y: &mut [T], c: &ConvSpec) {
+/// Periodic im2col of one sample: `col[(c·KH + ky)·KW + kx][site]` = the input that tap (ky, kx)
+/// of channel c reads for output `site` (0 where the causal mask forbids it). With `inverse`, the
+/// transposed gather of the input gradient: the output site that reads `site` through the tap.
+fn im2col<T: Real>(planes: &[T], channels: usize, c: &ConvSpec, inverse: bool, col: &mut [T]) {
     let (h, wd, kh, kw) = (c.h as usize, c.w as usize, c.kh as usize, c.kw as usize);
-    let (ci_n, co_n, plane) = (c.ci as usize, c.co as usize, h * wd);
-    dev.for_chunks(plane, y, None, |first, planes, _| {
-        for (p, out) in planes.chunks_mut(plane).enumerate() {
-            let (b, co) = ((first + p) / co_n, (first + p) % co_n);
-            out.iter_mut().for_each(|v| *v = T::zero());
-            for ci in 0..ci_n {
-                let xp = &x[(b * ci_n + ci) * plane..(b * ci_n + ci + 1) * plane];
-                let wp = &w[(co * ci_n + ci) * kh * kw..(co * ci_n + ci + 1) * kh * kw];
-                for ky in 0..kh {
-                    for kx in 0..kw {
-                        let wt = wp[ky * kw + kx];
-                        let (oy, ox) = (ky as i64 - (kh / 2) as i64, kx as i64 - (kw / 2) as i64);
-                        for py in 0..h {
-                            let sy = wrap(py as i64 + oy, h as i64);
-                            let row = &mut out[py * wd..(py + 1) * wd];
-                            let src = &xp[sy * wd..(sy + 1) * wd];
-                            if c.mode == 0 {
-                                axpy_shifted(row, src, wt, wrap(ox, wd as i64));
+    let plane = h * wd;
+    for ch in 0..channels {
+        let src_plane = &planes[ch * plane..(ch + 1) * plane];
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let (mut oy, mut ox) = (ky as i64 - (kh / 2) as i64, kx as i64 - (kw / 2) as i64);
+                if inverse {
+                    (oy, ox) = (-oy, -ox);
+                }
+                let row = &mut col
+                    [((ch * kh + ky) * kw + kx) * plane..((ch * kh + ky) * kw + kx + 1) * plane];
+                for py in 0..h {
+                    let sy = wrap(py as i64 + oy, h as i64);
+                    let shift = wrap(ox, wd as i64);
+                    let (dst, src) = (
+                        &mut row[py * wd..(py + 1) * wd],
+                        &src_plane[sy * wd..(sy + 1) * wd],
+                    );
+                    dst[..wd - shift].copy_from_slice(&src[shift..]);
+                    dst[wd - shift..].copy_from_slice(&src[..shift]);
+                    if c.mode != 0 {
+                        for (px, v) in dst.iter_mut().enumerate() {
+                            let (here, there) =
+                                (py * wd + px, sy * wd + wrap(px as i64 + ox, wd as i64));
+                            // Forward: `here` reads `there`; inverse: `there` reads `here`.
+                            let ok = if inverse {
+                                allowed(c.mode, there, here)
                             } else {
-                                for (px, o) in row.iter_mut().enumerate() {
-                                    let s = sy * wd + wrap(px as i64 + ox, wd as i64);
-                                    if allowed(c.mode, py * wd + px, s) {
-                                        *o += wt * xp[s];
-                                    }
-                                }
+                                allowed(c.mode, here, there)
+                            };
+                            if !ok {
+                                *v = T::zero();
                             }
                         }
                     }
                 }
             }
         }
-    });
+    }
 }
 
-/// ∂L/∂x: the transposed convolution, parallel over (batch, input channel) planes.
-pub fn conv2d_grad_input<T: Real>(dev: &CpuDevice, dy: &[T], w: &[T], dx: &mut [T], c: &ConvSpec) {
-    let (h, wd, kh, kw) = (c.h as usize, c.w as usize, c.kh as usize, c.kw as usize);
-    let (ci_n, co_n, plane) = (c.ci as usize, c.co as usize, h * wd);
-    dev.for_chunks(plane, dx, None, |first, planes, _| {
-        for (p, out) in planes.chunks_mut(plane).enumerate() {
-            let (b, ci) = ((first + p) / ci_n, (first + p) % ci_n);
-            out.iter_mut().for_each(|v| *v = T::zero());
-            for co in 0..co_n {
-                let dp = &dy[(b * co_n + co) * plane..(b * co_n + co + 1) * plane];
-                let wp = &w[(co * ci_n + ci) * kh * kw..(co * ci_n + ci + 1) * kh * kw];
-                for ky in 0..kh {
-                    for kx in 0..kw {
-                        let wt = wp[ky * kw + kx];
-                        let (oy, ox) = (ky as i64 - (kh / 2) as i64, kx as i64 - (kw / 2) as i64);
-                        for qy in 0..h {
-                            let ty = wrap(qy as i64 - oy, h as i64);
-                            let row = &mut out[qy * wd..(qy + 1) * wd];
-                            if c.mode == 0 {
-                                axpy_shifted(
-                                    row,
-                                    &dp[ty * wd..(ty + 1) * wd],
-                                    wt,
-                                    wrap(-ox, wd as i64),
-                                );
-                            } else {
-                                for (qx, o) in row.iter_mut().enumerate() {
-                                    let d = ty * wd + wrap(qx as i64 - ox, wd as i64);
-                                    if allowed(c.mode, d, qy * wd + qx) {
-                                        *o += wt * dp[d];
-                                    }
-                                }
-                            }
+/// out[i][s] = Σ_k a[i·k_n + k] · b[k][s] for i < m, s < n: 4 rows × 8 columns of accumulators
+/// per tile, each summed over k in order (deterministic).
+fn gemm<T: Real>(a: &[T], b: &[T], out: &mut [T], m: usize, n: usize, k_n: usize) {
+    const R: usize = 4;
+    const C: usize = 8;
+    for i0 in (0..m).step_by(R) {
+        let rows = R.min(m - i0);
+        let mut s0 = 0;
+        while s0 < n {
+            let cols = C.min(n - s0);
+            let mut acc = [[T::zero(); C]; R];
+            for k in 0..k_n {
+                let brow = &b[k * n + s0..k * n + s0 + cols];
+                if cols == C && rows == R {
+                    let w = [
+                        a[i0 * k_n + k],
+                        a[(i0 + 1) * k_n + k],
+                        a[(i0 + 2) * k_n + k],
+                        a[(i0 + 3) * k_n + k],
+                    ];
+                    for (accr, &wj) in acc.iter_mut().zip(&w) {
+                        for (x, &bv) in accr.iter_mut().zip(brow) {
+                            *x += wj * bv;
+                        }
+                    }
+                } else {
+                    for (j, accr) in acc.iter_mut().enumerate().take(rows) {
+                        let wj = a[(i0 + j) * k_n + k];
+                        for (x, &bv) in accr.iter_mut().zip(brow) {
+                            *x += wj * bv;
                         }
                     }
                 }
             }
+            for (j, accr) in acc.iter().enumerate().take(rows) {
+                out[(i0 + j) * n + s0..(i0 + j) * n + s0 + cols].copy_from_slice(&accr[..cols]);
+            }
+            s0 += cols;
+        }
+    }
+}
+
+/// Periodic (or causal) 2D convolution: per sample, im2col then one GEMM with the weights
+/// `[Co, Ci·KH·KW]`; parallel over samples.
+pub fn conv2d<T: Real>(dev: &CpuDevice, x: &[T], w: &[T], y: &mut [T], c: &ConvSpec) {
+    let (ci_n, co_n, plane) = (c.ci as usize, c.co as usize, (c.h * c.w) as usize);
+    let k_n = ci_n * (c.kh * c.kw) as usize;
+    dev.for_heavy_chunks(co_n * plane, y, |first, chunk, _| {
+        let mut col = vec![T::zero(); k_n * plane];
+        for (s, out) in chunk.chunks_mut(co_n * plane).enumerate() {
+            let b = first + s;
+            im2col(
+                &x[b * ci_n * plane..(b + 1) * ci_n * plane],
+                ci_n,
+                c,
+                false,
+                &mut col,
+            );
+            gemm(w, &col, out, co_n, plane, k_n);
+        }
+    });
+}
+
+/// ∂L/∂x: per sample, the inverse im2col of ∂L/∂y and one GEMM with the weights rearranged to
+/// `[Ci, Co·KH·KW]`.
+pub fn conv2d_grad_input<T: Real>(dev: &CpuDevice, dy: &[T], w: &[T], dx: &mut [T], c: &ConvSpec) {
+    let (ci_n, co_n, plane, taps) = (
+        c.ci as usize,
+        c.co as usize,
+        (c.h * c.w) as usize,
+        (c.kh * c.kw) as usize,
+    );
+    let k_n = co_n * taps;
+    let mut wt = vec![T::zero(); ci_n * k_n];
+    for co in 0..co_n {
+        for ci in 0..ci_n {
+            for t in 0..taps {
+                wt[ci * k_n + co * taps + t] = w[(co * ci_n + ci) * taps + t];
+            }
+        }
+    }
+    dev.for_heavy_chunks(ci_n * plane, dx, |first, chunk, _| {
+        let mut col = vec![T::zero(); k_n * plane];
+        for (s, out) in chunk.chunks_mut(ci_n * plane).enumerate() {
+            let b = first + s;
+            im2col(
+                &dy[b * co_n * plane..(b + 1) * co_n * plane],
+                co_n,
+                c,
+                true,
+                &mut col,
+            );
+            gemm(&wt, &col, out, ci_n, plane, k_n);
         }
     });
 }
@@ -303,44 +359,47 @@ fn dot8<T: Real>(a: &[T], b: &[T]) -> T {
     acc
 }
 
-/// ∂L/∂w: one task per (co, ci) pair computing all its taps, each summed over batch and sites
-/// in a fixed order.
+/// ∂L/∂w: per sample the products ∂L/∂y · colᵀ (parallel over samples), then the per-sample
+/// parts summed in sample order, so the result does not depend on the thread count.
 pub fn conv2d_grad_weight<T: Real>(dev: &CpuDevice, dy: &[T], x: &[T], dw: &mut [T], c: &ConvSpec) {
-    let (h, wd, kh, kw) = (c.h as usize, c.w as usize, c.kh as usize, c.kw as usize);
-    let (ci_n, co_n, plane, bn) = (c.ci as usize, c.co as usize, h * wd, c.b as usize);
-    let per = kh * kw;
-    dev.for_heavy_chunks(per, dw, |first, chunk, _| {
-        for (q, taps) in chunk.chunks_mut(per).enumerate() {
-            let (co, ci) = ((first + q) / ci_n, (first + q) % ci_n);
-            for (t, out) in taps.iter_mut().enumerate() {
-                let (oy, ox) = (
-                    (t / kw) as i64 - (kh / 2) as i64,
-                    (t % kw) as i64 - (kw / 2) as i64,
-                );
-                let shift = wrap(ox, wd as i64);
-                let mut acc = T::zero();
-                for b in 0..bn {
-                    let dp = &dy[(b * co_n + co) * plane..(b * co_n + co + 1) * plane];
-                    let xp = &x[(b * ci_n + ci) * plane..(b * ci_n + ci + 1) * plane];
-                    for py in 0..h {
-                        let sy = wrap(py as i64 + oy, h as i64);
-                        let (drow, src) =
-                            (&dp[py * wd..(py + 1) * wd], &xp[sy * wd..(sy + 1) * wd]);
-                        if c.mode == 0 {
-                            acc += dot8(&drow[..wd - shift], &src[shift..])
-                                + dot8(&drow[wd - shift..], &src[..shift]);
-                        } else {
-                            for (px, &d) in drow.iter().enumerate() {
-                                let s = sy * wd + wrap(px as i64 + ox, wd as i64);
-                                if allowed(c.mode, py * wd + px, s) {
-                                    acc += d * xp[s];
-                                }
-                            }
-                        }
-                    }
+    let (ci_n, co_n, plane, bn) = (
+        c.ci as usize,
+        c.co as usize,
+        (c.h * c.w) as usize,
+        c.b as usize,
+    );
+    let k_n = ci_n * (c.kh * c.kw) as usize;
+    let mut parts = vec![T::zero(); bn * co_n * k_n];
+    dev.for_heavy_chunks(co_n * k_n, &mut parts, |first, chunk, _| {
+        let mut col = vec![T::zero(); k_n * plane];
+        for (s, part) in chunk.chunks_mut(co_n * k_n).enumerate() {
+            let b = first + s;
+            im2col(
+                &x[b * ci_n * plane..(b + 1) * ci_n * plane],
+                ci_n,
+                c,
+                false,
+                &mut col,
+            );
+            let dyb = &dy[b * co_n * plane..(b + 1) * co_n * plane];
+            for co in 0..co_n {
+                for k in 0..k_n {
+                    part[co * k_n + k] = dot8(
+                        &dyb[co * plane..(co + 1) * plane],
+                        &col[k * plane..(k + 1) * plane],
+                    );
                 }
-                *out = acc;
             }
+        }
+    });
+    let n = co_n * k_n;
+    dev.for_chunks(1, dw, None, |first, chunk, _| {
+        for (i, o) in chunk.iter_mut().enumerate() {
+            let mut acc = T::zero();
+            for b in 0..bn {
+                acc += parts[b * n + first + i];
+            }
+            *o = acc;
         }
     });
 }

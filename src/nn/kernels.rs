@@ -272,6 +272,19 @@ pub fn reduce_spec(src: &[usize], target: &[usize]) -> Result<ReduceSpec> {
 }
 
 impl Bcast {
+    /// Length of the output's rows (its last dimension) and the strides of a and b along it.
+    pub fn row(&self) -> (usize, usize, usize) {
+        let k = (self.ndim as usize).saturating_sub(1);
+        if self.ndim == 0 {
+            return (1, 0, 0);
+        }
+        (
+            self.out[k] as usize,
+            self.sa[k] as usize,
+            self.sb[k] as usize,
+        )
+    }
+
     /// Offsets into a and b of output element `i` (the CPU twin of `bcast_offsets`).
     #[inline]
     pub fn offsets(&self, mut i: usize) -> (usize, usize) {
@@ -303,6 +316,40 @@ impl ReduceSpec {
         }
         off
     }
+    /// Calls `f(offset)` for every reduced position of a target, in order (an odometer, no division).
+    #[inline]
+    pub fn for_each_reduced(&self, base: usize, mut f: impl FnMut(usize)) {
+        let nred = self.nred as usize;
+        if nred == 0 {
+            f(base);
+            return;
+        }
+        let (dims, strides) = (&self.red[..nred], &self.red_stride[..nred]);
+        let (last, last_stride) = (dims[nred - 1] as usize, strides[nred - 1] as usize);
+        let mut idx = [0usize; MAX_DIMS];
+        let mut off = base;
+        loop {
+            for t in 0..last {
+                f(off + t * last_stride);
+            }
+            // Carry into the outer reduced dims.
+            let mut k = nred - 1;
+            loop {
+                if k == 0 {
+                    return;
+                }
+                k -= 1;
+                idx[k] += 1;
+                off += strides[k] as usize;
+                if idx[k] < dims[k] as usize {
+                    break;
+                }
+                off -= idx[k] * strides[k] as usize;
+                idx[k] = 0;
+            }
+        }
+    }
+
     /// Offset (from the base) of reduced position `j`.
     pub fn reduced(&self, mut j: usize) -> usize {
         let mut off = 0;

@@ -1,9 +1,11 @@
 //! A small reverse-mode autodiff tape with tensor kernels on the CPU and CUDA, the optimisers and
 //! the model files that the learned samplers and the spectral reconstruction train with.
 
+pub mod bench;
 pub mod cpu;
 pub mod cuda;
 pub mod kernels;
+pub mod layers;
 pub mod tensor;
 
 pub use kernels::{Binary, ConvMode, Unary};

@@ -1,0 +1,82 @@
+//! Layers built from tape operations.
+
+use super::kernels::ConvMode;
+use super::params::ParamStore;
+use super::tape::{Tape, Var};
+use super::tensor::Real;
+use crate::error::Result;
+
+/// A stack of periodic convolutions on lattice-shaped inputs `[B, C, Lx, Ly]`: leaky ReLU between
+/// layers and tanh after the last (the network inside affine-coupling layers).
+#[derive(Clone, Debug)]
+pub struct ConvStack {
+    name: String,
+    channels: Vec<usize>,
+    kernel: usize,
+    slope: f64,
+}
+
+impl ConvStack {
+    /// Registers the layers' parameters in `store` (names `{name}.{i}.w`, `{name}.{i}.b`),
+    /// initialised from `seed`; `channels` lists every layer's width, input first.
+    pub fn new(
+        store: &mut ParamStore<impl Real>,
+        name: &str,
+        channels: &[usize],
+        kernel: usize,
+        slope: f64,
+        seed: u64,
+    ) -> Result<Self> {
+        for (i, pair) in channels.windows(2).enumerate() {
+            let (cin, cout) = (pair[0], pair[1]);
+            store.init_layer(
+                &format!("{name}.{i}"),
+                &[cout, cin, kernel, kernel],
+                cin * kernel * kernel,
+                cout,
+                seed.wrapping_add(i as u64),
+            )?;
+        }
+        Ok(ConvStack {
+            name: name.to_string(),
+            channels: channels.to_vec(),
+            kernel,
+            slope,
+        })
+    }
+
+    /// Kernel size.
+    pub fn kernel(&self) -> usize {
+        self.kernel
+    }
+
+    /// Multiply–adds per lattice site of one forward pass.
+    pub fn macs_per_site(&self) -> usize {
+        self.channels
+            .windows(2)
+            .map(|p| p[0] * p[1] * self.kernel * self.kernel)
+            .sum()
+    }
+
+    /// The forward pass.
+    pub fn forward<T: Real>(
+        &self,
+        tape: &Tape<T>,
+        store: &ParamStore<T>,
+        x: &Var<T>,
+    ) -> Result<Var<T>> {
+        let layers = self.channels.len() - 1;
+        let mut h = x.clone();
+        for i in 0..layers {
+            let w = tape.param(store, &format!("{}.{i}.w", self.name))?;
+            let b = tape.param(store, &format!("{}.{i}.b", self.name))?;
+            h = tape.conv2d(&h, &w, Some(&b), ConvMode::Periodic)?;
+            h = if i + 1 < layers {
+                tape.leaky_relu(&h, self.slope)?
+            } else {
+                tape.tanh(&h)?
+            };
+        }
+        Ok(h)
+    }
+}
