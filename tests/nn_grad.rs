@@ -7,6 +7,9 @@ use latticeml::nn::tape::{Tape, Var};
 use latticeml::nn::{ConvMode, Ctx, ParamStore};
 use latticeml::{philox, Device, Result};
 
+/// Builds the output of the operation under test from the parameters.
+type Build<'a> = dyn Fn(&Tape<f64>, &ParamStore<f64>) -> Result<Var<f64>> + 'a;
+
 fn ctx() -> Ctx<f64> {
     Ctx::new(Device::Cpu(common::cpu()))
 }
@@ -19,11 +22,7 @@ fn randn(n: usize, stream: u32) -> Vec<f64> {
 
 /// Compares ∂L/∂θ from the tape with central differences for every parameter entry, where
 /// L = Σ out ⊙ R for a fixed random R (so every output element matters).
-fn check(
-    name: &str,
-    params: &[(&str, Vec<usize>, Vec<f64>)],
-    f: &dyn Fn(&Tape<f64>, &ParamStore<f64>) -> Result<Var<f64>>,
-) {
+fn check(name: &str, params: &[(&str, Vec<usize>, Vec<f64>)], f: &Build) {
     let c = ctx();
     let mut store = ParamStore::new(&c);
     for (n, shape, v) in params {

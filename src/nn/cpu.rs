@@ -149,7 +149,7 @@ pub fn reduce_to<T: Real>(dev: &CpuDevice, x: &[T], y: &mut [T], r: &ReduceSpec,
     });
 }
 
-/// C[m,n] = op(A)·op(B).
+/// C (m × n) = op(A)·op(B).
 #[allow(clippy::too_many_arguments)]
 pub fn matmul<T: Real>(
     dev: &CpuDevice,

@@ -37,7 +37,7 @@ pub fn save<T: Real>(store: &ParamStore<T>, path: &Path) -> Result<()> {
     ));
     let mut text = Json::Obj(header).pretty().replace('\n', "");
     // Pad the header with spaces to a multiple of 8 bytes, as the reference writer does.
-    while (8 + text.len()) % 8 != 0 {
+    while !text.len().is_multiple_of(8) {
         text.push(' ');
     }
     let mut out = (text.len() as u64).to_le_bytes().to_vec();
