@@ -402,3 +402,57 @@ fn model_files_round_trip_and_reject_damage() {
         .to_string();
     assert!(err.contains("F32"), "{err}");
 }
+
+#[test]
+fn checkerboard_masks_split_the_lattice() {
+    use latticeml::nn::masks::{checkerboard, complement};
+    let c = ctx::<f64>();
+    let even = checkerboard(&c, &[4, 5], 0).unwrap().to_f64().unwrap();
+    let odd = complement(&checkerboard(&c, &[4, 5], 0).unwrap())
+        .unwrap()
+        .to_f64()
+        .unwrap();
+    assert_eq!(checkerboard(&c, &[4, 5], 1).unwrap().to_f64().unwrap(), odd);
+    assert_eq!(even[0], 1.0);
+    assert_eq!(even[1], 0.0);
+    assert_eq!(even[5], 0.0, "site (1, 0)");
+    assert_eq!(even[6], 1.0, "site (1, 1)");
+    assert_eq!(even.iter().sum::<f64>(), 10.0);
+    // Every site's nearest neighbours have the other colour (even extents: also across the wrap).
+    let m = checkerboard(&c, &[4, 6], 0).unwrap().to_f64().unwrap();
+    for i in 0..4 {
+        for j in 0..6 {
+            assert_ne!(m[i * 6 + j], m[((i + 1) % 4) * 6 + j]);
+            assert_ne!(m[i * 6 + j], m[i * 6 + (j + 1) % 6]);
+        }
+    }
+}
+
+#[test]
+fn reads_files_written_by_python_safetensors() {
+    // Written by `safetensors.numpy.save_file({'a.w': arange(6).reshape(2, 3), 'b': ones(4)})`.
+    let bytes = include_bytes!("data/from_python.safetensors");
+    let dir = std::env::temp_dir().join(format!("latticeml-py-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("from_python.safetensors");
+    std::fs::write(&path, bytes).unwrap();
+    let store = safetensors::load(&ctx::<f32>(), &path).unwrap();
+    assert_eq!(store.get("a.w").unwrap().shape(), &[2, 3]);
+    assert_eq!(
+        store.get("a.w").unwrap().to_vec().unwrap(),
+        vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    );
+    assert_eq!(store.get("b").unwrap().to_vec().unwrap(), vec![1.0; 4]);
+    // And what we write has integer shapes and offsets (strict readers reject `16.0`).
+    safetensors::save(&store, &path).unwrap();
+    let written = std::fs::read(&path).unwrap();
+    let header = String::from_utf8_lossy(&written[8..])
+        .split("}}")
+        .next()
+        .unwrap()
+        .replace(' ', "");
+    assert!(
+        header.contains("\"shape\":[2,3]") && header.contains("\"data_offsets\":[0,24]"),
+        "{header}"
+    );
+}

@@ -39,6 +39,11 @@ impl Json {
         match self {
             Json::Null => s.push_str("null"),
             Json::Bool(b) => s.push_str(if *b { "true" } else { "false" }),
+            // Integers as integers (strict readers such as safetensors need them), else the
+            // shortest text that reads back to the same double.
+            Json::Num(x) if x.is_finite() && x.fract() == 0.0 && x.abs() < 9.0e15 => {
+                s.push_str(&format!("{x:.0}"))
+            }
             Json::Num(x) if x.is_finite() => s.push_str(&format!("{x:?}")),
             Json::Num(_) => s.push_str("null"),
             Json::Str(t) => write_string(s, t),

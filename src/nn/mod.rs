@@ -6,6 +6,7 @@ pub mod cpu;
 pub mod cuda;
 pub mod kernels;
 pub mod layers;
+pub mod masks;
 pub mod tensor;
 
 pub use kernels::{Binary, ConvMode, Unary};

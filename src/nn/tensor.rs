@@ -338,6 +338,7 @@ impl<T: Real> Tensor<T> {
         };
         match (self.buf_mut(), stream) {
             (Buffer::Cpu(v), _) => v.iter_mut().for_each(|e| *e = x),
+            (Buffer::Cuda(s), Some(st)) if x == T::zero() => st.memset_zeros(s)?,
             (Buffer::Cuda(s), Some(st)) => {
                 let host = vec![x; s.len()];
                 st.memcpy_htod(&host, s)?;
