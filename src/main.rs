@@ -88,13 +88,13 @@ struct HmcArgs {
     #[arg(long, default_value_t = 100)]
     n: usize,
     /// Trajectories per chain, thermalisation included.
-    #[arg(long, default_value_t = 3000)]
+    #[arg(long, default_value_t = 5000)]
     trajectories: u64,
     /// Thermalisation trajectories left out of the analysis.
     #[arg(long, default_value_t = 200)]
     therm: u64,
     /// Integration steps per trajectory.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 4)]
     steps: usize,
     /// Trajectory length.
     #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
@@ -245,9 +245,10 @@ fn print_table(o: &RunOutcome) {
         .collect();
     println!("effective mass   {}", m.join("  "));
     println!(
-        "acceptance {:.3}   <exp(-dH)> = {:.4} ± {:.4}   {} trajectories   {:.3e} site-steps/s on {}",
-        o.acceptance, o.exp_minus_dh.value, o.exp_minus_dh.error, o.trajectories, o.site_steps_per_second, o.device
+        "acceptance {:.3}   <exp(-dH)> = {:.4} ± {:.4}   <dH> = {:.2e} ± {:.1e}   rms dH = {:.3}",
+        o.acceptance, o.exp_minus_dh.value, o.exp_minus_dh.error, o.delta_h.value, o.delta_h.error, o.delta_h_rms
     );
+    println!("{} trajectories   {:.3e} site-steps/s on {}", o.trajectories, o.site_steps_per_second, o.device);
     if o.acceptance < 0.3 {
         println!("warning: low acceptance; increase --steps (or lower --tau)");
     }

@@ -143,6 +143,10 @@ pub struct RunOutcome {
     pub acceptance: f64,
     /// ⟨e^{−ΔH}⟩ after thermalisation (should be 1).
     pub exp_minus_dh: Estimate,
+    /// ⟨ΔH⟩ after thermalisation (≈ ⟨ΔH²⟩/2 ≥ 0 for a reversible, area-preserving integrator).
+    pub delta_h: Estimate,
+    /// √⟨ΔH²⟩ after thermalisation.
+    pub delta_h_rms: f64,
     /// Trajectories per chain done in total.
     pub trajectories: u64,
     /// Fused MD site-updates per second in this invocation.
@@ -397,10 +401,15 @@ fn analyse(
         .map(|c| c.iter().map(|dh| (-dh).exp()).collect())
         .collect();
     let boltz_refs: Vec<&[f64]> = boltz.iter().map(|v| v.as_slice()).collect();
+    let dh_refs: Vec<&[f64]> = cols[3].iter().map(|v| v.as_slice()).collect();
+    let all_dh: Vec<f64> = cols[3].iter().flatten().copied().collect();
+    let delta_h_rms = (all_dh.iter().map(|d| d * d).sum::<f64>() / all_dh.len().max(1) as f64).sqrt();
     RunOutcome {
         observables: summarize(set, lat.volume(), &series),
         acceptance,
         exp_minus_dh: gamma_primary(&boltz_refs),
+        delta_h: gamma_primary(&dh_refs),
+        delta_h_rms,
         trajectories: done,
         site_steps_per_second: rate,
         device: device.describe(),
@@ -475,6 +484,8 @@ fn summary_json(cfg: &RunConfig, action: &dyn Action, o: &RunOutcome) -> Json {
         ("device", Json::Str(o.device.clone())),
         ("acceptance", Json::Num(o.acceptance)),
         ("exp_minus_delta_h", estimate_json(&o.exp_minus_dh)),
+        ("delta_h", estimate_json(&o.delta_h)),
+        ("delta_h_rms", Json::Num(o.delta_h_rms)),
         ("site_steps_per_second", Json::Num(o.site_steps_per_second)),
         (
             "observables",
