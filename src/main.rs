@@ -30,6 +30,8 @@ struct Cli {
 enum Command {
     /// Hybrid Monte Carlo for phi^4 or the anharmonic oscillator (defaults: 2D phi^4, 32x32).
     Hmc(HmcArgs),
+    /// Spectral function from a Euclidean correlator (NN, MEM, Tikhonov, TSVD).
+    Spectral(SpectralArgs),
     /// Throughput benchmarks.
     Bench {
         #[command(subcommand)]
@@ -43,6 +45,67 @@ enum BenchWhat {
     Hmc(BenchHmcArgs),
     /// Forward+backward of the reference periodic conv stack (batch 256, 1→16→16→2, 3×3, f32).
     Nn(BenchNnArgs),
+}
+
+#[derive(Args)]
+struct SpectralArgs {
+    /// CSV with header p,value,error (or tau,value,error).
+    #[arg(long, conflicts_with = "mock")]
+    input: Option<PathBuf>,
+    /// Full covariance of the data (CSV of numbers, no header).
+    #[arg(long, requires = "input")]
+    cov: Option<PathBuf>,
+    /// Built-in mock instead of --input: bw1, bw2, gauss2, nonpositive, or paper (the Shi–Wang–Zhou benchmark).
+    #[arg(long)]
+    mock: Option<String>,
+    /// Mock noise: relative size (or absolute, with --noise-kind absolute).
+    #[arg(long, default_value_t = 1e-4, allow_negative_numbers = true)]
+    noise: f64,
+    /// relative, absolute or momentum (σ = noise·D·p/Δp, as in the benchmark paper).
+    #[arg(long, default_value = "relative")]
+    noise_kind: String,
+    /// Mock data points: x from --x-min to --x-max.
+    #[arg(long, default_value_t = 100)]
+    points: usize,
+    /// First mock data point (p or τ).
+    #[arg(long, default_value_t = 0.2, allow_negative_numbers = true)]
+    x_min: f64,
+    /// Last mock data point.
+    #[arg(long, default_value_t = 20.0, allow_negative_numbers = true)]
+    x_max: f64,
+    /// Seed of the mock noise and of the networks.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// kl, exp, finite-t or finite-t-reg.
+    #[arg(long, default_value = "kl")]
+    kernel: String,
+    /// Inverse temperature for the finite-temperature kernels.
+    #[arg(long)]
+    beta: Option<f64>,
+    /// Smallest ω.
+    #[arg(long, default_value_t = 0.04, allow_negative_numbers = true)]
+    omega_min: f64,
+    /// Largest ω.
+    #[arg(long, default_value_t = 20.0, allow_negative_numbers = true)]
+    omega_max: f64,
+    /// Points of the ω-grid.
+    #[arg(long, default_value_t = 500)]
+    omega_points: usize,
+    /// nn, nn-p2p, nn-p2p-signfree, mem, mem-classic, tikhonov, tikhonov-lcurve, tsvd, or all.
+    #[arg(long, default_value = "all")]
+    method: String,
+    /// Adam steps of the neural methods.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Restarts of the neural methods (their spread is the band).
+    #[arg(long)]
+    restarts: Option<usize>,
+    /// auto, cpu, cuda or cuda:N (for the neural methods).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Output directory.
+    #[arg(long, default_value = "spectral-out")]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -148,6 +211,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Hmc(a) => cmd_hmc(a),
+        Command::Spectral(a) => cmd_spectral(a),
         Command::Bench {
             what: BenchWhat::Hmc(a),
         } => cmd_bench_hmc(a),
@@ -246,9 +310,17 @@ fn print_table(o: &RunOutcome) {
     println!("effective mass   {}", m.join("  "));
     println!(
         "acceptance {:.3}   <exp(-dH)> = {:.4} ± {:.4}   <dH> = {:.2e} ± {:.1e}   rms dH = {:.3}",
-        o.acceptance, o.exp_minus_dh.value, o.exp_minus_dh.error, o.delta_h.value, o.delta_h.error, o.delta_h_rms
+        o.acceptance,
+        o.exp_minus_dh.value,
+        o.exp_minus_dh.error,
+        o.delta_h.value,
+        o.delta_h.error,
+        o.delta_h_rms
     );
-    println!("{} trajectories   {:.3e} site-steps/s on {}", o.trajectories, o.site_steps_per_second, o.device);
+    println!(
+        "{} trajectories   {:.3e} site-steps/s on {}",
+        o.trajectories, o.site_steps_per_second, o.device
+    );
     if o.acceptance < 0.3 {
         println!("warning: low acceptance; increase --steps (or lower --tau)");
     }
@@ -363,5 +435,121 @@ fn cmd_bench_nn(a: BenchNnArgs) -> Result<()> {
             .pretty()
         );
     }
+    Ok(())
+}
+
+fn cmd_spectral(a: SpectralArgs) -> Result<()> {
+    use latticeml::spectral::{self, kernel, mock, report, Method, Problem};
+    let paper = a.mock.as_deref() == Some("paper");
+    let kind = if paper {
+        kernel::KernelKind::KallenLehmann
+    } else {
+        kernel::KernelKind::from_name(&a.kernel, a.beta)?
+    };
+    let grid = kernel::OmegaGrid::uniform(a.omega_min, a.omega_max, a.omega_points)?;
+    let (data, truth) = match (&a.input, &a.mock) {
+        (Some(path), _) => {
+            let d = spectral::data::Correlator::read_csv(path)?;
+            (
+                match &a.cov {
+                    Some(c) => d.with_cov_csv(c)?,
+                    None => d,
+                },
+                None,
+            )
+        }
+        (None, Some(name)) => {
+            let spec = mock::Spectrum::named(if paper { "bw2" } else { name })?;
+            let total = spec.abs_integral(0.0, 1000.0, 400_000);
+            let inside = spec.abs_integral(grid.omega[0], grid.omega[grid.len() - 1], 200_000);
+            if total - inside > 0.01 * total {
+                return Err(Error::InvalidInput(format!(
+                    "the ω-grid [{}, {}] misses {:.1}% of the spectral function's weight; widen --omega-min/--omega-max",
+                    a.omega_min,
+                    a.omega_max,
+                    100.0 * (total - inside) / total
+                )));
+            }
+            if a.points < 2 || !(a.x_max > a.x_min) {
+                return Err(Error::InvalidInput(
+                    "mock data need --points >= 2 and --x-max > --x-min".into(),
+                ));
+            }
+            let x: Vec<f64> = (0..a.points)
+                .map(|i| a.x_min + (a.x_max - a.x_min) * i as f64 / (a.points - 1) as f64)
+                .collect();
+            let noise = match (paper, a.noise_kind.as_str()) {
+                (true, _) | (_, "momentum") => mock::Noise::MomentumScaled(a.noise),
+                (_, "relative") => mock::Noise::Relative(a.noise),
+                (_, "absolute") => mock::Noise::Absolute(a.noise),
+                (_, k) => {
+                    return Err(Error::InvalidInput(format!(
+                        "unknown noise kind '{k}': use relative, absolute or momentum"
+                    )))
+                }
+            };
+            if !(a.noise > 0.0 && a.noise.is_finite()) {
+                return Err(Error::InvalidInput(format!(
+                    "--noise {} must be positive",
+                    a.noise
+                )));
+            }
+            let t = spec.on(&grid);
+            let amat = kernel::kernel_matrix(kind, &x, &grid)?;
+            (mock::mock_data(&amat, &t, &x, &noise, a.seed)?, Some(t))
+        }
+        (None, None) => {
+            return Err(Error::InvalidInput(
+                "give --input data.csv or --mock bw1|bw2|gauss2|nonpositive|paper".into(),
+            ))
+        }
+    };
+    let (device, _) = Device::from_name(&a.device)?;
+    let names: Vec<&str> = if a.method == "all" {
+        vec!["nn", "nn-p2p", "mem", "tikhonov", "tsvd"]
+    } else {
+        vec![a.method.as_str()]
+    };
+    let problem = Problem { data, kind, grid };
+    println!(
+        "{:<16} {:>10} {:>12} {:>12} {:>10} {:>9}  peaks (position/width)",
+        "method", "chi2/N", "MSE", "KL", "rel L2", "seconds"
+    );
+    for name in names {
+        let mut method = Method::from_name(name)?;
+        if let Method::Neural(o) = &mut method {
+            o.seed = a.seed;
+            o.steps = a.steps.unwrap_or(o.steps);
+            o.restarts = a.restarts.unwrap_or(o.restarts);
+        }
+        let r = spectral::reconstruct(&problem, &method, &device)?;
+        let m = truth
+            .as_ref()
+            .map(|t| spectral::metrics(&problem.grid, &r.rho, t));
+        let dir = if a.method == "all" {
+            a.out.join(&r.method)
+        } else {
+            a.out.clone()
+        };
+        report::write(&dir, &r, &problem.data, truth.as_deref(), m.as_ref(), &[])?;
+        let f = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.3e}"));
+        let pk: Vec<String> = m.as_ref().map_or(Vec::new(), |m| {
+            m.peaks
+                .iter()
+                .map(|(p, w)| format!("{p:.2}/{w:.2}"))
+                .collect()
+        });
+        println!(
+            "{:<16} {:>10.3} {:>12} {:>12} {:>10} {:>9.2}  {}",
+            r.method,
+            r.chi2_per_point,
+            f(m.as_ref().map(|m| m.mse)),
+            f(m.as_ref().map(|m| m.kl)),
+            f(m.as_ref().map(|m| m.relative_l2)),
+            r.seconds,
+            pk.join(" ")
+        );
+    }
+    println!("files in {}/", a.out.display());
     Ok(())
 }

@@ -403,7 +403,8 @@ fn analyse(
     let boltz_refs: Vec<&[f64]> = boltz.iter().map(|v| v.as_slice()).collect();
     let dh_refs: Vec<&[f64]> = cols[3].iter().map(|v| v.as_slice()).collect();
     let all_dh: Vec<f64> = cols[3].iter().flatten().copied().collect();
-    let delta_h_rms = (all_dh.iter().map(|d| d * d).sum::<f64>() / all_dh.len().max(1) as f64).sqrt();
+    let delta_h_rms =
+        (all_dh.iter().map(|d| d * d).sum::<f64>() / all_dh.len().max(1) as f64).sqrt();
     RunOutcome {
         observables: summarize(set, lat.volume(), &series),
         acceptance,

@@ -483,23 +483,40 @@ impl<T: Real> Tape<T> {
                 loss.shape()
             )));
         }
-        let nodes = std::mem::take(&mut *self.nodes.borrow_mut());
-        let mut grads: Vec<Option<Tensor<T>>> = (0..nodes.len()).map(|_| None).collect();
-        let mut out = BTreeMap::new();
-        let Some(root) = loss.node else {
-            return Ok(Grads { map: out });
-        };
-        grads[root] = Some(self.ctx.from_f64(loss.shape(), &[1.0])?);
-        for (i, op) in nodes.iter().enumerate().rev() {
-            let Some(g) = grads[i].take() else { continue };
-            for (target, gi) in self.input_grads(op, &g)? {
-                accumulate(&mut grads, target, gi)?;
-            }
-            if let Op::Leaf(name) = op {
-                add_into(&mut out, name, g)?;
+        let seed = self.ctx.from_f64(loss.shape(), &[1.0])?;
+        self.backward_seeded(loss, seed, false)
+    }
+
+    /// The vector–Jacobian product seedᵀ·∂out/∂θ for every parameter θ: a backward pass from `out`
+    /// with the given output gradient. With `retain`, the tape is kept for further passes (e.g. one
+    /// per row of a Jacobian); otherwise it is cleared.
+    pub fn backward_seeded(&self, out: &Var<T>, seed: Tensor<T>, retain: bool) -> Result<Grads<T>> {
+        if seed.shape() != out.shape() {
+            return Err(Error::InvalidInput(format!(
+                "seed {:?} does not match the output {:?}",
+                seed.shape(),
+                out.shape()
+            )));
+        }
+        let mut map = BTreeMap::new();
+        if let Some(root) = out.node {
+            let nodes = self.nodes.borrow();
+            let mut grads: Vec<Option<Tensor<T>>> = (0..nodes.len()).map(|_| None).collect();
+            grads[root] = Some(seed);
+            for i in (0..=root).rev() {
+                let Some(g) = grads[i].take() else { continue };
+                for (target, gi) in self.input_grads(&nodes[i], &g)? {
+                    accumulate(&mut grads, target, gi)?;
+                }
+                if let Op::Leaf(name) = &nodes[i] {
+                    add_into(&mut map, name, g)?;
+                }
             }
         }
-        Ok(Grads { map: out })
+        if !retain {
+            self.nodes.borrow_mut().clear();
+        }
+        Ok(Grads { map })
     }
 
     /// Gradients of one node's inputs, as (input node, gradient) pairs.

@@ -1,0 +1,184 @@
+//! Correlator data with errors (diagonal or a full covariance), validation and whitening.
+
+use std::path::Path;
+
+use super::linalg::{cholesky, solve_lower, Matrix};
+use crate::error::{Error, Result};
+
+/// Measured data G(x_i) ± σ_i at points x_i (momenta p or times τ).
+#[derive(Clone, Debug)]
+pub struct Correlator {
+    /// Data points p_i or τ_i.
+    pub x: Vec<f64>,
+    /// Values G_i.
+    pub value: Vec<f64>,
+    /// Errors σ_i (the square roots of the covariance's diagonal when one is given).
+    pub error: Vec<f64>,
+    /// Full covariance, when known.
+    pub cov: Option<Matrix>,
+}
+
+impl Correlator {
+    /// Checks lengths, finiteness, positive errors and, if given, the covariance.
+    pub fn validate(&self) -> Result<()> {
+        let n = self.x.len();
+        if n == 0 || self.value.len() != n || self.error.len() != n {
+            return Err(Error::InvalidInput(format!(
+                "data columns have different lengths ({} points, {} values, {} errors)",
+                n,
+                self.value.len(),
+                self.error.len()
+            )));
+        }
+        for (i, ((&x, &v), &e)) in self.x.iter().zip(&self.value).zip(&self.error).enumerate() {
+            if !(x.is_finite() && v.is_finite() && e.is_finite()) {
+                return Err(Error::InvalidInput(format!(
+                    "row {} holds a non-finite number",
+                    i + 1
+                )));
+            }
+            if e <= 0.0 {
+                return Err(Error::InvalidInput(format!(
+                    "row {}: error {e} must be positive",
+                    i + 1
+                )));
+            }
+        }
+        if let Some(c) = &self.cov {
+            if c.rows != n || c.cols != n {
+                return Err(Error::InvalidInput(format!(
+                    "covariance is {}x{} for {n} data points",
+                    c.rows, c.cols
+                )));
+            }
+            cholesky(c)?;
+        }
+        Ok(())
+    }
+
+    /// Whitened kernel and data: L⁻¹A and L⁻¹G with C = LLᵀ (or rows divided by σ), so that
+    /// χ² = ‖A_w ρ − g_w‖².
+    pub fn whiten(&self, a: &Matrix) -> Result<(Matrix, Vec<f64>)> {
+        match &self.cov {
+            None => {
+                let mut aw = a.clone();
+                for (i, &s) in self.error.iter().enumerate() {
+                    aw.data[i * a.cols..(i + 1) * a.cols]
+                        .iter_mut()
+                        .for_each(|v| *v /= s);
+                }
+                Ok((
+                    aw,
+                    self.value
+                        .iter()
+                        .zip(&self.error)
+                        .map(|(v, s)| v / s)
+                        .collect(),
+                ))
+            }
+            Some(c) => {
+                let l = cholesky(c)?;
+                let mut aw = Matrix::zeros(a.rows, a.cols);
+                for j in 0..a.cols {
+                    let col: Vec<f64> = (0..a.rows).map(|i| a.at(i, j)).collect();
+                    for (i, v) in solve_lower(&l, &col).into_iter().enumerate() {
+                        aw.data[i * a.cols + j] = v;
+                    }
+                }
+                Ok((aw, solve_lower(&l, &self.value)))
+            }
+        }
+    }
+
+    /// Reads a CSV with header `p,value,error` or `tau,value,error`.
+    pub fn read_csv(path: &Path) -> Result<Self> {
+        let text = String::from_utf8(crate::io::read(path)?).map_err(|_| Error::BadFile {
+            path: path.display().to_string(),
+            reason: "not UTF-8 text".into(),
+        })?;
+        let bad = |r: String| Error::BadFile {
+            path: path.display().to_string(),
+            reason: r,
+        };
+        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+        let header: Vec<String> = lines
+            .next()
+            .ok_or_else(|| bad("empty file".into()))?
+            .split(',')
+            .map(|h| h.trim().to_lowercase())
+            .collect();
+        if header.len() != 3
+            || !(header[0] == "p" || header[0] == "tau")
+            || header[1] != "value"
+            || header[2] != "error"
+        {
+            return Err(bad(format!(
+                "header must be p,value,error or tau,value,error; found {}",
+                header.join(",")
+            )));
+        }
+        let (mut x, mut value, mut error) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, line) in lines.enumerate() {
+            let f: Vec<&str> = line.split(',').map(str::trim).collect();
+            if f.len() != 3 {
+                return Err(bad(format!(
+                    "line {}: expected 3 columns, found {}",
+                    i + 2,
+                    f.len()
+                )));
+            }
+            let num = |s: &str| {
+                s.parse::<f64>()
+                    .map_err(|_| bad(format!("line {}: '{s}' is not a number", i + 2)))
+            };
+            x.push(num(f[0])?);
+            value.push(num(f[1])?);
+            error.push(num(f[2])?);
+        }
+        let c = Correlator {
+            x,
+            value,
+            error,
+            cov: None,
+        };
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Reads an n×n covariance from a CSV of numbers (no header) and attaches it.
+    pub fn with_cov_csv(mut self, path: &Path) -> Result<Self> {
+        let text = String::from_utf8(crate::io::read(path)?).map_err(|_| Error::BadFile {
+            path: path.display().to_string(),
+            reason: "not UTF-8 text".into(),
+        })?;
+        let rows: Vec<Vec<f64>> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                l.split(',')
+                    .map(|s| s.trim().parse::<f64>())
+                    .collect::<std::result::Result<Vec<_>, _>>()
+            })
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| Error::BadFile {
+                path: path.display().to_string(),
+                reason: "covariance must be a CSV of numbers".into(),
+            })?;
+        let n = rows.len();
+        if rows.iter().any(|r| r.len() != n) {
+            return Err(Error::BadFile {
+                path: path.display().to_string(),
+                reason: "covariance must be square".into(),
+            });
+        }
+        let cov = Matrix {
+            rows: n,
+            cols: n,
+            data: rows.concat(),
+        };
+        self.error = (0..n).map(|i| cov.at(i, i).max(0.0).sqrt()).collect();
+        self.cov = Some(cov);
+        self.validate()?;
+        Ok(self)
+    }
+}

@@ -1,0 +1,148 @@
+//! Kernels of G = K ρ as matrices on an ω-grid with quadrature weights (shared/conventions.md).
+
+use super::linalg::Matrix;
+use crate::error::{require_finite, Error, Result};
+
+/// Which integral kernel relates the data to ρ(ω).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum KernelKind {
+    /// Källén–Lehmann, for propagators D(p): K(p, ω) = ω / (π(ω² + p²)).
+    KallenLehmann,
+    /// Zero temperature, G(τ): K(τ, ω) = e^{−ωτ}.
+    Exponential,
+    /// Finite temperature, bosonic: K(τ, ω) = cosh(ω(τ − β/2)) / sinh(ωβ/2) (needs ω > 0).
+    FiniteT {
+        /// Inverse temperature β.
+        beta: f64,
+    },
+    /// The ω-regularised finite-temperature kernel ω·K(τ, ω) (→ 2/β as ω → 0), for ρ(ω)/ω.
+    FiniteTRegularised {
+        /// Inverse temperature β.
+        beta: f64,
+    },
+}
+
+impl KernelKind {
+    /// Parses `kl`, `exp`, `finite-t` or `finite-t-reg` (the last two need β).
+    pub fn from_name(name: &str, beta: Option<f64>) -> Result<Self> {
+        let need_beta = || {
+            beta.filter(|b| b.is_finite() && *b > 0.0)
+                .ok_or_else(|| Error::InvalidInput(format!("kernel {name} needs --beta B > 0")))
+        };
+        match name {
+            "kl" => Ok(KernelKind::KallenLehmann),
+            "exp" => Ok(KernelKind::Exponential),
+            "finite-t" => Ok(KernelKind::FiniteT { beta: need_beta()? }),
+            "finite-t-reg" => Ok(KernelKind::FiniteTRegularised { beta: need_beta()? }),
+            _ => Err(Error::InvalidInput(format!(
+                "unknown kernel '{name}': use kl, exp, finite-t or finite-t-reg"
+            ))),
+        }
+    }
+
+    /// K(x, ω) with x = p or τ.
+    pub fn eval(&self, x: f64, w: f64) -> f64 {
+        match *self {
+            KernelKind::KallenLehmann => w / (std::f64::consts::PI * (w * w + x * x)),
+            KernelKind::Exponential => (-w * x).exp(),
+            KernelKind::FiniteT { beta } => (w * (x - beta / 2.0)).cosh() / (w * beta / 2.0).sinh(),
+            KernelKind::FiniteTRegularised { beta } => {
+                if w * beta < 1e-8 {
+                    2.0 / beta
+                } else {
+                    w * (w * (x - beta / 2.0)).cosh() / (w * beta / 2.0).sinh()
+                }
+            }
+        }
+    }
+}
+
+/// An ω-grid with quadrature weights: ∫ f dω ≈ Σⱼ wⱼ f(ωⱼ).
+#[derive(Clone, Debug, PartialEq)]
+pub struct OmegaGrid {
+    /// Grid points, increasing.
+    pub omega: Vec<f64>,
+    /// Quadrature weights.
+    pub weights: Vec<f64>,
+}
+
+impl OmegaGrid {
+    /// `n` equidistant points from `min` to `max` with the rectangle rule ρⱼΔω (as in
+    /// Shi, Wang, Zhou, Comput. Phys. Commun. 282 (2023) 108547).
+    pub fn uniform(min: f64, max: f64, n: usize) -> Result<Self> {
+        require_finite("omega-min", min)?;
+        require_finite("omega-max", max)?;
+        if n < 2 || max <= min || min < 0.0 {
+            return Err(Error::InvalidInput(format!(
+                "omega grid needs 0 <= omega-min < omega-max and at least 2 points (got {min}, {max}, {n})"
+            )));
+        }
+        let d = (max - min) / (n - 1) as f64;
+        Ok(OmegaGrid {
+            omega: (0..n).map(|j| min + j as f64 * d).collect(),
+            weights: vec![d; n],
+        })
+    }
+
+    /// Arbitrary increasing points with trapezoid weights.
+    pub fn from_points(omega: Vec<f64>) -> Result<Self> {
+        if omega.len() < 2 || omega.windows(2).any(|w| !(w[1] > w[0])) || omega[0] < 0.0 {
+            return Err(Error::InvalidInput(
+                "omega points must be non-negative and strictly increasing".into(),
+            ));
+        }
+        let n = omega.len();
+        let weights = (0..n)
+            .map(|j| {
+                let left = if j > 0 { omega[j] - omega[j - 1] } else { 0.0 };
+                let right = if j + 1 < n {
+                    omega[j + 1] - omega[j]
+                } else {
+                    0.0
+                };
+                0.5 * (left + right)
+            })
+            .collect();
+        Ok(OmegaGrid { omega, weights })
+    }
+
+    /// Number of points.
+    pub fn len(&self) -> usize {
+        self.omega.len()
+    }
+
+    /// True for an empty grid.
+    pub fn is_empty(&self) -> bool {
+        self.omega.is_empty()
+    }
+}
+
+/// The discretised kernel A_ij = K(x_i, ω_j)·w_j, so that G ≈ A ρ.
+pub fn kernel_matrix(kind: KernelKind, x: &[f64], grid: &OmegaGrid) -> Result<Matrix> {
+    if let KernelKind::FiniteT { .. } = kind {
+        if grid.omega[0] <= 0.0 {
+            return Err(Error::InvalidInput(
+                "the finite-temperature kernel diverges at omega = 0: use omega-min > 0 or the kernel finite-t-reg".into(),
+            ));
+        }
+    }
+    if let KernelKind::FiniteT { beta } | KernelKind::FiniteTRegularised { beta } = kind {
+        if let Some(t) = x.iter().find(|&&t| !(0.0..=beta).contains(&t)) {
+            return Err(Error::InvalidInput(format!(
+                "tau = {t} lies outside [0, beta = {beta}]"
+            )));
+        }
+    }
+    let mut m = Matrix::zeros(x.len(), grid.len());
+    for (i, &xi) in x.iter().enumerate() {
+        for (j, (&w, &q)) in grid.omega.iter().zip(&grid.weights).enumerate() {
+            m.data[i * grid.len() + j] = kind.eval(xi, w) * q;
+        }
+    }
+    if m.data.iter().any(|v| !v.is_finite()) {
+        return Err(Error::InvalidInput(
+            "kernel matrix has non-finite entries: check the grid and the data points".into(),
+        ));
+    }
+    Ok(m)
+}
