@@ -271,8 +271,27 @@ pub fn mem(b: &Matrix, w: &[f64], gw: &[f64], opts: &MemOptions) -> Result<Solut
                         - 0.5 * st.chi2
                 })
                 .collect();
-            let top = logp.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let wts: Vec<f64> = logp.iter().map(|l| (l - top).exp()).collect();
+            // States whose solve overflowed (far from the posterior's mass) carry no weight.
+            let usable =
+                |i: usize| logp[i].is_finite() && states[i].rho.iter().all(|r| r.is_finite());
+            let top = (0..alphas.len())
+                .filter(|&i| usable(i))
+                .map(|i| logp[i])
+                .fold(f64::NEG_INFINITY, f64::max);
+            if !top.is_finite() {
+                return Err(Error::NonFinite(
+                    "MEM: no value of alpha gave a finite solution".into(),
+                ));
+            }
+            let wts: Vec<f64> = (0..alphas.len())
+                .map(|i| {
+                    if usable(i) {
+                        (logp[i] - top).exp()
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
             let z: f64 = wts.iter().sum();
             let nw = b.cols;
             let mean: Vec<f64> = (0..nw)
@@ -365,43 +384,69 @@ impl MemCtx<'_> {
         t
     }
 
-    /// Levenberg–Marquardt-damped Newton iteration for F(u) = 0.
+    /// Q = αS − χ²/2 at ρ.
+    fn q(&self, alpha: f64, rho: &[f64], chi2: f64) -> f64 {
+        alpha * self.entropy(rho) - 0.5 * chi2
+    }
+
+    fn entropy(&self, rho: &[f64]) -> f64 {
+        (0..rho.len())
+            .map(|j| self.w[j] * (rho[j] - self.m[j] - rho[j] * (rho[j] / self.m[j]).ln()))
+            .sum()
+    }
+
+    /// Bryan's Newton iteration for F(u) = 0: ((α + μ)I + Σ²T)δu = −F, with μ raised until the
+    /// step stays inside the trust region δuᵀTδu ≤ 0.2·Σⱼ wⱼmⱼ and Q = αS − χ²/2 increases.
     fn solve(&self, alpha: f64, u0: &[f64]) -> Result<MemState> {
         let s = u0.len();
         let mut u = u0.to_vec();
         let mut rho = self.rho(&u);
         let (mut f, mut chi2) = self.residual(alpha, &u, &rho);
-        let mut mu = 0.0;
-        for _ in 0..200 {
+        let radius = 0.2 * self.m.iter().zip(self.w).map(|(m, w)| m * w).sum::<f64>();
+        for _ in 0..400 {
             let fnorm = dot(&f, &f).sqrt();
-            if fnorm < 1e-10 * (1.0 + alpha * dot(&u, &u).sqrt()) {
+            if fnorm <= 1e-10 * (alpha * dot(&u, &u).sqrt() + 1.0) {
                 break;
             }
             let t = self.t_matrix(&rho);
-            let mut j = Matrix::zeros(s, s);
-            for a in 0..s {
-                for bb in 0..s {
-                    j.data[a * s + bb] = self.s[a] * self.s[a] * t.at(a, bb);
+            let q0 = self.q(alpha, &rho, chi2);
+            let mut mu = 0.0;
+            let mut accepted = false;
+            for _ in 0..60 {
+                let mut j = Matrix::zeros(s, s);
+                for a in 0..s {
+                    for bb in 0..s {
+                        j.data[a * s + bb] = self.s[a] * self.s[a] * t.at(a, bb);
+                    }
+                    j.data[a * s + a] += alpha + mu;
                 }
-                j.data[a * s + a] += alpha + mu;
-            }
-            let neg: Vec<f64> = f.iter().map(|x| -x).collect();
-            let du = solve(&j, &neg)?;
-            let trial: Vec<f64> = u.iter().zip(&du).map(|(a, b)| a + b).collect();
-            let rho_t = self.rho(&trial);
-            let (f_t, chi2_t) = self.residual(alpha, &trial, &rho_t);
-            if dot(&f_t, &f_t).sqrt() < fnorm {
-                (u, rho, f, chi2) = (trial, rho_t, f_t, chi2_t);
-                mu *= 0.3;
-            } else {
-                mu = if mu == 0.0 {
-                    alpha.max(1e-12)
-                } else {
-                    mu * 10.0
-                };
-                if mu > 1e30 {
+                let neg: Vec<f64> = f.iter().map(|x| -x).collect();
+                let du = solve(&j, &neg)?;
+                let len = dot(&du, &t.mul_vec(&du));
+                if len > radius {
+                    mu = if mu == 0.0 {
+                        alpha.max(self.s[0] * self.s[0] * 1e-12)
+                    } else {
+                        mu * 4.0
+                    };
+                    continue;
+                }
+                let trial: Vec<f64> = u.iter().zip(&du).map(|(a, b)| a + b).collect();
+                let rho_t = self.rho(&trial);
+                let (f_t, chi2_t) = self.residual(alpha, &trial, &rho_t);
+                if self.q(alpha, &rho_t, chi2_t) >= q0 || dot(&f_t, &f_t).sqrt() < fnorm {
+                    (u, rho, f, chi2) = (trial, rho_t, f_t, chi2_t);
+                    accepted = true;
                     break;
                 }
+                mu = if mu == 0.0 {
+                    alpha.max(self.s[0] * self.s[0] * 1e-12)
+                } else {
+                    mu * 4.0
+                };
+            }
+            if !accepted {
+                break;
             }
         }
         let entropy: f64 = (0..rho.len())
