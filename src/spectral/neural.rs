@@ -370,7 +370,21 @@ pub fn train_list_batched(
     store.init_uniform("l1.b", &[bn, h, 1], 1.0, opts.seed + 1)?;
     let bound = 1.0 / (h as f64).sqrt();
     store.init_uniform("l2.w", &[bn, h, nw], bound, opts.seed + 2)?;
-    store.init_uniform("l2.b", &[bn, 1, nw], bound, opts.seed + 3)?;
+    // Each network starts at the flat level that best fits its own data (see `Model::new`).
+    let levels: Vec<f64> = gws
+        .iter()
+        .map(|g| super::flat_default(aw, g).exp_m1().ln())
+        .collect();
+    store.insert(
+        "l2.b",
+        ctx.from_f64(
+            &[bn, 1, nw],
+            &levels
+                .iter()
+                .flat_map(|&l| std::iter::repeat_n(l, nw))
+                .collect::<Vec<_>>(),
+        )?,
+    );
     let mut adam = Adam::new(opts.lr);
     adam.schedule = Schedule::Cosine {
         total: opts.steps,
