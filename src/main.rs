@@ -470,7 +470,7 @@ fn cmd_spectral(a: SpectralArgs) -> Result<()> {
                     100.0 * (total - inside) / total
                 )));
             }
-            if a.points < 2 || !(a.x_max > a.x_min) {
+            if a.points < 2 || a.x_max.partial_cmp(&a.x_min) != Some(std::cmp::Ordering::Greater) {
                 return Err(Error::InvalidInput(
                     "mock data need --points >= 2 and --x-max > --x-min".into(),
                 ));
@@ -533,9 +533,19 @@ fn cmd_spectral(a: SpectralArgs) -> Result<()> {
         };
         report::write(&dir, &r, &problem.data, truth.as_deref(), m.as_ref(), &[])?;
         let f = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.3e}"));
+        // The three highest peaks (all of them are in summary.json).
         let pk: Vec<String> = m.as_ref().map_or(Vec::new(), |m| {
-            m.peaks
+            let height = |p: f64| {
+                r.omega
+                    .iter()
+                    .position(|&o| o == p)
+                    .map_or(0.0, |j| r.rho[j])
+            };
+            let mut by_height = m.peaks.clone();
+            by_height.sort_by(|a, b| height(b.0).total_cmp(&height(a.0)));
+            by_height
                 .iter()
+                .take(3)
                 .map(|(p, w)| format!("{p:.2}/{w:.2}"))
                 .collect()
         });

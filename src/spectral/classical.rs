@@ -1,6 +1,9 @@
 //! Classical reconstructions on the whitened problem χ² = ‖A_w ρ − g_w‖²: Tikhonov, TSVD and the
 //! maximum entropy method (Bryan's algorithm).
 
+// Dense matrix code reads best with explicit (i, j) indices.
+#![allow(clippy::needless_range_loop)]
+
 use super::linalg::{dot, solve, svd, Matrix, Svd};
 use crate::error::{Error, Result};
 

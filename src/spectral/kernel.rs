@@ -86,7 +86,12 @@ impl OmegaGrid {
 
     /// Arbitrary increasing points with trapezoid weights.
     pub fn from_points(omega: Vec<f64>) -> Result<Self> {
-        if omega.len() < 2 || omega.windows(2).any(|w| !(w[1] > w[0])) || omega[0] < 0.0 {
+        if omega.len() < 2
+            || omega
+                .windows(2)
+                .any(|w| w[1].partial_cmp(&w[0]) != Some(std::cmp::Ordering::Greater))
+            || omega[0] < 0.0
+        {
             return Err(Error::InvalidInput(
                 "omega points must be non-negative and strictly increasing".into(),
             ));

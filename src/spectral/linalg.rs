@@ -2,6 +2,9 @@
 //! the severely ill-conditioned kernels of spectral reconstruction), LU with partial pivoting,
 //! and Cholesky.
 
+// Dense matrix code reads best with explicit (i, j) indices.
+#![allow(clippy::needless_range_loop)]
+
 use crate::error::{Error, Result};
 
 /// A row-major matrix.

@@ -62,8 +62,8 @@ impl NnOptions {
         if self.hidden == 0
             || self.steps == 0
             || self.restarts == 0
-            || !(self.lr > 0.0)
-            || !(self.reg >= 0.0)
+            || !(self.lr.is_finite() && self.lr > 0.0)
+            || !(self.reg.is_finite() && self.reg >= 0.0)
         {
             return Err(Error::InvalidInput(
                 "NN training needs hidden, steps, restarts >= 1, lr > 0 and reg >= 0".into(),
