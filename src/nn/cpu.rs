@@ -284,36 +284,47 @@ fn gemm<T: Real>(a: &[T], b: &[T], out: &mut [T], m: usize, n: usize, k_n: usize
     }
 }
 
-/// Periodic (or causal) 2D convolution: per sample, im2col then one GEMM with the weights
-/// `[Co, Ci·KH·KW]`; parallel over samples.
-pub fn conv2d<T: Real>(dev: &CpuDevice, x: &[T], w: &[T], y: &mut [T], c: &ConvSpec) {
-    let (ci_n, co_n, plane) = (c.ci as usize, c.co as usize, (c.h * c.w) as usize);
-    let k_n = ci_n * (c.kh * c.kw) as usize;
-    dev.for_heavy_chunks(co_n * plane, y, |first, chunk, _| {
+/// Per sample: im2col of `src` (`src_ch` planes; inverse gather when `inverse`), then
+/// `out = weights · col` with `weights` as `[out_ch, src_ch·KH·KW]`; parallel over samples.
+#[allow(clippy::too_many_arguments)]
+fn im2col_gemm<T: Real>(
+    dev: &CpuDevice,
+    src: &[T],
+    src_ch: usize,
+    weights: &[T],
+    out: &mut [T],
+    out_ch: usize,
+    c: &ConvSpec,
+    inverse: bool,
+) {
+    let plane = (c.h * c.w) as usize;
+    let k_n = src_ch * (c.kh * c.kw) as usize;
+    dev.for_heavy_chunks(out_ch * plane, out, |first, chunk, _| {
         let mut col = vec![T::zero(); k_n * plane];
-        for (s, out) in chunk.chunks_mut(co_n * plane).enumerate() {
+        for (s, o) in chunk.chunks_mut(out_ch * plane).enumerate() {
             let b = first + s;
             im2col(
-                &x[b * ci_n * plane..(b + 1) * ci_n * plane],
-                ci_n,
+                &src[b * src_ch * plane..(b + 1) * src_ch * plane],
+                src_ch,
                 c,
-                false,
+                inverse,
                 &mut col,
             );
-            gemm(w, &col, out, co_n, plane, k_n);
+            gemm(weights, &col, o, out_ch, plane, k_n);
         }
     });
+}
+
+/// Periodic (or causal) 2D convolution: per sample, im2col then one GEMM with the weights
+/// `[Co, Ci·KH·KW]`.
+pub fn conv2d<T: Real>(dev: &CpuDevice, x: &[T], w: &[T], y: &mut [T], c: &ConvSpec) {
+    im2col_gemm(dev, x, c.ci as usize, w, y, c.co as usize, c, false);
 }
 
 /// ∂L/∂x: per sample, the inverse im2col of ∂L/∂y and one GEMM with the weights rearranged to
 /// `[Ci, Co·KH·KW]`.
 pub fn conv2d_grad_input<T: Real>(dev: &CpuDevice, dy: &[T], w: &[T], dx: &mut [T], c: &ConvSpec) {
-    let (ci_n, co_n, plane, taps) = (
-        c.ci as usize,
-        c.co as usize,
-        (c.h * c.w) as usize,
-        (c.kh * c.kw) as usize,
-    );
+    let (ci_n, co_n, taps) = (c.ci as usize, c.co as usize, (c.kh * c.kw) as usize);
     let k_n = co_n * taps;
     let mut wt = vec![T::zero(); ci_n * k_n];
     for co in 0..co_n {
@@ -323,20 +334,7 @@ pub fn conv2d_grad_input<T: Real>(dev: &CpuDevice, dy: &[T], w: &[T], dx: &mut [
             }
         }
     }
-    dev.for_heavy_chunks(ci_n * plane, dx, |first, chunk, _| {
-        let mut col = vec![T::zero(); k_n * plane];
-        for (s, out) in chunk.chunks_mut(ci_n * plane).enumerate() {
-            let b = first + s;
-            im2col(
-                &dy[b * co_n * plane..(b + 1) * co_n * plane],
-                co_n,
-                c,
-                true,
-                &mut col,
-            );
-            gemm(&wt, &col, out, ci_n, plane, k_n);
-        }
-    });
+    im2col_gemm(dev, dy, co_n, &wt, dx, ci_n, c, true);
 }
 
 /// Σ a[j]·b[j] with eight interleaved partial sums combined in a fixed order: deterministic, and

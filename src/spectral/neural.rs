@@ -192,28 +192,10 @@ pub fn train(
             opts.seed.wrapping_mul(1000).wrapping_add(10 * r as u64),
             level,
         )?;
-        let mut adam = Adam::new(opts.lr);
-        adam.schedule = Schedule::Cosine {
-            total: opts.steps,
-            min_lr: opts.lr * 0.01,
-        };
-        let anneal = (0.7 * opts.steps as f64).max(1.0);
-        for step in 0..opts.steps {
-            let t = Tape::new(&ctx);
-            let rho = model.rho(&t, &store)?;
-            let pred = t.matmul(&t.constant(a.copy()?), &rho)?;
-            let res = t.sub(&pred, &t.constant(g.copy()?))?;
-            let chi2 = t.scale(&t.reshape(&t.sum_all(&t.square(&res)?)?, &[1])?, 1.0 / n)?;
-            let lam = opts.reg * (1.0 - step as f64 / anneal).max(0.0);
-            let loss = if lam > 0.0 {
-                t.add(&chi2, &t.scale(&weight_penalty(&t, &store)?, lam)?)?
-            } else {
-                chi2
-            };
-            let grads = t.backward(&loss)?;
-            drop((rho, pred, res, loss));
-            adam.step(&mut store, &grads)?;
-        }
+        fit_adam(&mut store, opts, n, &|t, s| {
+            let pred = t.matmul(&t.constant(a.copy()?), &model.rho(t, s)?)?;
+            t.sub(&pred, &t.constant(g.copy()?))
+        })?;
         polish(&ctx, &mut store, &model, &a, &g, opts.polish_iters)?;
         let t = Tape::new(&ctx);
         t.set_grad_enabled(false);
@@ -346,6 +328,42 @@ fn jacobian(
     Ok(jac)
 }
 
+/// The residual A_w ρ − g_w of the model's parameters, recorded on a tape.
+type Residual<'a> = dyn Fn(&Tape<f64>, &ParamStore<f64>) -> Result<Var<f64>> + 'a;
+
+/// Adam on χ²/N (summed over every residual, `n` points per correlator) plus the L2 weight
+/// penalty, whose strength falls linearly from `opts.reg` to zero over the first 70% of the steps;
+/// the learning rate decays by a cosine to 1% of `opts.lr`.
+fn fit_adam(
+    store: &mut ParamStore<f64>,
+    opts: &NnOptions,
+    n: f64,
+    residual: &Residual<'_>,
+) -> Result<()> {
+    let ctx = store.ctx().clone();
+    let mut adam = Adam::new(opts.lr);
+    adam.schedule = Schedule::Cosine {
+        total: opts.steps,
+        min_lr: opts.lr * 0.01,
+    };
+    let anneal = (0.7 * opts.steps as f64).max(1.0);
+    for step in 0..opts.steps {
+        let t = Tape::new(&ctx);
+        let res = residual(&t, store)?;
+        let chi2 = t.scale(&t.reshape(&t.sum_all(&t.square(&res)?)?, &[1])?, 1.0 / n)?;
+        let lam = opts.reg * (1.0 - step as f64 / anneal).max(0.0);
+        let loss = if lam > 0.0 {
+            t.add(&chi2, &t.scale(&weight_penalty(&t, store)?, lam)?)?
+        } else {
+            chi2
+        };
+        let grads = t.backward(&loss)?;
+        drop((res, loss));
+        adam.step(store, &grads)?;
+    }
+    Ok(())
+}
+
 /// The list representation for many correlators at once (e.g. bootstrap samples), one network
 /// each, trained together: ρ_b = softplus(Σ_h tanh(w1_b + b1_b)_h W2_b,h + b2_b). The networks share
 /// nothing, so this equals training them one by one, in one set of launches. Returns ρ per correlator.
@@ -385,38 +403,16 @@ pub fn train_list_batched(
                 .collect::<Vec<_>>(),
         )?,
     );
-    let mut adam = Adam::new(opts.lr);
-    adam.schedule = Schedule::Cosine {
-        total: opts.steps,
-        min_lr: opts.lr * 0.01,
-    };
-    let anneal = (0.7 * opts.steps as f64).max(1.0);
     let forward = |t: &Tape<f64>, s: &ParamStore<f64>| -> Result<Var<f64>> {
         let hid = t.tanh(&t.add(&t.param(s, "l1.w")?, &t.param(s, "l1.b")?)?)?; // [B,H,1]
         let prod = t.mul(&hid, &t.param(s, "l2.w")?)?; // [B,H,Nω]
         let out = t.add(&t.sum(&prod, &[1])?, &t.param(s, "l2.b")?)?; // [B,1,Nω]
-        let rho = t.softplus(&out)?;
-        t.reshape(&rho, &[bn, nw])
+        t.reshape(&t.softplus(&out)?, &[bn, nw])
     };
-    for step in 0..opts.steps {
-        let t = Tape::new(&ctx);
-        let rho = forward(&t, &store)?;
-        let pred = t.matmul_t(&rho, &t.constant(a.copy()?), false, true)?; // [B, N]
-        let res = t.sub(&pred, &t.constant(g.copy()?))?;
-        let chi2 = t.scale(
-            &t.reshape(&t.sum_all(&t.square(&res)?)?, &[1])?,
-            1.0 / n as f64,
-        )?;
-        let lam = opts.reg * (1.0 - step as f64 / anneal).max(0.0);
-        let loss = if lam > 0.0 {
-            t.add(&chi2, &t.scale(&weight_penalty(&t, &store)?, lam)?)?
-        } else {
-            chi2
-        };
-        let grads = t.backward(&loss)?;
-        drop((rho, pred, res, loss));
-        adam.step(&mut store, &grads)?;
-    }
+    fit_adam(&mut store, opts, n as f64, &|t, s| {
+        let pred = t.matmul_t(&forward(t, s)?, &t.constant(a.copy()?), false, true)?; // [B, N]
+        t.sub(&pred, &t.constant(g.copy()?))
+    })?;
     let t = Tape::new(&ctx);
     t.set_grad_enabled(false);
     let flat = forward(&t, &store)?.value().to_f64()?;
