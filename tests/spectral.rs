@@ -441,3 +441,53 @@ fn command_line_writes_files_and_refuses_a_grid_that_misses_the_spectrum() {
         "{err}"
     );
 }
+
+#[test]
+fn many_correlators_match_one_by_one_reconstructions() {
+    let (p, _) = bw1_problem(1e-3, 30, 120, 10.0);
+    let values: Vec<Vec<f64>> = (0..4)
+        .map(|b| {
+            let mut z = vec![0.0; p.data.x.len()];
+            philox::fill_normals(&mut z, 8, b, 0, 3);
+            p.data
+                .value
+                .iter()
+                .zip(&p.data.error)
+                .zip(&z)
+                .map(|((v, e), z)| v + e * z)
+                .collect()
+        })
+        .collect();
+    for method in [Method::Tikhonov(AlphaRule::Gcv), Method::Tsvd] {
+        let many = latticeml::spectral::reconstruct_many(&p, &values, &method, &cpu()).unwrap();
+        for (v, r) in values.iter().zip(&many) {
+            let single = reconstruct(
+                &Problem {
+                    data: Correlator {
+                        value: v.clone(),
+                        ..p.data.clone()
+                    },
+                    ..p.clone()
+                },
+                &method,
+                &cpu(),
+            )
+            .unwrap();
+            assert!(
+                common::max_rel_diff(&r.rho, &single.rho) < 1e-12,
+                "{}",
+                method.name()
+            );
+            assert!((r.chi2 - single.chi2).abs() < 1e-9 * single.chi2.max(1.0));
+        }
+    }
+    let mut o = NnOptions::new(NnKind::List);
+    o.steps = 800;
+    let nn =
+        latticeml::spectral::reconstruct_many(&p, &values, &Method::Neural(o), &cpu()).unwrap();
+    assert!(
+        nn.iter().all(|r| r.chi2_per_point < 20.0),
+        "{:?}",
+        nn.iter().map(|r| r.chi2_per_point).collect::<Vec<_>>()
+    );
+}

@@ -67,7 +67,11 @@ fn filtered(svd: &Svd, c: &[f64], f: &[f64]) -> (Vec<f64>, Vec<f64>) {
 
 /// Tikhonov: argmin ‖A_w ρ − g_w‖² + α‖ρ‖², with α by `rule`.
 pub fn tikhonov(aw: &Matrix, gw: &[f64], rule: AlphaRule) -> Result<Solution> {
-    let d = svd(aw);
+    tikhonov_svd(&svd(aw), gw, rule)
+}
+
+/// [`tikhonov`] with the SVD of A_w given (shared by many data vectors).
+pub fn tikhonov_svd(d: &Svd, gw: &[f64], rule: AlphaRule) -> Result<Solution> {
     let c = d.ut(gw);
     let out = outside(gw, &c);
     let smax = d.s[0];
@@ -108,7 +112,7 @@ pub fn tikhonov(aw: &Matrix, gw: &[f64], rule: AlphaRule) -> Result<Solution> {
         AlphaRule::LCurve => l_curve_corner(&stats),
     };
     let f: Vec<f64> = d.s.iter().map(|s| s * s / (s * s + alphas[best])).collect();
-    let (rho, sigma) = filtered(&d, &c, &f);
+    let (rho, sigma) = filtered(d, &c, &f);
     Ok(Solution {
         rho,
         sigma: Some(sigma),
@@ -144,7 +148,11 @@ pub const DISCREPANCY_TAU: f64 = 1.2;
 /// Truncated SVD with the cut from the discrepancy principle: the fewest singular values with
 /// χ² ≤ τN, τ = [`DISCREPANCY_TAU`].
 pub fn tsvd(aw: &Matrix, gw: &[f64]) -> Result<Solution> {
-    let d = svd(aw);
+    tsvd_svd(&svd(aw), gw)
+}
+
+/// [`tsvd`] with the SVD of A_w given (shared by many data vectors).
+pub fn tsvd_svd(d: &Svd, gw: &[f64]) -> Result<Solution> {
     let c = d.ut(gw);
     let out = outside(gw, &c);
     let n = DISCREPANCY_TAU * gw.len() as f64;
@@ -159,7 +167,7 @@ pub fn tsvd(aw: &Matrix, gw: &[f64]) -> Result<Solution> {
         res -= ck * ck;
     }
     let f: Vec<f64> = (0..d.s.len()).map(|k| (k < cut) as u8 as f64).collect();
-    let (rho, sigma) = filtered(&d, &c, &f);
+    let (rho, sigma) = filtered(d, &c, &f);
     Ok(Solution {
         rho,
         sigma: Some(sigma),

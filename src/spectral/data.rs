@@ -59,35 +59,69 @@ impl Correlator {
     /// Whitened kernel and data: L⁻¹A and L⁻¹G with C = LLᵀ (or rows divided by σ), so that
     /// χ² = ‖A_w ρ − g_w‖².
     pub fn whiten(&self, a: &Matrix) -> Result<(Matrix, Vec<f64>)> {
-        match &self.cov {
-            None => {
-                let mut aw = a.clone();
-                for (i, &s) in self.error.iter().enumerate() {
-                    aw.data[i * a.cols..(i + 1) * a.cols]
-                        .iter_mut()
-                        .for_each(|v| *v /= s);
-                }
-                Ok((
-                    aw,
-                    self.value
-                        .iter()
-                        .zip(&self.error)
-                        .map(|(v, s)| v / s)
-                        .collect(),
-                ))
-            }
-            Some(c) => {
-                let l = cholesky(c)?;
-                let mut aw = Matrix::zeros(a.rows, a.cols);
-                for j in 0..a.cols {
-                    let col: Vec<f64> = (0..a.rows).map(|i| a.at(i, j)).collect();
-                    for (i, v) in solve_lower(&l, &col).into_iter().enumerate() {
-                        aw.data[i * a.cols + j] = v;
-                    }
-                }
-                Ok((aw, solve_lower(&l, &self.value)))
+        let mut aw = Matrix::zeros(a.rows, a.cols);
+        for j in 0..a.cols {
+            let col: Vec<f64> = (0..a.rows).map(|i| a.at(i, j)).collect();
+            for (i, v) in self.whiten_values(&col)?.into_iter().enumerate() {
+                aw.data[i * a.cols + j] = v;
             }
         }
+        Ok((aw, self.whiten_values(&self.value)?))
+    }
+
+    /// L⁻¹v with C = LLᵀ (or v/σ): a data vector in units of this correlator's errors, e.g. one
+    /// bootstrap sample measured with the same covariance.
+    pub fn whiten_values(&self, v: &[f64]) -> Result<Vec<f64>> {
+        if v.len() != self.x.len() {
+            return Err(Error::InvalidInput(format!(
+                "{} values for {} data points",
+                v.len(),
+                self.x.len()
+            )));
+        }
+        match &self.cov {
+            None => Ok(v.iter().zip(&self.error).map(|(x, s)| x / s).collect()),
+            Some(c) => Ok(solve_lower(&cholesky(c)?, v)),
+        }
+    }
+
+    /// Reads a CSV of numbers without header, one data vector per row (e.g. bootstrap samples),
+    /// each with as many values as this correlator has points.
+    pub fn read_samples(&self, path: &Path) -> Result<Vec<Vec<f64>>> {
+        let bad = |r: String| Error::BadFile {
+            path: path.display().to_string(),
+            reason: r,
+        };
+        let text =
+            String::from_utf8(crate::io::read(path)?).map_err(|_| bad("not UTF-8 text".into()))?;
+        let rows: Vec<Vec<f64>> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .enumerate()
+            .map(|(i, l)| {
+                let row: Vec<f64> = l
+                    .split(',')
+                    .map(|f| {
+                        f.trim().parse::<f64>().map_err(|_| {
+                            bad(format!("line {}: '{}' is not a number", i + 1, f.trim()))
+                        })
+                    })
+                    .collect::<Result<_>>()?;
+                if row.len() != self.x.len() || row.iter().any(|v| !v.is_finite()) {
+                    return Err(bad(format!(
+                        "line {}: need {} finite values, found {}",
+                        i + 1,
+                        self.x.len(),
+                        row.len()
+                    )));
+                }
+                Ok(row)
+            })
+            .collect::<Result<_>>()?;
+        if rows.is_empty() {
+            return Err(bad("no samples".into()));
+        }
+        Ok(rows)
     }
 
     /// Reads a CSV with header `p,value,error` or `tau,value,error`.

@@ -93,6 +93,9 @@ pub struct Problem {
     pub grid: OmegaGrid,
 }
 
+/// A regularisation parameter as chosen by a method, e.g. ("alpha", 1e-6) or ("cut", 12).
+pub type Choice = (&'static str, f64);
+
 /// The result of one method.
 #[derive(Clone, Debug)]
 pub struct Reconstruction {
@@ -111,7 +114,7 @@ pub struct Reconstruction {
     /// χ²/N.
     pub chi2_per_point: f64,
     /// The regularisation chosen, e.g. ("alpha", 1e-6) or ("cut", 12).
-    pub choice: Option<(&'static str, f64)>,
+    pub choice: Option<Choice>,
     /// Wall-clock seconds.
     pub seconds: f64,
 }
@@ -214,6 +217,90 @@ pub fn reconstruct(p: &Problem, method: &Method, device: &Device) -> Result<Reco
         choice,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// Reconstructs many data vectors measured at the same points with the same errors (e.g. bootstrap
+/// samples of one correlator, given by `template`), in one batched run where the method allows:
+/// the list networks train together ([`neural::train_list_batched`], one set of launches on the
+/// GPU) and Tikhonov and TSVD share one SVD; other methods run one by one.
+pub fn reconstruct_many(
+    template: &Problem,
+    values: &[Vec<f64>],
+    method: &Method,
+    device: &Device,
+) -> Result<Vec<Reconstruction>> {
+    template.data.validate()?;
+    let start = Instant::now();
+    let a = kernel_matrix(template.kind, &template.data.x, &template.grid)?;
+    let (aw, _) = template.data.whiten(&a)?;
+    let gws: Vec<Vec<f64>> = values
+        .iter()
+        .map(|v| template.data.whiten_values(v))
+        .collect::<Result<_>>()?;
+    let rhos: Vec<(Vec<f64>, Option<Choice>)> = match method {
+        Method::Neural(o) if o.kind == NnKind::List => {
+            neural::train_list_batched(device, &aw, &gws, o)?
+                .into_iter()
+                .map(|r| (r, None))
+                .collect()
+        }
+        Method::Tikhonov(_) | Method::Tsvd => {
+            let d = linalg::svd(&aw);
+            gws.iter()
+                .map(|g| {
+                    let s = match method {
+                        Method::Tikhonov(rule) => classical::tikhonov_svd(&d, g, *rule)?,
+                        _ => classical::tsvd_svd(&d, g)?,
+                    };
+                    Ok((s.rho, Some(s.choice)))
+                })
+                .collect::<Result<_>>()?
+        }
+        _ => {
+            return values
+                .iter()
+                .map(|v| {
+                    let p = Problem {
+                        data: Correlator {
+                            value: v.clone(),
+                            ..template.data.clone()
+                        },
+                        ..template.clone()
+                    };
+                    reconstruct(&p, method, device)
+                })
+                .collect()
+        }
+    };
+    let per = start.elapsed().as_secs_f64() / values.len().max(1) as f64;
+    rhos.into_iter()
+        .zip(values)
+        .map(|((rho, choice), v)| {
+            let data = Correlator {
+                value: v.clone(),
+                ..template.data.clone()
+            };
+            let (reproduced, c2) = chi2(
+                &Problem {
+                    data,
+                    ..template.clone()
+                },
+                &a,
+                &rho,
+            )?;
+            Ok(Reconstruction {
+                method: method.name(),
+                omega: template.grid.omega.clone(),
+                rho,
+                band: None,
+                reproduced,
+                chi2: c2,
+                chi2_per_point: c2 / v.len() as f64,
+                choice,
+                seconds: per,
+            })
+        })
+        .collect()
 }
 
 /// The constant m₀ that best fits the data alone (least squares), floored at a small positive value.
