@@ -515,6 +515,7 @@ fn cmd_spectral(a: SpectralArgs) -> Result<()> {
         vec![a.method.as_str()]
     };
     let problem = Problem { data, kind, grid };
+    let mut poor_fit = false;
     if let Some(path) = &a.samples {
         return spectral_samples(&a, &problem, path, &device);
     }
@@ -556,8 +557,10 @@ fn cmd_spectral(a: SpectralArgs) -> Result<()> {
                 .map(|(p, w)| format!("{p:.2}/{w:.2}"))
                 .collect()
         });
+        let flag = if r.chi2_per_point > 3.0 { "*" } else { " " };
+        poor_fit |= r.chi2_per_point > 3.0;
         println!(
-            "{:<16} {:>10.3} {:>12} {:>12} {:>10} {:>9.2}  {}",
+            "{:<16} {:>10.3}{flag}{:>12} {:>12} {:>10} {:>9.2}  {}",
             r.method,
             r.chi2_per_point,
             f(m.as_ref().map(|m| m.mse)),
@@ -566,6 +569,10 @@ fn cmd_spectral(a: SpectralArgs) -> Result<()> {
             r.seconds,
             pk.join(" ")
         );
+    }
+    if poor_fit {
+        println!("* chi2/N > 3: the method cannot reproduce these data (MEM and the positive networks assume rho >= 0;");
+        println!("  a sign-changing spectrum needs tikhonov, tsvd or nn-p2p-signfree), or it needs more --steps");
     }
     println!("files in {}/", a.out.display());
     Ok(())
