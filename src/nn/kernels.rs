@@ -349,20 +349,6 @@ impl ReduceSpec {
             }
         }
     }
-
-    /// Offset (from the base) of reduced position `j`.
-    pub fn reduced(&self, mut j: usize) -> usize {
-        let mut off = 0;
-        for k in (0..self.nred as usize).rev() {
-            off += (j % self.red[k] as usize) * self.red_stride[k] as usize;
-            j /= self.red[k] as usize;
-        }
-        off
-    }
-    /// Reduced positions per target.
-    pub fn count(&self) -> usize {
-        self.count as usize
-    }
 }
 
 /// y = f(x).

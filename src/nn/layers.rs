@@ -45,11 +45,6 @@ impl ConvStack {
         })
     }
 
-    /// Kernel size.
-    pub fn kernel(&self) -> usize {
-        self.kernel
-    }
-
     /// Multiply–adds per lattice site of one forward pass.
     pub fn macs_per_site(&self) -> usize {
         self.channels
