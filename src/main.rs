@@ -530,6 +530,7 @@ fn cmd_spectral(a: SpectralArgs) -> Result<()> {
             o.steps = a.steps.unwrap_or(o.steps);
             o.restarts = a.restarts.unwrap_or(o.restarts);
         }
+        eprint!("running {name}…\r");
         let r = spectral::reconstruct(&problem, &method, &device)?;
         let m = truth
             .as_ref()
