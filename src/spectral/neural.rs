@@ -224,11 +224,9 @@ fn preconditioned(aw: &Matrix, gw: &[f64]) -> (Matrix, Vec<f64>) {
     let d = linalg::svd(aw);
     let w: Vec<f64> = d.s.iter().map(|s| 1.0 / (s * s + 1.0).sqrt()).collect();
     let ut = d.u.t();
-    let mut p = Matrix::zeros(ut.rows, ut.cols);
-    for k in 0..ut.rows {
-        for i in 0..ut.cols {
-            p.data[k * ut.cols + i] = w[k] * ut.at(k, i);
-        }
+    let mut p = ut.clone();
+    for (row, wk) in p.data.chunks_mut(ut.cols).zip(&w) {
+        row.iter_mut().for_each(|x| *x *= wk);
     }
     (p.matmul(aw), p.mul_vec(gw))
 }
