@@ -127,54 +127,52 @@ fn classical_methods_reproduce_precise_data() {
     }
 }
 
-#[test]
-fn neural_networks_learn_what_an_untrained_network_cannot() {
-    let (p, truth) = bw1_problem(1e-4, 50, 200, 10.0);
-    let run = |kind: NnKind, steps: usize, polish: usize| {
+/// One restart of a network on the test case, and the same network untrained.
+fn nn_on_precise_data(kind: NnKind) -> (f64, latticeml::spectral::Metrics, f64) {
+    let (p, truth) = bw1_problem(1e-5, 100, 500, 20.0);
+    let run = |steps: usize, polish: usize| {
         let mut o = NnOptions::new(kind);
-        (o.steps, o.polish_iters, o.restarts) = (steps, polish, 2);
+        (o.steps, o.polish_iters, o.restarts) = (steps, polish, 1);
         let r = reconstruct(&p, &Method::Neural(o), &cpu()).unwrap();
         let m = metrics(&p.grid, &r.rho, &truth);
-        (r, m)
+        (r.chi2_per_point, m)
     };
-    for kind in [NnKind::PointToPoint { positive: true }, NnKind::List] {
-        let (_, untrained) = run(kind, 1, 0);
-        let (r, m) = run(kind, 1500, 60);
-        println!(
-            "{kind:?}: chi2/N {:.3}, relative L2 {:.3} (untrained {:.3}), peaks {:?}",
-            r.chi2_per_point, m.relative_l2, untrained.relative_l2, m.peaks
-        );
-        assert!(
-            untrained.relative_l2 > 0.6,
-            "the untrained network is already close: {}",
-            untrained.relative_l2
-        );
-        assert!(
-            m.relative_l2 < 0.35,
-            "{kind:?}: relative L2 {}",
-            m.relative_l2
-        );
-        assert!(
-            r.chi2_per_point < 10.0,
-            "{kind:?}: chi2/N {}",
-            r.chi2_per_point
-        );
-        let band = r.band.as_ref().unwrap();
-        assert!(
-            band.0.iter().zip(&band.1).all(|(lo, hi)| lo <= hi),
-            "band edges out of order"
-        );
-        if let NnKind::PointToPoint { .. } = kind {
-            let peak = m.peaks.iter().map(|p| p.0).fold(f64::NAN, |a, b| {
-                if a.is_nan() || (b - 2.0).abs() < (a - 2.0).abs() {
-                    b
-                } else {
-                    a
-                }
-            });
-            assert!((peak - 2.0).abs() < 0.1, "P2P peak at {peak}, M = 2");
-        }
-    }
+    let (_, untrained) = run(1, 0);
+    let (chi2, m) = run(2000, 600);
+    println!(
+        "{kind:?}: chi2/N {chi2:.3}, relative L2 {:.3} (untrained {:.3}), peaks {:?}",
+        m.relative_l2, untrained.relative_l2, m.peaks
+    );
+    (chi2, m, untrained.relative_l2)
+}
+
+#[test]
+fn nn_p2p_reproduces_precise_data_and_locates_the_peak() {
+    let (chi2, m, untrained) = nn_on_precise_data(NnKind::PointToPoint { positive: true });
+    assert!(chi2 < 2.0, "chi2/N = {chi2}");
+    assert!(
+        untrained > 0.6,
+        "the untrained network is already close: {untrained}"
+    );
+    assert!(m.relative_l2 < 0.1, "relative L2 {}", m.relative_l2);
+    assert!(
+        m.peaks.len() == 1 && (m.peaks[0].0 - 2.0).abs() < 0.1,
+        "peaks {:?}, M = 2",
+        m.peaks
+    );
+}
+
+#[test]
+fn nn_list_reproduces_precise_data() {
+    // The list representation fits the data but is not smooth (its ωⱼ are independent outputs), so
+    // only the fit and the L2 distance are asserted; see BENCHMARKS.md.
+    let (chi2, m, untrained) = nn_on_precise_data(NnKind::List);
+    assert!(chi2 < 2.0, "chi2/N = {chi2}");
+    assert!(
+        untrained > 0.6 && m.relative_l2 < 0.35,
+        "relative L2 {} (untrained {untrained})",
+        m.relative_l2
+    );
 }
 
 #[test]

@@ -50,11 +50,11 @@ impl NnOptions {
             kind,
             hidden: 32,
             steps: 2000,
-            restarts: 4,
+            restarts: 3,
             lr: 0.01,
             reg: 1e-3,
             seed: 1,
-            polish_iters: 60,
+            polish_iters: 600,
         }
     }
 
@@ -180,6 +180,11 @@ pub fn train(
     let a = ctx.from_vec(&[aw.rows, aw.cols], &aw.data)?;
     let g = ctx.from_vec(&[gw.len(), 1], gw)?;
     let (pa, pg) = preconditioned(aw, gw);
+    let (ra, rg) = informative(aw, gw);
+    let (ra, rg) = (
+        ctx.from_vec(&[ra.rows, ra.cols], &ra.data)?,
+        ctx.from_vec(&[rg.len(), 1], &rg)?,
+    );
     let (pa, pg) = (
         ctx.from_vec(&[pa.rows, pa.cols], &pa.data)?,
         ctx.from_vec(&[pg.len(), 1], &pg)?,
@@ -208,7 +213,14 @@ pub fn train(
             let pred = t.matmul(&t.constant(ta.copy()?), &model.rho(t, s)?)?;
             t.sub(&pred, &t.constant(tg.copy()?))
         })?;
-        polish(&ctx, &mut store, &model, &a, &g, opts.polish_iters)?;
+        polish(
+            &ctx,
+            &mut store,
+            &model,
+            (&a, &g),
+            (&ra, &rg),
+            opts.polish_iters,
+        )?;
         let t = Tape::new(&ctx);
         t.set_grad_enabled(false);
         rhos.push(model.rho(&t, &store)?.value().to_f64()?);
@@ -265,47 +277,65 @@ fn shift_params(ctx: &Ctx<f64>, store: &mut ParamStore<f64>, delta: &[f64]) -> R
     Ok(())
 }
 
-/// Levenberg–Marquardt on χ² in the network's parameters, after Adam: the Jacobian J (N × P) comes
-/// from N seeded reverse passes, and the minimum-norm damped step δ = −Jᵀ(JJᵀ + μI)⁻¹r needs only
-/// an N × N solve. Stops once χ² ≤ N (the discrepancy principle: no fitting of the noise).
+/// The data-determined part of the problem: Uₘᵀ A_w and Uₘᵀ g_w for the m singular components with
+/// s_k > 10⁻³ (whitened units). The others cannot be moved by any reasonable change of ρ, so they add
+/// nothing to a Gauss–Newton step but cost a reverse pass each.
+fn informative(aw: &Matrix, gw: &[f64]) -> (Matrix, Vec<f64>) {
+    let d = linalg::svd(aw);
+    let m = d.s.iter().filter(|&&s| s > 1e-3).count().max(1);
+    let ut = d.u.t();
+    let um = Matrix {
+        rows: m,
+        cols: ut.cols,
+        data: ut.data[..m * ut.cols].to_vec(),
+    };
+    (um.matmul(aw), um.mul_vec(gw))
+}
+
+/// Levenberg–Marquardt on χ² in the network's parameters, after Adam: the Jacobian of the
+/// informative residual components (`reduced`, see [`informative`]) comes from one seeded reverse
+/// pass each, and the minimum-norm damped step δ = −Jᵀ(JJᵀ + μI)⁻¹r needs only a small solve; steps
+/// are accepted on the full χ² (`full`). Stops once χ² ≤ N (the discrepancy principle: no fitting of
+/// the noise).
 fn polish(
     ctx: &Ctx<f64>,
     store: &mut ParamStore<f64>,
     model: &Model,
-    a: &Tensor<f64>,
-    g: &Tensor<f64>,
+    full: (&Tensor<f64>, &Tensor<f64>),
+    reduced: (&Tensor<f64>, &Tensor<f64>),
     iters: usize,
 ) -> Result<()> {
-    let n = g.len();
-    let mut r = residual(ctx, store, model, a, g)?;
-    let mut chi2 = linalg::dot(&r, &r);
+    let n = full.1.len();
+    let chi2_of = |store: &ParamStore<f64>| -> Result<f64> {
+        let r = residual(ctx, store, model, full.0, full.1)?;
+        Ok(linalg::dot(&r, &r))
+    };
+    let mut chi2 = chi2_of(store)?;
     let mut mu = 0.0;
     for _ in 0..iters {
         if chi2 <= n as f64 {
             break;
         }
-        let jac = jacobian(ctx, store, model, a, g)?;
-        let p = jac.cols;
+        let r = residual(ctx, store, model, reduced.0, reduced.1)?;
+        let m = r.len();
+        let jac = jacobian(ctx, store, model, reduced.0, reduced.1)?;
         let jjt = jac.matmul(&jac.t());
-        let scale = (0..n).map(|i| jjt.at(i, i)).sum::<f64>() / n as f64;
+        let scale = (0..m).map(|i| jjt.at(i, i)).sum::<f64>() / m as f64;
         if mu == 0.0 {
             mu = 1e-3 * scale;
         }
         let mut improved = false;
         while mu < 1e12 * scale.max(1e-300) {
-            let mut m = jjt.clone();
-            (0..n).for_each(|i| m.data[i * n + i] += mu);
-            let y = linalg::solve(&m, &r)?;
+            let mut lhs = jjt.clone();
+            (0..m).for_each(|i| lhs.data[i * m + i] += mu);
+            let y = linalg::solve(&lhs, &r)?;
             let delta: Vec<f64> = jac.tmul_vec(&y).iter().map(|v| -v).collect();
-            debug_assert_eq!(delta.len(), p);
             shift_params(ctx, store, &delta)?;
-            let r_t = residual(ctx, store, model, a, g)?;
-            let chi2_t = linalg::dot(&r_t, &r_t);
+            let chi2_t = chi2_of(store)?;
             if chi2_t.is_finite() && chi2_t < chi2 {
-                let gain = (chi2 - chi2_t) / chi2;
-                (r, chi2) = (r_t, chi2_t);
+                improved = (chi2 - chi2_t) / chi2 > 1e-10;
+                chi2 = chi2_t;
                 mu /= 3.0;
-                improved = gain > 1e-10;
                 break;
             }
             shift_params(ctx, store, &delta.iter().map(|v| -v).collect::<Vec<_>>())?;
