@@ -163,15 +163,18 @@ fn nn_p2p_reproduces_precise_data_and_locates_the_peak() {
 }
 
 #[test]
-fn nn_list_reproduces_precise_data() {
-    // The list representation fits the data but is not smooth (its ωⱼ are independent outputs), so
-    // only the fit and the L2 distance are asserted; see BENCHMARKS.md.
+fn nn_list_reproduces_precise_data_and_locates_the_peak() {
     let (chi2, m, untrained) = nn_on_precise_data(NnKind::List);
     assert!(chi2 < 2.0, "chi2/N = {chi2}");
     assert!(
-        untrained > 0.6 && m.relative_l2 < 0.35,
+        untrained > 0.6 && m.relative_l2 < 0.2,
         "relative L2 {} (untrained {untrained})",
         m.relative_l2
+    );
+    assert!(
+        m.peaks.len() == 1 && (m.peaks[0].0 - 2.0).abs() < 0.1,
+        "peaks {:?}, M = 2",
+        m.peaks
     );
 }
 

@@ -118,6 +118,10 @@ impl Model {
             NnKind::List => {
                 store.init_layer("l1", &[h, 1], 1, h, seed)?;
                 store.init_layer("l2", &[nw, h], h, nw, seed + 1)?;
+                // Output weights start at zero: the ωⱼ are independent outputs, so random rows would
+                // leave independent spikes in every direction the data do not constrain, while
+                // gradient and minimum-norm LM steps stay in the span of the kernel's smooth vectors.
+                store.insert("l2.w", ctx.zeros(&[nw, h])?);
                 store.insert("l2.b", ctx.from_f64(&[nw], &vec![bias; nw])?);
                 ctx.from_f64(&[1, 1], &[1.0])?
             }
@@ -443,8 +447,8 @@ pub fn train_list_batched(
     let mut store = ParamStore::new(&ctx);
     store.init_uniform("l1.w", &[bn, h, 1], 1.0, opts.seed)?;
     store.init_uniform("l1.b", &[bn, h, 1], 1.0, opts.seed + 1)?;
-    let bound = 1.0 / (h as f64).sqrt();
-    store.init_uniform("l2.w", &[bn, h, nw], bound, opts.seed + 2)?;
+    // Output weights start at zero, as in the single list network (see `Model::new`).
+    store.insert("l2.w", ctx.zeros(&[bn, h, nw])?);
     // Each network starts at the flat level that best fits its own data (see `Model::new`).
     let levels: Vec<f64> = gws
         .iter()
