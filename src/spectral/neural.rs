@@ -2,6 +2,7 @@
 //! χ² = ‖A_w ρ − g_w‖² plus an L2 weight penalty annealed to zero (after Shi, Wang, Zhou,
 //! Comput. Phys. Commun. 282 (2023) 108547, and the NN-spectrum letter). Random restarts give the spread.
 
+use super::classical::DISCREPANCY_TAU;
 use super::kernel::OmegaGrid;
 use super::linalg::{self, Matrix};
 use crate::device::Device;
@@ -39,7 +40,7 @@ pub struct NnOptions {
     pub reg: f64,
     /// Seed of the initialisations.
     pub seed: u64,
-    /// Levenberg–Marquardt iterations after Adam (0: none), stopping once χ² ≤ N.
+    /// Levenberg–Marquardt iterations after Adam (0: none), stopping once χ² ≤ 1.2·N.
     pub polish_iters: usize,
 }
 
@@ -299,8 +300,8 @@ fn informative(aw: &Matrix, gw: &[f64]) -> (Matrix, Vec<f64>) {
 /// Levenberg–Marquardt on χ² in the network's parameters, after Adam: the Jacobian of the
 /// informative residual components (`reduced`, see [`informative`]) comes from one seeded reverse
 /// pass each, and the minimum-norm damped step δ = −Jᵀ(JJᵀ + μI)⁻¹r needs only a small solve; steps
-/// are accepted on the full χ² (`full`). Stops once χ² ≤ N (the discrepancy principle: no fitting of
-/// the noise).
+/// are accepted on the full χ² (`full`). Stops once χ² ≤ τN, τ = [`DISCREPANCY_TAU`] (the
+/// discrepancy principle, as for TSVD: fitting further only fits the noise and sharpens peaks).
 fn polish(
     ctx: &Ctx<f64>,
     store: &mut ParamStore<f64>,
@@ -317,7 +318,7 @@ fn polish(
     let mut chi2 = chi2_of(store)?;
     let mut mu = 0.0;
     for _ in 0..iters {
-        if chi2 <= n as f64 {
+        if chi2 <= DISCREPANCY_TAU * n as f64 {
             break;
         }
         let r = residual(ctx, store, model, reduced.0, reduced.1)?;
