@@ -9,6 +9,9 @@ use super::tape::Grads;
 use super::tensor::{Real, Tensor};
 use crate::error::{Error, Result};
 
+/// Steps between checks of the gradient norm for non-finite values when clipping is off.
+pub const NORM_CHECK_EVERY: usize = 50;
+
 /// Learning rate as a function of the step.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Schedule {
@@ -69,8 +72,8 @@ pub struct Adam<T: Real> {
 pub struct StepInfo {
     /// The learning rate used.
     pub lr: f64,
-    /// Global gradient norm before clipping.
-    pub grad_norm: f64,
+    /// Global gradient norm before clipping, when it was computed (see [`Adam::step`]).
+    pub grad_norm: Option<f64>,
 }
 
 impl<T: Real> Adam<T> {
@@ -104,15 +107,33 @@ impl<T: Real> Adam<T> {
     }
 
     /// Updates every parameter that has a gradient.
+    ///
+    /// The global gradient norm needs one device-to-host read per tensor (a sync on the GPU), so it
+    /// is computed on every step only when clipping is on; otherwise on the first step and every
+    /// [`NORM_CHECK_EVERY`]th, to stop on non-finite gradients.
     pub fn step(&mut self, params: &mut ParamStore<T>, grads: &Grads<T>) -> Result<StepInfo> {
-        let grad_norm = global_norm(grads)?;
-        if !grad_norm.is_finite() {
-            return Err(Error::NonFinite(format!(
-                "gradient norm is {grad_norm}: lower the learning rate"
-            )));
+        // Moments first: allocated once, before any temporary of the norm, so that the pool serves
+        // every later step (the norm's temporaries included) without new device allocations.
+        for (name, g) in grads.iter() {
+            if !self.moments.contains_key(name) {
+                let ctx = g.ctx();
+                self.moments
+                    .insert(name.clone(), (ctx.zeros(g.shape())?, ctx.zeros(g.shape())?));
+            }
         }
-        let gscale = match self.clip_norm {
-            Some(c) if grad_norm > c => c / grad_norm,
+        let grad_norm = if self.clip_norm.is_some() || self.step.is_multiple_of(NORM_CHECK_EVERY) {
+            let norm = global_norm(grads)?;
+            if !norm.is_finite() {
+                return Err(Error::NonFinite(format!(
+                    "gradient norm is {norm}: lower the learning rate"
+                )));
+            }
+            Some(norm)
+        } else {
+            None
+        };
+        let gscale = match (self.clip_norm, grad_norm) {
+            (Some(c), Some(g)) if g > c => c / g,
             _ => 1.0,
         };
         self.step += 1;
@@ -130,11 +151,6 @@ impl<T: Real> Adam<T> {
             decoupled: self.decoupled as i32,
         };
         for (name, g) in grads.iter() {
-            if !self.moments.contains_key(name) {
-                let ctx = g.ctx();
-                self.moments
-                    .insert(name.clone(), (ctx.zeros(g.shape())?, ctx.zeros(g.shape())?));
-            }
             let (m, v) = self
                 .moments
                 .get_mut(name)
