@@ -2,6 +2,7 @@
 //! kernels, leaky ReLU between layers and tanh at the end, f32; forward + backward of a mean-square
 //! loss, in lattice samples per second.
 
+use std::rc::Rc;
 use std::time::Instant;
 
 use super::layers::ConvStack;
@@ -20,7 +21,7 @@ pub struct ConvStackBench {
     ctx: Ctx<f32>,
     store: ParamStore<f32>,
     net: ConvStack,
-    x: Tensor<f32>,
+    x: Rc<Tensor<f32>>,
 }
 
 impl ConvStackBench {
@@ -32,13 +33,18 @@ impl ConvStackBench {
         let mut data = vec![0.0; BATCH * l * l];
         philox::fill_normals(&mut data, 1, 0, 0, 7);
         let x = ctx.from_f64(&[BATCH, 1, l, l], &data)?;
-        Ok(ConvStackBench { ctx, store, net, x })
+        Ok(ConvStackBench {
+            ctx,
+            store,
+            net,
+            x: Rc::new(x),
+        })
     }
 
     /// One forward + backward pass; returns the loss.
     pub fn step(&self) -> Result<f64> {
         let tape = Tape::new(&self.ctx);
-        let x = tape.constant(self.x.copy()?);
+        let x = tape.constant_shared(&self.x);
         let y = self.net.forward(&tape, &self.store, &x)?;
         let loss = tape.mean_all(&tape.square(&y)?)?;
         let value = loss.value().to_f64()?[0];

@@ -168,6 +168,15 @@ impl<T: Real> Tape<T> {
         }
     }
 
+    /// A constant shared with the caller (no copy): for data every step reuses, such as inputs
+    /// and kernel matrices.
+    pub fn constant_shared(&self, t: &Rc<Tensor<T>>) -> Var<T> {
+        Var {
+            value: t.clone(),
+            node: None,
+        }
+    }
+
     /// A trainable parameter of `store`.
     pub fn param(&self, store: &ParamStore<T>, name: &str) -> Result<Var<T>> {
         let value = store.shared(name)?;

@@ -9,6 +9,8 @@ use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::nn::optim::{Adam, Schedule};
 use crate::nn::tape::{Tape, Var};
+use std::rc::Rc;
+
 use crate::nn::{Ctx, ParamStore, Tensor};
 
 /// Which representation.
@@ -82,7 +84,7 @@ pub struct NnResult {
 
 struct Model {
     opts: NnOptions,
-    x: Tensor<f64>,
+    x: Rc<Tensor<f64>>,
 }
 
 impl Model {
@@ -129,14 +131,14 @@ impl Model {
         };
         Ok(Model {
             opts: opts.clone(),
-            x,
+            x: Rc::new(x),
         })
     }
 
     /// ρ as `[Nω, 1]`.
     fn rho(&self, t: &Tape<f64>, s: &ParamStore<f64>) -> Result<Var<f64>> {
         let p = |n: &str| t.param(s, n);
-        let x = t.constant(self.x.copy()?);
+        let x = t.constant_shared(&self.x);
         match self.opts.kind {
             NnKind::PointToPoint { positive } => {
                 let h = t.tanh(&t.linear(&x, &p("l1.w")?, &p("l1.b")?)?)?;
@@ -182,17 +184,17 @@ pub fn train(
 ) -> Result<NnResult> {
     opts.validate()?;
     let ctx = Ctx::<f64>::new(device.clone());
-    let a = ctx.from_vec(&[aw.rows, aw.cols], &aw.data)?;
-    let g = ctx.from_vec(&[gw.len(), 1], gw)?;
+    let a = Rc::new(ctx.from_vec(&[aw.rows, aw.cols], &aw.data)?);
+    let g = Rc::new(ctx.from_vec(&[gw.len(), 1], gw)?);
     let (pa, pg) = preconditioned(aw, gw);
     let (ra, rg) = informative(aw, gw);
     let (ra, rg) = (
-        ctx.from_vec(&[ra.rows, ra.cols], &ra.data)?,
-        ctx.from_vec(&[rg.len(), 1], &rg)?,
+        Rc::new(ctx.from_vec(&[ra.rows, ra.cols], &ra.data)?),
+        Rc::new(ctx.from_vec(&[rg.len(), 1], &rg)?),
     );
     let (pa, pg) = (
-        ctx.from_vec(&[pa.rows, pa.cols], &pa.data)?,
-        ctx.from_vec(&[pg.len(), 1], &pg)?,
+        Rc::new(ctx.from_vec(&[pa.rows, pa.cols], &pa.data)?),
+        Rc::new(ctx.from_vec(&[pg.len(), 1], &pg)?),
     );
     let n = gw.len() as f64;
     let level = super::flat_default(aw, gw);
@@ -215,8 +217,8 @@ pub fn train(
             (&pa, &pg)
         };
         fit_adam(&mut store, opts, n, &|t, s| {
-            let pred = t.matmul(&t.constant(ta.copy()?), &model.rho(t, s)?)?;
-            t.sub(&pred, &t.constant(tg.copy()?))
+            let pred = t.matmul(&t.constant_shared(ta), &model.rho(t, s)?)?;
+            t.sub(&pred, &t.constant_shared(tg))
         })?;
         polish(
             &ctx,
@@ -253,15 +255,15 @@ fn residual(
     ctx: &Ctx<f64>,
     store: &ParamStore<f64>,
     model: &Model,
-    a: &Tensor<f64>,
-    g: &Tensor<f64>,
+    a: &Rc<Tensor<f64>>,
+    g: &Rc<Tensor<f64>>,
 ) -> Result<Vec<f64>> {
     let t = Tape::new(ctx);
     t.set_grad_enabled(false);
     let rho = model.rho(&t, store)?;
     let r = t.sub(
-        &t.matmul(&t.constant(a.copy()?), &rho)?,
-        &t.constant(g.copy()?),
+        &t.matmul(&t.constant_shared(a), &rho)?,
+        &t.constant_shared(g),
     )?;
     r.value().to_f64()
 }
@@ -306,8 +308,8 @@ fn polish(
     ctx: &Ctx<f64>,
     store: &mut ParamStore<f64>,
     model: &Model,
-    full: (&Tensor<f64>, &Tensor<f64>),
-    reduced: (&Tensor<f64>, &Tensor<f64>),
+    full: (&Rc<Tensor<f64>>, &Rc<Tensor<f64>>),
+    reduced: (&Rc<Tensor<f64>>, &Rc<Tensor<f64>>),
     iters: usize,
 ) -> Result<()> {
     let n = full.1.len();
@@ -358,8 +360,8 @@ fn jacobian(
     ctx: &Ctx<f64>,
     store: &ParamStore<f64>,
     model: &Model,
-    a: &Tensor<f64>,
-    g: &Tensor<f64>,
+    a: &Rc<Tensor<f64>>,
+    g: &Rc<Tensor<f64>>,
 ) -> Result<Matrix> {
     let n = g.len();
     let names = store.names();
@@ -371,8 +373,8 @@ fn jacobian(
     let t = Tape::new(ctx);
     let rho = model.rho(&t, store)?;
     let r = t.sub(
-        &t.matmul(&t.constant(a.copy()?), &rho)?,
-        &t.constant(g.copy()?),
+        &t.matmul(&t.constant_shared(a), &rho)?,
+        &t.constant_shared(g),
     )?;
     let mut jac = Matrix::zeros(n, p);
     for i in 0..n {
@@ -443,8 +445,8 @@ pub fn train_list_batched(
         )));
     }
     let ctx = Ctx::<f64>::new(device.clone());
-    let a = ctx.from_vec(&[n, nw], &aw.data)?;
-    let g = ctx.from_vec(&[bn, n], &gws.concat())?;
+    let a = Rc::new(ctx.from_vec(&[n, nw], &aw.data)?);
+    let g = Rc::new(ctx.from_vec(&[bn, n], &gws.concat())?);
     let mut store = ParamStore::new(&ctx);
     store.init_uniform("l1.w", &[bn, h, 1], 1.0, opts.seed)?;
     store.init_uniform("l1.b", &[bn, h, 1], 1.0, opts.seed + 1)?;
@@ -472,8 +474,8 @@ pub fn train_list_batched(
         t.reshape(&t.softplus(&out)?, &[bn, nw])
     };
     fit_adam(&mut store, opts, n as f64, &|t, s| {
-        let pred = t.matmul_t(&forward(t, s)?, &t.constant(a.copy()?), false, true)?; // [B, N]
-        t.sub(&pred, &t.constant(g.copy()?))
+        let pred = t.matmul_t(&forward(t, s)?, &t.constant_shared(&a), false, true)?; // [B, N]
+        t.sub(&pred, &t.constant_shared(&g))
     })?;
     let t = Tape::new(&ctx);
     t.set_grad_enabled(false);
