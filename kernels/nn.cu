@@ -1,9 +1,8 @@
 // Neural-network kernels for the autodiff tape (src/nn/), templated on T = float | double and
 // instantiated as name_f32 / name_f64. CPU twins: src/nn/cpu.rs. Indices are 32-bit: the host
-// refuses tensors of 2^31 elements or more.
+// refuses tensors of 2^31 elements or more. Reductions accumulate in double (block_sum, common.cuh).
 
 #define MAXD 6
-#define NN_THREADS 256
 
 // Unary ops (codes match nn::Unary): 0 exp, 1 log, 2 tanh, 3 sigmoid, 4 softplus,
 // 5 leaky ReLU (slope a), 6 SiLU, 7 scale by a, 8 shift by a, 9 square.
@@ -41,12 +40,10 @@ template <typename T> __device__ __forceinline__ T unary_df(int op, T x, T y, T 
 }
 
 template <typename T> __device__ void unary(const T* x, T* y, unsigned n, int op, T a) {
-    unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) y[i] = unary_f(op, x[i], a);
+    GRID_STRIDE(i, n) y[i] = unary_f(op, x[i], a);
 }
 template <typename T> __device__ void unary_grad(const T* x, const T* y, const T* dy, T* dx, unsigned n, int op, T a) {
-    unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) dx[i] = unary_df(op, x[i], y[i], dy[i], a);
+    GRID_STRIDE(i, n) dx[i] = unary_df(op, x[i], y[i], dy[i], a);
 }
 
 // Broadcasting: output multi-index -> offsets in a and b (stride 0 on broadcast axes).
@@ -86,60 +83,58 @@ template <typename T> __device__ __forceinline__ T binary_df(int op, int wrt, T 
 }
 
 template <typename T> __device__ void binary(const T* a, const T* b, T* c, unsigned n, Bcast g, int op) {
-    unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    unsigned oa, ob;
-    bcast_offsets(i, g, &oa, &ob);
-    c[i] = binary_f(op, a[oa], b[ob]);
+    GRID_STRIDE(i, n) {
+        unsigned oa, ob;
+        bcast_offsets(i, g, &oa, &ob);
+        c[i] = binary_f(op, a[oa], b[ob]);
+    }
 }
 
 // Gradient on the output's shape; reduce_to then sums it onto the input's shape.
 template <typename T> __device__ void binary_grad(const T* a, const T* b, const T* dc, T* out, unsigned n, Bcast g, int op, int wrt) {
-    unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    unsigned oa, ob;
-    bcast_offsets(i, g, &oa, &ob);
-    out[i] = binary_df(op, wrt, a[oa], b[ob], dc[i]);
+    GRID_STRIDE(i, n) {
+        unsigned oa, ob;
+        bcast_offsets(i, g, &oa, &ob);
+        out[i] = binary_df(op, wrt, a[oa], b[ob], dc[i]);
+    }
 }
 
-// Sum over the reduced axes onto each target element: one block per target, fixed-order tree.
+// Sum over the reduced axes onto each target element: one block per target, in double, fixed order.
 struct Reduce { int nkeep; int keep[MAXD]; int keep_stride[MAXD]; int nred; int red[MAXD]; int red_stride[MAXD]; unsigned count; };
 
 template <typename T> __device__ void reduce_to(const T* x, T* y, Reduce r, T scale) {
-    __shared__ T sh[NN_THREADS];
     unsigned t = blockIdx.x, base = 0;
     for (int k = r.nkeep - 1; k >= 0; --k) { base += (t % (unsigned)r.keep[k]) * r.keep_stride[k]; t /= (unsigned)r.keep[k]; }
-    T acc = T(0);
-    for (unsigned j = threadIdx.x; j < r.count; j += NN_THREADS) {
+    double acc = 0.0;
+    for (unsigned j = threadIdx.x; j < r.count; j += blockDim.x) {
         unsigned off = base, q = j;
         for (int k = r.nred - 1; k >= 0; --k) { off += (q % (unsigned)r.red[k]) * r.red_stride[k]; q /= (unsigned)r.red[k]; }
-        acc += x[off];
+        acc += (double)x[off];
     }
-    sh[threadIdx.x] = acc;
-    __syncthreads();
-    for (int w = NN_THREADS / 2; w > 0; w >>= 1) {
-        if (threadIdx.x < w) sh[threadIdx.x] += sh[threadIdx.x + w];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) y[blockIdx.x] = sh[0] * scale;
+    acc = block_sum(acc);
+    if (threadIdx.x == 0) y[blockIdx.x] = (T)(acc * (double)scale);
 }
 
-// C[M,N] = op(A) op(B), op = transpose when ta/tb; 16x16 shared-memory tiles.
+// C[M,N] = op(A) op(B), op = transpose when ta/tb; 16x16 shared-memory tiles. Column tiles on
+// grid x; row tiles strided over grid y, which the host caps at 65535.
 #define TILE 16
 template <typename T> __device__ void matmul(const T* A, const T* B, T* C, int M, int N, int K, int ta, int tb) {
     __shared__ T As[TILE][TILE + 1], Bs[TILE][TILE + 1];
-    int row = blockIdx.y * TILE + threadIdx.y, col = blockIdx.x * TILE + threadIdx.x;
-    T acc = T(0);
-    for (int k0 = 0; k0 < K; k0 += TILE) {
-        int ka = k0 + threadIdx.x, kb = k0 + threadIdx.y;
-        As[threadIdx.y][threadIdx.x] = (row < M && ka < K) ? (ta ? A[ka * M + row] : A[row * K + ka]) : T(0);
-        Bs[threadIdx.y][threadIdx.x] = (kb < K && col < N) ? (tb ? B[col * K + kb] : B[kb * N + col]) : T(0);
-        __syncthreads();
+    int col = blockIdx.x * TILE + threadIdx.x;
+    for (int row0 = blockIdx.y * TILE; row0 < M; row0 += gridDim.y * TILE) {
+        int row = row0 + threadIdx.y;
+        T acc = T(0);
+        for (int k0 = 0; k0 < K; k0 += TILE) {
+            int ka = k0 + threadIdx.x, kb = k0 + threadIdx.y;
+            As[threadIdx.y][threadIdx.x] = (row < M && ka < K) ? (ta ? A[(unsigned)ka * M + row] : A[(unsigned)row * K + ka]) : T(0);
+            Bs[threadIdx.y][threadIdx.x] = (kb < K && col < N) ? (tb ? B[(unsigned)col * K + kb] : B[(unsigned)kb * N + col]) : T(0);
+            __syncthreads();
 #pragma unroll
-        for (int k = 0; k < TILE; ++k) acc += As[threadIdx.y][k] * Bs[k][threadIdx.x];
-        __syncthreads();
+            for (int k = 0; k < TILE; ++k) acc += As[threadIdx.y][k] * Bs[k][threadIdx.x];
+            __syncthreads();
+        }
+        if (row < M && col < N) C[(unsigned)row * N + col] = acc;
     }
-    if (row < M && col < N) C[row * N + col] = acc;
 }
 
 // 2D convolution over [B, C, H, W] with periodic wrap; tap (ky, kx) reads offset (ky - KH/2, kx - KW/2).
@@ -153,76 +148,68 @@ __device__ __forceinline__ bool allowed(int mode, int dst, int src) {
 }
 
 template <typename T> __device__ void conv2d(const T* x, const T* w, T* y, Conv c) {
-    unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
-    unsigned n = (unsigned)c.B * c.Co * c.H * c.W;
-    if (i >= n) return;
-    int px = i % c.W, py = (i / c.W) % c.H, co = (i / (c.W * c.H)) % c.Co, b = i / (c.W * c.H * c.Co);
-    int dst = py * c.W + px;
-    T acc = T(0);
-    for (int ci = 0; ci < c.Ci; ++ci) {
-        const T* xp = x + ((size_t)b * c.Ci + ci) * c.H * c.W;
-        const T* wp = w + ((size_t)co * c.Ci + ci) * c.KH * c.KW;
-        for (int ky = 0; ky < c.KH; ++ky) {
-            int sy = wrap(py + ky - c.KH / 2, c.H);
-            for (int kx = 0; kx < c.KW; ++kx) {
-                int src = sy * c.W + wrap(px + kx - c.KW / 2, c.W);
-                if (allowed(c.mode, dst, src)) acc += wp[ky * c.KW + kx] * xp[src];
+    GRID_STRIDE(i, (unsigned)c.B * c.Co * c.H * c.W) {
+        int px = i % c.W, py = (i / c.W) % c.H, co = (i / (c.W * c.H)) % c.Co, b = i / (c.W * c.H * c.Co);
+        int dst = py * c.W + px;
+        T acc = T(0);
+        for (int ci = 0; ci < c.Ci; ++ci) {
+            const T* xp = x + ((size_t)b * c.Ci + ci) * c.H * c.W;
+            const T* wp = w + ((size_t)co * c.Ci + ci) * c.KH * c.KW;
+            for (int ky = 0; ky < c.KH; ++ky) {
+                int sy = wrap(py + ky - c.KH / 2, c.H);
+                for (int kx = 0; kx < c.KW; ++kx) {
+                    int src = sy * c.W + wrap(px + kx - c.KW / 2, c.W);
+                    if (allowed(c.mode, dst, src)) acc += wp[ky * c.KW + kx] * xp[src];
+                }
             }
         }
+        y[i] = acc;
     }
-    y[i] = acc;
 }
 
 template <typename T> __device__ void conv2d_grad_input(const T* dy, const T* w, T* dx, Conv c) {
-    unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
-    unsigned n = (unsigned)c.B * c.Ci * c.H * c.W;
-    if (i >= n) return;
-    int qx = i % c.W, qy = (i / c.W) % c.H, ci = (i / (c.W * c.H)) % c.Ci, b = i / (c.W * c.H * c.Ci);
-    int src = qy * c.W + qx;
-    T acc = T(0);
-    for (int co = 0; co < c.Co; ++co) {
-        const T* dp = dy + ((size_t)b * c.Co + co) * c.H * c.W;
-        const T* wp = w + ((size_t)co * c.Ci + ci) * c.KH * c.KW;
-        for (int ky = 0; ky < c.KH; ++ky) {
-            int ty = wrap(qy - (ky - c.KH / 2), c.H);
-            for (int kx = 0; kx < c.KW; ++kx) {
-                int dst = ty * c.W + wrap(qx - (kx - c.KW / 2), c.W);
-                if (allowed(c.mode, dst, src)) acc += wp[ky * c.KW + kx] * dp[dst];
+    GRID_STRIDE(i, (unsigned)c.B * c.Ci * c.H * c.W) {
+        int qx = i % c.W, qy = (i / c.W) % c.H, ci = (i / (c.W * c.H)) % c.Ci, b = i / (c.W * c.H * c.Ci);
+        int src = qy * c.W + qx;
+        T acc = T(0);
+        for (int co = 0; co < c.Co; ++co) {
+            const T* dp = dy + ((size_t)b * c.Co + co) * c.H * c.W;
+            const T* wp = w + ((size_t)co * c.Ci + ci) * c.KH * c.KW;
+            for (int ky = 0; ky < c.KH; ++ky) {
+                int ty = wrap(qy - (ky - c.KH / 2), c.H);
+                for (int kx = 0; kx < c.KW; ++kx) {
+                    int dst = ty * c.W + wrap(qx - (kx - c.KW / 2), c.W);
+                    if (allowed(c.mode, dst, src)) acc += wp[ky * c.KW + kx] * dp[dst];
+                }
             }
         }
+        dx[i] = acc;
     }
-    dx[i] = acc;
 }
 
-// One block per weight element, summing over batch and sites in a fixed order.
+// One block per weight element, summing over batch and sites in double, in a fixed order.
 template <typename T> __device__ void conv2d_grad_weight(const T* dy, const T* x, T* dw, Conv c) {
-    __shared__ T sh[NN_THREADS];
     int e = blockIdx.x;
     int kx = e % c.KW, ky = (e / c.KW) % c.KH, ci = (e / (c.KW * c.KH)) % c.Ci, co = e / (c.KW * c.KH * c.Ci);
     unsigned plane = (unsigned)c.H * c.W, total = (unsigned)c.B * plane;
-    T acc = T(0);
-    for (unsigned j = threadIdx.x; j < total; j += NN_THREADS) {
+    double acc = 0.0;
+    for (unsigned j = threadIdx.x; j < total; j += blockDim.x) {
         int b = j / plane, dst = j % plane, py = dst / c.W, px = dst % c.W;
         int src = wrap(py + ky - c.KH / 2, c.H) * c.W + wrap(px + kx - c.KW / 2, c.W);
         if (allowed(c.mode, dst, src))
-            acc += dy[((size_t)b * c.Co + co) * plane + dst] * x[((size_t)b * c.Ci + ci) * plane + src];
+            acc += (double)(dy[((size_t)b * c.Co + co) * plane + dst] * x[((size_t)b * c.Ci + ci) * plane + src]);
     }
-    sh[threadIdx.x] = acc;
-    __syncthreads();
-    for (int w = NN_THREADS / 2; w > 0; w >>= 1) {
-        if (threadIdx.x < w) sh[threadIdx.x] += sh[threadIdx.x + w];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) dw[e] = sh[0];
+    acc = block_sum(acc);
+    if (threadIdx.x == 0) dw[e] = (T)acc;
 }
 
 // dst[o*dst_stride + dst_off + k] = src[o*src_stride + src_off + k] for k < len (concat / split).
 template <typename T> __device__ void slab_copy(const T* src, T* dst, unsigned outer, unsigned len,
                                                unsigned src_stride, unsigned src_off, unsigned dst_stride, unsigned dst_off) {
-    unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= outer * len) return;
-    unsigned o = i / len, k = i - o * len;
-    dst[o * dst_stride + dst_off + k] = src[o * src_stride + src_off + k];
+    GRID_STRIDE(i, outer * len) {
+        unsigned o = i / len, k = i - o * len;
+        dst[o * dst_stride + dst_off + k] = src[o * src_stride + src_off + k];
+    }
 }
 
 // Fused Adam / AdamW update of one parameter tensor (Kingma & Ba 2015; Loshchilov & Hutter 2019).
@@ -230,38 +217,49 @@ template <typename T> __device__ void slab_copy(const T* src, T* dst, unsigned o
 struct AdamHyper { double lr, beta1, beta2, eps, weight_decay, gscale, bias1, bias2; int decoupled; };
 
 template <typename T> __device__ void adam(T* p, const T* g, T* m, T* v, unsigned n, AdamHyper h) {
-    unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    T gi = g[i] * T(h.gscale);
-    if (!h.decoupled) gi += T(h.weight_decay) * p[i];
-    T mi = T(h.beta1) * m[i] + T(1 - h.beta1) * gi;
-    T vi = T(h.beta2) * v[i] + T(1 - h.beta2) * gi * gi;
-    m[i] = mi; v[i] = vi;
-    T step = (mi / T(h.bias1)) / (sqrt(vi / T(h.bias2)) + T(h.eps));
-    if (h.decoupled) step += T(h.weight_decay) * p[i];
-    p[i] -= T(h.lr) * step;
+    GRID_STRIDE(i, n) {
+        T gi = g[i] * T(h.gscale);
+        if (!h.decoupled) gi += T(h.weight_decay) * p[i];
+        T mi = T(h.beta1) * m[i] + T(1 - h.beta1) * gi;
+        T vi = T(h.beta2) * v[i] + T(1 - h.beta2) * gi * gi;
+        m[i] = mi; v[i] = vi;
+        T step = (mi / T(h.bias1)) / (sqrt(vi / T(h.bias2)) + T(h.eps));
+        if (h.decoupled) step += T(h.weight_decay) * p[i];
+        p[i] -= T(h.lr) * step;
+    }
 }
 
 #define INSTANTIATE(T, S)                                                                                       \
     extern "C" __global__ void unary_##S(const T* x, T* y, unsigned n, int op, T a) { unary(x, y, n, op, a); } \
+    LATTICEML_KERNEL(unary_##S)                                                                                \
     extern "C" __global__ void unary_grad_##S(const T* x, const T* y, const T* dy, T* dx, unsigned n, int op, T a) { \
         unary_grad(x, y, dy, dx, n, op, a); }                                                                  \
+    LATTICEML_KERNEL(unary_grad_##S)                                                                           \
     extern "C" __global__ void binary_##S(const T* a, const T* b, T* c, unsigned n, Bcast g, int op) {         \
         binary(a, b, c, n, g, op); }                                                                           \
+    LATTICEML_KERNEL(binary_##S)                                                                               \
     extern "C" __global__ void binary_grad_##S(const T* a, const T* b, const T* dc, T* o, unsigned n, Bcast g, int op, int wrt) { \
         binary_grad(a, b, dc, o, n, g, op, wrt); }                                                             \
+    LATTICEML_KERNEL(binary_grad_##S)                                                                          \
     extern "C" __global__ void reduce_to_##S(const T* x, T* y, Reduce r, T scale) { reduce_to(x, y, r, scale); } \
+    LATTICEML_KERNEL(reduce_to_##S)                                                                            \
     extern "C" __global__ void matmul_##S(const T* A, const T* B, T* C, int M, int N, int K, int ta, int tb) { \
         matmul(A, B, C, M, N, K, ta, tb); }                                                                    \
+    LATTICEML_KERNEL(matmul_##S)                                                                               \
     extern "C" __global__ void conv2d_##S(const T* x, const T* w, T* y, Conv c) { conv2d(x, w, y, c); }       \
+    LATTICEML_KERNEL(conv2d_##S)                                                                               \
     extern "C" __global__ void conv2d_grad_input_##S(const T* dy, const T* w, T* dx, Conv c) {                \
         conv2d_grad_input(dy, w, dx, c); }                                                                     \
+    LATTICEML_KERNEL(conv2d_grad_input_##S)                                                                    \
     extern "C" __global__ void conv2d_grad_weight_##S(const T* dy, const T* x, T* dw, Conv c) {               \
         conv2d_grad_weight(dy, x, dw, c); }                                                                    \
+    LATTICEML_KERNEL(conv2d_grad_weight_##S)                                                                   \
     extern "C" __global__ void slab_copy_##S(const T* s, T* d, unsigned outer, unsigned len, unsigned ss,      \
                                              unsigned so, unsigned ds, unsigned dof) {                          \
         slab_copy(s, d, outer, len, ss, so, ds, dof); }                                                        \
-    extern "C" __global__ void adam_##S(T* p, const T* g, T* m, T* v, unsigned n, AdamHyper h) { adam(p, g, m, v, n, h); }
+    LATTICEML_KERNEL(slab_copy_##S)                                                                            \
+    extern "C" __global__ void adam_##S(T* p, const T* g, T* m, T* v, unsigned n, AdamHyper h) { adam(p, g, m, v, n, h); } \
+    LATTICEML_KERNEL(adam_##S)
 
 INSTANTIATE(float, f32)
 INSTANTIATE(double, f64)

@@ -4,26 +4,28 @@
 extern "C" __global__ void philox_raw(unsigned int* out, unsigned int n, unsigned int chain,
                                       unsigned int step, unsigned int stream,
                                       unsigned int k0, unsigned int k1) {
-    unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    philox_u4 c = { i, chain, step, stream };
-    philox_u4 b = philox4x32_10(c, k0, k1);
-    out[4 * i + 0] = b.x; out[4 * i + 1] = b.y; out[4 * i + 2] = b.z; out[4 * i + 3] = b.w;
+    GRID_STRIDE(i, n) {
+        philox_u4 c = { i, chain, step, stream };
+        philox_u4 b = philox4x32_10(c, k0, k1);
+        out[4 * i + 0] = b.x; out[4 * i + 1] = b.y; out[4 * i + 2] = b.z; out[4 * i + 3] = b.w;
+    }
 }
+LATTICEML_KERNEL(philox_raw)
 
 // Standard normals for a batch [chains][volume]: sites 2k, 2k+1 of a chain share the block with
 // counter (k, chain, step, stream). One thread per pair. Twin of philox::fill_normals.
 extern "C" __global__ void philox_normals(double* out, unsigned int volume, unsigned int chains,
                                           unsigned int step, unsigned int stream,
                                           unsigned int k0, unsigned int k1) {
-    unsigned int pairs = (volume + 1) / 2;
-    unsigned int t = blockIdx.x * blockDim.x + threadIdx.x;  // host guarantees pairs * chains < 2^31
-    if (t >= pairs * chains) return;
-    unsigned int chain = t / pairs, k = t - chain * pairs;
-    philox_u4 c = { k, chain, step, stream };
-    double z0, z1;
-    philox_normal_pair(philox4x32_10(c, k0, k1), &z0, &z1);
-    double* row = out + chain * volume;
-    row[2 * k] = z0;
-    if (2 * k + 1 < volume) row[2 * k + 1] = z1;
+    unsigned int pairs = (volume + 1) / 2;  // the host guarantees pairs * chains < 2^31
+    GRID_STRIDE(t, pairs * chains) {
+        unsigned int chain = t / pairs, k = t - chain * pairs;
+        philox_u4 c = { k, chain, step, stream };
+        double z0, z1;
+        philox_normal_pair(philox4x32_10(c, k0, k1), &z0, &z1);
+        double* row = out + chain * volume;
+        row[2 * k] = z0;
+        if (2 * k + 1 < volume) row[2 * k + 1] = z1;
+    }
 }
+LATTICEML_KERNEL(philox_normals)

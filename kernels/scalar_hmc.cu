@@ -44,15 +44,15 @@ template <int D, bool DRIFT>
 __device__ __forceinline__ void kick_drift(const double* __restrict__ phi, double* __restrict__ p,
                                            double* __restrict__ phi_new, const Geom& g, const Couplings& c,
                                            double kick, double drift) {
-    unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= g.volume * g.chains) return;
-    unsigned int chain = i / g.volume;
-    unsigned int s = i - chain * g.volume;
-    const double* pc = phi + chain * g.volume;
-    double x = pc[s];
-    double pn = p[i] + kick * site_force(c, x, neighbour_sum<D, true>(pc, s, g));
-    p[i] = pn;
-    if (DRIFT) phi_new[i] = x + drift * pn;
+    GRID_STRIDE(i, g.volume * g.chains) {
+        unsigned int chain = i / g.volume;
+        unsigned int s = i - chain * g.volume;
+        const double* pc = phi + chain * g.volume;
+        double x = pc[s];
+        double pn = p[i] + kick * site_force(c, x, neighbour_sum<D, true>(pc, s, g));
+        p[i] = pn;
+        if (DRIFT) phi_new[i] = x + drift * pn;
+    }
 }
 
 #define KICK_DRIFT(D)                                                                                  \
@@ -60,72 +60,70 @@ __device__ __forceinline__ void kick_drift(const double* __restrict__ phi, doubl
                                                Couplings c, double kick, double drift) {              \
         kick_drift<D, true>(phi, p, phi_new, g, c, kick, drift);                                       \
     }                                                                                                  \
+    LATTICEML_KERNEL(kick_drift_d##D)                                                                  \
     extern "C" __global__ void kick_d##D(const double* phi, double* p, Geom g, Couplings c, double kick) { \
         kick_drift<D, false>(phi, p, nullptr, g, c, kick, 0.0);                                        \
-    }
+    }                                                                                                  \
+    LATTICEML_KERNEL(kick_d##D)
 KICK_DRIFT(1)
 KICK_DRIFT(2)
 KICK_DRIFT(3)
 KICK_DRIFT(4)
 
-// Fixed-order block reduction (blockDim.x == 256): the same launch gives the same bits every run.
-#define RED_THREADS 256
-__device__ __forceinline__ double block_sum(double v, double* sh) {
-    sh[threadIdx.x] = v;
-    __syncthreads();
-    for (int w = RED_THREADS / 2; w > 0; w >>= 1) {
-        if (threadIdx.x < w) sh[threadIdx.x] += sh[threadIdx.x + w];
-        __syncthreads();
-    }
-    double r = sh[0];
-    __syncthreads();
-    return r;
-}
-
-// Per segment (one time slice of one chain; segments are contiguous, seg_len sites each):
-// out[2*seg] = sum 0.5 p^2, out[2*seg+1] = sum of the site action density. One block per segment.
+// Per chunk of `chunk` sites of one chain (chunk_range with segments = chains):
+// out[2*block] = sum 0.5 p^2, out[2*block+1] = sum of the site action density.
 template <int D>
-__device__ __forceinline__ void energy_segments(const double* __restrict__ phi, const double* __restrict__ p,
-                                                double* __restrict__ out, const Geom& g, const Couplings& c,
-                                                unsigned int seg_len) {
-    __shared__ double sh[RED_THREADS];
-    unsigned int base = blockIdx.x * seg_len;
-    unsigned int chain = base / g.volume;
+__device__ __forceinline__ void energy_chunks(const double* __restrict__ phi, const double* __restrict__ p,
+                                              double* __restrict__ out, const Geom& g, const Couplings& c,
+                                              unsigned int chunk) {
+    unsigned int begin, end;
+    chunk_range(g.volume, chunk, &begin, &end);
+    unsigned int chain = begin / g.volume;
     const double* pc = phi + chain * g.volume;
     double kin = 0.0, act = 0.0;
-    for (unsigned int j = threadIdx.x; j < seg_len; j += RED_THREADS) {
-        unsigned int i = base + j;
+    for (unsigned int i = begin + threadIdx.x; i < end; i += blockDim.x) {
         unsigned int s = i - chain * g.volume;
         kin += 0.5 * p[i] * p[i];
         act += site_action(c, pc[s], neighbour_sum<D, false>(pc, s, g));
     }
-    kin = block_sum(kin, sh);
-    act = block_sum(act, sh);
+    kin = block_sum(kin);
+    act = block_sum(act);
     if (threadIdx.x == 0) { out[2 * blockIdx.x] = kin; out[2 * blockIdx.x + 1] = act; }
 }
 
 #define ENERGY(D)                                                                                   \
-    extern "C" __global__ void energy_segments_d##D(const double* phi, const double* p, double* out, \
-                                                    Geom g, Couplings c, unsigned int seg_len) {      \
-        energy_segments<D>(phi, p, out, g, c, seg_len);                                              \
-    }
+    extern "C" __global__ void energy_chunks_d##D(const double* phi, const double* p, double* out,   \
+                                                  Geom g, Couplings c, unsigned int chunk) {        \
+        energy_chunks<D>(phi, p, out, g, c, chunk);                                                 \
+    }                                                                                               \
+    LATTICEML_KERNEL(energy_chunks_d##D)
 ENERGY(1)
 ENERGY(2)
 ENERGY(3)
 ENERGY(4)
 
-// Per contiguous segment of seg_len values: out[3*seg + k] = sum of phi, phi^2, phi^4.
-extern "C" __global__ void moment_segments(const double* __restrict__ phi, double* __restrict__ out,
-                                           unsigned int seg_len) {
-    __shared__ double sh[RED_THREADS];
-    unsigned int base = blockIdx.x * seg_len;
+// Per chunk of a segment of seg_len values (a time slice): out[3*block + k] = sum of phi, phi^2, phi^4.
+extern "C" __global__ void moment_chunks(const double* __restrict__ phi, double* __restrict__ out,
+                                         unsigned int seg_len, unsigned int chunk) {
+    unsigned int begin, end;
+    chunk_range(seg_len, chunk, &begin, &end);
     double m1 = 0.0, m2 = 0.0, m4 = 0.0;
-    for (unsigned int j = threadIdx.x; j < seg_len; j += RED_THREADS) {
-        double x = phi[base + j], x2 = x * x;
+    for (unsigned int i = begin + threadIdx.x; i < end; i += blockDim.x) {
+        double x = phi[i], x2 = x * x;
         m1 += x; m2 += x2; m4 += x2 * x2;
     }
-    m1 = block_sum(m1, sh);
-    m2 = block_sum(m2, sh);
-    m4 = block_sum(m4, sh);
+    m1 = block_sum(m1);
+    m2 = block_sum(m2);
+    m4 = block_sum(m4);
     if (threadIdx.x == 0) { out[3 * blockIdx.x] = m1; out[3 * blockIdx.x + 1] = m2; out[3 * blockIdx.x + 2] = m4; }
 }
+LATTICEML_KERNEL(moment_chunks)
+
+// phi = saved on every chain whose flag is set (the rejected proposals): one launch, not a copy per chain.
+extern "C" __global__ void restore_chains(double* __restrict__ phi, const double* __restrict__ saved,
+                                          const unsigned char* __restrict__ restore, Geom g) {
+    GRID_STRIDE(i, g.volume * g.chains) {
+        if (restore[i / g.volume]) phi[i] = saved[i];
+    }
+}
+LATTICEML_KERNEL(restore_chains)

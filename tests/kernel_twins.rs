@@ -6,8 +6,9 @@ mod common;
 use std::sync::Arc;
 
 use latticeml::action::{Action, Oscillator, Phi4};
+use latticeml::device::geometry::{chunks_per_segment, sum_chunks};
 use latticeml::device::CpuDevice;
-use latticeml::hmc::cpu::{energy_segments, kick_drift, moment_segments};
+use latticeml::hmc::cpu::{energy_chunks, kick_drift, moment_chunks, restore_chains};
 use latticeml::hmc::cuda::ScalarKernels;
 use latticeml::hmc::{Hmc, HmcParams, Integrator};
 use latticeml::{philox, Device, Lattice};
@@ -95,14 +96,14 @@ fn cpu_energies_and_moments_match_direct_sums() {
         let v = lat.volume();
         let (phi, p) = (random_batch(CHAINS * v, 3), random_batch(CHAINS * v, 4));
         let mut scratch = vec![0.0; CHAINS * v];
-        let seg = energy_segments(&dev, lat, &a.couplings(), &phi, &p, &mut scratch);
+        let flat = energy_chunks(&dev, lat, &a.couplings(), &phi, &p, &mut scratch).unwrap();
+        let per_chain = sum_chunks(&flat, 2, chunks_per_segment(v));
         let t = lat.time_extent();
         for c in 0..CHAINS {
             let r = c * v..(c + 1) * v;
             let kin: f64 = p[r.clone()].iter().map(|x| 0.5 * x * x).sum();
             let s = a.action(&phi[r.clone()]);
-            let got_k: f64 = (0..t).map(|i| seg[2 * (c * t + i)]).sum();
-            let got_s: f64 = (0..t).map(|i| seg[2 * (c * t + i) + 1]).sum();
+            let (got_k, got_s) = (per_chain[2 * c], per_chain[2 * c + 1]);
             assert!(
                 (got_k - kin).abs() < 1e-11 * kin.abs(),
                 "{} kinetic",
@@ -114,8 +115,13 @@ fn cpu_energies_and_moments_match_direct_sums() {
                 a.name()
             );
         }
-        let m = moment_segments(&dev, &phi, lat.slice_volume());
-        let m1: f64 = m[..t].iter().map(|x| x[0]).sum();
+        let seg = lat.slice_volume();
+        let m = sum_chunks(
+            &moment_chunks(&dev, &phi, seg).unwrap(),
+            3,
+            chunks_per_segment(seg),
+        );
+        let m1: f64 = (0..t).map(|i| m[3 * i]).sum();
         let direct: f64 = phi[..v].iter().sum();
         assert!((m1 - direct).abs() < 1e-11 * v as f64);
     }
@@ -167,23 +173,33 @@ fn cuda_kernels_match_cpu_twins() {
             a.name()
         );
 
-        let mut out = s
-            .alloc_zeros::<f64>(3 * CHAINS * lat.time_extent())
-            .unwrap();
+        let mut out = s.alloc_zeros::<f64>(3 * n).unwrap();
         let mut scratch = vec![0.0; n];
-        let e_gpu = k.energy_segments(&d_phi, &d_p, &mut out).unwrap();
-        let e_cpu = energy_segments(&cpu, lat, &a.couplings(), &phi, &p_cpu, &mut scratch);
+        let e_gpu = k.energy_chunks(&d_phi, &d_p, &mut out).unwrap();
+        let e_cpu = energy_chunks(&cpu, lat, &a.couplings(), &phi, &p_cpu, &mut scratch).unwrap();
         assert!(
             common::max_rel_diff(&e_gpu, &e_cpu) < 1e-12,
-            "{} energy_segments",
+            "{} energy_chunks",
             a.name()
         );
-        let m_gpu: Vec<f64> = k.moment_segments(&d_phi, &mut out).unwrap().concat();
-        let m_cpu: Vec<f64> = moment_segments(&cpu, &phi, lat.slice_volume()).concat();
+        let m_gpu = k.moment_chunks(&d_phi, &mut out).unwrap();
+        let m_cpu = moment_chunks(&cpu, &phi, lat.slice_volume()).unwrap();
         assert!(
             common::max_rel_diff(&m_gpu, &m_cpu) < 1e-12,
-            "{} moment_segments",
+            "{} moment_chunks",
             a.name()
+        );
+
+        let flags: Vec<u8> = (0..CHAINS).map(|c| (c % 2) as u8).collect();
+        let d_flags = s.clone_htod(&flags).unwrap();
+        let mut d_restored = s.clone_htod(&phi).unwrap();
+        k.restore_chains(&mut d_restored, &d_p, &d_flags).unwrap();
+        let mut restored = phi.clone();
+        restore_chains(&mut restored, &p_cpu, &flags, lat.volume()).unwrap();
+        assert_eq!(
+            s.clone_dtoh(&d_restored).unwrap(),
+            restored,
+            "restore_chains"
         );
 
         let mut d_z = s.alloc_zeros::<f64>(n).unwrap();

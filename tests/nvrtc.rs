@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use latticeml::device::cuda::{compile, nvrtc_available, FAMILIES};
+use latticeml::device::cuda::{compile, nvrtc_available, KernelFamily, FAMILIES};
 
 #[test]
 fn every_kernel_family_compiles() {
@@ -26,7 +26,7 @@ fn every_kernel_family_compiles() {
             assert!(
                 text.contains(&format!(".target {arch}")),
                 "{} for {arch}: wrong target",
-                family.name
+                family.name()
             );
         }
     }
@@ -37,11 +37,34 @@ fn compile_errors_carry_the_nvrtc_log() {
     if !nvrtc_available() {
         return;
     }
-    let broken = latticeml::device::cuda::KernelFamily {
-        name: "broken",
-        headers: &[],
-        source: "__global__ void f() { int x = ; }",
-    };
+    let broken = KernelFamily::new("broken", &[], "__global__ void f() { int x = ; }");
     let err = compile(&broken, "sm_80").unwrap_err().to_string();
     assert!(err.contains("broken.cu") && err.contains("error"), "{err}");
+}
+
+#[test]
+fn a_family_with_the_name_of_another_gets_its_own_module() {
+    let a = KernelFamily::new(
+        "nn",
+        &[],
+        "extern \"C\" __global__ void first(float* x) { x[0] = 1.0f; }",
+    );
+    let b = KernelFamily::new(
+        "nn",
+        &[],
+        "extern \"C\" __global__ void second(float* x) { x[0] = 2.0f; }",
+    );
+    assert_eq!(a.key().0, b.key().0);
+    assert_ne!(a.key(), b.key(), "cache keys must depend on the source");
+    if !nvrtc_available() {
+        return;
+    }
+    // Compile the built-in family first: the caches must not hand it to the look-alikes.
+    compile(&latticeml::device::cuda::NN, "sm_80").unwrap();
+    let (pa, pb) = (
+        compile(&a, "sm_80").unwrap().to_src(),
+        compile(&b, "sm_80").unwrap().to_src(),
+    );
+    assert!(pa.contains(".entry first") && !pa.contains(".entry second"));
+    assert!(pb.contains(".entry second") && !pb.contains(".entry first"));
 }

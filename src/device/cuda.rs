@@ -12,17 +12,59 @@ use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions, Ptx};
 use crate::error::{Error, Result};
 
 /// One `.cu` file of `kernels/`, with the headers it needs prepended (NVRTC gets no include path).
+/// Compiled PTX and loaded modules are cached by name *and* a hash of the text, so a family of
+/// the same name with other source never receives another family's module.
 #[derive(Clone, Copy, Debug)]
 pub struct KernelFamily {
-    /// Family name (the file stem).
-    pub name: &'static str,
-    /// Headers prepended in order.
-    pub headers: &'static [&'static str],
-    /// The file's text.
-    pub source: &'static str,
+    name: &'static str,
+    headers: &'static [&'static str],
+    source: &'static str,
+    hash: u64,
+}
+
+/// FNV-1a over `s`, continuing from `h`: a const fn, so each family's key is computed at compile time.
+const fn fnv1a(mut h: u64, s: &str) -> u64 {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        h ^= b[i] as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+        i += 1;
+    }
+    h
 }
 
 impl KernelFamily {
+    /// A family named `name` (the file stem) whose translation unit is `headers` then `source`.
+    pub const fn new(
+        name: &'static str,
+        headers: &'static [&'static str],
+        source: &'static str,
+    ) -> Self {
+        let mut h = fnv1a(0xcbf2_9ce4_8422_2325, name);
+        let mut i = 0;
+        while i < headers.len() {
+            h = fnv1a(h, headers[i]);
+            i += 1;
+        }
+        KernelFamily {
+            name,
+            headers,
+            source,
+            hash: fnv1a(h, source),
+        }
+    }
+
+    /// Family name (the file stem).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The cache key: the name and a hash of the headers and source.
+    pub fn key(&self) -> (&'static str, u64) {
+        (self.name, self.hash)
+    }
+
     /// The full translation unit handed to NVRTC.
     pub fn translation_unit(&self) -> String {
         let mut s = String::new();
@@ -35,29 +77,28 @@ impl KernelFamily {
     }
 }
 
+const COMMON_H: &str = include_str!("../../kernels/common.cuh");
 const PHILOX_H: &str = include_str!("../../kernels/philox.cuh");
 
 /// Philox raw blocks and normal fields (`kernels/philox.cu`).
-pub const PHILOX: KernelFamily = KernelFamily {
-    name: "philox",
-    headers: &[PHILOX_H],
-    source: include_str!("../../kernels/philox.cu"),
-};
-/// Fused HMC steps, Hamiltonians and moments for nearest-neighbour scalar theories (`kernels/scalar_hmc.cu`).
-pub const SCALAR_HMC: KernelFamily = KernelFamily {
-    name: "scalar_hmc",
-    headers: &[PHILOX_H],
-    source: include_str!("../../kernels/scalar_hmc.cu"),
-};
+pub const PHILOX: KernelFamily = KernelFamily::new(
+    "philox",
+    &[COMMON_H, PHILOX_H],
+    include_str!("../../kernels/philox.cu"),
+);
+/// Fused HMC steps, Hamiltonians, moments and restores for nearest-neighbour scalar theories
+/// (`kernels/scalar_hmc.cu`).
+pub const SCALAR_HMC: KernelFamily = KernelFamily::new(
+    "scalar_hmc",
+    &[COMMON_H, PHILOX_H],
+    include_str!("../../kernels/scalar_hmc.cu"),
+);
 
 /// Tensor operations of the autodiff tape (`kernels/nn.cu`).
-pub const NN: KernelFamily = KernelFamily {
-    name: "nn",
-    headers: &[],
-    source: include_str!("../../kernels/nn.cu"),
-};
+pub const NN: KernelFamily =
+    KernelFamily::new("nn", &[COMMON_H], include_str!("../../kernels/nn.cu"));
 
-/// Every kernel family, for the NVRTC compile test.
+/// Every kernel family, for the NVRTC compile test and the CPU kernel harness.
 pub const FAMILIES: &[KernelFamily] = &[PHILOX, SCALAR_HMC, NN];
 
 /// True when the NVRTC library can be loaded.
@@ -72,8 +113,10 @@ pub fn driver_available() -> bool {
     unsafe { cudarc::driver::sys::is_culib_present() }
 }
 
-fn ptx_cache() -> &'static Mutex<HashMap<(&'static str, String), Ptx>> {
-    static CACHE: OnceLock<Mutex<HashMap<(&'static str, String), Ptx>>> = OnceLock::new();
+type FamilyKey = (&'static str, u64);
+
+fn ptx_cache() -> &'static Mutex<HashMap<(FamilyKey, String), Ptx>> {
+    static CACHE: OnceLock<Mutex<HashMap<(FamilyKey, String), Ptx>>> = OnceLock::new();
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
@@ -86,7 +129,7 @@ pub fn compile(family: &KernelFamily, arch: &str) -> Result<Ptx> {
                 .into(),
         ));
     }
-    let key = (family.name, arch.to_string());
+    let key = (family.key(), arch.to_string());
     let mut cache = ptx_cache()
         .lock()
         .map_err(|_| Error::Nvrtc("PTX cache poisoned".into()))?;
@@ -116,7 +159,7 @@ struct Inner {
     ordinal: usize,
     name: String,
     arch: String,
-    modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
+    modules: Mutex<HashMap<FamilyKey, Arc<CudaModule>>>,
 }
 
 /// One CUDA GPU with its default stream. Cheap to clone.
@@ -213,12 +256,12 @@ impl CudaDevice {
                 .modules
                 .lock()
                 .map_err(|_| Error::Cuda("module cache poisoned".into()))?;
-            match mods.get(family.name) {
+            match mods.get(&family.key()) {
                 Some(m) => m.clone(),
                 None => {
                     let ptx = compile(family, &self.inner.arch)?;
                     let m = self.inner.ctx.load_module(ptx)?;
-                    mods.insert(family.name, m.clone());
+                    mods.insert(family.key(), m.clone());
                     m
                 }
             }

@@ -2,6 +2,7 @@
 
 pub mod cpu;
 pub mod cuda;
+pub mod geometry;
 
 pub use cpu::CpuDevice;
 pub use cuda::CudaDevice;

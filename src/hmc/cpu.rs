@@ -6,6 +6,7 @@
 //! depend on the number of threads.
 
 use crate::action::{Action, ScalarCouplings};
+use crate::device::geometry::{chunks_per_segment, sum_chunks, REDUCE_CHUNK};
 use crate::device::CpuDevice;
 use crate::error::{Error, Result};
 use crate::hmc::{HmcBackend, SliceMoments};
@@ -98,17 +99,25 @@ pub fn kick_drift(
     });
 }
 
-/// CPU twin of `energy_segments_dD`: per time slice of each chain, (Σ½p², Σ site action density),
-/// returned as `[2*segment + {0,1}]`. `scratch` must hold a batch.
-pub fn energy_segments(
+/// CPU twin of `energy_chunks_dD`: per chunk of [`REDUCE_CHUNK`] sites of each chain,
+/// (Σ½p², Σ site action density), returned as `[2*chunk + {0,1}]`. `scratch` must hold a batch.
+pub fn energy_chunks(
     dev: &CpuDevice,
     lat: &Lattice,
     c: &ScalarCouplings,
     phi: &[f64],
     p: &[f64],
     scratch: &mut [f64],
-) -> Vec<f64> {
+) -> Result<Vec<f64>> {
     let (v, l) = (lat.volume(), lat.extents()[lat.dim() - 1]);
+    check_len(phi.len(), p.len())?;
+    check_len(scratch.len(), phi.len())?;
+    if !phi.len().is_multiple_of(v) {
+        return Err(Error::InvalidInput(format!(
+            "a batch of {} values is not a whole number of {v}-site chains",
+            phi.len()
+        )));
+    }
     let strides = lat.strides();
     dev.for_chunks(l, scratch, None, |first_row, dens, _| {
         let mut fwd = vec![0.0; l];
@@ -122,32 +131,59 @@ pub fn energy_segments(
             }
         }
     });
-    let seg = lat.slice_volume();
-    let mut out = vec![0.0; 2 * phi.len() / seg];
+    let per = chunks_per_segment(v);
+    let mut out = vec![0.0; 2 * per * (phi.len() / v)];
     let dens: &[f64] = scratch;
     dev.map_indexed(&mut out, |i| {
-        let range = (i / 2) * seg..(i / 2 + 1) * seg;
+        let range = chunk_range(i / 2, v, per);
         if i % 2 == 0 {
             p[range].iter().fold(0.0, |s, &x| s + 0.5 * x * x)
         } else {
             dens[range].iter().sum()
         }
     });
-    out
+    Ok(out)
 }
 
-/// CPU twin of `moment_segments`: per contiguous segment of `seg_len` values, (Σφ, Σφ², Σφ⁴).
-pub fn moment_segments(dev: &CpuDevice, phi: &[f64], seg_len: usize) -> SliceMoments {
-    let mut flat = vec![0.0; 3 * phi.len() / seg_len];
+/// The sites of chunk `block` of a segmented reduction (`chunk_range` in `kernels/common.cuh`).
+fn chunk_range(block: usize, seg_len: usize, per: usize) -> std::ops::Range<usize> {
+    let (seg, c) = (block / per, block % per);
+    let start = seg * seg_len + c * REDUCE_CHUNK;
+    start..seg * seg_len + ((c + 1) * REDUCE_CHUNK).min(seg_len)
+}
+
+/// CPU twin of `moment_chunks`: per chunk of each contiguous segment of `seg_len` values,
+/// (Σφ, Σφ², Σφ⁴), returned as `[3*chunk + k]`.
+pub fn moment_chunks(dev: &CpuDevice, phi: &[f64], seg_len: usize) -> Result<Vec<f64>> {
+    if seg_len == 0 || !phi.len().is_multiple_of(seg_len) {
+        return Err(Error::InvalidInput(format!(
+            "{} values do not split into segments of {seg_len}",
+            phi.len()
+        )));
+    }
+    let per = chunks_per_segment(seg_len);
+    let mut flat = vec![0.0; 3 * per * (phi.len() / seg_len)];
     dev.map_indexed(&mut flat, |i| {
-        let s = &phi[(i / 3) * seg_len..(i / 3 + 1) * seg_len];
+        let s = &phi[chunk_range(i / 3, seg_len, per)];
         match i % 3 {
             0 => s.iter().sum(),
             1 => s.iter().fold(0.0, |a, &x| a + x * x),
             _ => s.iter().fold(0.0, |a, &x| a + x * x * x * x),
         }
     });
-    flat.chunks(3).map(|m| [m[0], m[1], m[2]]).collect()
+    Ok(flat)
+}
+
+/// CPU twin of `restore_chains`: φ = saved on every chain (of `volume` sites) whose flag is non-zero.
+pub fn restore_chains(phi: &mut [f64], saved: &[f64], flags: &[u8], volume: usize) -> Result<()> {
+    check_len(saved.len(), phi.len())?;
+    check_len(flags.len().saturating_mul(volume), phi.len())?;
+    for ((dst, src), &f) in phi.chunks_mut(volume).zip(saved.chunks(volume)).zip(flags) {
+        if f != 0 {
+            dst.copy_from_slice(src);
+        }
+    }
+    Ok(())
 }
 
 /// The CPU HMC backend: field, ping-pong buffer, momenta and a saved copy for rejections.
@@ -155,7 +191,6 @@ pub struct CpuHmc {
     dev: CpuDevice,
     lattice: Lattice,
     couplings: ScalarCouplings,
-    chains: usize,
     phi: Vec<f64>,
     phi_next: Vec<f64>,
     phi_saved: Vec<f64>,
@@ -171,24 +206,12 @@ impl CpuHmc {
             dev,
             lattice: action.lattice().clone(),
             couplings: action.couplings(),
-            chains,
             phi: vec![0.0; n],
             phi_next: vec![0.0; n],
             phi_saved: vec![0.0; n],
             p: vec![0.0; n],
             scratch: vec![0.0; n],
         }
-    }
-
-    fn per_chain(&self, seg_values: &[f64], which: usize) -> Vec<f64> {
-        let per = self.lattice.time_extent();
-        (0..self.chains)
-            .map(|c| {
-                (0..per)
-                    .map(|t| seg_values[2 * (c * per + t) + which])
-                    .sum()
-            })
-            .collect()
     }
 }
 
@@ -240,15 +263,16 @@ impl HmcBackend for CpuHmc {
     }
 
     fn energies(&mut self) -> Result<(Vec<f64>, Vec<f64>)> {
-        let seg = energy_segments(
+        let flat = energy_chunks(
             &self.dev,
             &self.lattice,
             &self.couplings,
             &self.phi,
             &self.p,
             &mut self.scratch,
-        );
-        Ok((self.per_chain(&seg, 0), self.per_chain(&seg, 1)))
+        )?;
+        let per = chunks_per_segment(self.lattice.volume());
+        Ok(super::split_energies(&sum_chunks(&flat, 2, per)))
     }
 
     fn save_fields(&mut self) -> Result<()> {
@@ -257,19 +281,23 @@ impl HmcBackend for CpuHmc {
     }
 
     fn restore_fields(&mut self, which: &[bool]) -> Result<()> {
-        let v = self.lattice.volume();
-        for (c, _) in which.iter().enumerate().filter(|(_, &w)| w) {
-            self.phi[c * v..(c + 1) * v].copy_from_slice(&self.phi_saved[c * v..(c + 1) * v]);
-        }
-        Ok(())
+        let flags: Vec<u8> = which.iter().map(|&w| w as u8).collect();
+        restore_chains(
+            &mut self.phi,
+            &self.phi_saved,
+            &flags,
+            self.lattice.volume(),
+        )
     }
 
     fn slice_moments(&mut self) -> Result<SliceMoments> {
-        Ok(moment_segments(
-            &self.dev,
-            &self.phi,
-            self.lattice.slice_volume(),
-        ))
+        let seg = self.lattice.slice_volume();
+        let flat = moment_chunks(&self.dev, &self.phi, seg)?;
+        Ok(super::moments_from_flat(&sum_chunks(
+            &flat,
+            3,
+            chunks_per_segment(seg),
+        )))
     }
 
     fn fields(&self) -> Result<Vec<f64>> {

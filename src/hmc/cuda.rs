@@ -1,19 +1,17 @@
 //! The CUDA HMC backend: launches `kernels/scalar_hmc.cu` (one fused kernel per MD update,
 //! ping-pong field buffers) and `kernels/philox.cu` (momenta). CPU twins: [`super::cpu`].
 
-use cudarc::driver::{CudaFunction, CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaFunction, CudaSlice, DeviceRepr, PushKernelArg};
 
 use crate::action::{Action, ScalarCouplings};
 use crate::device::cuda::{PHILOX, SCALAR_HMC};
+use crate::device::geometry::{self, chunks_per_segment, sum_chunks};
 use crate::device::CudaDevice;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::hmc::cpu::check_len;
 use crate::hmc::{HmcBackend, SliceMoments};
 use crate::lattice::Lattice;
 use crate::philox;
-
-/// Threads per block of every elementwise launch; the reductions require exactly 256.
-pub const BLOCK: u32 = 256;
 
 /// Lattice geometry as the kernels receive it (`struct Geom` in `scalar_hmc.cu`).
 #[repr(C)]
@@ -44,15 +42,16 @@ impl GpuGeom {
         g
     }
 
-    fn sites(&self) -> u64 {
-        self.volume as u64 * self.chains as u64
+    /// Sites of the whole batch.
+    pub fn sites(&self) -> usize {
+        self.volume as usize * self.chains as usize
     }
 }
 
 /// Couplings as the kernels receive them (`struct Couplings`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
-struct GpuCouplings {
+pub struct GpuCouplings {
     hop: f64,
     u0: f64,
     u2: f64,
@@ -73,26 +72,6 @@ impl From<ScalarCouplings> for GpuCouplings {
     }
 }
 
-fn grid(n: u64) -> Result<LaunchConfig> {
-    let blocks = n.div_ceil(BLOCK as u64);
-    if blocks > i32::MAX as u64 {
-        return Err(Error::InvalidInput(format!("{n} sites exceed one launch")));
-    }
-    Ok(LaunchConfig {
-        grid_dim: (blocks.max(1) as u32, 1, 1),
-        block_dim: (BLOCK, 1, 1),
-        shared_mem_bytes: 0,
-    })
-}
-
-fn blocks(n: usize) -> LaunchConfig {
-    LaunchConfig {
-        grid_dim: (n as u32, 1, 1),
-        block_dim: (BLOCK, 1, 1),
-        shared_mem_bytes: 0,
-    }
-}
-
 /// The loaded scalar-HMC kernels for one dimension; each method is one launch, twin of the
 /// function of the same name in [`super::cpu`].
 pub struct ScalarKernels {
@@ -104,6 +83,7 @@ pub struct ScalarKernels {
     kick: CudaFunction,
     energy: CudaFunction,
     moments: CudaFunction,
+    restore: CudaFunction,
     normals: CudaFunction,
 }
 
@@ -123,8 +103,9 @@ impl ScalarKernels {
             slice_volume: lat.slice_volume() as u32,
             kick_drift: dev.function(&SCALAR_HMC, &format!("kick_drift_d{d}"))?,
             kick: dev.function(&SCALAR_HMC, &format!("kick_d{d}"))?,
-            energy: dev.function(&SCALAR_HMC, &format!("energy_segments_d{d}"))?,
-            moments: dev.function(&SCALAR_HMC, "moment_segments")?,
+            energy: dev.function(&SCALAR_HMC, &format!("energy_chunks_d{d}"))?,
+            moments: dev.function(&SCALAR_HMC, "moment_chunks")?,
+            restore: dev.function(&SCALAR_HMC, "restore_chains")?,
             normals: dev.function(&PHILOX, "philox_normals")?,
         })
     }
@@ -138,7 +119,12 @@ impl ScalarKernels {
         kick: f64,
         drift: f64,
     ) -> Result<()> {
-        let cfg = grid(self.geom.sites())?;
+        let n = self.geom.sites();
+        check_len(phi.len().min(p.len()), n)?;
+        if let Some(new) = phi_new.as_ref() {
+            check_len(new.len(), n)?;
+        }
+        let cfg = geometry::elementwise(n)?;
         let s = self.dev.stream();
         match phi_new {
             Some(new) => {
@@ -150,7 +136,7 @@ impl ScalarKernels {
                     .arg(&self.couplings)
                     .arg(&kick)
                     .arg(&drift);
-                // SAFETY: argument list matches kick_drift_dD; every buffer holds geom.sites() values.
+                // SAFETY: argument list matches kick_drift_dD; every buffer holds geom.sites() values (checked).
                 unsafe { b.launch(cfg) }?;
             }
             None => {
@@ -167,39 +153,67 @@ impl ScalarKernels {
         Ok(())
     }
 
-    /// Per time slice: (Σ½p², Σ action density), flattened `[2*segment + {0,1}]`.
-    pub fn energy_segments(
+    /// Per chunk of [`geometry::REDUCE_CHUNK`] sites of each chain: (Σ½p², Σ action density),
+    /// flattened `[2*chunk + {0,1}]`; `out` holds at least that many values.
+    pub fn energy_chunks(
         &self,
         phi: &CudaSlice<f64>,
         p: &CudaSlice<f64>,
         out: &mut CudaSlice<f64>,
     ) -> Result<Vec<f64>> {
-        let segs = (self.geom.sites() / self.slice_volume as u64) as usize;
+        let cfg = geometry::chunked(self.geom.chains as usize, self.geom.volume as usize)?;
+        let values = 2 * cfg.grid_dim.0 as usize;
+        check_len(phi.len().min(p.len()), self.geom.sites())?;
+        check_len(out.len().min(values), values)?;
+        let chunk = geometry::REDUCE_CHUNK as u32;
         let mut b = self.dev.stream().launch_builder(&self.energy);
         b.arg(phi)
             .arg(p)
             .arg(&mut *out)
             .arg(&self.geom)
             .arg(&self.couplings)
-            .arg(&self.slice_volume);
-        // SAFETY: argument list matches energy_segments_dD; `out` holds 2 values per segment.
-        unsafe { b.launch(blocks(segs)) }?;
-        Ok(self.dev.stream().clone_dtoh(&out.slice(..2 * segs))?)
+            .arg(&chunk);
+        // SAFETY: argument list matches energy_chunks_dD; the lengths were checked above.
+        unsafe { b.launch(cfg) }?;
+        Ok(self.dev.stream().clone_dtoh(&out.slice(..values))?)
     }
 
-    /// Per time slice: (Σφ, Σφ², Σφ⁴).
-    pub fn moment_segments(
+    /// Per chunk of each time slice: (Σφ, Σφ², Σφ⁴), flattened `[3*chunk + k]`.
+    pub fn moment_chunks(
         &self,
         phi: &CudaSlice<f64>,
         out: &mut CudaSlice<f64>,
-    ) -> Result<SliceMoments> {
-        let segs = (self.geom.sites() / self.slice_volume as u64) as usize;
+    ) -> Result<Vec<f64>> {
+        let seg = self.slice_volume as usize;
+        let cfg = geometry::chunked(self.geom.sites() / seg, seg)?;
+        let values = 3 * cfg.grid_dim.0 as usize;
+        check_len(phi.len(), self.geom.sites())?;
+        check_len(out.len().min(values), values)?;
+        let chunk = geometry::REDUCE_CHUNK as u32;
         let mut b = self.dev.stream().launch_builder(&self.moments);
-        b.arg(phi).arg(&mut *out).arg(&self.slice_volume);
-        // SAFETY: argument list matches moment_segments; `out` holds 3 values per segment.
-        unsafe { b.launch(blocks(segs)) }?;
-        let flat = self.dev.stream().clone_dtoh(&out.slice(..3 * segs))?;
-        Ok(flat.chunks(3).map(|m| [m[0], m[1], m[2]]).collect())
+        b.arg(phi)
+            .arg(&mut *out)
+            .arg(&self.slice_volume)
+            .arg(&chunk);
+        // SAFETY: argument list matches moment_chunks; the lengths were checked above.
+        unsafe { b.launch(cfg) }?;
+        Ok(self.dev.stream().clone_dtoh(&out.slice(..values))?)
+    }
+
+    /// φ = saved on every chain whose flag is non-zero: the twin of [`super::cpu::restore_chains`].
+    pub fn restore_chains(
+        &self,
+        phi: &mut CudaSlice<f64>,
+        saved: &CudaSlice<f64>,
+        flags: &CudaSlice<u8>,
+    ) -> Result<()> {
+        check_len(phi.len().min(saved.len()), self.geom.sites())?;
+        check_len(flags.len(), self.geom.chains as usize)?;
+        let mut b = self.dev.stream().launch_builder(&self.restore);
+        b.arg(phi).arg(saved).arg(flags).arg(&self.geom);
+        // SAFETY: argument list matches restore_chains; the lengths were checked above.
+        unsafe { b.launch(geometry::elementwise(self.geom.sites())?) }?;
+        Ok(())
     }
 
     /// Standard normals into `out` for every chain: the twin of [`philox::fill_normals`].
@@ -210,7 +224,8 @@ impl ScalarKernels {
         step: u32,
         stream: u32,
     ) -> Result<()> {
-        let pairs = (self.geom.volume as u64).div_ceil(2) * self.geom.chains as u64;
+        let pairs = (self.geom.volume as usize).div_ceil(2) * self.geom.chains as usize;
+        check_len(out.len(), self.geom.sites())?;
         let [k0, k1] = philox::key_from_seed(seed);
         let mut b = self.dev.stream().launch_builder(&self.normals);
         b.arg(out)
@@ -220,8 +235,8 @@ impl ScalarKernels {
             .arg(&stream)
             .arg(&k0)
             .arg(&k1);
-        // SAFETY: argument list matches philox_normals; `out` holds volume·chains values.
-        unsafe { b.launch(grid(pairs)?) }?;
+        // SAFETY: argument list matches philox_normals; `out` holds volume·chains values (checked).
+        unsafe { b.launch(geometry::elementwise(pairs)?) }?;
         Ok(())
     }
 }
@@ -230,13 +245,14 @@ impl ScalarKernels {
 pub struct CudaHmc {
     k: ScalarKernels,
     chains: usize,
-    time_extent: usize,
     volume: usize,
+    slice_volume: usize,
     phi: CudaSlice<f64>,
     phi_next: CudaSlice<f64>,
     phi_saved: CudaSlice<f64>,
     p: CudaSlice<f64>,
-    seg_out: CudaSlice<f64>,
+    chunk_out: CudaSlice<f64>,
+    restore_flags: CudaSlice<u8>,
 }
 
 impl CudaHmc {
@@ -246,16 +262,20 @@ impl CudaHmc {
         let n = chains * lat.volume();
         let s = dev.stream().clone();
         let k = ScalarKernels::new(&dev, lat, action.couplings(), chains)?;
+        let slices = chains * lat.time_extent();
+        let chunks = (chains * chunks_per_segment(lat.volume()))
+            .max(slices * chunks_per_segment(lat.slice_volume()));
         Ok(CudaHmc {
             k,
             chains,
-            time_extent: lat.time_extent(),
             volume: lat.volume(),
+            slice_volume: lat.slice_volume(),
             phi: s.alloc_zeros(n)?,
             phi_next: s.alloc_zeros(n)?,
             phi_saved: s.alloc_zeros(n)?,
             p: s.alloc_zeros(n)?,
-            seg_out: s.alloc_zeros(3 * chains * lat.time_extent())?,
+            chunk_out: s.alloc_zeros(3 * chunks)?,
+            restore_flags: s.alloc_zeros(chains)?,
         })
     }
 }
@@ -283,15 +303,14 @@ impl HmcBackend for CudaHmc {
     }
 
     fn energies(&mut self) -> Result<(Vec<f64>, Vec<f64>)> {
-        let seg = self
+        let flat = self
             .k
-            .energy_segments(&self.phi, &self.p, &mut self.seg_out)?;
-        let t = self.time_extent;
-        let sum = |c: usize, w: usize| (0..t).map(|i| seg[2 * (c * t + i) + w]).sum::<f64>();
-        Ok((
-            (0..self.chains).map(|c| sum(c, 0)).collect(),
-            (0..self.chains).map(|c| sum(c, 1)).collect(),
-        ))
+            .energy_chunks(&self.phi, &self.p, &mut self.chunk_out)?;
+        Ok(super::split_energies(&sum_chunks(
+            &flat,
+            2,
+            chunks_per_segment(self.volume),
+        )))
     }
 
     fn save_fields(&mut self) -> Result<()> {
@@ -303,17 +322,20 @@ impl HmcBackend for CudaHmc {
     }
 
     fn restore_fields(&mut self, which: &[bool]) -> Result<()> {
-        let v = self.volume;
-        let s = self.k.dev.stream().clone();
-        for (c, _) in which.iter().enumerate().filter(|(_, &w)| w) {
-            let src = self.phi_saved.slice(c * v..(c + 1) * v);
-            s.memcpy_dtod(&src, &mut self.phi.slice_mut(c * v..(c + 1) * v))?;
-        }
-        Ok(())
+        check_len(which.len(), self.chains)?;
+        let flags: Vec<u8> = which.iter().map(|&w| w as u8).collect();
+        self.k
+            .dev
+            .stream()
+            .memcpy_htod(&flags, &mut self.restore_flags)?;
+        self.k
+            .restore_chains(&mut self.phi, &self.phi_saved, &self.restore_flags)
     }
 
     fn slice_moments(&mut self) -> Result<SliceMoments> {
-        self.k.moment_segments(&self.phi, &mut self.seg_out)
+        let flat = self.k.moment_chunks(&self.phi, &mut self.chunk_out)?;
+        let per = chunks_per_segment(self.slice_volume);
+        Ok(super::moments_from_flat(&sum_chunks(&flat, 3, per)))
     }
 
     fn fields(&self) -> Result<Vec<f64>> {

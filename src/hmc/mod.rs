@@ -137,13 +137,23 @@ pub struct TrajectoryStats {
 /// Per-(chain, time slice) sums Σφ, Σφ², Σφ⁴, as the backends return them.
 pub type SliceMoments = Vec<[f64; 3]>;
 
+/// Per-chain (kinetic, action) from per-chain pairs `[2*chain + {0,1}]`.
+fn split_energies(pairs: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    pairs.chunks(2).map(|e| (e[0], e[1])).unzip()
+}
+
+/// [`SliceMoments`] from triples `[3*slice + k]`.
+fn moments_from_flat(flat: &[f64]) -> SliceMoments {
+    flat.chunks(3).map(|m| [m[0], m[1], m[2]]).collect()
+}
+
 /// What a backend must provide; implemented by [`cpu::CpuHmc`] and [`cuda::CudaHmc`].
 pub trait HmcBackend: Send {
     /// p ← Gaussian draws with counter (site pair, chain, `step`, momentum stream).
     fn refresh_momenta(&mut self, seed: u64, step: u32) -> Result<()>;
     /// p += kick·F(φ); then, if drift ≠ 0, φ += drift·p (coefficients already include ε).
     fn kick_drift(&mut self, kick: f64, drift: f64) -> Result<()>;
-    /// Per chain (½Σp², S(φ)), each reduced over time slices in a fixed order in f64.
+    /// Per chain (½Σp², S(φ)), each reduced over fixed chunks in a fixed order in f64.
     fn energies(&mut self) -> Result<(Vec<f64>, Vec<f64>)>;
     /// Remembers the current fields (the start of a trajectory).
     fn save_fields(&mut self) -> Result<()>;

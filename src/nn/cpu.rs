@@ -4,6 +4,7 @@
 use super::kernels::{AdamHyper, Bcast, Binary, ConvSpec, ReduceSpec, Unary};
 use super::tensor::Real;
 use crate::device::CpuDevice;
+use crate::error::{Error, Result};
 
 fn sigm<T: Real>(x: T) -> T {
     T::from_f64(1.0) / (T::from_f64(1.0) + (-x).exp())
@@ -138,13 +139,14 @@ pub fn binary_grad<T: Real>(
     });
 }
 
-/// Sums onto each target element in a fixed (source) order.
+/// Sums onto each target element in a fixed (source) order, accumulating in f64.
 pub fn reduce_to<T: Real>(dev: &CpuDevice, x: &[T], y: &mut [T], r: &ReduceSpec, scale: T) {
+    let scale = scale.to_f64();
     dev.for_chunks(1, y, None, |first, chunk, _| {
         for (i, o) in chunk.iter_mut().enumerate() {
-            let mut acc = T::zero();
-            r.for_each_reduced(r.base(first + i), |off| acc += x[off]);
-            *o = acc * scale;
+            let mut acc = 0.0;
+            r.for_each_reduced(r.base(first + i), |off| acc += x[off].to_f64());
+            *o = T::from_f64(acc * scale);
         }
     });
 }
@@ -337,28 +339,28 @@ pub fn conv2d_grad_input<T: Real>(dev: &CpuDevice, dy: &[T], w: &[T], dx: &mut [
     im2col_gemm(dev, dy, co_n, &wt, dx, ci_n, c, true);
 }
 
-/// Σ a[j]·b[j] with eight interleaved partial sums combined in a fixed order: deterministic, and
-/// free of the add-latency chain of a plain sequential sum.
+/// Σ a[j]·b[j] in f64 with eight interleaved partial sums combined in a fixed order:
+/// deterministic, and free of the add-latency chain of a plain sequential sum.
 #[inline]
-fn dot8<T: Real>(a: &[T], b: &[T]) -> T {
-    let mut lanes = [T::zero(); 8];
+fn dot8<T: Real>(a: &[T], b: &[T]) -> f64 {
+    let mut lanes = [0.0f64; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
         for k in 0..8 {
-            lanes[k] += x[k] * y[k];
+            lanes[k] += (x[k] * y[k]).to_f64();
         }
     }
     let mut acc = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]))
         + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
     for (&x, &y) in ra.iter().zip(rb) {
-        acc += x * y;
+        acc += (x * y).to_f64();
     }
     acc
 }
 
 /// ∂L/∂w: per sample the products ∂L/∂y · colᵀ (parallel over samples), then the per-sample
-/// parts summed in sample order, so the result does not depend on the thread count.
+/// parts summed in sample order, so the result does not depend on the thread count. All in f64.
 pub fn conv2d_grad_weight<T: Real>(dev: &CpuDevice, dy: &[T], x: &[T], dw: &mut [T], c: &ConvSpec) {
     let (ci_n, co_n, plane, bn) = (
         c.ci as usize,
@@ -367,7 +369,7 @@ pub fn conv2d_grad_weight<T: Real>(dev: &CpuDevice, dy: &[T], x: &[T], dw: &mut 
         c.b as usize,
     );
     let k_n = ci_n * (c.kh * c.kw) as usize;
-    let mut parts = vec![T::zero(); bn * co_n * k_n];
+    let mut parts = vec![0.0f64; bn * co_n * k_n];
     dev.for_heavy_chunks(co_n * k_n, &mut parts, |first, chunk, _| {
         let mut col = vec![T::zero(); k_n * plane];
         for (s, part) in chunk.chunks_mut(co_n * k_n).enumerate() {
@@ -393,13 +395,40 @@ pub fn conv2d_grad_weight<T: Real>(dev: &CpuDevice, dy: &[T], x: &[T], dw: &mut 
     let n = co_n * k_n;
     dev.for_chunks(1, dw, None, |first, chunk, _| {
         for (i, o) in chunk.iter_mut().enumerate() {
-            let mut acc = T::zero();
+            let mut acc = 0.0;
             for b in 0..bn {
                 acc += parts[b * n + first + i];
             }
-            *o = acc;
+            *o = T::from_f64(acc);
         }
     });
+}
+
+/// The twin of `slab_copy`: `dst[o·ds + doff + k] = src[o·ss + soff + k]` for o < outer, k < len,
+/// with `g` = [outer, len, ss, soff, ds, doff]; slabs outside either buffer are an error.
+pub fn slab_copy<T: Real>(src: &[T], dst: &mut [T], g: [usize; 6]) -> Result<()> {
+    let [outer, len, ss, soff, ds, doff] = g;
+    let end = |stride: usize, off: usize| {
+        (outer.max(1) - 1)
+            .checked_mul(stride)
+            .and_then(|v| v.checked_add(off))
+            .and_then(|v| v.checked_add(len))
+    };
+    let fits = |stride, off, n| outer == 0 || len == 0 || end(stride, off).is_some_and(|e| e <= n);
+    if !fits(ss, soff, src.len()) || !fits(ds, doff, dst.len()) {
+        return Err(Error::InvalidInput(format!(
+            "slab copy {g:?} outside buffers of {} and {}",
+            src.len(),
+            dst.len()
+        )));
+    }
+    if len > 0 {
+        for o in 0..outer {
+            dst[o * ds + doff..o * ds + doff + len]
+                .copy_from_slice(&src[o * ss + soff..o * ss + soff + len]);
+        }
+    }
+    Ok(())
 }
 
 /// Fused Adam/AdamW update (sequential: parameters are small).

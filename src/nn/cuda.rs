@@ -5,10 +5,9 @@ use cudarc::driver::{CudaFunction, CudaSlice, LaunchConfig, PushKernelArg};
 use super::kernels::{AdamHyper, Bcast, Binary, ConvSpec, ReduceSpec, Unary};
 use super::tensor::{mixed, Ctx, Real};
 use crate::device::cuda::NN;
+use crate::device::geometry::{elementwise, one_block_each, tiles16};
 use crate::device::CudaDevice;
-use crate::error::Result;
-
-const THREADS: u32 = 256;
+use crate::error::{Error, Result};
 
 fn device<T: Real>(ctx: &Ctx<T>) -> Result<&CudaDevice> {
     ctx.cuda().ok_or_else(mixed)
@@ -19,19 +18,14 @@ fn func<T: Real>(ctx: &Ctx<T>, name: &str) -> Result<(CudaDevice, CudaFunction)>
     Ok((d.clone(), d.function(&NN, &format!("{name}_{}", T::NAME))?))
 }
 
-fn grid(n: usize) -> LaunchConfig {
-    LaunchConfig {
-        grid_dim: ((n as u32).div_ceil(THREADS).max(1), 1, 1),
-        block_dim: (THREADS, 1, 1),
-        shared_mem_bytes: 0,
-    }
-}
-
-fn blocks(n: usize) -> LaunchConfig {
-    LaunchConfig {
-        grid_dim: (n.max(1) as u32, 1, 1),
-        block_dim: (THREADS, 1, 1),
-        shared_mem_bytes: 0,
+/// Refuses a launch when a buffer holds fewer than the `n` elements the kernel will touch.
+fn check_bufs<T>(n: usize, bufs: &[&CudaSlice<T>]) -> Result<()> {
+    match bufs.iter().find(|b| b.len() < n) {
+        Some(b) => Err(Error::InvalidInput(format!(
+            "a kernel over {n} elements was given a buffer of {}",
+            b.len()
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -43,13 +37,14 @@ pub fn unary<T: Real>(
     y: &mut CudaSlice<T>,
     n: usize,
 ) -> Result<()> {
+    check_bufs(n, &[x, &*y])?;
     let (d, f) = func(ctx, "unary")?;
     let (code, a) = op.code();
     let (n32, a) = (n as u32, T::from_f64(a));
     let mut b = d.stream().launch_builder(&f);
     b.arg(x).arg(y).arg(&n32).arg(&code).arg(&a);
-    // SAFETY: matches unary_T(const T*, T*, unsigned, int, T); buffers hold n elements.
-    unsafe { b.launch(grid(n)) }?;
+    // SAFETY: matches unary_T(const T*, T*, unsigned, int, T); buffers hold n elements (checked).
+    unsafe { b.launch(elementwise(n)?) }?;
     Ok(())
 }
 
@@ -63,13 +58,14 @@ pub fn unary_grad<T: Real>(
     dx: &mut CudaSlice<T>,
     n: usize,
 ) -> Result<()> {
+    check_bufs(n, &[x, y, dy, &*dx])?;
     let (d, f) = func(ctx, "unary_grad")?;
     let (code, a) = op.code();
     let (n32, a) = (n as u32, T::from_f64(a));
     let mut b = d.stream().launch_builder(&f);
     b.arg(x).arg(y).arg(dy).arg(dx).arg(&n32).arg(&code).arg(&a);
-    // SAFETY: matches unary_grad_T.
-    unsafe { b.launch(grid(n)) }?;
+    // SAFETY: matches unary_grad_T; buffers hold n elements (checked).
+    unsafe { b.launch(elementwise(n)?) }?;
     Ok(())
 }
 
@@ -83,12 +79,13 @@ pub fn binary<T: Real>(
     g: &Bcast,
     n: usize,
 ) -> Result<()> {
+    check_bufs(n, &[&*c])?;
     let (d, f) = func(ctx, "binary")?;
     let (n32, code) = (n as u32, op.code());
     let mut b = d.stream().launch_builder(&f);
     b.arg(a).arg(bb).arg(c).arg(&n32).arg(g).arg(&code);
-    // SAFETY: matches binary_T.
-    unsafe { b.launch(grid(n)) }?;
+    // SAFETY: matches binary_T; `g` was built from the tensors' shapes.
+    unsafe { b.launch(elementwise(n)?) }?;
     Ok(())
 }
 
@@ -105,6 +102,7 @@ pub fn binary_grad<T: Real>(
     wrt: i32,
     n: usize,
 ) -> Result<()> {
+    check_bufs(n, &[dc, &*out])?;
     let (d, f) = func(ctx, "binary_grad")?;
     let (n32, code) = (n as u32, op.code());
     let mut b = d.stream().launch_builder(&f);
@@ -116,8 +114,8 @@ pub fn binary_grad<T: Real>(
         .arg(g)
         .arg(&code)
         .arg(&wrt);
-    // SAFETY: matches binary_grad_T.
-    unsafe { b.launch(grid(n)) }?;
+    // SAFETY: matches binary_grad_T; `g` was built from the tensors' shapes.
+    unsafe { b.launch(elementwise(n)?) }?;
     Ok(())
 }
 
@@ -129,11 +127,12 @@ pub fn reduce_to<T: Real>(
     r: &ReduceSpec,
     scale: T,
 ) -> Result<()> {
+    check_bufs(r.targets(), &[&*y])?;
     let (d, f) = func(ctx, "reduce_to")?;
     let mut b = d.stream().launch_builder(&f);
     b.arg(x).arg(y).arg(r).arg(&scale);
     // SAFETY: matches reduce_to_T; one block per target element.
-    unsafe { b.launch(blocks(r.targets())) }?;
+    unsafe { b.launch(one_block_each(r.targets())?) }?;
     Ok(())
 }
 
@@ -150,13 +149,12 @@ pub fn matmul<T: Real>(
     ta: bool,
     tb: bool,
 ) -> Result<()> {
+    let cfg = tiles16(m, n)?;
+    check_bufs(m * k, &[a])?;
+    check_bufs(k * n, &[bm])?;
+    check_bufs(m * n, &[&*c])?;
     let (d, f) = func(ctx, "matmul")?;
     let (m32, n32, k32, ta, tb) = (m as i32, n as i32, k as i32, ta as i32, tb as i32);
-    let cfg = LaunchConfig {
-        grid_dim: ((n as u32).div_ceil(16), (m as u32).div_ceil(16), 1),
-        block_dim: (16, 16, 1),
-        shared_mem_bytes: 0,
-    };
     let mut b = d.stream().launch_builder(&f);
     b.arg(a)
         .arg(bm)
@@ -166,11 +164,23 @@ pub fn matmul<T: Real>(
         .arg(&k32)
         .arg(&ta)
         .arg(&tb);
-    // SAFETY: matches matmul_T.
+    // SAFETY: matches matmul_T; the buffers hold the matrices (checked).
     unsafe { b.launch(cfg) }?;
     Ok(())
 }
 
+/// Element counts of a convolution's x, w and y.
+fn conv_sizes(c: &ConvSpec) -> [usize; 3] {
+    let u = |v: i32| v.max(0) as usize;
+    let plane = u(c.h) * u(c.w);
+    [
+        u(c.b) * u(c.ci) * plane,
+        u(c.co) * u(c.ci) * u(c.kh) * u(c.kw),
+        u(c.b) * u(c.co) * plane,
+    ]
+}
+
+#[allow(clippy::too_many_arguments)]
 fn conv_launch<T: Real>(
     ctx: &Ctx<T>,
     name: &str,
@@ -178,12 +188,16 @@ fn conv_launch<T: Real>(
     w: &CudaSlice<T>,
     out: &mut CudaSlice<T>,
     c: &ConvSpec,
+    lens: [usize; 3],
     cfg: LaunchConfig,
 ) -> Result<()> {
+    check_bufs(lens[0], &[a])?;
+    check_bufs(lens[1], &[w])?;
+    check_bufs(lens[2], &[&*out])?;
     let (d, f) = func(ctx, name)?;
     let mut b = d.stream().launch_builder(&f);
     b.arg(a).arg(w).arg(out).arg(c);
-    // SAFETY: matches conv2d*_T(const T*, const T*, T*, Conv).
+    // SAFETY: matches conv2d*_T(const T*, const T*, T*, Conv); buffer sizes checked against `c`.
     unsafe { b.launch(cfg) }?;
     Ok(())
 }
@@ -196,15 +210,8 @@ pub fn conv2d<T: Real>(
     y: &mut CudaSlice<T>,
     c: &ConvSpec,
 ) -> Result<()> {
-    conv_launch(
-        ctx,
-        "conv2d",
-        x,
-        w,
-        y,
-        c,
-        grid((c.b * c.co * c.h * c.w) as usize),
-    )
+    let [nx, nw, ny] = conv_sizes(c);
+    conv_launch(ctx, "conv2d", x, w, y, c, [nx, nw, ny], elementwise(ny)?)
 }
 
 /// ∂L/∂x.
@@ -215,15 +222,9 @@ pub fn conv2d_grad_input<T: Real>(
     dx: &mut CudaSlice<T>,
     c: &ConvSpec,
 ) -> Result<()> {
-    conv_launch(
-        ctx,
-        "conv2d_grad_input",
-        dy,
-        w,
-        dx,
-        c,
-        grid((c.b * c.ci * c.h * c.w) as usize),
-    )
+    let [nx, nw, ny] = conv_sizes(c);
+    let cfg = elementwise(nx)?;
+    conv_launch(ctx, "conv2d_grad_input", dy, w, dx, c, [ny, nw, nx], cfg)
 }
 
 /// ∂L/∂w, one block per weight element.
@@ -234,15 +235,9 @@ pub fn conv2d_grad_weight<T: Real>(
     dw: &mut CudaSlice<T>,
     c: &ConvSpec,
 ) -> Result<()> {
-    conv_launch(
-        ctx,
-        "conv2d_grad_weight",
-        dy,
-        x,
-        dw,
-        c,
-        blocks((c.co * c.ci * c.kh * c.kw) as usize),
-    )
+    let [nx, nw, ny] = conv_sizes(c);
+    let cfg = one_block_each(nw)?;
+    conv_launch(ctx, "conv2d_grad_weight", dy, x, dw, c, [ny, nx, nw], cfg)
 }
 
 /// Slab copy; `g` = [outer, len, src_stride, src_off, dst_stride, dst_off].
@@ -252,6 +247,16 @@ pub fn slab_copy<T: Real>(
     dst: &mut CudaSlice<T>,
     g: [usize; 6],
 ) -> Result<()> {
+    let [o, l, ss, so, ds, dof] = g;
+    let last = |stride: usize, off: usize| (o.max(1) - 1) * stride + off + l;
+    if o > 0 && l > 0 && (last(ss, so) > src.len() || last(ds, dof) > dst.len()) {
+        return Err(Error::InvalidInput(format!(
+            "slab copy {g:?} outside buffers of {} and {}",
+            src.len(),
+            dst.len()
+        )));
+    }
+    let cfg = elementwise(o.saturating_mul(l))?;
     let (d, f) = func(ctx, "slab_copy")?;
     let [o, l, ss, so, ds, dof] = g.map(|v| v as u32);
     let mut b = d.stream().launch_builder(&f);
@@ -263,8 +268,8 @@ pub fn slab_copy<T: Real>(
         .arg(&so)
         .arg(&ds)
         .arg(&dof);
-    // SAFETY: matches slab_copy_T; the caller checked the slabs lie inside both buffers.
-    unsafe { b.launch(grid(g[0] * g[1])) }?;
+    // SAFETY: matches slab_copy_T; the slabs lie inside both buffers (checked).
+    unsafe { b.launch(cfg) }?;
     Ok(())
 }
 
@@ -278,11 +283,13 @@ pub fn adam<T: Real>(
     h: &AdamHyper,
     n: usize,
 ) -> Result<()> {
+    check_bufs(n, &[g])?;
+    check_bufs(n, &[&*p, &*m, &*v])?;
     let (d, f) = func(ctx, "adam")?;
     let n32 = n as u32;
     let mut b = d.stream().launch_builder(&f);
     b.arg(p).arg(g).arg(m).arg(v).arg(&n32).arg(h);
-    // SAFETY: matches adam_T.
-    unsafe { b.launch(grid(n)) }?;
+    // SAFETY: matches adam_T; every buffer holds n elements (checked).
+    unsafe { b.launch(elementwise(n)?) }?;
     Ok(())
 }

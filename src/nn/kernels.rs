@@ -582,12 +582,7 @@ pub fn slab_copy<T: Real>(
 ) -> Result<()> {
     let ctx = src.ctx().clone();
     match (src.buf(), dst.buf_mut()) {
-        (Buffer::Cpu(a), Buffer::Cpu(b)) => {
-            for o in 0..outer {
-                b[o * ds + doff..o * ds + doff + len]
-                    .copy_from_slice(&a[o * ss + soff..o * ss + soff + len]);
-            }
-        }
+        (Buffer::Cpu(a), Buffer::Cpu(b)) => cpu::slab_copy(a, b, [outer, len, ss, soff, ds, doff])?,
         (Buffer::Cuda(a), Buffer::Cuda(b)) => {
             cuda::slab_copy(&ctx, a, b, [outer, len, ss, soff, ds, doff])?
         }

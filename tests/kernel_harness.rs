@@ -1,0 +1,682 @@
+//! Every CUDA kernel of `kernels/*.cu` executed on the CPU through the harness (`harness/`) and
+//! compared with its CPU twin, at awkward sizes (one element, sizes that are not multiples of
+//! the block, several blocks, odd extents, grids smaller than the data), in both thread orders,
+//! f32 and f64. Launch geometries come from `latticeml::device::geometry`, as in the CUDA backend.
+//! A kernel in the source without a case here fails the test.
+
+mod common;
+mod harness;
+
+use std::io::Write;
+
+use cudarc::driver::LaunchConfig;
+use latticeml::action::{Action, Phi4};
+use latticeml::device::cuda::{KernelFamily, FAMILIES, NN, PHILOX, SCALAR_HMC};
+use latticeml::device::geometry::{self, chunks_per_segment, sum_chunks, REDUCE_CHUNK};
+use latticeml::device::CpuDevice;
+use latticeml::hmc::cpu as hmc_cpu;
+use latticeml::hmc::cuda::{GpuCouplings, GpuGeom};
+use latticeml::nn::cpu as nn_cpu;
+use latticeml::nn::kernels::{bcast_spec, conv_spec, reduce_spec, AdamHyper};
+use latticeml::nn::{Binary, ConvMode, Real, Unary};
+use latticeml::{philox, Lattice};
+
+use common::max_rel_diff;
+use harness::{Args, Harness, Order, ORDERS};
+
+fn randn(n: usize, stream: u32) -> Vec<f64> {
+    let mut v = vec![0.0; n];
+    philox::fill_normals(&mut v, 2024, stream, 7, 11);
+    v
+}
+
+/// The launch from `geometry`, and the same with a one-block grid (exercising grid-stride loops).
+fn with_small_grid(cfg: LaunchConfig) -> [LaunchConfig; 2] {
+    let mut small = cfg;
+    small.grid_dim = (1, 1, 1);
+    [cfg, small]
+}
+
+fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    let d = max_rel_diff(got, want);
+    assert!(d <= tol, "{what}: max relative difference {d:e} > {tol:e}");
+}
+
+fn launch(h: &Harness, name: &str, cfg: &LaunchConfig, args: &mut Args<'_>, order: Order) {
+    h.launch(name, cfg, args, order)
+        .unwrap_or_else(|e| panic!("{}/{name}: {e}", h.family()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// philox.cu
+
+fn philox_cases(h: &Harness) {
+    let [k0, k1] = philox::key_from_seed(0x1234_5678_9abc_def0);
+    for n in [1usize, 257, 1000] {
+        let want: Vec<u32> = (0..n as u32)
+            .flat_map(|i| philox::philox4x32_10([i, 3, 5, 7], [k0, k1]))
+            .collect();
+        for cfg in with_small_grid(geometry::elementwise(n).unwrap()) {
+            let mut out = vec![0u32; 4 * n];
+            let mut a = Args::new();
+            a.output(&mut out)
+                .val(&(n as u32))
+                .val(&3u32)
+                .val(&5u32)
+                .val(&7u32)
+                .val(&k0)
+                .val(&k1);
+            launch(h, "philox_raw", &cfg, &mut a, Order::Descending);
+            assert_eq!(out, want, "philox_raw n={n}");
+        }
+    }
+    for (volume, chains) in [(1usize, 1usize), (7, 3), (1000, 2)] {
+        let mut want = vec![0.0; volume * chains];
+        for (c, row) in want.chunks_mut(volume).enumerate() {
+            philox::fill_normals(row, 99, c as u32, 4, philox::STREAM_MOMENTUM);
+        }
+        let [k0, k1] = philox::key_from_seed(99);
+        let pairs = volume.div_ceil(2) * chains;
+        for cfg in with_small_grid(geometry::elementwise(pairs).unwrap()) {
+            let mut out = vec![f64::NAN; volume * chains];
+            let mut a = Args::new();
+            a.output(&mut out)
+                .val(&(volume as u32))
+                .val(&(chains as u32))
+                .val(&4u32)
+                .val(&philox::STREAM_MOMENTUM)
+                .val(&k0)
+                .val(&k1);
+            launch(h, "philox_normals", &cfg, &mut a, Order::Ascending);
+            assert_close("philox_normals", &out, &want, 1e-14);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// scalar_hmc.cu
+
+const CHAINS: usize = 3;
+
+/// Odd extents per dimension; the 1-3D ones hold more than one reduction chunk per chain.
+fn lattices() -> Vec<Lattice> {
+    [vec![4201], vec![67, 71], vec![13, 17, 19], vec![3, 5, 7, 9]]
+        .iter()
+        .map(|d| Lattice::new(d).unwrap())
+        .collect()
+}
+
+fn hmc_cases(h: &Harness, cpu: &CpuDevice) {
+    for lat in lattices() {
+        let d = lat.dim();
+        let action = Phi4::new(lat.clone(), 0.17, 0.3).unwrap();
+        let c = action.couplings();
+        let (geom, gc) = (GpuGeom::new(&lat, CHAINS), GpuCouplings::from(c));
+        let n = geom.sites();
+        let (phi, p0) = (randn(n, 1), randn(n, 2));
+        let (kick, drift) = (0.3, 0.7);
+
+        let (mut want_p, mut want_new) = (p0.clone(), vec![0.0; n]);
+        hmc_cpu::kick_drift(
+            cpu,
+            &lat,
+            &c,
+            &phi,
+            &mut want_p,
+            Some(&mut want_new),
+            kick,
+            drift,
+        );
+        let mut want_kick = p0.clone();
+        hmc_cpu::kick_drift(cpu, &lat, &c, &phi, &mut want_kick, None, kick, 0.0);
+        for cfg in with_small_grid(geometry::elementwise(n).unwrap()) {
+            for order in ORDERS {
+                let (mut p, mut new) = (p0.clone(), vec![0.0; n]);
+                let mut a = Args::new();
+                a.input(&phi).output(&mut p).output(&mut new);
+                a.val(&geom).val(&gc).val(&kick).val(&drift);
+                launch(h, &format!("kick_drift_d{d}"), &cfg, &mut a, order);
+                assert_close("kick_drift p", &p, &want_p, 1e-13);
+                assert_close("kick_drift phi", &new, &want_new, 1e-13);
+
+                let mut p = p0.clone();
+                let mut a = Args::new();
+                a.input(&phi).output(&mut p).val(&geom).val(&gc).val(&kick);
+                launch(h, &format!("kick_d{d}"), &cfg, &mut a, order);
+                assert_close("kick p", &p, &want_kick, 1e-13);
+            }
+        }
+
+        // Energies: per chunk, then per chain, against the twin and the action's own definition.
+        let mut scratch = vec![0.0; n];
+        let want = hmc_cpu::energy_chunks(cpu, &lat, &c, &phi, &p0, &mut scratch).unwrap();
+        let cfg = geometry::chunked(CHAINS, lat.volume()).unwrap();
+        assert_eq!(2 * cfg.grid_dim.0 as usize, want.len());
+        for order in ORDERS {
+            let mut out = vec![f64::NAN; want.len()];
+            let chunk = REDUCE_CHUNK as u32;
+            let mut a = Args::new();
+            a.input(&phi).input(&p0).output(&mut out);
+            a.val(&geom).val(&gc).val(&chunk);
+            launch(h, &format!("energy_chunks_d{d}"), &cfg, &mut a, order);
+            assert_close("energy chunks", &out, &want, 1e-12);
+            let per_chain = sum_chunks(&out, 2, chunks_per_segment(lat.volume()));
+            let v = lat.volume();
+            for chain in 0..CHAINS {
+                let s = action.action(&phi[chain * v..(chain + 1) * v]);
+                assert_close("action", &[per_chain[2 * chain + 1]], &[s], 1e-11);
+            }
+        }
+
+        // Moments per time slice.
+        let seg = lat.slice_volume();
+        let want = hmc_cpu::moment_chunks(cpu, &phi, seg).unwrap();
+        let cfg = geometry::chunked(n / seg, seg).unwrap();
+        for order in ORDERS {
+            let mut out = vec![f64::NAN; want.len()];
+            let mut a = Args::new();
+            a.input(&phi)
+                .output(&mut out)
+                .val(&(seg as u32))
+                .val(&(REDUCE_CHUNK as u32));
+            launch(h, "moment_chunks", &cfg, &mut a, order);
+            assert_close("moment chunks", &out, &want, 1e-12);
+        }
+
+        // Restore the chains whose flag is set.
+        let flags: Vec<u8> = (0..CHAINS).map(|c| (c % 2) as u8).collect();
+        let mut want = phi.clone();
+        hmc_cpu::restore_chains(&mut want, &p0, &flags, lat.volume()).unwrap();
+        for cfg in with_small_grid(geometry::elementwise(n).unwrap()) {
+            let mut out = phi.clone();
+            let mut a = Args::new();
+            a.output(&mut out).input(&p0).input(&flags).val(&geom);
+            launch(h, "restore_chains", &cfg, &mut a, Order::Descending);
+            assert_eq!(out, want, "restore_chains d={d}");
+        }
+    }
+    // A time slice longer than one chunk: the moments of one slice come from several blocks.
+    let phi = randn(2 * 4500, 9);
+    let want = hmc_cpu::moment_chunks(cpu, &phi, 4500).unwrap();
+    let cfg = geometry::chunked(2, 4500).unwrap();
+    assert_eq!(cfg.grid_dim.0, 4);
+    let mut out = vec![0.0; want.len()];
+    let mut a = Args::new();
+    a.input(&phi)
+        .output(&mut out)
+        .val(&4500u32)
+        .val(&(REDUCE_CHUNK as u32));
+    launch(h, "moment_chunks", &cfg, &mut a, Order::Ascending);
+    assert_close("long-slice moments", &out, &want, 1e-12);
+}
+
+// ---------------------------------------------------------------------------------------------
+// nn.cu
+
+fn cast<T: Real>(v: &[f64]) -> Vec<T> {
+    v.iter().map(|&x| T::from_f64(x)).collect()
+}
+
+fn wide<T: Real>(v: &[T]) -> Vec<f64> {
+    v.iter().map(|x| x.to_f64()).collect()
+}
+
+fn tol<T: Real>() -> f64 {
+    if T::NAME == "f32" {
+        2e-5
+    } else {
+        1e-12
+    }
+}
+
+fn name<T: Real>(kernel: &str) -> String {
+    format!("{kernel}_{}", T::NAME)
+}
+
+const UNARIES: [Unary; 10] = [
+    Unary::Exp,
+    Unary::Log,
+    Unary::Tanh,
+    Unary::Sigmoid,
+    Unary::Softplus,
+    Unary::LeakyRelu(0.1),
+    Unary::Silu,
+    Unary::Scale(-1.5),
+    Unary::Shift(0.25),
+    Unary::Square,
+];
+
+fn unary_cases<T: Real>(h: &Harness, cpu: &CpuDevice) {
+    for n in [1usize, 255, 1000] {
+        let x: Vec<T> = cast(
+            &randn(n, 3)
+                .iter()
+                .map(|v| v.abs() + 0.1)
+                .collect::<Vec<_>>(),
+        );
+        let dy: Vec<T> = cast(&randn(n, 4));
+        for op in UNARIES {
+            let (code, a) = op.code();
+            let mut want = vec![T::zero(); n];
+            nn_cpu::unary(cpu, op, &x, &mut want);
+            let mut want_dx = vec![T::zero(); n];
+            nn_cpu::unary_grad(cpu, op, &x, &want, &dy, &mut want_dx);
+            for cfg in with_small_grid(geometry::elementwise(n).unwrap()) {
+                let mut y = vec![T::zero(); n];
+                let mut args = Args::new();
+                args.input(&x)
+                    .output(&mut y)
+                    .val(&(n as u32))
+                    .val(&code)
+                    .val(&T::from_f64(a));
+                launch(h, &name::<T>("unary"), &cfg, &mut args, Order::Ascending);
+                assert_close(&format!("{op:?}"), &wide(&y), &wide(&want), tol::<T>());
+
+                let mut dx = vec![T::zero(); n];
+                let mut args = Args::new();
+                args.input(&x).input(&want).input(&dy).output(&mut dx);
+                args.val(&(n as u32)).val(&code).val(&T::from_f64(a));
+                launch(
+                    h,
+                    &name::<T>("unary_grad"),
+                    &cfg,
+                    &mut args,
+                    Order::Descending,
+                );
+                assert_close(&format!("{op:?}'"), &wide(&dx), &wide(&want_dx), tol::<T>());
+            }
+        }
+    }
+}
+
+fn binary_cases<T: Real>(h: &Harness, cpu: &CpuDevice) {
+    let shapes: [(&[usize], &[usize]); 3] = [
+        (&[3, 1, 5], &[4, 1]),
+        (&[1], &[7]),
+        (&[2, 3, 4, 5], &[2, 3, 4, 5]),
+    ];
+    for (sa, sb) in shapes {
+        let out = latticeml::nn::kernels::broadcast_shape(sa, sb).unwrap();
+        let n: usize = out.iter().product();
+        let g = bcast_spec(sa, sb, &out).unwrap();
+        let a: Vec<T> = cast(&randn(sa.iter().product(), 5));
+        let b: Vec<T> = cast(
+            &randn(sb.iter().product(), 6)
+                .iter()
+                .map(|v| v + 3.0)
+                .collect::<Vec<_>>(),
+        );
+        let dc: Vec<T> = cast(&randn(n, 7));
+        for op in [
+            Binary::Add,
+            Binary::Sub,
+            Binary::Mul,
+            Binary::Div,
+            Binary::First,
+        ] {
+            let mut want = vec![T::zero(); n];
+            nn_cpu::binary(cpu, op, &a, &b, &mut want, &g);
+            for cfg in with_small_grid(geometry::elementwise(n).unwrap()) {
+                let mut c = vec![T::zero(); n];
+                let mut args = Args::new();
+                args.input(&a)
+                    .input(&b)
+                    .output(&mut c)
+                    .val(&(n as u32))
+                    .val(&g)
+                    .val(&op.code());
+                launch(h, &name::<T>("binary"), &cfg, &mut args, Order::Ascending);
+                assert_close(&format!("{op:?}"), &wide(&c), &wide(&want), tol::<T>());
+                for wrt in [0i32, 1] {
+                    let mut want_g = vec![T::zero(); n];
+                    nn_cpu::binary_grad(cpu, op, &a, &b, &dc, &mut want_g, &g, wrt);
+                    let mut o = vec![T::zero(); n];
+                    let mut args = Args::new();
+                    args.input(&a).input(&b).input(&dc).output(&mut o);
+                    args.val(&(n as u32)).val(&g).val(&op.code()).val(&wrt);
+                    launch(
+                        h,
+                        &name::<T>("binary_grad"),
+                        &cfg,
+                        &mut args,
+                        Order::Descending,
+                    );
+                    assert_close(
+                        &format!("{op:?} d/d{wrt}"),
+                        &wide(&o),
+                        &wide(&want_g),
+                        tol::<T>(),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn reduce_cases<T: Real>(h: &Harness, cpu: &CpuDevice) {
+    let cases: [(&[usize], &[usize]); 4] = [
+        (&[3, 4, 5, 7], &[4, 1, 7]),
+        (&[3, 4, 5, 7], &[1]),
+        (&[2000], &[1]),
+        (&[1], &[1]),
+    ];
+    for (src, target) in cases {
+        let r = reduce_spec(src, target).unwrap();
+        let x: Vec<T> = cast(&randn(src.iter().product(), 8));
+        let scale = T::from_f64(0.5);
+        let mut want = vec![T::zero(); r.targets()];
+        nn_cpu::reduce_to(cpu, &x, &mut want, &r, scale);
+        for order in ORDERS {
+            let mut y = vec![T::zero(); r.targets()];
+            let mut args = Args::new();
+            args.input(&x).output(&mut y).val(&r).val(&scale);
+            let cfg = geometry::one_block_each(r.targets()).unwrap();
+            launch(h, &name::<T>("reduce_to"), &cfg, &mut args, order);
+            // Both accumulate in f64: only the order differs.
+            assert_close(
+                &format!("sum {src:?} onto {target:?}"),
+                &wide(&y),
+                &wide(&want),
+                1e-12,
+            );
+        }
+    }
+}
+
+fn matmul_cases<T: Real>(h: &Harness, cpu: &CpuDevice) {
+    let (m, n, k) = (37usize, 19usize, 23usize);
+    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        let a: Vec<T> = cast(&randn(m * k, 9));
+        let b: Vec<T> = cast(&randn(k * n, 10));
+        let mut want = vec![T::zero(); m * n];
+        nn_cpu::matmul(cpu, &a, &b, &mut want, m, n, k, ta, tb);
+        let full = geometry::tiles16(m, n).unwrap();
+        let mut strided = full;
+        strided.grid_dim.1 = 1; // row tiles by the kernel's stride loop
+        for cfg in [full, strided] {
+            for order in ORDERS {
+                let mut c = vec![T::zero(); m * n];
+                let mut args = Args::new();
+                args.input(&a).input(&b).output(&mut c);
+                args.val(&(m as i32)).val(&(n as i32)).val(&(k as i32));
+                args.val(&(ta as i32)).val(&(tb as i32));
+                launch(h, &name::<T>("matmul"), &cfg, &mut args, order);
+                assert_close("matmul", &wide(&c), &wide(&want), tol::<T>());
+            }
+        }
+    }
+}
+
+fn conv_cases<T: Real>(h: &Harness, cpu: &CpuDevice) {
+    let (xs, ws) = ([2usize, 3, 5, 7], [4usize, 3, 3, 3]);
+    let x: Vec<T> = cast(&randn(xs.iter().product(), 11));
+    let w: Vec<T> = cast(&randn(ws.iter().product(), 12));
+    let ny = 2 * 4 * 5 * 7;
+    let dy: Vec<T> = cast(&randn(ny, 13));
+    for mode in [
+        ConvMode::Periodic,
+        ConvMode::CausalExclusive,
+        ConvMode::CausalInclusive,
+    ] {
+        let c = conv_spec(&xs, &ws, mode).unwrap();
+        let mut want_y = vec![T::zero(); ny];
+        nn_cpu::conv2d(cpu, &x, &w, &mut want_y, &c);
+        let mut want_dx = vec![T::zero(); x.len()];
+        nn_cpu::conv2d_grad_input(cpu, &dy, &w, &mut want_dx, &c);
+        let mut want_dw = vec![T::zero(); w.len()];
+        nn_cpu::conv2d_grad_weight(cpu, &dy, &x, &mut want_dw, &c);
+        for order in ORDERS {
+            for cfg in with_small_grid(geometry::elementwise(ny).unwrap()) {
+                let mut y = vec![T::zero(); ny];
+                let mut args = Args::new();
+                args.input(&x).input(&w).output(&mut y).val(&c);
+                launch(h, &name::<T>("conv2d"), &cfg, &mut args, order);
+                assert_close(
+                    &format!("conv {mode:?}"),
+                    &wide(&y),
+                    &wide(&want_y),
+                    tol::<T>(),
+                );
+            }
+            for cfg in with_small_grid(geometry::elementwise(x.len()).unwrap()) {
+                let mut dx = vec![T::zero(); x.len()];
+                let mut args = Args::new();
+                args.input(&dy).input(&w).output(&mut dx).val(&c);
+                launch(h, &name::<T>("conv2d_grad_input"), &cfg, &mut args, order);
+                assert_close(
+                    &format!("dx {mode:?}"),
+                    &wide(&dx),
+                    &wide(&want_dx),
+                    tol::<T>(),
+                );
+            }
+            let mut dw = vec![T::zero(); w.len()];
+            let mut args = Args::new();
+            args.input(&dy).input(&x).output(&mut dw).val(&c);
+            let cfg = geometry::one_block_each(w.len()).unwrap();
+            launch(h, &name::<T>("conv2d_grad_weight"), &cfg, &mut args, order);
+            assert_close(
+                &format!("dw {mode:?}"),
+                &wide(&dw),
+                &wide(&want_dw),
+                tol::<T>(),
+            );
+        }
+    }
+}
+
+fn slab_and_adam_cases<T: Real>(h: &Harness) {
+    // Concatenate-style copy: 3 rows of 5 into the middle of rows of 9.
+    let src: Vec<T> = cast(&randn(3 * 5, 14));
+    let g = [3usize, 5, 5, 0, 9, 2];
+    let mut want = vec![T::zero(); 27];
+    nn_cpu::slab_copy(&src, &mut want, g).unwrap();
+    for cfg in with_small_grid(geometry::elementwise(15).unwrap()) {
+        let mut dst = vec![T::zero(); 27];
+        let mut args = Args::new();
+        args.input(&src).output(&mut dst);
+        for v in g {
+            args.val(&(v as u32));
+        }
+        launch(
+            h,
+            &name::<T>("slab_copy"),
+            &cfg,
+            &mut args,
+            Order::Descending,
+        );
+        assert_eq!(wide(&dst), wide(&want), "slab_copy");
+    }
+
+    let n = 300;
+    let (p0, gr): (Vec<T>, Vec<T>) = (cast(&randn(n, 15)), cast(&randn(n, 16)));
+    let (m0, v0): (Vec<T>, Vec<T>) = (
+        cast(&randn(n, 17)),
+        cast(
+            &wide(&cast::<T>(&randn(n, 18)))
+                .iter()
+                .map(|v| v * v)
+                .collect::<Vec<_>>(),
+        ),
+    );
+    for decoupled in [0, 1] {
+        let hyper = AdamHyper {
+            lr: 1e-2,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+            gscale: 0.7,
+            bias1: 0.19,
+            bias2: 0.002,
+            decoupled,
+        };
+        let (mut wp, mut wm, mut wv) = (p0.clone(), m0.clone(), v0.clone());
+        nn_cpu::adam(&mut wp, &gr, &mut wm, &mut wv, &hyper);
+        for cfg in with_small_grid(geometry::elementwise(n).unwrap()) {
+            let (mut p, mut m, mut v) = (p0.clone(), m0.clone(), v0.clone());
+            let mut args = Args::new();
+            args.output(&mut p).input(&gr).output(&mut m).output(&mut v);
+            args.val(&(n as u32)).val(&hyper);
+            launch(h, &name::<T>("adam"), &cfg, &mut args, Order::Ascending);
+            assert_close("adam p", &wide(&p), &wide(&wp), tol::<T>());
+            assert_close("adam m", &wide(&m), &wide(&wm), tol::<T>());
+            assert_close("adam v", &wide(&v), &wide(&wv), tol::<T>());
+        }
+    }
+}
+
+fn nn_cases<T: Real>(h: &Harness, cpu: &CpuDevice) {
+    unary_cases::<T>(h, cpu);
+    binary_cases::<T>(h, cpu);
+    reduce_cases::<T>(h, cpu);
+    matmul_cases::<T>(h, cpu);
+    conv_cases::<T>(h, cpu);
+    slab_and_adam_cases::<T>(h);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn build_all() -> Vec<Harness> {
+    // Compile the families in parallel: g++ dominates the test's time.
+    let built: Vec<Result<Harness, String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = FAMILIES
+            .iter()
+            .map(|f| s.spawn(move || Harness::build(f)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    built
+        .into_iter()
+        .map(|h| h.unwrap_or_else(|e| panic!("{e}")))
+        .collect()
+}
+
+fn cases_for(family: &KernelFamily) -> fn(&Harness, &CpuDevice) {
+    match family.name() {
+        n if n == PHILOX.name() => |h, _| philox_cases(h),
+        n if n == SCALAR_HMC.name() => hmc_cases,
+        n if n == NN.name() => |h, cpu| {
+            nn_cases::<f32>(h, cpu);
+            nn_cases::<f64>(h, cpu);
+        },
+        other => panic!(
+            "kernel family {other} has no harness cases: add them to tests/kernel_harness.rs"
+        ),
+    }
+}
+
+#[test]
+fn every_kernel_runs_on_the_cpu_harness_and_matches_its_twin() {
+    if !harness::available("every_kernel_runs_on_the_cpu_harness_and_matches_its_twin") {
+        return;
+    }
+    let cpu = common::cpu();
+    let (mut executed, mut total) = (0, 0);
+    for (family, h) in FAMILIES.iter().zip(build_all()) {
+        assert_eq!(
+            h.registered(),
+            h.in_source(),
+            "{}: every kernel must be followed by LATTICEML_KERNEL(name)",
+            family.name()
+        );
+        cases_for(family)(&h, &cpu);
+        let ran = h.executed();
+        let missing: Vec<&String> = h.in_source().iter().filter(|k| !ran.contains(*k)).collect();
+        assert!(
+            missing.is_empty(),
+            "{}: kernels without a harness case: {missing:?}",
+            family.name()
+        );
+        executed += ran.len();
+        total += h.in_source().len();
+    }
+    let _ = writeln!(std::io::stderr(), "executed {executed} of {total} kernels");
+}
+
+/// Kernels with the bugs the harness exists to catch.
+const BUGGY: KernelFamily = KernelFamily::new(
+    "buggy",
+    &[],
+    r#"
+// A tree sum over one block of 64 values, missing the barrier between levels.
+extern "C" __global__ void racy_sum(const double* x, double* out) {
+    __shared__ double sh[64];
+    sh[threadIdx.x] = x[threadIdx.x];
+    __syncthreads();
+    for (int w = 32; w > 0; w >>= 1) {
+        if (threadIdx.x < w) sh[threadIdx.x] += sh[threadIdx.x + w];
+    }
+    if (threadIdx.x == 0) out[0] = sh[0];
+}
+LATTICEML_KERNEL(racy_sum)
+
+// Threads past n return before a barrier the others wait at.
+extern "C" __global__ void early_exit(double* out, unsigned n) {
+    if (threadIdx.x >= n) return;
+    __syncthreads();
+    out[threadIdx.x] = 1.0;
+}
+LATTICEML_KERNEL(early_exit)
+
+// A full-mask shuffle executed by half a warp.
+extern "C" __global__ void half_warp_shuffle(double* out) {
+    double v = threadIdx.x;
+    if (threadIdx.x < 16) v = __shfl_down_sync(0xffffffffu, v, 1);
+    out[threadIdx.x] = v;
+}
+LATTICEML_KERNEL(half_warp_shuffle)
+
+// Defined, but never registered.
+extern "C" __global__ void unregistered(double* out) { out[0] = 1.0; }
+"#,
+);
+
+#[test]
+fn the_harness_catches_races_divergent_barriers_and_unregistered_kernels() {
+    if !harness::available("the_harness_catches_races_divergent_barriers_and_unregistered_kernels")
+    {
+        return;
+    }
+    let h = Harness::build(&BUGGY).unwrap();
+    assert!(h.in_source().contains(&"unregistered".to_string()));
+    assert!(!h.registered().contains(&"unregistered".to_string()));
+
+    let x: Vec<f64> = (0..64).map(|i| i as f64).collect();
+    let block = |threads: u32| LaunchConfig {
+        grid_dim: (1, 1, 1),
+        block_dim: (threads, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    let sums: Vec<f64> = ORDERS
+        .iter()
+        .map(|&order| {
+            let mut out = [0.0];
+            let mut a = Args::new();
+            a.input(&x).output(&mut out);
+            h.launch("racy_sum", &block(64), &mut a, order).unwrap();
+            out[0]
+        })
+        .collect();
+    assert!(
+        sums.iter().any(|&s| s != 2016.0),
+        "a missing barrier went unnoticed: {sums:?}"
+    );
+
+    let mut out = [0.0; 32];
+    let mut a = Args::new();
+    a.output(&mut out).val(&10u32);
+    let err = h
+        .launch("early_exit", &block(32), &mut a, Order::Ascending)
+        .unwrap_err();
+    assert!(err.contains("__syncthreads reached by 10 of 32"), "{err}");
+
+    let mut out = [0.0; 32];
+    let mut a = Args::new();
+    a.output(&mut out);
+    let err = h
+        .launch("half_warp_shuffle", &block(32), &mut a, Order::Ascending)
+        .unwrap_err();
+    assert!(err.contains("shuffle"), "{err}");
+}
