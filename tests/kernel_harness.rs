@@ -527,7 +527,31 @@ fn slab_and_adam_cases<T: Real>(h: &Harness) {
     }
 }
 
+/// 2^24 then 1000 ones: an f32 accumulation loses every 1; the kernels accumulate in f64.
+fn f64_accumulation_cases<T: Real>(h: &Harness) {
+    let mut data = vec![1.0; 1001];
+    data[0] = 16_777_216.0;
+    let want = 16_778_216.0;
+    let x: Vec<T> = cast(&data);
+    let r = reduce_spec(&[1001], &[1]).unwrap();
+    let mut y = vec![T::zero(); 1];
+    let mut args = Args::new();
+    args.input(&x).output(&mut y).val(&r).val(&T::from_f64(1.0));
+    let cfg = geometry::one_block_each(1).unwrap();
+    launch(h, &name::<T>("reduce_to"), &cfg, &mut args, Order::Ascending);
+    assert_eq!(wide(&y), vec![want], "reduce_to");
+
+    let c = conv_spec(&[1, 1, 7, 143], &[1, 1, 1, 1], ConvMode::Periodic).unwrap();
+    let ones: Vec<T> = cast(&[1.0; 1001]);
+    let mut dw = vec![T::zero(); 1];
+    let mut args = Args::new();
+    args.input(&ones).input(&x).output(&mut dw).val(&c);
+    launch(h, &name::<T>("conv2d_grad_weight"), &cfg, &mut args, Order::Descending);
+    assert_eq!(wide(&dw), vec![want], "conv2d_grad_weight");
+}
+
 fn nn_cases<T: Real>(h: &Harness, cpu: &CpuDevice) {
+    f64_accumulation_cases::<T>(h);
     unary_cases::<T>(h, cpu);
     binary_cases::<T>(h, cpu);
     reduce_cases::<T>(h, cpu);

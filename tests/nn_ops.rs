@@ -456,3 +456,37 @@ fn reads_files_written_by_python_safetensors() {
         "{header}"
     );
 }
+
+/// 2^24 followed by 1000 ones: summed in f32 every 1 is lost (2^24 + 1 rounds back to 2^24), while
+/// the f64 accumulation required of every reduction gives 2^24 + 1000 (representable in f32).
+fn cancelling_f32_data() -> Vec<f64> {
+    let mut v = vec![1.0; 1001];
+    v[0] = 16_777_216.0;
+    v
+}
+
+#[test]
+fn f32_reductions_accumulate_in_f64() {
+    let c = ctx::<f32>();
+    let data = cancelling_f32_data();
+    let want = 16_778_216.0;
+    let x = c.from_f64(&[1001], &data).unwrap();
+    let s = kernels::reduce_to(&x, &[1], 1.0).unwrap().to_f64().unwrap();
+    assert_eq!(s, vec![want], "sum");
+
+    // Weight gradient of a 1×1 convolution over 10^6 sites: Σ dy·x with x = 0.1f32, dy = 1. The CPU
+    // sums leaves of 32 products per lane in f32 and the leaves in f64: its error does not grow
+    // with the plane (an f32 running sum over 10^6 sites is off by ~1e-3 relative).
+    let n = 1000 * 1000;
+    let exact = n as f64 * (0.1f32 as f64);
+    let x = c.from_f64(&[1, 1, 1000, 1000], &vec![0.1; n]).unwrap();
+    let dy = c.from_f64(&[1, 1, 1000, 1000], &vec![1.0; n]).unwrap();
+    let dw = kernels::conv2d_grad_weight(&dy, &x, &[1, 1, 1, 1], ConvMode::Periodic)
+        .unwrap()
+        .to_f64()
+        .unwrap()[0];
+    assert!(
+        ((dw - exact) / exact).abs() < 1e-6,
+        "conv weight gradient {dw} vs {exact}"
+    );
+}

@@ -245,7 +245,8 @@ fn im2col<T: Real>(planes: &[T], channels: usize, c: &ConvSpec, inverse: bool, c
 }
 
 /// out[i][s] = Σ_k a[i·k_n + k] · b[k][s] for i < m, s < n: 4 rows × 8 columns of accumulators
-/// per tile, each summed over k in order (deterministic).
+/// per tile, each summed over k in order (deterministic). Full tiles take a loop of constant
+/// shape (fixed-size rows, no bounds checks inside), which the compiler vectorises reliably.
 fn gemm<T: Real>(a: &[T], b: &[T], out: &mut [T], m: usize, n: usize, k_n: usize) {
     const R: usize = 4;
     const C: usize = 8;
@@ -255,21 +256,23 @@ fn gemm<T: Real>(a: &[T], b: &[T], out: &mut [T], m: usize, n: usize, k_n: usize
         while s0 < n {
             let cols = C.min(n - s0);
             let mut acc = [[T::zero(); C]; R];
-            for k in 0..k_n {
-                let brow = &b[k * n + s0..k * n + s0 + cols];
-                if cols == C && rows == R {
-                    let w = [
-                        a[i0 * k_n + k],
-                        a[(i0 + 1) * k_n + k],
-                        a[(i0 + 2) * k_n + k],
-                        a[(i0 + 3) * k_n + k],
-                    ];
-                    for (accr, &wj) in acc.iter_mut().zip(&w) {
+            if cols == C && rows == R {
+                let arows: [&[T]; R] =
+                    std::array::from_fn(|j| &a[(i0 + j) * k_n..(i0 + j + 1) * k_n]);
+                for k in 0..k_n {
+                    let brow: &[T; C] = b[k * n + s0..k * n + s0 + C]
+                        .try_into()
+                        .expect("a full tile row has C values");
+                    for (accr, arow) in acc.iter_mut().zip(&arows) {
+                        let wj = arow[k];
                         for (x, &bv) in accr.iter_mut().zip(brow) {
                             *x += wj * bv;
                         }
                     }
-                } else {
+                }
+            } else {
+                for k in 0..k_n {
+                    let brow = &b[k * n + s0..k * n + s0 + cols];
                     for (j, accr) in acc.iter_mut().enumerate().take(rows) {
                         let wj = a[(i0 + j) * k_n + k];
                         for (x, &bv) in accr.iter_mut().zip(brow) {
@@ -339,28 +342,45 @@ pub fn conv2d_grad_input<T: Real>(dev: &CpuDevice, dy: &[T], w: &[T], dx: &mut [
     im2col_gemm(dev, dy, co_n, &wt, dx, ci_n, c, true);
 }
 
-/// Σ a[j]·b[j] in f64 with eight interleaved partial sums combined in a fixed order:
-/// deterministic, and free of the add-latency chain of a plain sequential sum.
+/// Σ a[j]·b[j]: eight interleaved lanes in `T` over leaves of 256 products (32 per lane), each
+/// leaf's lanes then added into f64 lanes, combined in a fixed order at the end. Deterministic;
+/// the rounding error of an f32 sum grows with the leaf (32 terms), not with the whole length,
+/// as in NumPy's blocked pairwise summation, while the hot loop stays in `T`'s SIMD width.
 #[inline]
 fn dot8<T: Real>(a: &[T], b: &[T]) -> f64 {
-    let mut lanes = [0.0f64; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for k in 0..8 {
-            lanes[k] += (x[k] * y[k]).to_f64();
+    const LEAF: usize = 256;
+    /// Adds Σ x·y of one leaf into the f64 lanes.
+    #[inline(always)]
+    fn leaf<T: Real>(xa: &[T], xb: &[T], wide: &mut [f64; 8]) {
+        let mut lanes = [T::zero(); 8];
+        let (ca, cb) = (xa.chunks_exact(8), xb.chunks_exact(8));
+        let (ra, rb) = (ca.remainder(), cb.remainder());
+        for (x, y) in ca.zip(cb) {
+            let (x, y): (&[T; 8], &[T; 8]) = (x.try_into().unwrap(), y.try_into().unwrap());
+            for k in 0..8 {
+                lanes[k] += x[k] * y[k];
+            }
+        }
+        for (k, (&x, &y)) in ra.iter().zip(rb).enumerate() {
+            lanes[k] += x * y;
+        }
+        for (w, l) in wide.iter_mut().zip(lanes) {
+            *w += l.to_f64();
         }
     }
-    let mut acc = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]))
-        + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
-    for (&x, &y) in ra.iter().zip(rb) {
-        acc += (x * y).to_f64();
+    let mut wide = [0.0f64; 8];
+    let n = a.len().min(b.len());
+    let full = n - n % LEAF;
+    for (xa, xb) in a[..full].chunks_exact(LEAF).zip(b[..full].chunks_exact(LEAF)) {
+        let (xa, xb): (&[T; LEAF], &[T; LEAF]) = (xa.try_into().unwrap(), xb.try_into().unwrap());
+        leaf(xa, xb, &mut wide);
     }
-    acc
+    leaf(&a[full..n], &b[full..n], &mut wide);
+    ((wide[0] + wide[1]) + (wide[2] + wide[3])) + ((wide[4] + wide[5]) + (wide[6] + wide[7]))
 }
 
 /// ∂L/∂w: per sample the products ∂L/∂y · colᵀ (parallel over samples), then the per-sample
-/// parts summed in sample order, so the result does not depend on the thread count. All in f64.
+/// parts summed in sample order (in f64), so the result does not depend on the thread count.
 pub fn conv2d_grad_weight<T: Real>(dev: &CpuDevice, dy: &[T], x: &[T], dw: &mut [T], c: &ConvSpec) {
     let (ci_n, co_n, plane, bn) = (
         c.ci as usize,
