@@ -538,7 +538,13 @@ fn f64_accumulation_cases<T: Real>(h: &Harness) {
     let mut args = Args::new();
     args.input(&x).output(&mut y).val(&r).val(&T::from_f64(1.0));
     let cfg = geometry::one_block_each(1).unwrap();
-    launch(h, &name::<T>("reduce_to"), &cfg, &mut args, Order::Ascending);
+    launch(
+        h,
+        &name::<T>("reduce_to"),
+        &cfg,
+        &mut args,
+        Order::Ascending,
+    );
     assert_eq!(wide(&y), vec![want], "reduce_to");
 
     let c = conv_spec(&[1, 1, 7, 143], &[1, 1, 1, 1], ConvMode::Periodic).unwrap();
@@ -546,7 +552,13 @@ fn f64_accumulation_cases<T: Real>(h: &Harness) {
     let mut dw = vec![T::zero(); 1];
     let mut args = Args::new();
     args.input(&ones).input(&x).output(&mut dw).val(&c);
-    launch(h, &name::<T>("conv2d_grad_weight"), &cfg, &mut args, Order::Descending);
+    launch(
+        h,
+        &name::<T>("conv2d_grad_weight"),
+        &cfg,
+        &mut args,
+        Order::Descending,
+    );
     assert_eq!(wide(&dw), vec![want], "conv2d_grad_weight");
 }
 

@@ -371,7 +371,10 @@ fn dot8<T: Real>(a: &[T], b: &[T]) -> f64 {
     let mut wide = [0.0f64; 8];
     let n = a.len().min(b.len());
     let full = n - n % LEAF;
-    for (xa, xb) in a[..full].chunks_exact(LEAF).zip(b[..full].chunks_exact(LEAF)) {
+    for (xa, xb) in a[..full]
+        .chunks_exact(LEAF)
+        .zip(b[..full].chunks_exact(LEAF))
+    {
         let (xa, xb): (&[T; LEAF], &[T; LEAF]) = (xa.try_into().unwrap(), xb.try_into().unwrap());
         leaf(xa, xb, &mut wide);
     }
