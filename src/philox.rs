@@ -18,6 +18,21 @@ pub const STREAM_ACCEPT: u32 = 1;
 /// Stream word for initial (hot start) fields.
 pub const STREAM_INIT: u32 = 2;
 
+/// Trajectories (or sweeps) a run may count: the step's high bits share the stream word.
+pub const MAX_STEPS: u64 = 1 << 56;
+
+/// The (step, stream) counter words for step `t` of a 64-bit count and a stream below 256:
+/// `(t mod 2^32, stream | (t >> 32) << 8)`. For t < 2^32 this is `(t, stream)` exactly, so
+/// runs shorter than that draw what they always drew; past it the draws never repeat.
+pub fn counter_words(t: u64, stream: u32) -> crate::Result<(u32, u32)> {
+    if t >= MAX_STEPS || stream >= 256 {
+        return Err(crate::Error::InvalidInput(format!(
+            "step {t} (stream {stream}) is beyond the 2^56 steps a run can count"
+        )));
+    }
+    Ok((t as u32, stream | ((t >> 32) as u32) << 8))
+}
+
 /// The Philox4x32 bijection with 10 rounds.
 #[inline(always)]
 pub fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {

@@ -127,9 +127,10 @@ fn hmc_cases(h: &Harness, cpu: &CpuDevice) {
             Some(&mut want_new),
             kick,
             drift,
-        );
+        )
+        .unwrap();
         let mut want_kick = p0.clone();
-        hmc_cpu::kick_drift(cpu, &lat, &c, &phi, &mut want_kick, None, kick, 0.0);
+        hmc_cpu::kick_drift(cpu, &lat, &c, &phi, &mut want_kick, None, kick, 0.0).unwrap();
         for cfg in with_small_grid(geometry::elementwise(n).unwrap()) {
             for order in ORDERS {
                 let (mut p, mut new) = (p0.clone(), vec![0.0; n]);
@@ -259,9 +260,9 @@ fn unary_cases<T: Real>(h: &Harness, cpu: &CpuDevice) {
         for op in UNARIES {
             let (code, a) = op.code();
             let mut want = vec![T::zero(); n];
-            nn_cpu::unary(cpu, op, &x, &mut want);
+            nn_cpu::unary(cpu, op, &x, &mut want).unwrap();
             let mut want_dx = vec![T::zero(); n];
-            nn_cpu::unary_grad(cpu, op, &x, &want, &dy, &mut want_dx);
+            nn_cpu::unary_grad(cpu, op, &x, &want, &dy, &mut want_dx).unwrap();
             for cfg in with_small_grid(geometry::elementwise(n).unwrap()) {
                 let mut y = vec![T::zero(); n];
                 let mut args = Args::new();
@@ -316,7 +317,7 @@ fn binary_cases<T: Real>(h: &Harness, cpu: &CpuDevice) {
             Binary::First,
         ] {
             let mut want = vec![T::zero(); n];
-            nn_cpu::binary(cpu, op, &a, &b, &mut want, &g);
+            nn_cpu::binary(cpu, op, &a, &b, &mut want, &g).unwrap();
             for cfg in with_small_grid(geometry::elementwise(n).unwrap()) {
                 let mut c = vec![T::zero(); n];
                 let mut args = Args::new();
@@ -330,7 +331,7 @@ fn binary_cases<T: Real>(h: &Harness, cpu: &CpuDevice) {
                 assert_close(&format!("{op:?}"), &wide(&c), &wide(&want), tol::<T>());
                 for wrt in [0i32, 1] {
                     let mut want_g = vec![T::zero(); n];
-                    nn_cpu::binary_grad(cpu, op, &a, &b, &dc, &mut want_g, &g, wrt);
+                    nn_cpu::binary_grad(cpu, op, &a, &b, &dc, &mut want_g, &g, wrt).unwrap();
                     let mut o = vec![T::zero(); n];
                     let mut args = Args::new();
                     args.input(&a).input(&b).input(&dc).output(&mut o);
@@ -366,7 +367,7 @@ fn reduce_cases<T: Real>(h: &Harness, cpu: &CpuDevice) {
         let x: Vec<T> = cast(&randn(src.iter().product(), 8));
         let scale = T::from_f64(0.5);
         let mut want = vec![T::zero(); r.targets()];
-        nn_cpu::reduce_to(cpu, &x, &mut want, &r, scale);
+        nn_cpu::reduce_to(cpu, &x, &mut want, &r, scale).unwrap();
         for order in ORDERS {
             let mut y = vec![T::zero(); r.targets()];
             let mut args = Args::new();
@@ -390,7 +391,7 @@ fn matmul_cases<T: Real>(h: &Harness, cpu: &CpuDevice) {
         let a: Vec<T> = cast(&randn(m * k, 9));
         let b: Vec<T> = cast(&randn(k * n, 10));
         let mut want = vec![T::zero(); m * n];
-        nn_cpu::matmul(cpu, &a, &b, &mut want, m, n, k, ta, tb);
+        nn_cpu::matmul(cpu, &a, &b, &mut want, m, n, k, ta, tb).unwrap();
         let full = geometry::tiles16(m, n).unwrap();
         let mut strided = full;
         strided.grid_dim.1 = 1; // row tiles by the kernel's stride loop
@@ -421,11 +422,11 @@ fn conv_cases<T: Real>(h: &Harness, cpu: &CpuDevice) {
     ] {
         let c = conv_spec(&xs, &ws, mode).unwrap();
         let mut want_y = vec![T::zero(); ny];
-        nn_cpu::conv2d(cpu, &x, &w, &mut want_y, &c);
+        nn_cpu::conv2d(cpu, &x, &w, &mut want_y, &c).unwrap();
         let mut want_dx = vec![T::zero(); x.len()];
-        nn_cpu::conv2d_grad_input(cpu, &dy, &w, &mut want_dx, &c);
+        nn_cpu::conv2d_grad_input(cpu, &dy, &w, &mut want_dx, &c).unwrap();
         let mut want_dw = vec![T::zero(); w.len()];
-        nn_cpu::conv2d_grad_weight(cpu, &dy, &x, &mut want_dw, &c);
+        nn_cpu::conv2d_grad_weight(cpu, &dy, &x, &mut want_dw, &c).unwrap();
         for order in ORDERS {
             for cfg in with_small_grid(geometry::elementwise(ny).unwrap()) {
                 let mut y = vec![T::zero(); ny];
@@ -513,7 +514,7 @@ fn slab_and_adam_cases<T: Real>(h: &Harness) {
             decoupled,
         };
         let (mut wp, mut wm, mut wv) = (p0.clone(), m0.clone(), v0.clone());
-        nn_cpu::adam(&mut wp, &gr, &mut wm, &mut wv, &hyper);
+        nn_cpu::adam(&mut wp, &gr, &mut wm, &mut wv, &hyper).unwrap();
         for cfg in with_small_grid(geometry::elementwise(n).unwrap()) {
             let (mut p, mut m, mut v) = (p0.clone(), m0.clone(), v0.clone());
             let mut args = Args::new();

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 
+use crate::error::{Error, Result};
+
 /// Elements below which a parallel loop runs on the calling thread alone.
 const SERIAL_BELOW: usize = 1 << 14;
 
@@ -60,9 +62,16 @@ impl CpuDevice {
         format!("cpu ({} threads)", self.threads())
     }
 
-    /// Splits `a` (and `b`, when given; same length) into per-thread chunks of whole `unit`s and calls
-    /// `f(first_unit, a_chunk, b_chunk)` on each, in parallel.
-    pub fn for_chunks<T, F>(&self, unit: usize, a: &mut [T], b: Option<&mut [T]>, f: F)
+    /// Splits `a` (and `b`, when given) into per-thread chunks of whole `unit`s and calls
+    /// `f(first_unit, a_chunk, b_chunk)` on each, in parallel. Refuses a `b` whose length differs
+    /// from `a`'s, a zero `unit`, and a length that is not a whole number of units.
+    pub fn for_chunks<T, F>(
+        &self,
+        unit: usize,
+        a: &mut [T],
+        b: Option<&mut [T]>,
+        f: F,
+    ) -> Result<()>
     where
         T: Send,
         F: Fn(usize, &mut [T], Option<&mut [T]>) + Sync,
@@ -72,7 +81,7 @@ impl CpuDevice {
     }
 
     /// As [`CpuDevice::for_chunks`], always spread over the threads: for few but expensive units.
-    pub fn for_heavy_chunks<T, F>(&self, unit: usize, a: &mut [T], f: F)
+    pub fn for_heavy_chunks<T, F>(&self, unit: usize, a: &mut [T], f: F) -> Result<()>
     where
         T: Send,
         F: Fn(usize, &mut [T], Option<&mut [T]>) + Sync,
@@ -80,20 +89,30 @@ impl CpuDevice {
         self.split(unit, a, None, false, f)
     }
 
-    fn split<T, F>(&self, unit: usize, a: &mut [T], b: Option<&mut [T]>, serial: bool, f: F)
+    fn split<T, F>(
+        &self,
+        unit: usize,
+        a: &mut [T],
+        b: Option<&mut [T]>,
+        serial: bool,
+        f: F,
+    ) -> Result<()>
     where
         T: Send,
         F: Fn(usize, &mut [T], Option<&mut [T]>) + Sync,
     {
+        check_split(unit, a.len(), b.as_ref().map(|b| b.len()))?;
         let units = a.len() / unit;
-        let tasks = if serial {
+        // Inside a pool task (nested use) the work runs on the calling thread: waiting for the
+        // pool from one of its own tasks could never finish.
+        let tasks = if serial || in_pool_task() {
             1
         } else {
             self.threads().min(units).max(1)
         };
         if tasks == 1 {
             f(0, a, b);
-            return;
+            return Ok(());
         }
         let per = units.div_ceil(tasks);
         let (pa, len) = (SendPtr(a.as_mut_ptr()), a.len());
@@ -107,13 +126,16 @@ impl CpuDevice {
                 pb.map(|p| unsafe { std::slice::from_raw_parts_mut(p.get().add(lo), hi - lo) });
             f(i * per, ca, cb);
         });
+        Ok(())
     }
 
-    /// Runs `f(0), …, f(tasks − 1)` in parallel (tasks are claimed in order; each must be independent).
+    /// Runs `f(0), …, f(tasks − 1)` in parallel (tasks are claimed in order; each must be
+    /// independent). Called from inside a pool task, the tasks run in order on the calling thread.
     pub fn parallel_for<F: Fn(usize) + Sync>(&self, tasks: usize, f: F) {
         match tasks {
             0 => {}
             1 => f(0),
+            _ if in_pool_task() => (0..tasks).for_each(f),
             _ => self.pool.run(tasks, &f),
         }
     }
@@ -124,15 +146,37 @@ impl CpuDevice {
         T: Send,
         F: Fn(usize) -> T + Sync,
     {
-        let work = out.len();
-        self.for_chunks(1, out, None, |first, chunk, _| {
+        // Unit 1 and no second buffer: nothing for `for_chunks` to refuse.
+        let _ = self.for_chunks(1, out, None, |first, chunk, _| {
             chunk
                 .iter_mut()
                 .enumerate()
                 .for_each(|(i, o)| *o = f(first + i));
         });
-        debug_assert_eq!(work, out.len());
     }
+}
+
+fn check_split(unit: usize, a: usize, b: Option<usize>) -> Result<()> {
+    if unit == 0 || !a.is_multiple_of(unit) {
+        return Err(Error::InvalidInput(format!(
+            "{a} values do not split into units of {unit}"
+        )));
+    }
+    match b {
+        Some(b) if b != a => Err(Error::InvalidInput(format!(
+            "buffers of {a} and {b} values where equal lengths are needed"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+thread_local! {
+    /// Set while this thread runs a task of some pool.
+    static IN_POOL_TASK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn in_pool_task() -> bool {
+    IN_POOL_TASK.with(|c| c.get())
 }
 
 struct SendPtr<T>(*mut T);
@@ -257,8 +301,10 @@ fn take_tasks(shared: &Shared) {
                 _ => return,
             }
         };
+        IN_POOL_TASK.with(|c| c.set(true));
         // SAFETY: the job stays alive until `remaining` reaches zero (see `Pool::run`).
         let result = catch_unwind(AssertUnwindSafe(|| unsafe { (*job.0)(i) }));
+        IN_POOL_TASK.with(|c| c.set(false));
         let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
         if let Err(p) = result {
             st.panicked.get_or_insert(p);

@@ -64,7 +64,7 @@ fn row_neighbour_sums(
 }
 
 /// CPU twin of `kick_drift_dD` / `kick_dD`: p += kick·F(φ); then `phi_new = φ + drift·p` when given.
-/// `phi`, `p`, `phi_new` hold a batch `[chain][site]`.
+/// `phi`, `p`, `phi_new` hold a batch `[chain][site]` of equal lengths, whole chains of `lat`.
 #[allow(clippy::too_many_arguments)]
 pub fn kick_drift(
     dev: &CpuDevice,
@@ -75,8 +75,10 @@ pub fn kick_drift(
     phi_new: Option<&mut [f64]>,
     kick: f64,
     drift: f64,
-) {
+) -> Result<()> {
     let (v, l) = (lat.volume(), lat.extents()[lat.dim() - 1]);
+    check_batch(lat, phi.len())?;
+    check_len(p.len(), phi.len())?;
     let strides = lat.strides();
     let (two_u2, four_u4) = (2.0 * c.u2, 4.0 * c.u4);
     dev.for_chunks(l, p, phi_new, |first_row, p, mut new| {
@@ -96,7 +98,18 @@ pub fn kick_drift(
                 }
             }
         }
-    });
+    })
+}
+
+/// Refuses a batch that is not a whole number of `lat`'s chains.
+fn check_batch(lat: &Lattice, n: usize) -> Result<()> {
+    if !n.is_multiple_of(lat.volume()) {
+        return Err(Error::InvalidInput(format!(
+            "a batch of {n} values is not a whole number of {}-site chains",
+            lat.volume()
+        )));
+    }
+    Ok(())
 }
 
 /// CPU twin of `energy_chunks_dD`: per chunk of [`REDUCE_CHUNK`] sites of each chain,
@@ -110,14 +123,9 @@ pub fn energy_chunks(
     scratch: &mut [f64],
 ) -> Result<Vec<f64>> {
     let (v, l) = (lat.volume(), lat.extents()[lat.dim() - 1]);
-    check_len(phi.len(), p.len())?;
+    check_batch(lat, phi.len())?;
+    check_len(p.len(), phi.len())?;
     check_len(scratch.len(), phi.len())?;
-    if !phi.len().is_multiple_of(v) {
-        return Err(Error::InvalidInput(format!(
-            "a batch of {} values is not a whole number of {v}-site chains",
-            phi.len()
-        )));
-    }
     let strides = lat.strides();
     dev.for_chunks(l, scratch, None, |first_row, dens, _| {
         let mut fwd = vec![0.0; l];
@@ -130,7 +138,7 @@ pub fn energy_chunks(
                 *di = c.site_action(xi, f);
             }
         }
-    });
+    })?;
     let per = chunks_per_segment(v);
     let mut out = vec![0.0; 2 * per * (phi.len() / v)];
     let dens: &[f64] = scratch;
@@ -216,22 +224,15 @@ impl CpuHmc {
 }
 
 impl HmcBackend for CpuHmc {
-    fn refresh_momenta(&mut self, seed: u64, step: u32) -> Result<()> {
+    fn refresh_momenta(&mut self, seed: u64, step: u32, stream: u32) -> Result<()> {
         let v = self.lattice.volume();
-        // Whole chains per task: each chain's stream depends only on (seed, chain, step).
+        // Whole chains per task: each chain's stream depends only on (seed, chain, step, stream).
         self.dev
             .for_chunks(v, &mut self.p, None, |first_chain, part, _| {
                 for (k, chain) in part.chunks_mut(v).enumerate() {
-                    philox::fill_normals(
-                        chain,
-                        seed,
-                        (first_chain + k) as u32,
-                        step,
-                        philox::STREAM_MOMENTUM,
-                    );
+                    philox::fill_normals(chain, seed, (first_chain + k) as u32, step, stream);
                 }
-            });
-        Ok(())
+            })
     }
 
     fn kick_drift(&mut self, kick: f64, drift: f64) -> Result<()> {
@@ -245,7 +246,7 @@ impl HmcBackend for CpuHmc {
                 None,
                 kick,
                 0.0,
-            );
+            )?;
         } else {
             kick_drift(
                 &self.dev,
@@ -256,7 +257,7 @@ impl HmcBackend for CpuHmc {
                 Some(&mut self.phi_next),
                 kick,
                 drift,
-            );
+            )?;
             std::mem::swap(&mut self.phi, &mut self.phi_next);
         }
         Ok(())

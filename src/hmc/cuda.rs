@@ -281,9 +281,8 @@ impl CudaHmc {
 }
 
 impl HmcBackend for CudaHmc {
-    fn refresh_momenta(&mut self, seed: u64, step: u32) -> Result<()> {
-        self.k
-            .normals(&mut self.p, seed, step, philox::STREAM_MOMENTUM)
+    fn refresh_momenta(&mut self, seed: u64, step: u32, stream: u32) -> Result<()> {
+        self.k.normals(&mut self.p, seed, step, stream)
     }
 
     fn kick_drift(&mut self, kick: f64, drift: f64) -> Result<()> {

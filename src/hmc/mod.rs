@@ -149,8 +149,8 @@ fn moments_from_flat(flat: &[f64]) -> SliceMoments {
 
 /// What a backend must provide; implemented by [`cpu::CpuHmc`] and [`cuda::CudaHmc`].
 pub trait HmcBackend: Send {
-    /// p ← Gaussian draws with counter (site pair, chain, `step`, momentum stream).
-    fn refresh_momenta(&mut self, seed: u64, step: u32) -> Result<()>;
+    /// p ← Gaussian draws with counter (site pair, chain, `step`, `stream`) (see [`philox::counter_words`]).
+    fn refresh_momenta(&mut self, seed: u64, step: u32, stream: u32) -> Result<()>;
     /// p += kick·F(φ); then, if drift ≠ 0, φ += drift·p (coefficients already include ε).
     fn kick_drift(&mut self, kick: f64, drift: f64) -> Result<()>;
     /// Per chain (½Σp², S(φ)), each reduced over fixed chunks in a fixed order in f64.
@@ -294,9 +294,11 @@ impl Hmc {
 
     /// One HMC trajectory on every chain: fresh momenta, MD integration, Metropolis test.
     pub fn trajectory(&mut self) -> Result<TrajectoryStats> {
-        let t = self.next_trajectory as u32;
+        let t = self.next_trajectory;
         let seed = self.params.seed;
-        self.backend.refresh_momenta(seed, t)?;
+        let (step, momentum) = philox::counter_words(t, philox::STREAM_MOMENTUM)?;
+        let (_, accept_stream) = philox::counter_words(t, philox::STREAM_ACCEPT)?;
+        self.backend.refresh_momenta(seed, step, momentum)?;
         self.backend.save_fields()?;
         let (k0, s0) = self.backend.energies()?;
         if let Some(c) = s0.iter().position(|s| !s.is_finite()) {
@@ -314,7 +316,7 @@ impl Hmc {
         };
         for c in 0..self.chains {
             let dh = (k1[c] + s1[c]) - (k0[c] + s0[c]);
-            let u = philox::uniform(seed, c as u32, t, philox::STREAM_ACCEPT);
+            let u = philox::uniform(seed, c as u32, step, accept_stream);
             // A non-finite ΔH (a blown-up trajectory) is a rejection.
             let accept = dh.is_finite() && (dh <= 0.0 || u < (-dh).exp());
             stats.delta_h[c] = dh;

@@ -1,7 +1,7 @@
 //! CPU twins of `kernels/nn.cu`: the same functions, multi-threaded over independent output
 //! elements; every reduction sums in a fixed order, independent of the thread count.
 
-use super::kernels::{AdamHyper, Bcast, Binary, ConvSpec, ReduceSpec, Unary};
+use super::kernels::{check_len, AdamHyper, Bcast, Binary, ConvSpec, ReduceSpec, Unary};
 use super::tensor::Real;
 use crate::device::CpuDevice;
 use crate::error::{Error, Result};
@@ -84,26 +84,46 @@ fn binary_df<T: Real>(op: Binary, wrt: i32, a: T, b: T, dc: T) -> T {
 }
 
 /// y = f(x).
-pub fn unary<T: Real>(dev: &CpuDevice, op: Unary, x: &[T], y: &mut [T]) {
+pub fn unary<T: Real>(dev: &CpuDevice, op: Unary, x: &[T], y: &mut [T]) -> Result<()> {
+    check_len("unary input", x.len(), y.len())?;
     dev.for_chunks(1, y, None, |first, chunk, _| {
         for (o, &xi) in chunk.iter_mut().zip(&x[first..]) {
             *o = unary_f(op, xi);
         }
-    });
+    })
 }
 
 /// dx = f′(x)·dy.
-pub fn unary_grad<T: Real>(dev: &CpuDevice, op: Unary, x: &[T], y: &[T], dy: &[T], dx: &mut [T]) {
+pub fn unary_grad<T: Real>(
+    dev: &CpuDevice,
+    op: Unary,
+    x: &[T],
+    y: &[T],
+    dy: &[T],
+    dx: &mut [T],
+) -> Result<()> {
+    let n = dx.len();
+    check_len("unary_grad x", x.len(), n)?;
+    check_len("unary_grad y", y.len(), n)?;
+    check_len("unary_grad dy", dy.len(), n)?;
     dev.for_chunks(1, dx, None, |first, chunk, _| {
         for (i, o) in chunk.iter_mut().enumerate() {
             let j = first + i;
             *o = unary_df(op, x[j], y[j], dy[j]);
         }
-    });
+    })
 }
 
 /// c = a ∘ b, broadcast by `g`; row by row, one offset computation per row.
-pub fn binary<T: Real>(dev: &CpuDevice, op: Binary, a: &[T], b: &[T], c: &mut [T], g: &Bcast) {
+pub fn binary<T: Real>(
+    dev: &CpuDevice,
+    op: Binary,
+    a: &[T],
+    b: &[T],
+    c: &mut [T],
+    g: &Bcast,
+) -> Result<()> {
+    check_bcast(g, a.len(), b.len(), c.len())?;
     let (len, sa, sb) = g.row();
     dev.for_chunks(len, c, None, |first_row, rows, _| {
         for (r, out) in rows.chunks_mut(len).enumerate() {
@@ -112,7 +132,19 @@ pub fn binary<T: Real>(dev: &CpuDevice, op: Binary, a: &[T], b: &[T], c: &mut [T
                 *o = binary_f(op, a[oa + t * sa], b[ob + t * sb]);
             }
         }
-    });
+    })
+}
+
+/// The buffers hold what the broadcast `g` reads and writes.
+fn check_bcast(g: &Bcast, a: usize, b: usize, out: usize) -> Result<()> {
+    let (n, ra, rb) = g.extents();
+    if out != n {
+        return Err(Error::InvalidInput(format!(
+            "broadcast output of {out} values for a shape of {n}"
+        )));
+    }
+    check_len("broadcast input a", a, ra)?;
+    check_len("broadcast input b", b, rb)
 }
 
 /// Gradient of a ∘ b wrt a or b, on the output's shape.
@@ -126,7 +158,9 @@ pub fn binary_grad<T: Real>(
     out: &mut [T],
     g: &Bcast,
     wrt: i32,
-) {
+) -> Result<()> {
+    check_bcast(g, a.len(), b.len(), out.len())?;
+    check_len("binary_grad dc", dc.len(), out.len())?;
     let (len, sa, sb) = g.row();
     dev.for_chunks(len, out, None, |first_row, rows, _| {
         for (r, o_row) in rows.chunks_mut(len).enumerate() {
@@ -136,11 +170,25 @@ pub fn binary_grad<T: Real>(
                 *o = binary_df(op, wrt, a[oa + t * sa], b[ob + t * sb], dc[start + t]);
             }
         }
-    });
+    })
 }
 
 /// Sums onto each target element in a fixed (source) order, accumulating in f64.
-pub fn reduce_to<T: Real>(dev: &CpuDevice, x: &[T], y: &mut [T], r: &ReduceSpec, scale: T) {
+pub fn reduce_to<T: Real>(
+    dev: &CpuDevice,
+    x: &[T],
+    y: &mut [T],
+    r: &ReduceSpec,
+    scale: T,
+) -> Result<()> {
+    if y.len() != r.targets() {
+        return Err(Error::InvalidInput(format!(
+            "reduction onto {} targets given {} outputs",
+            r.targets(),
+            y.len()
+        )));
+    }
+    check_len("reduction input", x.len(), r.source_extent())?;
     let scale = scale.to_f64();
     dev.for_chunks(1, y, None, |first, chunk, _| {
         for (i, o) in chunk.iter_mut().enumerate() {
@@ -148,7 +196,7 @@ pub fn reduce_to<T: Real>(dev: &CpuDevice, x: &[T], y: &mut [T], r: &ReduceSpec,
             r.for_each_reduced(r.base(first + i), |off| acc += x[off].to_f64());
             *o = T::from_f64(acc * scale);
         }
-    });
+    })
 }
 
 /// C (m × n) = op(A)·op(B).
@@ -163,7 +211,15 @@ pub fn matmul<T: Real>(
     k: usize,
     ta: bool,
     tb: bool,
-) {
+) -> Result<()> {
+    check_len("matmul A", a.len(), m.saturating_mul(k))?;
+    check_len("matmul B", b.len(), k.saturating_mul(n))?;
+    if c.len() != m.saturating_mul(n) {
+        return Err(Error::InvalidInput(format!(
+            "matmul output of {} values for {m} × {n}",
+            c.len()
+        )));
+    }
     // B as [k][n] rows, so the inner loop runs over contiguous memory.
     let bt: Vec<T>;
     let brow: &[T] = if tb {
@@ -183,7 +239,7 @@ pub fn matmul<T: Real>(
                 }
             }
         }
-    });
+    })
 }
 
 fn wrap(v: i64, n: i64) -> usize {
@@ -301,7 +357,7 @@ fn im2col_gemm<T: Real>(
     out_ch: usize,
     c: &ConvSpec,
     inverse: bool,
-) {
+) -> Result<()> {
     let plane = (c.h * c.w) as usize;
     let k_n = src_ch * (c.kh * c.kw) as usize;
     dev.for_heavy_chunks(out_ch * plane, out, |first, chunk, _| {
@@ -317,18 +373,37 @@ fn im2col_gemm<T: Real>(
             );
             gemm(weights, &col, o, out_ch, plane, k_n);
         }
-    });
+    })
+}
+
+/// The buffers hold exactly what convolution `c` reads and writes: x, w, y in that order.
+fn check_conv(c: &ConvSpec, x: usize, w: usize, y: usize) -> Result<()> {
+    let [nx, nw, ny] = c.sizes()?;
+    if [x, w, y] != [nx, nw, ny] {
+        return Err(Error::InvalidInput(format!(
+            "convolution {c:?} needs x, w, y of {nx}, {nw}, {ny} values; got {x}, {w}, {y}"
+        )));
+    }
+    Ok(())
 }
 
 /// Periodic (or causal) 2D convolution: per sample, im2col then one GEMM with the weights
 /// `[Co, Ci·KH·KW]`.
-pub fn conv2d<T: Real>(dev: &CpuDevice, x: &[T], w: &[T], y: &mut [T], c: &ConvSpec) {
-    im2col_gemm(dev, x, c.ci as usize, w, y, c.co as usize, c, false);
+pub fn conv2d<T: Real>(dev: &CpuDevice, x: &[T], w: &[T], y: &mut [T], c: &ConvSpec) -> Result<()> {
+    check_conv(c, x.len(), w.len(), y.len())?;
+    im2col_gemm(dev, x, c.ci as usize, w, y, c.co as usize, c, false)
 }
 
 /// ∂L/∂x: per sample, the inverse im2col of ∂L/∂y and one GEMM with the weights rearranged to
 /// `[Ci, Co·KH·KW]`.
-pub fn conv2d_grad_input<T: Real>(dev: &CpuDevice, dy: &[T], w: &[T], dx: &mut [T], c: &ConvSpec) {
+pub fn conv2d_grad_input<T: Real>(
+    dev: &CpuDevice,
+    dy: &[T],
+    w: &[T],
+    dx: &mut [T],
+    c: &ConvSpec,
+) -> Result<()> {
+    check_conv(c, dx.len(), w.len(), dy.len())?;
     let (ci_n, co_n, taps) = (c.ci as usize, c.co as usize, (c.kh * c.kw) as usize);
     let k_n = co_n * taps;
     let mut wt = vec![T::zero(); ci_n * k_n];
@@ -339,7 +414,7 @@ pub fn conv2d_grad_input<T: Real>(dev: &CpuDevice, dy: &[T], w: &[T], dx: &mut [
             }
         }
     }
-    im2col_gemm(dev, dy, co_n, &wt, dx, ci_n, c, true);
+    im2col_gemm(dev, dy, co_n, &wt, dx, ci_n, c, true)
 }
 
 /// Σ a[j]·b[j]: eight interleaved lanes in `T` over leaves of 256 products (32 per lane), each
@@ -384,7 +459,14 @@ fn dot8<T: Real>(a: &[T], b: &[T]) -> f64 {
 
 /// ∂L/∂w: per sample the products ∂L/∂y · colᵀ (parallel over samples), then the per-sample
 /// parts summed in sample order (in f64), so the result does not depend on the thread count.
-pub fn conv2d_grad_weight<T: Real>(dev: &CpuDevice, dy: &[T], x: &[T], dw: &mut [T], c: &ConvSpec) {
+pub fn conv2d_grad_weight<T: Real>(
+    dev: &CpuDevice,
+    dy: &[T],
+    x: &[T],
+    dw: &mut [T],
+    c: &ConvSpec,
+) -> Result<()> {
+    check_conv(c, x.len(), dw.len(), dy.len())?;
     let (ci_n, co_n, plane, bn) = (
         c.ci as usize,
         c.co as usize,
@@ -414,7 +496,7 @@ pub fn conv2d_grad_weight<T: Real>(dev: &CpuDevice, dy: &[T], x: &[T], dw: &mut 
                 }
             }
         }
-    });
+    })?;
     let n = co_n * k_n;
     dev.for_chunks(1, dw, None, |first, chunk, _| {
         for (i, o) in chunk.iter_mut().enumerate() {
@@ -424,7 +506,7 @@ pub fn conv2d_grad_weight<T: Real>(dev: &CpuDevice, dy: &[T], x: &[T], dw: &mut 
             }
             *o = T::from_f64(acc);
         }
-    });
+    })
 }
 
 /// The twin of `slab_copy`: `dst[o·ds + doff + k] = src[o·ss + soff + k]` for o < outer, k < len,
@@ -455,7 +537,16 @@ pub fn slab_copy<T: Real>(src: &[T], dst: &mut [T], g: [usize; 6]) -> Result<()>
 }
 
 /// Fused Adam/AdamW update (sequential: parameters are small).
-pub fn adam<T: Real>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], h: &AdamHyper) {
+pub fn adam<T: Real>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], h: &AdamHyper) -> Result<()> {
+    let n = p.len();
+    if [g.len(), m.len(), v.len()] != [n; 3] {
+        return Err(Error::InvalidInput(format!(
+            "Adam on {n} parameters given {}, {} and {} gradients and moments",
+            g.len(),
+            m.len(),
+            v.len()
+        )));
+    }
     let f = T::from_f64;
     for i in 0..p.len() {
         let mut gi = g[i] * f(h.gscale);
@@ -472,4 +563,5 @@ pub fn adam<T: Real>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], h: &AdamHyp
         }
         p[i] = p[i] - f(h.lr) * step;
     }
+    Ok(())
 }

@@ -169,17 +169,6 @@ pub fn matmul<T: Real>(
     Ok(())
 }
 
-/// Element counts of a convolution's x, w and y.
-fn conv_sizes(c: &ConvSpec) -> [usize; 3] {
-    let u = |v: i32| v.max(0) as usize;
-    let plane = u(c.h) * u(c.w);
-    [
-        u(c.b) * u(c.ci) * plane,
-        u(c.co) * u(c.ci) * u(c.kh) * u(c.kw),
-        u(c.b) * u(c.co) * plane,
-    ]
-}
-
 #[allow(clippy::too_many_arguments)]
 fn conv_launch<T: Real>(
     ctx: &Ctx<T>,
@@ -210,7 +199,7 @@ pub fn conv2d<T: Real>(
     y: &mut CudaSlice<T>,
     c: &ConvSpec,
 ) -> Result<()> {
-    let [nx, nw, ny] = conv_sizes(c);
+    let [nx, nw, ny] = c.sizes()?;
     conv_launch(ctx, "conv2d", x, w, y, c, [nx, nw, ny], elementwise(ny)?)
 }
 
@@ -222,7 +211,7 @@ pub fn conv2d_grad_input<T: Real>(
     dx: &mut CudaSlice<T>,
     c: &ConvSpec,
 ) -> Result<()> {
-    let [nx, nw, ny] = conv_sizes(c);
+    let [nx, nw, ny] = c.sizes()?;
     let cfg = elementwise(nx)?;
     conv_launch(ctx, "conv2d_grad_input", dy, w, dx, c, [ny, nw, nx], cfg)
 }
@@ -235,7 +224,7 @@ pub fn conv2d_grad_weight<T: Real>(
     dw: &mut CudaSlice<T>,
     c: &ConvSpec,
 ) -> Result<()> {
-    let [nx, nw, ny] = conv_sizes(c);
+    let [nx, nw, ny] = c.sizes()?;
     let cfg = one_block_each(nw)?;
     conv_launch(ctx, "conv2d_grad_weight", dy, x, dw, c, [ny, nx, nw], cfg)
 }

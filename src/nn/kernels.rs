@@ -271,7 +271,50 @@ pub fn reduce_spec(src: &[usize], target: &[usize]) -> Result<ReduceSpec> {
     Ok(r)
 }
 
+/// Refuses a buffer shorter than `need` values (`what` names it in the message).
+pub fn check_len(what: &str, have: usize, need: usize) -> Result<()> {
+    if have < need {
+        return Err(Error::InvalidInput(format!(
+            "{what}: {have} values where the operation needs {need}"
+        )));
+    }
+    Ok(())
+}
+
+impl ConvSpec {
+    /// Element counts of x `[B, Ci, H, W]`, w `[Co, Ci, KH, KW]` and y `[B, Co, H, W]`, after
+    /// checking that every size is positive and the kernel fits the lattice.
+    pub fn sizes(&self) -> Result<[usize; 3]> {
+        let dims = [self.b, self.ci, self.co, self.h, self.w, self.kh, self.kw];
+        if dims.iter().any(|&d| d <= 0) || self.kh > self.h || self.kw > self.w {
+            return Err(Error::InvalidInput(format!("invalid convolution {self:?}")));
+        }
+        let u = |v: i32| v as usize;
+        let plane = u(self.h) * u(self.w);
+        Ok([
+            u(self.b) * u(self.ci) * plane,
+            u(self.co) * u(self.ci) * u(self.kh) * u(self.kw),
+            u(self.b) * u(self.co) * plane,
+        ])
+    }
+}
+
 impl Bcast {
+    /// Values of the output, and how many values of a and b it reads (the largest offset + 1).
+    pub fn extents(&self) -> (usize, usize, usize) {
+        let n = self.ndim.clamp(0, MAX_DIMS as i32) as usize;
+        let out: usize = self.out[..n].iter().map(|&d| d.max(0) as usize).product();
+        let reach = |st: &[i32; MAX_DIMS]| {
+            if out == 0 {
+                return 0;
+            }
+            1 + (0..n)
+                .map(|k| (self.out[k].max(1) as usize - 1) * st[k].max(0) as usize)
+                .sum::<usize>()
+        };
+        (out, reach(&self.sa), reach(&self.sb))
+    }
+
     /// Length of the output's rows (its last dimension) and the strides of a and b along it.
     pub fn row(&self) -> (usize, usize, usize) {
         let k = (self.ndim as usize).saturating_sub(1);
@@ -300,6 +343,22 @@ impl Bcast {
 }
 
 impl ReduceSpec {
+    /// How many source values the reduction reads (the largest offset + 1).
+    pub fn source_extent(&self) -> usize {
+        let span = |d: &[i32], st: &[i32]| -> usize {
+            d.iter()
+                .zip(st)
+                .map(|(&d, &s)| (d.max(1) as usize - 1) * s.max(0) as usize)
+                .sum()
+        };
+        let (nk, nr) = (
+            self.nkeep.clamp(0, MAX_DIMS as i32) as usize,
+            self.nred.clamp(0, MAX_DIMS as i32) as usize,
+        );
+        1 + span(&self.keep[..nk], &self.keep_stride[..nk])
+            + span(&self.red[..nr], &self.red_stride[..nr])
+    }
+
     /// Number of target elements.
     pub fn targets(&self) -> usize {
         self.keep[..self.nkeep as usize]
@@ -357,7 +416,7 @@ pub fn unary<T: Real>(op: Unary, x: &Tensor<T>) -> Result<Tensor<T>> {
     let mut y = x.ctx().empty(x.shape())?;
     match (x.buf(), y.buf_mut()) {
         (Buffer::Cpu(xv), Buffer::Cpu(yv)) => {
-            cpu::unary(x.ctx().cpu().ok_or_else(mixed)?, op, xv, yv)
+            cpu::unary(x.ctx().cpu().ok_or_else(mixed)?, op, xv, yv)?
         }
         (Buffer::Cuda(xs), Buffer::Cuda(ys)) => cuda::unary(x.ctx(), op, xs, ys, x.len())?,
         _ => return Err(mixed()),
@@ -375,7 +434,7 @@ pub fn unary_grad<T: Real>(
     let mut dx = x.ctx().empty(x.shape())?;
     match (x.buf(), y.buf(), dy.buf(), dx.buf_mut()) {
         (Buffer::Cpu(a), Buffer::Cpu(b), Buffer::Cpu(c), Buffer::Cpu(d)) => {
-            cpu::unary_grad(x.ctx().cpu().ok_or_else(mixed)?, op, a, b, c, d)
+            cpu::unary_grad(x.ctx().cpu().ok_or_else(mixed)?, op, a, b, c, d)?
         }
         (Buffer::Cuda(a), Buffer::Cuda(b), Buffer::Cuda(c), Buffer::Cuda(d)) => {
             cuda::unary_grad(x.ctx(), op, a, b, c, d, x.len())?
@@ -397,7 +456,7 @@ pub fn binary<T: Real>(
     check_size(c.len())?;
     match (a.buf(), b.buf(), c.buf_mut()) {
         (Buffer::Cpu(x), Buffer::Cpu(y), Buffer::Cpu(z)) => {
-            cpu::binary(a.ctx().cpu().ok_or_else(mixed)?, op, x, y, z, &g)
+            cpu::binary(a.ctx().cpu().ok_or_else(mixed)?, op, x, y, z, &g)?
         }
         (Buffer::Cuda(x), Buffer::Cuda(y), Buffer::Cuda(z)) => {
             cuda::binary(a.ctx(), op, x, y, z, &g, out.iter().product())?
@@ -419,7 +478,7 @@ pub fn binary_grad<T: Real>(
     let mut o = a.ctx().empty(dc.shape())?;
     match (a.buf(), b.buf(), dc.buf(), o.buf_mut()) {
         (Buffer::Cpu(x), Buffer::Cpu(y), Buffer::Cpu(d), Buffer::Cpu(z)) => {
-            cpu::binary_grad(a.ctx().cpu().ok_or_else(mixed)?, op, x, y, d, z, &g, wrt)
+            cpu::binary_grad(a.ctx().cpu().ok_or_else(mixed)?, op, x, y, d, z, &g, wrt)?
         }
         (Buffer::Cuda(x), Buffer::Cuda(y), Buffer::Cuda(d), Buffer::Cuda(z)) => {
             cuda::binary_grad(a.ctx(), op, x, y, d, z, &g, wrt, dc.len())?
@@ -440,7 +499,7 @@ pub fn reduce_to<T: Real>(x: &Tensor<T>, target: &[usize], scale: f64) -> Result
             b,
             &r,
             T::from_f64(scale),
-        ),
+        )?,
         (Buffer::Cuda(a), Buffer::Cuda(b)) => {
             cuda::reduce_to(x.ctx(), a, b, &r, T::from_f64(scale))?
         }
@@ -467,7 +526,7 @@ pub fn matmul<T: Real>(a: &Tensor<T>, b: &Tensor<T>, ta: bool, tb: bool) -> Resu
     let mut c = a.ctx().empty(&[m, n])?;
     match (a.buf(), b.buf(), c.buf_mut()) {
         (Buffer::Cpu(x), Buffer::Cpu(y), Buffer::Cpu(z)) => {
-            cpu::matmul(a.ctx().cpu().ok_or_else(mixed)?, x, y, z, m, n, k, ta, tb)
+            cpu::matmul(a.ctx().cpu().ok_or_else(mixed)?, x, y, z, m, n, k, ta, tb)?
         }
         (Buffer::Cuda(x), Buffer::Cuda(y), Buffer::Cuda(z)) => {
             cuda::matmul(a.ctx(), x, y, z, m, n, k, ta, tb)?
@@ -518,7 +577,7 @@ pub fn conv2d<T: Real>(x: &Tensor<T>, w: &Tensor<T>, mode: ConvMode) -> Result<T
     check_size(y.len().max(x.len()))?;
     match (x.buf(), w.buf(), y.buf_mut()) {
         (Buffer::Cpu(a), Buffer::Cpu(b), Buffer::Cpu(o)) => {
-            cpu::conv2d(x.ctx().cpu().ok_or_else(mixed)?, a, b, o, &c)
+            cpu::conv2d(x.ctx().cpu().ok_or_else(mixed)?, a, b, o, &c)?
         }
         (Buffer::Cuda(a), Buffer::Cuda(b), Buffer::Cuda(o)) => cuda::conv2d(x.ctx(), a, b, o, &c)?,
         _ => return Err(mixed()),
@@ -537,7 +596,7 @@ pub fn conv2d_grad_input<T: Real>(
     let mut dx = dy.ctx().empty(x_shape)?;
     match (dy.buf(), w.buf(), dx.buf_mut()) {
         (Buffer::Cpu(a), Buffer::Cpu(b), Buffer::Cpu(o)) => {
-            cpu::conv2d_grad_input(dy.ctx().cpu().ok_or_else(mixed)?, a, b, o, &c)
+            cpu::conv2d_grad_input(dy.ctx().cpu().ok_or_else(mixed)?, a, b, o, &c)?
         }
         (Buffer::Cuda(a), Buffer::Cuda(b), Buffer::Cuda(o)) => {
             cuda::conv2d_grad_input(dy.ctx(), a, b, o, &c)?
@@ -558,7 +617,7 @@ pub fn conv2d_grad_weight<T: Real>(
     let mut dw = dy.ctx().empty(w_shape)?;
     match (dy.buf(), x.buf(), dw.buf_mut()) {
         (Buffer::Cpu(a), Buffer::Cpu(b), Buffer::Cpu(o)) => {
-            cpu::conv2d_grad_weight(dy.ctx().cpu().ok_or_else(mixed)?, a, b, o, &c)
+            cpu::conv2d_grad_weight(dy.ctx().cpu().ok_or_else(mixed)?, a, b, o, &c)?
         }
         (Buffer::Cuda(a), Buffer::Cuda(b), Buffer::Cuda(o)) => {
             cuda::conv2d_grad_weight(dy.ctx(), a, b, o, &c)?
@@ -603,7 +662,7 @@ pub fn adam<T: Real>(
     let n = g.len();
     match (p.buf_mut(), g.buf(), m.buf_mut(), v.buf_mut()) {
         (Buffer::Cpu(p), Buffer::Cpu(g), Buffer::Cpu(m), Buffer::Cpu(v)) => {
-            cpu::adam(p, g, m, v, h)
+            cpu::adam(p, g, m, v, h)?
         }
         (Buffer::Cuda(p), Buffer::Cuda(g), Buffer::Cuda(m), Buffer::Cuda(v)) => {
             cuda::adam(&ctx, p, g, m, v, h, n)?
