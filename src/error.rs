@@ -27,6 +27,8 @@ pub enum Error {
     Cuda(String),
     /// NVRTC is unavailable or a kernel failed to compile.
     Nvrtc(String),
+    /// The work needs more memory than the host or the device has free (checked before allocating).
+    OutOfMemory(String),
 }
 
 /// Shorthand for `std::result::Result<T, latticeml::Error>`.
@@ -41,6 +43,7 @@ impl fmt::Display for Error {
             Error::BadFile { path, reason } => write!(f, "bad file '{path}': {reason}"),
             Error::Cuda(m) => write!(f, "CUDA error: {m}"),
             Error::Nvrtc(m) => write!(f, "NVRTC error: {m}"),
+            Error::OutOfMemory(m) => write!(f, "not enough memory: {m}"),
         }
     }
 }

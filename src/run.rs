@@ -196,7 +196,13 @@ pub fn run_hmc(
         configs: Vec::new(),
     };
     if resume {
-        restore(&ckpt_path, &identity, &mut hmc, &mut hist)?;
+        let shape = HistoryShape {
+            chains: cfg.chains,
+            ncols,
+            time_extent: lat.time_extent(),
+            config_len: cfg.chains * lat.volume(),
+        };
+        restore(&ckpt_path, &identity, &shape, &mut hmc, &mut hist)?;
     } else if ckpt_path.exists() {
         return Err(Error::InvalidInput(format!(
             "{} already holds a run; continue it with --resume, or choose another --out",
@@ -205,7 +211,7 @@ pub fn run_hmc(
     }
 
     let per_traj_updates =
-        (cfg.chains * lat.volume() * cfg.hmc.integrator.schedule(cfg.hmc.steps).len()) as f64;
+        (cfg.chains * lat.volume() * cfg.hmc.integrator.updates(cfg.hmc.steps)) as f64;
     let mut md_seconds = 0.0;
     let mut md_updates = 0.0;
     while hmc.trajectories_done() < cfg.trajectories {
@@ -266,7 +272,13 @@ pub fn run_hmc(
     Ok(outcome)
 }
 
-fn restore(path: &Path, identity: &str, hmc: &mut Hmc, hist: &mut History) -> Result<()> {
+fn restore(
+    path: &Path,
+    identity: &str,
+    shape: &HistoryShape,
+    hmc: &mut Hmc,
+    hist: &mut History,
+) -> Result<()> {
     if !path.exists() {
         return Err(Error::InvalidInput(format!(
             "nothing to resume: {} does not exist; run without --resume",
@@ -302,11 +314,62 @@ fn restore(path: &Path, identity: &str, hmc: &mut Hmc, hist: &mut History) -> Re
         ck.array(name)
             .ok_or_else(|| bad(format!("missing array '{name}'")))
     };
+    let accepted = arr("accepted")?;
+    if accepted.len() != shape.chains
+        || accepted
+            .iter()
+            .any(|&a| !(a >= 0.0 && a <= done as f64 && a.fract() == 0.0))
+    {
+        return Err(bad("acceptance counters do not fit the run".into()));
+    }
+    check_history(shape, done, arr("rows")?, arr("slices")?, arr("configs")?).map_err(bad)?;
     hmc.set_fields(arr("fields")?)?;
-    hmc.set_progress(done, arr("accepted")?.iter().map(|&a| a as u64).collect())?;
+    hmc.set_progress(done, accepted.iter().map(|&a| a as u64).collect())?;
     hist.rows = arr("rows")?.to_vec();
     hist.slices = arr("slices")?.to_vec();
     hist.configs = arr("configs")?.to_vec();
+    Ok(())
+}
+
+/// What the arrays of a checkpoint must look like for this run.
+struct HistoryShape {
+    chains: usize,
+    ncols: usize,
+    time_extent: usize,
+    config_len: usize,
+}
+
+/// Checks a restored history against the run (a checkpoint can carry a valid checksum and still
+/// not belong here): one row per (trajectory, chain) in order, with in-range indices, flags and
+/// ΔH; one set of slice sums per row; whole configurations.
+fn check_history(
+    shape: &HistoryShape,
+    done: u64,
+    rows: &[f64],
+    slices: &[f64],
+    configs: &[f64],
+) -> std::result::Result<(), String> {
+    let expected_rows = (done as u128) * shape.chains as u128;
+    if rows.len() as u128 != expected_rows * shape.ncols as u128 {
+        return Err(format!(
+            "{} history values where {done} trajectories of {} chains need {}",
+            rows.len(),
+            shape.chains,
+            expected_rows * shape.ncols as u128
+        ));
+    }
+    for (i, row) in rows.chunks(shape.ncols).enumerate() {
+        let (t, c) = ((i / shape.chains) as f64, (i % shape.chains) as f64);
+        if row[0] != t || row[1] != c || !(row[2] == 0.0 || row[2] == 1.0) {
+            return Err(format!("history row {i} is not trajectory {t}, chain {c}"));
+        }
+    }
+    if slices.len() as u128 != expected_rows * shape.time_extent as u128 {
+        return Err("time-slice history does not match the trajectories".into());
+    }
+    if !configs.len().is_multiple_of(shape.config_len.max(1)) {
+        return Err("saved configurations are not whole".into());
+    }
     Ok(())
 }
 

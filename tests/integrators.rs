@@ -157,3 +157,29 @@ fn exp_minus_delta_h_averages_to_one() {
     let osc: Arc<dyn Action> = Arc::new(Oscillator::new(0.5, 1.0, 1.4, 10.0, 40).unwrap());
     exp_minus_dh_is_one(osc, 1.0, 6, Integrator::Leapfrog);
 }
+
+#[test]
+fn schedules_have_their_stated_length_and_integrate_to_the_trajectory() {
+    for name in ["leapfrog", "omelyan", "omelyan4"] {
+        let i = Integrator::from_name(name).unwrap();
+        for steps in [1usize, 2, 7] {
+            let s: Vec<(f64, f64)> = i.schedule(steps).collect();
+            assert_eq!(s.len(), i.updates(steps), "{name}");
+            let (kick, drift) = s.iter().fold((0.0, 0.0), |(k, d), &(a, b)| (k + a, d + b));
+            // In units of ε, a trajectory of n steps kicks and drifts by n in total.
+            assert!((kick - steps as f64).abs() < 1e-12, "{name} kicks {kick}");
+            assert!(
+                (drift - steps as f64).abs() < 1e-12,
+                "{name} drifts {drift}"
+            );
+            assert_eq!(s.last().unwrap().1, 0.0, "{name} ends with a kick");
+        }
+    }
+    let too_long = HmcParams {
+        tau: 1.0,
+        steps: latticeml::hmc::MAX_STEPS + 1,
+        integrator: Integrator::Leapfrog,
+        seed: 1,
+    };
+    assert!(too_long.validate().is_err());
+}

@@ -3,6 +3,7 @@
 pub mod cpu;
 pub mod cuda;
 pub mod geometry;
+pub mod memory;
 
 pub use cpu::CpuDevice;
 pub use cuda::CudaDevice;

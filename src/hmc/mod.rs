@@ -38,13 +38,14 @@ const OMELYAN4: (f64, f64, f64) = (
 );
 
 impl Integrator {
-    /// Parses `leapfrog` or `omelyan`.
+    /// Parses `leapfrog`, `omelyan` (or `2mn`) or `omelyan4`.
     pub fn from_name(s: &str) -> Result<Self> {
         match s {
             "leapfrog" => Ok(Integrator::Leapfrog),
             "omelyan" | "2mn" => Ok(Integrator::Omelyan),
+            "omelyan4" => Ok(Integrator::Omelyan4),
             _ => Err(Error::InvalidInput(format!(
-                "unknown integrator '{s}': use leapfrog or omelyan"
+                "unknown integrator '{s}': use leapfrog, omelyan or omelyan4"
             ))),
         }
     }
@@ -58,41 +59,57 @@ impl Integrator {
         }
     }
 
-    /// The trajectory as fused (kick, drift) coefficients in units of ε, with neighbouring kicks merged.
-    pub fn schedule(&self, steps: usize) -> Vec<(f64, f64)> {
-        let mut s = Vec::new();
-        match self {
+    /// The trajectory as fused (kick, drift) coefficients in units of ε, with neighbouring kicks
+    /// merged; produced lazily, so a long trajectory allocates nothing.
+    pub fn schedule(&self, steps: usize) -> Box<dyn Iterator<Item = (f64, f64)>> {
+        let more = steps.saturating_sub(1);
+        match *self {
             // K(½)D(1) [K(1)D(1)]^(n−1) K(½)
-            Integrator::Leapfrog => {
-                s.push((0.5, 1.0));
-                s.extend(std::iter::repeat_n((1.0, 1.0), steps - 1));
-                s.push((0.5, 0.0));
-            }
+            Integrator::Leapfrog => Box::new(
+                std::iter::once((0.5, 1.0))
+                    .chain(std::iter::repeat_n((1.0, 1.0), more))
+                    .chain(std::iter::once((0.5, 0.0))),
+            ),
             // K(λ)D(½)K(1−2λ)D(½) [K(2λ)D(½)K(1−2λ)D(½)]^(n−1) K(λ)
             Integrator::Omelyan => {
                 let l = OMELYAN_LAMBDA;
-                s.push((l, 0.5));
-                s.push((1.0 - 2.0 * l, 0.5));
-                for _ in 1..steps {
-                    s.push((2.0 * l, 0.5));
-                    s.push((1.0 - 2.0 * l, 0.5));
-                }
-                s.push((l, 0.0));
+                Box::new(
+                    [(l, 0.5), (1.0 - 2.0 * l, 0.5)]
+                        .into_iter()
+                        .chain((0..more).flat_map(move |_| [(2.0 * l, 0.5), (1.0 - 2.0 * l, 0.5)]))
+                        .chain(std::iter::once((l, 0.0))),
+                )
             }
             // Per step K(ξ)D(½−λ)K(χ)D(λ)K(1−2(χ+ξ))D(λ)K(χ)D(½−λ)K(ξ); end kicks of neighbouring steps merge.
             Integrator::Omelyan4 => {
                 let (xi, l, chi) = OMELYAN4;
                 let mid = 1.0 - 2.0 * (chi + xi);
-                for step in 0..steps {
-                    let first = if step == 0 { xi } else { 2.0 * xi };
-                    s.extend_from_slice(&[(first, 0.5 - l), (chi, l), (mid, l), (chi, 0.5 - l)]);
-                }
-                s.push((xi, 0.0));
+                Box::new(
+                    (0..steps)
+                        .flat_map(move |step| {
+                            let first = if step == 0 { xi } else { 2.0 * xi };
+                            [(first, 0.5 - l), (chi, l), (mid, l), (chi, 0.5 - l)]
+                        })
+                        .chain(std::iter::once((xi, 0.0))),
+                )
             }
         }
-        s
+    }
+
+    /// Fused updates in a trajectory of `steps` steps (the length of [`Integrator::schedule`]).
+    pub fn updates(&self, steps: usize) -> usize {
+        let per_step = match self {
+            Integrator::Leapfrog => 1,
+            Integrator::Omelyan => 2,
+            Integrator::Omelyan4 => 4,
+        };
+        per_step * steps + 1
     }
 }
+
+/// Most MD steps per trajectory accepted: far beyond any useful trajectory, and small enough that
+/// update counts cannot overflow.
+pub const MAX_STEPS: usize = 1_000_000_000;
 
 /// HMC parameters.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -116,8 +133,11 @@ impl HmcParams {
                 self.tau
             )));
         }
-        if self.steps == 0 {
-            return Err(Error::InvalidInput("steps must be at least 1".into()));
+        if self.steps == 0 || self.steps > MAX_STEPS {
+            return Err(Error::InvalidInput(format!(
+                "steps = {} must be between 1 and {MAX_STEPS}",
+                self.steps
+            )));
         }
         Ok(())
     }
@@ -206,6 +226,12 @@ impl Hmc {
                 "{chains} chains of {volume} sites exceed 2^31 values; use fewer chains"
             )));
         }
+        // Field, next field, saved field, momenta and a scratch batch, 8 bytes per value.
+        crate::device::memory::check(
+            device,
+            5 * 8 * (chains * volume) as u128,
+            &format!("HMC on {chains} chains of {volume} sites"),
+        )?;
         let backend: Box<dyn HmcBackend> = match device {
             Device::Cpu(d) => Box::new(cpu::CpuHmc::new(d.clone(), action.as_ref(), chains)),
             Device::Cuda(d) => Box::new(cuda::CudaHmc::new(d.clone(), action.as_ref(), chains)?),
@@ -283,7 +309,7 @@ impl Hmc {
     pub fn site_updates_per_trajectory(&self) -> u64 {
         (self.chains
             * self.action.lattice().volume()
-            * self.params.integrator.schedule(self.params.steps).len()) as u64
+            * self.params.integrator.updates(self.params.steps)) as u64
     }
 
     /// Per-chain H = ½Σp² + S(φ) of the current state.

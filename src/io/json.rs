@@ -97,6 +97,7 @@ impl Json {
         let mut p = Parser {
             s: text.as_bytes(),
             at: 0,
+            depth: 0,
         };
         let v = p.value()?;
         p.ws();
@@ -115,9 +116,14 @@ impl Json {
     }
 }
 
+/// Deepest nesting of arrays and objects accepted: recursion deeper than this on hostile input
+/// would overflow the stack (an abort, not an error).
+const MAX_DEPTH: usize = 128;
+
 struct Parser<'a> {
     s: &'a [u8],
     at: usize,
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -141,8 +147,11 @@ impl Parser<'_> {
     fn value(&mut self) -> Result<Json> {
         self.ws();
         match self.s.get(self.at) {
-            Some(b'{') => self.object(),
-            Some(b'[') => self.array(),
+            Some(b'{' | b'[') if self.depth >= MAX_DEPTH => {
+                Err(self.err(&format!("nesting deeper than {MAX_DEPTH}")))
+            }
+            Some(b'{') => self.nested(Self::object),
+            Some(b'[') => self.nested(Self::array),
             Some(b'"') => Ok(Json::Str(self.string()?)),
             Some(b't') => self.literal("true", Json::Bool(true)),
             Some(b'f') => self.literal("false", Json::Bool(false)),
@@ -150,6 +159,12 @@ impl Parser<'_> {
             Some(_) => self.number(),
             None => Err(self.err("unexpected end")),
         }
+    }
+    fn nested(&mut self, f: fn(&mut Self) -> Result<Json>) -> Result<Json> {
+        self.depth += 1;
+        let v = f(self);
+        self.depth -= 1;
+        v
     }
     fn literal(&mut self, word: &str, v: Json) -> Result<Json> {
         if self.s[self.at..].starts_with(word.as_bytes()) {

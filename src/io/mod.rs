@@ -38,6 +38,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     result.map_err(|e| io_err(path, e))
 }
 
+/// The number of elements of `shape`, or `None` when the product overflows: shapes read from
+/// files are multiplied only through this.
+pub fn element_count(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
+}
+
 /// Reads a whole file, naming it in the error.
 pub fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| io_err(path, e))

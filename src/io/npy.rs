@@ -58,9 +58,11 @@ pub fn decode(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f64>)> {
         .filter(|s| !s.is_empty())
         .map(|s| s.parse::<usize>().map_err(|_| bad("bad shape")))
         .collect::<Result<_>>()?;
-    let n: usize = shape.iter().product();
+    let n = super::element_count(&shape)
+        .and_then(|n| n.checked_mul(8))
+        .ok_or_else(|| bad("shape too large"))?;
     let body = &bytes[10 + hlen..];
-    if body.len() != 8 * n {
+    if body.len() != n {
         return Err(bad("data length does not match the shape"));
     }
     Ok((

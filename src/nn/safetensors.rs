@@ -59,7 +59,7 @@ pub fn load<T: Real>(ctx: &Ctx<T>, path: &Path) -> Result<ParamStore<T>> {
         .ok_or_else(|| bad("shorter than 8 bytes".into()))?;
     let hlen = usize::try_from(hlen)
         .ok()
-        .filter(|&h| 8 + h <= bytes.len())
+        .filter(|&h| h <= bytes.len() - 8)
         .ok_or_else(|| bad("header length exceeds the file: truncated?".into()))?;
     let text =
         std::str::from_utf8(&bytes[8..8 + hlen]).map_err(|_| bad("header is not UTF-8".into()))?;
@@ -94,8 +94,8 @@ pub fn load<T: Real>(ctx: &Ctx<T>, path: &Path) -> Result<ParamStore<T>> {
         };
         let (shape, off) = (nums("shape")?, nums("data_offsets")?);
         let elem = std::mem::size_of::<T>();
-        let n: usize = shape.iter().product();
-        if off.len() != 2 || off[1] < off[0] || off[1] > data.len() || off[1] - off[0] != n * elem {
+        let n = crate::io::element_count(&shape).and_then(|n| n.checked_mul(elem));
+        if off.len() != 2 || off[1] < off[0] || off[1] > data.len() || Some(off[1] - off[0]) != n {
             return Err(bad(format!("'{name}': data offsets {off:?} do not fit shape {shape:?} and the file (truncated?)")));
         }
         let values: Vec<T> = data[off[0]..off[1]]

@@ -178,6 +178,11 @@ impl<T: Real> Ctx<T> {
             }
             p.fresh += 1;
         }
+        crate::device::memory::check(
+            &self.device,
+            (len as u128) * std::mem::size_of::<T>() as u128,
+            &format!("a tensor of {len} values"),
+        )?;
         Ok(match &self.device {
             Device::Cpu(_) => Buffer::Cpu(vec![T::zero(); len]),
             Device::Cuda(d) => Buffer::Cuda(d.stream().alloc_zeros::<T>(len.max(1))?),
@@ -192,7 +197,9 @@ impl<T: Real> Ctx<T> {
 
     /// An uninitialised tensor (contents unspecified: every kernel writing it overwrites all of it).
     pub fn empty(&self, shape: &[usize]) -> Result<Tensor<T>> {
-        let n = shape.iter().product::<usize>();
+        let n = crate::io::element_count(shape).ok_or_else(|| {
+            Error::InvalidInput(format!("shape {shape:?}: the element count overflows"))
+        })?;
         Ok(Tensor {
             shape: shape.to_vec(),
             buf: Some(self.take(n)?),
@@ -209,7 +216,7 @@ impl<T: Real> Ctx<T> {
 
     /// A tensor holding `data` (its length must match the shape).
     pub fn from_vec(&self, shape: &[usize], data: &[T]) -> Result<Tensor<T>> {
-        let n = shape.iter().product::<usize>();
+        let n = crate::io::element_count(shape).unwrap_or(usize::MAX);
         if n != data.len() {
             return Err(Error::InvalidInput(format!(
                 "shape {shape:?} needs {n} values, got {}",
@@ -296,7 +303,7 @@ impl<T: Real> Tensor<T> {
 
     /// The same data under another shape with the same number of elements (a copy).
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor<T>> {
-        if shape.iter().product::<usize>() != self.len() {
+        if crate::io::element_count(shape) != Some(self.len()) {
             return Err(Error::InvalidInput(format!(
                 "cannot reshape {:?} to {shape:?}",
                 self.shape
@@ -309,7 +316,7 @@ impl<T: Real> Tensor<T> {
 
     /// Renames the shape in place (same number of elements).
     pub fn set_shape(&mut self, shape: &[usize]) -> Result<()> {
-        if shape.iter().product::<usize>() != self.len() {
+        if crate::io::element_count(shape) != Some(self.len()) {
             return Err(Error::InvalidInput(format!(
                 "cannot reshape {:?} to {shape:?}",
                 self.shape
