@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use latticeml::action::Phi4;
 use latticeml::hmc::{Hmc, HmcParams, Integrator};
 use latticeml::io::json::Json;
+use latticeml::io::outdir::{Claim, Manifest, OutputDir};
 use latticeml::nn::bench::{ConvStackBench, BATCH};
 use latticeml::run::{run_hmc, RunConfig, RunOutcome, Theory};
 use latticeml::{Device, Error, Lattice, Result};
@@ -110,6 +111,9 @@ struct SpectralArgs {
     /// Output directory.
     #[arg(long, default_value = "spectral-out")]
     out: PathBuf,
+    /// Replace the results of an earlier command in --out.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Args)]
@@ -188,8 +192,11 @@ struct HmcArgs {
     #[arg(long, default_value_t = 250)]
     checkpoint_every: u64,
     /// Continue the run stored in --out (same parameters; --trajectories may grow).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "force")]
     resume: bool,
+    /// Replace the results of an earlier command in --out.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Args)]
@@ -280,7 +287,12 @@ fn cmd_hmc(a: HmcArgs) -> Result<()> {
         ProgressStyle::with_template("{bar:40} {pos}/{len} trajectories  {per_sec}  eta {eta}")
             .map_err(|e| Error::InvalidInput(e.to_string()))?,
     );
-    let outcome = run_hmc(&cfg, &device, &a.out, a.resume, &mut |done, _| {
+    let claim = match (a.resume, a.force) {
+        (true, _) => Claim::Resume,
+        (false, true) => Claim::Force,
+        (false, false) => Claim::Fresh,
+    };
+    let outcome = run_hmc(&cfg, &device, &a.out, claim, &mut |done, _| {
         bar.set_position(done)
     });
     bar.finish_and_clear();
@@ -514,6 +526,7 @@ fn cmd_spectral(a: SpectralArgs) -> Result<()> {
     } else {
         vec![a.method.as_str()]
     };
+    let _out = claim_spectral_out(&a, &names)?;
     let problem = Problem { data, kind, grid };
     let mut poor_fit = false;
     if let Some(path) = &a.samples {
@@ -577,6 +590,40 @@ fn cmd_spectral(a: SpectralArgs) -> Result<()> {
     }
     println!("files in {}/", a.out.display());
     Ok(())
+}
+
+/// Claims `--out` for `spectral` (held until the command ends): its files, or one directory per
+/// method with `--method all`.
+fn claim_spectral_out(a: &SpectralArgs, names: &[&str]) -> Result<OutputDir> {
+    let files: Vec<String> = if a.method == "all" {
+        names.iter().map(|n| format!("{n}/")).collect()
+    } else {
+        [
+            "rho.csv",
+            "rho.npy",
+            "fit.csv",
+            "summary.json",
+            "rho.svg",
+            "samples.npy",
+        ]
+        .iter()
+        .map(|f| f.to_string())
+        .collect()
+    };
+    let source = match (&a.input, &a.mock) {
+        (Some(p), _) => format!("input={}", p.display()),
+        (None, m) => format!("mock={}", m.as_deref().unwrap_or("")),
+    };
+    let manifest = Manifest {
+        command: "spectral".into(),
+        parameters: format!(
+            "{source}\nmethod={}\nkernel={}\nomega={}:{}:{}\nseed={}\n",
+            a.method, a.kernel, a.omega_min, a.omega_max, a.omega_points, a.seed
+        ),
+        files,
+    };
+    let claim = if a.force { Claim::Force } else { Claim::Fresh };
+    OutputDir::claim(&a.out, &manifest, claim)
 }
 
 /// `--samples`: every data vector reconstructed in one batched run; writes the mean with the

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::hmc::{Hmc, HmcParams};
 use crate::io::checkpoint::Checkpoint;
 use crate::io::json::Json;
+use crate::io::outdir::{Claim, Manifest, OutputDir};
 use crate::io::{npy, read, write_atomic};
 use crate::lattice::Lattice;
 use crate::observables::{
@@ -171,13 +172,24 @@ struct History {
 
 const FIXED_COLS: usize = 4;
 
-/// Runs (or, with `resume`, continues) an HMC job writing into `out`; `progress(done, total)` is
-/// called after every trajectory.
+/// The files `run_hmc` writes into its directory.
+pub const RUN_FILES: [&str; 5] = [
+    "observables.csv",
+    "configs.npy",
+    "correlator.csv",
+    "summary.json",
+    "checkpoint",
+];
+
+/// Runs an HMC job writing into `out`: a new run (`Claim::Fresh`, the directory must hold no
+/// results), the continuation of the run there (`Claim::Resume`), or a replacement of it
+/// (`Claim::Force`); see [`crate::io::outdir`]. `progress(done, total)` is called after every
+/// trajectory.
 pub fn run_hmc(
     cfg: &RunConfig,
     device: &Device,
     out: &Path,
-    resume: bool,
+    claim: Claim,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<RunOutcome> {
     cfg.validate()?;
@@ -186,7 +198,13 @@ pub fn run_hmc(
     let set = action.observable_set();
     let ncols = FIXED_COLS + primary_names(set).len();
     let identity = cfg.identity(action.as_ref());
-    std::fs::create_dir_all(out).map_err(|e| crate::io::io_err(out, e))?;
+    let manifest = Manifest {
+        command: "hmc".into(),
+        parameters: identity.clone(),
+        files: RUN_FILES.iter().map(|f| f.to_string()).collect(),
+    };
+    let dir = OutputDir::claim(out, &manifest, claim)?;
+    let out = dir.path();
     let ckpt_path = out.join("checkpoint");
 
     let mut hmc = Hmc::new(action.clone(), cfg.chains, cfg.hmc, device)?;
@@ -195,7 +213,7 @@ pub fn run_hmc(
         slices: Vec::new(),
         configs: Vec::new(),
     };
-    if resume {
+    if claim == Claim::Resume {
         let shape = HistoryShape {
             chains: cfg.chains,
             ncols,
@@ -203,17 +221,13 @@ pub fn run_hmc(
             config_len: cfg.chains * lat.volume(),
         };
         restore(&ckpt_path, &identity, &shape, &mut hmc, &mut hist)?;
-    } else if ckpt_path.exists() {
-        return Err(Error::InvalidInput(format!(
-            "{} already holds a run; continue it with --resume, or choose another --out",
-            out.display()
-        )));
     }
 
     let per_traj_updates =
         (cfg.chains * lat.volume() * cfg.hmc.integrator.updates(cfg.hmc.steps)) as f64;
     let mut md_seconds = 0.0;
     let mut md_updates = 0.0;
+    let trajectories_at_start = hmc.trajectories_done();
     while hmc.trajectories_done() < cfg.trajectories {
         let t = hmc.trajectories_done();
         let start = Instant::now();
@@ -247,7 +261,9 @@ pub fn run_hmc(
             write_series(out, cfg, &lat, set, &hist, ncols)?;
         }
     }
-    if hist.rows.is_empty() {
+    if trajectories_at_start == hmc.trajectories_done() {
+        // Nothing ran (a resumed, finished run): rebuild the files from the checkpoint, so no
+        // result file is left missing or stale.
         write_series(out, cfg, &lat, set, &hist, ncols)?;
     }
 

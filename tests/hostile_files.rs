@@ -14,6 +14,7 @@ use latticeml::hmc::{HmcParams, Integrator};
 use latticeml::io::checkpoint::Checkpoint;
 use latticeml::io::json::Json;
 use latticeml::io::npy;
+use latticeml::io::outdir::Claim;
 use latticeml::nn::{safetensors, Ctx, ParamStore};
 use latticeml::run::{run_hmc, RunConfig, Theory};
 use latticeml::spectral::data::Correlator;
@@ -205,7 +206,7 @@ fn a_checkpoint_with_a_valid_checksum_but_foreign_arrays_is_refused() {
     let dev = Device::Cpu(common::cpu());
     let mut cfg = tiny_run();
     cfg.trajectories = 3;
-    run_hmc(&cfg, &dev, &dir, false, &mut |_, _| {}).unwrap();
+    run_hmc(&cfg, &dev, &dir, Claim::Fresh, &mut |_, _| {}).unwrap();
     let ck_path = dir.join("checkpoint");
     let good = std::fs::read(&ck_path).unwrap();
     let ck = Checkpoint::decode(&good, &ck_path).unwrap();
@@ -215,7 +216,7 @@ fn a_checkpoint_with_a_valid_checksum_but_foreign_arrays_is_refused() {
         let (_, arr) = bad.arrays.iter_mut().find(|(n, _)| n == name).unwrap();
         f(arr);
         std::fs::write(&ck_path, bad.encode()).unwrap();
-        match run_hmc(&cfg, &dev, &dir, true, &mut |_, _| {}) {
+        match run_hmc(&cfg, &dev, &dir, Claim::Resume, &mut |_, _| {}) {
             Err(Error::BadFile { .. }) | Err(Error::InvalidInput(_)) => {}
             other => panic!(
                 "{name}: expected a refusal, got {:?}",
@@ -231,6 +232,6 @@ fn a_checkpoint_with_a_valid_checksum_but_foreign_arrays_is_refused() {
     tamper("fields", &|f| f.truncate(3));
     // The untouched checkpoint still resumes.
     std::fs::write(&ck_path, &good).unwrap();
-    let o = run_hmc(&cfg, &dev, &dir, true, &mut |_, _| {}).unwrap();
+    let o = run_hmc(&cfg, &dev, &dir, Claim::Resume, &mut |_, _| {}).unwrap();
     assert_eq!(o.trajectories, 6);
 }

@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod json;
 pub mod npy;
+pub mod outdir;
 
 use std::io::Write;
 use std::path::Path;
