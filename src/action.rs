@@ -77,6 +77,19 @@ pub trait Action: Send + Sync + std::fmt::Debug {
             .sum()
     }
 
+    /// The uniform field value that minimises the action (the start `--start ordered`): with
+    /// φ constant, S/site = (u2 − d·hop)φ² + u4φ⁴ + u0, so φ² = (d·hop − u2)/(2u4) when that is
+    /// positive (φ⁴'s broken phase, the oscillator's well at x = f); 1 where the minimum is at 0.
+    fn ordered_value(&self) -> f64 {
+        let c = self.couplings();
+        let v2 = (self.lattice().dim() as f64 * c.hop - c.u2) / (2.0 * c.u4);
+        if v2 > 0.0 && v2.is_finite() {
+            v2.sqrt()
+        } else {
+            1.0
+        }
+    }
+
     /// −∂S/∂φ for one configuration.
     fn force(&self, phi: &[f64], out: &mut [f64]) {
         let lat = self.lattice();

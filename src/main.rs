@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use latticeml::action::Phi4;
-use latticeml::hmc::{Hmc, HmcParams, Integrator};
+use latticeml::hmc::{Hmc, HmcParams, Integrator, Start};
 use latticeml::io::json::Json;
 use latticeml::io::outdir::{Claim, Manifest, OutputDir};
 use latticeml::nn::bench::{ConvStackBench, BATCH};
@@ -191,6 +191,10 @@ struct HmcArgs {
     /// Write the checkpoint and files every K trajectories.
     #[arg(long, default_value_t = 250)]
     checkpoint_every: u64,
+    /// How the chains start: hot (unit Gaussian), cold (φ = 0) or ordered (the uniform
+    /// minimum of the action: the broken phase, or the oscillator's right well).
+    #[arg(long, default_value = "hot")]
+    start: String,
     /// Continue the run stored in --out (same parameters; --trajectories may grow).
     #[arg(long, conflicts_with = "force")]
     resume: bool,
@@ -270,6 +274,7 @@ fn run_config(a: &HmcArgs) -> Result<RunConfig> {
             integrator: Integrator::from_name(&a.integrator)?,
             seed: a.seed,
         },
+        start: Start::from_name(&a.start)?,
         save_every: a.save_every,
         checkpoint_every: a.checkpoint_every,
     };
@@ -308,10 +313,11 @@ fn print_table(o: &RunOutcome) {
     );
     for (name, e) in &o.observables {
         println!(
-            "{:<16} {:>26} {:>14}",
+            "{:<16} {:>26} {:>14}{}",
             name,
             format!("{:.6} ± {:.6}", e.value, e.error),
-            format!("{:.2} ± {:.2}", e.tau_int, e.tau_int_error)
+            format!("{:.2} ± {:.2}", e.tau_int, e.tau_int_error),
+            e.note.map_or(String::new(), |n| format!("   ({n})"))
         );
     }
     let m: Vec<String> = o
@@ -339,6 +345,26 @@ fn print_table(o: &RunOutcome) {
     );
     if o.acceptance < 0.3 {
         println!("warning: low acceptance; increase --steps (or lower --tau)");
+    }
+    let accs: Vec<String> = o
+        .chains
+        .iter()
+        .map(|c| format!("{:.2}", c.acceptance))
+        .collect();
+    println!("acceptance per chain: {}", accs.join(" "));
+    let worst = o
+        .replicas
+        .iter()
+        .filter_map(|(n, r)| r.map(|r| (n, r)))
+        .min_by(|a, b| a.1.q.total_cmp(&b.1.q));
+    if let Some((name, r)) = worst {
+        println!(
+            "replica consistency: lowest Q = {:.3} ({name}: chi2 = {:.1} for {} dof)",
+            r.q, r.chi2, r.dof
+        );
+        if r.q < 0.01 {
+            println!("warning: the chains disagree on {name}: thermalise longer (--therm), or a chain is stuck in one sector");
+        }
     }
     println!(
         "files in {}/: observables.csv configs.npy correlator.csv summary.json checkpoint",

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::action::{Action, Oscillator, Phi4};
-use crate::analysis::{gamma_primary, Estimate};
+use crate::analysis::{gamma_primary, replica_consistency, Estimate, ReplicaCheck};
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::hmc::{Hmc, HmcParams};
+use crate::hmc::{Hmc, HmcParams, Start};
 use crate::io::checkpoint::Checkpoint;
 use crate::io::json::Json;
 use crate::io::outdir::{Claim, Manifest, OutputDir};
@@ -81,6 +81,8 @@ pub struct RunConfig {
     pub therm: u64,
     /// HMC parameters.
     pub hmc: HmcParams,
+    /// How the chains start.
+    pub start: Start,
     /// Keep one configuration every this many trajectories (after thermalisation) in `configs.npy`.
     pub save_every: u64,
     /// Write the checkpoint and all files every this many trajectories (and at the end).
@@ -122,17 +124,86 @@ impl RunConfig {
         }
         let h = &self.hmc;
         s.push_str(&format!(
-            "chains={}\ntherm={}\ntau={:?}\nsteps={}\nintegrator={}\nseed={}\nsave_every={}\n",
+            "chains={}\ntherm={}\ntau={:?}\nsteps={}\nintegrator={}\nseed={}\nsave_every={}\nstart={}\nwarmup={WARMUP_LEVELS}\n",
             self.chains,
             self.therm,
             h.tau,
             h.steps,
             h.integrator.name(),
             h.seed,
-            self.save_every
+            self.save_every,
+            self.start.name(),
         ));
         s
     }
+}
+
+/// Step-size warm-up: during the first half of thermalisation a trajectory of the same length τ
+/// takes 2^k times the production MD steps, k falling from this value to 1; from the second half
+/// on (and for every measured trajectory) the production step size. A hot start far from
+/// equilibrium (ΔH ≫ 1 at the production step) thus still moves, and the schedule depends only
+/// on the trajectory index, so a resumed run repeats it exactly.
+pub const WARMUP_LEVELS: u32 = 3;
+
+/// MD steps of trajectory `t` (see [`WARMUP_LEVELS`]).
+pub fn warmup_steps(steps: usize, t: u64, therm: u64) -> usize {
+    let half = therm / 2;
+    if t >= half {
+        return steps;
+    }
+    let k = (WARMUP_LEVELS as u64 * (half - t)).div_ceil(half) as u32;
+    steps
+        .saturating_mul(1 << k.min(WARMUP_LEVELS))
+        .min(crate::hmc::MAX_STEPS)
+}
+
+/// Fewest trajectories in a window before zero acceptance there is taken as a stuck chain.
+const STUCK_AFTER: usize = 20;
+
+/// Refuses the run when, among the rows of trajectories `t >= from`, a chain accepted none of at
+/// least [`STUCK_AFTER`] trajectories, or ΔH was not finite in most of them: those are failures,
+/// not results.
+fn check_chains(rows: &[f64], ncols: usize, chains: usize, from: u64) -> Result<()> {
+    let window: Vec<&[f64]> = rows.chunks(ncols).filter(|r| r[0] as u64 >= from).collect();
+    if window.is_empty() {
+        return Ok(());
+    }
+    let non_finite = window.iter().filter(|r| !r[3].is_finite()).count();
+    if 2 * non_finite > window.len() {
+        return Err(Error::NonFinite(format!(
+            "ΔH was not finite in {non_finite} of {} trajectories from trajectory {from} on: the \
+             couplings are unstable or the step size far too large",
+            window.len()
+        )));
+    }
+    for c in 0..chains {
+        let mine: Vec<&&[f64]> = window.iter().filter(|r| r[1] as usize == c).collect();
+        if mine.len() >= STUCK_AFTER && mine.iter().all(|r| r[2] == 0.0) {
+            let mean_dh = mine.iter().map(|r| r[3]).sum::<f64>() / mine.len() as f64;
+            return Err(Error::InvalidInput(format!(
+                "chain {c} accepted none of its {} trajectories from trajectory {from} on (mean ΔH \
+                 = {mean_dh:.3e}): it is stuck, so its results would be its start. Raise --steps or \
+                 lower --tau, thermalise longer (--therm), or try --start cold or ordered",
+                mine.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A failed run keeps its data files, but no `summary.json` may present it as a result.
+fn no_summary(out: &Path, e: Error) -> Error {
+    let _ = std::fs::remove_file(out.join("summary.json"));
+    e
+}
+
+/// Per-chain acceptance and ⟨e^{−ΔH}⟩ after thermalisation.
+#[derive(Clone, Debug)]
+pub struct ChainStats {
+    /// Fraction of accepted trajectories.
+    pub acceptance: f64,
+    /// ⟨e^{−ΔH}⟩ of this chain (should be 1).
+    pub exp_minus_dh: Estimate,
 }
 
 /// What a finished run reports.
@@ -158,6 +229,11 @@ pub struct RunOutcome {
     pub out: PathBuf,
     /// The time-slice correlator and effective mass.
     pub correlator: Vec<CorrelatorPoint>,
+    /// Per chain, after thermalisation.
+    pub chains: Vec<ChainStats>,
+    /// Per primary observable, the χ² test that the chains agree (`None` for one chain or a
+    /// constant series).
+    pub replicas: Vec<(&'static str, Option<ReplicaCheck>)>,
 }
 
 /// Per-trajectory history kept for the files and the analysis.
@@ -213,6 +289,9 @@ pub fn run_hmc(
         slices: Vec::new(),
         configs: Vec::new(),
     };
+    if claim != Claim::Resume {
+        hmc.set_fields(&cfg.start.fields(action.as_ref(), cfg.chains, cfg.hmc.seed))?;
+    }
     if claim == Claim::Resume {
         let shape = HistoryShape {
             chains: cfg.chains,
@@ -230,10 +309,13 @@ pub fn run_hmc(
     let trajectories_at_start = hmc.trajectories_done();
     while hmc.trajectories_done() < cfg.trajectories {
         let t = hmc.trajectories_done();
+        let steps = warmup_steps(cfg.hmc.steps, t, cfg.therm);
+        hmc.set_steps(steps)?;
         let start = Instant::now();
         let stats = hmc.trajectory()?;
         md_seconds += start.elapsed().as_secs_f64();
-        md_updates += per_traj_updates;
+        md_updates += per_traj_updates * hmc.params().integrator.updates(steps) as f64
+            / hmc.params().integrator.updates(cfg.hmc.steps) as f64;
         let meas = Measurement::batch(&hmc.slice_moments()?, &stats.action, &lat);
         for (c, m) in meas.iter().enumerate() {
             let prim = primaries(set, m, lat.volume());
@@ -256,11 +338,18 @@ pub fn run_hmc(
         }
         let done = t + 1;
         progress(done, cfg.trajectories);
-        if done.is_multiple_of(cfg.checkpoint_every) || done == cfg.trajectories {
+        let end_of_therm = done == cfg.therm;
+        if done.is_multiple_of(cfg.checkpoint_every) || done == cfg.trajectories || end_of_therm {
             write_checkpoint(&ckpt_path, &identity, &hmc, &hist)?;
             write_series(out, cfg, &lat, set, &hist, ncols)?;
         }
+        if end_of_therm {
+            // The second half of thermalisation ran at the production step size.
+            check_chains(&hist.rows, ncols, cfg.chains, cfg.therm / 2)
+                .map_err(|e| no_summary(out, e))?;
+        }
     }
+    check_chains(&hist.rows, ncols, cfg.chains, cfg.therm).map_err(|e| no_summary(out, e))?;
     if trajectories_at_start == hmc.trajectories_done() {
         // Nothing ran (a resumed, finished run): rebuild the files from the checkpoint, so no
         // result file is left missing or stale.
@@ -484,7 +573,28 @@ fn analyse(
     let all_dh: Vec<f64> = cols[3].iter().flatten().copied().collect();
     let delta_h_rms =
         (all_dh.iter().map(|d| d * d).sum::<f64>() / all_dh.len().max(1) as f64).sqrt();
+    let chains = cols[2]
+        .iter()
+        .zip(&boltz)
+        .map(|(acc, b)| ChainStats {
+            acceptance: acc.iter().sum::<f64>() / acc.len().max(1) as f64,
+            exp_minus_dh: gamma_primary(&[b.as_slice()]),
+        })
+        .collect();
+    let replicas = primary_names(set)
+        .iter()
+        .enumerate()
+        .map(|(p, &name)| {
+            let per_chain: Vec<Estimate> = series
+                .iter()
+                .map(|s| gamma_primary(&[s[p].as_slice()]))
+                .collect();
+            (name, replica_consistency(&per_chain))
+        })
+        .collect();
     RunOutcome {
+        chains,
+        replicas,
         observables: summarize(set, lat.volume(), &series),
         acceptance,
         exp_minus_dh: gamma_primary(&boltz_refs),
@@ -527,12 +637,43 @@ fn write_correlator(
 }
 
 fn estimate_json(e: &Estimate) -> Json {
-    Json::obj([
+    let mut fields = vec![
         ("value", Json::Num(e.value)),
         ("error", Json::Num(e.error)),
         ("tau_int", Json::Num(e.tau_int)),
         ("tau_int_error", Json::Num(e.tau_int_error)),
-    ])
+    ];
+    if let Some(note) = e.note {
+        fields.push(("note", Json::Str(note.into())));
+    }
+    Json::obj(fields)
+}
+
+fn chains_json(o: &RunOutcome) -> Json {
+    Json::Arr(
+        o.chains
+            .iter()
+            .map(|c| {
+                Json::obj([
+                    ("acceptance", Json::Num(c.acceptance)),
+                    ("exp_minus_delta_h", estimate_json(&c.exp_minus_dh)),
+                ])
+            })
+            .collect(),
+    )
+}
+
+fn replicas_json(o: &RunOutcome) -> Json {
+    Json::obj(o.replicas.iter().map(|(name, r)| {
+        let v = r.map_or(Json::Null, |r| {
+            Json::obj([
+                ("chi2", Json::Num(r.chi2)),
+                ("dof", Json::Num(r.dof as f64)),
+                ("q", Json::Num(r.q)),
+            ])
+        });
+        (*name, v)
+    }))
 }
 
 fn summary_json(cfg: &RunConfig, action: &dyn Action, o: &RunOutcome) -> Json {
@@ -559,10 +700,13 @@ fn summary_json(cfg: &RunConfig, action: &dyn Action, o: &RunOutcome) -> Json {
         ("tau", Json::Num(cfg.hmc.tau)),
         ("steps", Json::Num(cfg.hmc.steps as f64)),
         ("seed", Json::Num(cfg.hmc.seed as f64)),
+        ("start", Json::Str(cfg.start.name().into())),
         ("trajectories", Json::Num(o.trajectories as f64)),
         ("therm", Json::Num(cfg.therm as f64)),
         ("device", Json::Str(o.device.clone())),
         ("acceptance", Json::Num(o.acceptance)),
+        ("chain_stats", chains_json(o)),
+        ("replica_consistency", replicas_json(o)),
         ("exp_minus_delta_h", estimate_json(&o.exp_minus_dh)),
         ("delta_h", estimate_json(&o.delta_h)),
         ("delta_h_rms", Json::Num(o.delta_h_rms)),

@@ -85,7 +85,10 @@ fn derived_quantity_agrees_with_jackknife_and_the_exact_value() {
 }
 
 #[test]
-fn constant_series_has_zero_error() {
+fn constant_series_is_reported_instead_of_given_a_zero_error() {
+    // A constant series from a Monte Carlo chain means a stuck chain: its error is unknown, not 0.
     let e = gamma_primary(&[&[2.0; 100]]);
-    assert_eq!((e.value, e.error), (2.0, 0.0));
+    assert_eq!(e.value, 2.0);
+    assert!(e.error.is_nan());
+    assert_eq!(e.note, Some(latticeml::analysis::gamma::NOTE_CONSTANT));
 }

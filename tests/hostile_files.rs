@@ -10,7 +10,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use latticeml::device::memory;
-use latticeml::hmc::{HmcParams, Integrator};
+use latticeml::hmc::{HmcParams, Integrator, Start};
 use latticeml::io::checkpoint::Checkpoint;
 use latticeml::io::json::Json;
 use latticeml::io::npy;
@@ -194,6 +194,7 @@ fn tiny_run() -> RunConfig {
             integrator: Integrator::Leapfrog,
             seed: 11,
         },
+        start: Start::Hot,
         save_every: 2,
         checkpoint_every: 3,
     }

@@ -13,7 +13,21 @@ pub struct Estimate {
     pub tau_int: f64,
     /// Error of τ_int.
     pub tau_int_error: f64,
+    /// Why the error is not to be trusted, when it is not: a series without fluctuations (error
+    /// NaN: a stuck chain, never "exactly 0"), or one too short for the automatic window.
+    pub note: Option<&'static str>,
 }
+
+/// [`Estimate::note`] of a series without fluctuations.
+pub const NOTE_CONSTANT: &str = "no fluctuations: the series is constant (a stuck chain?)";
+/// [`Estimate::note`] of a series too short for its autocorrelation: fewer than
+/// [`MIN_TAUS`] τ_int of measurements (Wolff asks for N ≫ τ_int, ~100 τ_int for errors good to
+/// a few per cent), or no window satisfying the automatic criterion.
+pub const NOTE_TOO_SHORT: &str =
+    "series too short for its autocorrelation (fewer than 50 tau_int): error and tau_int unreliable";
+
+/// Measurements per τ_int below which [`NOTE_TOO_SHORT`] is attached.
+pub const MIN_TAUS: f64 = 50.0;
 
 /// Wolff's S parameter of the automatic window (his recommended 1.5).
 const S_TAU: f64 = 1.5;
@@ -38,6 +52,7 @@ pub fn gamma_derived<F: Fn(&[f64]) -> f64>(replicas: &[Vec<Vec<f64>>], f: F) -> 
             error: f64::NAN,
             tau_int: f64::NAN,
             tau_int_error: f64::NAN,
+            note: Some("no measurements"),
         };
     }
     let means: Vec<f64> = (0..n_obs)
@@ -60,12 +75,13 @@ pub fn gamma_derived<F: Fn(&[f64]) -> f64>(replicas: &[Vec<Vec<f64>>], f: F) -> 
                 .collect()
         })
         .collect();
-    let (error, tau_int, tau_int_error) = gamma_window(&deltas, n_total);
+    let (error, tau_int, tau_int_error, note) = gamma_window(&deltas, n_total);
     Estimate {
         value,
         error,
         tau_int,
         tau_int_error,
+        note,
     }
 }
 
@@ -114,17 +130,19 @@ fn autocorrelation(deltas: &[Vec<f64>], t: usize) -> f64 {
     }
 }
 
-/// Automatic window, bias correction, error of the mean, τ_int and its error.
-fn gamma_window(deltas: &[Vec<f64>], n_total: usize) -> (f64, f64, f64) {
+/// Automatic window, bias correction, error of the mean, τ_int and its error, and a note when
+/// the error cannot be trusted.
+fn gamma_window(deltas: &[Vec<f64>], n_total: usize) -> (f64, f64, f64, Option<&'static str>) {
     let n = n_total as f64;
     let gamma0 = autocorrelation(deltas, 0);
     if gamma0 <= 0.0 || !gamma0.is_finite() {
-        return (0.0, 0.5, 0.0);
+        return (f64::NAN, f64::NAN, f64::NAN, Some(NOTE_CONSTANT));
     }
     let w_max = deltas.iter().map(|d| d.len()).min().unwrap_or(0) / 2;
     let mut gammas = vec![gamma0];
     let mut cw = gamma0;
     let mut window = w_max;
+    let mut found = false;
     for w in 1..=w_max {
         let g = autocorrelation(deltas, w);
         gammas.push(g);
@@ -138,6 +156,7 @@ fn gamma_window(deltas: &[Vec<f64>], n_total: usize) -> (f64, f64, f64) {
         let g_w = (-(w as f64) / tau_tilde).exp() - tau_tilde / (w as f64 * n).sqrt();
         if g_w < 0.0 {
             window = w;
+            found = true;
             break;
         }
     }
@@ -150,5 +169,6 @@ fn gamma_window(deltas: &[Vec<f64>], n_total: usize) -> (f64, f64, f64) {
     let tau = (c_w / (2.0 * g0)).max(0.5);
     let error = (c_w / n).sqrt();
     let dtau = 2.0 * tau * ((window as f64 + 0.5 - tau).max(0.0) / n).sqrt();
-    (error, tau, dtau)
+    let short = !found || n < MIN_TAUS * tau;
+    (error, tau, dtau, short.then_some(NOTE_TOO_SHORT))
 }

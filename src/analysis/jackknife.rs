@@ -45,5 +45,6 @@ pub fn jackknife<F: Fn(&[f64]) -> f64>(
         error: var.sqrt(),
         tau_int: f64::NAN,
         tau_int_error: f64::NAN,
+        note: None,
     }
 }

@@ -111,6 +111,56 @@ impl Integrator {
 /// update counts cannot overflow.
 pub const MAX_STEPS: usize = 1_000_000_000;
 
+/// How the chains start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// φ drawn from a unit Gaussian (its own Philox stream per chain).
+    Hot,
+    /// φ = 0 everywhere.
+    Cold,
+    /// φ uniform at the minimum of the action ([`Action::ordered_value`]): the broken phase.
+    Ordered,
+}
+
+impl Start {
+    /// Parses `hot`, `cold` or `ordered`.
+    pub fn from_name(s: &str) -> Result<Self> {
+        match s {
+            "hot" => Ok(Start::Hot),
+            "cold" => Ok(Start::Cold),
+            "ordered" => Ok(Start::Ordered),
+            _ => Err(Error::InvalidInput(format!(
+                "unknown start '{s}': use hot, cold or ordered"
+            ))),
+        }
+    }
+
+    /// Name as accepted by [`Start::from_name`].
+    pub fn name(&self) -> &'static str {
+        match self {
+            Start::Hot => "hot",
+            Start::Cold => "cold",
+            Start::Ordered => "ordered",
+        }
+    }
+
+    /// The starting batch `[chain][site]` of `chains` chains of `action`.
+    pub fn fields(&self, action: &dyn Action, chains: usize, seed: u64) -> Vec<f64> {
+        let volume = action.lattice().volume();
+        match self {
+            Start::Hot => {
+                let mut phi = vec![0.0; chains * volume];
+                for (c, chain) in phi.chunks_mut(volume).enumerate() {
+                    philox::fill_normals(chain, seed, c as u32, 0, philox::STREAM_INIT);
+                }
+                phi
+            }
+            Start::Cold => vec![0.0; chains * volume],
+            Start::Ordered => vec![action.ordered_value(); chains * volume],
+        }
+    }
+}
+
 /// HMC parameters.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct HmcParams {
@@ -206,7 +256,7 @@ pub struct Hmc {
 }
 
 impl Hmc {
-    /// A sampler with a hot start: φ drawn from a unit Gaussian with its own Philox stream.
+    /// A sampler with a hot start ([`Start::Hot`]); [`Hmc::set_fields`] sets another.
     pub fn new(
         action: Arc<dyn Action>,
         chains: usize,
@@ -244,12 +294,20 @@ impl Hmc {
             next_trajectory: 0,
             accepted: vec![0; chains],
         };
-        let mut phi = vec![0.0; chains * volume];
-        for (c, chain) in phi.chunks_mut(volume).enumerate() {
-            philox::fill_normals(chain, params.seed, c as u32, 0, philox::STREAM_INIT);
-        }
+        let phi = Start::Hot.fields(hmc.action.as_ref(), chains, params.seed);
         hmc.backend.set_fields(&phi)?;
         Ok(hmc)
+    }
+
+    /// Changes the MD steps per trajectory (at fixed τ): the step-size warm-up of thermalisation.
+    pub fn set_steps(&mut self, steps: usize) -> Result<()> {
+        let params = HmcParams {
+            steps,
+            ..self.params
+        };
+        params.validate()?;
+        self.params = params;
+        Ok(())
     }
 
     /// The action being sampled.

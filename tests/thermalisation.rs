@@ -1,0 +1,180 @@
+//! Thermalisation that cannot fail silently: every start reaches the same equilibrium, the
+//! step-size warm-up follows its schedule, stuck chains and exploding couplings are errors (not
+//! results), and the summary reports every chain and whether the chains agree.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use latticeml::action::{Action, Oscillator, Phi4};
+use latticeml::analysis::gamma::{NOTE_CONSTANT, NOTE_TOO_SHORT};
+use latticeml::analysis::gamma_primary;
+use latticeml::hmc::{HmcParams, Integrator, Start};
+use latticeml::io::outdir::Claim;
+use latticeml::run::{run_hmc, warmup_steps, RunConfig, Theory};
+use latticeml::{Device, Lattice};
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("latticeml-therm-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+#[test]
+fn the_warm_up_shrinks_the_step_only_in_the_first_half_of_thermalisation() {
+    assert_eq!(warmup_steps(4, 0, 200), 32);
+    assert_eq!(warmup_steps(4, 40, 200), 16);
+    assert_eq!(warmup_steps(4, 99, 200), 8);
+    assert_eq!(warmup_steps(4, 100, 200), 4);
+    assert_eq!(warmup_steps(4, 5000, 200), 4);
+    assert_eq!(warmup_steps(4, 0, 0), 4);
+    assert_eq!(warmup_steps(4, 0, 1), 4);
+}
+
+#[test]
+fn ordered_starts_sit_at_the_minimum_of_the_action() {
+    let osc = Oscillator::new(0.5, 1.0, 1.4, 20.0, 100).unwrap();
+    assert!((osc.ordered_value() - 1.4).abs() < 1e-12);
+    // Broken phase, d = 2: φ² = (2κd − 1 + 2λ)/(2λ).
+    let lat = Lattice::new(&[8, 8]).unwrap();
+    let broken = Phi4::new(lat.clone(), 0.5, 0.022).unwrap();
+    let want = ((2.0 * 0.5 * 2.0 - 1.0 + 0.044) / 0.044f64).sqrt();
+    assert!((broken.ordered_value() - want).abs() < 1e-12);
+    // The minimum is a stationary point of the action: zero force on the uniform field.
+    let phi = vec![broken.ordered_value(); 64];
+    let mut f = vec![1.0; 64];
+    broken.force(&phi, &mut f);
+    assert!(f.iter().all(|x| x.abs() < 1e-9), "{f:?}");
+    assert_eq!(Phi4::new(lat, 0.1, 0.1).unwrap().ordered_value(), 1.0);
+}
+
+fn config(start: Start, seed: u64) -> RunConfig {
+    RunConfig {
+        theory: Theory::Phi4 {
+            lattice: Lattice::new(&[8, 8]).unwrap(),
+            kappa: 0.22,
+            lambda: 0.05,
+        },
+        chains: 4,
+        trajectories: 1600,
+        therm: 100,
+        hmc: HmcParams {
+            tau: 1.0,
+            steps: 6,
+            integrator: Integrator::Omelyan,
+            seed,
+        },
+        start,
+        save_every: 100,
+        checkpoint_every: 400,
+    }
+}
+
+#[test]
+fn hot_cold_and_ordered_starts_reach_the_same_equilibrium() {
+    let dev = Device::Cpu(common::cpu());
+    let mut results = Vec::new();
+    for (k, start) in [Start::Hot, Start::Cold, Start::Ordered]
+        .into_iter()
+        .enumerate()
+    {
+        let out = tmp(start.name());
+        let o = run_hmc(
+            &config(start, 10 + k as u64),
+            &dev,
+            &out,
+            Claim::Fresh,
+            &mut |_, _| {},
+        )
+        .unwrap();
+        let get = |n: &str| o.observables.iter().find(|(k, _)| *k == n).unwrap().1;
+        results.push((start, get("absM"), get("action_density")));
+        // The summary reports every chain and the replica test of every primary observable.
+        let s: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+        assert_eq!(s["start"], start.name());
+        assert_eq!(s["chain_stats"].as_array().unwrap().len(), 4);
+        let q = s["replica_consistency"]["absM"]["q"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&q));
+        assert!(o.chains.iter().all(|c| c.acceptance > 0.5));
+    }
+    for w in results.windows(2) {
+        for (a, b) in [(w[0].1, w[1].1), (w[0].2, w[1].2)] {
+            let z = (a.value - b.value).abs() / (a.error.powi(2) + b.error.powi(2)).sqrt();
+            assert!(
+                z < 4.0,
+                "{:?} vs {:?}: {a:?} vs {b:?} ({z:.1} sigma)",
+                w[0].0,
+                w[1].0
+            );
+        }
+    }
+}
+
+fn cli(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_latticeml"))
+        .args(args)
+        .env("LATTICEML_THREADS", "2")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn stuck_chains_and_exploding_couplings_are_errors_not_results() {
+    let cases: [(&[&str], &str); 2] = [
+        (&["--kappa", "1e300"], "not finite"),
+        (
+            &[
+                "--dims",
+                "16x16",
+                "--tau",
+                "6",
+                "--steps",
+                "1",
+                "--integrator",
+                "leapfrog",
+            ],
+            "accepted none",
+        ),
+    ];
+    for (i, (extra, needle)) in cases.iter().enumerate() {
+        let out = tmp(&format!("fail{i}"));
+        let o = out.to_str().unwrap();
+        let mut args = vec![
+            "hmc",
+            "--trajectories",
+            "100",
+            "--therm",
+            "40",
+            "--device",
+            "cpu",
+            "--out",
+            o,
+        ];
+        args.extend_from_slice(extra);
+        let r = cli(&args);
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(err.contains(needle), "{extra:?}: {err}");
+        // The data are kept; no summary presents them as a result.
+        assert!(out.join("observables.csv").exists() && out.join("checkpoint").exists());
+        assert!(!out.join("summary.json").exists());
+    }
+}
+
+#[test]
+fn the_gamma_method_never_reports_an_error_of_exactly_zero() {
+    let constant = [1.5; 100];
+    let e = gamma_primary(&[&constant]);
+    assert_eq!(e.value, 1.5);
+    assert!(e.error.is_nan() && e.note == Some(NOTE_CONSTANT), "{e:?}");
+    // Eight points of a slow drift: no window satisfies Wolff's criterion.
+    let drift: Vec<f64> = (0..8).map(|i| i as f64).collect();
+    let e = gamma_primary(&[&drift]);
+    assert_eq!(e.note, Some(NOTE_TOO_SHORT), "{e:?}");
+    // A long uncorrelated series needs no note.
+    let mut z = vec![0.0; 4000];
+    latticeml::philox::fill_normals(&mut z, 5, 0, 0, 9);
+    assert_eq!(gamma_primary(&[&z]).note, None);
+}
