@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::action::{Action, Oscillator, Phi4};
+use crate::action::{Action, ObservableSet, Oscillator, Phi4};
 use crate::analysis::{gamma_primary, replica_consistency, Estimate, ReplicaCheck};
 use crate::device::Device;
 use crate::error::{Error, Result};
@@ -15,6 +15,7 @@ use crate::hmc::{Hmc, HmcParams, Start};
 use crate::io::checkpoint::Checkpoint;
 use crate::io::json::Json;
 use crate::io::outdir::{Claim, Manifest, OutputDir};
+use crate::io::stream::{Appender, Format};
 use crate::io::{npy, read, write_atomic};
 use crate::lattice::Lattice;
 use crate::observables::{
@@ -236,31 +237,154 @@ pub struct RunOutcome {
     pub replicas: Vec<(&'static str, Option<ReplicaCheck>)>,
 }
 
-/// Per-trajectory history kept for the files and the analysis.
+/// The per-trajectory history, read back from the streamed files for the analysis.
 struct History {
     /// Rows `[trajectory, chain, accepted, ΔH, primaries…]`.
     rows: Vec<f64>,
     /// Per row: the T time-slice sums.
     slices: Vec<f64>,
-    /// Thinned configurations `[saved][chain][site]`.
-    configs: Vec<f64>,
 }
 
 const FIXED_COLS: usize = 4;
 
 /// The files `run_hmc` writes into its directory.
-pub const RUN_FILES: [&str; 5] = [
+pub const RUN_FILES: [&str; 6] = [
     "observables.csv",
     "configs.npy",
+    "slices.npy",
     "correlator.csv",
     "summary.json",
     "checkpoint",
 ];
 
+/// The streamed files, in the order of the checkpoint's `files` array.
+struct Streams {
+    csv: Appender,
+    slices: Appender,
+    configs: Appender,
+}
+
+impl Streams {
+    fn formats(set: ObservableSet, lat: &Lattice, chains: usize) -> [(&'static str, Format); 3] {
+        let mut header = String::from("trajectory,chain,thermalisation,accepted,delta_h");
+        for n in primary_names(set) {
+            header.push(',');
+            header.push_str(n);
+        }
+        let mut config = vec![chains];
+        config.extend_from_slice(lat.extents());
+        [
+            ("observables.csv", Format::Csv { header }),
+            (
+                "slices.npy",
+                Format::Npy {
+                    inner: vec![lat.time_extent()],
+                },
+            ),
+            ("configs.npy", Format::Npy { inner: config }),
+        ]
+    }
+
+    fn create(out: &Path, set: ObservableSet, lat: &Lattice, chains: usize) -> Result<Streams> {
+        let [a, b, c] =
+            Self::formats(set, lat, chains).map(|(name, f)| Appender::create(&out.join(name), f));
+        Ok(Streams {
+            csv: a?,
+            slices: b?,
+            configs: c?,
+        })
+    }
+
+    /// Reopens the files at the checkpoint's `[rows, length]` per file.
+    fn resume(
+        out: &Path,
+        set: ObservableSet,
+        lat: &Lattice,
+        chains: usize,
+        at: &[f64],
+    ) -> Result<Streams> {
+        let [a, b, c] = Self::formats(set, lat, chains);
+        let open = |(name, f): (&str, Format), k: usize| {
+            Appender::resume(&out.join(name), f, at[2 * k] as u64, at[2 * k + 1] as u64)
+        };
+        Ok(Streams {
+            csv: open(a, 0)?,
+            slices: open(b, 1)?,
+            configs: open(c, 2)?,
+        })
+    }
+
+    /// Syncs every file and returns `[rows, length]` per file for the checkpoint.
+    fn sync(&mut self) -> Result<Vec<f64>> {
+        let mut v = Vec::with_capacity(6);
+        for a in [&mut self.csv, &mut self.slices, &mut self.configs] {
+            let len = a.sync()?;
+            v.extend([a.rows() as f64, len as f64]);
+        }
+        Ok(v)
+    }
+}
+
+/// One `observables.csv` line: `trajectory, chain, thermalisation, accepted, delta_h, primaries…`
+/// (floats in the shortest form that reads back to the same bits).
+fn csv_line(therm: u64, row: &[f64]) -> String {
+    let mut line = format!(
+        "{},{},{},{},{:e}",
+        row[0] as u64,
+        row[1] as u64,
+        ((row[0] as u64) < therm) as u8,
+        row[2] as u8,
+        row[3]
+    );
+    for x in &row[FIXED_COLS..] {
+        line.push_str(&format!(",{x:e}"));
+    }
+    line
+}
+
+/// Reads the history back from `observables.csv` and `slices.npy` (after a sync).
+fn load_history(out: &Path, ncols: usize, time_extent: usize) -> Result<History> {
+    let path = out.join("observables.csv");
+    let text = std::fs::read_to_string(&path).map_err(|e| crate::io::io_err(&path, e))?;
+    let bad = |reason: String| Error::BadFile {
+        path: path.display().to_string(),
+        reason,
+    };
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() != ncols + 1 {
+            return Err(bad(format!(
+                "line {}: {} columns, expected {}",
+                i + 1,
+                f.len(),
+                ncols + 1
+            )));
+        }
+        // Columns: trajectory, chain, thermalisation (derived), accepted, delta_h, primaries.
+        for (k, v) in f.iter().enumerate().filter(|(k, _)| *k != 2) {
+            rows.push(
+                v.parse::<f64>().map_err(|_| {
+                    bad(format!("line {}: column {} is not a number", i + 1, k + 1))
+                })?,
+            );
+        }
+    }
+    let (shape, slices) = npy::decode_prefix(&read(&out.join("slices.npy"))?)?;
+    if shape.get(1) != Some(&time_extent) {
+        return Err(Error::BadFile {
+            path: out.join("slices.npy").display().to_string(),
+            reason: format!("shape {shape:?}: not {time_extent} time slices per row"),
+        });
+    }
+    Ok(History { rows, slices })
+}
+
 /// Runs an HMC job writing into `out`: a new run (`Claim::Fresh`, the directory must hold no
 /// results), the continuation of the run there (`Claim::Resume`), or a replacement of it
 /// (`Claim::Force`); see [`crate::io::outdir`]. `progress(done, total)` is called after every
-/// trajectory.
+/// trajectory. Results are streamed to disk as they are produced: memory does not grow with the
+/// number of trajectories, and a checkpoint costs the same at any point of the run.
 pub fn run_hmc(
     cfg: &RunConfig,
     device: &Device,
@@ -284,29 +408,23 @@ pub fn run_hmc(
     let ckpt_path = out.join("checkpoint");
 
     let mut hmc = Hmc::new(action.clone(), cfg.chains, cfg.hmc, device)?;
-    let mut hist = History {
-        rows: Vec::new(),
-        slices: Vec::new(),
-        configs: Vec::new(),
+    let shape = HistoryShape {
+        chains: cfg.chains,
+        ncols,
+        time_extent: lat.time_extent(),
     };
-    if claim != Claim::Resume {
+    let mut streams = if claim == Claim::Resume {
+        let at = restore(&ckpt_path, &identity, cfg, &mut hmc)?;
+        Streams::resume(out, set, &lat, cfg.chains, &at)?
+    } else {
         hmc.set_fields(&cfg.start.fields(action.as_ref(), cfg.chains, cfg.hmc.seed))?;
-    }
-    if claim == Claim::Resume {
-        let shape = HistoryShape {
-            chains: cfg.chains,
-            ncols,
-            time_extent: lat.time_extent(),
-            config_len: cfg.chains * lat.volume(),
-        };
-        restore(&ckpt_path, &identity, &shape, &mut hmc, &mut hist)?;
-    }
+        Streams::create(out, set, &lat, cfg.chains)?
+    };
 
     let per_traj_updates =
         (cfg.chains * lat.volume() * cfg.hmc.integrator.updates(cfg.hmc.steps)) as f64;
     let mut md_seconds = 0.0;
     let mut md_updates = 0.0;
-    let trajectories_at_start = hmc.trajectories_done();
     while hmc.trajectories_done() < cfg.trajectories {
         let t = hmc.trajectories_done();
         let steps = warmup_steps(cfg.hmc.steps, t, cfg.therm);
@@ -324,37 +442,43 @@ pub fn run_hmc(
                     "observable {bad} on chain {c} at trajectory {t}: the couplings or step size are unstable"
                 )));
             }
-            hist.rows.extend_from_slice(&[
+            let mut row = vec![
                 t as f64,
                 c as f64,
                 stats.accepted[c] as u8 as f64,
                 stats.delta_h[c],
-            ]);
-            hist.rows.extend_from_slice(&prim);
-            hist.slices.extend_from_slice(&m.slice_sums);
+            ];
+            row.extend_from_slice(&prim);
+            streams.csv.line(&csv_line(cfg.therm, &row))?;
+            streams.slices.values(&m.slice_sums)?;
         }
         if t >= cfg.therm && (t + 1 - cfg.therm).is_multiple_of(cfg.save_every) {
-            hist.configs.extend_from_slice(&hmc.fields()?);
+            streams.configs.values(&hmc.fields()?)?;
         }
         let done = t + 1;
         progress(done, cfg.trajectories);
         let end_of_therm = done == cfg.therm;
         if done.is_multiple_of(cfg.checkpoint_every) || done == cfg.trajectories || end_of_therm {
-            write_checkpoint(&ckpt_path, &identity, &hmc, &hist)?;
-            write_series(out, cfg, &lat, set, &hist, ncols)?;
+            let at = streams.sync()?;
+            write_checkpoint(&ckpt_path, &identity, &hmc, &at)?;
         }
         if end_of_therm {
             // The second half of thermalisation ran at the production step size.
+            let hist = load_history(out, ncols, lat.time_extent())?;
             check_chains(&hist.rows, ncols, cfg.chains, cfg.therm / 2)
                 .map_err(|e| no_summary(out, e))?;
         }
     }
+    streams.sync()?;
+    drop(streams);
+    let hist = load_history(out, ncols, lat.time_extent())?;
+    check_history(&shape, hmc.trajectories_done(), &hist.rows, &hist.slices).map_err(|reason| {
+        Error::BadFile {
+            path: out.join("observables.csv").display().to_string(),
+            reason,
+        }
+    })?;
     check_chains(&hist.rows, ncols, cfg.chains, cfg.therm).map_err(|e| no_summary(out, e))?;
-    if trajectories_at_start == hmc.trajectories_done() {
-        // Nothing ran (a resumed, finished run): rebuild the files from the checkpoint, so no
-        // result file is left missing or stale.
-        write_series(out, cfg, &lat, set, &hist, ncols)?;
-    }
 
     let mut outcome = analyse(
         cfg,
@@ -377,13 +501,8 @@ pub fn run_hmc(
     Ok(outcome)
 }
 
-fn restore(
-    path: &Path,
-    identity: &str,
-    shape: &HistoryShape,
-    hmc: &mut Hmc,
-    hist: &mut History,
-) -> Result<()> {
+/// Restores the sampler from the checkpoint and returns the streamed files' `[rows, length]`.
+fn restore(path: &Path, identity: &str, cfg: &RunConfig, hmc: &mut Hmc) -> Result<Vec<f64>> {
     if !path.exists() {
         return Err(Error::InvalidInput(format!(
             "nothing to resume: {} does not exist; run without --resume",
@@ -420,39 +539,46 @@ fn restore(
             .ok_or_else(|| bad(format!("missing array '{name}'")))
     };
     let accepted = arr("accepted")?;
-    if accepted.len() != shape.chains
+    if accepted.len() != cfg.chains
         || accepted
             .iter()
             .any(|&a| !(a >= 0.0 && a <= done as f64 && a.fract() == 0.0))
     {
         return Err(bad("acceptance counters do not fit the run".into()));
     }
-    check_history(shape, done, arr("rows")?, arr("slices")?, arr("configs")?).map_err(bad)?;
+    let files = arr("files")?;
+    let saves = done.saturating_sub(cfg.therm) / cfg.save_every;
+    let rows = done as f64 * cfg.chains as f64;
+    let whole = |v: f64| v >= 0.0 && v.fract() == 0.0 && v < 2f64.powi(53);
+    if files.len() != 6
+        || !files.iter().all(|&v| whole(v))
+        || files[0] != rows
+        || files[2] != rows
+        || files[4] != saves as f64
+    {
+        return Err(bad(format!(
+            "its record of the streamed files ({files:?}) does not fit {done} trajectories"
+        )));
+    }
     hmc.set_fields(arr("fields")?)?;
     hmc.set_progress(done, accepted.iter().map(|&a| a as u64).collect())?;
-    hist.rows = arr("rows")?.to_vec();
-    hist.slices = arr("slices")?.to_vec();
-    hist.configs = arr("configs")?.to_vec();
-    Ok(())
+    Ok(files.to_vec())
 }
 
-/// What the arrays of a checkpoint must look like for this run.
+/// What the history must look like for this run.
 struct HistoryShape {
     chains: usize,
     ncols: usize,
     time_extent: usize,
-    config_len: usize,
 }
 
-/// Checks a restored history against the run (a checkpoint can carry a valid checksum and still
-/// not belong here): one row per (trajectory, chain) in order, with in-range indices, flags and
-/// ΔH; one set of slice sums per row; whole configurations.
+/// Checks the history read back against the run: one row per (trajectory, chain) in order, with
+/// in-range indices and flags; one set of slice sums per row.
 fn check_history(
     shape: &HistoryShape,
     done: u64,
     rows: &[f64],
     slices: &[f64],
-    configs: &[f64],
 ) -> std::result::Result<(), String> {
     let expected_rows = (done as u128) * shape.chains as u128;
     if rows.len() as u128 != expected_rows * shape.ncols as u128 {
@@ -472,13 +598,10 @@ fn check_history(
     if slices.len() as u128 != expected_rows * shape.time_extent as u128 {
         return Err("time-slice history does not match the trajectories".into());
     }
-    if !configs.len().is_multiple_of(shape.config_len.max(1)) {
-        return Err("saved configurations are not whole".into());
-    }
     Ok(())
 }
 
-fn write_checkpoint(path: &Path, identity: &str, hmc: &Hmc, hist: &History) -> Result<()> {
+fn write_checkpoint(path: &Path, identity: &str, hmc: &Hmc, files: &[f64]) -> Result<()> {
     let ck = Checkpoint {
         header: format!("{identity}trajectories_done={}", hmc.trajectories_done()),
         arrays: vec![
@@ -487,47 +610,10 @@ fn write_checkpoint(path: &Path, identity: &str, hmc: &Hmc, hist: &History) -> R
                 "accepted".into(),
                 hmc.accepted().iter().map(|&a| a as f64).collect(),
             ),
-            ("rows".into(), hist.rows.clone()),
-            ("slices".into(), hist.slices.clone()),
-            ("configs".into(), hist.configs.clone()),
+            ("files".into(), files.to_vec()),
         ],
     };
     write_atomic(path, &ck.encode())
-}
-
-fn write_series(
-    out: &Path,
-    cfg: &RunConfig,
-    lat: &Lattice,
-    set: crate::action::ObservableSet,
-    hist: &History,
-    ncols: usize,
-) -> Result<()> {
-    let mut csv = String::from("trajectory,chain,thermalisation,accepted,delta_h");
-    for n in primary_names(set) {
-        csv.push(',');
-        csv.push_str(n);
-    }
-    csv.push('\n');
-    for row in hist.rows.chunks(ncols) {
-        let therm = (row[0] as u64) < cfg.therm;
-        csv.push_str(&format!(
-            "{},{},{},{},{:e}",
-            row[0] as u64, row[1] as u64, therm as u8, row[2] as u8, row[3]
-        ));
-        for x in &row[FIXED_COLS..] {
-            csv.push_str(&format!(",{x:e}"));
-        }
-        csv.push('\n');
-    }
-    write_atomic(&out.join("observables.csv"), csv.as_bytes())?;
-    let per = cfg.chains * lat.volume();
-    let mut shape = vec![hist.configs.len() / per, cfg.chains];
-    shape.extend_from_slice(lat.extents());
-    write_atomic(
-        &out.join("configs.npy"),
-        &npy::encode(&shape, &hist.configs),
-    )
 }
 
 /// Per chain, per primary, the post-thermalisation series; also per chain the slice sums.
@@ -543,7 +629,7 @@ fn split_series(cfg: &RunConfig, hist: &History, ncols: usize, col: usize) -> Ve
 fn analyse(
     cfg: &RunConfig,
     lat: &Lattice,
-    set: crate::action::ObservableSet,
+    set: ObservableSet,
     hist: &History,
     ncols: usize,
     device: &Device,

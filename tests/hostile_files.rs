@@ -225,12 +225,26 @@ fn a_checkpoint_with_a_valid_checksum_but_foreign_arrays_is_refused() {
             ),
         }
     };
-    tamper("rows", &|r| r[1] = 99.0); // chain index out of range
-    tamper("rows", &|r| r.truncate(r.len() - 1));
-    tamper("slices", &|s| s.push(0.0));
-    tamper("configs", &|c| c.push(0.0));
+    tamper("files", &|f| f[0] += 1.0); // more CSV rows than trajectories
+    tamper("files", &|f| f[3] = 1e12); // beyond the end of slices.npy
+    tamper("files", &|f| f[4] = 0.5);
+    tamper("files", &|f| f.truncate(5));
     tamper("accepted", &|a| a[0] = 1e300);
     tamper("fields", &|f| f.truncate(3));
+    // The streamed history itself, edited in place (same length, so the offsets still fit): a
+    // row that claims another chain.
+    std::fs::write(&ck_path, &good).unwrap();
+    let csv_path = dir.join("observables.csv");
+    let csv = std::fs::read_to_string(&csv_path).unwrap();
+    std::fs::write(&csv_path, csv.replacen("\n0,1,", "\n0,7,", 1)).unwrap();
+    match run_hmc(&cfg, &dev, &dir, Claim::Resume, &mut |_, _| {}) {
+        Err(Error::BadFile { reason, .. }) => assert!(reason.contains("chain"), "{reason}"),
+        other => panic!(
+            "edited history: expected BadFile, got {:?}",
+            other.map(|o| o.trajectories)
+        ),
+    }
+    std::fs::write(&csv_path, &csv).unwrap();
     // The untouched checkpoint still resumes.
     std::fs::write(&ck_path, &good).unwrap();
     let o = run_hmc(&cfg, &dev, &dir, Claim::Resume, &mut |_, _| {}).unwrap();

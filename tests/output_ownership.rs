@@ -132,16 +132,11 @@ fn a_second_process_is_refused_while_the_first_writes() {
 }
 
 #[test]
-fn resume_rebuilds_missing_files_and_removes_stale_temporaries() {
+fn resume_rebuilds_derived_files_refuses_a_lost_history_and_removes_stale_temporaries() {
     let d = tmp("rebuild");
     assert!(run(&hmc_args(&d, "6")).status.success());
-    let csv = std::fs::read(d.join("observables.csv")).unwrap();
-    for f in [
-        "observables.csv",
-        "correlator.csv",
-        "summary.json",
-        "configs.npy",
-    ] {
+    let summary = std::fs::read(d.join("correlator.csv")).unwrap();
+    for f in ["correlator.csv", "summary.json"] {
         std::fs::remove_file(d.join(f)).unwrap();
     }
     std::fs::write(d.join(".observables.csv.4242.tmp"), "half").unwrap();
@@ -153,16 +148,22 @@ fn resume_rebuilds_missing_files_and_removes_stale_temporaries() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for f in [
-        "observables.csv",
-        "correlator.csv",
-        "summary.json",
-        "configs.npy",
-    ] {
+    for f in ["correlator.csv", "summary.json"] {
         assert!(d.join(f).exists(), "{f} was not rebuilt");
     }
-    assert_eq!(std::fs::read(d.join("observables.csv")).unwrap(), csv);
+    assert_eq!(std::fs::read(d.join("correlator.csv")).unwrap(), summary);
     assert!(!d.join(".observables.csv.4242.tmp").exists());
+
+    // The streamed history cannot be rebuilt from the checkpoint: refused, never a silent exit 0.
+    for f in ["observables.csv", "slices.npy", "configs.npy"] {
+        let keep = std::fs::read(d.join(f)).unwrap();
+        std::fs::remove_file(d.join(f)).unwrap();
+        refused(&run(&resume), "lost");
+        std::fs::write(d.join(f), &keep[..keep.len() / 2]).unwrap();
+        refused(&run(&resume), "lost");
+        std::fs::write(d.join(f), keep).unwrap();
+    }
+    assert!(run(&resume).status.success());
 
     // Nothing to resume.
     let e = tmp("nothing");

@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod json;
 pub mod npy;
 pub mod outdir;
+pub mod stream;
 
 use std::io::Write;
 use std::path::Path;

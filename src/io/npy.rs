@@ -31,10 +31,38 @@ pub fn encode(shape: &[usize], data: &[f64]) -> Vec<u8> {
 
 /// Decodes a `.npy` file of little-endian f64 in C order: (shape, data).
 pub fn decode(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f64>)> {
-    let bad = |r: &str| Error::BadFile {
+    let (shape, start, n) = header(bytes)?;
+    if bytes.len() - start != n {
+        return Err(bad("data length does not match the shape"));
+    }
+    Ok((shape, values(&bytes[start..])))
+}
+
+/// As [`decode`], reading the rows the header declares and ignoring bytes after them (as
+/// `numpy.load` does): the state of an append-only file at its last checkpoint.
+pub fn decode_prefix(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f64>)> {
+    let (shape, start, n) = header(bytes)?;
+    if bytes.len() - start < n {
+        return Err(bad("data shorter than the shape"));
+    }
+    Ok((shape, values(&bytes[start..start + n])))
+}
+
+fn bad(r: &str) -> Error {
+    Error::BadFile {
         path: "<npy>".into(),
         reason: r.into(),
-    };
+    }
+}
+
+fn values(body: &[u8]) -> Vec<f64> {
+    body.chunks_exact(8)
+        .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+        .collect()
+}
+
+/// (shape, offset of the data, data bytes) of a little-endian f64 C-order array.
+fn header(bytes: &[u8]) -> Result<(Vec<usize>, usize, usize)> {
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
         return Err(bad("not a .npy file"));
     }
@@ -61,14 +89,5 @@ pub fn decode(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f64>)> {
     let n = super::element_count(&shape)
         .and_then(|n| n.checked_mul(8))
         .ok_or_else(|| bad("shape too large"))?;
-    let body = &bytes[10 + hlen..];
-    if body.len() != n {
-        return Err(bad("data length does not match the shape"));
-    }
-    Ok((
-        shape,
-        body.chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-            .collect(),
-    ))
+    Ok((shape, 10 + hlen, n))
 }
