@@ -367,7 +367,7 @@ fn print_table(o: &RunOutcome) {
         }
     }
     println!(
-        "files in {}/: observables.csv configs.npy correlator.csv summary.json checkpoint",
+        "files in {}/: observables.csv configs.npy slices.npy correlator.csv summary.json checkpoint",
         o.out.display()
     );
 }
