@@ -64,7 +64,7 @@ struct SpectralArgs {
     #[arg(long)]
     mock: Option<String>,
     /// Mock noise: relative size (or absolute, with --noise-kind absolute).
-    #[arg(long, default_value_t = 1e-4, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 1e-4, allow_hyphen_values = true)]
     noise: f64,
     /// relative, absolute or momentum (σ = noise·D·p/Δp, as in the benchmark paper).
     #[arg(long, default_value = "relative")]
@@ -73,25 +73,26 @@ struct SpectralArgs {
     #[arg(long, default_value_t = 100)]
     points: usize,
     /// First mock data point (p or τ).
-    #[arg(long, default_value_t = 0.2, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.2, allow_hyphen_values = true)]
     x_min: f64,
     /// Last mock data point.
-    #[arg(long, default_value_t = 20.0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 20.0, allow_hyphen_values = true)]
     x_max: f64,
     /// Seed of the mock noise and of the networks.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// kl, exp, finite-t or finite-t-reg.
-    #[arg(long, default_value = "kl")]
-    kernel: String,
+    /// kl, exp, finite-t or finite-t-reg (default: kl for p,value,error data and mock data, exp
+    /// for tau,value,error data).
+    #[arg(long)]
+    kernel: Option<String>,
     /// Inverse temperature for the finite-temperature kernels.
     #[arg(long)]
     beta: Option<f64>,
     /// Smallest ω.
-    #[arg(long, default_value_t = 0.04, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.04, allow_hyphen_values = true)]
     omega_min: f64,
     /// Largest ω.
-    #[arg(long, default_value_t = 20.0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 20.0, allow_hyphen_values = true)]
     omega_max: f64,
     /// Points of the ω-grid.
     #[arg(long, default_value_t = 500)]
@@ -141,19 +142,19 @@ struct HmcArgs {
     #[arg(long, default_value = "32x32")]
     dims: String,
     /// Hopping parameter (phi4).
-    #[arg(long, default_value_t = 0.21, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.21, allow_hyphen_values = true)]
     kappa: f64,
     /// Quartic coupling (phi4 hopping form, or the oscillator's lambda).
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_hyphen_values = true)]
     lambda: Option<f64>,
     /// Oscillator mass.
-    #[arg(long, default_value_t = 0.5, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.5, allow_hyphen_values = true)]
     m: f64,
     /// Oscillator well position.
-    #[arg(long, default_value_t = 1.4, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 1.4, allow_hyphen_values = true)]
     f: f64,
     /// Oscillator inverse temperature.
-    #[arg(long, default_value_t = 20.0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 20.0, allow_hyphen_values = true)]
     beta: f64,
     /// Oscillator time slices.
     #[arg(long, default_value_t = 100)]
@@ -168,7 +169,7 @@ struct HmcArgs {
     #[arg(long, default_value_t = 4)]
     steps: usize,
     /// Trajectory length.
-    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
     tau: f64,
     /// leapfrog, omelyan (2MN) or omelyan4 (fourth order).
     #[arg(long, default_value = "omelyan")]
@@ -381,8 +382,14 @@ fn cmd_bench_hmc(a: BenchHmcArgs) -> Result<()> {
     if !a.json {
         eprintln!("latticeml: {why}");
     }
+    if a.updates < 2 {
+        return Err(Error::InvalidInput(format!(
+            "--updates {} must be at least 2 (a trajectory of n steps is n + 1 fused updates)",
+            a.updates
+        )));
+    }
     let action = Arc::new(Phi4::new(lattice.clone(), 0.15, 0.022)?);
-    let steps = a.updates.max(2) - 1;
+    let steps = a.updates - 1;
     let params = HmcParams {
         tau: 0.02 * steps as f64,
         steps,
@@ -443,6 +450,12 @@ fn cmd_bench_hmc(a: BenchHmcArgs) -> Result<()> {
 }
 
 fn cmd_bench_nn(a: BenchNnArgs) -> Result<()> {
+    if !(a.seconds.is_finite() && a.seconds > 0.0 && a.seconds <= 3600.0) {
+        return Err(Error::InvalidInput(format!(
+            "--seconds {} must be a number of seconds between 0 and 3600",
+            a.seconds
+        )));
+    }
     let (device, why) = Device::from_name(&a.device)?;
     if !a.json {
         eprintln!("latticeml: {why}");
@@ -481,25 +494,64 @@ fn cmd_bench_nn(a: BenchNnArgs) -> Result<()> {
 }
 
 fn cmd_spectral(a: SpectralArgs) -> Result<()> {
-    use latticeml::spectral::{self, kernel, mock, report, Method, Problem};
+    use latticeml::spectral::{self, data::Axis, kernel, mock, report, Method, Problem};
+    if a.cov.is_some() && a.input.is_none() {
+        return Err(Error::InvalidInput(
+            "--cov describes the errors of --input data; mock data take their noise from --noise"
+                .into(),
+        ));
+    }
+    let input = match &a.input {
+        Some(path) => Some(spectral::data::Correlator::read_csv_axis(path)?),
+        None => None,
+    };
+    let points = input.as_ref().map_or(a.points, |(d, _)| d.x.len());
+    // The ω grid with its weights, then the kernel matrix with an SVD's copies of it.
+    latticeml::device::memory::check_host(
+        8 * (a.omega_points as u128) * (2 + 4 * points as u128),
+        &format!("a reconstruction on {} omega points", a.omega_points),
+        "use fewer --omega-points",
+    )?;
     let paper = a.mock.as_deref() == Some("paper");
-    let kind = if paper {
-        kernel::KernelKind::KallenLehmann
-    } else {
-        kernel::KernelKind::from_name(&a.kernel, a.beta)?
+    let axis = input.as_ref().map(|(_, axis)| *axis);
+    let kind = match (a.kernel.as_deref(), axis) {
+        _ if paper => kernel::KernelKind::KallenLehmann,
+        (None, Some(Axis::Time)) => kernel::KernelKind::Exponential,
+        (None, _) => kernel::KernelKind::KallenLehmann,
+        (Some(name), _) => {
+            let k = kernel::KernelKind::from_name(name, a.beta)?;
+            if let Some(axis) = axis.filter(|&ax| !k.takes(ax)) {
+                return Err(Error::InvalidInput(format!(
+                    "the data are {} but --kernel {name} takes {}: use {}",
+                    if axis == Axis::Time {
+                        "times (tau,value,error)"
+                    } else {
+                        "momenta (p,value,error)"
+                    },
+                    if axis == Axis::Time {
+                        "momenta"
+                    } else {
+                        "times"
+                    },
+                    if axis == Axis::Time {
+                        "--kernel exp, finite-t or finite-t-reg"
+                    } else {
+                        "--kernel kl"
+                    }
+                )));
+            }
+            k
+        }
     };
     let grid = kernel::OmegaGrid::uniform(a.omega_min, a.omega_max, a.omega_points)?;
-    let (data, truth) = match (&a.input, &a.mock) {
-        (Some(path), _) => {
-            let d = spectral::data::Correlator::read_csv(path)?;
-            (
-                match &a.cov {
-                    Some(c) => d.with_cov_csv(c)?,
-                    None => d,
-                },
-                None,
-            )
-        }
+    let (data, truth) = match (input, &a.mock) {
+        (Some((d, _)), _) => (
+            match &a.cov {
+                Some(c) => d.with_cov_csv(c)?,
+                None => d,
+            },
+            None,
+        ),
         (None, Some(name)) => {
             let spec = mock::Spectrum::named(if paper { "bw2" } else { name })?;
             let total = spec.abs_integral(0.0, 1000.0, 400_000);
@@ -546,6 +598,7 @@ fn cmd_spectral(a: SpectralArgs) -> Result<()> {
             ))
         }
     };
+    kind.check_points(&data.x)?;
     let (device, _) = Device::from_name(&a.device)?;
     let names: Vec<&str> = if a.method == "all" {
         vec!["nn", "nn-p2p", "mem", "tikhonov", "tsvd"]
@@ -644,7 +697,12 @@ fn claim_spectral_out(a: &SpectralArgs, names: &[&str]) -> Result<OutputDir> {
         command: "spectral".into(),
         parameters: format!(
             "{source}\nmethod={}\nkernel={}\nomega={}:{}:{}\nseed={}\n",
-            a.method, a.kernel, a.omega_min, a.omega_max, a.omega_points, a.seed
+            a.method,
+            a.kernel.as_deref().unwrap_or("auto"),
+            a.omega_min,
+            a.omega_max,
+            a.omega_points,
+            a.seed
         ),
         files,
     };

@@ -519,15 +519,9 @@ fn restore(path: &Path, identity: &str, cfg: &RunConfig, hmc: &mut Hmc) -> Resul
         .rsplit_once("trajectories_done=")
         .ok_or_else(|| bad("no trajectory count".into()))?;
     if stored_id != identity {
-        let diff: Vec<String> = identity
-            .lines()
-            .zip(stored_id.lines())
-            .filter(|(a, b)| a != b)
-            .map(|(a, b)| format!("checkpoint has {b}, command has {a}"))
-            .collect();
         return Err(bad(format!(
             "it belongs to a different run ({}); resume with the same parameters, or choose another --out",
-            if diff.is_empty() { "different parameters".to_string() } else { diff.join("; ") }
+            crate::io::outdir::parameter_diff(identity, stored_id)
         )));
     }
     let done: u64 = done
@@ -538,6 +532,13 @@ fn restore(path: &Path, identity: &str, cfg: &RunConfig, hmc: &mut Hmc) -> Resul
         ck.array(name)
             .ok_or_else(|| bad(format!("missing array '{name}'")))
     };
+    if done > cfg.trajectories {
+        return Err(Error::InvalidInput(format!(
+            "the run has done {done} trajectories, more than --trajectories {}: give at least {done} \
+             (a resumed run can only grow)",
+            cfg.trajectories
+        )));
+    }
     let accepted = arr("accepted")?;
     if accepted.len() != cfg.chains
         || accepted

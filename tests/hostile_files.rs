@@ -165,7 +165,7 @@ fn specific_attacks_are_errors() {
 #[test]
 fn allocations_that_cannot_succeed_are_errors_not_aborts() {
     let dev = Device::Cpu(common::cpu());
-    match memory::check(&dev, 1 << 70, "a test") {
+    match memory::check(&dev, 1 << 70, "a test", "ask for less") {
         Err(Error::OutOfMemory(m)) => assert!(m.contains("GiB") && m.contains("a test"), "{m}"),
         other => panic!("expected OutOfMemory, got {other:?}"),
     }

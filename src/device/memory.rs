@@ -17,29 +17,36 @@ fn gib(bytes: u128) -> String {
     format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64)
 }
 
+/// Refuses `bytes` of host memory for `what` when they exceed what the machine has free; `fix`
+/// tells the user how to ask for less.
+pub fn check_host(bytes: u128, what: &str, fix: &str) -> Result<()> {
+    refuse_beyond(host_available(), "this machine has", bytes, what, fix)
+}
+
 /// Refuses `bytes` for `what` when they exceed what `device` has free (host memory for the CPU,
-/// device memory for a GPU). Where the amount free cannot be read, only impossible sizes
-/// (beyond the address space) are refused.
-pub fn check(device: &Device, bytes: u128, what: &str) -> Result<()> {
-    let (free, place) = match device {
-        Device::Cpu(_) => (host_available(), "this machine has"),
-        Device::Cuda(d) => (
+/// device memory for a GPU, where `--device cpu` is offered too).
+pub fn check(device: &Device, bytes: u128, what: &str, fix: &str) -> Result<()> {
+    match device {
+        Device::Cpu(_) => check_host(bytes, what, fix),
+        Device::Cuda(d) => refuse_beyond(
             d.context().mem_get_info().ok().map(|(free, _)| free as u64),
             "the GPU has",
+            bytes,
+            what,
+            &format!("{fix}, or --device cpu"),
         ),
-    };
+    }
+}
+
+/// Where the amount free cannot be read, only impossible sizes (beyond the address space) are
+/// refused.
+fn refuse_beyond(free: Option<u64>, place: &str, bytes: u128, what: &str, fix: &str) -> Result<()> {
     let limit = free.map_or(isize::MAX as u128, |f| f as u128);
     if bytes > limit {
         return Err(Error::OutOfMemory(format!(
-            "{what} needs about {}, and {place} {} free: use fewer chains, a smaller lattice or \
-             smaller batches{}",
+            "{what} needs about {}, and {place} {} free: {fix}",
             gib(bytes),
             free.map_or("less than that".into(), |f| gib(f as u128)),
-            if matches!(device, Device::Cuda(_)) {
-                ", or --device cpu"
-            } else {
-                ""
-            }
         )));
     }
     Ok(())

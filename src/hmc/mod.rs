@@ -281,6 +281,7 @@ impl Hmc {
             device,
             5 * 8 * (chains * volume) as u128,
             &format!("HMC on {chains} chains of {volume} sites"),
+            "use fewer chains or a smaller lattice",
         )?;
         let backend: Box<dyn HmcBackend> = match device {
             Device::Cpu(d) => Box::new(cpu::CpuHmc::new(d.clone(), action.as_ref(), chains)),

@@ -231,20 +231,51 @@ fn check_resumable(dir: &Path, old: Option<&Manifest>, new: &Manifest) -> Result
         )));
     }
     if old.parameters != new.parameters {
-        let diff: Vec<String> = new
-            .parameters
-            .lines()
-            .zip(old.parameters.lines())
-            .filter(|(a, b)| a != b)
-            .map(|(a, b)| format!("the run has {b}, the command has {a}"))
-            .collect();
         return Err(Error::InvalidInput(format!(
             "{} holds a different run ({}); resume with the same parameters, or use --force or another --out",
             dir.display(),
-            if diff.is_empty() { "different parameters".into() } else { diff.join("; ") }
+            parameter_diff(&new.parameters, &old.parameters)
         )));
     }
     Ok(())
+}
+
+/// Names every parameter that differs between two `key=value` descriptions of a run, by key (a
+/// parameter present in one only is named too), e.g. `kappa: the run has 0.21, the command 0.2`.
+pub fn parameter_diff(command: &str, run: &str) -> String {
+    let pairs = |text: &str| -> Vec<(String, String)> {
+        text.lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let (cmd, old) = (pairs(command), pairs(run));
+    let get = |list: &[(String, String)], k: &str| {
+        list.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    let mut keys: Vec<&String> = cmd.iter().map(|(k, _)| k).collect();
+    keys.extend(
+        old.iter()
+            .map(|(k, _)| k)
+            .filter(|k| get(&cmd, k).is_none()),
+    );
+    let diffs: Vec<String> = keys
+        .into_iter()
+        .filter_map(|k| {
+            let (a, b) = (get(&cmd, k), get(&old, k));
+            (a != b).then(|| {
+                let show = |v: Option<String>| v.unwrap_or_else(|| "none".into());
+                format!("{k}: the run has {}, the command {}", show(b), show(a))
+            })
+        })
+        .collect();
+    if diffs.is_empty() {
+        "different parameters".into()
+    } else {
+        diffs.join("; ")
+    }
 }
 
 /// Deletes what the manifest says its command wrote (and the manifest), nothing else.

@@ -182,6 +182,7 @@ impl<T: Real> Ctx<T> {
             &self.device,
             (len as u128) * std::mem::size_of::<T>() as u128,
             &format!("a tensor of {len} values"),
+            "use smaller batches, lattices or layers",
         )?;
         Ok(match &self.device {
             Device::Cpu(_) => Buffer::Cpu(vec![T::zero(); len]),

@@ -5,6 +5,17 @@ use std::path::Path;
 use super::linalg::{cholesky, solve_lower, Matrix};
 use crate::error::{Error, Result};
 
+/// Which variable a data file's first column holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Axis {
+    /// Momenta p (`p,value,error`): the Källén–Lehmann kernel.
+    Momentum,
+    /// Euclidean times τ (`tau,value,error`): the exponential and finite-temperature kernels.
+    Time,
+    /// Neither (not accepted by the reader).
+    Unknown,
+}
+
 /// Measured data G(x_i) ± σ_i at points x_i (momenta p or times τ).
 #[derive(Clone, Debug)]
 pub struct Correlator {
@@ -107,12 +118,20 @@ impl Correlator {
                         })
                     })
                     .collect::<Result<_>>()?;
-                if row.len() != self.x.len() || row.iter().any(|v| !v.is_finite()) {
+                if row.len() != self.x.len() {
                     return Err(bad(format!(
-                        "line {}: need {} finite values, found {}",
+                        "line {}: {} values for {} data points",
                         i + 1,
-                        self.x.len(),
-                        row.len()
+                        row.len(),
+                        self.x.len()
+                    )));
+                }
+                if let Some(k) = row.iter().position(|v| !v.is_finite()) {
+                    return Err(bad(format!(
+                        "line {}: value {} is {}: samples must be finite numbers",
+                        i + 1,
+                        k + 1,
+                        row[k]
                     )));
                 }
                 Ok(row)
@@ -126,6 +145,12 @@ impl Correlator {
 
     /// Reads a CSV with header `p,value,error` or `tau,value,error`.
     pub fn read_csv(path: &Path) -> Result<Self> {
+        Self::read_csv_axis(path).map(|(c, _)| c)
+    }
+
+    /// As [`Correlator::read_csv`], also saying which axis the header names, so that the caller
+    /// can choose (or check) the kernel family: momenta for Källén–Lehmann, times for the others.
+    pub fn read_csv_axis(path: &Path) -> Result<(Self, Axis)> {
         let text = String::from_utf8(crate::io::read(path)?).map_err(|_| Error::BadFile {
             path: path.display().to_string(),
             reason: "not UTF-8 text".into(),
@@ -134,15 +159,27 @@ impl Correlator {
             path: path.display().to_string(),
             reason: r,
         };
-        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+        // Spreadsheets write a byte-order mark; line numbers count every line, blank ones too.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        let mut lines = text
+            .lines()
+            .enumerate()
+            .map(|(i, l)| (i + 1, l))
+            .filter(|(_, l)| !l.trim().is_empty());
         let header: Vec<String> = lines
             .next()
             .ok_or_else(|| bad("empty file".into()))?
+            .1
             .split(',')
             .map(|h| h.trim().to_lowercase())
             .collect();
+        let axis = match header.first().map(String::as_str) {
+            Some("p") => Axis::Momentum,
+            Some("tau") => Axis::Time,
+            _ => Axis::Unknown,
+        };
         if header.len() != 3
-            || !(header[0] == "p" || header[0] == "tau")
+            || axis == Axis::Unknown
             || header[1] != "value"
             || header[2] != "error"
         {
@@ -152,22 +189,27 @@ impl Correlator {
             )));
         }
         let (mut x, mut value, mut error) = (Vec::new(), Vec::new(), Vec::new());
-        for (i, line) in lines.enumerate() {
+        for (n, line) in lines {
             let f: Vec<&str> = line.split(',').map(str::trim).collect();
             if f.len() != 3 {
                 return Err(bad(format!(
-                    "line {}: expected 3 columns, found {}",
-                    i + 2,
+                    "line {n}: expected 3 columns, found {}",
                     f.len()
                 )));
             }
             let num = |s: &str| {
                 s.parse::<f64>()
-                    .map_err(|_| bad(format!("line {}: '{s}' is not a number", i + 2)))
+                    .map_err(|_| bad(format!("line {n}: '{s}' is not a number")))
             };
             x.push(num(f[0])?);
             value.push(num(f[1])?);
             error.push(num(f[2])?);
+        }
+        if x.is_empty() {
+            return Err(bad(format!(
+                "no data below the header {}: give one line per point",
+                header.join(",")
+            )));
         }
         let c = Correlator {
             x,
@@ -176,7 +218,7 @@ impl Correlator {
             cov: None,
         };
         c.validate()?;
-        Ok(c)
+        Ok((c, axis))
     }
 
     /// Reads an n×n covariance from a CSV of numbers (no header) and attaches it.
@@ -199,11 +241,36 @@ impl Correlator {
                 reason: "covariance must be a CSV of numbers".into(),
             })?;
         let n = rows.len();
-        if rows.iter().any(|r| r.len() != n) {
-            return Err(Error::BadFile {
-                path: path.display().to_string(),
-                reason: "covariance must be square".into(),
-            });
+        let bad = |reason: String| Error::BadFile {
+            path: path.display().to_string(),
+            reason,
+        };
+        if let Some(r) = rows.iter().position(|r| r.len() != n) {
+            return Err(bad(format!(
+                "covariance must be square: {n} rows, but row {} has {} entries",
+                r + 1,
+                rows[r].len()
+            )));
+        }
+        if n != self.x.len() {
+            return Err(bad(format!(
+                "a {n}×{n} covariance for {} data points",
+                self.x.len()
+            )));
+        }
+        for (i, row) in rows.iter().enumerate() {
+            for (j, &a) in row.iter().enumerate().take(i) {
+                let b = rows[j][i];
+                if (a - b).abs() > 1e-10 * a.abs().max(b.abs()) || !a.is_finite() {
+                    return Err(bad(format!(
+                        "covariance is not symmetric: entry ({}, {}) is {a} but ({}, {}) is {b}",
+                        i + 1,
+                        j + 1,
+                        j + 1,
+                        i + 1
+                    )));
+                }
+            }
         }
         let cov = Matrix {
             rows: n,

@@ -40,6 +40,37 @@ impl KernelKind {
         }
     }
 
+    /// Whether data of `axis` suit this kernel: momenta for Källén–Lehmann, times for the rest.
+    pub fn takes(&self, axis: super::data::Axis) -> bool {
+        use super::data::Axis;
+        match self {
+            KernelKind::KallenLehmann => axis == Axis::Momentum,
+            _ => axis == Axis::Time,
+        }
+    }
+
+    /// Refuses data points outside the kernel's domain: τ < 0 for e^{−ωτ}, τ outside [0, β] at
+    /// finite temperature.
+    pub fn check_points(&self, x: &[f64]) -> Result<()> {
+        match *self {
+            KernelKind::Exponential => match x.iter().find(|&&t| t < 0.0 || t.is_nan()) {
+                Some(t) => Err(Error::InvalidInput(format!(
+                    "tau = {t}: the exponential kernel e^(-omega tau) needs tau >= 0"
+                ))),
+                None => Ok(()),
+            },
+            KernelKind::FiniteT { beta } | KernelKind::FiniteTRegularised { beta } => {
+                match x.iter().find(|&&t| !(0.0..=beta).contains(&t)) {
+                    Some(t) => Err(Error::InvalidInput(format!(
+                        "tau = {t} lies outside [0, beta = {beta}]"
+                    ))),
+                    None => Ok(()),
+                }
+            }
+            KernelKind::KallenLehmann => Ok(()),
+        }
+    }
+
     /// K(x, ω) with x = p or τ.
     pub fn eval(&self, x: f64, w: f64) -> f64 {
         match *self {
@@ -131,13 +162,16 @@ pub fn kernel_matrix(kind: KernelKind, x: &[f64], grid: &OmegaGrid) -> Result<Ma
             ));
         }
     }
-    if let KernelKind::FiniteT { beta } | KernelKind::FiniteTRegularised { beta } = kind {
-        if let Some(t) = x.iter().find(|&&t| !(0.0..=beta).contains(&t)) {
-            return Err(Error::InvalidInput(format!(
-                "tau = {t} lies outside [0, beta = {beta}]"
-            )));
-        }
-    }
+    kind.check_points(x)?;
+    crate::device::memory::check_host(
+        4 * 8 * (x.len() as u128) * (grid.len() as u128),
+        &format!(
+            "a kernel matrix of {} × {} (with its SVD)",
+            x.len(),
+            grid.len()
+        ),
+        "use fewer omega points or data points",
+    )?;
     let mut m = Matrix::zeros(x.len(), grid.len());
     for (i, &xi) in x.iter().enumerate() {
         for (j, (&w, &q)) in grid.omega.iter().zip(&grid.weights).enumerate() {
