@@ -1,37 +1,13 @@
 //! The command line: bad input gives a clear error and a non-zero exit (never a panic), the files
 //! are what a physicist expects, and an interrupted run resumes bit-identically.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn latticeml(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_latticeml"))
-        .args(args)
-        .env("LATTICEML_THREADS", "2")
-        .output()
-        .unwrap()
-}
+mod common;
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("latticeml-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
-fn assert_clean_failure(args: &[&str], needle: &str) {
-    let out = latticeml(args);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{args:?} succeeded");
-    assert!(
-        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
-        "{args:?} panicked: {err}"
-    );
-    assert!(
-        err.contains(needle),
-        "{args:?}: expected '{needle}' in: {err}"
-    );
-}
+use common::{fresh_dir as tmp, latticeml, refused as assert_clean_failure};
 
 #[test]
 fn bad_input_is_a_clear_error() {

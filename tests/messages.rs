@@ -2,15 +2,10 @@
 //! message naming the problem (and not a panic, a generic usage text, or a silent success).
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
-fn latticeml(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_latticeml"))
-        .args(args)
-        .env("LATTICEML_THREADS", "2")
-        .output()
-        .unwrap()
-}
+mod common;
+
+use common::{latticeml, refused};
 
 fn dir() -> PathBuf {
     let d = std::env::temp_dir().join(format!("latticeml-msg-{}", std::process::id()));
@@ -33,20 +28,6 @@ fn out(name: &str) -> String {
 
 fn run(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
-}
-
-fn refused(args: &[&str], needle: &str) {
-    let o = latticeml(args);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
-    assert!(
-        !err.contains("panicked") && !err.contains("Usage:"),
-        "{args:?}: {err}"
-    );
-    assert!(
-        err.contains(needle),
-        "{args:?}: expected '{needle}' in: {err}"
-    );
 }
 
 fn accepted(args: &[&str]) {

@@ -2,23 +2,13 @@
 //! processes never write into one directory, `--force` replaces, `--resume` rebuilds every file or
 //! refuses, and an unusable `--out` is refused before any computation.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn latticeml(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_latticeml"))
-        .args(args)
-        .env("LATTICEML_THREADS", "2")
-        .output()
-        .unwrap()
-}
+mod common;
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("latticeml-own-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
+use common::{assert_refused, fresh_dir as tmp, latticeml};
 
 fn hmc_args(out: &Path, trajectories: &str) -> Vec<String> {
     [
@@ -46,10 +36,7 @@ fn run(args: &[String]) -> Output {
 }
 
 fn refused(out: &Output, needle: &str) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "expected exit 2: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-    assert!(err.contains(needle), "expected '{needle}' in: {err}");
+    assert_refused(out, "latticeml", needle);
 }
 
 #[test]

@@ -58,6 +58,14 @@ fn npy_header(rows: u64, inner: &[usize]) -> Vec<u8> {
     h
 }
 
+/// The header of a file of `format` holding `rows` rows.
+fn header_bytes(format: &Format, rows: u64) -> Vec<u8> {
+    match format {
+        Format::Csv { header } => format!("{header}\n").into_bytes(),
+        Format::Npy { inner } => npy_header(rows, inner),
+    }
+}
+
 impl Appender {
     /// Creates (or empties) `path` and writes its header.
     pub fn create(path: &Path, format: Format) -> Result<Appender> {
@@ -68,7 +76,7 @@ impl Appender {
             out: BufWriter::new(f),
             rows: 0,
         };
-        let head = a.header_bytes();
+        let head = header_bytes(&a.format, 0);
         a.out.write_all(&head).map_err(|e| io_err(path, e))?;
         Ok(a)
     }
@@ -94,16 +102,10 @@ impl Appender {
                 "{have} bytes where the checkpoint recorded {len}"
             )));
         }
-        let mut a = Appender {
-            path: path.to_path_buf(),
-            format,
-            out: BufWriter::new(File::open(path).map_err(|e| io_err(path, e))?),
-            rows,
-        };
-        let head = a.header_bytes();
+        let head = header_bytes(&format, rows);
         let mut found = vec![0u8; head.len().min(len as usize)];
         std::io::Read::read_exact(&mut f, &mut found).map_err(|e| io_err(path, e))?;
-        let same_kind = match &a.format {
+        let same_kind = match &format {
             Format::Csv { .. } => found == head,
             Format::Npy { .. } => found.len() == NPY_HEADER && found.starts_with(b"\x93NUMPY"),
         };
@@ -112,16 +114,14 @@ impl Appender {
         }
         f.set_len(len).map_err(|e| io_err(path, e))?;
         f.seek(SeekFrom::End(0)).map_err(|e| io_err(path, e))?;
-        a.out = BufWriter::new(f);
+        let mut a = Appender {
+            path: path.to_path_buf(),
+            format,
+            out: BufWriter::new(f),
+            rows,
+        };
         a.sync()?;
         Ok(a)
-    }
-
-    fn header_bytes(&self) -> Vec<u8> {
-        match &self.format {
-            Format::Csv { header } => format!("{header}\n").into_bytes(),
-            Format::Npy { inner } => npy_header(self.rows, inner),
-        }
     }
 
     /// Appends one CSV line (without newline).

@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output};
 
 use latticeml::device::{CpuDevice, CudaDevice};
 
@@ -44,4 +46,39 @@ pub fn loglog_slope(x: &[f64], y: &[f64]) -> f64 {
     let sxy: f64 = lx.iter().zip(&ly).map(|(a, b)| (a - mx) * (b - my)).sum();
     let sxx: f64 = lx.iter().map(|a| (a - mx).powi(2)).sum();
     sxy / sxx
+}
+
+/// Runs the `latticeml` binary with two threads.
+pub fn latticeml(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_latticeml"))
+        .args(args)
+        .env("LATTICEML_THREADS", "2")
+        .output()
+        .unwrap()
+}
+
+/// A path for a directory of this test process, removed first if it exists.
+pub fn fresh_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("latticeml-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// Asserts a clean refusal: exit status 2, no panic or usage text, and `needle` in the message.
+pub fn assert_refused(out: &Output, what: &str, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{what}: expected exit 2: {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE") && !err.contains("Usage:"),
+        "{what}: not a clean error: {err}"
+    );
+    assert!(
+        err.contains(needle),
+        "{what}: expected '{needle}' in: {err}"
+    );
+}
+
+/// [`assert_refused`] for the binary run with `args`.
+pub fn refused(args: &[&str], needle: &str) {
+    assert_refused(&latticeml(args), &format!("{args:?}"), needle);
 }
