@@ -4,18 +4,12 @@
 
 mod common;
 
-use std::path::PathBuf;
+use common::fresh_dir as tmp;
 
 use latticeml::hmc::{HmcParams, Integrator, Start};
 use latticeml::io::outdir::Claim;
 use latticeml::run::{run_hmc, RunConfig, Theory};
 use latticeml::{Device, Lattice};
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("latticeml-stream-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
 
 fn config(dims: &[usize], chains: usize, trajectories: u64) -> RunConfig {
     RunConfig {

@@ -4,7 +4,8 @@
 
 mod common;
 
-use std::path::PathBuf;
+use common::fresh_dir as tmp;
+
 use std::process::Command;
 
 use latticeml::action::{Action, Oscillator, Phi4};
@@ -14,12 +15,6 @@ use latticeml::hmc::{HmcParams, Integrator, Start};
 use latticeml::io::outdir::Claim;
 use latticeml::run::{run_hmc, warmup_steps, RunConfig, Theory};
 use latticeml::{Device, Lattice};
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("latticeml-therm-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
 
 #[test]
 fn the_warm_up_shrinks_the_step_only_in_the_first_half_of_thermalisation() {
