@@ -26,6 +26,7 @@ pub mod nn;
 pub mod observables;
 pub mod philox;
 pub mod run;
+pub mod sampler;
 pub mod spectral;
 
 pub use device::Device;

@@ -13,7 +13,8 @@ use latticeml::hmc::{Hmc, HmcParams, Integrator, Start};
 use latticeml::io::json::Json;
 use latticeml::io::outdir::{Claim, Manifest, OutputDir};
 use latticeml::nn::bench::{ConvStackBench, BATCH};
-use latticeml::run::{run_hmc, RunConfig, RunOutcome, Theory};
+use latticeml::run::{run, RunConfig, RunOutcome, Theory};
+use latticeml::sampler::SamplerConfig;
 use latticeml::{Device, Error, Lattice, Result};
 
 #[derive(Parser)]
@@ -269,12 +270,12 @@ fn run_config(a: &HmcArgs) -> Result<RunConfig> {
         chains: a.chains,
         trajectories: a.trajectories,
         therm: a.therm,
-        hmc: HmcParams {
+        sampler: SamplerConfig::Hmc(HmcParams {
             tau: a.tau,
             steps: a.steps,
             integrator: Integrator::from_name(&a.integrator)?,
             seed: a.seed,
-        },
+        }),
         start: Start::from_name(&a.start)?,
         save_every: a.save_every,
         checkpoint_every: a.checkpoint_every,
@@ -298,7 +299,7 @@ fn cmd_hmc(a: HmcArgs) -> Result<()> {
         (false, true) => Claim::Force,
         (false, false) => Claim::Fresh,
     };
-    let outcome = run_hmc(&cfg, &device, &a.out, claim, &mut |done, _| {
+    let outcome = run(&cfg, &device, &a.out, claim, &mut |done, _| {
         bar.set_position(done)
     });
     bar.finish_and_clear();

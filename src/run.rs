@@ -1,4 +1,4 @@
-//! The HMC production run behind `latticeml hmc`, as a library function: thermalisation,
+//! The production run behind `latticeml hmc`, for any [`Sampler`], as a library function: thermalisation,
 //! measurement every trajectory, thinned configurations, periodic checkpoints, bit-identical
 //! resume, and the output files (`observables.csv`, `configs.npy`, `correlator.csv`,
 //! `summary.json`, `checkpoint`), all written atomically.
@@ -11,16 +11,15 @@ use crate::action::{Action, ObservableSet, Oscillator, Phi4};
 use crate::analysis::{gamma_primary, replica_consistency, Estimate, ReplicaCheck};
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::hmc::{Hmc, HmcParams, Start};
+use crate::hmc::Start;
 use crate::io::checkpoint::Checkpoint;
 use crate::io::json::Json;
 use crate::io::outdir::{Claim, Manifest, OutputDir};
 use crate::io::stream::{Appender, Format};
 use crate::io::{npy, read, write_atomic};
 use crate::lattice::Lattice;
-use crate::observables::{
-    correlator, primaries, primary_names, summarize, CorrelatorPoint, Measurement,
-};
+use crate::observables::{correlator, primary_names, summarize, CorrelatorPoint};
+use crate::sampler::{Sampler, SamplerConfig};
 
 /// Which theory to sample, with its parameters.
 #[derive(Clone, Debug)]
@@ -80,8 +79,8 @@ pub struct RunConfig {
     pub trajectories: u64,
     /// Thermalisation trajectories (written to the CSV, left out of the analysis).
     pub therm: u64,
-    /// HMC parameters.
-    pub hmc: HmcParams,
+    /// The sampler and its parameters.
+    pub sampler: SamplerConfig,
     /// How the chains start.
     pub start: Start,
     /// Keep one configuration every this many trajectories (after thermalisation) in `configs.npy`.
@@ -93,7 +92,7 @@ pub struct RunConfig {
 impl RunConfig {
     /// Checks the numbers that are not checked by the action.
     pub fn validate(&self) -> Result<()> {
-        self.hmc.validate()?;
+        self.sampler.validate()?;
         if self.chains == 0
             || self.trajectories == 0
             || self.save_every == 0
@@ -113,8 +112,9 @@ impl RunConfig {
         Ok(())
     }
 
-    /// `key=value` lines fixing the Markov chain (everything but the number of trajectories).
-    fn identity(&self, action: &dyn Action) -> String {
+    /// `key=value` lines fixing the Markov chain (everything but the number of trajectories):
+    /// the theory, the run's own parameters and the sampler's.
+    fn identity(&self, action: &dyn Action, sampler: &dyn Sampler) -> String {
         let mut s = format!(
             "theory={}\nlattice={}\n",
             action.name(),
@@ -123,39 +123,32 @@ impl RunConfig {
         for (k, v) in action.parameters() {
             s.push_str(&format!("{k}={v:?}\n"));
         }
-        let h = &self.hmc;
         s.push_str(&format!(
-            "chains={}\ntherm={}\ntau={:?}\nsteps={}\nintegrator={}\nseed={}\nsave_every={}\nstart={}\nwarmup={WARMUP_LEVELS}\n",
+            "chains={}\ntherm={}\nsave_every={}\nstart={}\nwarmup={WARMUP_LEVELS}\n",
             self.chains,
             self.therm,
-            h.tau,
-            h.steps,
-            h.integrator.name(),
-            h.seed,
             self.save_every,
             self.start.name(),
         ));
+        s.push_str(&sampler.parameters());
         s
     }
 }
 
-/// Step-size warm-up: during the first half of thermalisation a trajectory of the same length τ
-/// takes 2^k times the production MD steps, k falling from this value to 1; from the second half
-/// on (and for every measured trajectory) the production step size. A hot start far from
-/// equilibrium (ΔH ≫ 1 at the production step) thus still moves, and the schedule depends only
-/// on the trajectory index, so a resumed run repeats it exactly.
+/// Step-size warm-up: during the first half of thermalisation the sampler takes smaller steps
+/// (for HMC, 2^k times the MD steps at the same trajectory length), k falling from this value to
+/// 1; from the second half on, and for every measured update, the production step size. A start
+/// far from equilibrium (ΔH ≫ 1 at the production step) thus still moves, and the schedule
+/// depends only on the update index, so a resumed run repeats it exactly.
 pub const WARMUP_LEVELS: u32 = 3;
 
-/// MD steps of trajectory `t` (see [`WARMUP_LEVELS`]).
-pub fn warmup_steps(steps: usize, t: u64, therm: u64) -> usize {
+/// Warm-up level of update `t` (see [`WARMUP_LEVELS`]); 0 is production.
+pub fn warmup_level(t: u64, therm: u64) -> u32 {
     let half = therm / 2;
     if t >= half {
-        return steps;
+        return 0;
     }
-    let k = (WARMUP_LEVELS as u64 * (half - t)).div_ceil(half) as u32;
-    steps
-        .saturating_mul(1 << k.min(WARMUP_LEVELS))
-        .min(crate::hmc::MAX_STEPS)
+    ((WARMUP_LEVELS as u64 * (half - t)).div_ceil(half) as u32).min(WARMUP_LEVELS)
 }
 
 /// Fewest trajectories in a window before zero acceptance there is taken as a stuck chain.
@@ -247,7 +240,7 @@ struct History {
 
 const FIXED_COLS: usize = 4;
 
-/// The files `run_hmc` writes into its directory.
+/// The files [`run`] writes into its directory.
 pub const RUN_FILES: [&str; 6] = [
     "observables.csv",
     "configs.npy",
@@ -333,7 +326,7 @@ fn csv_line(therm: u64, row: &[f64]) -> String {
         row[0] as u64,
         row[1] as u64,
         ((row[0] as u64) < therm) as u8,
-        row[2] as u8,
+        row[2],
         row[3]
     );
     for x in &row[FIXED_COLS..] {
@@ -380,12 +373,12 @@ fn load_history(out: &Path, ncols: usize, time_extent: usize) -> Result<History>
     Ok(History { rows, slices })
 }
 
-/// Runs an HMC job writing into `out`: a new run (`Claim::Fresh`, the directory must hold no
-/// results), the continuation of the run there (`Claim::Resume`), or a replacement of it
-/// (`Claim::Force`); see [`crate::io::outdir`]. `progress(done, total)` is called after every
-/// trajectory. Results are streamed to disk as they are produced: memory does not grow with the
-/// number of trajectories, and a checkpoint costs the same at any point of the run.
-pub fn run_hmc(
+/// Runs a job of `cfg.sampler` on `cfg.theory` writing into `out`: a new run (`Claim::Fresh`,
+/// the directory must hold no results), the continuation of the run there (`Claim::Resume`), or
+/// a replacement of it (`Claim::Force`); see [`crate::io::outdir`]. `progress(done, total)` is
+/// called after every update. Results are streamed to disk as they are produced: memory does not
+/// grow with the number of updates, and a checkpoint costs the same at any point of the run.
+pub fn run(
     cfg: &RunConfig,
     device: &Device,
     out: &Path,
@@ -397,7 +390,8 @@ pub fn run_hmc(
     let lat = action.lattice().clone();
     let set = action.observable_set();
     let ncols = FIXED_COLS + primary_names(set).len();
-    let identity = cfg.identity(action.as_ref());
+    let mut sampler = cfg.sampler.build(action.clone(), cfg.chains, device)?;
+    let identity = cfg.identity(action.as_ref(), sampler.as_ref());
     let manifest = Manifest {
         command: "hmc".into(),
         parameters: identity.clone(),
@@ -407,60 +401,51 @@ pub fn run_hmc(
     let out = dir.path();
     let ckpt_path = out.join("checkpoint");
 
-    let mut hmc = Hmc::new(action.clone(), cfg.chains, cfg.hmc, device)?;
     let shape = HistoryShape {
         chains: cfg.chains,
         ncols,
         time_extent: lat.time_extent(),
     };
     let mut streams = if claim == Claim::Resume {
-        let at = restore(&ckpt_path, &identity, cfg, &mut hmc)?;
+        let at = restore(&ckpt_path, &identity, cfg, sampler.as_mut())?;
         Streams::resume(out, set, &lat, cfg.chains, &at)?
     } else {
-        hmc.set_fields(&cfg.start.fields(action.as_ref(), cfg.chains, cfg.hmc.seed))?;
+        let start = cfg
+            .start
+            .fields(action.as_ref(), cfg.chains, sampler.seed());
+        sampler.set_fields(&start)?;
         Streams::create(out, set, &lat, cfg.chains)?
     };
 
-    let per_traj_updates =
-        (cfg.chains * lat.volume() * cfg.hmc.integrator.updates(cfg.hmc.steps)) as f64;
-    let mut md_seconds = 0.0;
-    let mut md_updates = 0.0;
-    while hmc.trajectories_done() < cfg.trajectories {
-        let t = hmc.trajectories_done();
-        let steps = warmup_steps(cfg.hmc.steps, t, cfg.therm);
-        hmc.set_steps(steps)?;
+    let mut seconds = 0.0;
+    let mut site_updates = 0.0;
+    while sampler.updates_done() < cfg.trajectories {
+        let t = sampler.updates_done();
+        sampler.set_warmup(warmup_level(t, cfg.therm))?;
         let start = Instant::now();
-        let stats = hmc.trajectory()?;
-        md_seconds += start.elapsed().as_secs_f64();
-        md_updates += per_traj_updates * hmc.params().integrator.updates(steps) as f64
-            / hmc.params().integrator.updates(cfg.hmc.steps) as f64;
-        let meas = Measurement::batch(&hmc.slice_moments()?, &stats.action, &lat);
-        for (c, m) in meas.iter().enumerate() {
-            let prim = primaries(set, m, lat.volume());
-            if let Some(bad) = prim.iter().find(|x| !x.is_finite()) {
+        let stats = sampler.update()?;
+        seconds += start.elapsed().as_secs_f64();
+        site_updates += sampler.site_updates() as f64;
+        for (c, m) in sampler.measure()?.iter().enumerate() {
+            if let Some(bad) = m.primaries.iter().find(|x| !x.is_finite()) {
                 return Err(Error::NonFinite(format!(
                     "observable {bad} on chain {c} at trajectory {t}: the couplings or step size are unstable"
                 )));
             }
-            let mut row = vec![
-                t as f64,
-                c as f64,
-                stats.accepted[c] as u8 as f64,
-                stats.delta_h[c],
-            ];
-            row.extend_from_slice(&prim);
+            let mut row = vec![t as f64, c as f64, stats.accepted[c], stats.delta_h[c]];
+            row.extend_from_slice(&m.primaries);
             streams.csv.line(&csv_line(cfg.therm, &row))?;
-            streams.slices.values(&m.slice_sums)?;
+            streams.slices.values(&m.slices)?;
         }
         if t >= cfg.therm && (t + 1 - cfg.therm).is_multiple_of(cfg.save_every) {
-            streams.configs.values(&hmc.fields()?)?;
+            streams.configs.values(&sampler.fields()?)?;
         }
         let done = t + 1;
         progress(done, cfg.trajectories);
         let end_of_therm = done == cfg.therm;
         if done.is_multiple_of(cfg.checkpoint_every) || done == cfg.trajectories || end_of_therm {
             let at = streams.sync()?;
-            write_checkpoint(&ckpt_path, &identity, &hmc, &at)?;
+            write_checkpoint(&ckpt_path, &identity, sampler.as_ref(), &at)?;
         }
         if end_of_therm {
             // The second half of thermalisation ran at the production step size.
@@ -471,12 +456,11 @@ pub fn run_hmc(
     }
     streams.sync()?;
     drop(streams);
+    let done = sampler.updates_done();
     let hist = load_history(out, ncols, lat.time_extent())?;
-    check_history(&shape, hmc.trajectories_done(), &hist.rows, &hist.slices).map_err(|reason| {
-        Error::BadFile {
-            path: out.join("observables.csv").display().to_string(),
-            reason,
-        }
+    check_history(&shape, done, &hist.rows, &hist.slices).map_err(|reason| Error::BadFile {
+        path: out.join("observables.csv").display().to_string(),
+        reason,
     })?;
     check_chains(&hist.rows, ncols, cfg.chains, cfg.therm).map_err(|e| no_summary(out, e))?;
 
@@ -488,13 +472,13 @@ pub fn run_hmc(
         ncols,
         device,
         out,
-        md_updates / md_seconds.max(1e-300),
-        hmc.trajectories_done(),
+        site_updates / seconds.max(1e-300),
+        done,
     );
     outcome.correlator = write_correlator(out, cfg, &lat, &hist, ncols)?;
     write_atomic(
         &out.join("summary.json"),
-        summary_json(cfg, action.as_ref(), &outcome)
+        summary_json(cfg, action.as_ref(), sampler.as_ref(), &outcome)
             .pretty()
             .as_bytes(),
     )?;
@@ -502,7 +486,12 @@ pub fn run_hmc(
 }
 
 /// Restores the sampler from the checkpoint and returns the streamed files' `[rows, length]`.
-fn restore(path: &Path, identity: &str, cfg: &RunConfig, hmc: &mut Hmc) -> Result<Vec<f64>> {
+fn restore(
+    path: &Path,
+    identity: &str,
+    cfg: &RunConfig,
+    sampler: &mut dyn Sampler,
+) -> Result<Vec<f64>> {
     if !path.exists() {
         return Err(Error::InvalidInput(format!(
             "nothing to resume: {} does not exist; run without --resume",
@@ -528,10 +517,6 @@ fn restore(path: &Path, identity: &str, cfg: &RunConfig, hmc: &mut Hmc) -> Resul
         .trim()
         .parse()
         .map_err(|_| bad("bad trajectory count".into()))?;
-    let arr = |name: &str| {
-        ck.array(name)
-            .ok_or_else(|| bad(format!("missing array '{name}'")))
-    };
     if done > cfg.trajectories {
         return Err(Error::InvalidInput(format!(
             "the run has done {done} trajectories, more than --trajectories {}: give at least {done} \
@@ -539,15 +524,9 @@ fn restore(path: &Path, identity: &str, cfg: &RunConfig, hmc: &mut Hmc) -> Resul
             cfg.trajectories
         )));
     }
-    let accepted = arr("accepted")?;
-    if accepted.len() != cfg.chains
-        || accepted
-            .iter()
-            .any(|&a| !(a >= 0.0 && a <= done as f64 && a.fract() == 0.0))
-    {
-        return Err(bad("acceptance counters do not fit the run".into()));
-    }
-    let files = arr("files")?;
+    let files = ck
+        .array("files")
+        .ok_or_else(|| bad("missing array 'files'".into()))?;
     let saves = done.saturating_sub(cfg.therm) / cfg.save_every;
     let rows = done as f64 * cfg.chains as f64;
     let whole = |v: f64| v >= 0.0 && v.fract() == 0.0 && v < 2f64.powi(53);
@@ -561,8 +540,9 @@ fn restore(path: &Path, identity: &str, cfg: &RunConfig, hmc: &mut Hmc) -> Resul
             "its record of the streamed files ({files:?}) does not fit {done} trajectories"
         )));
     }
-    hmc.set_fields(arr("fields")?)?;
-    hmc.set_progress(done, accepted.iter().map(|&a| a as u64).collect())?;
+    sampler
+        .restore(done, &ck.arrays)
+        .map_err(|e| bad(e.to_string()))?;
     Ok(files.to_vec())
 }
 
@@ -592,7 +572,7 @@ fn check_history(
     }
     for (i, row) in rows.chunks(shape.ncols).enumerate() {
         let (t, c) = ((i / shape.chains) as f64, (i % shape.chains) as f64);
-        if row[0] != t || row[1] != c || !(row[2] == 0.0 || row[2] == 1.0) {
+        if row[0] != t || row[1] != c || !(0.0..=1.0).contains(&row[2]) {
             return Err(format!("history row {i} is not trajectory {t}, chain {c}"));
         }
     }
@@ -602,17 +582,17 @@ fn check_history(
     Ok(())
 }
 
-fn write_checkpoint(path: &Path, identity: &str, hmc: &Hmc, files: &[f64]) -> Result<()> {
+fn write_checkpoint(
+    path: &Path,
+    identity: &str,
+    sampler: &dyn Sampler,
+    files: &[f64],
+) -> Result<()> {
+    let mut arrays = sampler.state()?;
+    arrays.push(("files".into(), files.to_vec()));
     let ck = Checkpoint {
-        header: format!("{identity}trajectories_done={}", hmc.trajectories_done()),
-        arrays: vec![
-            ("fields".into(), hmc.fields()?),
-            (
-                "accepted".into(),
-                hmc.accepted().iter().map(|&a| a as f64).collect(),
-            ),
-            ("files".into(), files.to_vec()),
-        ],
+        header: format!("{identity}trajectories_done={}", sampler.updates_done()),
+        arrays,
     };
     write_atomic(path, &ck.encode())
 }
@@ -763,7 +743,12 @@ fn replicas_json(o: &RunOutcome) -> Json {
     }))
 }
 
-fn summary_json(cfg: &RunConfig, action: &dyn Action, o: &RunOutcome) -> Json {
+fn summary_json(
+    cfg: &RunConfig,
+    action: &dyn Action,
+    sampler: &dyn Sampler,
+    o: &RunOutcome,
+) -> Json {
     let params = Json::obj(
         action
             .parameters()
@@ -778,15 +763,14 @@ fn summary_json(cfg: &RunConfig, action: &dyn Action, o: &RunOutcome) -> Json {
             .map(|&l| Json::Num(l as f64))
             .collect(),
     );
-    Json::obj([
+    let mut fields = vec![
         ("theory", Json::Str(action.name().into())),
         ("parameters", params),
         ("lattice", lattice),
         ("chains", Json::Num(cfg.chains as f64)),
-        ("integrator", Json::Str(cfg.hmc.integrator.name().into())),
-        ("tau", Json::Num(cfg.hmc.tau)),
-        ("steps", Json::Num(cfg.hmc.steps as f64)),
-        ("seed", Json::Num(cfg.hmc.seed as f64)),
+    ];
+    fields.extend(sampler.summary());
+    fields.extend([
         ("start", Json::Str(cfg.start.name().into())),
         ("trajectories", Json::Num(o.trajectories as f64)),
         ("therm", Json::Num(cfg.therm as f64)),
@@ -802,5 +786,6 @@ fn summary_json(cfg: &RunConfig, action: &dyn Action, o: &RunOutcome) -> Json {
             "observables",
             Json::obj(o.observables.iter().map(|(k, e)| (*k, estimate_json(e)))),
         ),
-    ])
+    ]);
+    Json::obj(fields)
 }

@@ -16,7 +16,8 @@ use latticeml::io::json::Json;
 use latticeml::io::npy;
 use latticeml::io::outdir::Claim;
 use latticeml::nn::{safetensors, Ctx, ParamStore};
-use latticeml::run::{run_hmc, RunConfig, Theory};
+use latticeml::run::{run, RunConfig, Theory};
+use latticeml::sampler::SamplerConfig;
 use latticeml::spectral::data::Correlator;
 use latticeml::{Device, Error, Lattice};
 
@@ -188,12 +189,12 @@ fn tiny_run() -> RunConfig {
         chains: 2,
         trajectories: 6,
         therm: 2,
-        hmc: HmcParams {
+        sampler: SamplerConfig::Hmc(HmcParams {
             tau: 0.5,
             steps: 5,
             integrator: Integrator::Leapfrog,
             seed: 11,
-        },
+        }),
         start: Start::Hot,
         save_every: 2,
         checkpoint_every: 3,
@@ -207,7 +208,7 @@ fn a_checkpoint_with_a_valid_checksum_but_foreign_arrays_is_refused() {
     let dev = Device::Cpu(common::cpu());
     let mut cfg = tiny_run();
     cfg.trajectories = 3;
-    run_hmc(&cfg, &dev, &dir, Claim::Fresh, &mut |_, _| {}).unwrap();
+    run(&cfg, &dev, &dir, Claim::Fresh, &mut |_, _| {}).unwrap();
     let ck_path = dir.join("checkpoint");
     let good = std::fs::read(&ck_path).unwrap();
     let ck = Checkpoint::decode(&good, &ck_path).unwrap();
@@ -217,7 +218,7 @@ fn a_checkpoint_with_a_valid_checksum_but_foreign_arrays_is_refused() {
         let (_, arr) = bad.arrays.iter_mut().find(|(n, _)| n == name).unwrap();
         f(arr);
         std::fs::write(&ck_path, bad.encode()).unwrap();
-        match run_hmc(&cfg, &dev, &dir, Claim::Resume, &mut |_, _| {}) {
+        match run(&cfg, &dev, &dir, Claim::Resume, &mut |_, _| {}) {
             Err(Error::BadFile { .. }) | Err(Error::InvalidInput(_)) => {}
             other => panic!(
                 "{name}: expected a refusal, got {:?}",
@@ -237,7 +238,7 @@ fn a_checkpoint_with_a_valid_checksum_but_foreign_arrays_is_refused() {
     let csv_path = dir.join("observables.csv");
     let csv = std::fs::read_to_string(&csv_path).unwrap();
     std::fs::write(&csv_path, csv.replacen("\n0,1,", "\n0,7,", 1)).unwrap();
-    match run_hmc(&cfg, &dev, &dir, Claim::Resume, &mut |_, _| {}) {
+    match run(&cfg, &dev, &dir, Claim::Resume, &mut |_, _| {}) {
         Err(Error::BadFile { reason, .. }) => assert!(reason.contains("chain"), "{reason}"),
         other => panic!(
             "edited history: expected BadFile, got {:?}",
@@ -247,6 +248,6 @@ fn a_checkpoint_with_a_valid_checksum_but_foreign_arrays_is_refused() {
     std::fs::write(&csv_path, &csv).unwrap();
     // The untouched checkpoint still resumes.
     std::fs::write(&ck_path, &good).unwrap();
-    let o = run_hmc(&cfg, &dev, &dir, Claim::Resume, &mut |_, _| {}).unwrap();
+    let o = run(&cfg, &dev, &dir, Claim::Resume, &mut |_, _| {}).unwrap();
     assert_eq!(o.trajectories, 6);
 }

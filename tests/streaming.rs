@@ -8,7 +8,8 @@ use common::fresh_dir as tmp;
 
 use latticeml::hmc::{HmcParams, Integrator, Start};
 use latticeml::io::outdir::Claim;
-use latticeml::run::{run_hmc, RunConfig, Theory};
+use latticeml::run::{run, RunConfig, Theory};
+use latticeml::sampler::SamplerConfig;
 use latticeml::{Device, Lattice};
 
 fn config(dims: &[usize], chains: usize, trajectories: u64) -> RunConfig {
@@ -21,12 +22,12 @@ fn config(dims: &[usize], chains: usize, trajectories: u64) -> RunConfig {
         chains,
         trajectories,
         therm: 10,
-        hmc: HmcParams {
+        sampler: SamplerConfig::Hmc(HmcParams {
             tau: 0.3,
             steps: 2,
             integrator: Integrator::Leapfrog,
             seed: 4,
-        },
+        }),
         start: Start::Hot,
         save_every: 1,
         checkpoint_every: 100,
@@ -50,7 +51,7 @@ fn checkpoints_and_memory_do_not_grow_with_the_run() {
         .iter()
         .map(|&n| {
             let out = tmp(&format!("ck{n}"));
-            run_hmc(
+            run(
                 &config(&[8, 8], 2, n),
                 &dev,
                 &out,
@@ -69,7 +70,7 @@ fn checkpoints_and_memory_do_not_grow_with_the_run() {
     let before = peak_rss();
     let out = tmp("memory");
     let cfg = config(&[32, 32], 4, 3010);
-    run_hmc(&cfg, &dev, &out, Claim::Fresh, &mut |_, _| {}).unwrap();
+    run(&cfg, &dev, &out, Claim::Fresh, &mut |_, _| {}).unwrap();
     let after = peak_rss();
     let bytes = std::fs::read(out.join("configs.npy")).unwrap();
     assert_eq!(bytes.len(), 128 + 3000 * 4 * 1024 * 8);

@@ -13,18 +13,19 @@ use latticeml::analysis::gamma::{NOTE_CONSTANT, NOTE_TOO_SHORT};
 use latticeml::analysis::gamma_primary;
 use latticeml::hmc::{HmcParams, Integrator, Start};
 use latticeml::io::outdir::Claim;
-use latticeml::run::{run_hmc, warmup_steps, RunConfig, Theory};
+use latticeml::run::{run, warmup_level, RunConfig, Theory};
+use latticeml::sampler::SamplerConfig;
 use latticeml::{Device, Lattice};
 
 #[test]
 fn the_warm_up_shrinks_the_step_only_in_the_first_half_of_thermalisation() {
-    assert_eq!(warmup_steps(4, 0, 200), 32);
-    assert_eq!(warmup_steps(4, 40, 200), 16);
-    assert_eq!(warmup_steps(4, 99, 200), 8);
-    assert_eq!(warmup_steps(4, 100, 200), 4);
-    assert_eq!(warmup_steps(4, 5000, 200), 4);
-    assert_eq!(warmup_steps(4, 0, 0), 4);
-    assert_eq!(warmup_steps(4, 0, 1), 4);
+    assert_eq!(warmup_level(0, 200), 3);
+    assert_eq!(warmup_level(40, 200), 2);
+    assert_eq!(warmup_level(99, 200), 1);
+    assert_eq!(warmup_level(100, 200), 0);
+    assert_eq!(warmup_level(5000, 200), 0);
+    assert_eq!(warmup_level(0, 0), 0);
+    assert_eq!(warmup_level(0, 1), 0);
 }
 
 #[test]
@@ -54,12 +55,12 @@ fn config(start: Start, seed: u64) -> RunConfig {
         chains: 4,
         trajectories: 1600,
         therm: 100,
-        hmc: HmcParams {
+        sampler: SamplerConfig::Hmc(HmcParams {
             tau: 1.0,
             steps: 6,
             integrator: Integrator::Omelyan,
             seed,
-        },
+        }),
         start,
         save_every: 100,
         checkpoint_every: 400,
@@ -75,7 +76,7 @@ fn hot_cold_and_ordered_starts_reach_the_same_equilibrium() {
         .enumerate()
     {
         let out = tmp(start.name());
-        let o = run_hmc(
+        let o = run(
             &config(start, 10 + k as u64),
             &dev,
             &out,

@@ -6,6 +6,7 @@
 
 pub mod cpu;
 pub mod cuda;
+pub mod sampler;
 
 use std::sync::Arc;
 
@@ -369,6 +370,11 @@ impl Hmc {
         (self.chains
             * self.action.lattice().volume()
             * self.params.integrator.updates(self.params.steps)) as u64
+    }
+
+    /// Per-chain S(φ) of the current fields.
+    pub fn actions(&mut self) -> Result<Vec<f64>> {
+        Ok(self.backend.energies()?.1)
     }
 
     /// Per-chain H = ½Σp² + S(φ) of the current state.

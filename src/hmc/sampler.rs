@@ -1,0 +1,155 @@
+//! HMC as a [`Sampler`]: one trajectory per update, the thermalisation warm-up as more MD steps
+//! at the same trajectory length, and measurements from the per-slice moments and the action of
+//! each chain's configuration.
+
+use std::sync::Arc;
+
+use super::{Hmc, HmcParams, MAX_STEPS};
+use crate::action::{Action, ObservableSet};
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::io::json::Json;
+use crate::lattice::Lattice;
+use crate::observables::{primaries, Measurement};
+use crate::sampler::{ChainMeasurement, Sampler, UpdateStats};
+
+/// [`Hmc`] behind the [`Sampler`] interface.
+pub struct HmcSampler {
+    hmc: Hmc,
+    production_steps: usize,
+    set: ObservableSet,
+    lattice: Lattice,
+    /// S of each chain's current configuration, when known (after an update).
+    action: Vec<f64>,
+}
+
+impl HmcSampler {
+    /// HMC on `chains` chains of `action` with `params` (the production step size).
+    pub fn new(
+        action: Arc<dyn Action>,
+        chains: usize,
+        params: HmcParams,
+        device: &Device,
+    ) -> Result<Self> {
+        Ok(HmcSampler {
+            production_steps: params.steps,
+            set: action.observable_set(),
+            lattice: action.lattice().clone(),
+            hmc: Hmc::new(action, chains, params, device)?,
+            action: Vec::new(),
+        })
+    }
+}
+
+impl Sampler for HmcSampler {
+    fn chains(&self) -> usize {
+        self.hmc.chains()
+    }
+
+    fn seed(&self) -> u64 {
+        self.hmc.params().seed
+    }
+
+    fn parameters(&self) -> String {
+        let p = self.hmc.params();
+        format!(
+            "algorithm=hmc\ntau={:?}\nsteps={}\nintegrator={}\nseed={}\n",
+            p.tau,
+            self.production_steps,
+            p.integrator.name(),
+            p.seed
+        )
+    }
+
+    fn summary(&self) -> Vec<(&'static str, Json)> {
+        let p = self.hmc.params();
+        vec![
+            ("algorithm", Json::Str("hmc".into())),
+            ("integrator", Json::Str(p.integrator.name().into())),
+            ("tau", Json::Num(p.tau)),
+            ("steps", Json::Num(self.production_steps as f64)),
+            ("seed", Json::Num(p.seed as f64)),
+        ]
+    }
+
+    fn set_warmup(&mut self, level: u32) -> Result<()> {
+        let factor = 1usize.checked_shl(level).unwrap_or(usize::MAX);
+        self.hmc
+            .set_steps(self.production_steps.saturating_mul(factor).min(MAX_STEPS))
+    }
+
+    fn update(&mut self) -> Result<UpdateStats> {
+        let s = self.hmc.trajectory()?;
+        self.action = s.action;
+        Ok(UpdateStats {
+            accepted: s.accepted.iter().map(|&a| a as u8 as f64).collect(),
+            delta_h: s.delta_h,
+        })
+    }
+
+    fn updates_done(&self) -> u64 {
+        self.hmc.trajectories_done()
+    }
+
+    fn site_updates(&self) -> u64 {
+        self.hmc.site_updates_per_trajectory()
+    }
+
+    fn measure(&mut self) -> Result<Vec<ChainMeasurement>> {
+        if self.action.len() != self.chains() {
+            self.action = self.hmc.actions()?;
+        }
+        let v = self.lattice.volume();
+        Ok(
+            Measurement::batch(&self.hmc.slice_moments()?, &self.action, &self.lattice)
+                .iter()
+                .map(|m| ChainMeasurement {
+                    primaries: primaries(self.set, m, v),
+                    slices: m.slice_sums.clone(),
+                })
+                .collect(),
+        )
+    }
+
+    fn fields(&self) -> Result<Vec<f64>> {
+        self.hmc.fields()
+    }
+
+    fn set_fields(&mut self, phi: &[f64]) -> Result<()> {
+        self.action.clear();
+        self.hmc.set_fields(phi)
+    }
+
+    fn state(&self) -> Result<Vec<(String, Vec<f64>)>> {
+        Ok(vec![
+            ("fields".into(), self.hmc.fields()?),
+            (
+                "accepted".into(),
+                self.hmc.accepted().iter().map(|&a| a as f64).collect(),
+            ),
+        ])
+    }
+
+    fn restore(&mut self, done: u64, state: &[(String, Vec<f64>)]) -> Result<()> {
+        let get = |name: &str| {
+            state
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_slice())
+                .ok_or_else(|| Error::InvalidInput(format!("the saved state has no '{name}'")))
+        };
+        let accepted = get("accepted")?;
+        if accepted.len() != self.chains()
+            || accepted
+                .iter()
+                .any(|&a| !(a >= 0.0 && a <= done as f64 && a.fract() == 0.0))
+        {
+            return Err(Error::InvalidInput(
+                "the saved acceptance counters do not fit the run".into(),
+            ));
+        }
+        self.set_fields(get("fields")?)?;
+        self.hmc
+            .set_progress(done, accepted.iter().map(|&a| a as u64).collect())
+    }
+}

@@ -1,0 +1,97 @@
+//! Samplers behind one production run. A [`Sampler`] advances a batch of independent chains by
+//! one whole-lattice update at a time (an HMC trajectory; later a sweep, a Langevin step, an
+//! independence-Metropolis step over a trained model's proposals), measures them, and saves and
+//! restores its state; [`crate::run::run`] does everything else (files, checkpoints, analysis,
+//! ownership, thermalisation checks) the same way for all of them.
+//!
+//! Adding a sampler: a file implementing [`Sampler`], a variant of [`SamplerConfig`] with its
+//! parameters, and its arm in [`SamplerConfig::build`].
+
+use std::sync::Arc;
+
+use crate::action::Action;
+use crate::device::Device;
+use crate::error::Result;
+use crate::hmc::sampler::HmcSampler;
+use crate::hmc::HmcParams;
+use crate::io::json::Json;
+
+/// What one update did, per chain.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UpdateStats {
+    /// Whether the chain's proposal was accepted (1 or 0; for samplers that accept site by site,
+    /// the accepted fraction).
+    pub accepted: Vec<f64>,
+    /// ΔH of the chain's proposal, where the sampler has one (NaN otherwise).
+    pub delta_h: Vec<f64>,
+}
+
+/// One chain's measurement of its current configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChainMeasurement {
+    /// The theory's primary observables, in the order of its names.
+    pub primaries: Vec<f64>,
+    /// Per time slice, the sum of the field over the slice (for the correlator).
+    pub slices: Vec<f64>,
+}
+
+/// A batch of independent Markov chains of one theory.
+pub trait Sampler: Send {
+    /// Number of chains.
+    fn chains(&self) -> usize;
+    /// Seed of every random draw (Philox key).
+    fn seed(&self) -> u64;
+    /// `key=value` lines fixing the Markov chain (the algorithm and its parameters), for
+    /// manifests and checkpoints.
+    fn parameters(&self) -> String;
+    /// The parameters for `summary.json`.
+    fn summary(&self) -> Vec<(&'static str, Json)>;
+    /// Warm-up level for thermalisation: 0 is production; level k > 0 takes smaller steps
+    /// (for HMC, 2^k times the MD steps at the same trajectory length).
+    fn set_warmup(&mut self, level: u32) -> Result<()>;
+    /// One update of every chain; the update's index (for the random numbers) is
+    /// [`Sampler::updates_done`], which then grows by one.
+    fn update(&mut self) -> Result<UpdateStats>;
+    /// Updates done so far (including those before a resume).
+    fn updates_done(&self) -> u64;
+    /// Site updates the last update performed (for throughput figures).
+    fn site_updates(&self) -> u64;
+    /// Measures every chain's current configuration.
+    fn measure(&mut self) -> Result<Vec<ChainMeasurement>>;
+    /// The fields, `[chain][site]`.
+    fn fields(&self) -> Result<Vec<f64>>;
+    /// Sets the fields, `[chain][site]` (a start).
+    fn set_fields(&mut self, phi: &[f64]) -> Result<()>;
+    /// Named arrays that, with [`Sampler::updates_done`], restore the sampler exactly.
+    fn state(&self) -> Result<Vec<(String, Vec<f64>)>>;
+    /// Restores a state saved by [`Sampler::state`] after `done` updates.
+    fn restore(&mut self, done: u64, state: &[(String, Vec<f64>)]) -> Result<()>;
+}
+
+/// Every sampler with its parameters: the registry of [`Sampler`] implementations.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SamplerConfig {
+    /// Hybrid Monte Carlo ([`crate::hmc`]).
+    Hmc(HmcParams),
+}
+
+impl SamplerConfig {
+    /// Checks the parameters.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            SamplerConfig::Hmc(p) => p.validate(),
+        }
+    }
+
+    /// The sampler for `chains` chains of `action` on `device`.
+    pub fn build(
+        &self,
+        action: Arc<dyn Action>,
+        chains: usize,
+        device: &Device,
+    ) -> Result<Box<dyn Sampler>> {
+        Ok(match self {
+            SamplerConfig::Hmc(p) => Box::new(HmcSampler::new(action, chains, *p, device)?),
+        })
+    }
+}
