@@ -30,8 +30,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Hybrid Monte Carlo for phi^4 or the anharmonic oscillator (defaults: 2D phi^4, 32x32).
-    Hmc(HmcArgs),
+    /// Sample phi^4 or the anharmonic oscillator (defaults: HMC on 2D phi^4, 32x32); `hmc` is
+    /// the same command.
+    #[command(alias = "hmc")]
+    Sample(HmcArgs),
     /// Spectral function from a Euclidean correlator (NN, MEM, Tikhonov, TSVD).
     Spectral(SpectralArgs),
     /// Throughput benchmarks.
@@ -175,6 +177,13 @@ struct HmcArgs {
     /// leapfrog, omelyan (2MN) or omelyan4 (fourth order).
     #[arg(long, default_value = "omelyan")]
     integrator: String,
+    /// hmc; mala (Metropolis-adjusted Langevin, exact) or langevin (unadjusted Euler–Maruyama,
+    /// biased at O(epsilon)), which take --epsilon instead of --tau, --steps and --integrator.
+    #[arg(long, default_value = "hmc")]
+    algorithm: String,
+    /// Langevin time step of mala and langevin.
+    #[arg(long, default_value_t = 0.01, allow_hyphen_values = true)]
+    epsilon: f64,
     /// Independent chains run together.
     #[arg(long, default_value_t = 4)]
     chains: usize,
@@ -227,7 +236,7 @@ struct BenchHmcArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Hmc(a) => cmd_hmc(a),
+        Command::Sample(a) => cmd_sample(a),
         Command::Spectral(a) => cmd_spectral(a),
         Command::Bench {
             what: BenchWhat::Hmc(a),
@@ -270,12 +279,27 @@ fn run_config(a: &HmcArgs) -> Result<RunConfig> {
         chains: a.chains,
         trajectories: a.trajectories,
         therm: a.therm,
-        sampler: SamplerConfig::Hmc(HmcParams {
-            tau: a.tau,
-            steps: a.steps,
-            integrator: Integrator::from_name(&a.integrator)?,
-            seed: a.seed,
-        }),
+        sampler: match a.algorithm.as_str() {
+            "hmc" => SamplerConfig::Hmc(HmcParams {
+                tau: a.tau,
+                steps: a.steps,
+                integrator: Integrator::from_name(&a.integrator)?,
+                seed: a.seed,
+            }),
+            "mala" => SamplerConfig::Mala {
+                epsilon: a.epsilon,
+                seed: a.seed,
+            },
+            "langevin" => SamplerConfig::Langevin {
+                epsilon: a.epsilon,
+                seed: a.seed,
+            },
+            other => {
+                return Err(Error::InvalidInput(format!(
+                    "unknown algorithm '{other}': use hmc, mala or langevin"
+                )))
+            }
+        },
         start: Start::from_name(&a.start)?,
         save_every: a.save_every,
         checkpoint_every: a.checkpoint_every,
@@ -285,7 +309,7 @@ fn run_config(a: &HmcArgs) -> Result<RunConfig> {
     Ok(cfg)
 }
 
-fn cmd_hmc(a: HmcArgs) -> Result<()> {
+fn cmd_sample(a: HmcArgs) -> Result<()> {
     let cfg = run_config(&a)?;
     let (device, why) = Device::from_name(&a.device)?;
     eprintln!("latticeml: {why}");

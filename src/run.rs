@@ -1,4 +1,4 @@
-//! The production run behind `latticeml hmc`, for any [`Sampler`], as a library function: thermalisation,
+//! The production run behind `latticeml sample` (alias `hmc`), for any [`Sampler`], as a library function: thermalisation,
 //! measurement every trajectory, thinned configurations, periodic checkpoints, bit-identical
 //! resume, and the output files (`observables.csv`, `configs.npy`, `correlator.csv`,
 //! `summary.json`, `checkpoint`), all written atomically.
@@ -393,7 +393,7 @@ pub fn run(
     let mut sampler = cfg.sampler.build(action.clone(), cfg.chains, device)?;
     let identity = cfg.identity(action.as_ref(), sampler.as_ref());
     let manifest = Manifest {
-        command: "hmc".into(),
+        command: "sample".into(),
         parameters: identity.clone(),
         files: RUN_FILES.iter().map(|f| f.to_string()).collect(),
     };

@@ -73,6 +73,22 @@ pub trait Sampler: Send {
 pub enum SamplerConfig {
     /// Hybrid Monte Carlo ([`crate::hmc`]).
     Hmc(HmcParams),
+    /// Metropolis-adjusted Langevin: the proposal φ' = φ + εF(φ) + √(2ε)η accepted with the
+    /// Metropolis–Hastings ratio; exact for every ε.
+    Mala {
+        /// Langevin time step ε.
+        epsilon: f64,
+        /// Seed of every random draw.
+        seed: u64,
+    },
+    /// Unadjusted Langevin (stochastic quantisation, Euler–Maruyama): φ' = φ + εF(φ) + √(2ε)η,
+    /// always kept; its stationary distribution is e^{−S} only up to O(ε).
+    Langevin {
+        /// Langevin time step ε.
+        epsilon: f64,
+        /// Seed of every random draw.
+        seed: u64,
+    },
 }
 
 impl SamplerConfig {
@@ -80,6 +96,15 @@ impl SamplerConfig {
     pub fn validate(&self) -> Result<()> {
         match self {
             SamplerConfig::Hmc(p) => p.validate(),
+            SamplerConfig::Mala { epsilon, .. } | SamplerConfig::Langevin { epsilon, .. } => {
+                if epsilon.is_finite() && *epsilon > 0.0 {
+                    Ok(())
+                } else {
+                    Err(crate::error::Error::InvalidInput(format!(
+                        "--epsilon {epsilon} must be a positive number"
+                    )))
+                }
+            }
         }
     }
 
@@ -90,8 +115,14 @@ impl SamplerConfig {
         chains: usize,
         device: &Device,
     ) -> Result<Box<dyn Sampler>> {
-        Ok(match self {
-            SamplerConfig::Hmc(p) => Box::new(HmcSampler::new(action, chains, *p, device)?),
+        Ok(match *self {
+            SamplerConfig::Hmc(p) => Box::new(HmcSampler::new(action, chains, p, device)?),
+            SamplerConfig::Mala { epsilon, seed } => Box::new(HmcSampler::langevin(
+                action, chains, epsilon, seed, true, device,
+            )?),
+            SamplerConfig::Langevin { epsilon, seed } => Box::new(HmcSampler::langevin(
+                action, chains, epsilon, seed, false, device,
+            )?),
         })
     }
 }

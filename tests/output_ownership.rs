@@ -49,7 +49,7 @@ fn results_are_never_overwritten_silently() {
     let o = d.to_str().unwrap();
     refused(
         &latticeml(&["spectral", "--mock", "bw1", "--method", "tsvd", "--out", o]),
-        "results of `latticeml hmc`",
+        "results of `latticeml sample`",
     );
     // The same command again, without --resume.
     refused(&run(&hmc_args(&d, "6")), "--resume");
@@ -114,7 +114,7 @@ fn a_second_process_is_refused_while_the_first_writes() {
     let _ = child.wait();
     refused(
         &out,
-        &format!("in use by latticeml hmc (pid {})", child.id()),
+        &format!("in use by latticeml sample (pid {})", child.id()),
     );
 }
 

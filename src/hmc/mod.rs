@@ -251,6 +251,8 @@ pub struct Hmc {
     action: Arc<dyn Action>,
     chains: usize,
     params: HmcParams,
+    /// Accept/reject each trajectory (false: unadjusted, every proposal is kept).
+    metropolis: bool,
     backend: Box<dyn HmcBackend>,
     next_trajectory: u64,
     accepted: Vec<u64>,
@@ -295,10 +297,17 @@ impl Hmc {
             backend,
             next_trajectory: 0,
             accepted: vec![0; chains],
+            metropolis: true,
         };
         let phi = Start::Hot.fields(hmc.action.as_ref(), chains, params.seed);
         hmc.backend.set_fields(&phi)?;
         Ok(hmc)
+    }
+
+    /// With `false`, every trajectory is kept without the Metropolis test (ΔH is still reported):
+    /// one leapfrog step is then the unadjusted Langevin (Euler–Maruyama) update.
+    pub fn set_metropolis(&mut self, on: bool) {
+        self.metropolis = on;
     }
 
     /// Changes the MD steps per trajectory (at fixed τ): the step-size warm-up of thermalisation.
@@ -409,7 +418,7 @@ impl Hmc {
             let dh = (k1[c] + s1[c]) - (k0[c] + s0[c]);
             let u = philox::uniform(seed, c as u32, step, accept_stream);
             // A non-finite ΔH (a blown-up trajectory) is a rejection.
-            let accept = dh.is_finite() && (dh <= 0.0 || u < (-dh).exp());
+            let accept = !self.metropolis || (dh.is_finite() && (dh <= 0.0 || u < (-dh).exp()));
             stats.delta_h[c] = dh;
             stats.accepted[c] = accept;
             if accept {

@@ -1,6 +1,13 @@
 //! HMC as a [`Sampler`]: one trajectory per update, the thermalisation warm-up as more MD steps
 //! at the same trajectory length, and measurements from the per-slice moments and the action of
 //! each chain's configuration.
+//!
+//! Langevin samplers are the same machine: from fresh unit momenta, one leapfrog step of size h
+//! moves φ to φ + h²/2·F(φ) + hη, the Euler–Maruyama step with ε = h²/2, and its ΔH is exactly
+//! the log Metropolis–Hastings ratio of that proposal (R. M. Neal, "MCMC using Hamiltonian
+//! dynamics", Handbook of MCMC (2011), sec. 5.5.2). So MALA is one-step leapfrog HMC with
+//! h = √(2ε), and unadjusted Langevin the same without the accept/reject step (its ΔH still
+//! reported, as a measure of the discretisation error).
 
 use std::sync::Arc;
 
@@ -13,8 +20,20 @@ use crate::lattice::Lattice;
 use crate::observables::{primaries, Measurement};
 use crate::sampler::{ChainMeasurement, Sampler, UpdateStats};
 
+/// Which algorithm an [`HmcSampler`] runs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Algorithm {
+    Hmc,
+    /// Metropolis-adjusted (`true`) or unadjusted Langevin with time step ε.
+    Langevin {
+        epsilon: f64,
+        adjusted: bool,
+    },
+}
+
 /// [`Hmc`] behind the [`Sampler`] interface.
 pub struct HmcSampler {
+    algorithm: Algorithm,
     hmc: Hmc,
     production_steps: usize,
     set: ObservableSet,
@@ -32,12 +51,47 @@ impl HmcSampler {
         device: &Device,
     ) -> Result<Self> {
         Ok(HmcSampler {
+            algorithm: Algorithm::Hmc,
             production_steps: params.steps,
             set: action.observable_set(),
             lattice: action.lattice().clone(),
             hmc: Hmc::new(action, chains, params, device)?,
             action: Vec::new(),
         })
+    }
+}
+
+impl HmcSampler {
+    /// MALA (`adjusted`) or unadjusted Langevin with time step ε: one leapfrog step of
+    /// h = √(2ε) per update.
+    pub fn langevin(
+        action: Arc<dyn Action>,
+        chains: usize,
+        epsilon: f64,
+        seed: u64,
+        adjusted: bool,
+        device: &Device,
+    ) -> Result<Self> {
+        let params = HmcParams {
+            tau: (2.0 * epsilon).sqrt(),
+            steps: 1,
+            integrator: super::Integrator::Leapfrog,
+            seed,
+        };
+        let mut s = Self::new(action, chains, params, device)?;
+        s.hmc.set_metropolis(adjusted);
+        s.algorithm = Algorithm::Langevin { epsilon, adjusted };
+        Ok(s)
+    }
+
+    fn algorithm_name(&self) -> &'static str {
+        match self.algorithm {
+            Algorithm::Hmc => "hmc",
+            Algorithm::Langevin { adjusted: true, .. } => "mala",
+            Algorithm::Langevin {
+                adjusted: false, ..
+            } => "langevin",
+        }
     }
 }
 
@@ -52,24 +106,34 @@ impl Sampler for HmcSampler {
 
     fn parameters(&self) -> String {
         let p = self.hmc.params();
-        format!(
-            "algorithm=hmc\ntau={:?}\nsteps={}\nintegrator={}\nseed={}\n",
-            p.tau,
-            self.production_steps,
-            p.integrator.name(),
-            p.seed
-        )
+        let name = self.algorithm_name();
+        match self.algorithm {
+            Algorithm::Hmc => format!(
+                "algorithm={name}\ntau={:?}\nsteps={}\nintegrator={}\nseed={}\n",
+                p.tau,
+                self.production_steps,
+                p.integrator.name(),
+                p.seed
+            ),
+            Algorithm::Langevin { epsilon, .. } => {
+                format!("algorithm={name}\nepsilon={epsilon:?}\nseed={}\n", p.seed)
+            }
+        }
     }
 
     fn summary(&self) -> Vec<(&'static str, Json)> {
         let p = self.hmc.params();
-        vec![
-            ("algorithm", Json::Str("hmc".into())),
-            ("integrator", Json::Str(p.integrator.name().into())),
-            ("tau", Json::Num(p.tau)),
-            ("steps", Json::Num(self.production_steps as f64)),
-            ("seed", Json::Num(p.seed as f64)),
-        ]
+        let mut v = vec![("algorithm", Json::Str(self.algorithm_name().into()))];
+        match self.algorithm {
+            Algorithm::Hmc => v.extend([
+                ("integrator", Json::Str(p.integrator.name().into())),
+                ("tau", Json::Num(p.tau)),
+                ("steps", Json::Num(self.production_steps as f64)),
+            ]),
+            Algorithm::Langevin { epsilon, .. } => v.push(("epsilon", Json::Num(epsilon))),
+        }
+        v.push(("seed", Json::Num(p.seed as f64)));
+        v
     }
 
     fn set_warmup(&mut self, level: u32) -> Result<()> {
