@@ -123,3 +123,52 @@ fn unadjusted_langevin_has_the_exact_euler_maruyama_bias_linear_in_epsilon() {
         "bias ∝ eps^{slope:.3}, expected eps^1"
     );
 }
+
+#[test]
+fn mala_reproduces_hmc_on_interacting_phi4() {
+    let run_with = |sampler: SamplerConfig, name: &str| {
+        let cfg = RunConfig {
+            theory: Theory::Phi4 {
+                lattice: Lattice::new(&[L, L]).unwrap(),
+                kappa: 0.2,
+                lambda: 0.1,
+            },
+            chains: 8,
+            trajectories: 6000,
+            therm: 300,
+            sampler,
+            start: Start::Hot,
+            save_every: 1000,
+            checkpoint_every: 6000,
+        };
+        run(
+            &cfg,
+            &Device::Cpu(common::cpu()),
+            &tmp(name),
+            Claim::Fresh,
+            &mut |_, _| {},
+        )
+        .unwrap()
+    };
+    let hmc = run_with(
+        SamplerConfig::Hmc(latticeml::hmc::HmcParams {
+            tau: 1.0,
+            steps: 6,
+            integrator: latticeml::hmc::Integrator::Omelyan,
+            seed: 3,
+        }),
+        "phi4-hmc",
+    );
+    let mala = run_with(
+        SamplerConfig::Mala {
+            epsilon: 0.1,
+            seed: 4,
+        },
+        "phi4-mala",
+    );
+    for name in ["chi2", "absM", "action_density"] {
+        let (a, b) = (get(&hmc, name), get(&mala, name));
+        let z = (a.value - b.value).abs() / (a.error.powi(2) + b.error.powi(2)).sqrt();
+        assert!(z < 4.0, "{name}: HMC {a:?} vs MALA {b:?} ({z:.1} sigma)");
+    }
+}
