@@ -417,44 +417,39 @@ pub fn conv2d_grad_input<T: Real>(
     im2col_gemm(dev, dy, co_n, &wt, dx, ci_n, c, true)
 }
 
-/// Σ a[j]·b[j]: eight interleaved lanes in `T` over leaves of 256 products (32 per lane), each
-/// leaf's lanes then added into f64 lanes, combined in a fixed order at the end. Deterministic;
-/// the rounding error of an f32 sum grows with the leaf (32 terms), not with the whole length,
-/// as in NumPy's blocked pairwise summation, while the hot loop stays in `T`'s SIMD width.
+/// Σ a[j]·b[j]: eight interleaved lanes in `T` over leaves of 256 products (32 per lane), the
+/// lanes combined by a fixed tree and each leaf's sum added in f64. Deterministic; the rounding
+/// error of an f32 sum grows with the leaf, not with the whole length, as in NumPy's blocked
+/// pairwise summation, while the hot loop stays in `T`'s SIMD width.
 #[inline]
 fn dot8<T: Real>(a: &[T], b: &[T]) -> f64 {
     const LEAF: usize = 256;
-    /// Adds Σ x·y of one leaf into the f64 lanes.
+    /// Σ x·y of one leaf, in `T`.
     #[inline(always)]
-    fn leaf<T: Real>(xa: &[T], xb: &[T], wide: &mut [f64; 8]) {
-        let mut lanes = [T::zero(); 8];
+    fn leaf<T: Real>(xa: &[T], xb: &[T]) -> T {
+        let mut l = [T::zero(); 8];
         let (ca, cb) = (xa.chunks_exact(8), xb.chunks_exact(8));
         let (ra, rb) = (ca.remainder(), cb.remainder());
         for (x, y) in ca.zip(cb) {
-            let (x, y): (&[T; 8], &[T; 8]) = (x.try_into().unwrap(), y.try_into().unwrap());
             for k in 0..8 {
-                lanes[k] += x[k] * y[k];
+                l[k] += x[k] * y[k];
             }
         }
         for (k, (&x, &y)) in ra.iter().zip(rb).enumerate() {
-            lanes[k] += x * y;
+            l[k] += x * y;
         }
-        for (w, l) in wide.iter_mut().zip(lanes) {
-            *w += l.to_f64();
-        }
+        ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]))
     }
-    let mut wide = [0.0f64; 8];
     let n = a.len().min(b.len());
     let full = n - n % LEAF;
+    let mut acc = 0.0f64;
     for (xa, xb) in a[..full]
         .chunks_exact(LEAF)
         .zip(b[..full].chunks_exact(LEAF))
     {
-        let (xa, xb): (&[T; LEAF], &[T; LEAF]) = (xa.try_into().unwrap(), xb.try_into().unwrap());
-        leaf(xa, xb, &mut wide);
+        acc += leaf(xa, xb).to_f64();
     }
-    leaf(&a[full..n], &b[full..n], &mut wide);
-    ((wide[0] + wide[1]) + (wide[2] + wide[3])) + ((wide[4] + wide[5]) + (wide[6] + wide[7]))
+    acc + leaf(&a[full..n], &b[full..n]).to_f64()
 }
 
 /// ∂L/∂w: per sample the products ∂L/∂y · colᵀ (parallel over samples), then the per-sample
