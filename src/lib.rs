@@ -19,6 +19,7 @@ pub mod action;
 pub mod analysis;
 pub mod device;
 pub mod error;
+pub mod exact;
 pub mod hmc;
 pub mod io;
 pub mod lattice;

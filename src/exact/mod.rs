@@ -1,0 +1,4 @@
+//! Exact results that samplers are tested against and that users compare with: closed forms and
+//! finite-lattice partition functions.
+
+pub mod ising;
