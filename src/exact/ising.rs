@@ -9,8 +9,20 @@
 //!   sign at the critical point (so Z₄ can be negative).
 //! Everything is summed in log space with signs, so any size is safe from overflow.
 
+use crate::error::{Error, Result};
+
+fn check(m: usize, n: usize, beta: f64) -> Result<()> {
+    if m < 2 || n < 2 || !(beta > 0.0 && beta.is_finite()) {
+        return Err(Error::InvalidInput(format!(
+            "Ising torus {m} x {n} at beta = {beta}: need extents of at least 2 and a finite beta > 0"
+        )));
+    }
+    Ok(())
+}
+
 /// ln Z of the m × n torus at inverse temperature β (m, n ≥ 2; β > 0).
-pub fn ln_partition_function(m: usize, n: usize, beta: f64) -> f64 {
+pub fn ln_partition_function(m: usize, n: usize, beta: f64) -> Result<f64> {
+    check(m, n, beta)?;
     let k = beta;
     let (mf, nf) = (m as f64, n as f64);
     let gamma = |j: usize| -> f64 {
@@ -40,7 +52,7 @@ pub fn ln_partition_function(m: usize, n: usize, beta: f64) -> f64 {
     }
     let top = terms.iter().map(|t| t.1).fold(f64::NEG_INFINITY, f64::max);
     let sum: f64 = terms.iter().map(|(s, l)| s * (l - top).exp()).sum();
-    (0.5f64).ln() + mf * nf / 2.0 * (2.0 * (2.0 * k).sinh()).ln() + top + sum.ln()
+    Ok((0.5f64).ln() + mf * nf / 2.0 * (2.0 * (2.0 * k).sinh()).ln() + top + sum.ln())
 }
 
 /// ln(2 cosh x), stable for large |x|.
@@ -57,10 +69,11 @@ fn ln_2sinh_abs(x: f64) -> f64 {
 
 /// Energy per site ⟨E⟩/(mn) = −(1/mn) ∂ln Z/∂β, by a central difference of the exact ln Z
 /// (step 10⁻⁵: truncation ~10⁻¹⁰, rounding ~10⁻¹⁰ relative at these sizes).
-pub fn energy_per_site(m: usize, n: usize, beta: f64) -> f64 {
-    let h = 1e-5;
-    let d = ln_partition_function(m, n, beta + h) - ln_partition_function(m, n, beta - h);
-    -d / (2.0 * h) / (m * n) as f64
+pub fn energy_per_site(m: usize, n: usize, beta: f64) -> Result<f64> {
+    check(m, n, beta)?;
+    let h = 1e-5 * beta.min(1.0);
+    let d = ln_partition_function(m, n, beta + h)? - ln_partition_function(m, n, beta - h)?;
+    Ok(-d / (2.0 * h) / (m * n) as f64)
 }
 
 #[cfg(test)]
@@ -97,14 +110,14 @@ mod tests {
         for (m, n) in [(4, 4), (3, 5), (2, 6), (4, 3)] {
             for beta in [0.1, 0.3, 0.4406868, 0.6, 1.0] {
                 let (z, e) = enumerate(m, n, beta);
-                let lz = ln_partition_function(m, n, beta);
+                let lz = ln_partition_function(m, n, beta).unwrap();
                 assert!(
                     (lz - z.ln()).abs() < 1e-10 * z.ln().abs().max(1.0),
                     "{m}x{n} beta {beta}: {lz} vs {}",
                     z.ln()
                 );
                 assert!(
-                    (energy_per_site(m, n, beta) - e).abs() < 1e-7,
+                    (energy_per_site(m, n, beta).unwrap() - e).abs() < 1e-7,
                     "{m}x{n} beta {beta}"
                 );
             }
@@ -116,16 +129,17 @@ mod tests {
         // At β_c the infinite lattice has energy per site −√2 (Onsager); the torus approaches it
         // with corrections O(1/L).
         let beta_c = 0.5 * (1.0 + 2f64.sqrt()).ln();
-        let e64 = energy_per_site(64, 64, beta_c);
-        let e128 = energy_per_site(128, 128, beta_c);
+        let e64 = energy_per_site(64, 64, beta_c).unwrap();
+        let e128 = energy_per_site(128, 128, beta_c).unwrap();
         assert!((e64 + 2f64.sqrt()).abs() < 0.02, "{e64}");
         assert!(
             (e128 + 2f64.sqrt()).abs() < (e64 + 2f64.sqrt()).abs(),
             "{e128} vs {e64}"
         );
         // Deep in either phase: −2 (ordered) and ≈ −2 tanh β (high temperature) per site.
-        assert!((energy_per_site(32, 32, 3.0) + 2.0).abs() < 1e-6);
+        assert!((energy_per_site(32, 32, 3.0).unwrap() + 2.0).abs() < 1e-6);
         let b = 0.05;
-        assert!((energy_per_site(32, 32, b) + 2.0 * b.tanh()).abs() < 1e-3);
+        assert!((energy_per_site(32, 32, b).unwrap() + 2.0 * b.tanh()).abs() < 1e-3);
+        assert!(energy_per_site(1, 8, 0.4).is_err() && ln_partition_function(4, 4, -1.0).is_err());
     }
 }

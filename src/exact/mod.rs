@@ -2,3 +2,4 @@
 //! finite-lattice partition functions.
 
 pub mod ising;
+pub mod xy;
