@@ -168,22 +168,22 @@ struct HmcArgs {
     /// Thermalisation trajectories left out of the analysis.
     #[arg(long, default_value_t = 200)]
     therm: u64,
-    /// Integration steps per trajectory.
-    #[arg(long, default_value_t = 4)]
-    steps: usize,
-    /// Trajectory length.
-    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
-    tau: f64,
-    /// leapfrog, omelyan (2MN) or omelyan4 (fourth order).
-    #[arg(long, default_value = "omelyan")]
-    integrator: String,
+    /// HMC: integration steps per trajectory [default: 4].
+    #[arg(long)]
+    steps: Option<usize>,
+    /// HMC: trajectory length [default: 1.0].
+    #[arg(long, allow_hyphen_values = true)]
+    tau: Option<f64>,
+    /// HMC: leapfrog, omelyan (2MN) or omelyan4 (fourth order) [default: omelyan].
+    #[arg(long)]
+    integrator: Option<String>,
     /// hmc; mala (Metropolis-adjusted Langevin, exact) or langevin (unadjusted Euler–Maruyama,
     /// biased at O(epsilon)), which take --epsilon instead of --tau, --steps and --integrator.
     #[arg(long, default_value = "hmc")]
     algorithm: String,
-    /// Langevin time step of mala and langevin.
-    #[arg(long, default_value_t = 0.01, allow_hyphen_values = true)]
-    epsilon: f64,
+    /// Langevin time step of mala and langevin [default: 0.01].
+    #[arg(long, allow_hyphen_values = true)]
+    epsilon: Option<f64>,
     /// Independent chains run together.
     #[arg(long, default_value_t = 4)]
     chains: usize,
@@ -254,6 +254,39 @@ fn main() -> ExitCode {
     }
 }
 
+/// The sampler of `--algorithm` with its parameters; a parameter of another algorithm is refused
+/// rather than silently ignored.
+fn sampler_config(a: &HmcArgs) -> Result<SamplerConfig> {
+    let hmc_flags = a.steps.is_some() || a.tau.is_some() || a.integrator.is_some();
+    let refuse = |what: &str| {
+        Err(Error::InvalidInput(format!(
+            "--algorithm {} takes {what}",
+            a.algorithm
+        )))
+    };
+    match a.algorithm.as_str() {
+        "hmc" if a.epsilon.is_some() => refuse("--tau, --steps and --integrator, not --epsilon"),
+        "hmc" => Ok(SamplerConfig::Hmc(HmcParams {
+            tau: a.tau.unwrap_or(1.0),
+            steps: a.steps.unwrap_or(4),
+            integrator: Integrator::from_name(a.integrator.as_deref().unwrap_or("omelyan"))?,
+            seed: a.seed,
+        })),
+        "mala" | "langevin" if hmc_flags => refuse("--epsilon, not --tau, --steps or --integrator"),
+        "mala" => Ok(SamplerConfig::Mala {
+            epsilon: a.epsilon.unwrap_or(0.01),
+            seed: a.seed,
+        }),
+        "langevin" => Ok(SamplerConfig::Langevin {
+            epsilon: a.epsilon.unwrap_or(0.01),
+            seed: a.seed,
+        }),
+        other => Err(Error::InvalidInput(format!(
+            "unknown algorithm '{other}': use hmc, mala or langevin"
+        ))),
+    }
+}
+
 fn run_config(a: &HmcArgs) -> Result<RunConfig> {
     let theory = match a.theory.as_str() {
         "phi4" => Theory::Phi4 {
@@ -279,27 +312,7 @@ fn run_config(a: &HmcArgs) -> Result<RunConfig> {
         chains: a.chains,
         trajectories: a.trajectories,
         therm: a.therm,
-        sampler: match a.algorithm.as_str() {
-            "hmc" => SamplerConfig::Hmc(HmcParams {
-                tau: a.tau,
-                steps: a.steps,
-                integrator: Integrator::from_name(&a.integrator)?,
-                seed: a.seed,
-            }),
-            "mala" => SamplerConfig::Mala {
-                epsilon: a.epsilon,
-                seed: a.seed,
-            },
-            "langevin" => SamplerConfig::Langevin {
-                epsilon: a.epsilon,
-                seed: a.seed,
-            },
-            other => {
-                return Err(Error::InvalidInput(format!(
-                    "unknown algorithm '{other}': use hmc, mala or langevin"
-                )))
-            }
-        },
+        sampler: sampler_config(a)?,
         start: Start::from_name(&a.start)?,
         save_every: a.save_every,
         checkpoint_every: a.checkpoint_every,

@@ -130,6 +130,31 @@ fn command_line_values() {
         &["hmc", "--steps", "2000000000", "--out", &o],
         "steps = 2000000000",
     );
+    // A flag of another algorithm is refused, not ignored.
+    refused(
+        &["sample", "--algorithm", "mala", "--steps", "8", "--out", &o],
+        "takes --epsilon, not --tau",
+    );
+    refused(
+        &["sample", "--epsilon", "0.1", "--out", &o],
+        "not --epsilon",
+    );
+    refused(
+        &["sample", "--algorithm", "metropolis", "--out", &o],
+        "unknown algorithm 'metropolis'",
+    );
+    refused(
+        &[
+            "sample",
+            "--algorithm",
+            "langevin",
+            "--epsilon",
+            "-1",
+            "--out",
+            &o,
+        ],
+        "--epsilon -1",
+    );
     accepted(&[
         "hmc",
         "--dims",
