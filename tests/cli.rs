@@ -229,7 +229,7 @@ fn killed_run_resumes_bit_identically() {
     // Start the same run, kill it hard once its first checkpoint exists, then resume.
     let d = tmp("killed");
     let o = d.to_str().unwrap().to_string();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_latticeml"))
+    let mut child = Command::new(common::binary())
         .args(args(&o))
         .env("LATTICEML_THREADS", "2")
         .stdout(Stdio::null())

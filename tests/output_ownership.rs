@@ -91,7 +91,7 @@ fn results_are_never_overwritten_silently() {
 fn a_second_process_is_refused_while_the_first_writes() {
     let d = tmp("concurrent");
     let first = hmc_args(&d, "100000000");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_latticeml"))
+    let mut child = Command::new(common::binary())
         .args(&first)
         .env("LATTICEML_THREADS", "1")
         .stdout(Stdio::null())

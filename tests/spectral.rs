@@ -383,7 +383,7 @@ fn bad_input_is_rejected_clearly() {
 #[test]
 fn command_line_writes_files_and_refuses_a_grid_that_misses_the_spectrum() {
     let dir = std::env::temp_dir().join(format!("latticeml-spectral-{}", std::process::id()));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_latticeml"))
+    let out = std::process::Command::new(common::binary())
         .args([
             "spectral",
             "--mock",
@@ -422,7 +422,7 @@ fn command_line_writes_files_and_refuses_a_grid_that_misses_the_spectrum() {
     let (shape, _) =
         latticeml::io::npy::decode(&std::fs::read(dir.join("rho.npy")).unwrap()).unwrap();
     assert_eq!(shape, vec![200, 4]);
-    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_latticeml"))
+    let bad = std::process::Command::new(common::binary())
         .args([
             "spectral",
             "--mock",

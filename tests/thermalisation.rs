@@ -6,8 +6,6 @@ mod common;
 
 use common::fresh_dir as tmp;
 
-use std::process::Command;
-
 use latticeml::action::{Action, Oscillator, Phi4};
 use latticeml::analysis::gamma::{NOTE_CONSTANT, NOTE_TOO_SHORT};
 use latticeml::analysis::gamma_primary;
@@ -108,14 +106,6 @@ fn hot_cold_and_ordered_starts_reach_the_same_equilibrium() {
     }
 }
 
-fn cli(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_latticeml"))
-        .args(args)
-        .env("LATTICEML_THREADS", "2")
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn stuck_chains_and_exploding_couplings_are_errors_not_results() {
     let cases: [(&[&str], &str); 2] = [
@@ -149,7 +139,7 @@ fn stuck_chains_and_exploding_couplings_are_errors_not_results() {
             o,
         ];
         args.extend_from_slice(extra);
-        let r = cli(&args);
+        let r = common::latticeml(&args);
         let err = String::from_utf8_lossy(&r.stderr);
         assert_eq!(r.status.code(), Some(2), "{extra:?}: {err}");
         assert!(err.contains(needle), "{extra:?}: {err}");

@@ -48,9 +48,27 @@ pub fn loglog_slope(x: &[f64], y: &[f64]) -> f64 {
     sxy / sxx
 }
 
+/// The `latticeml` binary: `LATTICEML_BIN` when set, else the one cargo built, else the one packed
+/// beside the test binaries for a GPU machine (`.gpu/latticeml` for `.gpu/tests/NAME`), where the
+/// build's path does not exist.
+pub fn binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("LATTICEML_BIN") {
+        return p.into();
+    }
+    let built = PathBuf::from(env!("CARGO_BIN_EXE_latticeml"));
+    if built.exists() {
+        return built;
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("latticeml")))
+        .filter(|p| p.exists())
+        .unwrap_or(built)
+}
+
 /// Runs the `latticeml` binary with two threads.
 pub fn latticeml(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_latticeml"))
+    Command::new(binary())
         .args(args)
         .env("LATTICEML_THREADS", "2")
         .output()
