@@ -127,6 +127,14 @@ fn command_line_values() {
     refused(&["bench", "nn", "--seconds", "inf"], "--seconds inf");
     refused(&["bench", "hmc", "--updates", "0"], "--updates 0");
     refused(
+        &["bench", "nn", "--sizes", "20000", "--device", "cpu"],
+        "use smaller --sizes",
+    );
+    refused(
+        &["bench", "hmc", "--dims", "40000x40000", "--device", "cpu"],
+        "not enough memory",
+    );
+    refused(
         &["hmc", "--steps", "2000000000", "--out", &o],
         "steps = 2000000000",
     );

@@ -9,7 +9,7 @@ use super::layers::ConvStack;
 use super::params::ParamStore;
 use super::tape::Tape;
 use super::tensor::{Ctx, Tensor};
-use crate::device::Device;
+use crate::device::{memory, Device};
 use crate::error::Result;
 use crate::philox;
 
@@ -27,6 +27,12 @@ pub struct ConvStackBench {
 impl ConvStackBench {
     /// Builds the network and a random input batch on `device` for an L×L lattice.
     pub fn new(device: &Device, l: usize) -> Result<Self> {
+        // The f64 input batch on the host, then 1 + 16 + 16 + 2 channels of f32 activations with
+        // their gradients and the im2col buffers (about three copies) on the device.
+        let sites = (BATCH as u128) * (l as u128) * (l as u128);
+        let what = format!("the conv stack at L = {l}");
+        memory::check_host(8 * sites, &what, "use smaller --sizes")?;
+        memory::check(device, 4 * 35 * 3 * sites, &what, "use smaller --sizes")?;
         let ctx = Ctx::<f32>::new(device.clone());
         let mut store = ParamStore::new(&ctx);
         let net = ConvStack::new(&mut store, "stack", &[1, 16, 16, 2], 3, 0.01, 1)?;
