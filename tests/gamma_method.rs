@@ -92,3 +92,36 @@ fn constant_series_is_reported_instead_of_given_a_zero_error() {
     assert!(e.error.is_nan());
     assert_eq!(e.note, Some(latticeml::analysis::gamma::NOTE_CONSTANT));
 }
+
+/// Issue 11's check of the dynamical-exponent fit: a family of AR(1) processes whose exact
+/// τ_int = (1 + ρ)/(2(1 − ρ)) grows as 0.05·L², measured with the Γ-method and fitted, must give
+/// z = 2 within its error.
+#[test]
+fn the_z_fit_recovers_a_known_exponent_from_measured_autocorrelation_times() {
+    use latticeml::analysis::fit_power_law;
+    let sizes = [4.0, 6.0, 8.0, 12.0, 16.0];
+    let (mut taus, mut errors) = (Vec::new(), Vec::new());
+    for (k, &l) in sizes.iter().enumerate() {
+        let tau: f64 = 0.05 * l * l;
+        let rho = (2.0 * tau - 1.0) / (2.0 * tau + 1.0);
+        let n = 400_000;
+        let mut noise = vec![0.0; n];
+        latticeml::philox::fill_normals(&mut noise, 77, k as u32, 0, 3);
+        let mut x = vec![0.0; n];
+        for t in 1..n {
+            x[t] = rho * x[t - 1] + (1.0 - rho * rho).sqrt() * noise[t];
+        }
+        let e = gamma_primary(&[&x]);
+        taus.push(e.tau_int);
+        errors.push(e.tau_int_error);
+    }
+    let fit = fit_power_law(&sizes, &taus, &errors).unwrap();
+    assert!(
+        (fit.z - 2.0).abs() < 3.0 * fit.z_error,
+        "z = {} ± {} (taus {taus:?})",
+        fit.z,
+        fit.z_error
+    );
+    assert!(fit.z_error < 0.1, "{fit:?}");
+    assert!((fit.amplitude - 0.05).abs() < 0.02, "{fit:?}");
+}

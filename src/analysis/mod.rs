@@ -4,7 +4,9 @@
 pub mod gamma;
 pub mod jackknife;
 pub mod replicas;
+pub mod scaling;
 
 pub use gamma::{gamma_derived, gamma_primary, Estimate};
 pub use jackknife::jackknife;
 pub use replicas::{replica_consistency, ReplicaCheck};
+pub use scaling::{fit_power_law, PowerLaw};
