@@ -5,13 +5,6 @@
 // The host guarantees chains * volume < 2^31, so every index is a 32-bit integer (64-bit division
 // is emulated on the GPU and would cost more than the arithmetic of the update).
 
-struct Geom {
-    unsigned int volume;   // sites per chain
-    unsigned int chains;
-    int ext[4];            // extents L_mu (unused axes: 1)
-    int stride[4];         // row-major strides
-};
-
 struct Couplings { double hop, u0, u2, u4; };
 
 // Sum of phi over the neighbours of site s (within one chain), periodic: all 2D of them when

@@ -4,8 +4,15 @@
 //! S = Σₓ [ −h Σ_μ φ(x)φ(x+μ̂) + u₀ + u₂φ(x)² + u₄φ(x)⁴ ] ([`ScalarCouplings`]), so one CPU routine
 //! and one CUDA kernel family serve both; a theory only states its couplings and its observables.
 
+use std::sync::Arc;
+
+use crate::analysis::Estimate;
 use crate::error::{require_finite, Error, Result};
+use crate::hmc::Start;
 use crate::lattice::Lattice;
+use crate::observables::{primaries, primary_names, summarize, Measurement};
+use crate::sampler::ChainMeasurement;
+use crate::theory::{FieldKind, Theory};
 
 /// Couplings of S = Σₓ [ −hop Σ_μ φ(x)φ(x+μ̂) + u0 + u2 φ² + u4 φ⁴ ] (forward neighbours only).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -316,3 +323,49 @@ impl Action for Oscillator {
         ]
     }
 }
+
+/// The [`Theory`] of a real scalar [`Action`]: HMC and Langevin through [`Theory::scalar_action`],
+/// observables from [`crate::observables`].
+macro_rules! scalar_theory {
+    ($t:ty) => {
+        impl Theory for $t {
+            fn name(&self) -> &'static str {
+                Action::name(self)
+            }
+            fn lattice(&self) -> &Lattice {
+                Action::lattice(self)
+            }
+            fn field_kind(&self) -> FieldKind {
+                FieldKind::Real
+            }
+            fn parameters(&self) -> Vec<(&'static str, f64)> {
+                Action::parameters(self)
+            }
+            fn algorithms(&self) -> &'static [&'static str] {
+                &["hmc", "mala", "langevin"]
+            }
+            fn primary_names(&self) -> &'static [&'static str] {
+                primary_names(self.observable_set())
+            }
+            fn measure(&self, field: &[f64]) -> ChainMeasurement {
+                let m = Measurement::of_field(self, field);
+                ChainMeasurement {
+                    primaries: primaries(self.observable_set(), &m, self.lattice.volume()),
+                    slices: m.slice_sums,
+                }
+            }
+            fn summarize(&self, series: &[Vec<Vec<f64>>]) -> Vec<(&'static str, Estimate)> {
+                summarize(self.observable_set(), self.lattice.volume(), series)
+            }
+            fn start_fields(&self, start: Start, chains: usize, seed: u64) -> Vec<f64> {
+                start.fields(self, chains, seed)
+            }
+            fn scalar_action(self: Arc<Self>) -> Option<Arc<dyn Action>> {
+                Some(self)
+            }
+        }
+    };
+}
+
+scalar_theory!(Phi4);
+scalar_theory!(Oscillator);

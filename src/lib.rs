@@ -23,12 +23,14 @@ pub mod exact;
 pub mod hmc;
 pub mod io;
 pub mod lattice;
+pub mod local;
 pub mod nn;
 pub mod observables;
 pub mod philox;
 pub mod run;
 pub mod sampler;
 pub mod spectral;
+pub mod theory;
 
 pub use device::Device;
 pub use error::{Error, Result};

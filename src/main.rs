@@ -13,8 +13,9 @@ use latticeml::hmc::{Hmc, HmcParams, Integrator, Start};
 use latticeml::io::json::Json;
 use latticeml::io::outdir::{Claim, Manifest, OutputDir};
 use latticeml::nn::bench::{ConvStackBench, BATCH};
-use latticeml::run::{run, RunConfig, RunOutcome, Theory};
+use latticeml::run::{run, RunConfig, RunOutcome};
 use latticeml::sampler::SamplerConfig;
+use latticeml::theory::{LocalAlgorithm, TheoryConfig};
 use latticeml::{Device, Error, Lattice, Result};
 
 #[derive(Parser)]
@@ -30,8 +31,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Sample phi^4 or the anharmonic oscillator (defaults: HMC on 2D phi^4, 32x32); `hmc` is
-    /// the same command.
+    /// Sample phi^4, the anharmonic oscillator, the XY or the Ising model (defaults: HMC on 2D
+    /// phi^4, 32x32); `hmc` is the same command.
     #[command(alias = "hmc")]
     Sample(HmcArgs),
     /// Spectral function from a Euclidean correlator (NN, MEM, Tikhonov, TSVD).
@@ -138,10 +139,10 @@ struct BenchNnArgs {
 
 #[derive(Args)]
 struct HmcArgs {
-    /// phi4 or oscillator.
+    /// phi4, oscillator, xy or ising.
     #[arg(long, default_value = "phi4")]
     theory: String,
-    /// Lattice extents for phi4, e.g. 64x64 or 16x16x16x16.
+    /// Lattice extents for phi4, xy and ising, e.g. 64x64 or 16x16x16x16.
     #[arg(long, default_value = "32x32")]
     dims: String,
     /// Hopping parameter (phi4).
@@ -156,9 +157,10 @@ struct HmcArgs {
     /// Oscillator well position.
     #[arg(long, default_value_t = 1.4, allow_hyphen_values = true)]
     f: f64,
-    /// Oscillator inverse temperature.
-    #[arg(long, default_value_t = 20.0, allow_hyphen_values = true)]
-    beta: f64,
+    /// The oscillator's inverse temperature [default: 20]; the XY [default: 1.0] or Ising
+    /// [default: 0.4] coupling.
+    #[arg(long, allow_hyphen_values = true)]
+    beta: Option<f64>,
     /// Oscillator time slices.
     #[arg(long, default_value_t = 100)]
     n: usize,
@@ -178,9 +180,14 @@ struct HmcArgs {
     #[arg(long)]
     integrator: Option<String>,
     /// hmc; mala (Metropolis-adjusted Langevin, exact) or langevin (unadjusted Euler–Maruyama,
-    /// biased at O(epsilon)), which take --epsilon instead of --tau, --steps and --integrator.
-    #[arg(long, default_value = "hmc")]
-    algorithm: String,
+    /// biased at O(epsilon)), which take --epsilon instead of --tau, --steps and --integrator;
+    /// metropolis (checkerboard, --hits per site), overrelax (xy) or heatbath (ising).
+    /// [default: hmc, or metropolis for xy and ising]
+    #[arg(long)]
+    algorithm: Option<String>,
+    /// Metropolis proposals per site per sweep [default: 1].
+    #[arg(long)]
+    hits: Option<u32>,
     /// Langevin time step of mala and langevin [default: 0.01].
     #[arg(long, allow_hyphen_values = true)]
     epsilon: Option<f64>,
@@ -258,13 +265,29 @@ fn main() -> ExitCode {
 /// rather than silently ignored.
 fn sampler_config(a: &HmcArgs) -> Result<SamplerConfig> {
     let hmc_flags = a.steps.is_some() || a.tau.is_some() || a.integrator.is_some();
+    let algorithm = a.algorithm.as_deref().unwrap_or(match a.theory.as_str() {
+        "xy" | "ising" => "metropolis",
+        _ => "hmc",
+    });
     let refuse = |what: &str| {
         Err(Error::InvalidInput(format!(
-            "--algorithm {} takes {what}",
-            a.algorithm
+            "--algorithm {algorithm} takes {what}"
         )))
     };
-    match a.algorithm.as_str() {
+    if a.hits.is_some() && algorithm != "metropolis" {
+        return refuse("no --hits (only metropolis does)");
+    }
+    let local = |algorithm| {
+        if hmc_flags || a.epsilon.is_some() {
+            refuse("no --tau, --steps, --integrator or --epsilon")
+        } else {
+            Ok(SamplerConfig::Local {
+                algorithm,
+                seed: a.seed,
+            })
+        }
+    };
+    match algorithm {
         "hmc" if a.epsilon.is_some() => refuse("--tau, --steps and --integrator, not --epsilon"),
         "hmc" => Ok(SamplerConfig::Hmc(HmcParams {
             tau: a.tau.unwrap_or(1.0),
@@ -281,29 +304,43 @@ fn sampler_config(a: &HmcArgs) -> Result<SamplerConfig> {
             epsilon: a.epsilon.unwrap_or(0.01),
             seed: a.seed,
         }),
+        "metropolis" => local(LocalAlgorithm::Metropolis {
+            hits: a.hits.unwrap_or(1),
+        }),
+        "overrelax" => local(LocalAlgorithm::Overrelax),
+        "heatbath" => local(LocalAlgorithm::Heatbath),
         other => Err(Error::InvalidInput(format!(
-            "unknown algorithm '{other}': use hmc, mala or langevin"
+            "unknown algorithm '{other}': use hmc, mala, langevin, metropolis, overrelax or heatbath"
         ))),
     }
 }
 
 fn run_config(a: &HmcArgs) -> Result<RunConfig> {
+    let dims = || Lattice::parse(&a.dims);
     let theory = match a.theory.as_str() {
-        "phi4" => Theory::Phi4 {
-            lattice: Lattice::parse(&a.dims)?,
+        "phi4" => TheoryConfig::Phi4 {
+            lattice: dims()?,
             kappa: a.kappa,
             lambda: a.lambda.unwrap_or(0.022),
         },
-        "oscillator" => Theory::Oscillator {
+        "oscillator" => TheoryConfig::Oscillator {
             mass: a.m,
             lambda: a.lambda.unwrap_or(1.0),
             f: a.f,
-            beta: a.beta,
+            beta: a.beta.unwrap_or(20.0),
             n: a.n,
+        },
+        "xy" => TheoryConfig::Xy {
+            lattice: dims()?,
+            beta: a.beta.unwrap_or(1.0),
+        },
+        "ising" => TheoryConfig::Ising {
+            lattice: dims()?,
+            beta: a.beta.unwrap_or(0.4),
         },
         t => {
             return Err(Error::InvalidInput(format!(
-                "unknown theory '{t}': use phi4 or oscillator"
+                "unknown theory '{t}': use phi4, oscillator, xy or ising"
             )))
         }
     };
@@ -318,7 +355,7 @@ fn run_config(a: &HmcArgs) -> Result<RunConfig> {
         checkpoint_every: a.checkpoint_every,
     };
     cfg.validate()?;
-    cfg.theory.action()?;
+    latticeml::theory::check_offers(cfg.theory.build()?.as_ref(), cfg.sampler.name())?;
     Ok(cfg)
 }
 
@@ -369,22 +406,26 @@ fn print_table(o: &RunOutcome) {
         .take(4)
         .collect();
     println!("effective mass   {}", m.join("  "));
+    if o.global_proposals {
+        println!(
+            "acceptance {:.3}   <exp(-dH)> = {:.4} ± {:.4}   <dH> = {:.2e} ± {:.1e}   rms dH = {:.3}",
+            o.acceptance,
+            o.exp_minus_dh.value,
+            o.exp_minus_dh.error,
+            o.delta_h.value,
+            o.delta_h.error,
+            o.delta_h_rms
+        );
+        if o.acceptance < 0.3 {
+            println!("warning: low acceptance; increase --steps (or lower --tau)");
+        }
+    } else {
+        println!("acceptance {:.3} (per site update)", o.acceptance);
+    }
     println!(
-        "acceptance {:.3}   <exp(-dH)> = {:.4} ± {:.4}   <dH> = {:.2e} ± {:.1e}   rms dH = {:.3}",
-        o.acceptance,
-        o.exp_minus_dh.value,
-        o.exp_minus_dh.error,
-        o.delta_h.value,
-        o.delta_h.error,
-        o.delta_h_rms
-    );
-    println!(
-        "{} trajectories   {:.3e} site-steps/s on {}",
+        "{} updates   {:.3e} site-updates/s on {}",
         o.trajectories, o.site_steps_per_second, o.device
     );
-    if o.acceptance < 0.3 {
-        println!("warning: low acceptance; increase --steps (or lower --tau)");
-    }
     let accs: Vec<String> = o
         .chains
         .iter()

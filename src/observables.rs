@@ -2,7 +2,7 @@
 //! averages with Γ-method errors, derived quantities (χ₂, Binder cumulant) by linearisation, and the
 //! zero-momentum time-slice correlator with its cosh effective mass.
 
-use crate::action::ObservableSet;
+use crate::action::{Action, ObservableSet};
 use crate::analysis::{gamma_derived, gamma_primary, Estimate};
 use crate::hmc::SliceMoments;
 use crate::lattice::Lattice;
@@ -30,6 +30,22 @@ impl Measurement {
             phi4: moments.iter().map(|m| m[2]).sum::<f64>() / v,
             action,
         }
+    }
+
+    /// The measurement of one configuration `phi` of `action` (sequential, f64).
+    pub fn of_field(action: &dyn Action, phi: &[f64]) -> Self {
+        let lat = action.lattice();
+        let per = lat.volume() / lat.time_extent();
+        let moments: Vec<[f64; 3]> = phi
+            .chunks(per)
+            .map(|s| {
+                s.iter().fold([0.0; 3], |m, &x| {
+                    let x2 = x * x;
+                    [m[0] + x, m[1] + x2, m[2] + x2 * x2]
+                })
+            })
+            .collect();
+        Measurement::from_moments(&moments, action.action(phi), lat.volume())
     }
 
     /// Splits backend output `[chain][slice]` into per-chain measurements.

@@ -17,6 +17,8 @@ pub const STREAM_MOMENTUM: u32 = 0;
 pub const STREAM_ACCEPT: u32 = 1;
 /// Stream word for initial (hot start) fields.
 pub const STREAM_INIT: u32 = 2;
+/// Stream word of local updates of checkerboard colour 0 (colour 1 uses the next).
+pub const STREAM_LOCAL: u32 = 3;
 
 /// Trajectories (or sweeps) a run may count: the step's high bits share the stream word.
 pub const MAX_STEPS: u64 = 1 << 56;
@@ -86,6 +88,12 @@ pub fn fill_normals(out: &mut [f64], seed: u64, chain: u32, step: u32, stream: u
             *second = z1;
         }
     }
+}
+
+/// The uniform in (0, 1) of the Philox block at `counter` (its first two words).
+pub fn uniform_at(seed: u64, counter: [u32; 4]) -> f64 {
+    let b = philox4x32_10(counter, key_from_seed(seed));
+    uniform_from_words(b[0], b[1])
 }
 
 /// One uniform in (0, 1) for `(chain, step, stream)`, e.g. the Metropolis test of one chain.

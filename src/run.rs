@@ -4,10 +4,8 @@
 //! `summary.json`, `checkpoint`), all written atomically.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
-use crate::action::{Action, ObservableSet, Oscillator, Phi4};
 use crate::analysis::{gamma_primary, replica_consistency, Estimate, ReplicaCheck};
 use crate::device::Device;
 use crate::error::{Error, Result};
@@ -18,61 +16,15 @@ use crate::io::outdir::{Claim, Manifest, OutputDir};
 use crate::io::stream::{Appender, Format};
 use crate::io::{npy, read, write_atomic};
 use crate::lattice::Lattice;
-use crate::observables::{correlator, primary_names, summarize, CorrelatorPoint};
+use crate::observables::{correlator, CorrelatorPoint};
 use crate::sampler::{Sampler, SamplerConfig};
-
-/// Which theory to sample, with its parameters.
-#[derive(Clone, Debug)]
-pub enum Theory {
-    /// φ⁴ in hopping form.
-    Phi4 {
-        /// The lattice.
-        lattice: Lattice,
-        /// Hopping parameter κ.
-        kappa: f64,
-        /// Quartic coupling λ.
-        lambda: f64,
-    },
-    /// The anharmonic oscillator.
-    Oscillator {
-        /// Mass m.
-        mass: f64,
-        /// Quartic coupling λ.
-        lambda: f64,
-        /// Well position f.
-        f: f64,
-        /// Inverse temperature β.
-        beta: f64,
-        /// Time slices N.
-        n: usize,
-    },
-}
-
-impl Theory {
-    /// Builds (and validates) the action.
-    pub fn action(&self) -> Result<Arc<dyn Action>> {
-        Ok(match self {
-            Theory::Phi4 {
-                lattice,
-                kappa,
-                lambda,
-            } => Arc::new(Phi4::new(lattice.clone(), *kappa, *lambda)?),
-            Theory::Oscillator {
-                mass,
-                lambda,
-                f,
-                beta,
-                n,
-            } => Arc::new(Oscillator::new(*mass, *lambda, *f, *beta, *n)?),
-        })
-    }
-}
+use crate::theory::{Theory, TheoryConfig};
 
 /// Everything that defines a run.
 #[derive(Clone, Debug)]
 pub struct RunConfig {
     /// Theory and couplings.
-    pub theory: Theory,
+    pub theory: TheoryConfig,
     /// Independent chains.
     pub chains: usize,
     /// Total trajectories per chain, thermalisation included.
@@ -114,7 +66,7 @@ impl RunConfig {
 
     /// `key=value` lines fixing the Markov chain (everything but the number of trajectories):
     /// the theory, the run's own parameters and the sampler's.
-    fn identity(&self, action: &dyn Action, sampler: &dyn Sampler) -> String {
+    fn identity(&self, action: &dyn Theory, sampler: &dyn Sampler) -> String {
         let mut s = format!(
             "theory={}\nlattice={}\n",
             action.name(),
@@ -156,10 +108,12 @@ const STUCK_AFTER: usize = 20;
 
 /// Refuses the run when, among the rows of trajectories `t >= from`, a chain accepted none of at
 /// least [`STUCK_AFTER`] trajectories, or ΔH was not finite in most of them: those are failures,
-/// not results.
-fn check_chains(rows: &[f64], ncols: usize, chains: usize, from: u64) -> Result<()> {
+/// not results. Only for samplers with whole-configuration proposals
+/// ([`Sampler::global_proposals`]): a local sampler accepting nothing in a sweep may be a frozen
+/// but correct chain (Ising deep in the ordered phase), and it has no ΔH.
+fn check_chains(rows: &[f64], ncols: usize, chains: usize, from: u64, global: bool) -> Result<()> {
     let window: Vec<&[f64]> = rows.chunks(ncols).filter(|r| r[0] as u64 >= from).collect();
-    if window.is_empty() {
+    if window.is_empty() || !global {
         return Ok(());
     }
     let non_finite = window.iter().filter(|r| !r[3].is_finite()).count();
@@ -215,6 +169,9 @@ pub struct RunOutcome {
     pub delta_h_rms: f64,
     /// Trajectories per chain done in total.
     pub trajectories: u64,
+    /// Whether the sampler proposes whole configurations with a ΔH
+    /// ([`Sampler::global_proposals`]); the ΔH statistics mean nothing otherwise.
+    pub global_proposals: bool,
     /// Fused MD site-updates per second in this invocation.
     pub site_steps_per_second: f64,
     /// The device used.
@@ -258,9 +215,9 @@ struct Streams {
 }
 
 impl Streams {
-    fn formats(set: ObservableSet, lat: &Lattice, chains: usize) -> [(&'static str, Format); 3] {
+    fn formats(names: &[&str], lat: &Lattice, chains: usize) -> [(&'static str, Format); 3] {
         let mut header = String::from("trajectory,chain,thermalisation,accepted,delta_h");
-        for n in primary_names(set) {
+        for n in names {
             header.push(',');
             header.push_str(n);
         }
@@ -278,9 +235,9 @@ impl Streams {
         ]
     }
 
-    fn create(out: &Path, set: ObservableSet, lat: &Lattice, chains: usize) -> Result<Streams> {
+    fn create(out: &Path, names: &[&str], lat: &Lattice, chains: usize) -> Result<Streams> {
         let [a, b, c] =
-            Self::formats(set, lat, chains).map(|(name, f)| Appender::create(&out.join(name), f));
+            Self::formats(names, lat, chains).map(|(name, f)| Appender::create(&out.join(name), f));
         Ok(Streams {
             csv: a?,
             slices: b?,
@@ -291,12 +248,12 @@ impl Streams {
     /// Reopens the files at the checkpoint's `[rows, length]` per file.
     fn resume(
         out: &Path,
-        set: ObservableSet,
+        names: &[&str],
         lat: &Lattice,
         chains: usize,
         at: &[f64],
     ) -> Result<Streams> {
-        let [a, b, c] = Self::formats(set, lat, chains);
+        let [a, b, c] = Self::formats(names, lat, chains);
         let open = |(name, f): (&str, Format), k: usize| {
             Appender::resume(&out.join(name), f, at[2 * k] as u64, at[2 * k + 1] as u64)
         };
@@ -386,12 +343,13 @@ pub fn run(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<RunOutcome> {
     cfg.validate()?;
-    let action = cfg.theory.action()?;
+    let action = cfg.theory.build()?;
     let lat = action.lattice().clone();
-    let set = action.observable_set();
-    let ncols = FIXED_COLS + primary_names(set).len();
+    let names = action.primary_names();
+    let ncols = FIXED_COLS + names.len();
     let mut sampler = cfg.sampler.build(action.clone(), cfg.chains, device)?;
     let identity = cfg.identity(action.as_ref(), sampler.as_ref());
+    let global = sampler.global_proposals();
     let manifest = Manifest {
         command: "sample".into(),
         parameters: identity.clone(),
@@ -408,13 +366,11 @@ pub fn run(
     };
     let mut streams = if claim == Claim::Resume {
         let at = restore(&ckpt_path, &identity, cfg, sampler.as_mut())?;
-        Streams::resume(out, set, &lat, cfg.chains, &at)?
+        Streams::resume(out, names, &lat, cfg.chains, &at)?
     } else {
-        let start = cfg
-            .start
-            .fields(action.as_ref(), cfg.chains, sampler.seed());
+        let start = action.start_fields(cfg.start, cfg.chains, sampler.seed());
         sampler.set_fields(&start)?;
-        Streams::create(out, set, &lat, cfg.chains)?
+        Streams::create(out, names, &lat, cfg.chains)?
     };
 
     let mut seconds = 0.0;
@@ -450,7 +406,7 @@ pub fn run(
         if end_of_therm {
             // The second half of thermalisation ran at the production step size.
             let hist = load_history(out, ncols, lat.time_extent())?;
-            check_chains(&hist.rows, ncols, cfg.chains, cfg.therm / 2)
+            check_chains(&hist.rows, ncols, cfg.chains, cfg.therm / 2, global)
                 .map_err(|e| no_summary(out, e))?;
         }
     }
@@ -462,12 +418,12 @@ pub fn run(
         path: out.join("observables.csv").display().to_string(),
         reason,
     })?;
-    check_chains(&hist.rows, ncols, cfg.chains, cfg.therm).map_err(|e| no_summary(out, e))?;
+    check_chains(&hist.rows, ncols, cfg.chains, cfg.therm, global)
+        .map_err(|e| no_summary(out, e))?;
 
     let mut outcome = analyse(
         cfg,
-        &lat,
-        set,
+        action.as_ref(),
         &hist,
         ncols,
         device,
@@ -475,10 +431,11 @@ pub fn run(
         site_updates / seconds.max(1e-300),
         done,
     );
+    outcome.global_proposals = global;
     outcome.correlator = write_correlator(out, cfg, &lat, &hist, ncols)?;
     write_atomic(
         &out.join("summary.json"),
-        summary_json(cfg, action.as_ref(), sampler.as_ref(), &outcome)
+        summary_json(cfg, action.as_ref(), sampler.as_ref(), &outcome, global)
             .pretty()
             .as_bytes(),
     )?;
@@ -609,8 +566,7 @@ fn split_series(cfg: &RunConfig, hist: &History, ncols: usize, col: usize) -> Ve
 #[allow(clippy::too_many_arguments)]
 fn analyse(
     cfg: &RunConfig,
-    lat: &Lattice,
-    set: ObservableSet,
+    theory: &dyn Theory,
     hist: &History,
     ncols: usize,
     device: &Device,
@@ -648,7 +604,8 @@ fn analyse(
             exp_minus_dh: gamma_primary(&[b.as_slice()]),
         })
         .collect();
-    let replicas = primary_names(set)
+    let replicas = theory
+        .primary_names()
         .iter()
         .enumerate()
         .map(|(p, &name)| {
@@ -662,12 +619,13 @@ fn analyse(
     RunOutcome {
         chains,
         replicas,
-        observables: summarize(set, lat.volume(), &series),
+        observables: theory.summarize(&series),
         acceptance,
         exp_minus_dh: gamma_primary(&boltz_refs),
         delta_h: gamma_primary(&dh_refs),
         delta_h_rms,
         trajectories: done,
+        global_proposals: true,
         site_steps_per_second: rate,
         device: device.describe(),
         out: out.to_path_buf(),
@@ -716,15 +674,16 @@ fn estimate_json(e: &Estimate) -> Json {
     Json::obj(fields)
 }
 
-fn chains_json(o: &RunOutcome) -> Json {
+fn chains_json(o: &RunOutcome, global: bool) -> Json {
     Json::Arr(
         o.chains
             .iter()
             .map(|c| {
-                Json::obj([
-                    ("acceptance", Json::Num(c.acceptance)),
-                    ("exp_minus_delta_h", estimate_json(&c.exp_minus_dh)),
-                ])
+                let mut f = vec![("acceptance", Json::Num(c.acceptance))];
+                if global {
+                    f.push(("exp_minus_delta_h", estimate_json(&c.exp_minus_dh)));
+                }
+                Json::obj(f)
             })
             .collect(),
     )
@@ -745,9 +704,10 @@ fn replicas_json(o: &RunOutcome) -> Json {
 
 fn summary_json(
     cfg: &RunConfig,
-    action: &dyn Action,
+    action: &dyn Theory,
     sampler: &dyn Sampler,
     o: &RunOutcome,
+    global: bool,
 ) -> Json {
     let params = Json::obj(
         action
@@ -776,11 +736,17 @@ fn summary_json(
         ("therm", Json::Num(cfg.therm as f64)),
         ("device", Json::Str(o.device.clone())),
         ("acceptance", Json::Num(o.acceptance)),
-        ("chain_stats", chains_json(o)),
+        ("chain_stats", chains_json(o, global)),
         ("replica_consistency", replicas_json(o)),
-        ("exp_minus_delta_h", estimate_json(&o.exp_minus_dh)),
-        ("delta_h", estimate_json(&o.delta_h)),
-        ("delta_h_rms", Json::Num(o.delta_h_rms)),
+    ]);
+    if global {
+        fields.extend([
+            ("exp_minus_delta_h", estimate_json(&o.exp_minus_dh)),
+            ("delta_h", estimate_json(&o.delta_h)),
+            ("delta_h_rms", Json::Num(o.delta_h_rms)),
+        ]);
+    }
+    fields.extend([
         ("site_steps_per_second", Json::Num(o.site_steps_per_second)),
         (
             "observables",

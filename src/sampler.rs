@@ -9,12 +9,13 @@
 
 use std::sync::Arc;
 
-use crate::action::Action;
 use crate::device::Device;
 use crate::error::Result;
 use crate::hmc::sampler::HmcSampler;
 use crate::hmc::HmcParams;
 use crate::io::json::Json;
+use crate::local::LocalSampler;
+use crate::theory::{check_offers, LocalAlgorithm, Theory};
 
 /// What one update did, per chain.
 #[derive(Clone, Debug, PartialEq)]
@@ -54,6 +55,11 @@ pub trait Sampler: Send {
     fn update(&mut self) -> Result<UpdateStats>;
     /// Updates done so far (including those before a resume).
     fn updates_done(&self) -> u64;
+    /// Whether an update is one proposal of each whole configuration with a ΔH (HMC, MALA,
+    /// Langevin, independence Metropolis); local samplers accept site by site and report NaN ΔH.
+    fn global_proposals(&self) -> bool {
+        true
+    }
     /// Site updates the last update performed (for throughput figures).
     fn site_updates(&self) -> u64;
     /// Measures every chain's current configuration.
@@ -89,6 +95,13 @@ pub enum SamplerConfig {
         /// Seed of every random draw.
         seed: u64,
     },
+    /// A local update of the theory's own (checkerboard Metropolis, overrelaxation, heat-bath).
+    Local {
+        /// The algorithm.
+        algorithm: LocalAlgorithm,
+        /// Seed of every random draw.
+        seed: u64,
+    },
 }
 
 impl SamplerConfig {
@@ -96,6 +109,7 @@ impl SamplerConfig {
     pub fn validate(&self) -> Result<()> {
         match self {
             SamplerConfig::Hmc(p) => p.validate(),
+            SamplerConfig::Local { algorithm, .. } => algorithm.validate(),
             SamplerConfig::Mala { epsilon, .. } | SamplerConfig::Langevin { epsilon, .. } => {
                 if epsilon.is_finite() && *epsilon > 0.0 {
                     Ok(())
@@ -108,21 +122,56 @@ impl SamplerConfig {
         }
     }
 
-    /// The sampler for `chains` chains of `action` on `device`.
+    /// The name used by `--algorithm`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SamplerConfig::Hmc(_) => "hmc",
+            SamplerConfig::Mala { .. } => "mala",
+            SamplerConfig::Langevin { .. } => "langevin",
+            SamplerConfig::Local { algorithm, .. } => algorithm.name(),
+        }
+    }
+
+    /// The sampler for `chains` chains of `theory` on `device`; an algorithm the theory does not
+    /// offer is an error naming the pairs that exist.
     pub fn build(
         &self,
-        action: Arc<dyn Action>,
+        theory: Arc<dyn Theory>,
         chains: usize,
         device: &Device,
     ) -> Result<Box<dyn Sampler>> {
+        check_offers(theory.as_ref(), self.name())?;
+        let scalar = || {
+            theory.clone().scalar_action().ok_or_else(|| {
+                crate::error::Error::InvalidInput(format!(
+                    "{} lists {} but has no force",
+                    theory.name(),
+                    self.name()
+                ))
+            })
+        };
         Ok(match *self {
-            SamplerConfig::Hmc(p) => Box::new(HmcSampler::new(action, chains, p, device)?),
+            SamplerConfig::Hmc(p) => Box::new(HmcSampler::new(scalar()?, chains, p, device)?),
             SamplerConfig::Mala { epsilon, seed } => Box::new(HmcSampler::langevin(
-                action, chains, epsilon, seed, true, device,
+                scalar()?,
+                chains,
+                epsilon,
+                seed,
+                true,
+                device,
             )?),
             SamplerConfig::Langevin { epsilon, seed } => Box::new(HmcSampler::langevin(
-                action, chains, epsilon, seed, false, device,
+                scalar()?,
+                chains,
+                epsilon,
+                seed,
+                false,
+                device,
             )?),
+            SamplerConfig::Local { algorithm, seed } => {
+                let sweeper = theory.sweeper(algorithm, chains, seed, device)?;
+                Box::new(LocalSampler::new(theory.clone(), algorithm, seed, sweeper))
+            }
         })
     }
 }

@@ -39,12 +39,54 @@ fn bad_input_is_a_clear_error() {
         (with(&["--tau", "-1"]), "tau"),
         (with(&["--steps", "0"]), "steps"),
         (with(&["--kappa", "0.3", "--lambda", "0"]), "kappa < 1/(2d)"),
-        (with(&["--theory", "xy"]), "unknown theory"),
+        (with(&["--theory", "o3"]), "unknown theory"),
         (with(&["--integrator", "rk4"]), "unknown integrator"),
         (with(&["--device", "tpu"]), "unknown device"),
         (with(&["--therm", "10"]), "--therm smaller"),
         (with(&["--theory", "oscillator", "--beta", "0"]), "beta > 0"),
         (with(&["--resume"]), "nothing to resume"),
+        (
+            with(&["--theory", "ising", "--algorithm", "hmc"]),
+            "it offers metropolis, heatbath",
+        ),
+        (
+            with(&["--theory", "xy", "--algorithm", "heatbath"]),
+            "it offers metropolis, overrelax",
+        ),
+        (
+            with(&["--algorithm", "overrelax"]),
+            "it offers hmc, mala, langevin",
+        ),
+        (
+            with(&["--theory", "ising", "--dims", "8x7"]),
+            "even extents",
+        ),
+        (
+            with(&["--theory", "ising", "--dims", "8x8x8"]),
+            "2D lattice",
+        ),
+        (with(&["--theory", "xy", "--dims", "9"]), "even extents"),
+        (
+            with(&["--theory", "ising", "--beta", "-1"]),
+            "antiferromagnet",
+        ),
+        (with(&["--theory", "xy", "--hits", "0"]), "--hits 0"),
+        (
+            with(&[
+                "--theory",
+                "ising",
+                "--algorithm",
+                "heatbath",
+                "--hits",
+                "2",
+            ]),
+            "no --hits",
+        ),
+        (
+            with(&["--theory", "ising", "--steps", "3"]),
+            "no --tau, --steps",
+        ),
+        (with(&["--algorithm", "annealing"]), "unknown algorithm"),
     ];
     for (args, needle) in cases {
         let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
@@ -277,4 +319,66 @@ fn killed_run_resumes_bit_identically() {
             .success()
     );
     assert!(outputs(&longer) == outputs(&d), "extended run differs");
+}
+
+#[test]
+fn a_resumed_local_sampler_run_is_bit_identical() {
+    for theory in [
+        [
+            "--theory",
+            "ising",
+            "--dims",
+            "8x130",
+            "--algorithm",
+            "heatbath",
+        ],
+        [
+            "--theory",
+            "xy",
+            "--dims",
+            "6x8",
+            "--algorithm",
+            "overrelax",
+        ],
+    ] {
+        let (whole, split) = (tmp("local-whole"), tmp("local-split"));
+        let args = |out: &std::path::Path, n: &'static str, resume: bool| {
+            let mut a: Vec<String> = ["sample", "--device", "cpu", "--therm", "10"]
+                .iter()
+                .chain(theory.iter())
+                .map(|s| s.to_string())
+                .collect();
+            a.extend([
+                "--trajectories".into(),
+                n.into(),
+                "--checkpoint-every".into(),
+                "7".into(),
+            ]);
+            a.extend(["--out".into(), out.display().to_string()]);
+            if resume {
+                a.push("--resume".into());
+            }
+            a
+        };
+        let go = |a: Vec<String>| {
+            let a: Vec<&str> = a.iter().map(|s| s.as_str()).collect();
+            let o = latticeml(&a);
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        };
+        go(args(&whole, "60", false));
+        go(args(&split, "25", false));
+        go(args(&split, "60", true));
+        for f in ["observables.csv", "configs.npy", "slices.npy"] {
+            assert_eq!(
+                std::fs::read(whole.join(f)).unwrap(),
+                std::fs::read(split.join(f)).unwrap(),
+                "{theory:?}: {f} differs after resume"
+            );
+        }
+        let summary = std::fs::read_to_string(whole.join("summary.json")).unwrap();
+        assert!(
+            summary.contains("\"algorithm\"") && !summary.contains("delta_h"),
+            "{summary}"
+        );
+    }
 }

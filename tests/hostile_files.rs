@@ -16,9 +16,10 @@ use latticeml::io::json::Json;
 use latticeml::io::npy;
 use latticeml::io::outdir::Claim;
 use latticeml::nn::{safetensors, Ctx, ParamStore};
-use latticeml::run::{run, RunConfig, Theory};
+use latticeml::run::{run, RunConfig};
 use latticeml::sampler::SamplerConfig;
 use latticeml::spectral::data::Correlator;
+use latticeml::theory::TheoryConfig;
 use latticeml::{Device, Error, Lattice};
 
 /// xorshift64*: a small seeded generator for mutations.
@@ -181,7 +182,7 @@ fn allocations_that_cannot_succeed_are_errors_not_aborts() {
 
 fn tiny_run() -> RunConfig {
     RunConfig {
-        theory: Theory::Phi4 {
+        theory: TheoryConfig::Phi4 {
             lattice: Lattice::new(&[4, 4]).unwrap(),
             kappa: 0.2,
             lambda: 0.1,

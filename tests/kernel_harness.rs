@@ -11,7 +11,7 @@ use std::io::Write;
 
 use cudarc::driver::LaunchConfig;
 use latticeml::action::{Action, Phi4};
-use latticeml::device::cuda::{KernelFamily, FAMILIES, NN, PHILOX, SCALAR_HMC};
+use latticeml::device::cuda::{KernelFamily, FAMILIES, ISING, NN, PHILOX, SCALAR_HMC, XY};
 use latticeml::device::geometry::{self, chunks_per_segment, sum_chunks, REDUCE_CHUNK};
 use latticeml::device::CpuDevice;
 use latticeml::hmc::cpu as hmc_cpu;
@@ -19,6 +19,10 @@ use latticeml::hmc::cuda::{GpuCouplings, GpuGeom};
 use latticeml::nn::cpu as nn_cpu;
 use latticeml::nn::kernels::{bcast_spec, conv_spec, reduce_spec, AdamHyper};
 use latticeml::nn::{Binary, ConvMode, Real, Unary};
+use latticeml::theory::ising::cpu as ising_cpu;
+use latticeml::theory::ising::cuda::{GpuPack, GpuRule};
+use latticeml::theory::ising::{Packing, Rule};
+use latticeml::theory::xy::cpu as xy_cpu;
 use latticeml::{philox, Lattice};
 
 use common::max_rel_diff;
@@ -590,10 +594,130 @@ fn build_all() -> Vec<Harness> {
         .collect()
 }
 
+// ---------------------------------------------------------------------------------------------
+// ising.cu
+
+/// Random ±1 spins for `chains` chains of `lat`.
+fn random_spins(lat: &Lattice, chains: usize, stream: u32) -> Vec<f64> {
+    randn(lat.volume() * chains, stream)
+        .iter()
+        .map(|&z| if z < 0.0 { -1.0 } else { 1.0 })
+        .collect()
+}
+
+fn ising_cases(h: &Harness, cpu: &CpuDevice) {
+    // Rows of one word, of a partial last word (L1/2 = 65 bits), and of exactly two words.
+    for dims in [[2usize, 2], [6, 4], [4, 130], [3 * 2, 256]] {
+        let lat = Lattice::new(&dims).unwrap();
+        for (rule, beta) in [
+            (Rule::metropolis(0.44), 0.44),
+            (Rule::heatbath(0.3), 0.3),
+            (Rule::metropolis(0.05), 0.05),
+        ] {
+            let pk = Packing::new(&lat, CHAINS);
+            let start = pk.pack(&random_spins(&lat, CHAINS, 3)).unwrap();
+            for (colour, step) in [(0usize, 5u64), (1, (1u64 << 33) + 7)] {
+                let (seed, mut want, mut want_changed) = (77u64, start.clone(), vec![0u64; CHAINS]);
+                ising_cpu::update_colour(
+                    cpu,
+                    &pk,
+                    &mut want,
+                    colour,
+                    &rule,
+                    seed,
+                    step,
+                    &mut want_changed,
+                )
+                .unwrap();
+                assert_ne!(
+                    want, start,
+                    "{dims:?} beta {beta}: the update changed nothing"
+                );
+                let (c2, c3) = latticeml::theory::ising::draw_counter(step, colour).unwrap();
+                let [k0, k1] = philox::key_from_seed(seed);
+                let (gp, gr) = (GpuPack::from(&pk), GpuRule::from(&rule));
+                for cfg in with_small_grid(geometry::elementwise(pk.colour_words()).unwrap()) {
+                    for order in ORDERS {
+                        let (mut got, mut changed) = (start.clone(), vec![0u64; CHAINS]);
+                        let mut a = Args::new();
+                        a.output(&mut got).val(&gp).val(&gr).val(&(colour as u32));
+                        a.val(&k0).val(&k1).val(&c2).val(&c3).output(&mut changed);
+                        launch(h, "ising_update", &cfg, &mut a, order);
+                        assert_eq!(
+                            got, want,
+                            "ising_update {dims:?} beta {beta} colour {colour}"
+                        );
+                        assert_eq!(changed, want_changed, "ising_update counts {dims:?}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// xy.cu
+
+fn xy_cases(h: &Harness, cpu: &CpuDevice) {
+    for dims in [vec![10usize], vec![4, 6], vec![2, 4, 6], vec![2, 2, 4, 2]] {
+        let lat = Lattice::new(&dims).unwrap();
+        let d = lat.dim();
+        let geom = GpuGeom::new(&lat, CHAINS);
+        let n = geom.sites();
+        let start: Vec<f64> = randn(n, 5)
+            .iter()
+            .map(|z| latticeml::theory::xy::wrap(3.0 * z))
+            .collect();
+        let (seed, beta, hits) = (21u64, 1.1, 3u32);
+        let [k0, k1] = philox::key_from_seed(seed);
+        for colour in 0..2usize {
+            let step0 = 9u64 + (colour as u64) * (1 << 32);
+            let (mut want, mut want_acc) = (start.clone(), vec![0u64; CHAINS]);
+            xy_cpu::metropolis_colour(
+                cpu,
+                &lat,
+                &mut want,
+                beta,
+                colour,
+                step0,
+                hits,
+                seed,
+                &mut want_acc,
+            )
+            .unwrap();
+            let mut want_or = start.clone();
+            xy_cpu::overrelax_colour(cpu, &lat, &mut want_or, colour).unwrap();
+            assert_ne!(want_or, start, "{dims:?}: overrelaxation changed nothing");
+            for cfg in with_small_grid(geometry::elementwise(n).unwrap()) {
+                for order in ORDERS {
+                    let (mut got, mut acc) = (start.clone(), vec![0u64; CHAINS]);
+                    let mut a = Args::new();
+                    a.output(&mut got)
+                        .val(&geom)
+                        .val(&beta)
+                        .val(&(colour as u32));
+                    a.val(&step0).val(&hits).val(&k0).val(&k1).output(&mut acc);
+                    launch(h, &format!("xy_metropolis_d{d}"), &cfg, &mut a, order);
+                    assert_eq!(got, want, "xy_metropolis {dims:?} colour {colour}");
+                    assert_eq!(acc, want_acc, "xy_metropolis counts {dims:?}");
+
+                    let mut got = start.clone();
+                    let mut a = Args::new();
+                    a.output(&mut got).val(&geom).val(&(colour as u32));
+                    launch(h, &format!("xy_overrelax_d{d}"), &cfg, &mut a, order);
+                    assert_eq!(got, want_or, "xy_overrelax {dims:?} colour {colour}");
+                }
+            }
+        }
+    }
+}
+
 fn cases_for(family: &KernelFamily) -> fn(&Harness, &CpuDevice) {
     match family.name() {
         n if n == PHILOX.name() => |h, _| philox_cases(h),
         n if n == SCALAR_HMC.name() => hmc_cases,
+        n if n == ISING.name() => ising_cases,
+        n if n == XY.name() => xy_cases,
         n if n == NN.name() => |h, cpu| {
             nn_cases::<f32>(h, cpu);
             nn_cases::<f64>(h, cpu);

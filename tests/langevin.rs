@@ -14,8 +14,9 @@ use std::f64::consts::TAU;
 use common::fresh_dir as tmp;
 use latticeml::hmc::Start;
 use latticeml::io::outdir::Claim;
-use latticeml::run::{run, RunConfig, RunOutcome, Theory};
+use latticeml::run::{run, RunConfig, RunOutcome};
 use latticeml::sampler::SamplerConfig;
+use latticeml::theory::TheoryConfig;
 use latticeml::{Device, Lattice};
 
 const L: usize = 8;
@@ -44,7 +45,7 @@ fn em_action_density(eps: f64) -> f64 {
 
 fn sample(sampler: SamplerConfig, name: &str) -> RunOutcome {
     let cfg = RunConfig {
-        theory: Theory::Phi4 {
+        theory: TheoryConfig::Phi4 {
             lattice: Lattice::new(&[L, L]).unwrap(),
             kappa: KAPPA,
             lambda: 0.0,
@@ -128,7 +129,7 @@ fn unadjusted_langevin_has_the_exact_euler_maruyama_bias_linear_in_epsilon() {
 fn mala_reproduces_hmc_on_interacting_phi4() {
     let run_with = |sampler: SamplerConfig, name: &str| {
         let cfg = RunConfig {
-            theory: Theory::Phi4 {
+            theory: TheoryConfig::Phi4 {
                 lattice: Lattice::new(&[L, L]).unwrap(),
                 kappa: 0.2,
                 lambda: 0.1,

@@ -8,13 +8,14 @@ use common::fresh_dir as tmp;
 
 use latticeml::hmc::{HmcParams, Integrator, Start};
 use latticeml::io::outdir::Claim;
-use latticeml::run::{run, RunConfig, Theory};
+use latticeml::run::{run, RunConfig};
 use latticeml::sampler::SamplerConfig;
+use latticeml::theory::TheoryConfig;
 use latticeml::{Device, Lattice};
 
 fn config(dims: &[usize], chains: usize, trajectories: u64) -> RunConfig {
     RunConfig {
-        theory: Theory::Phi4 {
+        theory: TheoryConfig::Phi4 {
             lattice: Lattice::new(dims).unwrap(),
             kappa: 0.2,
             lambda: 0.1,

@@ -11,8 +11,9 @@ use latticeml::analysis::gamma::{NOTE_CONSTANT, NOTE_TOO_SHORT};
 use latticeml::analysis::gamma_primary;
 use latticeml::hmc::{HmcParams, Integrator, Start};
 use latticeml::io::outdir::Claim;
-use latticeml::run::{run, warmup_level, RunConfig, Theory};
+use latticeml::run::{run, warmup_level, RunConfig};
 use latticeml::sampler::SamplerConfig;
+use latticeml::theory::TheoryConfig;
 use latticeml::{Device, Lattice};
 
 #[test]
@@ -45,7 +46,7 @@ fn ordered_starts_sit_at_the_minimum_of_the_action() {
 
 fn config(start: Start, seed: u64) -> RunConfig {
     RunConfig {
-        theory: Theory::Phi4 {
+        theory: TheoryConfig::Phi4 {
             lattice: Lattice::new(&[8, 8]).unwrap(),
             kappa: 0.22,
             lambda: 0.05,

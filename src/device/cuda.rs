@@ -79,6 +79,7 @@ impl KernelFamily {
 
 const COMMON_H: &str = include_str!("../../kernels/common.cuh");
 const PHILOX_H: &str = include_str!("../../kernels/philox.cuh");
+const LATTICE_H: &str = include_str!("../../kernels/lattice.cuh");
 
 /// Philox raw blocks and normal fields (`kernels/philox.cu`).
 pub const PHILOX: KernelFamily = KernelFamily::new(
@@ -90,8 +91,23 @@ pub const PHILOX: KernelFamily = KernelFamily::new(
 /// (`kernels/scalar_hmc.cu`).
 pub const SCALAR_HMC: KernelFamily = KernelFamily::new(
     "scalar_hmc",
-    &[COMMON_H, PHILOX_H],
+    &[COMMON_H, PHILOX_H, LATTICE_H],
     include_str!("../../kernels/scalar_hmc.cu"),
+);
+
+/// Checkerboard Metropolis and heat-bath of the 2D Ising model, multi-spin coded
+/// (`kernels/ising.cu`).
+pub const ISING: KernelFamily = KernelFamily::new(
+    "ising",
+    &[COMMON_H, PHILOX_H],
+    include_str!("../../kernels/ising.cu"),
+);
+
+/// Checkerboard Metropolis and overrelaxation of the XY model (`kernels/xy.cu`).
+pub const XY: KernelFamily = KernelFamily::new(
+    "xy",
+    &[COMMON_H, PHILOX_H, LATTICE_H],
+    include_str!("../../kernels/xy.cu"),
 );
 
 /// Tensor operations of the autodiff tape (`kernels/nn.cu`).
@@ -99,7 +115,7 @@ pub const NN: KernelFamily =
     KernelFamily::new("nn", &[COMMON_H], include_str!("../../kernels/nn.cu"));
 
 /// Every kernel family, for the NVRTC compile test and the CPU kernel harness.
-pub const FAMILIES: &[KernelFamily] = &[PHILOX, SCALAR_HMC, NN];
+pub const FAMILIES: &[KernelFamily] = &[PHILOX, SCALAR_HMC, NN, ISING, XY];
 
 /// True when the NVRTC library can be loaded.
 pub fn nvrtc_available() -> bool {

@@ -57,6 +57,13 @@ uint3 threadIdx, blockIdx;
 dim3 blockDim, gridDim;
 
 inline unsigned __umulhi(unsigned a, unsigned b) { return (unsigned)(((uint64_t)a * b) >> 32); }
+inline int __popcll(unsigned long long x) { return __builtin_popcountll(x); }
+// Fibers switch only at barriers and shuffles, so an atomic is a plain read-modify-write here.
+inline unsigned long long atomicAdd(unsigned long long* a, unsigned long long v) {
+    unsigned long long old = *a;
+    *a = old + v;
+    return old;
+}
 
 namespace lml_host {
 

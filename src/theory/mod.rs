@@ -1,0 +1,225 @@
+//! Theories behind one [`Theory`] trait: what a production run needs to know of a model (its
+//! lattice, field kind, parameters, starts, measurements and their analysis), and which update
+//! algorithms it offers.
+//!
+//! Real scalar theories (φ⁴ in d = 1..4 and the oscillator, [`crate::action`]) have a force and
+//! run HMC and Langevin; the XY model ([`xy`], an angle field) and the Ising model ([`ising`],
+//! spins ±1 stored one bit per spin) bring their own local updates with CUDA kernels and CPU twins.
+//!
+//! Adding a theory: a module here implementing [`Theory`] (its kernels in `kernels/<name>.cu` with
+//! a CPU twin beside it), a variant of [`TheoryConfig`] and its arm in [`TheoryConfig::build`].
+
+pub mod ising;
+pub mod xy;
+
+use std::sync::Arc;
+
+use crate::action::{Action, Oscillator, Phi4};
+use crate::analysis::Estimate;
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::hmc::Start;
+use crate::lattice::Lattice;
+use crate::sampler::ChainMeasurement;
+
+/// What a field holds at each site. Every kind travels through the [`crate::sampler::Sampler`]
+/// interface and the files as f64 (`configs.npy`); samplers store it as they like.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldKind {
+    /// A real number (φ⁴, the oscillator).
+    Real,
+    /// An angle θ ∈ [0, 2π) (O(2), XY).
+    Angle,
+    /// A spin ±1 (Ising).
+    Spin,
+}
+
+/// Local (site-by-site) update algorithms, on the two checkerboard sublattices in turn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LocalAlgorithm {
+    /// Metropolis with `hits` proposals per site per sweep.
+    Metropolis {
+        /// Proposals per site per sweep.
+        hits: u32,
+    },
+    /// Microcanonical overrelaxation (reflection through the local field; XY).
+    Overrelax,
+    /// Heat-bath: each site drawn from its exact conditional distribution (Ising).
+    Heatbath,
+}
+
+/// Most Metropolis hits per site per sweep accepted.
+pub const MAX_HITS: u32 = 1000;
+
+impl LocalAlgorithm {
+    /// Checks the parameters (1 ≤ hits ≤ [`MAX_HITS`]).
+    pub fn validate(&self) -> Result<()> {
+        match *self {
+            LocalAlgorithm::Metropolis { hits } if hits == 0 || hits > MAX_HITS => Err(
+                Error::InvalidInput(format!("--hits {hits} must be between 1 and {MAX_HITS}")),
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// Proposals per site per sweep.
+    pub fn hits(&self) -> u32 {
+        match *self {
+            LocalAlgorithm::Metropolis { hits } => hits,
+            _ => 1,
+        }
+    }
+
+    /// The name used by `--algorithm`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LocalAlgorithm::Metropolis { .. } => "metropolis",
+            LocalAlgorithm::Overrelax => "overrelax",
+            LocalAlgorithm::Heatbath => "heatbath",
+        }
+    }
+}
+
+/// A batch of chains updated site by site: the engine behind [`crate::local::LocalSampler`].
+/// `sweep` updates every site of every chain once (all hits included); its random numbers are
+/// keyed by (site, chain, `sweep`), so the result does not depend on the backend or threads.
+pub trait Sweeper: Send {
+    /// One sweep with index `sweep`; returns per chain the fraction of proposals accepted.
+    fn sweep(&mut self, sweep: u64) -> Result<Vec<f64>>;
+    /// The fields, `[chain][site]` as f64.
+    fn fields(&self) -> Result<Vec<f64>>;
+    /// Sets the fields, `[chain][site]`; values outside the field kind's range are refused.
+    fn set_fields(&mut self, field: &[f64]) -> Result<()>;
+    /// Site updates (proposals) per sweep over all chains.
+    fn site_updates(&self) -> u64;
+    /// Number of chains.
+    fn chains(&self) -> usize;
+}
+
+/// A lattice model as the production run sees it.
+pub trait Theory: Send + Sync + std::fmt::Debug {
+    /// Short name, e.g. `phi4`, `xy`.
+    fn name(&self) -> &'static str;
+    /// The lattice.
+    fn lattice(&self) -> &Lattice;
+    /// What the field holds.
+    fn field_kind(&self) -> FieldKind;
+    /// Parameters as (name, value) pairs, for summaries, manifests and checkpoints.
+    fn parameters(&self) -> Vec<(&'static str, f64)>;
+    /// Names of the per-configuration primary observables (the CSV columns).
+    fn primary_names(&self) -> &'static [&'static str];
+    /// One configuration's primaries and time-slice sums (reference CPU measurement).
+    fn measure(&self, field: &[f64]) -> ChainMeasurement;
+    /// Named estimates with Γ-method errors from `series[chain][primary][config]`.
+    fn summarize(&self, series: &[Vec<Vec<f64>>]) -> Vec<(&'static str, Estimate)>;
+    /// The starting batch `[chain][site]` of `chains` chains.
+    fn start_fields(&self, start: Start, chains: usize, seed: u64) -> Vec<f64>;
+    /// Names of the algorithms (`--algorithm`) this theory offers.
+    fn algorithms(&self) -> &'static [&'static str];
+    /// The theory as a real action with a force (for HMC and Langevin), if it is one.
+    fn scalar_action(self: Arc<Self>) -> Option<Arc<dyn Action>> {
+        None
+    }
+    /// The theory's local update `algorithm` for `chains` chains on `device` with `seed`.
+    fn sweeper(
+        &self,
+        algorithm: LocalAlgorithm,
+        chains: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Box<dyn Sweeper>> {
+        let _ = (chains, seed, device);
+        Err(Error::InvalidInput(format!(
+            "--algorithm {} is not available for --theory {}; it offers {}",
+            algorithm.name(),
+            self.name(),
+            self.algorithms().join(", ")
+        )))
+    }
+}
+
+/// Refuses an algorithm `theory` does not offer, naming those it does.
+pub fn check_offers(theory: &dyn Theory, algorithm: &str) -> Result<()> {
+    if theory.algorithms().contains(&algorithm) {
+        return Ok(());
+    }
+    Err(Error::InvalidInput(format!(
+        "--algorithm {algorithm} is not available for --theory {}; it offers {}",
+        theory.name(),
+        theory.algorithms().join(", ")
+    )))
+}
+
+/// Every theory with its parameters: the registry of [`Theory`] implementations.
+#[derive(Clone, Debug)]
+pub enum TheoryConfig {
+    /// φ⁴ in hopping form.
+    Phi4 {
+        /// The lattice.
+        lattice: Lattice,
+        /// Hopping parameter κ.
+        kappa: f64,
+        /// Quartic coupling λ.
+        lambda: f64,
+    },
+    /// The anharmonic oscillator.
+    Oscillator {
+        /// Mass m.
+        mass: f64,
+        /// Quartic coupling λ.
+        lambda: f64,
+        /// Well position f.
+        f: f64,
+        /// Inverse temperature β.
+        beta: f64,
+        /// Time slices N.
+        n: usize,
+    },
+    /// The XY model, S = −β Σ cos(θx − θx+μ).
+    Xy {
+        /// The lattice (even extents).
+        lattice: Lattice,
+        /// Coupling β.
+        beta: f64,
+    },
+    /// The Ising model on a 2D torus, S = −β Σ s s'.
+    Ising {
+        /// The lattice (2D, even extents).
+        lattice: Lattice,
+        /// Coupling β.
+        beta: f64,
+    },
+}
+
+impl TheoryConfig {
+    /// Builds (and validates) the theory.
+    pub fn build(&self) -> Result<Arc<dyn Theory>> {
+        Ok(match self {
+            TheoryConfig::Phi4 {
+                lattice,
+                kappa,
+                lambda,
+            } => Arc::new(Phi4::new(lattice.clone(), *kappa, *lambda)?),
+            TheoryConfig::Oscillator {
+                mass,
+                lambda,
+                f,
+                beta,
+                n,
+            } => Arc::new(Oscillator::new(*mass, *lambda, *f, *beta, *n)?),
+            TheoryConfig::Xy { lattice, beta } => Arc::new(xy::Xy::new(lattice.clone(), *beta)?),
+            TheoryConfig::Ising { lattice, beta } => {
+                Arc::new(ising::Ising::new(lattice.clone(), *beta)?)
+            }
+        })
+    }
+}
+
+/// Sums of `f(field[site])` over each time slice (axis 0) of one configuration.
+pub(crate) fn slice_sums(lat: &Lattice, field: &[f64], f: impl Fn(f64) -> f64) -> Vec<f64> {
+    let per = lat.volume() / lat.time_extent();
+    field
+        .chunks(per)
+        .map(|s| s.iter().map(|&x| f(x)).sum())
+        .collect()
+}
