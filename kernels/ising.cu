@@ -24,15 +24,6 @@ __device__ __forceinline__ void count_classes(u64 a, u64 b, u64 c, u64 d, u64 va
     cls[4] = fours & valid;
 }
 
-// Random word i of a lane group: Philox call i/2 at counter (32 index + i/2, chain, c2, c3).
-__device__ __forceinline__ u64 draw_word(unsigned int k0, unsigned int k1, unsigned int index,
-                                         unsigned int chain, unsigned int c2, unsigned int c3,
-                                         unsigned int i) {
-    philox_u4 ctr = {index * 32u + i / 2u, chain, c2, c3};
-    philox_u4 b = philox4x32_10(ctr, k0, k1);
-    return (i % 2u == 0u) ? ((u64)b.y << 32 | b.x) : ((u64)b.w << 32 | b.z);
-}
-
 // The word of row `row` holding bit k - 1 (left) or k + 1 of the row in lane k of word w.
 __device__ __forceinline__ u64 shifted(const u64* row, unsigned int w, unsigned int bits,
                                        unsigned int words, bool left) {
@@ -69,9 +60,19 @@ extern "C" __global__ void ising_update(u64* spins, IsingPack pk, IsingRule rule
             if ((rule.always >> k) & 1u) yes |= cls[k];
             else if (rule.thr[k] != 0ull) open |= cls[k];
         }
+        // Random word j is half of Philox call j/2 at counter (32 index + j/2, chain, c2, c3),
+        // low half first (Draws in src/theory/ising/mod.rs).
         unsigned int index = y * pk.words + w;
+        philox_u4 blk = {0u, 0u, 0u, 0u};
         for (unsigned int j = 0; open != 0ull && j < 64u; ++j) {
-            u64 r = draw_word(k0, k1, index, chain, c2, c3, j);
+            u64 r;
+            if (j % 2u == 0u) {
+                philox_u4 ctr = {index * 32u + j / 2u, chain, c2, c3};
+                blk = philox4x32_10(ctr, k0, k1);
+                r = (u64)blk.y << 32 | blk.x;
+            } else {
+                r = (u64)blk.w << 32 | blk.z;
+            }
             u64 t = 0ull;
             for (int k = 0; k < 5; ++k) t |= cls[k] & (0ull - ((rule.thr[k] >> (63u - j)) & 1ull));
             yes |= open & t & ~r;

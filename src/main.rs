@@ -48,8 +48,42 @@ enum Command {
 enum BenchWhat {
     /// Fused molecular-dynamics steps: site-steps/s and, on a GPU, effective vs copy bandwidth.
     Hmc(BenchHmcArgs),
+    /// Whole-lattice updates of a sampler: site-updates/s and, on a GPU, effective vs copy
+    /// bandwidth.
+    Sample(BenchSampleArgs),
     /// Forward+backward of the reference periodic conv stack (batch 256, 1→16→16→2, 3×3, f32).
     Nn(BenchNnArgs),
+}
+
+#[derive(Args)]
+struct BenchSampleArgs {
+    /// ising or xy.
+    #[arg(long, default_value = "ising")]
+    theory: String,
+    /// metropolis, heatbath (ising) or overrelax (xy).
+    #[arg(long, default_value = "metropolis")]
+    algorithm: String,
+    /// Lattice extents.
+    #[arg(long, default_value = "4096x4096")]
+    dims: String,
+    /// Coupling [default: the critical point, 0.4406868 for ising and 1.12 for xy].
+    #[arg(long, allow_hyphen_values = true)]
+    beta: Option<f64>,
+    /// Metropolis proposals per site per sweep.
+    #[arg(long, default_value_t = 1)]
+    hits: u32,
+    /// Chains.
+    #[arg(long, default_value_t = 1)]
+    chains: usize,
+    /// Sweeps to time (after one untimed sweep).
+    #[arg(long, default_value_t = 20)]
+    sweeps: u64,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -251,6 +285,9 @@ fn main() -> ExitCode {
         Command::Bench {
             what: BenchWhat::Nn(a),
         } => cmd_bench_nn(a),
+        Command::Bench {
+            what: BenchWhat::Sample(a),
+        } => cmd_bench_sample(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -524,6 +561,102 @@ fn cmd_bench_hmc(a: BenchHmcArgs) -> Result<()> {
                 100.0 * get("fraction_of_copy").unwrap_or(f64::NAN)
             );
         }
+    }
+    Ok(())
+}
+
+/// Minimal DRAM traffic of one site update, for the bandwidth figure: a colour pass reads and
+/// writes its own sites and reads the other colour once. Ising packs 64 spins in 8 bytes.
+fn bytes_per_site_update(theory: &str) -> f64 {
+    match theory {
+        "ising" => 24.0 / 64.0,
+        _ => 24.0,
+    }
+}
+
+fn cmd_bench_sample(a: BenchSampleArgs) -> Result<()> {
+    let lattice = Lattice::parse(&a.dims)?;
+    let theory = match a.theory.as_str() {
+        "ising" => TheoryConfig::Ising {
+            lattice: lattice.clone(),
+            beta: a.beta.unwrap_or(0.440_686_8),
+        },
+        "xy" => TheoryConfig::Xy {
+            lattice: lattice.clone(),
+            beta: a.beta.unwrap_or(1.12),
+        },
+        t => {
+            return Err(Error::InvalidInput(format!(
+                "bench sample runs --theory ising or xy, not '{t}'"
+            )))
+        }
+    }
+    .build()?;
+    let algorithm = match a.algorithm.as_str() {
+        "metropolis" => LocalAlgorithm::Metropolis { hits: a.hits },
+        "heatbath" => LocalAlgorithm::Heatbath,
+        "overrelax" => LocalAlgorithm::Overrelax,
+        other => {
+            return Err(Error::InvalidInput(format!(
+                "bench sample times metropolis, heatbath or overrelax, not '{other}'"
+            )))
+        }
+    };
+    if a.sweeps == 0 || a.chains == 0 {
+        return Err(Error::InvalidInput(
+            "--sweeps and --chains must be at least 1".into(),
+        ));
+    }
+    let cfg = SamplerConfig::Local { algorithm, seed: 7 };
+    cfg.validate()?;
+    latticeml::theory::check_offers(theory.as_ref(), cfg.name())?;
+    let (device, why) = Device::from_name(&a.device)?;
+    if !a.json {
+        eprintln!("latticeml: {why}");
+    }
+    let mut sampler = cfg.build(theory.clone(), a.chains, &device)?;
+    sampler.set_fields(&theory.start_fields(Start::Hot, a.chains, 7))?;
+    sampler.update()?; // warm-up: compiles kernels
+    let start = Instant::now();
+    for _ in 0..a.sweeps {
+        sampler.update()?; // returns the acceptance counts: synchronises
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let rate = (sampler.site_updates() * a.sweeps) as f64 / secs;
+    let mut fields = vec![
+        ("device", Json::Str(device.describe())),
+        ("theory", Json::Str(a.theory.clone())),
+        ("algorithm", Json::Str(algorithm.name().into())),
+        ("dims", Json::Str(lattice.label())),
+        ("chains", Json::Num(a.chains as f64)),
+        ("site_updates_per_second", Json::Num(rate)),
+        ("updates_per_ns", Json::Num(rate * 1e-9)),
+    ];
+    let mut bandwidth = String::new();
+    if let Device::Cuda(d) = &device {
+        let bytes = bytes_per_site_update(&a.theory);
+        let copy = d.copy_bandwidth((lattice.volume() * a.chains * 8).max(1 << 28), 20)?;
+        let eff = rate * bytes / 1e9;
+        fields.push(("effective_gb_per_second", Json::Num(eff)));
+        fields.push(("copy_gb_per_second", Json::Num(copy)));
+        fields.push(("fraction_of_copy", Json::Num(eff / copy)));
+        bandwidth = format!(
+            "\n  effective {eff:.1} GB/s ({bytes} B/site-update) vs device-to-device copy {copy:.1} GB/s: {:.0}%",
+            100.0 * eff / copy
+        );
+    }
+    if a.json {
+        print!("{}", Json::obj(fields).pretty());
+    } else {
+        println!(
+            "{} {}, {} x {} chains, {}\n  {rate:.3e} site-updates/s ({:.3} per ns){bandwidth}",
+            a.theory,
+            algorithm.name(),
+            lattice.label(),
+            a.chains,
+            device.describe(),
+            rate * 1e-9
+        );
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{draw_counter, draw_word, update_word, Packing, Rule};
+use super::{draw_counter, update_word, Draws, Packing, Rule};
 use crate::device::CpuDevice;
 use crate::error::{Error, Result};
 use crate::philox::key_from_seed;
@@ -45,7 +45,7 @@ pub fn update_colour(
     };
     let counts: Vec<AtomicU64> = (0..pk.chains).map(|_| AtomicU64::new(0)).collect();
     let w = pk.words;
-    dev.for_chunks(w, own, None, |first_row, rows, _| {
+    dev.for_heavy_chunks(w, own, |first_row, rows, _| {
         for (r, row) in rows.chunks_mut(w).enumerate() {
             let g = first_row + r;
             let (chain, y) = (g / pk.rows, g % pk.rows);
@@ -55,7 +55,8 @@ pub fn update_colour(
             let mut flips = 0;
             for (k, s) in row.iter_mut().enumerate() {
                 let index = (y * w + k) as u32;
-                let draw = |i| draw_word(key, index, chain as u32, c2, c3, i);
+                let mut draws = Draws::new(key, index, chain as u32, c2, c3);
+                let draw = |i| draws.word(i);
                 let new = update_word(*s, same, up[k], down[k], k, y, colour, pk, rule, draw);
                 flips += (new ^ *s).count_ones() as u64;
                 *s = new;

@@ -251,14 +251,37 @@ pub fn draw_counter(step: u64, colour: usize) -> Result<(u32, u32)> {
     philox::counter_words(step, philox::STREAM_LOCAL + colour as u32)
 }
 
-/// Random word i of a lane group, from Philox call i/2 with counter (32·index + i/2, chain, c2, c3).
-#[inline(always)]
-pub fn draw_word(key: [u32; 2], index: u32, chain: u32, c2: u32, c3: u32, i: u32) -> u64 {
-    let b = philox::philox4x32_10([index * 32 + i / 2, chain, c2, c3], key);
-    if i.is_multiple_of(2) {
-        (b[1] as u64) << 32 | b[0] as u64
-    } else {
-        (b[3] as u64) << 32 | b[2] as u64
+/// The random words of one lane group (word `index` of a colour's chain): word i is half of
+/// Philox call i/2 at counter (32·index + i/2, chain, c2, c3), low half first. Words are drawn in
+/// order, so each call is made once.
+pub struct Draws {
+    key: [u32; 2],
+    counter: [u32; 4],
+    block: [u32; 4],
+}
+
+impl Draws {
+    /// The words of group `index` of `chain` at counter words (c2, c3).
+    #[inline(always)]
+    pub fn new(key: [u32; 2], index: u32, chain: u32, c2: u32, c3: u32) -> Self {
+        Draws {
+            key,
+            counter: [index * 32, chain, c2, c3],
+            block: [0; 4],
+        }
+    }
+
+    /// Word i (called with i = 0, 1, 2, … in order).
+    #[inline(always)]
+    pub fn word(&mut self, i: u32) -> u64 {
+        if i.is_multiple_of(2) {
+            let mut c = self.counter;
+            c[0] += i / 2;
+            self.block = philox::philox4x32_10(c, self.key);
+            (self.block[1] as u64) << 32 | self.block[0] as u64
+        } else {
+            (self.block[3] as u64) << 32 | self.block[2] as u64
+        }
     }
 }
 
