@@ -38,3 +38,12 @@ __device__ __forceinline__ void philox_normal_pair(philox_u4 b, double* z0, doub
     *z0 = r * c;
     *z1 = r * s;
 }
+
+// The block of a local update: site s of `chain` at local step t (sweep * hits + hit) on
+// checkerboard colour c, counter (s, chain, t mod 2^32, (3 + c) | (t >> 32) << 8): stream
+// philox::STREAM_LOCAL + c with counter_words' layout. Twin: philox::local_block.
+__device__ __forceinline__ philox_u4 philox_local_block(unsigned int s, unsigned int chain, unsigned long long t,
+                                                       unsigned int colour, unsigned int k0, unsigned int k1) {
+    philox_u4 ctr = {s, chain, (unsigned int)t, (3u + colour) | ((unsigned int)(t >> 32) << 8)};
+    return philox4x32_10(ctr, k0, k1);
+}

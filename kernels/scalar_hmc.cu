@@ -5,31 +5,7 @@
 // The host guarantees chains * volume < 2^31, so every index is a 32-bit integer (64-bit division
 // is emulated on the GPU and would cost more than the arithmetic of the update).
 
-struct Couplings { double hop, u0, u2, u4; };
-
-// Sum of phi over the neighbours of site s (within one chain), periodic: all 2D of them when
-// BOTH, else the D forward ones (for the action density).
-template <int D, bool BOTH>
-__device__ __forceinline__ double neighbour_sum(const double* __restrict__ phi, unsigned int s, const Geom& g) {
-    double acc = 0.0;
-#pragma unroll
-    for (int mu = 0; mu < D; ++mu) {
-        int st = g.stride[mu], L = g.ext[mu];
-        int x = (mu == D - 1) ? (int)(s % (unsigned)L) : (int)((s / (unsigned)st) % (unsigned)L);
-        acc += phi[(x == L - 1) ? s - (L - 1) * st : s + st];
-        if (BOTH) acc += phi[(x == 0) ? s + (L - 1) * st : s - st];
-    }
-    return acc;
-}
-
-__device__ __forceinline__ double site_force(const Couplings& c, double phi, double nb) {
-    return c.hop * nb - phi * (2.0 * c.u2 + 4.0 * c.u4 * phi * phi);
-}
-
-__device__ __forceinline__ double site_action(const Couplings& c, double phi, double fwd) {
-    double phi2 = phi * phi;
-    return -c.hop * phi * fwd + c.u0 + phi2 * (c.u2 + c.u4 * phi2);
-}
+// Couplings, neighbour_sum, site_force and site_action: kernels/scalar.cuh.
 
 // One fused molecular-dynamics update: p += kick * F(phi); phi_new = phi + drift * p (DRIFT only).
 // Reads phi (neighbours hit cache), p; writes p and phi_new: 32 bytes/site of DRAM traffic in f64.

@@ -23,8 +23,7 @@ __device__ __forceinline__ double xy_bond_sum(const double* th, unsigned int s, 
     return acc;
 }
 
-// Hit h of local step t = step0 + h draws the block (site, chain, t mod 2^32, stream | (t >> 32) << 8)
-// with stream = 3 + colour (philox::STREAM_LOCAL), as philox::counter_words.
+// Hit h draws the block philox_local_block(site, chain, step0 + h, colour).
 template <int D>
 __device__ __forceinline__ void xy_metropolis(double* theta, const Geom g, double beta, unsigned int colour,
                                               unsigned long long step0, unsigned int hits, unsigned int k0,
@@ -36,9 +35,7 @@ __device__ __forceinline__ void xy_metropolis(double* theta, const Geom g, doubl
         double cur = th[s];
         unsigned long long acc = 0;
         for (unsigned int h = 0; h < hits; ++h) {
-            unsigned long long t = step0 + h;
-            philox_u4 ctr = {s, chain, (unsigned int)t, (3u + colour) | ((unsigned int)(t >> 32) << 8)};
-            philox_u4 b = philox4x32_10(ctr, k0, k1);
+            philox_u4 b = philox_local_block(s, chain, step0 + h, colour, k0, k1);
             double prop = XY_TAU * philox_uniform(b.x, b.y);
             double ds = -beta * (xy_bond_sum<D>(th, s, prop, g) - xy_bond_sum<D>(th, s, cur, g));
             if (philox_uniform(b.z, b.w) < exp(-ds)) { cur = prop; ++acc; }

@@ -7,12 +7,13 @@
 use std::sync::Arc;
 
 use crate::analysis::Estimate;
+use crate::device::Device;
 use crate::error::{require_finite, Error, Result};
 use crate::hmc::Start;
 use crate::lattice::Lattice;
 use crate::observables::{primaries, primary_names, summarize, Measurement};
 use crate::sampler::ChainMeasurement;
-use crate::theory::{FieldKind, Theory};
+use crate::theory::{FieldKind, LocalAlgorithm, Sweeper, Theory};
 
 /// Couplings of S = Σₓ [ −hop Σ_μ φ(x)φ(x+μ̂) + u0 + u2 φ² + u4 φ⁴ ] (forward neighbours only).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -342,7 +343,7 @@ macro_rules! scalar_theory {
                 Action::parameters(self)
             }
             fn algorithms(&self) -> &'static [&'static str] {
-                &["hmc", "mala", "langevin"]
+                &["hmc", "mala", "langevin", "metropolis"]
             }
             fn primary_names(&self) -> &'static [&'static str] {
                 primary_names(self.observable_set())
@@ -362,6 +363,15 @@ macro_rules! scalar_theory {
             }
             fn scalar_action(self: Arc<Self>) -> Option<Arc<dyn Action>> {
                 Some(self)
+            }
+            fn sweeper(
+                &self,
+                algorithm: LocalAlgorithm,
+                chains: usize,
+                seed: u64,
+                device: &Device,
+            ) -> Result<Box<dyn Sweeper>> {
+                crate::theory::scalar::sweeper(self, algorithm, chains, seed, device)
             }
         }
     };

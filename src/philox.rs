@@ -35,6 +35,15 @@ pub fn counter_words(t: u64, stream: u32) -> crate::Result<(u32, u32)> {
     Ok((t as u32, stream | ((t >> 32) as u32) << 8))
 }
 
+/// The block of a local update: site `s` of `chain` at local step `t` (sweep·hits + hit) on
+/// checkerboard colour `colour`, stream [`STREAM_LOCAL`] + colour in [`counter_words`]' layout.
+/// Twin of `philox_local_block` in `kernels/philox.cuh`. The caller checks t < [`MAX_STEPS`].
+#[inline(always)]
+pub fn local_block(key: [u32; 2], s: u32, chain: u32, t: u64, colour: u32) -> [u32; 4] {
+    let stream = STREAM_LOCAL + colour;
+    philox4x32_10([s, chain, t as u32, stream | ((t >> 32) as u32) << 8], key)
+}
+
 /// The Philox4x32 bijection with 10 rounds.
 #[inline(always)]
 pub fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {

@@ -11,7 +11,9 @@ use std::io::Write;
 
 use cudarc::driver::LaunchConfig;
 use latticeml::action::{Action, Phi4};
-use latticeml::device::cuda::{KernelFamily, FAMILIES, ISING, NN, PHILOX, SCALAR_HMC, XY};
+use latticeml::device::cuda::{
+    KernelFamily, FAMILIES, ISING, NN, PHILOX, SCALAR_HMC, SCALAR_LOCAL, XY,
+};
 use latticeml::device::geometry::{self, chunks_per_segment, sum_chunks, REDUCE_CHUNK};
 use latticeml::device::CpuDevice;
 use latticeml::hmc::cpu as hmc_cpu;
@@ -22,6 +24,7 @@ use latticeml::nn::{Binary, ConvMode, Real, Unary};
 use latticeml::theory::ising::cpu as ising_cpu;
 use latticeml::theory::ising::cuda::{GpuPack, GpuRule};
 use latticeml::theory::ising::{Packing, Rule};
+use latticeml::theory::scalar::cpu as scalar_cpu;
 use latticeml::theory::xy::cpu as xy_cpu;
 use latticeml::{philox, Lattice};
 
@@ -670,7 +673,7 @@ fn xy_cases(h: &Harness, cpu: &CpuDevice) {
             .collect();
         let (seed, beta, hits) = (21u64, 1.1, 3u32);
         let [k0, k1] = philox::key_from_seed(seed);
-        for colour in 0..2usize {
+        for colour in 0..2u32 {
             let step0 = 9u64 + (colour as u64) * (1 << 32);
             let (mut want, mut want_acc) = (start.clone(), vec![0u64; CHAINS]);
             xy_cpu::metropolis_colour(
@@ -692,10 +695,7 @@ fn xy_cases(h: &Harness, cpu: &CpuDevice) {
                 for order in ORDERS {
                     let (mut got, mut acc) = (start.clone(), vec![0u64; CHAINS]);
                     let mut a = Args::new();
-                    a.output(&mut got)
-                        .val(&geom)
-                        .val(&beta)
-                        .val(&(colour as u32));
+                    a.output(&mut got).val(&geom).val(&beta).val(&colour);
                     a.val(&step0).val(&hits).val(&k0).val(&k1).output(&mut acc);
                     launch(h, &format!("xy_metropolis_d{d}"), &cfg, &mut a, order);
                     assert_eq!(got, want, "xy_metropolis {dims:?} colour {colour}");
@@ -703,9 +703,58 @@ fn xy_cases(h: &Harness, cpu: &CpuDevice) {
 
                     let mut got = start.clone();
                     let mut a = Args::new();
-                    a.output(&mut got).val(&geom).val(&(colour as u32));
+                    a.output(&mut got).val(&geom).val(&colour);
                     launch(h, &format!("xy_overrelax_d{d}"), &cfg, &mut a, order);
                     assert_eq!(got, want_or, "xy_overrelax {dims:?} colour {colour}");
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// scalar_local.cu
+
+fn scalar_local_cases(h: &Harness, cpu: &CpuDevice) {
+    for dims in [vec![10usize], vec![4, 6], vec![2, 4, 6], vec![2, 2, 4, 2]] {
+        let lat = Lattice::new(&dims).unwrap();
+        let d = lat.dim();
+        let c = Phi4::new(lat.clone(), 0.2, 0.3).unwrap().couplings();
+        let (geom, gc) = (GpuGeom::new(&lat, CHAINS), GpuCouplings::from(c));
+        let n = geom.sites();
+        let start = randn(n, 6);
+        let (seed, delta, hits) = (8u64, 0.9, 3u32);
+        let [k0, k1] = philox::key_from_seed(seed);
+        for colour in 0..2u32 {
+            let step0 = 4u64 + (colour as u64) * (3 << 32);
+            let (mut want, mut want_acc) = (start.clone(), vec![0u64; CHAINS]);
+            scalar_cpu::metropolis_colour(
+                cpu,
+                &lat,
+                &mut want,
+                &c,
+                delta,
+                colour,
+                step0,
+                hits,
+                seed,
+                &mut want_acc,
+            )
+            .unwrap();
+            assert_ne!(want, start, "{dims:?}: Metropolis changed nothing");
+            for cfg in with_small_grid(geometry::elementwise(n).unwrap()) {
+                for order in ORDERS {
+                    let (mut got, mut acc) = (start.clone(), vec![0u64; CHAINS]);
+                    let mut a = Args::new();
+                    a.output(&mut got)
+                        .val(&geom)
+                        .val(&gc)
+                        .val(&delta)
+                        .val(&colour);
+                    a.val(&step0).val(&hits).val(&k0).val(&k1).output(&mut acc);
+                    launch(h, &format!("scalar_metropolis_d{d}"), &cfg, &mut a, order);
+                    assert_eq!(got, want, "scalar_metropolis {dims:?} colour {colour}");
+                    assert_eq!(acc, want_acc, "scalar_metropolis counts {dims:?}");
                 }
             }
         }
@@ -717,6 +766,7 @@ fn cases_for(family: &KernelFamily) -> fn(&Harness, &CpuDevice) {
         n if n == PHILOX.name() => |h, _| philox_cases(h),
         n if n == SCALAR_HMC.name() => hmc_cases,
         n if n == ISING.name() => ising_cases,
+        n if n == SCALAR_LOCAL.name() => scalar_local_cases,
         n if n == XY.name() => xy_cases,
         n if n == NN.name() => |h, cpu| {
             nn_cases::<f32>(h, cpu);

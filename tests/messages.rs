@@ -148,8 +148,8 @@ fn command_line_values() {
         "not --epsilon",
     );
     refused(
-        &["sample", "--algorithm", "metropolis", "--out", &o],
-        "unknown algorithm 'metropolis'",
+        &["sample", "--algorithm", "wolff", "--out", &o],
+        "unknown algorithm 'wolff'",
     );
     refused(
         &[

@@ -371,6 +371,14 @@ fn cuda_sweepers_match_their_cpu_twins() {
     };
     let cases = [
         (
+            TheoryConfig::Phi4 {
+                lattice: Lattice::new(&[10, 12]).unwrap(),
+                kappa: 0.18,
+                lambda: 0.02,
+            },
+            [METROPOLIS, LocalAlgorithm::Metropolis { hits: 4 }],
+        ),
+        (
             TheoryConfig::Ising {
                 lattice: Lattice::new(&[64, 260]).unwrap(),
                 beta: 0.44,

@@ -80,6 +80,7 @@ impl KernelFamily {
 const COMMON_H: &str = include_str!("../../kernels/common.cuh");
 const PHILOX_H: &str = include_str!("../../kernels/philox.cuh");
 const LATTICE_H: &str = include_str!("../../kernels/lattice.cuh");
+const SCALAR_H: &str = include_str!("../../kernels/scalar.cuh");
 
 /// Philox raw blocks and normal fields (`kernels/philox.cu`).
 pub const PHILOX: KernelFamily = KernelFamily::new(
@@ -91,8 +92,15 @@ pub const PHILOX: KernelFamily = KernelFamily::new(
 /// (`kernels/scalar_hmc.cu`).
 pub const SCALAR_HMC: KernelFamily = KernelFamily::new(
     "scalar_hmc",
-    &[COMMON_H, PHILOX_H, LATTICE_H],
+    &[COMMON_H, PHILOX_H, LATTICE_H, SCALAR_H],
     include_str!("../../kernels/scalar_hmc.cu"),
+);
+
+/// Checkerboard Metropolis of the scalar theories (`kernels/scalar_local.cu`).
+pub const SCALAR_LOCAL: KernelFamily = KernelFamily::new(
+    "scalar_local",
+    &[COMMON_H, PHILOX_H, LATTICE_H, SCALAR_H],
+    include_str!("../../kernels/scalar_local.cu"),
 );
 
 /// Checkerboard Metropolis and heat-bath of the 2D Ising model, multi-spin coded
@@ -115,7 +123,7 @@ pub const NN: KernelFamily =
     KernelFamily::new("nn", &[COMMON_H], include_str!("../../kernels/nn.cu"));
 
 /// Every kernel family, for the NVRTC compile test and the CPU kernel harness.
-pub const FAMILIES: &[KernelFamily] = &[PHILOX, SCALAR_HMC, NN, ISING, XY];
+pub const FAMILIES: &[KernelFamily] = &[PHILOX, SCALAR_HMC, SCALAR_LOCAL, NN, ISING, XY];
 
 /// True when the NVRTC library can be loaded.
 pub fn nvrtc_available() -> bool {

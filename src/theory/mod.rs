@@ -9,7 +9,9 @@
 //! Adding a theory: a module here implementing [`Theory`] (its kernels in `kernels/<name>.cu` with
 //! a CPU twin beside it), a variant of [`TheoryConfig`] and its arm in [`TheoryConfig::build`].
 
+pub mod checkerboard;
 pub mod ising;
+pub mod scalar;
 pub mod xy;
 
 use std::sync::Arc;

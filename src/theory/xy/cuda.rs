@@ -1,20 +1,21 @@
-//! The CUDA XY sweeper: launches `kernels/xy.cu` once per colour. CPU twin: [`super::cpu`].
+//! The XY colour passes on a GPU: `kernels/xy.cu`, one launch per colour. CPU twin: [`super::cpu`].
 
 use cudarc::driver::{CudaFunction, CudaSlice, PushKernelArg};
 
-use super::cpu::{check_angles, schedule, Setup};
 use crate::device::cuda::XY;
 use crate::device::{geometry, CudaDevice, Device};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::hmc::cuda::GpuGeom;
+use crate::lattice::Lattice;
 use crate::philox::{self, key_from_seed};
-use crate::theory::Sweeper;
+use crate::theory::checkerboard::ColourPass;
 
-/// The XY sweeper on one GPU.
+/// The XY colour passes on one GPU.
 pub struct XyCuda {
     dev: CudaDevice,
-    setup: Setup,
     geom: GpuGeom,
+    beta: f64,
+    key: [u32; 2],
     metropolis: CudaFunction,
     overrelax: CudaFunction,
     theta: CudaSlice<f64>,
@@ -22,9 +23,16 @@ pub struct XyCuda {
 }
 
 impl XyCuda {
-    /// Allocates the batch (all angles 0); an impossible size is an error naming the fix.
-    pub fn new(dev: CudaDevice, setup: Setup) -> Result<Self> {
-        let n = setup.chains * setup.lattice.volume();
+    /// Allocates `chains` chains of `lattice` (all angles 0); an impossible size is an error
+    /// naming the fix.
+    pub fn new(
+        dev: CudaDevice,
+        lattice: &Lattice,
+        chains: usize,
+        beta: f64,
+        seed: u64,
+    ) -> Result<Self> {
+        let n = chains * lattice.volume();
         geometry::check_elements(n, "XY sites")?;
         crate::device::memory::check(
             &Device::Cuda(dev.clone()),
@@ -32,57 +40,62 @@ impl XyCuda {
             "the XY angles",
             "use fewer --chains or a smaller lattice",
         )?;
-        let d = setup.lattice.dim();
+        let d = lattice.dim();
         let s = dev.stream().clone();
         Ok(XyCuda {
             metropolis: dev.function(&XY, &format!("xy_metropolis_d{d}"))?,
             overrelax: dev.function(&XY, &format!("xy_overrelax_d{d}"))?,
-            geom: GpuGeom::new(&setup.lattice, setup.chains),
+            geom: GpuGeom::new(lattice, chains),
             theta: s.alloc_zeros(n)?,
-            accepted: s.alloc_zeros(setup.chains)?,
+            accepted: s.alloc_zeros(chains)?,
+            key: key_from_seed(seed),
+            beta,
             dev,
-            setup,
         })
     }
 }
 
-impl Sweeper for XyCuda {
-    fn sweep(&mut self, sweep: u64) -> Result<Vec<f64>> {
-        let (reflect, hits) = schedule(self.setup.algorithm);
+impl ColourPass for XyCuda {
+    fn metropolis(
+        &mut self,
+        colour: u32,
+        step0: u64,
+        hits: u32,
+        accepted: &mut [u64],
+    ) -> Result<()> {
+        philox::counter_words(
+            step0 + hits.max(1) as u64 - 1,
+            philox::STREAM_LOCAL + colour,
+        )?;
         let s = self.dev.stream().clone();
-        let cfg = geometry::elementwise(self.geom.sites())?;
         s.memset_zeros(&mut self.accepted)?;
-        if reflect {
-            for colour in 0u32..2 {
-                let mut b = s.launch_builder(&self.overrelax);
-                b.arg(&mut self.theta).arg(&self.geom).arg(&colour);
-                // SAFETY: arguments match xy_overrelax_dD; theta holds geom.sites() angles.
-                unsafe { b.launch(cfg) }?;
-            }
+        let [k0, k1] = self.key;
+        let mut b = s.launch_builder(&self.metropolis);
+        b.arg(&mut self.theta)
+            .arg(&self.geom)
+            .arg(&self.beta)
+            .arg(&colour)
+            .arg(&step0)
+            .arg(&hits)
+            .arg(&k0)
+            .arg(&k1)
+            .arg(&mut self.accepted);
+        // SAFETY: arguments match xy_metropolis_dD; theta holds geom.sites() angles and
+        // accepted one counter per chain.
+        unsafe { b.launch(geometry::elementwise(self.geom.sites())?) }?;
+        for (a, c) in accepted.iter_mut().zip(s.clone_dtoh(&self.accepted)?) {
+            *a += c;
         }
-        let step0 = sweep
-            .checked_mul(hits as u64)
-            .ok_or_else(|| Error::InvalidInput("sweep count overflows".into()))?;
-        let [k0, k1] = key_from_seed(self.setup.seed);
-        for colour in 0u32..2 {
-            philox::counter_words(step0 + hits as u64 - 1, philox::STREAM_LOCAL + colour)?;
-            let mut b = s.launch_builder(&self.metropolis);
-            b.arg(&mut self.theta)
-                .arg(&self.geom)
-                .arg(&self.setup.beta)
-                .arg(&colour)
-                .arg(&step0)
-                .arg(&hits)
-                .arg(&k0)
-                .arg(&k1)
-                .arg(&mut self.accepted);
-            // SAFETY: arguments match xy_metropolis_dD; theta holds geom.sites() angles and
-            // accepted one counter per chain.
-            unsafe { b.launch(cfg) }?;
-        }
-        let accepted = s.clone_dtoh(&self.accepted)?;
-        let proposals = (self.setup.lattice.volume() as u64 * hits as u64) as f64;
-        Ok(accepted.iter().map(|&a| a as f64 / proposals).collect())
+        Ok(())
+    }
+
+    fn overrelax(&mut self, colour: u32) -> Result<()> {
+        let s = self.dev.stream().clone();
+        let mut b = s.launch_builder(&self.overrelax);
+        b.arg(&mut self.theta).arg(&self.geom).arg(&colour);
+        // SAFETY: arguments match xy_overrelax_dD; theta holds geom.sites() angles.
+        unsafe { b.launch(geometry::elementwise(self.geom.sites())?) }?;
+        Ok(())
     }
 
     fn fields(&self) -> Result<Vec<f64>> {
@@ -90,16 +103,6 @@ impl Sweeper for XyCuda {
     }
 
     fn set_fields(&mut self, field: &[f64]) -> Result<()> {
-        check_angles(field, self.theta.len())?;
         Ok(self.dev.stream().memcpy_htod(field, &mut self.theta)?)
-    }
-
-    fn site_updates(&self) -> u64 {
-        let (reflect, hits) = schedule(self.setup.algorithm);
-        (self.geom.sites() as u64) * (hits as u64 + reflect as u64)
-    }
-
-    fn chains(&self) -> usize {
-        self.setup.chains
     }
 }

@@ -21,6 +21,7 @@ use crate::hmc::Start;
 use crate::lattice::Lattice;
 use crate::philox;
 use crate::sampler::ChainMeasurement;
+use crate::theory::checkerboard::{require_even, Checkerboard, ColourPass};
 use crate::theory::{check_offers, slice_sums, FieldKind, LocalAlgorithm, Sweeper, Theory};
 
 /// θ mod 2π in [0, 2π), as `xy_wrap` in the kernel.
@@ -60,12 +61,7 @@ impl Xy {
                 "beta = {beta} < 0 is the antiferromagnet; use beta >= 0"
             )));
         }
-        if lattice.extents().iter().any(|l| l % 2 != 0) {
-            return Err(Error::InvalidInput(format!(
-                "the XY model needs even extents for the checkerboard updates; got {}",
-                lattice.label()
-            )));
-        }
+        require_even(&lattice, "the XY model")?;
         Ok(Xy { lattice, beta })
     }
 
@@ -198,16 +194,17 @@ impl Theory for Xy {
         device: &Device,
     ) -> Result<Box<dyn Sweeper>> {
         check_offers(self, algorithm.name())?;
-        let setup = cpu::Setup {
-            lattice: self.lattice.clone(),
-            chains,
-            beta: self.beta,
-            algorithm,
-            seed,
+        let (lat, beta) = (&self.lattice, self.beta);
+        let pass: Box<dyn ColourPass> = match device {
+            Device::Cpu(d) => Box::new(cpu::XyCpu::new(d.clone(), lat.clone(), chains, beta, seed)),
+            Device::Cuda(d) => Box::new(cuda::XyCuda::new(d.clone(), lat, chains, beta, seed)?),
         };
-        Ok(match device {
-            Device::Cpu(d) => Box::new(cpu::XyCpu::new(d.clone(), setup)),
-            Device::Cuda(d) => Box::new(cuda::XyCuda::new(d.clone(), setup)?),
-        })
+        Ok(Box::new(Checkerboard::new(
+            pass,
+            algorithm,
+            lat,
+            chains,
+            cpu::check_angles,
+        )))
     }
 }

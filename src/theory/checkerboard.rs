@@ -1,0 +1,210 @@
+//! Checkerboard sweeps of f64 fields (φ⁴, the oscillator, XY): the two colours updated in turn,
+//! each colour pass one kernel launch on the GPU or one parallel pass on the CPU. A theory gives
+//! its colour passes ([`ColourPass`]) for each backend; [`Checkerboard`] turns them into a
+//! [`Sweeper`] with the schedule, the random-number steps and the acceptance bookkeeping.
+
+use crate::device::CpuDevice;
+use crate::error::{Error, Result};
+use crate::lattice::Lattice;
+use crate::philox;
+use crate::theory::{LocalAlgorithm, Sweeper};
+
+/// One theory's colour passes on one backend, over a batch `[chain][site]` it holds.
+pub trait ColourPass: Send {
+    /// `hits` Metropolis proposals at every site of `colour`, hit h drawing at local step
+    /// `step0 + h` ([`philox::local_block`]); adds each chain's acceptances to `accepted`.
+    fn metropolis(
+        &mut self,
+        colour: u32,
+        step0: u64,
+        hits: u32,
+        accepted: &mut [u64],
+    ) -> Result<()>;
+    /// One overrelaxation pass over `colour` (theories without one refuse).
+    fn overrelax(&mut self, colour: u32) -> Result<()>;
+    /// The fields.
+    fn fields(&self) -> Result<Vec<f64>>;
+    /// Sets the fields (already checked).
+    fn set_fields(&mut self, field: &[f64]) -> Result<()>;
+}
+
+/// A [`Sweeper`] from colour passes: Metropolis does both colours with `hits` each;
+/// overrelaxation does one reflection sweep and then one Metropolis sweep (reflections keep the
+/// action fixed, so they need the Metropolis sweep to be ergodic).
+pub struct Checkerboard {
+    pass: Box<dyn ColourPass>,
+    reflect: bool,
+    hits: u32,
+    chains: usize,
+    volume: usize,
+    check: fn(&[f64]) -> Result<()>,
+}
+
+impl Checkerboard {
+    /// The sweeper of `algorithm` over `pass`, whose batch holds `chains` chains of `lat`;
+    /// `check` validates the values of a new field.
+    pub fn new(
+        pass: Box<dyn ColourPass>,
+        algorithm: LocalAlgorithm,
+        lat: &Lattice,
+        chains: usize,
+        check: fn(&[f64]) -> Result<()>,
+    ) -> Self {
+        Checkerboard {
+            pass,
+            reflect: algorithm == LocalAlgorithm::Overrelax,
+            hits: algorithm.hits(),
+            chains,
+            volume: lat.volume(),
+            check,
+        }
+    }
+}
+
+impl Sweeper for Checkerboard {
+    fn sweep(&mut self, sweep: u64) -> Result<Vec<f64>> {
+        if self.reflect {
+            self.pass.overrelax(0)?;
+            self.pass.overrelax(1)?;
+        }
+        let step0 = sweep
+            .checked_mul(self.hits as u64)
+            .filter(|s| s + (self.hits as u64) <= philox::MAX_STEPS)
+            .ok_or_else(|| {
+                Error::InvalidInput(format!("sweep {sweep} is beyond the steps a run can count"))
+            })?;
+        let mut accepted = vec![0u64; self.chains];
+        for colour in 0..2 {
+            self.pass
+                .metropolis(colour, step0, self.hits, &mut accepted)?;
+        }
+        let proposals = (self.volume as u64 * self.hits as u64) as f64;
+        Ok(accepted.iter().map(|&a| a as f64 / proposals).collect())
+    }
+
+    fn fields(&self) -> Result<Vec<f64>> {
+        self.pass.fields()
+    }
+
+    fn set_fields(&mut self, field: &[f64]) -> Result<()> {
+        if field.len() != self.chains * self.volume {
+            return Err(Error::InvalidInput(format!(
+                "{} values for {} chains of {} sites",
+                field.len(),
+                self.chains,
+                self.volume
+            )));
+        }
+        (self.check)(field)?;
+        self.pass.set_fields(field)
+    }
+
+    fn site_updates(&self) -> u64 {
+        (self.chains * self.volume) as u64 * (self.hits as u64 + self.reflect as u64)
+    }
+
+    fn chains(&self) -> usize {
+        self.chains
+    }
+}
+
+/// Refuses a checkerboard on a lattice with an odd extent (neighbours of one colour would be
+/// updated together).
+pub fn require_even(lat: &Lattice, theory: &str) -> Result<()> {
+    if lat.extents().iter().any(|l| l % 2 != 0) {
+        return Err(Error::InvalidInput(format!(
+            "the checkerboard updates of {theory} need even extents; got {}",
+            lat.label()
+        )));
+    }
+    Ok(())
+}
+
+/// Neighbour arithmetic of one chain, as `site_coord`/`site_step` in `kernels/lattice.cuh`.
+pub struct Steps {
+    ext: Vec<usize>,
+    stride: Vec<usize>,
+}
+
+impl Steps {
+    /// The steps of `lat`.
+    pub fn new(lat: &Lattice) -> Self {
+        Steps {
+            ext: lat.extents().to_vec(),
+            stride: lat.strides(),
+        }
+    }
+
+    /// Dimension d.
+    pub fn dim(&self) -> usize {
+        self.ext.len()
+    }
+
+    /// Coordinate μ of site s.
+    #[inline(always)]
+    pub fn coord(&self, s: usize, mu: usize) -> usize {
+        (s / self.stride[mu]) % self.ext[mu]
+    }
+
+    /// The neighbour s ± μ̂ of site s with coordinate x along μ.
+    #[inline(always)]
+    pub fn step(&self, s: usize, x: usize, mu: usize, forward: bool) -> usize {
+        let (st, l) = (self.stride[mu], self.ext[mu]);
+        match (forward, x) {
+            (true, x) if x == l - 1 => s - (l - 1) * st,
+            (true, _) => s + st,
+            (false, 0) => s + (l - 1) * st,
+            (false, _) => s - st,
+        }
+    }
+
+    /// Checkerboard colour of site s.
+    pub fn colour(&self, s: usize) -> u32 {
+        ((0..self.ext.len())
+            .map(|mu| self.coord(s, mu))
+            .sum::<usize>()
+            % 2) as u32
+    }
+}
+
+/// Checks a batch of whole chains of `lat` and one counter per chain; returns the chains.
+pub fn check_batch(lat: &Lattice, field: &[f64], counters: usize, colour: u32) -> Result<usize> {
+    let v = lat.volume();
+    if field.is_empty() || !field.len().is_multiple_of(v) || colour > 1 {
+        return Err(Error::InvalidInput(format!(
+            "colour pass: {} values are not whole chains of {v} sites (colour {colour})",
+            field.len()
+        )));
+    }
+    if counters != field.len() / v {
+        return Err(Error::InvalidInput(format!(
+            "colour pass: {counters} counters for {} chains",
+            field.len() / v
+        )));
+    }
+    Ok(field.len() / v)
+}
+
+/// Replaces every site of `colour` by `f(chain, site, chain's field)`, rows spread over the
+/// threads. The other colour, which `f` reads, is not changed by the pass, so `f` reads a
+/// snapshot and the result is that of any order.
+pub fn for_colour(
+    dev: &CpuDevice,
+    lat: &Lattice,
+    field: &mut [f64],
+    colour: u32,
+    f: impl Fn(usize, usize, &[f64]) -> f64 + Sync,
+) -> Result<()> {
+    let snapshot = field.to_vec();
+    let (v, row) = (lat.volume(), lat.extents()[lat.dim() - 1]);
+    let steps = Steps::new(lat);
+    dev.for_chunks(row, field, None, |first_row, rows, _| {
+        for (k, t) in rows.iter_mut().enumerate() {
+            let i = first_row * row + k;
+            let (chain, s) = (i / v, i % v);
+            if steps.colour(s) == colour {
+                *t = f(chain, s, &snapshot[chain * v..(chain + 1) * v]);
+            }
+        }
+    })
+}
