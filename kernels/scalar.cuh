@@ -1,6 +1,7 @@
-// Scalar theories with nearest-neighbour hopping and an even quartic potential,
+// Real fields with nearest-neighbour actions (src/action.rs, ForceLaw): the polynomial law
 //   S = sum_x [ -hop sum_mu phi(x) phi(x+mu) + u0 + u2 phi^2 + u4 phi^4 ]
-// (src/action.rs): the couplings and per-site terms shared by the HMC and Metropolis kernels.
+// (phi^4, the oscillator) and the cosine law S = -hop sum_x sum_mu cos(theta(x) - theta(x+mu)) (XY):
+// the couplings and per-site terms shared by the HMC and Metropolis kernels.
 #pragma once
 
 struct Couplings { double hop, u0, u2, u4; };
@@ -29,3 +30,39 @@ __device__ __forceinline__ double site_action(const Couplings& c, double phi, do
     return -c.hop * phi * fwd + c.u0 + phi2 * (c.u2 + c.u4 * phi2);
 }
 
+
+// The force -dS/dtheta(x) of the cosine law: -hop sum over the 2D neighbours of sin(theta - theta_n),
+// forward then backward per axis.
+template <int D>
+__device__ __forceinline__ double cos_force(const double* __restrict__ th, unsigned int s, const Geom& g,
+                                            double hop) {
+    double x = th[s], acc = 0.0;
+    for (int mu = 0; mu < D; ++mu) {
+        int xc = site_coord(s, mu, D, g);
+        acc += sin(x - th[site_step(s, xc, mu, true, g)]);
+        acc += sin(x - th[site_step(s, xc, mu, false, g)]);
+    }
+    return -hop * acc;
+}
+
+// The action density of the cosine law at s: -hop sum over the D forward neighbours of cos.
+template <int D>
+__device__ __forceinline__ double cos_action(const double* __restrict__ th, unsigned int s, const Geom& g,
+                                             double hop) {
+    double x = th[s], acc = 0.0;
+    for (int mu = 0; mu < D; ++mu) acc += cos(x - th[site_step(s, site_coord(s, mu, D, g), mu, true, g)]);
+    return -hop * acc;
+}
+
+// Force and action density at s for the law COS (cosine) or polynomial.
+template <int D, bool COS>
+__device__ __forceinline__ double law_force(const double* __restrict__ pc, unsigned int s, const Geom& g,
+                                            const Couplings& c) {
+    return COS ? cos_force<D>(pc, s, g, c.hop) : site_force(c, pc[s], neighbour_sum<D, true>(pc, s, g));
+}
+
+template <int D, bool COS>
+__device__ __forceinline__ double law_action(const double* __restrict__ pc, unsigned int s, const Geom& g,
+                                             const Couplings& c) {
+    return COS ? cos_action<D>(pc, s, g, c.hop) : site_action(c, pc[s], neighbour_sum<D, false>(pc, s, g));
+}

@@ -1,6 +1,5 @@
-// Scalar theories with nearest-neighbour hopping and an even quartic potential:
-//   S = sum_x [ -hop sum_mu phi(x) phi(x+mu) + u0 + u2 phi^2 + u4 phi^4 ]
-// (phi^4 in hopping form and the 1D oscillator; see src/action.rs). Batch layout [chain][site],
+// HMC for real fields with nearest-neighbour actions (kernels/scalar.cuh): the polynomial law of
+// phi^4 and the oscillator (kernels named ..._dD) and the cosine law of XY (..._cos_dD). Batch layout [chain][site],
 // sites row-major with axis 0 slowest. CPU twins: src/hmc/cpu.rs.
 // The host guarantees chains * volume < 2^31, so every index is a 32-bit integer (64-bit division
 // is emulated on the GPU and would cost more than the arithmetic of the update).
@@ -9,7 +8,7 @@
 
 // One fused molecular-dynamics update: p += kick * F(phi); phi_new = phi + drift * p (DRIFT only).
 // Reads phi (neighbours hit cache), p; writes p and phi_new: 32 bytes/site of DRAM traffic in f64.
-template <int D, bool DRIFT>
+template <int D, bool DRIFT, bool COS>
 __device__ __forceinline__ void kick_drift(const double* __restrict__ phi, double* __restrict__ p,
                                            double* __restrict__ phi_new, const Geom& g, const Couplings& c,
                                            double kick, double drift) {
@@ -18,30 +17,35 @@ __device__ __forceinline__ void kick_drift(const double* __restrict__ phi, doubl
         unsigned int s = i - chain * g.volume;
         const double* pc = phi + chain * g.volume;
         double x = pc[s];
-        double pn = p[i] + kick * site_force(c, x, neighbour_sum<D, true>(pc, s, g));
+        double pn = p[i] + kick * law_force<D, COS>(pc, s, g, c);
         p[i] = pn;
         if (DRIFT) phi_new[i] = x + drift * pn;
     }
 }
 
-#define KICK_DRIFT(D)                                                                                  \
-    extern "C" __global__ void kick_drift_d##D(const double* phi, double* p, double* phi_new, Geom g,  \
-                                               Couplings c, double kick, double drift) {              \
-        kick_drift<D, true>(phi, p, phi_new, g, c, kick, drift);                                       \
-    }                                                                                                  \
-    LATTICEML_KERNEL(kick_drift_d##D)                                                                  \
-    extern "C" __global__ void kick_d##D(const double* phi, double* p, Geom g, Couplings c, double kick) { \
-        kick_drift<D, false>(phi, p, nullptr, g, c, kick, 0.0);                                        \
-    }                                                                                                  \
-    LATTICEML_KERNEL(kick_d##D)
-KICK_DRIFT(1)
-KICK_DRIFT(2)
-KICK_DRIFT(3)
-KICK_DRIFT(4)
+#define KICK_DRIFT(D, LAW, COS)                                                                         \
+    extern "C" __global__ void kick_drift_##LAW##d##D(const double* phi, double* p, double* phi_new, Geom g, \
+                                                      Couplings c, double kick, double drift) {        \
+        kick_drift<D, true, COS>(phi, p, phi_new, g, c, kick, drift);                                   \
+    }                                                                                                   \
+    LATTICEML_KERNEL(kick_drift_##LAW##d##D)                                                            \
+    extern "C" __global__ void kick_##LAW##d##D(const double* phi, double* p, Geom g, Couplings c,       \
+                                                double kick) {                                          \
+        kick_drift<D, false, COS>(phi, p, nullptr, g, c, kick, 0.0);                                    \
+    }                                                                                                   \
+    LATTICEML_KERNEL(kick_##LAW##d##D)
+KICK_DRIFT(1, , false)
+KICK_DRIFT(2, , false)
+KICK_DRIFT(3, , false)
+KICK_DRIFT(4, , false)
+KICK_DRIFT(1, cos_, true)
+KICK_DRIFT(2, cos_, true)
+KICK_DRIFT(3, cos_, true)
+KICK_DRIFT(4, cos_, true)
 
 // Per chunk of `chunk` sites of one chain (chunk_range with segments = chains):
 // out[2*block] = sum 0.5 p^2, out[2*block+1] = sum of the site action density.
-template <int D>
+template <int D, bool COS>
 __device__ __forceinline__ void energy_chunks(const double* __restrict__ phi, const double* __restrict__ p,
                                               double* __restrict__ out, const Geom& g, const Couplings& c,
                                               unsigned int chunk) {
@@ -53,23 +57,27 @@ __device__ __forceinline__ void energy_chunks(const double* __restrict__ phi, co
     for (unsigned int i = begin + threadIdx.x; i < end; i += blockDim.x) {
         unsigned int s = i - chain * g.volume;
         kin += 0.5 * p[i] * p[i];
-        act += site_action(c, pc[s], neighbour_sum<D, false>(pc, s, g));
+        act += law_action<D, COS>(pc, s, g, c);
     }
     kin = block_sum(kin);
     act = block_sum(act);
     if (threadIdx.x == 0) { out[2 * blockIdx.x] = kin; out[2 * blockIdx.x + 1] = act; }
 }
 
-#define ENERGY(D)                                                                                   \
-    extern "C" __global__ void energy_chunks_d##D(const double* phi, const double* p, double* out,   \
-                                                  Geom g, Couplings c, unsigned int chunk) {        \
-        energy_chunks<D>(phi, p, out, g, c, chunk);                                                 \
-    }                                                                                               \
-    LATTICEML_KERNEL(energy_chunks_d##D)
-ENERGY(1)
-ENERGY(2)
-ENERGY(3)
-ENERGY(4)
+#define ENERGY(D, LAW, COS)                                                                          \
+    extern "C" __global__ void energy_chunks_##LAW##d##D(const double* phi, const double* p, double* out, \
+                                                         Geom g, Couplings c, unsigned int chunk) {   \
+        energy_chunks<D, COS>(phi, p, out, g, c, chunk);                                             \
+    }                                                                                                \
+    LATTICEML_KERNEL(energy_chunks_##LAW##d##D)
+ENERGY(1, , false)
+ENERGY(2, , false)
+ENERGY(3, , false)
+ENERGY(4, , false)
+ENERGY(1, cos_, true)
+ENERGY(2, cos_, true)
+ENERGY(3, cos_, true)
+ENERGY(4, cos_, true)
 
 // Per chunk of a segment of seg_len values (a time slice): out[3*block + k] = sum of phi, phi^2, phi^4.
 extern "C" __global__ void moment_chunks(const double* __restrict__ phi, double* __restrict__ out,

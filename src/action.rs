@@ -15,9 +15,23 @@ use crate::observables::{primaries, primary_names, summarize, Measurement};
 use crate::sampler::ChainMeasurement;
 use crate::theory::{FieldKind, LocalAlgorithm, Sweeper, Theory};
 
-/// Couplings of S = Σₓ [ −hop Σ_μ φ(x)φ(x+μ̂) + u0 + u2 φ² + u4 φ⁴ ] (forward neighbours only).
+/// The form of a nearest-neighbour action of one real field, as the HMC kernels know it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForceLaw {
+    /// S = Σₓ [ −hop Σ_μ φ(x)φ(x+μ̂) + u0 + u2 φ² + u4 φ⁴ ] (φ⁴, the oscillator).
+    Polynomial,
+    /// S = −hop Σₓ Σ_μ cos(θ(x) − θ(x+μ̂)) (the XY model, hop = β; u0, u2, u4 unused), with
+    /// force −∂S/∂θ(x) = −hop Σ_{±μ} sin(θ(x) − θ(x±μ̂)).
+    Cosine,
+}
+
+/// Couplings of the action of one real field with nearest-neighbour interactions: the
+/// polynomial S = Σₓ [ −hop Σ_μ φ(x)φ(x+μ̂) + u0 + u2 φ² + u4 φ⁴ ] (forward neighbours only), or
+/// the cosine law of [`ForceLaw::Cosine`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ScalarCouplings {
+    /// Which action.
+    pub law: ForceLaw,
     /// Nearest-neighbour hopping coefficient.
     pub hop: f64,
     /// Constant per site (does not affect dynamics; keeps S equal to the theory's action).
@@ -73,16 +87,7 @@ pub trait Action: Send + Sync + std::fmt::Debug {
 
     /// S(φ) for one configuration (sequential, f64).
     fn action(&self, phi: &[f64]) -> f64 {
-        let lat = self.lattice();
-        let c = self.couplings();
-        (0..lat.volume())
-            .map(|x| {
-                let fwd: f64 = (0..lat.dim())
-                    .map(|mu| phi[lat.neighbour(x, mu, true)])
-                    .sum();
-                c.site_action(phi[x], fwd)
-            })
-            .sum()
+        reference_action(self.lattice(), &self.couplings(), phi)
     }
 
     /// The uniform field value that minimises the action (the start `--start ordered`): with
@@ -103,12 +108,28 @@ pub trait Action: Send + Sync + std::fmt::Debug {
         let lat = self.lattice();
         let c = self.couplings();
         for (x, o) in out.iter_mut().enumerate().take(lat.volume()) {
-            let nb: f64 = (0..lat.dim())
-                .map(|mu| phi[lat.neighbour(x, mu, true)] + phi[lat.neighbour(x, mu, false)])
-                .sum();
-            *o = c.site_force(phi[x], nb);
+            let nbs = (0..lat.dim())
+                .flat_map(|mu| [lat.neighbour(x, mu, true), lat.neighbour(x, mu, false)]);
+            *o = match c.law {
+                ForceLaw::Polynomial => c.site_force(phi[x], nbs.map(|n| phi[n]).sum()),
+                ForceLaw::Cosine => -c.hop * nbs.map(|n| (phi[x] - phi[n]).sin()).sum::<f64>(),
+            };
         }
     }
+}
+
+/// S of one configuration `phi` of the action with couplings `c` on `lat` (sequential, f64): the
+/// reference definition the kernels are tested against.
+pub fn reference_action(lat: &Lattice, c: &ScalarCouplings, phi: &[f64]) -> f64 {
+    (0..lat.volume())
+        .map(|x| {
+            let fwd = (0..lat.dim()).map(|mu| phi[lat.neighbour(x, mu, true)]);
+            match c.law {
+                ForceLaw::Polynomial => c.site_action(phi[x], fwd.sum()),
+                ForceLaw::Cosine => -c.hop * fwd.map(|y| (phi[x] - y).cos()).sum::<f64>(),
+            }
+        })
+        .sum()
 }
 
 /// Scalar φ⁴ in hopping form, any d:
@@ -166,6 +187,7 @@ impl Action for Phi4 {
     }
     fn couplings(&self) -> ScalarCouplings {
         ScalarCouplings {
+            law: ForceLaw::Polynomial,
             hop: 2.0 * self.kappa,
             u0: 0.0,
             u2: 1.0 - 2.0 * self.lambda,
@@ -302,6 +324,7 @@ impl Action for Oscillator {
         let a = self.spacing();
         let (m, l, f) = (self.mass, self.lambda, self.f);
         ScalarCouplings {
+            law: ForceLaw::Polynomial,
             hop: m / a,
             u0: a * l * f.powi(4),
             u2: m / a - 2.0 * a * l * f * f,

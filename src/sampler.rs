@@ -141,36 +141,17 @@ impl SamplerConfig {
         device: &Device,
     ) -> Result<Box<dyn Sampler>> {
         check_offers(theory.as_ref(), self.name())?;
-        let scalar = || {
-            theory.clone().scalar_action().ok_or_else(|| {
-                crate::error::Error::InvalidInput(format!(
-                    "{} lists {} but has no force",
-                    theory.name(),
-                    self.name()
-                ))
-            })
-        };
         Ok(match *self {
-            SamplerConfig::Hmc(p) => Box::new(HmcSampler::new(scalar()?, chains, p, device)?),
+            SamplerConfig::Hmc(p) => Box::new(HmcSampler::new(theory, chains, p, device)?),
             SamplerConfig::Mala { epsilon, seed } => Box::new(HmcSampler::langevin(
-                scalar()?,
-                chains,
-                epsilon,
-                seed,
-                true,
-                device,
+                theory, chains, epsilon, seed, true, device,
             )?),
             SamplerConfig::Langevin { epsilon, seed } => Box::new(HmcSampler::langevin(
-                scalar()?,
-                chains,
-                epsilon,
-                seed,
-                false,
-                device,
+                theory, chains, epsilon, seed, false, device,
             )?),
             SamplerConfig::Local { algorithm, seed } => {
                 let sweeper = theory.sweeper(algorithm, chains, seed, device)?;
-                Box::new(LocalSampler::new(theory.clone(), algorithm, seed, sweeper))
+                Box::new(LocalSampler::new(theory, algorithm, seed, sweeper))
             }
         })
     }

@@ -3,6 +3,7 @@
 use latticeml::action::{
     hopping_to_standard, standard_to_hopping, Action, Oscillator, Phi4, StandardCouplings,
 };
+use latticeml::theory::xy::Xy;
 use latticeml::{philox, Lattice};
 
 fn field(n: usize) -> Vec<f64> {
@@ -50,6 +51,38 @@ fn phi4_hopping_action_and_force_are_consistent() {
         up[x] += h;
         dn[x] -= h;
         let fd = -(phi4.action(&up) - phi4.action(&dn)) / (2.0 * h);
+        assert!(
+            (force[x] - fd).abs() < 1e-7 * fd.abs().max(1.0),
+            "site {x}: {} vs {fd}",
+            force[x]
+        );
+    }
+}
+
+#[test]
+fn xy_action_and_force_are_consistent() {
+    let lat = Lattice::new(&[6, 4, 2]).unwrap();
+    let beta = 0.9;
+    let xy = Xy::new(lat.clone(), beta).unwrap();
+    let th: Vec<f64> = field(lat.volume()).iter().map(|x| 3.0 * x).collect();
+    let direct: f64 = (0..lat.volume())
+        .map(|x| {
+            -beta
+                * (0..3)
+                    .map(|mu| (th[x] - th[lat.neighbour(x, mu, true)]).cos())
+                    .sum::<f64>()
+        })
+        .sum();
+    assert!((Action::action(&xy, &th) - direct).abs() < 1e-12 * direct.abs());
+    assert!((beta * xy.bond_energy(&th) - direct).abs() < 1e-12 * direct.abs());
+    let mut force = vec![0.0; lat.volume()];
+    xy.force(&th, &mut force);
+    for x in [0, 5, 17, 47] {
+        let h = 1e-5;
+        let (mut up, mut dn) = (th.clone(), th.clone());
+        up[x] += h;
+        dn[x] -= h;
+        let fd = -(Action::action(&xy, &up) - Action::action(&xy, &dn)) / (2.0 * h);
         assert!(
             (force[x] - fd).abs() < 1e-7 * fd.abs().max(1.0),
             "site {x}: {} vs {fd}",

@@ -9,10 +9,16 @@ use latticeml::action::{Action, Oscillator, Phi4};
 use latticeml::analysis::gamma_primary;
 use latticeml::hmc::{Hmc, HmcParams, Integrator};
 use latticeml::philox;
+use latticeml::theory::xy::Xy;
 use latticeml::{Device, Lattice};
 
 fn phi4(dims: &[usize]) -> Arc<dyn Action> {
     Arc::new(Phi4::new(Lattice::new(dims).unwrap(), 0.18, 0.05).unwrap())
+}
+
+/// The XY model's cosine action (HMC on the unbounded angles).
+fn xy(dims: &[usize]) -> Arc<dyn Action> {
+    Arc::new(Xy::new(Lattice::new(dims).unwrap(), 1.1).unwrap())
 }
 
 fn sampler(
@@ -44,8 +50,17 @@ fn trajectories_are_reversible_to_1e10() {
         Integrator::Omelyan,
         Integrator::Omelyan4,
     ] {
-        for dims in [vec![12], vec![6, 5], vec![4, 3, 5], vec![3, 4, 2, 3]] {
-            let action = phi4(&dims);
+        let cases = [
+            phi4(&[12]),
+            phi4(&[6, 5]),
+            phi4(&[4, 3, 5]),
+            phi4(&[3, 4, 2, 3]),
+            xy(&[12]),
+            xy(&[6, 4]),
+            xy(&[2, 4, 6, 2]),
+        ];
+        for action in cases {
+            let dims = action.lattice().label();
             let n = 3 * action.lattice().volume();
             let mut hmc = sampler(action, 3, 1.0, 20, integrator);
             let (phi0, p0) = (gaussian(n, 10), gaussian(n, 11));
@@ -70,8 +85,7 @@ fn trajectories_are_reversible_to_1e10() {
 }
 
 /// Σ over chains of |ΔH| for one trajectory of length 1 from a fixed (φ, p), for each step count.
-fn energy_violation(integrator: Integrator, steps: &[usize]) -> Vec<f64> {
-    let action = phi4(&[8, 6]);
+fn energy_violation(action: Arc<dyn Action>, integrator: Integrator, steps: &[usize]) -> Vec<f64> {
     let n = 4 * action.lattice().volume();
     let (phi0, p0) = (gaussian(n, 20), gaussian(n, 21));
     steps
@@ -92,9 +106,9 @@ fn energy_violation(integrator: Integrator, steps: &[usize]) -> Vec<f64> {
 fn energy_violation_has_the_integrators_order() {
     let steps = [10, 20, 40, 80];
     let eps: Vec<f64> = steps.iter().map(|&s| 1.0 / s as f64).collect();
-    let lf = energy_violation(Integrator::Leapfrog, &steps);
-    let mn2 = energy_violation(Integrator::Omelyan, &steps);
-    let mn4 = energy_violation(Integrator::Omelyan4, &steps);
+    let lf = energy_violation(phi4(&[8, 6]), Integrator::Leapfrog, &steps);
+    let mn2 = energy_violation(phi4(&[8, 6]), Integrator::Omelyan, &steps);
+    let mn4 = energy_violation(phi4(&[8, 6]), Integrator::Omelyan4, &steps);
     let (a_lf, a_2, a_4) = (
         common::loglog_slope(&eps, &lf),
         common::loglog_slope(&eps, &mn2),
@@ -151,7 +165,22 @@ fn exp_minus_dh_is_one(action: Arc<dyn Action>, tau: f64, steps: usize, integrat
 }
 
 #[test]
+fn xy_energy_violation_has_the_integrators_order() {
+    let steps = [10, 20, 40, 80];
+    let eps: Vec<f64> = steps.iter().map(|&s| 1.0 / s as f64).collect();
+    for (integrator, order) in [(Integrator::Leapfrog, 2.0), (Integrator::Omelyan4, 4.0)] {
+        let dh = energy_violation(xy(&[8, 6]), integrator, &steps);
+        let a = common::loglog_slope(&eps, &dh);
+        assert!(
+            (a - order).abs() < 0.1 * order,
+            "XY {integrator:?}: |dH| exponent {a}"
+        );
+    }
+}
+
+#[test]
 fn exp_minus_delta_h_averages_to_one() {
+    exp_minus_dh_is_one(xy(&[8, 8]), 1.0, 4, Integrator::Leapfrog);
     exp_minus_dh_is_one(phi4(&[8, 8]), 1.0, 3, Integrator::Leapfrog);
     exp_minus_dh_is_one(phi4(&[8, 8]), 1.0, 1, Integrator::Omelyan);
     let osc: Arc<dyn Action> = Arc::new(Oscillator::new(0.5, 1.0, 1.4, 10.0, 40).unwrap());

@@ -10,7 +10,7 @@ mod harness;
 use std::io::Write;
 
 use cudarc::driver::LaunchConfig;
-use latticeml::action::{Action, Phi4};
+use latticeml::action::{reference_action, Action, ForceLaw, Phi4, ScalarCouplings};
 use latticeml::device::cuda::{
     KernelFamily, FAMILIES, ISING, NN, PHILOX, SCALAR_HMC, SCALAR_LOCAL, XY,
 };
@@ -114,97 +114,125 @@ fn lattices() -> Vec<Lattice> {
         .collect()
 }
 
+/// The couplings of both force laws on `lat`: φ⁴'s polynomial and the XY cosine.
+fn laws(lat: &Lattice) -> [(ScalarCouplings, &'static str); 2] {
+    let poly = Phi4::new(lat.clone(), 0.17, 0.3).unwrap().couplings();
+    let cos = ScalarCouplings {
+        law: ForceLaw::Cosine,
+        hop: 1.1,
+        u0: 0.0,
+        u2: 0.0,
+        u4: 0.0,
+    };
+    [(poly, ""), (cos, "cos_")]
+}
+
 fn hmc_cases(h: &Harness, cpu: &CpuDevice) {
     for lat in lattices() {
-        let d = lat.dim();
-        let action = Phi4::new(lat.clone(), 0.17, 0.3).unwrap();
-        let c = action.couplings();
-        let (geom, gc) = (GpuGeom::new(&lat, CHAINS), GpuCouplings::from(c));
-        let n = geom.sites();
-        let (phi, p0) = (randn(n, 1), randn(n, 2));
-        let (kick, drift) = (0.3, 0.7);
-
-        let (mut want_p, mut want_new) = (p0.clone(), vec![0.0; n]);
-        hmc_cpu::kick_drift(
-            cpu,
-            &lat,
-            &c,
-            &phi,
-            &mut want_p,
-            Some(&mut want_new),
-            kick,
-            drift,
-        )
-        .unwrap();
-        let mut want_kick = p0.clone();
-        hmc_cpu::kick_drift(cpu, &lat, &c, &phi, &mut want_kick, None, kick, 0.0).unwrap();
-        for cfg in with_small_grid(geometry::elementwise(n).unwrap()) {
-            for order in ORDERS {
-                let (mut p, mut new) = (p0.clone(), vec![0.0; n]);
-                let mut a = Args::new();
-                a.input(&phi).output(&mut p).output(&mut new);
-                a.val(&geom).val(&gc).val(&kick).val(&drift);
-                launch(h, &format!("kick_drift_d{d}"), &cfg, &mut a, order);
-                assert_close("kick_drift p", &p, &want_p, 1e-13);
-                assert_close("kick_drift phi", &new, &want_new, 1e-13);
-
-                let mut p = p0.clone();
-                let mut a = Args::new();
-                a.input(&phi).output(&mut p).val(&geom).val(&gc).val(&kick);
-                launch(h, &format!("kick_d{d}"), &cfg, &mut a, order);
-                assert_close("kick p", &p, &want_kick, 1e-13);
-            }
+        for (c, law) in laws(&lat) {
+            hmc_law_cases(h, cpu, &lat, c, law);
         }
+        hmc_shared_cases(h, cpu, &lat);
+    }
+    long_slice_cases(h, cpu);
+}
 
-        // Energies: per chunk, then per chain, against the twin and the action's own definition.
-        let mut scratch = vec![0.0; n];
-        let want = hmc_cpu::energy_chunks(cpu, &lat, &c, &phi, &p0, &mut scratch).unwrap();
-        let cfg = geometry::chunked(CHAINS, lat.volume()).unwrap();
-        assert_eq!(2 * cfg.grid_dim.0 as usize, want.len());
+/// The kernels of one force law: fused updates and energies.
+fn hmc_law_cases(h: &Harness, cpu: &CpuDevice, lat: &Lattice, c: ScalarCouplings, law: &str) {
+    let d = lat.dim();
+    let (geom, gc) = (GpuGeom::new(lat, CHAINS), GpuCouplings::from(c));
+    let n = geom.sites();
+    let (phi, p0) = (randn(n, 1), randn(n, 2));
+    let (kick, drift) = (0.3, 0.7);
+
+    let (mut want_p, mut want_new) = (p0.clone(), vec![0.0; n]);
+    hmc_cpu::kick_drift(
+        cpu,
+        lat,
+        &c,
+        &phi,
+        &mut want_p,
+        Some(&mut want_new),
+        kick,
+        drift,
+    )
+    .unwrap();
+    let mut want_kick = p0.clone();
+    hmc_cpu::kick_drift(cpu, lat, &c, &phi, &mut want_kick, None, kick, 0.0).unwrap();
+    for cfg in with_small_grid(geometry::elementwise(n).unwrap()) {
         for order in ORDERS {
-            let mut out = vec![f64::NAN; want.len()];
-            let chunk = REDUCE_CHUNK as u32;
+            let (mut p, mut new) = (p0.clone(), vec![0.0; n]);
             let mut a = Args::new();
-            a.input(&phi).input(&p0).output(&mut out);
-            a.val(&geom).val(&gc).val(&chunk);
-            launch(h, &format!("energy_chunks_d{d}"), &cfg, &mut a, order);
-            assert_close("energy chunks", &out, &want, 1e-12);
-            let per_chain = sum_chunks(&out, 2, chunks_per_segment(lat.volume()));
-            let v = lat.volume();
-            for chain in 0..CHAINS {
-                let s = action.action(&phi[chain * v..(chain + 1) * v]);
-                assert_close("action", &[per_chain[2 * chain + 1]], &[s], 1e-11);
-            }
-        }
+            a.input(&phi).output(&mut p).output(&mut new);
+            a.val(&geom).val(&gc).val(&kick).val(&drift);
+            launch(h, &format!("kick_drift_{law}d{d}"), &cfg, &mut a, order);
+            assert_close("kick_drift p", &p, &want_p, 1e-13);
+            assert_close("kick_drift phi", &new, &want_new, 1e-13);
 
-        // Moments per time slice.
-        let seg = lat.slice_volume();
-        let want = hmc_cpu::moment_chunks(cpu, &phi, seg).unwrap();
-        let cfg = geometry::chunked(n / seg, seg).unwrap();
-        for order in ORDERS {
-            let mut out = vec![f64::NAN; want.len()];
+            let mut p = p0.clone();
             let mut a = Args::new();
-            a.input(&phi)
-                .output(&mut out)
-                .val(&(seg as u32))
-                .val(&(REDUCE_CHUNK as u32));
-            launch(h, "moment_chunks", &cfg, &mut a, order);
-            assert_close("moment chunks", &out, &want, 1e-12);
-        }
-
-        // Restore the chains whose flag is set.
-        let flags: Vec<u8> = (0..CHAINS).map(|c| (c % 2) as u8).collect();
-        let mut want = phi.clone();
-        hmc_cpu::restore_chains(&mut want, &p0, &flags, lat.volume()).unwrap();
-        for cfg in with_small_grid(geometry::elementwise(n).unwrap()) {
-            let mut out = phi.clone();
-            let mut a = Args::new();
-            a.output(&mut out).input(&p0).input(&flags).val(&geom);
-            launch(h, "restore_chains", &cfg, &mut a, Order::Descending);
-            assert_eq!(out, want, "restore_chains d={d}");
+            a.input(&phi).output(&mut p).val(&geom).val(&gc).val(&kick);
+            launch(h, &format!("kick_{law}d{d}"), &cfg, &mut a, order);
+            assert_close("kick p", &p, &want_kick, 1e-13);
         }
     }
-    // A time slice longer than one chunk: the moments of one slice come from several blocks.
+
+    // Energies: per chunk, then per chain, against the twin and the reference action.
+    let mut scratch = vec![0.0; n];
+    let want = hmc_cpu::energy_chunks(cpu, lat, &c, &phi, &p0, &mut scratch).unwrap();
+    let cfg = geometry::chunked(CHAINS, lat.volume()).unwrap();
+    assert_eq!(2 * cfg.grid_dim.0 as usize, want.len());
+    for order in ORDERS {
+        let mut out = vec![f64::NAN; want.len()];
+        let chunk = REDUCE_CHUNK as u32;
+        let mut a = Args::new();
+        a.input(&phi).input(&p0).output(&mut out);
+        a.val(&geom).val(&gc).val(&chunk);
+        launch(h, &format!("energy_chunks_{law}d{d}"), &cfg, &mut a, order);
+        assert_close("energy chunks", &out, &want, 1e-12);
+        let per_chain = sum_chunks(&out, 2, chunks_per_segment(lat.volume()));
+        let v = lat.volume();
+        for chain in 0..CHAINS {
+            let s = reference_action(lat, &c, &phi[chain * v..(chain + 1) * v]);
+            assert_close("action", &[per_chain[2 * chain + 1]], &[s], 1e-11);
+        }
+    }
+}
+
+/// The law-independent kernels: moments and restores.
+fn hmc_shared_cases(h: &Harness, cpu: &CpuDevice, lat: &Lattice) {
+    let (geom, n) = (GpuGeom::new(lat, CHAINS), lat.volume() * CHAINS);
+    let (phi, p0) = (randn(n, 1), randn(n, 2));
+    // Moments per time slice.
+    let seg = lat.slice_volume();
+    let want = hmc_cpu::moment_chunks(cpu, &phi, seg).unwrap();
+    let cfg = geometry::chunked(n / seg, seg).unwrap();
+    for order in ORDERS {
+        let mut out = vec![f64::NAN; want.len()];
+        let mut a = Args::new();
+        a.input(&phi)
+            .output(&mut out)
+            .val(&(seg as u32))
+            .val(&(REDUCE_CHUNK as u32));
+        launch(h, "moment_chunks", &cfg, &mut a, order);
+        assert_close("moment chunks", &out, &want, 1e-12);
+    }
+
+    // Restore the chains whose flag is set.
+    let flags: Vec<u8> = (0..CHAINS).map(|c| (c % 2) as u8).collect();
+    let mut want = phi.clone();
+    hmc_cpu::restore_chains(&mut want, &p0, &flags, lat.volume()).unwrap();
+    for cfg in with_small_grid(geometry::elementwise(n).unwrap()) {
+        let mut out = phi.clone();
+        let mut a = Args::new();
+        a.output(&mut out).input(&p0).input(&flags).val(&geom);
+        launch(h, "restore_chains", &cfg, &mut a, Order::Descending);
+        assert_eq!(out, want, "restore_chains {}", lat.label());
+    }
+}
+
+/// A time slice longer than one chunk: the moments of one slice come from several blocks.
+fn long_slice_cases(h: &Harness, cpu: &CpuDevice) {
     let phi = randn(2 * 4500, 9);
     let want = hmc_cpu::moment_chunks(cpu, &phi, 4500).unwrap();
     let cfg = geometry::chunked(2, 4500).unwrap();

@@ -1,4 +1,4 @@
-//! Every scalar-HMC kernel against its reference: the fast CPU kernels against the per-site
+//! Every scalar-HMC kernel (both force laws) against its reference: the fast CPU kernels against the per-site
 //! definitions of `Action`, and the CUDA kernels against their CPU twins.
 
 mod common;
@@ -11,6 +11,7 @@ use latticeml::device::CpuDevice;
 use latticeml::hmc::cpu::{energy_chunks, kick_drift, moment_chunks, restore_chains};
 use latticeml::hmc::cuda::ScalarKernels;
 use latticeml::hmc::{Hmc, HmcParams, Integrator};
+use latticeml::theory::xy::Xy;
 use latticeml::{philox, Device, Lattice};
 
 const CHAINS: usize = 3;
@@ -27,6 +28,12 @@ fn actions() -> Vec<Arc<dyn Action>> {
     .map(|d| Arc::new(Phi4::new(Lattice::new(&d).unwrap(), 0.17, 0.3).unwrap()) as Arc<dyn Action>)
     .collect();
     v.push(Arc::new(Oscillator::new(0.5, 1.0, 1.4, 5.0, 33).unwrap()));
+    // The cosine law (XY), in 1D and 3D.
+    for dims in [vec![10], vec![4, 6, 2]] {
+        v.push(Arc::new(
+            Xy::new(Lattice::new(&dims).unwrap(), 1.1).unwrap(),
+        ));
+    }
     v
 }
 

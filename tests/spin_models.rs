@@ -20,8 +20,11 @@ use latticeml::{Device, Lattice};
 const METROPOLIS: LocalAlgorithm = LocalAlgorithm::Metropolis { hits: 1 };
 
 fn sampler(theory: &TheoryConfig, algorithm: LocalAlgorithm, chains: usize) -> Box<dyn Sampler> {
+    built(theory, SamplerConfig::Local { algorithm, seed: 7 }, chains)
+}
+
+fn built(theory: &TheoryConfig, cfg: SamplerConfig, chains: usize) -> Box<dyn Sampler> {
     let t = theory.build().unwrap();
-    let cfg = SamplerConfig::Local { algorithm, seed: 7 };
     let mut s = cfg
         .build(t.clone(), chains, &Device::Cpu(common::cpu()))
         .unwrap();
@@ -225,6 +228,39 @@ fn xy_chain_energy_matches_the_bessel_function_sum() {
         let what = format!("XY chain {} beta {beta}: energy", algorithm.name());
         assert_agrees(&what, &estimate(&series, 0), exact);
     }
+}
+
+#[test]
+fn xy_hmc_and_mala_match_the_chain_and_the_2x2_quadrature() {
+    let hmc = SamplerConfig::Hmc(latticeml::hmc::HmcParams {
+        tau: 1.0,
+        steps: 8,
+        integrator: latticeml::hmc::Integrator::Omelyan,
+        seed: 7,
+    });
+    let mala = SamplerConfig::Mala {
+        epsilon: 0.2,
+        seed: 7,
+    };
+    let chain = TheoryConfig::Xy {
+        lattice: Lattice::new(&[64]).unwrap(),
+        beta: 1.0,
+    };
+    let exact = exact::xy::chain_energy_per_site(64, 1.0).unwrap();
+    let series = run(built(&chain, hmc, 8).as_mut(), 2000, 200, |_| {});
+    assert_agrees("XY chain hmc: energy", &estimate(&series, 0), exact);
+    let (e_exact, _) = xy_2x2_quadrature(0.7, 8);
+    let square = TheoryConfig::Xy {
+        lattice: Lattice::new(&[2, 2]).unwrap(),
+        beta: 0.7,
+    };
+    let series = run(built(&square, mala, 64).as_mut(), 3000, 100, |f| {
+        assert!(
+            f.iter().all(|t| (0.0..TAU).contains(t)),
+            "fields not wrapped"
+        );
+    });
+    assert_agrees("2x2 XY mala: energy", &estimate(&series, 0), e_exact);
 }
 
 /// ⟨E/V⟩ and the distribution of θ₀₀ − θ₀₁ (in `bins` bins of [0, 2π)) on the 2 × 2 XY torus,

@@ -5,13 +5,14 @@
 //! Reductions are per time slice, each summed sequentially in site order: the result does not
 //! depend on the number of threads.
 
-use crate::action::{Action, ScalarCouplings};
+use crate::action::{Action, ForceLaw, ScalarCouplings};
 use crate::device::geometry::{chunks_per_segment, sum_chunks, REDUCE_CHUNK};
 use crate::device::CpuDevice;
 use crate::error::{Error, Result};
 use crate::hmc::{HmcBackend, SliceMoments};
 use crate::lattice::Lattice;
 use crate::philox;
+use crate::theory::checkerboard::Steps;
 
 /// Adds, for each site of the row starting at local index `base` of one chain, the sum of φ over
 /// its `both`-directional (2d) or forward (d) neighbours into `acc`.
@@ -63,7 +64,7 @@ fn row_neighbour_sums(
     }
 }
 
-/// CPU twin of `kick_drift_dD` / `kick_dD`: p += kick·F(φ); then `phi_new = φ + drift·p` when given.
+/// CPU twin of `kick_drift_dD` / `kick_dD` (and their `cos_` forms for the cosine law): p += kick·F(φ); then `phi_new = φ + drift·p` when given.
 /// `phi`, `p`, `phi_new` hold a batch `[chain][site]` of equal lengths, whole chains of `lat`.
 #[allow(clippy::too_many_arguments)]
 pub fn kick_drift(
@@ -80,6 +81,7 @@ pub fn kick_drift(
     check_batch(lat, phi.len())?;
     check_len(p.len(), phi.len())?;
     let strides = lat.strides();
+    let steps = Steps::new(lat);
     let (two_u2, four_u4) = (2.0 * c.u2, 4.0 * c.u4);
     dev.for_chunks(l, p, phi_new, |first_row, p, mut new| {
         let mut acc = vec![0.0; l];
@@ -87,10 +89,19 @@ pub fn kick_drift(
             let start = (first_row + r) * l;
             let (chain, base) = (start / v, start % v);
             let phic = &phi[chain * v..(chain + 1) * v];
-            row_neighbour_sums(lat, &strides, phic, base, true, &mut acc);
             let x = &phic[base..base + l];
-            for ((pi, &xi), &nb) in pr.iter_mut().zip(x).zip(&acc) {
-                *pi += kick * (c.hop * nb - xi * (two_u2 + four_u4 * xi * xi));
+            match c.law {
+                ForceLaw::Polynomial => {
+                    row_neighbour_sums(lat, &strides, phic, base, true, &mut acc);
+                    for ((pi, &xi), &nb) in pr.iter_mut().zip(x).zip(&acc) {
+                        *pi += kick * (c.hop * nb - xi * (two_u2 + four_u4 * xi * xi));
+                    }
+                }
+                ForceLaw::Cosine => {
+                    for (k, pi) in pr.iter_mut().enumerate() {
+                        *pi += kick * cos_terms(&steps, phic, base + k, c.hop, true);
+                    }
+                }
             }
             if let Some(new) = new.as_deref_mut() {
                 for ((ni, &xi), &pi) in new[r * l..(r + 1) * l].iter_mut().zip(x).zip(pr.iter()) {
@@ -99,6 +110,24 @@ pub fn kick_drift(
             }
         }
     })
+}
+
+/// The cosine law at site s (`cos_force` / `cos_action` in `kernels/scalar.cuh`, the same
+/// order): the force −hop Σ_{±μ} sin(θ − θ_n) when `force`, else the action density
+/// −hop Σ_μ cos(θ − θ_{s+μ̂}).
+#[inline(always)]
+fn cos_terms(steps: &Steps, th: &[f64], s: usize, hop: f64, force: bool) -> f64 {
+    let (x, mut acc) = (th[s], 0.0);
+    for mu in 0..steps.dim() {
+        let xc = steps.coord(s, mu);
+        if force {
+            acc += (x - th[steps.step(s, xc, mu, true)]).sin();
+            acc += (x - th[steps.step(s, xc, mu, false)]).sin();
+        } else {
+            acc += (x - th[steps.step(s, xc, mu, true)]).cos();
+        }
+    }
+    -hop * acc
 }
 
 /// Refuses a batch that is not a whole number of `lat`'s chains.
@@ -112,7 +141,7 @@ fn check_batch(lat: &Lattice, n: usize) -> Result<()> {
     Ok(())
 }
 
-/// CPU twin of `energy_chunks_dD`: per chunk of [`REDUCE_CHUNK`] sites of each chain,
+/// CPU twin of `energy_chunks_dD` (and `energy_chunks_cos_dD`): per chunk of [`REDUCE_CHUNK`] sites of each chain,
 /// (Σ½p², Σ site action density), returned as `[2*chunk + {0,1}]`. `scratch` must hold a batch.
 pub fn energy_chunks(
     dev: &CpuDevice,
@@ -127,15 +156,25 @@ pub fn energy_chunks(
     check_len(p.len(), phi.len())?;
     check_len(scratch.len(), phi.len())?;
     let strides = lat.strides();
+    let steps = Steps::new(lat);
     dev.for_chunks(l, scratch, None, |first_row, dens, _| {
         let mut fwd = vec![0.0; l];
         for (r, dr) in dens.chunks_mut(l).enumerate() {
             let start = (first_row + r) * l;
             let (chain, base) = (start / v, start % v);
             let phic = &phi[chain * v..(chain + 1) * v];
-            row_neighbour_sums(lat, &strides, phic, base, false, &mut fwd);
-            for ((di, &xi), &f) in dr.iter_mut().zip(&phic[base..base + l]).zip(&fwd) {
-                *di = c.site_action(xi, f);
+            match c.law {
+                ForceLaw::Polynomial => {
+                    row_neighbour_sums(lat, &strides, phic, base, false, &mut fwd);
+                    for ((di, &xi), &f) in dr.iter_mut().zip(&phic[base..base + l]).zip(&fwd) {
+                        *di = c.site_action(xi, f);
+                    }
+                }
+                ForceLaw::Cosine => {
+                    for (k, di) in dr.iter_mut().enumerate() {
+                        *di = cos_terms(&steps, phic, base + k, c.hop, false);
+                    }
+                }
             }
         }
     })?;

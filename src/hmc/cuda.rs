@@ -3,7 +3,7 @@
 
 use cudarc::driver::{CudaFunction, CudaSlice, DeviceRepr, PushKernelArg};
 
-use crate::action::{Action, ScalarCouplings};
+use crate::action::{Action, ForceLaw, ScalarCouplings};
 use crate::device::cuda::{PHILOX, SCALAR_HMC};
 use crate::device::geometry::{self, chunks_per_segment, sum_chunks};
 use crate::device::CudaDevice;
@@ -88,7 +88,7 @@ pub struct ScalarKernels {
 }
 
 impl ScalarKernels {
-    /// Loads (compiling on first use) the kernels for `lat`'s dimension.
+    /// Loads (compiling on first use) the kernels for `lat`'s dimension and the couplings' law.
     pub fn new(
         dev: &CudaDevice,
         lat: &Lattice,
@@ -96,14 +96,18 @@ impl ScalarKernels {
         chains: usize,
     ) -> Result<Self> {
         let d = lat.dim();
+        let law = match couplings.law {
+            ForceLaw::Polynomial => "",
+            ForceLaw::Cosine => "cos_",
+        };
         Ok(ScalarKernels {
             dev: dev.clone(),
             geom: GpuGeom::new(lat, chains),
             couplings: couplings.into(),
             slice_volume: lat.slice_volume() as u32,
-            kick_drift: dev.function(&SCALAR_HMC, &format!("kick_drift_d{d}"))?,
-            kick: dev.function(&SCALAR_HMC, &format!("kick_d{d}"))?,
-            energy: dev.function(&SCALAR_HMC, &format!("energy_chunks_d{d}"))?,
+            kick_drift: dev.function(&SCALAR_HMC, &format!("kick_drift_{law}d{d}"))?,
+            kick: dev.function(&SCALAR_HMC, &format!("kick_{law}d{d}"))?,
+            energy: dev.function(&SCALAR_HMC, &format!("energy_chunks_{law}d{d}"))?,
             moments: dev.function(&SCALAR_HMC, "moment_chunks")?,
             restore: dev.function(&SCALAR_HMC, "restore_chains")?,
             normals: dev.function(&PHILOX, "philox_normals")?,

@@ -12,13 +12,14 @@
 use std::sync::Arc;
 
 use super::{Hmc, HmcParams, MAX_STEPS};
-use crate::action::{Action, ObservableSet};
+use crate::action::ObservableSet;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::io::json::Json;
 use crate::lattice::Lattice;
 use crate::observables::{primaries, Measurement};
 use crate::sampler::{ChainMeasurement, Sampler, UpdateStats};
+use crate::theory::{FieldKind, Theory};
 
 /// Which algorithm an [`HmcSampler`] runs.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -36,6 +37,7 @@ pub struct HmcSampler {
     algorithm: Algorithm,
     hmc: Hmc,
     production_steps: usize,
+    theory: Arc<dyn Theory>,
     set: ObservableSet,
     lattice: Lattice,
     /// S of each chain's current configuration, when known (after an update).
@@ -43,19 +45,25 @@ pub struct HmcSampler {
 }
 
 impl HmcSampler {
-    /// HMC on `chains` chains of `action` with `params` (the production step size).
+    /// HMC on `chains` chains of `theory` (which must have a force) with `params` (the
+    /// production step size).
     pub fn new(
-        action: Arc<dyn Action>,
+        theory: Arc<dyn Theory>,
         chains: usize,
         params: HmcParams,
         device: &Device,
     ) -> Result<Self> {
+        let name = theory.name();
+        let action = theory.clone().scalar_action().ok_or_else(|| {
+            Error::InvalidInput(format!("{name} has no force for HMC or Langevin"))
+        })?;
         Ok(HmcSampler {
             algorithm: Algorithm::Hmc,
             production_steps: params.steps,
             set: action.observable_set(),
             lattice: action.lattice().clone(),
             hmc: Hmc::new(action, chains, params, device)?,
+            theory,
             action: Vec::new(),
         })
     }
@@ -65,7 +73,7 @@ impl HmcSampler {
     /// MALA (`adjusted`) or unadjusted Langevin with time step ε: one leapfrog step of
     /// h = √(2ε) per update.
     pub fn langevin(
-        action: Arc<dyn Action>,
+        theory: Arc<dyn Theory>,
         chains: usize,
         epsilon: f64,
         seed: u64,
@@ -78,7 +86,7 @@ impl HmcSampler {
             integrator: super::Integrator::Leapfrog,
             seed,
         };
-        let mut s = Self::new(action, chains, params, device)?;
+        let mut s = Self::new(theory, chains, params, device)?;
         s.hmc.set_metropolis(adjusted);
         s.algorithm = Algorithm::Langevin { epsilon, adjusted };
         Ok(s)
@@ -160,6 +168,12 @@ impl Sampler for HmcSampler {
     }
 
     fn measure(&mut self) -> Result<Vec<ChainMeasurement>> {
+        if self.theory.field_kind() != FieldKind::Real {
+            // Angles: the theory's own observables of the (wrapped) fields.
+            let v = self.lattice.volume();
+            let fields = self.fields()?;
+            return Ok(fields.chunks(v).map(|f| self.theory.measure(f)).collect());
+        }
         if self.action.len() != self.chains() {
             self.action = self.hmc.actions()?;
         }
@@ -175,8 +189,12 @@ impl Sampler for HmcSampler {
         )
     }
 
+    /// The fields in the theory's canonical range (angles in [0, 2π)); the checkpoint keeps
+    /// the raw values, so that a resumed run continues bit-identically.
     fn fields(&self) -> Result<Vec<f64>> {
-        self.hmc.fields()
+        let mut f = self.hmc.fields()?;
+        self.theory.canonical(&mut f);
+        Ok(f)
     }
 
     fn set_fields(&mut self, phi: &[f64]) -> Result<()> {

@@ -118,6 +118,11 @@ pub trait Theory: Send + Sync + std::fmt::Debug {
     fn start_fields(&self, start: Start, chains: usize, seed: u64) -> Vec<f64>;
     /// Names of the algorithms (`--algorithm`) this theory offers.
     fn algorithms(&self) -> &'static [&'static str];
+    /// Maps raw field values to their canonical range in place (angles to [0, 2π)); samplers
+    /// that let values leave it (HMC on angles) report fields through this.
+    fn canonical(&self, field: &mut [f64]) {
+        let _ = field;
+    }
     /// The theory as a real action with a force (for HMC and Langevin), if it is one.
     fn scalar_action(self: Arc<Self>) -> Option<Arc<dyn Action>> {
         None

@@ -13,6 +13,9 @@ pub mod cpu;
 pub mod cuda;
 
 use std::f64::consts::TAU;
+use std::sync::Arc;
+
+use crate::action::{Action, ForceLaw, ObservableSet, ScalarCouplings};
 
 use crate::analysis::{gamma_derived, gamma_primary, Estimate};
 use crate::device::Device;
@@ -103,6 +106,33 @@ impl Xy {
     }
 }
 
+/// The XY action S = −β Σ cos(θ_x − θ_{x+μ̂}) with its force, for HMC and Langevin on the
+/// (unbounded) angles.
+impl Action for Xy {
+    fn name(&self) -> &'static str {
+        "xy"
+    }
+    fn lattice(&self) -> &Lattice {
+        &self.lattice
+    }
+    fn couplings(&self) -> ScalarCouplings {
+        ScalarCouplings {
+            law: ForceLaw::Cosine,
+            hop: self.beta,
+            u0: 0.0,
+            u2: 0.0,
+            u4: 0.0,
+        }
+    }
+    /// Unused: the XY samplers measure through [`Theory::measure`].
+    fn observable_set(&self) -> ObservableSet {
+        ObservableSet::Magnetisation
+    }
+    fn parameters(&self) -> Vec<(&'static str, f64)> {
+        vec![("beta", self.beta)]
+    }
+}
+
 impl Theory for Xy {
     fn name(&self) -> &'static str {
         "xy"
@@ -117,7 +147,13 @@ impl Theory for Xy {
         vec![("beta", self.beta)]
     }
     fn algorithms(&self) -> &'static [&'static str] {
-        &["metropolis", "overrelax"]
+        &["metropolis", "overrelax", "hmc", "mala", "langevin"]
+    }
+    fn canonical(&self, field: &mut [f64]) {
+        field.iter_mut().for_each(|t| *t = wrap(*t));
+    }
+    fn scalar_action(self: Arc<Self>) -> Option<Arc<dyn Action>> {
+        Some(self)
     }
     fn primary_names(&self) -> &'static [&'static str] {
         const NAMES: [&str; 6] = ["energy", "absM", "M2", "cos0", "sin0sq", "vortex_density"];
