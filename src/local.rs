@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::io::json::Json;
 use crate::sampler::{ChainMeasurement, Sampler, UpdateStats};
-use crate::theory::{LocalAlgorithm, Sweeper, Theory};
+use crate::theory::{ClusterKind, LocalAlgorithm, Sweeper, Theory};
 
 /// A theory's local update as a [`Sampler`].
 pub struct LocalSampler {
@@ -47,8 +47,15 @@ impl Sampler for LocalSampler {
 
     fn parameters(&self) -> String {
         let mut s = format!("algorithm={}\n", self.algorithm.name());
-        if let LocalAlgorithm::Metropolis { hits } = self.algorithm {
-            s.push_str(&format!("hits={hits}\n"));
+        if self.algorithm.takes_hits() {
+            s.push_str(&format!("hits={}\n", self.algorithm.hits()));
+        }
+        if let LocalAlgorithm::Cluster {
+            kind: ClusterKind::Wolff { clusters },
+            ..
+        } = self.algorithm
+        {
+            s.push_str(&format!("clusters={clusters}\n"));
         }
         s.push_str(&format!("seed={}\n", self.seed));
         s
@@ -56,8 +63,15 @@ impl Sampler for LocalSampler {
 
     fn summary(&self) -> Vec<(&'static str, Json)> {
         let mut v = vec![("algorithm", Json::Str(self.algorithm.name().into()))];
-        if let LocalAlgorithm::Metropolis { hits } = self.algorithm {
-            v.push(("hits", Json::Num(hits as f64)));
+        if self.algorithm.takes_hits() {
+            v.push(("hits", Json::Num(self.algorithm.hits() as f64)));
+        }
+        if let LocalAlgorithm::Cluster {
+            kind: ClusterKind::Wolff { clusters },
+            ..
+        } = self.algorithm
+        {
+            v.push(("clusters", Json::Num(clusters as f64)));
         }
         v.push(("seed", Json::Num(self.seed as f64)));
         v

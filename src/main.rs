@@ -15,7 +15,7 @@ use latticeml::io::outdir::{Claim, Manifest, OutputDir};
 use latticeml::nn::bench::{ConvStackBench, BATCH};
 use latticeml::run::{run, RunConfig, RunOutcome};
 use latticeml::sampler::SamplerConfig;
-use latticeml::theory::{LocalAlgorithm, TheoryConfig};
+use latticeml::theory::{ClusterKind, LocalAlgorithm, TheoryConfig};
 use latticeml::{Device, Error, Lattice, Result};
 
 #[derive(Parser)]
@@ -215,13 +215,17 @@ struct HmcArgs {
     integrator: Option<String>,
     /// hmc; mala (Metropolis-adjusted Langevin, exact) or langevin (unadjusted Euler–Maruyama,
     /// biased at O(epsilon)), which take --epsilon instead of --tau, --steps and --integrator;
-    /// metropolis (checkerboard, --hits per site), overrelax (xy) or heatbath (ising).
+    /// metropolis (checkerboard, --hits per site), overrelax (xy), heatbath (ising), or cluster
+    /// (Swendsen–Wang) and wolff: a Metropolis sweep then embedded-Ising clusters (phi4, oscillator).
     /// [default: hmc, or metropolis for xy and ising]
     #[arg(long)]
     algorithm: Option<String>,
     /// Metropolis proposals per site per sweep [default: 1].
     #[arg(long)]
     hits: Option<u32>,
+    /// Wolff clusters per update [default: 4].
+    #[arg(long)]
+    clusters: Option<u32>,
     /// Langevin time step of mala and langevin [default: 0.01].
     #[arg(long, allow_hyphen_values = true)]
     epsilon: Option<f64>,
@@ -311,8 +315,11 @@ fn sampler_config(a: &HmcArgs) -> Result<SamplerConfig> {
             "--algorithm {algorithm} takes {what}"
         )))
     };
-    if a.hits.is_some() && algorithm != "metropolis" {
-        return refuse("no --hits (only metropolis does)");
+    if a.hits.is_some() && !matches!(algorithm, "metropolis" | "cluster" | "wolff") {
+        return refuse("no --hits (metropolis, cluster and wolff do)");
+    }
+    if a.clusters.is_some() && algorithm != "wolff" {
+        return refuse("no --clusters (only wolff does)");
     }
     let local = |algorithm| {
         if hmc_flags || a.epsilon.is_some() {
@@ -346,8 +353,19 @@ fn sampler_config(a: &HmcArgs) -> Result<SamplerConfig> {
         }),
         "overrelax" => local(LocalAlgorithm::Overrelax),
         "heatbath" => local(LocalAlgorithm::Heatbath),
+        "cluster" | "wolff" => local(LocalAlgorithm::Cluster {
+            hits: a.hits.unwrap_or(1),
+            kind: if algorithm == "wolff" {
+                ClusterKind::Wolff {
+                    clusters: a.clusters.unwrap_or(4),
+                }
+            } else {
+                ClusterKind::SwendsenWang
+            },
+        }),
         other => Err(Error::InvalidInput(format!(
-            "unknown algorithm '{other}': use hmc, mala, langevin, metropolis, overrelax or heatbath"
+            "unknown algorithm '{other}': use hmc, mala, langevin, metropolis, overrelax, \
+             heatbath, cluster or wolff"
         ))),
     }
 }

@@ -19,6 +19,10 @@ pub const STREAM_ACCEPT: u32 = 1;
 pub const STREAM_INIT: u32 = 2;
 /// Stream word of local updates of checkerboard colour 0 (colour 1 uses the next).
 pub const STREAM_LOCAL: u32 = 3;
+/// Stream word of the bond tests of cluster updates.
+pub const STREAM_BOND: u32 = 5;
+/// Stream word of cluster flips (Swendsen–Wang) and cluster seeds (Wolff).
+pub const STREAM_CLUSTER: u32 = 6;
 
 /// Trajectories (or sweeps) a run may count: the step's high bits share the stream word.
 pub const MAX_STEPS: u64 = 1 << 56;

@@ -87,6 +87,18 @@ fn bad_input_is_a_clear_error() {
             "no --tau, --steps",
         ),
         (with(&["--algorithm", "annealing"]), "unknown algorithm"),
+        (
+            with(&["--algorithm", "cluster", "--clusters", "3"]),
+            "no --clusters",
+        ),
+        (
+            with(&["--algorithm", "wolff", "--clusters", "0"]),
+            "--clusters 0",
+        ),
+        (
+            with(&["--theory", "xy", "--algorithm", "wolff"]),
+            "it offers",
+        ),
     ];
     for (args, needle) in cases {
         let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();

@@ -148,8 +148,8 @@ fn command_line_values() {
         "not --epsilon",
     );
     refused(
-        &["sample", "--algorithm", "wolff", "--out", &o],
-        "unknown algorithm 'wolff'",
+        &["sample", "--algorithm", "swendsen", "--out", &o],
+        "unknown algorithm 'swendsen'",
     );
     refused(
         &[

@@ -48,26 +48,68 @@ pub enum LocalAlgorithm {
     Overrelax,
     /// Heat-bath: each site drawn from its exact conditional distribution (Ising).
     Heatbath,
+    /// A Metropolis sweep with `hits`, then an embedded-Ising cluster update of the field's
+    /// signs (φ⁴ and the oscillator; Brower–Tamayo).
+    Cluster {
+        /// Metropolis proposals per site per sweep.
+        hits: u32,
+        /// Swendsen–Wang or Wolff.
+        kind: ClusterKind,
+    },
+}
+
+/// How the embedded-Ising clusters are built and flipped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClusterKind {
+    /// Every bond of the lattice; each cluster flipped with probability ½.
+    SwendsenWang,
+    /// `clusters` single clusters per update, each grown from a random site and flipped. (A
+    /// number fixed in advance: stopping once the clusters have covered V sites would favour
+    /// the states with large clusters.)
+    Wolff {
+        /// Clusters per update, 1 to [`MAX_CLUSTERS`].
+        clusters: u32,
+    },
 }
 
 /// Most Metropolis hits per site per sweep accepted.
 pub const MAX_HITS: u32 = 1000;
 
+/// Most Wolff clusters per update accepted.
+pub const MAX_CLUSTERS: u32 = 1 << 20;
+
 impl LocalAlgorithm {
     /// Checks the parameters (1 ≤ hits ≤ [`MAX_HITS`]).
     pub fn validate(&self) -> Result<()> {
         match *self {
-            LocalAlgorithm::Metropolis { hits } if hits == 0 || hits > MAX_HITS => Err(
-                Error::InvalidInput(format!("--hits {hits} must be between 1 and {MAX_HITS}")),
-            ),
+            LocalAlgorithm::Cluster {
+                kind: ClusterKind::Wolff { clusters },
+                ..
+            } if clusters == 0 || clusters > MAX_CLUSTERS => Err(Error::InvalidInput(format!(
+                "--clusters {clusters} must be between 1 and {MAX_CLUSTERS}"
+            ))),
+            _ if self.takes_hits() && (self.hits() == 0 || self.hits() > MAX_HITS) => {
+                Err(Error::InvalidInput(format!(
+                    "--hits {} must be between 1 and {MAX_HITS}",
+                    self.hits()
+                )))
+            }
             _ => Ok(()),
         }
     }
 
-    /// Proposals per site per sweep.
+    /// Whether the algorithm has Metropolis hits (`--hits`).
+    pub fn takes_hits(&self) -> bool {
+        matches!(
+            self,
+            LocalAlgorithm::Metropolis { .. } | LocalAlgorithm::Cluster { .. }
+        )
+    }
+
+    /// Metropolis proposals per site per sweep.
     pub fn hits(&self) -> u32 {
         match *self {
-            LocalAlgorithm::Metropolis { hits } => hits,
+            LocalAlgorithm::Metropolis { hits } | LocalAlgorithm::Cluster { hits, .. } => hits,
             _ => 1,
         }
     }
@@ -78,6 +120,14 @@ impl LocalAlgorithm {
             LocalAlgorithm::Metropolis { .. } => "metropolis",
             LocalAlgorithm::Overrelax => "overrelax",
             LocalAlgorithm::Heatbath => "heatbath",
+            LocalAlgorithm::Cluster {
+                kind: ClusterKind::SwendsenWang,
+                ..
+            } => "cluster",
+            LocalAlgorithm::Cluster {
+                kind: ClusterKind::Wolff { .. },
+                ..
+            } => "wolff",
         }
     }
 }
