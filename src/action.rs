@@ -366,7 +366,15 @@ macro_rules! scalar_theory {
                 Action::parameters(self)
             }
             fn algorithms(&self) -> &'static [&'static str] {
-                &["hmc", "mala", "langevin", "metropolis", "cluster", "wolff"]
+                &[
+                    "hmc",
+                    "fa-hmc",
+                    "mala",
+                    "langevin",
+                    "metropolis",
+                    "cluster",
+                    "wolff",
+                ]
             }
             fn primary_names(&self) -> &'static [&'static str] {
                 primary_names(self.observable_set())

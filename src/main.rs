@@ -213,7 +213,7 @@ struct HmcArgs {
     /// HMC: leapfrog, omelyan (2MN) or omelyan4 (fourth order) [default: omelyan].
     #[arg(long)]
     integrator: Option<String>,
-    /// hmc; mala (Metropolis-adjusted Langevin, exact) or langevin (unadjusted Euler–Maruyama,
+    /// hmc; fa-hmc (Fourier-accelerated, mass kernel k^2 + --fa-mass); mala (Metropolis-adjusted Langevin, exact) or langevin (unadjusted Euler–Maruyama,
     /// biased at O(epsilon)), which take --epsilon instead of --tau, --steps and --integrator;
     /// metropolis (checkerboard, --hits per site), overrelax (xy), heatbath (ising), or cluster
     /// (Swendsen–Wang) and wolff: a Metropolis sweep then embedded-Ising clusters (phi4, oscillator).
@@ -226,6 +226,10 @@ struct HmcArgs {
     /// Wolff clusters per update [default: 4].
     #[arg(long)]
     clusters: Option<u32>,
+    /// fa-hmc: the mass m2 of the kernel k^2 + m2 [default: 4 sin^2(pi/L), the smallest
+    /// nonzero k^2].
+    #[arg(long, allow_hyphen_values = true)]
+    fa_mass: Option<f64>,
     /// Langevin time step of mala and langevin [default: 0.01].
     #[arg(long, allow_hyphen_values = true)]
     epsilon: Option<f64>,
@@ -304,7 +308,7 @@ fn main() -> ExitCode {
 
 /// The sampler of `--algorithm` with its parameters; a parameter of another algorithm is refused
 /// rather than silently ignored.
-fn sampler_config(a: &HmcArgs) -> Result<SamplerConfig> {
+fn sampler_config(a: &HmcArgs, lattice: &Lattice) -> Result<SamplerConfig> {
     let hmc_flags = a.steps.is_some() || a.tau.is_some() || a.integrator.is_some();
     let algorithm = a.algorithm.as_deref().unwrap_or(match a.theory.as_str() {
         "xy" | "ising" => "metropolis",
@@ -321,6 +325,17 @@ fn sampler_config(a: &HmcArgs) -> Result<SamplerConfig> {
     if a.clusters.is_some() && algorithm != "wolff" {
         return refuse("no --clusters (only wolff does)");
     }
+    if a.fa_mass.is_some() && algorithm != "fa-hmc" {
+        return refuse("no --fa-mass (only fa-hmc does)");
+    }
+    let hmc_params = || -> Result<HmcParams> {
+        Ok(HmcParams {
+            tau: a.tau.unwrap_or(1.0),
+            steps: a.steps.unwrap_or(4),
+            integrator: Integrator::from_name(a.integrator.as_deref().unwrap_or("omelyan"))?,
+            seed: a.seed,
+        })
+    };
     let local = |algorithm| {
         if hmc_flags || a.epsilon.is_some() {
             refuse("no --tau, --steps, --integrator or --epsilon")
@@ -332,13 +347,16 @@ fn sampler_config(a: &HmcArgs) -> Result<SamplerConfig> {
         }
     };
     match algorithm {
-        "hmc" if a.epsilon.is_some() => refuse("--tau, --steps and --integrator, not --epsilon"),
-        "hmc" => Ok(SamplerConfig::Hmc(HmcParams {
-            tau: a.tau.unwrap_or(1.0),
-            steps: a.steps.unwrap_or(4),
-            integrator: Integrator::from_name(a.integrator.as_deref().unwrap_or("omelyan"))?,
-            seed: a.seed,
-        })),
+        "hmc" | "fa-hmc" if a.epsilon.is_some() => {
+            refuse("--tau, --steps and --integrator, not --epsilon")
+        }
+        "hmc" => Ok(SamplerConfig::Hmc(hmc_params()?)),
+        "fa-hmc" => Ok(SamplerConfig::FaHmc {
+            params: hmc_params()?,
+            m2: a
+                .fa_mass
+                .unwrap_or_else(|| latticeml::hmc::fourier::default_mass(lattice)),
+        }),
         "mala" | "langevin" if hmc_flags => refuse("--epsilon, not --tau, --steps or --integrator"),
         "mala" => Ok(SamplerConfig::Mala {
             epsilon: a.epsilon.unwrap_or(0.01),
@@ -364,8 +382,8 @@ fn sampler_config(a: &HmcArgs) -> Result<SamplerConfig> {
             },
         }),
         other => Err(Error::InvalidInput(format!(
-            "unknown algorithm '{other}': use hmc, mala, langevin, metropolis, overrelax, \
-             heatbath, cluster or wolff"
+            "unknown algorithm '{other}': use hmc, fa-hmc, mala, langevin, metropolis, \
+             overrelax, heatbath, cluster or wolff"
         ))),
     }
 }
@@ -399,18 +417,19 @@ fn run_config(a: &HmcArgs) -> Result<RunConfig> {
             )))
         }
     };
+    let built = theory.build()?;
     let cfg = RunConfig {
         theory,
         chains: a.chains,
         trajectories: a.trajectories,
         therm: a.therm,
-        sampler: sampler_config(a)?,
+        sampler: sampler_config(a, built.lattice())?,
         start: Start::from_name(&a.start)?,
         save_every: a.save_every,
         checkpoint_every: a.checkpoint_every,
     };
     cfg.validate()?;
-    latticeml::theory::check_offers(cfg.theory.build()?.as_ref(), cfg.sampler.name())?;
+    latticeml::theory::check_offers(built.as_ref(), cfg.sampler.name())?;
     Ok(cfg)
 }
 

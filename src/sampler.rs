@@ -79,6 +79,13 @@ pub trait Sampler: Send {
 pub enum SamplerConfig {
     /// Hybrid Monte Carlo ([`crate::hmc`]).
     Hmc(HmcParams),
+    /// Fourier-accelerated HMC ([`crate::hmc::fourier`]): mass kernel k̂² + `m2`.
+    FaHmc {
+        /// The HMC parameters.
+        params: HmcParams,
+        /// The mass m̃² of the kernel.
+        m2: f64,
+    },
     /// Metropolis-adjusted Langevin: the proposal φ' = φ + εF(φ) + √(2ε)η accepted with the
     /// Metropolis–Hastings ratio; exact for every ε.
     Mala {
@@ -109,6 +116,10 @@ impl SamplerConfig {
     pub fn validate(&self) -> Result<()> {
         match self {
             SamplerConfig::Hmc(p) => p.validate(),
+            SamplerConfig::FaHmc { params, m2 } => {
+                params.validate()?;
+                crate::hmc::fourier::check_mass(*m2)
+            }
             SamplerConfig::Local { algorithm, .. } => algorithm.validate(),
             SamplerConfig::Mala { epsilon, .. } | SamplerConfig::Langevin { epsilon, .. } => {
                 if epsilon.is_finite() && *epsilon > 0.0 {
@@ -126,6 +137,7 @@ impl SamplerConfig {
     pub fn name(&self) -> &'static str {
         match self {
             SamplerConfig::Hmc(_) => "hmc",
+            SamplerConfig::FaHmc { .. } => "fa-hmc",
             SamplerConfig::Mala { .. } => "mala",
             SamplerConfig::Langevin { .. } => "langevin",
             SamplerConfig::Local { algorithm, .. } => algorithm.name(),
@@ -143,6 +155,9 @@ impl SamplerConfig {
         check_offers(theory.as_ref(), self.name())?;
         Ok(match *self {
             SamplerConfig::Hmc(p) => Box::new(HmcSampler::new(theory, chains, p, device)?),
+            SamplerConfig::FaHmc { params, m2 } => {
+                Box::new(HmcSampler::fourier(theory, chains, params, m2, device)?)
+            }
             SamplerConfig::Mala { epsilon, seed } => Box::new(HmcSampler::langevin(
                 theory, chains, epsilon, seed, true, device,
             )?),

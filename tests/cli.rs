@@ -55,7 +55,7 @@ fn bad_input_is_a_clear_error() {
         ),
         (
             with(&["--algorithm", "overrelax"]),
-            "it offers hmc, mala, langevin",
+            "it offers hmc, fa-hmc, mala",
         ),
         (
             with(&["--theory", "ising", "--dims", "8x7"]),

@@ -9,6 +9,7 @@ use crate::action::{Action, ForceLaw, ScalarCouplings};
 use crate::device::geometry::{chunks_per_segment, sum_chunks, REDUCE_CHUNK};
 use crate::device::CpuDevice;
 use crate::error::{Error, Result};
+use crate::hmc::fourier::FourierMass;
 use crate::hmc::{HmcBackend, SliceMoments};
 use crate::lattice::Lattice;
 use crate::philox;
@@ -243,6 +244,8 @@ pub struct CpuHmc {
     phi_saved: Vec<f64>,
     p: Vec<f64>,
     scratch: Vec<f64>,
+    /// Fourier acceleration, with its buffer for the filtered force and momentum.
+    mass: Option<(FourierMass, Vec<f64>)>,
 }
 
 impl CpuHmc {
@@ -258,7 +261,31 @@ impl CpuHmc {
             phi_saved: vec![0.0; n],
             p: vec![0.0; n],
             scratch: vec![0.0; n],
+            mass: None,
         }
+    }
+
+    /// The Fourier-accelerated update: π += kick·K F(φ); φ_next = φ + drift·K π.
+    fn filtered_kick_drift(&mut self, kick: f64, drift: f64) -> Result<()> {
+        let Some((mass, buf)) = self.mass.as_mut() else {
+            return Err(Error::InvalidInput("no Fourier mass installed".into()));
+        };
+        let (dev, lat) = (&self.dev, &self.lattice);
+        buf.iter_mut().for_each(|f| *f = 0.0);
+        kick_drift(dev, lat, &self.couplings, &self.phi, buf, None, 1.0, 0.0)?;
+        mass.apply(dev, buf)?;
+        for (p, f) in self.p.iter_mut().zip(buf.iter()) {
+            *p += kick * f;
+        }
+        if drift != 0.0 {
+            buf.copy_from_slice(&self.p);
+            mass.apply(dev, buf)?;
+            for ((n, x), k) in self.phi_next.iter_mut().zip(&self.phi).zip(buf.iter()) {
+                *n = x + drift * k;
+            }
+            std::mem::swap(&mut self.phi, &mut self.phi_next);
+        }
+        Ok(())
     }
 }
 
@@ -275,6 +302,9 @@ impl HmcBackend for CpuHmc {
     }
 
     fn kick_drift(&mut self, kick: f64, drift: f64) -> Result<()> {
+        if self.mass.is_some() {
+            return self.filtered_kick_drift(kick, drift);
+        }
         if drift == 0.0 {
             kick_drift(
                 &self.dev,
@@ -338,6 +368,16 @@ impl HmcBackend for CpuHmc {
             3,
             chunks_per_segment(seg),
         )))
+    }
+
+    fn set_fourier_mass(&mut self, mass: FourierMass) -> Result<()> {
+        crate::device::memory::check_host(
+            8 * self.phi.len() as u128,
+            "the Fourier-acceleration buffer",
+            "use fewer chains or a smaller lattice",
+        )?;
+        self.mass = Some((mass, vec![0.0; self.phi.len()]));
+        Ok(())
     }
 
     fn fields(&self) -> Result<Vec<f64>> {

@@ -6,6 +6,7 @@
 
 pub mod cpu;
 pub mod cuda;
+pub mod fourier;
 pub mod sampler;
 
 use std::sync::Arc;
@@ -240,6 +241,14 @@ pub trait HmcBackend: Send {
     fn momenta(&self) -> Result<Vec<f64>>;
     /// Sets the momenta, `[chain][site]`.
     fn set_momenta(&mut self, p: &[f64]) -> Result<()>;
+    /// Installs Fourier acceleration: the fused update filters force and momentum through
+    /// `mass` ([`fourier`]). Backends without an FFT refuse.
+    fn set_fourier_mass(&mut self, mass: fourier::FourierMass) -> Result<()> {
+        Err(Error::InvalidInput(format!(
+            "Fourier-accelerated HMC ({mass:?}) runs on the CPU backend for now (the GPU \
+             needs an FFT); use --device cpu"
+        )))
+    }
     /// Waits for queued work (a no-op on the CPU).
     fn synchronize(&self) -> Result<()> {
         Ok(())
@@ -308,6 +317,13 @@ impl Hmc {
     /// one leapfrog step is then the unadjusted Langevin (Euler–Maruyama) update.
     pub fn set_metropolis(&mut self, on: bool) {
         self.metropolis = on;
+    }
+
+    /// Fourier acceleration with the mass kernel M̃_k = k̂² + m̃² ([`fourier`]); the momentum
+    /// refresh, integrators and energies are unchanged (in the variables π = M^{−1/2}p).
+    pub fn set_fourier_mass(&mut self, m2: f64) -> Result<()> {
+        let mass = fourier::FourierMass::new(self.action.lattice(), m2)?;
+        self.backend.set_fourier_mass(mass)
     }
 
     /// Changes the MD steps per trajectory (at fixed τ): the step-size warm-up of thermalisation.

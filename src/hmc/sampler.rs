@@ -25,6 +25,10 @@ use crate::theory::{FieldKind, Theory};
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Algorithm {
     Hmc,
+    /// Fourier-accelerated HMC with mass kernel k̂² + m2.
+    FourierHmc {
+        m2: f64,
+    },
     /// Metropolis-adjusted (`true`) or unadjusted Langevin with time step ε.
     Langevin {
         epsilon: f64,
@@ -92,9 +96,24 @@ impl HmcSampler {
         Ok(s)
     }
 
+    /// Fourier-accelerated HMC ([`super::fourier`]) with mass kernel k̂² + m̃².
+    pub fn fourier(
+        theory: Arc<dyn Theory>,
+        chains: usize,
+        params: HmcParams,
+        m2: f64,
+        device: &Device,
+    ) -> Result<Self> {
+        let mut s = Self::new(theory, chains, params, device)?;
+        s.hmc.set_fourier_mass(m2)?;
+        s.algorithm = Algorithm::FourierHmc { m2 };
+        Ok(s)
+    }
+
     fn algorithm_name(&self) -> &'static str {
         match self.algorithm {
             Algorithm::Hmc => "hmc",
+            Algorithm::FourierHmc { .. } => "fa-hmc",
             Algorithm::Langevin { adjusted: true, .. } => "mala",
             Algorithm::Langevin {
                 adjusted: false, ..
@@ -115,14 +134,16 @@ impl Sampler for HmcSampler {
     fn parameters(&self) -> String {
         let p = self.hmc.params();
         let name = self.algorithm_name();
+        let hmc = format!(
+            "algorithm={name}\ntau={:?}\nsteps={}\nintegrator={}\nseed={}\n",
+            p.tau,
+            self.production_steps,
+            p.integrator.name(),
+            p.seed
+        );
         match self.algorithm {
-            Algorithm::Hmc => format!(
-                "algorithm={name}\ntau={:?}\nsteps={}\nintegrator={}\nseed={}\n",
-                p.tau,
-                self.production_steps,
-                p.integrator.name(),
-                p.seed
-            ),
+            Algorithm::Hmc => hmc,
+            Algorithm::FourierHmc { m2 } => format!("{hmc}fourier_m2={m2:?}\n"),
             Algorithm::Langevin { epsilon, .. } => {
                 format!("algorithm={name}\nepsilon={epsilon:?}\nseed={}\n", p.seed)
             }
@@ -132,12 +153,17 @@ impl Sampler for HmcSampler {
     fn summary(&self) -> Vec<(&'static str, Json)> {
         let p = self.hmc.params();
         let mut v = vec![("algorithm", Json::Str(self.algorithm_name().into()))];
+        let hmc = [
+            ("integrator", Json::Str(p.integrator.name().into())),
+            ("tau", Json::Num(p.tau)),
+            ("steps", Json::Num(self.production_steps as f64)),
+        ];
         match self.algorithm {
-            Algorithm::Hmc => v.extend([
-                ("integrator", Json::Str(p.integrator.name().into())),
-                ("tau", Json::Num(p.tau)),
-                ("steps", Json::Num(self.production_steps as f64)),
-            ]),
+            Algorithm::Hmc => v.extend(hmc),
+            Algorithm::FourierHmc { m2 } => {
+                v.extend(hmc);
+                v.push(("fourier_m2", Json::Num(m2)));
+            }
             Algorithm::Langevin { epsilon, .. } => v.push(("epsilon", Json::Num(epsilon))),
         }
         v.push(("seed", Json::Num(p.seed as f64)));

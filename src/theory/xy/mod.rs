@@ -147,7 +147,14 @@ impl Theory for Xy {
         vec![("beta", self.beta)]
     }
     fn algorithms(&self) -> &'static [&'static str] {
-        &["metropolis", "overrelax", "hmc", "mala", "langevin"]
+        &[
+            "metropolis",
+            "overrelax",
+            "hmc",
+            "fa-hmc",
+            "mala",
+            "langevin",
+        ]
     }
     fn canonical(&self, field: &mut [f64]) {
         field.iter_mut().for_each(|t| *t = wrap(*t));
