@@ -17,6 +17,7 @@
 
 pub mod action;
 pub mod analysis;
+pub mod csd;
 pub mod device;
 pub mod error;
 pub mod exact;

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use latticeml::action::Phi4;
+use latticeml::csd::{run_csd, CsdConfig};
 use latticeml::hmc::{Hmc, HmcParams, Integrator, Start};
 use latticeml::io::json::Json;
 use latticeml::io::outdir::{Claim, Manifest, OutputDir};
@@ -37,6 +38,9 @@ enum Command {
     Sample(HmcArgs),
     /// Spectral function from a Euclidean correlator (NN, MEM, Tikhonov, TSVD).
     Spectral(SpectralArgs),
+    /// Critical slowing down: tau_int and cost per independent sample of each algorithm
+    /// against L, and the dynamical exponent z.
+    Csd(CsdArgs),
     /// Throughput benchmarks.
     Bench {
         #[command(subcommand)]
@@ -53,6 +57,50 @@ enum BenchWhat {
     Sample(BenchSampleArgs),
     /// Forward+backward of the reference periodic conv stack (batch 256, 1→16→16→2, 3×3, f32).
     Nn(BenchNnArgs),
+}
+
+#[derive(Args)]
+struct CsdArgs {
+    /// phi4 (the only theory of the study for now).
+    #[arg(long, default_value = "phi4")]
+    theory: String,
+    /// Hopping parameter.
+    #[arg(long, default_value_t = 0.271, allow_hyphen_values = true)]
+    kappa: f64,
+    /// Quartic coupling (hopping form).
+    #[arg(long, default_value_t = 0.022, allow_hyphen_values = true)]
+    lambda: f64,
+    /// Dimension d of the L^d lattices.
+    #[arg(long, default_value_t = 2)]
+    d: usize,
+    /// Extents L, comma-separated.
+    #[arg(long, default_value = "16,32,64", value_delimiter = ',')]
+    sizes: Vec<usize>,
+    /// Algorithms, comma-separated: hmc, fa-hmc, metropolis, cluster, wolff.
+    #[arg(
+        long,
+        default_value = "hmc,fa-hmc,metropolis,cluster",
+        value_delimiter = ','
+    )]
+    algorithms: Vec<String>,
+    /// Wall-clock seconds of each (algorithm, L) run.
+    #[arg(long, default_value_t = 20.0)]
+    budget_seconds: f64,
+    /// Chains per run.
+    #[arg(long, default_value_t = 4)]
+    chains: usize,
+    /// Seed of all random numbers.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// cpu (fa-hmc and the cluster steps run on the CPU), auto, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Output directory.
+    #[arg(long, default_value = "csd-out")]
+    out: PathBuf,
+    /// Replace the results of an earlier command in --out.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Args)]
@@ -277,6 +325,9 @@ struct BenchHmcArgs {
     /// Fused MD updates to time.
     #[arg(long, default_value_t = 200)]
     updates: usize,
+    /// unit (plain HMC) or fourier (Fourier acceleration, CPU: also reports the FFT share).
+    #[arg(long, default_value = "unit")]
+    mass: String,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -287,6 +338,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Sample(a) => cmd_sample(a),
         Command::Spectral(a) => cmd_spectral(a),
+        Command::Csd(a) => cmd_csd(a),
         Command::Bench {
             what: BenchWhat::Hmc(a),
         } => cmd_bench_hmc(a),
@@ -456,6 +508,67 @@ fn cmd_sample(a: HmcArgs) -> Result<()> {
     Ok(())
 }
 
+fn cmd_csd(a: CsdArgs) -> Result<()> {
+    if a.theory != "phi4" {
+        return Err(Error::InvalidInput(format!(
+            "csd studies --theory phi4, not '{}'",
+            a.theory
+        )));
+    }
+    let cfg = CsdConfig {
+        kappa: a.kappa,
+        lambda: a.lambda,
+        dim: a.d,
+        sizes: a.sizes.clone(),
+        algorithms: a.algorithms.clone(),
+        budget_seconds: a.budget_seconds,
+        chains: a.chains,
+        seed: a.seed,
+    };
+    cfg.validate()?;
+    let (device, why) = Device::from_name(&a.device)?;
+    eprintln!("latticeml: {why}");
+    let claim = if a.force { Claim::Force } else { Claim::Fresh };
+    let runs = cfg.sizes.len() * cfg.algorithms.len();
+    eprintln!(
+        "{runs} runs of {} s each: about {:.0} s in all",
+        cfg.budget_seconds,
+        runs as f64 * cfg.budget_seconds
+    );
+    println!(
+        "{:<11} {:>5} {:>16} {:>16} {:>12} {:>14}",
+        "algorithm", "L", "tau_int(chi2)", "tau_int(absM)", "s/update", "s/indep chi2"
+    );
+    let outcome = run_csd(&cfg, &device, &a.out, claim, &mut |r| {
+        let t = |i: usize| {
+            format!(
+                "{:.2} ± {:.2}",
+                r.tau[i].1.tau_int, r.tau[i].1.tau_int_error
+            )
+        };
+        println!(
+            "{:<11} {:>5} {:>16} {:>16} {:>12.3e} {:>14.3e}",
+            r.algorithm,
+            r.l,
+            t(0),
+            t(1),
+            r.seconds_per_update,
+            r.cost("chi2")
+        );
+    })?;
+    for (alg, obs, f) in outcome.z.iter().filter(|(_, o, _)| *o == "chi2") {
+        println!(
+            "z({alg}, {obs}) = {:.3} ± {:.3}   (chi2/dof {:.2})",
+            f.z, f.z_error, f.chi2_dof
+        );
+    }
+    println!(
+        "files in {}/: csd.csv summary.json csd.svg",
+        a.out.display()
+    );
+    Ok(())
+}
+
 fn print_table(o: &RunOutcome) {
     println!(
         "{:<16} {:>26} {:>14}",
@@ -541,28 +654,56 @@ fn cmd_bench_hmc(a: BenchHmcArgs) -> Result<()> {
             a.updates
         )));
     }
-    let action = Arc::new(Phi4::new(lattice.clone(), 0.15, 0.022)?);
-    let steps = a.updates - 1;
-    let params = HmcParams {
-        tau: 0.02 * steps as f64,
-        steps,
-        integrator: Integrator::Leapfrog,
-        seed: 7,
+    let fourier = match a.mass.as_str() {
+        "unit" => false,
+        "fourier" => true,
+        other => {
+            return Err(Error::InvalidInput(format!(
+                "--mass {other}: use unit or fourier"
+            )))
+        }
     };
-    let mut hmc = Hmc::new(action, a.chains, params, &device)?;
-    hmc.trajectory()?; // warm-up: compiles kernels, sets momenta
-    hmc.synchronize()?;
-    let start = Instant::now();
-    hmc.integrate()?;
-    hmc.synchronize()?;
-    let secs = start.elapsed().as_secs_f64();
-    let rate = hmc.site_updates_per_trajectory() as f64 / secs;
+    let time_integration = |with_fourier: bool| -> Result<(f64, u64)> {
+        let action = Arc::new(Phi4::new(lattice.clone(), 0.15, 0.022)?);
+        let steps = a.updates - 1;
+        let params = HmcParams {
+            tau: 0.02 * steps as f64,
+            steps,
+            integrator: Integrator::Leapfrog,
+            seed: 7,
+        };
+        let mut hmc = Hmc::new(action, a.chains, params, &device)?;
+        if with_fourier {
+            hmc.set_fourier_mass(latticeml::hmc::fourier::default_mass(&lattice))?;
+        }
+        hmc.trajectory()?; // warm-up: compiles kernels, sets momenta
+        hmc.synchronize()?;
+        let start = Instant::now();
+        hmc.integrate()?;
+        hmc.synchronize()?;
+        Ok((
+            start.elapsed().as_secs_f64(),
+            hmc.site_updates_per_trajectory(),
+        ))
+    };
+    let (secs, updates) = time_integration(fourier)?;
+    let rate = updates as f64 / secs;
+    // The filter's share of the trajectory: the time beyond that of the same plain update.
+    let fft_share = if fourier {
+        Some(1.0 - time_integration(false)?.0 / secs)
+    } else {
+        None
+    };
     let mut fields = vec![
         ("device", Json::Str(device.describe())),
         ("dims", Json::Str(lattice.label())),
         ("chains", Json::Num(a.chains as f64)),
+        ("mass", Json::Str(a.mass.clone())),
         ("site_steps_per_second", Json::Num(rate)),
     ];
+    if let Some(share) = fft_share {
+        fields.push(("fft_share", Json::Num(share)));
+    }
     if let Device::Cuda(d) = &device {
         let field_bytes = a.chains * lattice.volume() * 8;
         let copy = d.copy_bandwidth(field_bytes.max(1 << 28), 20)?;
@@ -575,12 +716,19 @@ fn cmd_bench_hmc(a: BenchHmcArgs) -> Result<()> {
         print!("{}", Json::obj(fields).pretty());
     } else {
         println!(
-            "fused MD step, {} x {} chains, f64, {}",
+            "fused MD step ({} mass), {} x {} chains, f64, {}",
+            a.mass,
             lattice.label(),
             a.chains,
             device.describe()
         );
         println!("  {rate:.3e} site-steps/s");
+        if let Some(share) = fft_share {
+            println!(
+                "  Fourier filter (2 FFT pairs per update): {:.0}% of the time",
+                100.0 * share
+            );
+        }
         if let Device::Cuda(_) = &device {
             let get = |k: &str| {
                 fields.iter().find(|(n, _)| *n == k).and_then(|(_, v)| {

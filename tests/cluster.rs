@@ -1,6 +1,6 @@
 //! Embedded-Ising cluster updates (Swendsen–Wang and Wolff) for φ⁴: detailed balance against
-//! the exact sign distribution on a 4×4 lattice, and agreement of every φ⁴ sampler on χ₂ and
-//! the Binder cumulant near the transition.
+//! the exact sign distribution on a 4×4 lattice, and agreement of every φ⁴ sampler (cluster,
+//! Metropolis, HMC, Fourier-accelerated HMC) on χ₂ and the Binder cumulant near the transition.
 
 mod common;
 
@@ -149,6 +149,19 @@ fn every_phi4_sampler_agrees_on_chi2_and_binder_near_the_transition() {
             "metropolis",
             local(LocalAlgorithm::Metropolis { hits: 2 }),
             12000,
+        ),
+        (
+            "fa-hmc",
+            SamplerConfig::FaHmc {
+                params: HmcParams {
+                    tau: 1.9,
+                    steps: 6,
+                    integrator: Integrator::Omelyan,
+                    seed: 2,
+                },
+                m2: 0.15,
+            },
+            2000,
         ),
         (
             "hmc",

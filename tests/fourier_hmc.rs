@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use latticeml::action::{Action, Phi4};
 use latticeml::analysis::gamma_primary;
-use latticeml::hmc::fourier::FourierMass;
+use latticeml::hmc::fourier::{FourierMass, Power};
 use latticeml::hmc::{Hmc, HmcParams, Integrator, Start};
 use latticeml::io::outdir::Claim;
 use latticeml::run::{run, RunConfig};
@@ -24,20 +24,30 @@ fn gaussian(n: usize, stream: u32) -> Vec<f64> {
 }
 
 #[test]
-fn the_filter_is_the_inverse_square_root_of_the_mass_kernel() {
-    // K x = Σ_k e^{ikx} K(k) x̃(k) / V with x̃(k) = Σ_y e^{−iky} x(y): a direct O(V²) sum.
+fn the_filters_are_powers_of_the_mass_kernel() {
+    // K x = Σ_k e^{ikx} K(k) x̃(k) / V with x̃(k) = Σ_y e^{−iky} x(y): a direct O(V²) sum, for
+    // K = M̃^{1/2} and M̃^{−1}.
     let lat = Lattice::new(&[4, 3, 5]).unwrap();
     let (v, m2) = (lat.volume(), 0.3);
     let mass = FourierMass::new(&lat, m2).unwrap();
-    let x = gaussian(2 * v, 1);
-    let mut got = x.clone();
-    mass.apply(&common::cpu(), &mut got).unwrap();
+    let x = gaussian(3 * v, 1);
+    for (power, exponent) in [(Power::Half, 0.5), (Power::Inverse, -1.0)] {
+        let mut got = x.clone();
+        mass.apply(&common::cpu(), &mut got, power).unwrap();
+        check_filter(&lat, m2, exponent, &x, &got);
+    }
+    assert!(FourierMass::new(&lat, 0.0).is_err());
+    assert!(FourierMass::new(&lat, f64::NAN).is_err());
+}
+
+fn check_filter(lat: &Lattice, m2: f64, exponent: f64, x: &[f64], got: &[f64]) {
+    let v = lat.volume();
     let ext = lat.extents();
     let coords = |s: usize| -> Vec<usize> {
         let st = lat.strides();
         (0..3).map(|mu| (s / st[mu]) % ext[mu]).collect()
     };
-    for chain in 0..2 {
+    for chain in 0..3 {
         let xc = &x[chain * v..(chain + 1) * v];
         for s in [0usize, 7, 33, 59] {
             let cs = coords(s);
@@ -47,7 +57,7 @@ fn the_filter_is_the_inverse_square_root_of_the_mass_kernel() {
                 let khat2: f64 = (0..3)
                     .map(|mu| 4.0 * (PI * ck[mu] as f64 / ext[mu] as f64).sin().powi(2))
                     .sum();
-                let kk = 1.0 / (khat2 + m2).sqrt();
+                let kk = (khat2 + m2).powf(exponent);
                 for (y, &xy) in xc.iter().enumerate() {
                     let cy = coords(y);
                     let phase: f64 = (0..3)
@@ -62,12 +72,10 @@ fn the_filter_is_the_inverse_square_root_of_the_mass_kernel() {
             let g = got[chain * v + s];
             assert!(
                 (g - want).abs() < 1e-12 * want.abs().max(1.0),
-                "site {s}: {g} vs {want}"
+                "M^{exponent}, site {s}: {g} vs {want}"
             );
         }
     }
-    assert!(FourierMass::new(&lat, 0.0).is_err());
-    assert!(FourierMass::new(&lat, f64::NAN).is_err());
 }
 
 fn fa_hmc(action: Arc<dyn Action>, chains: usize, tau: f64, steps: usize, i: Integrator) -> Hmc {

@@ -9,7 +9,7 @@ use crate::action::{Action, ForceLaw, ScalarCouplings};
 use crate::device::geometry::{chunks_per_segment, sum_chunks, REDUCE_CHUNK};
 use crate::device::CpuDevice;
 use crate::error::{Error, Result};
-use crate::hmc::fourier::FourierMass;
+use crate::hmc::fourier::{FourierMass, Power};
 use crate::hmc::{HmcBackend, SliceMoments};
 use crate::lattice::Lattice;
 use crate::philox;
@@ -265,27 +265,48 @@ impl CpuHmc {
         }
     }
 
-    /// The Fourier-accelerated update: π += kick·K F(φ); φ_next = φ + drift·K π.
+    /// The Fourier-accelerated update: p += kick·F(φ); φ_next = φ + drift·M⁻¹p.
     fn filtered_kick_drift(&mut self, kick: f64, drift: f64) -> Result<()> {
+        let (dev, lat) = (&self.dev, &self.lattice);
+        kick_drift(
+            dev,
+            lat,
+            &self.couplings,
+            &self.phi,
+            &mut self.p,
+            None,
+            kick,
+            0.0,
+        )?;
+        if drift == 0.0 {
+            return Ok(());
+        }
         let Some((mass, buf)) = self.mass.as_mut() else {
             return Err(Error::InvalidInput("no Fourier mass installed".into()));
         };
-        let (dev, lat) = (&self.dev, &self.lattice);
-        buf.iter_mut().for_each(|f| *f = 0.0);
-        kick_drift(dev, lat, &self.couplings, &self.phi, buf, None, 1.0, 0.0)?;
-        mass.apply(dev, buf)?;
-        for (p, f) in self.p.iter_mut().zip(buf.iter()) {
-            *p += kick * f;
+        buf.copy_from_slice(&self.p);
+        mass.apply(dev, buf, Power::Inverse)?;
+        for ((n, x), k) in self.phi_next.iter_mut().zip(&self.phi).zip(buf.iter()) {
+            *n = x + drift * k;
         }
-        if drift != 0.0 {
-            buf.copy_from_slice(&self.p);
-            mass.apply(dev, buf)?;
-            for ((n, x), k) in self.phi_next.iter_mut().zip(&self.phi).zip(buf.iter()) {
-                *n = x + drift * k;
-            }
-            std::mem::swap(&mut self.phi, &mut self.phi_next);
-        }
+        std::mem::swap(&mut self.phi, &mut self.phi_next);
         Ok(())
+    }
+
+    /// Per chain ½ pᵀM⁻¹p (Fourier acceleration), each summed in site order.
+    fn filtered_kinetic(&mut self) -> Result<Vec<f64>> {
+        let Some((mass, buf)) = self.mass.as_mut() else {
+            return Err(Error::InvalidInput("no Fourier mass installed".into()));
+        };
+        buf.copy_from_slice(&self.p);
+        mass.apply(&self.dev, buf, Power::Inverse)?;
+        let v = self.lattice.volume();
+        Ok(self
+            .p
+            .chunks(v)
+            .zip(buf.chunks(v))
+            .map(|(p, q)| 0.5 * p.iter().zip(q).map(|(a, b)| a * b).sum::<f64>())
+            .collect())
     }
 }
 
@@ -298,7 +319,12 @@ impl HmcBackend for CpuHmc {
                 for (k, chain) in part.chunks_mut(v).enumerate() {
                     philox::fill_normals(chain, seed, (first_chain + k) as u32, step, stream);
                 }
-            })
+            })?;
+        // Fourier acceleration draws p = M^{1/2}η.
+        if let Some((mass, _)) = &self.mass {
+            mass.apply(&self.dev, &mut self.p, Power::Half)?;
+        }
+        Ok(())
     }
 
     fn kick_drift(&mut self, kick: f64, drift: f64) -> Result<()> {
@@ -342,7 +368,11 @@ impl HmcBackend for CpuHmc {
             &mut self.scratch,
         )?;
         let per = chunks_per_segment(self.lattice.volume());
-        Ok(super::split_energies(&sum_chunks(&flat, 2, per)))
+        let (kinetic, action) = super::split_energies(&sum_chunks(&flat, 2, per));
+        if self.mass.is_some() {
+            return Ok((self.filtered_kinetic()?, action));
+        }
+        Ok((kinetic, action))
     }
 
     fn save_fields(&mut self) -> Result<()> {

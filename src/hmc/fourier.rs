@@ -1,11 +1,10 @@
-//! Fourier acceleration: HMC with the kinetic energy ½ Σ_k |p̃_k|²/M̃_k and the mass kernel
-//! M̃_k = k̂² + m̃², k̂² = Σ_μ 4 sin²(k_μ/2) (the free lattice propagator's inverse; S. Duane,
-//! R. Kenway, B. J. Pendleton, D. Roweth, Phys. Lett. B 176, 143 (1986)). In the variables
-//! π = M^{−1/2} p the Hamiltonian is ½π² + S(φ) and the equations of motion are
-//! π̇ = K F(φ), φ̇ = K π with K = M^{−1/2}: so the integrators, the unit-Gaussian momentum refresh
-//! and the energies are those of plain HMC, and only the fused update filters the force and the
-//! momentum through K, diagonal in momentum space. The filter is a d-dimensional FFT per chain
-//! (`rustfft`, planned once per axis).
+//! Fourier acceleration: HMC with the kinetic energy ½ pᵀM⁻¹p, M̃_k = k̂² + m̃² in momentum space,
+//! k̂² = Σ_μ 4 sin²(k_μ/2) (the free lattice propagator's inverse; S. Duane, R. Kenway,
+//! B. J. Pendleton, D. Roweth, Phys. Lett. B 176, 143 (1986)). The kick p += εF is HMC's; the
+//! drift is φ += ε M⁻¹p, the momenta are drawn as p = M^{1/2}η, and the kinetic energy needs
+//! M⁻¹p: each a filter diagonal in momentum space, so one FFT pair per MD update plus three per
+//! trajectory. Transforms are complex, d-dimensional, one chain at a time (`rustfft`, planned once
+//! per axis, with its runtime choice of SIMD).
 
 use std::f64::consts::PI;
 use std::sync::Arc;
@@ -17,14 +16,25 @@ use crate::device::CpuDevice;
 use crate::error::{Error, Result};
 use crate::lattice::Lattice;
 
-/// The filter K = M^{−1/2} of the mass kernel M̃_k = k̂² + m̃² on one lattice.
+/// Which power of the mass matrix a filter applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Power {
+    /// M^{1/2}: momenta p = M^{1/2}η from unit normals η.
+    Half,
+    /// M⁻¹: the drift φ̇ = M⁻¹p and the kinetic energy ½ pᵀM⁻¹p.
+    Inverse,
+}
+
+/// The filters M^{1/2} and M⁻¹ of the mass kernel M̃_k = k̂² + m̃² on one lattice.
 pub struct FourierMass {
     lattice: Lattice,
     m2: f64,
     forward: Vec<Arc<dyn Fft<f64>>>,
     inverse: Vec<Arc<dyn Fft<f64>>>,
-    /// K(k)/V per momentum, row-major like the sites (1/V undoes the unnormalised FFT pair).
-    filter: Vec<f64>,
+    /// M̃(k)^{1/2}/V and M̃(k)^{−1}/V per momentum, row-major like the sites (1/V undoes the
+    /// unnormalised FFT pair).
+    half: Vec<f64>,
+    inv: Vec<f64>,
 }
 
 impl std::fmt::Debug for FourierMass {
@@ -67,7 +77,7 @@ impl FourierMass {
         let inverse = ext.iter().map(|&l| planner.plan_fft_inverse(l)).collect();
         let strides = lattice.strides();
         let v = lattice.volume();
-        let filter = (0..v)
+        let kernel: Vec<f64> = (0..v)
             .map(|s| {
                 let khat2: f64 = ext
                     .iter()
@@ -77,7 +87,7 @@ impl FourierMass {
                         4.0 * (PI * n as f64 / l as f64).sin().powi(2)
                     })
                     .sum();
-                1.0 / ((khat2 + m2).sqrt() * v as f64)
+                khat2 + m2
             })
             .collect();
         Ok(FourierMass {
@@ -85,7 +95,8 @@ impl FourierMass {
             m2,
             forward,
             inverse,
-            filter,
+            half: kernel.iter().map(|m| m.sqrt() / v as f64).collect(),
+            inv: kernel.iter().map(|m| 1.0 / (m * v as f64)).collect(),
         })
     }
 
@@ -94,24 +105,30 @@ impl FourierMass {
         self.m2
     }
 
-    /// x ← K x for every chain of the batch `x` (`[chain][site]`), chains spread over threads.
-    pub fn apply(&self, dev: &CpuDevice, x: &mut [f64]) -> Result<()> {
+    /// x ← M^power x for every chain of the batch `x` (`[chain][site]`), chains spread over
+    /// the threads. Each chain is transformed on its own, so its result does not depend on the
+    /// other chains (nor on how chains are split over threads or ranks).
+    pub fn apply(&self, dev: &CpuDevice, x: &mut [f64], power: Power) -> Result<()> {
         let v = self.lattice.volume();
+        let filter = match power {
+            Power::Half => &self.half,
+            Power::Inverse => &self.inv,
+        };
         dev.for_heavy_chunks(v, x, |_, part, _| {
             let mut buf = vec![Complex::new(0.0, 0.0); v];
             let mut line = Vec::new();
             for chain in part.chunks_mut(v) {
-                for (b, &r) in buf.iter_mut().zip(chain.iter()) {
-                    *b = Complex::new(r, 0.0);
+                for (c, &r) in buf.iter_mut().zip(chain.iter()) {
+                    *c = Complex::new(r, 0.0);
                 }
                 self.transform(&mut buf, &mut line, &self.forward);
-                for (b, &k) in buf.iter_mut().zip(&self.filter) {
-                    *b *= k;
+                for (c, &k) in buf.iter_mut().zip(filter) {
+                    *c *= k;
                 }
                 self.transform(&mut buf, &mut line, &self.inverse);
-                // K is real and even in k, so K x is real for real x.
-                for (r, b) in chain.iter_mut().zip(&buf) {
-                    *r = b.re;
+                // The filter is real and even in k, so a real field stays real.
+                for (r, c) in chain.iter_mut().zip(&buf) {
+                    *r = c.re;
                 }
             }
         })
