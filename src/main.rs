@@ -725,7 +725,7 @@ fn cmd_bench_hmc(a: BenchHmcArgs) -> Result<()> {
         println!("  {rate:.3e} site-steps/s");
         if let Some(share) = fft_share {
             println!(
-                "  Fourier filter (2 FFT pairs per update): {:.0}% of the time",
+                "  Fourier filter (one FFT pair per update, one chain per thread): {:.0}% of the time",
                 100.0 * share
             );
         }
