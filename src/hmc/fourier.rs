@@ -16,6 +16,13 @@ use crate::device::CpuDevice;
 use crate::error::{Error, Result};
 use crate::lattice::Lattice;
 
+/// Buffers of one thread's transforms: a gathered line and the FFT scratch.
+#[derive(Default)]
+struct Work {
+    lines: Vec<Complex<f64>>,
+    scratch: Vec<Complex<f64>>,
+}
+
 /// Which power of the mass matrix a filter applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Power {
@@ -116,16 +123,16 @@ impl FourierMass {
         };
         dev.for_heavy_chunks(v, x, |_, part, _| {
             let mut buf = vec![Complex::new(0.0, 0.0); v];
-            let mut line = Vec::new();
+            let mut work = Work::default();
             for chain in part.chunks_mut(v) {
                 for (c, &r) in buf.iter_mut().zip(chain.iter()) {
                     *c = Complex::new(r, 0.0);
                 }
-                self.transform(&mut buf, &mut line, &self.forward);
+                self.transform(&mut buf, &mut work, &self.forward);
                 for (c, &k) in buf.iter_mut().zip(filter) {
                     *c *= k;
                 }
-                self.transform(&mut buf, &mut line, &self.inverse);
+                self.transform(&mut buf, &mut work, &self.inverse);
                 // The filter is real and even in k, so a real field stays real.
                 for (r, c) in chain.iter_mut().zip(&buf) {
                     *r = c.re;
@@ -135,24 +142,27 @@ impl FourierMass {
     }
 
     /// The d-dimensional transform of one chain: 1D transforms along every axis.
-    fn transform(
-        &self,
-        buf: &mut [Complex<f64>],
-        line: &mut Vec<Complex<f64>>,
-        plans: &[Arc<dyn Fft<f64>>],
-    ) {
+    fn transform(&self, buf: &mut [Complex<f64>], work: &mut Work, plans: &[Arc<dyn Fft<f64>>]) {
         let ext = self.lattice.extents();
         let strides = self.lattice.strides();
         for (mu, plan) in plans.iter().enumerate() {
             let (l, st) = (ext[mu], strides[mu]);
-            line.resize(l, Complex::new(0.0, 0.0));
-            // Lines along μ start at every site with x_μ = 0.
+            work.scratch
+                .resize(plan.get_inplace_scratch_len(), Complex::new(0.0, 0.0));
+            if st == 1 {
+                // The last axis: the rows are contiguous, one call transforms them all.
+                plan.process_with_scratch(buf, &mut work.scratch);
+                continue;
+            }
+            // Lines along μ start at the sites with x_μ = 0; each is gathered, transformed and
+            // scattered back (gathering all of them first is slower once they leave the cache).
+            work.lines.resize(l, Complex::new(0.0, 0.0));
             for start in (0..buf.len()).filter(|s| (s / st) % l == 0) {
-                for (k, c) in line.iter_mut().enumerate() {
+                for (k, c) in work.lines.iter_mut().enumerate() {
                     *c = buf[start + k * st];
                 }
-                plan.process(line);
-                for (k, c) in line.iter().enumerate() {
+                plan.process_with_scratch(&mut work.lines, &mut work.scratch);
+                for (k, c) in work.lines.iter().enumerate() {
                     buf[start + k * st] = *c;
                 }
             }
