@@ -9,7 +9,8 @@
 //!   which is of order L near the critical point), MD steps 2·2^k with the smallest k at which 20
 //!   trajectories from a thermalised state accept at least 70 %.
 //! - `fa-hmc`: the same with τ = π/(2√(2κ)), a quarter period of every mode when the mass kernel
-//!   k̂² + m̃² is close to the free propagator, and m̃² = 4 sin²(π/L).
+//!   k̂² + m̃² is close to the free propagator, and m̃² = max(4 sin²(π/L), 0.01)
+//!   ([`fourier::default_mass`]).
 //! - `metropolis`: one hit per site, the proposal width of [`crate::theory::scalar`].
 //! - `cluster` / `wolff`: a Metropolis sweep, then Swendsen–Wang, or 4 Wolff clusters.
 
@@ -128,6 +129,8 @@ pub struct CsdRun {
     pub updates: u64,
     /// Wall seconds per update of all chains.
     pub seconds_per_update: f64,
+    /// Site updates (MD site-steps, or proposals) per update of all chains.
+    pub site_updates_per_update: u64,
     /// Acceptance after thermalisation.
     pub acceptance: f64,
     /// τ_int per observable of [`OBSERVABLES`] (with the estimate of its mean).
@@ -278,6 +281,7 @@ pub fn run_one(cfg: &CsdConfig, algorithm: &str, l: usize, device: &Device) -> R
         parameters: s.parameters().replace('\n', " ").trim().to_string(),
         updates: measured,
         seconds_per_update: seconds / measured as f64,
+        site_updates_per_update: s.site_updates(),
         acceptance: accepted / (measured as f64 * cfg.chains as f64),
         tau: vec![
             ("chi2", all[2]),
@@ -398,6 +402,10 @@ fn summary(cfg: &CsdConfig, o: &CsdOutcome, device: &Device) -> Json {
                     ("parameters", Json::Str(r.parameters.clone())),
                     ("updates", Json::Num(r.updates as f64)),
                     ("seconds_per_update", Json::Num(r.seconds_per_update)),
+                    (
+                        "site_updates_per_update",
+                        Json::Num(r.site_updates_per_update as f64),
+                    ),
                     ("acceptance", Json::Num(r.acceptance)),
                     (
                         "tau_int",
