@@ -699,15 +699,26 @@ fn xy_cases(h: &Harness, cpu: &CpuDevice) {
             .iter()
             .map(|z| latticeml::theory::xy::wrap(3.0 * z))
             .collect();
+        let units = xy_cpu::unit_vectors(&start);
+        // The unit vectors of new fields, computed on the device.
+        for cfg in with_small_grid(geometry::elementwise(n).unwrap()) {
+            let mut got = vec![f64::NAN; 2 * n];
+            let mut a = Args::new();
+            a.input(&start).output(&mut got).val(&(n as u32));
+            launch(h, "xy_units", &cfg, &mut a, Order::Descending);
+            assert_eq!(got, units, "xy_units {dims:?}");
+        }
         let (seed, beta, hits) = (21u64, 1.1, 3u32);
         let [k0, k1] = philox::key_from_seed(seed);
         for colour in 0..2u32 {
             let step0 = 9u64 + (colour as u64) * (1 << 32);
-            let (mut want, mut want_acc) = (start.clone(), vec![0u64; CHAINS]);
+            let (mut want, mut want_u) = (start.clone(), units.clone());
+            let mut want_acc = vec![0u64; CHAINS];
             xy_cpu::metropolis_colour(
                 cpu,
                 &lat,
                 &mut want,
+                &mut want_u,
                 beta,
                 colour,
                 step0,
@@ -716,24 +727,39 @@ fn xy_cases(h: &Harness, cpu: &CpuDevice) {
                 &mut want_acc,
             )
             .unwrap();
-            let mut want_or = start.clone();
-            xy_cpu::overrelax_colour(cpu, &lat, &mut want_or, colour).unwrap();
+            assert_eq!(
+                want_u,
+                xy_cpu::unit_vectors(&want),
+                "units follow the angles"
+            );
+            let (mut want_or, mut want_or_u) = (start.clone(), units.clone());
+            xy_cpu::overrelax_colour(cpu, &lat, &mut want_or, &mut want_or_u, colour).unwrap();
             assert_ne!(want_or, start, "{dims:?}: overrelaxation changed nothing");
             for cfg in with_small_grid(geometry::elementwise(n).unwrap()) {
                 for order in ORDERS {
-                    let (mut got, mut acc) = (start.clone(), vec![0u64; CHAINS]);
+                    let (mut got, mut got_u) = (start.clone(), units.clone());
+                    let mut acc = vec![0u64; CHAINS];
                     let mut a = Args::new();
-                    a.output(&mut got).val(&geom).val(&beta).val(&colour);
+                    a.output(&mut got)
+                        .output(&mut got_u)
+                        .val(&geom)
+                        .val(&beta)
+                        .val(&colour);
                     a.val(&step0).val(&hits).val(&k0).val(&k1).output(&mut acc);
                     launch(h, &format!("xy_metropolis_d{d}"), &cfg, &mut a, order);
                     assert_eq!(got, want, "xy_metropolis {dims:?} colour {colour}");
+                    assert_eq!(got_u, want_u, "xy_metropolis units {dims:?}");
                     assert_eq!(acc, want_acc, "xy_metropolis counts {dims:?}");
 
-                    let mut got = start.clone();
+                    let (mut got, mut got_u) = (start.clone(), units.clone());
                     let mut a = Args::new();
-                    a.output(&mut got).val(&geom).val(&colour);
+                    a.output(&mut got)
+                        .output(&mut got_u)
+                        .val(&geom)
+                        .val(&colour);
                     launch(h, &format!("xy_overrelax_d{d}"), &cfg, &mut a, order);
                     assert_eq!(got, want_or, "xy_overrelax {dims:?} colour {colour}");
+                    assert_eq!(got_u, want_or_u, "xy_overrelax units {dims:?}");
                 }
             }
         }

@@ -1,5 +1,6 @@
 //! CPU twins of `kernels/xy.cu` and the CPU colour passes of the XY model; the per-site
-//! arithmetic is the kernel's, operation by operation.
+//! arithmetic is the kernel's, operation by operation. Each site's unit vector (cos θ, sin θ) is
+//! kept beside θ, so a local field is a sum and a proposal costs one sin_cos.
 
 use std::f64::consts::TAU;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,26 +12,73 @@ use crate::lattice::Lattice;
 use crate::philox::{self, key_from_seed, uniform_from_words};
 use crate::theory::checkerboard::{check_batch, for_colour, ColourPass, Steps};
 
-/// Σ over the 2d neighbours of cos(a − θ_n), forward then backward per axis (`xy_bond_sum`).
+/// The unit vectors (cos θ, sin θ) of a batch, interleaved: the CPU twin of `xy_units`.
+pub fn unit_vectors(theta: &[f64]) -> Vec<f64> {
+    theta
+        .iter()
+        .flat_map(|t| {
+            let (s, c) = t.sin_cos();
+            [c, s]
+        })
+        .collect()
+}
+
+/// The local field Σ over the 2d neighbours of (cos θ_n, sin θ_n), forward then backward per
+/// axis (`xy_field`), from one chain's unit vectors `u`.
 #[inline(always)]
-fn bond_sum(steps: &Steps, th: &[f64], s: usize, a: f64) -> f64 {
-    let mut acc = 0.0;
+fn field(steps: &Steps, u: &[f64], s: usize) -> (f64, f64) {
+    let (mut c, mut sn) = (0.0, 0.0);
     for mu in 0..steps.dim() {
         let x = steps.coord(s, mu);
-        acc += (a - th[steps.step(s, x, mu, true)]).cos();
-        acc += (a - th[steps.step(s, x, mu, false)]).cos();
+        let (f, b) = (steps.step(s, x, mu, true), steps.step(s, x, mu, false));
+        c += u[2 * f] + u[2 * b];
+        sn += u[2 * f + 1] + u[2 * b + 1];
     }
-    acc
+    (c, sn)
+}
+
+/// Sets the unit vectors of the sites of `colour` to (cos θ, sin θ) after a colour pass.
+fn refresh_units(
+    dev: &CpuDevice,
+    lat: &Lattice,
+    theta: &[f64],
+    unit: &mut [f64],
+    colour: u32,
+) -> Result<()> {
+    let (v, steps) = (lat.volume(), Steps::new(lat));
+    dev.for_chunks(2, unit, None, |first, part, _| {
+        for (k, pair) in part.chunks_mut(2).enumerate() {
+            let i = first + k;
+            if steps.colour(i % v) == colour {
+                let (s, c) = theta[i].sin_cos();
+                pair[0] = c;
+                pair[1] = s;
+            }
+        }
+    })
+}
+
+fn check_units(theta: &[f64], unit: &[f64]) -> Result<()> {
+    if unit.len() != 2 * theta.len() {
+        return Err(Error::InvalidInput(format!(
+            "{} unit-vector components for {} angles",
+            unit.len(),
+            theta.len()
+        )));
+    }
+    Ok(())
 }
 
 /// CPU twin of `xy_metropolis_dD`: `hits` Metropolis proposals (uniform new angles) at every
-/// site of `colour`, hit h drawing [`philox::local_block`] at step `step0 + h`; adds each
-/// chain's acceptances to `accepted`.
+/// site of `colour`, hit h drawing [`philox::local_block`] at step `step0 + h`, with the unit
+/// vectors `unit` (interleaved (cos θ, sin θ), kept equal to those of θ); adds each chain's
+/// acceptances to `accepted`.
 #[allow(clippy::too_many_arguments)]
 pub fn metropolis_colour(
     dev: &CpuDevice,
     lat: &Lattice,
     theta: &mut [f64],
+    unit: &mut [f64],
     beta: f64,
     colour: u32,
     step0: u64,
@@ -39,61 +87,62 @@ pub fn metropolis_colour(
     accepted: &mut [u64],
 ) -> Result<()> {
     let chains = check_batch(lat, theta, accepted.len(), colour)?;
+    check_units(theta, unit)?;
     philox::counter_words(
         step0 + hits.max(1) as u64 - 1,
         philox::STREAM_LOCAL + colour,
     )?;
-    let key = key_from_seed(seed);
+    let (key, v) = (key_from_seed(seed), lat.volume());
     let steps = Steps::new(lat);
     let counts: Vec<AtomicU64> = (0..chains).map(|_| AtomicU64::new(0)).collect();
+    let units: &[f64] = unit;
     for_colour(dev, lat, theta, colour, |chain, s, th| {
-        let mut cur = th[s];
+        let u = &units[2 * chain * v..2 * (chain + 1) * v];
+        let (fc, fs) = field(&steps, u, s);
+        let (mut cur, mut c, mut sn) = (th[s], u[2 * s], u[2 * s + 1]);
         let mut acc = 0;
         for h in 0..hits as u64 {
             let b = philox::local_block(key, s as u32, chain as u32, step0 + h, colour);
             let prop = TAU * uniform_from_words(b[0], b[1]);
-            let ds = -beta * (bond_sum(&steps, th, s, prop) - bond_sum(&steps, th, s, cur));
+            let (ps, pc) = prop.sin_cos();
+            let ds = -beta * ((pc - c) * fc + (ps - sn) * fs);
             if uniform_from_words(b[2], b[3]) < (-ds).exp() {
-                cur = prop;
+                (cur, c, sn) = (prop, pc, ps);
                 acc += 1;
             }
         }
         counts[chain].fetch_add(acc, Ordering::Relaxed);
         cur
     })?;
+    refresh_units(dev, lat, theta, unit, colour)?;
     for (a, c) in accepted.iter_mut().zip(counts) {
         *a += c.into_inner();
     }
     Ok(())
 }
 
-/// CPU twin of `xy_overrelax_dD`: θ → 2 arg(Σ_n e^{iθ_n}) − θ at every site of `colour`
-/// (unchanged where the local field vanishes).
+/// CPU twin of `xy_overrelax_dD`: θ → 2 arg(C + iS) − θ at every site of `colour`, (C, S) the
+/// local field of the unit vectors (unchanged where it vanishes).
 pub fn overrelax_colour(
     dev: &CpuDevice,
     lat: &Lattice,
     theta: &mut [f64],
+    unit: &mut [f64],
     colour: u32,
 ) -> Result<()> {
     check_batch(lat, theta, theta.len() / lat.volume(), colour)?;
-    let steps = Steps::new(lat);
-    for_colour(dev, lat, theta, colour, |_, s, th| {
-        let (mut sx, mut sy) = (0.0, 0.0);
-        for mu in 0..steps.dim() {
-            let x = steps.coord(s, mu);
-            let (f, b) = (
-                th[steps.step(s, x, mu, true)],
-                th[steps.step(s, x, mu, false)],
-            );
-            sx += f.cos() + b.cos();
-            sy += f.sin() + b.sin();
-        }
-        if sx != 0.0 || sy != 0.0 {
-            wrap(2.0 * sy.atan2(sx) - th[s])
+    check_units(theta, unit)?;
+    let (steps, v) = (Steps::new(lat), lat.volume());
+    let units: &[f64] = unit;
+    for_colour(dev, lat, theta, colour, |chain, s, th| {
+        let (fc, fs) = field(&steps, &units[2 * chain * v..2 * (chain + 1) * v], s);
+        if fc != 0.0 || fs != 0.0 {
+            wrap(2.0 * fs.atan2(fc) - th[s])
         } else {
             th[s]
         }
-    })
+    })?;
+    refresh_units(dev, lat, theta, unit, colour)
 }
 
 /// Refuses angles outside [0, 2π).
@@ -113,14 +162,17 @@ pub struct XyCpu {
     beta: f64,
     seed: u64,
     theta: Vec<f64>,
+    unit: Vec<f64>,
 }
 
 impl XyCpu {
     /// `chains` chains of `lattice` at coupling β, all angles 0.
     pub fn new(dev: CpuDevice, lattice: Lattice, chains: usize, beta: f64, seed: u64) -> Self {
+        let theta = vec![0.0; chains * lattice.volume()];
         XyCpu {
             dev,
-            theta: vec![0.0; chains * lattice.volume()],
+            unit: unit_vectors(&theta),
+            theta,
             lattice,
             beta,
             seed,
@@ -141,6 +193,7 @@ impl ColourPass for XyCpu {
             dev,
             lat,
             &mut self.theta,
+            &mut self.unit,
             self.beta,
             colour,
             step0,
@@ -151,7 +204,13 @@ impl ColourPass for XyCpu {
     }
 
     fn overrelax(&mut self, colour: u32) -> Result<()> {
-        overrelax_colour(&self.dev, &self.lattice, &mut self.theta, colour)
+        overrelax_colour(
+            &self.dev,
+            &self.lattice,
+            &mut self.theta,
+            &mut self.unit,
+            colour,
+        )
     }
 
     fn fields(&self) -> Result<Vec<f64>> {
@@ -160,6 +219,7 @@ impl ColourPass for XyCpu {
 
     fn set_fields(&mut self, field: &[f64]) -> Result<()> {
         self.theta.copy_from_slice(field);
+        self.unit = unit_vectors(field);
         Ok(())
     }
 }

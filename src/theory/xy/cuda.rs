@@ -18,7 +18,10 @@ pub struct XyCuda {
     key: [u32; 2],
     metropolis: CudaFunction,
     overrelax: CudaFunction,
+    units: CudaFunction,
     theta: CudaSlice<f64>,
+    /// (cos θ, sin θ) per site, interleaved, kept equal to those of θ.
+    unit: CudaSlice<f64>,
     accepted: CudaSlice<u64>,
 }
 
@@ -36,8 +39,8 @@ impl XyCuda {
         geometry::check_elements(n, "XY sites")?;
         crate::device::memory::check(
             &Device::Cuda(dev.clone()),
-            8 * n as u128,
-            "the XY angles",
+            24 * n as u128,
+            "the XY angles and unit vectors",
             "use fewer --chains or a smaller lattice",
         )?;
         let d = lattice.dim();
@@ -45,8 +48,10 @@ impl XyCuda {
         Ok(XyCuda {
             metropolis: dev.function(&XY, &format!("xy_metropolis_d{d}"))?,
             overrelax: dev.function(&XY, &format!("xy_overrelax_d{d}"))?,
+            units: dev.function(&XY, "xy_units")?,
             geom: GpuGeom::new(lattice, chains),
             theta: s.alloc_zeros(n)?,
+            unit: s.clone_htod(&super::cpu::unit_vectors(&vec![0.0; n]))?,
             accepted: s.alloc_zeros(chains)?,
             key: key_from_seed(seed),
             beta,
@@ -72,6 +77,7 @@ impl ColourPass for XyCuda {
         let [k0, k1] = self.key;
         let mut b = s.launch_builder(&self.metropolis);
         b.arg(&mut self.theta)
+            .arg(&mut self.unit)
             .arg(&self.geom)
             .arg(&self.beta)
             .arg(&colour)
@@ -80,8 +86,8 @@ impl ColourPass for XyCuda {
             .arg(&k0)
             .arg(&k1)
             .arg(&mut self.accepted);
-        // SAFETY: arguments match xy_metropolis_dD; theta holds geom.sites() angles and
-        // accepted one counter per chain.
+        // SAFETY: arguments match xy_metropolis_dD; theta holds geom.sites() angles, unit twice
+        // that, accepted one counter per chain.
         unsafe { b.launch(geometry::elementwise(self.geom.sites())?) }?;
         for (a, c) in accepted.iter_mut().zip(s.clone_dtoh(&self.accepted)?) {
             *a += c;
@@ -92,8 +98,11 @@ impl ColourPass for XyCuda {
     fn overrelax(&mut self, colour: u32) -> Result<()> {
         let s = self.dev.stream().clone();
         let mut b = s.launch_builder(&self.overrelax);
-        b.arg(&mut self.theta).arg(&self.geom).arg(&colour);
-        // SAFETY: arguments match xy_overrelax_dD; theta holds geom.sites() angles.
+        b.arg(&mut self.theta)
+            .arg(&mut self.unit)
+            .arg(&self.geom)
+            .arg(&colour);
+        // SAFETY: arguments match xy_overrelax_dD; theta holds geom.sites() angles, unit twice that.
         unsafe { b.launch(geometry::elementwise(self.geom.sites())?) }?;
         Ok(())
     }
@@ -102,7 +111,16 @@ impl ColourPass for XyCuda {
         Ok(self.dev.stream().clone_dtoh(&self.theta)?)
     }
 
+    /// Uploads the angles and computes their unit vectors on the device (`xy_units`), so that
+    /// they are the device's own sincos, as after any update.
     fn set_fields(&mut self, field: &[f64]) -> Result<()> {
-        Ok(self.dev.stream().memcpy_htod(field, &mut self.theta)?)
+        let s = self.dev.stream().clone();
+        s.memcpy_htod(field, &mut self.theta)?;
+        let n = self.geom.sites() as u32;
+        let mut b = s.launch_builder(&self.units);
+        b.arg(&self.theta).arg(&mut self.unit).arg(&n);
+        // SAFETY: arguments match xy_units; theta holds n angles and unit 2n values.
+        unsafe { b.launch(geometry::elementwise(n as usize)?) }?;
+        Ok(())
     }
 }
