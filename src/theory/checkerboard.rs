@@ -6,8 +6,7 @@
 use crate::device::CpuDevice;
 use crate::error::{Error, Result};
 use crate::lattice::Lattice;
-use crate::philox;
-use crate::theory::{LocalAlgorithm, Sweeper};
+use crate::theory::{first_local_step, LocalAlgorithm, Sweeper};
 
 /// One theory's colour passes on one backend, over a batch `[chain][site]` it holds.
 pub trait ColourPass: Send {
@@ -67,12 +66,7 @@ impl Sweeper for Checkerboard {
             self.pass.overrelax(0)?;
             self.pass.overrelax(1)?;
         }
-        let step0 = sweep
-            .checked_mul(self.hits as u64)
-            .filter(|s| s + (self.hits as u64) <= philox::MAX_STEPS)
-            .ok_or_else(|| {
-                Error::InvalidInput(format!("sweep {sweep} is beyond the steps a run can count"))
-            })?;
+        let step0 = first_local_step(sweep, self.hits)?;
         let mut accepted = vec![0u64; self.chains];
         for colour in 0..2 {
             self.pass

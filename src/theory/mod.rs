@@ -186,12 +186,11 @@ pub trait Theory: Send + Sync + std::fmt::Debug {
         device: &Device,
     ) -> Result<Box<dyn Sweeper>> {
         let _ = (chains, seed, device);
-        Err(Error::InvalidInput(format!(
-            "--algorithm {} is not available for --theory {}; it offers {}",
-            algorithm.name(),
+        Err(not_offered(
             self.name(),
-            self.algorithms().join(", ")
-        )))
+            self.algorithms(),
+            algorithm.name(),
+        ))
     }
 }
 
@@ -200,11 +199,25 @@ pub fn check_offers(theory: &dyn Theory, algorithm: &str) -> Result<()> {
     if theory.algorithms().contains(&algorithm) {
         return Ok(());
     }
-    Err(Error::InvalidInput(format!(
-        "--algorithm {algorithm} is not available for --theory {}; it offers {}",
-        theory.name(),
-        theory.algorithms().join(", ")
-    )))
+    Err(not_offered(theory.name(), theory.algorithms(), algorithm))
+}
+
+fn not_offered(theory: &str, offers: &[&str], algorithm: &str) -> Error {
+    Error::InvalidInput(format!(
+        "--algorithm {algorithm} is not available for --theory {theory}; it offers {}",
+        offers.join(", ")
+    ))
+}
+
+/// The first local step, sweep·hits, of sweep `sweep` (hit h of the sweep is step + h), checked
+/// against the steps the random-number counters can tell apart.
+pub fn first_local_step(sweep: u64, hits: u32) -> Result<u64> {
+    sweep
+        .checked_mul(hits as u64)
+        .filter(|s| s + (hits as u64) <= crate::philox::MAX_STEPS)
+        .ok_or_else(|| {
+            Error::InvalidInput(format!("sweep {sweep} is beyond the steps a run can count"))
+        })
 }
 
 /// Every theory with its parameters: the registry of [`Theory`] implementations.

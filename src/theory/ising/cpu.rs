@@ -8,7 +8,7 @@ use super::{draw_counter, update_word, Draws, Packing, Rule};
 use crate::device::CpuDevice;
 use crate::error::{Error, Result};
 use crate::philox::key_from_seed;
-use crate::theory::Sweeper;
+use crate::theory::{first_local_step, Sweeper};
 
 #[allow(clippy::too_many_arguments)]
 /// CPU twin of `ising_update`: updates colour `colour` of the packed batch `spins`
@@ -99,10 +99,7 @@ impl Sweeper for IsingCpu {
         let mut changed = vec![0u64; self.pk.chains];
         for colour in 0..2 {
             for hit in 0..self.hits as u64 {
-                let step = sweep
-                    .checked_mul(self.hits as u64)
-                    .and_then(|s| s.checked_add(hit))
-                    .ok_or_else(|| Error::InvalidInput("sweep count overflows".into()))?;
+                let step = first_local_step(sweep, self.hits)? + hit;
                 update_colour(
                     &self.dev,
                     &self.pk,

@@ -6,9 +6,9 @@ use cudarc::driver::{CudaFunction, CudaSlice, DeviceRepr, PushKernelArg};
 use super::{draw_counter, Packing, Rule};
 use crate::device::cuda::ISING;
 use crate::device::{geometry, CudaDevice, Device};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::philox::key_from_seed;
-use crate::theory::Sweeper;
+use crate::theory::{first_local_step, Sweeper};
 
 /// `struct IsingPack` of the kernel.
 #[repr(C)]
@@ -122,10 +122,7 @@ impl Sweeper for IsingCuda {
         s.memset_zeros(&mut self.changed)?;
         for colour in 0..2 {
             for hit in 0..self.hits as u64 {
-                let step = sweep
-                    .checked_mul(self.hits as u64)
-                    .and_then(|s| s.checked_add(hit))
-                    .ok_or_else(|| Error::InvalidInput("sweep count overflows".into()))?;
+                let step = first_local_step(sweep, self.hits)? + hit;
                 self.launch(colour, step)?;
             }
         }
