@@ -11,14 +11,12 @@ use crate::theory::{first_local_step, LocalAlgorithm, Sweeper};
 /// One theory's colour passes on one backend, over a batch `[chain][site]` it holds.
 pub trait ColourPass: Send {
     /// `hits` Metropolis proposals at every site of `colour`, hit h drawing at local step
-    /// `step0 + h` ([`philox::local_block`]); adds each chain's acceptances to `accepted`.
-    fn metropolis(
-        &mut self,
-        colour: u32,
-        step0: u64,
-        hits: u32,
-        accepted: &mut [u64],
-    ) -> Result<()>;
+    /// `step0 + h` ([`crate::philox::local_block`]); adds each chain's acceptances to the
+    /// pass's counters.
+    fn metropolis(&mut self, colour: u32, step0: u64, hits: u32) -> Result<()>;
+    /// The acceptances counted since the last call, per chain (the counters restart at zero):
+    /// read once per sweep, so a GPU pass pays one copy per sweep, not one per colour.
+    fn take_accepted(&mut self) -> Result<Vec<u64>>;
     /// One overrelaxation pass over `colour` (theories without one refuse).
     fn overrelax(&mut self, colour: u32) -> Result<()>;
     /// The fields.
@@ -67,11 +65,10 @@ impl Sweeper for Checkerboard {
             self.pass.overrelax(1)?;
         }
         let step0 = first_local_step(sweep, self.hits)?;
-        let mut accepted = vec![0u64; self.chains];
         for colour in 0..2 {
-            self.pass
-                .metropolis(colour, step0, self.hits, &mut accepted)?;
+            self.pass.metropolis(colour, step0, self.hits)?;
         }
+        let accepted = self.pass.take_accepted()?;
         let proposals = (self.volume as u64 * self.hits as u64) as f64;
         Ok(accepted.iter().map(|&a| a as f64 / proposals).collect())
     }
@@ -201,4 +198,28 @@ pub fn for_colour(
             }
         }
     })
+}
+
+/// Refuses local steps `step0 .. step0 + hits` that the random-number counters cannot tell
+/// apart (beyond [`crate::philox::MAX_STEPS`]), for every colour pass.
+pub fn check_steps(step0: u64, hits: u32, colour: u32) -> Result<()> {
+    let last = step0.saturating_add((hits as u64).max(1) - 1);
+    crate::philox::counter_words(last, crate::philox::STREAM_LOCAL + colour).map(|_| ())
+}
+
+/// Per-chain acceptance counters of a CPU colour pass, returned and restarted at zero.
+pub(crate) fn take_counters(counters: &mut Vec<u64>) -> Vec<u64> {
+    let zeros = vec![0; counters.len()];
+    std::mem::replace(counters, zeros)
+}
+
+/// Per-chain acceptance counters of a GPU colour pass: read and cleared once per sweep.
+pub(crate) fn take_device_counters(
+    dev: &crate::device::CudaDevice,
+    counters: &mut cudarc::driver::CudaSlice<u64>,
+) -> Result<Vec<u64>> {
+    let s = dev.stream();
+    let out = s.clone_dtoh(counters)?;
+    s.memset_zeros(counters)?;
+    Ok(out)
 }

@@ -7,7 +7,9 @@ use crate::device::CpuDevice;
 use crate::error::{Error, Result};
 use crate::lattice::Lattice;
 use crate::philox::{self, key_from_seed, uniform_from_words};
-use crate::theory::checkerboard::{check_batch, for_colour, ColourPass, Steps};
+use crate::theory::checkerboard::{
+    check_batch, check_steps, for_colour, take_counters, ColourPass, Steps,
+};
 
 /// Σ of φ over the 2d neighbours of s, forward then backward per axis (`neighbour_sum`).
 #[inline(always)]
@@ -38,10 +40,7 @@ pub fn metropolis_colour(
     accepted: &mut [u64],
 ) -> Result<()> {
     let chains = check_batch(lat, phi, accepted.len(), colour)?;
-    philox::counter_words(
-        step0 + hits.max(1) as u64 - 1,
-        philox::STREAM_LOCAL + colour,
-    )?;
+    check_steps(step0, hits, colour)?;
     let key = key_from_seed(seed);
     let steps = Steps::new(lat);
     let counts: Vec<AtomicU64> = (0..chains).map(|_| AtomicU64::new(0)).collect();
@@ -76,6 +75,7 @@ pub struct ScalarCpu {
     delta: f64,
     seed: u64,
     phi: Vec<f64>,
+    accepted: Vec<u64>,
 }
 
 impl ScalarCpu {
@@ -91,6 +91,7 @@ impl ScalarCpu {
         ScalarCpu {
             dev,
             phi: vec![0.0; chains * lattice.volume()],
+            accepted: vec![0; chains],
             lattice,
             couplings,
             delta,
@@ -100,13 +101,7 @@ impl ScalarCpu {
 }
 
 impl ColourPass for ScalarCpu {
-    fn metropolis(
-        &mut self,
-        colour: u32,
-        step0: u64,
-        hits: u32,
-        accepted: &mut [u64],
-    ) -> Result<()> {
+    fn metropolis(&mut self, colour: u32, step0: u64, hits: u32) -> Result<()> {
         let (c, delta, seed) = (self.couplings, self.delta, self.seed);
         metropolis_colour(
             &self.dev,
@@ -118,8 +113,12 @@ impl ColourPass for ScalarCpu {
             step0,
             hits,
             seed,
-            accepted,
+            &mut self.accepted,
         )
+    }
+
+    fn take_accepted(&mut self) -> Result<Vec<u64>> {
+        Ok(take_counters(&mut self.accepted))
     }
 
     fn overrelax(&mut self, _colour: u32) -> Result<()> {

@@ -9,8 +9,8 @@ use crate::device::{geometry, CudaDevice, Device};
 use crate::error::{Error, Result};
 use crate::hmc::cuda::{GpuCouplings, GpuGeom};
 use crate::lattice::Lattice;
-use crate::philox::{self, key_from_seed};
-use crate::theory::checkerboard::ColourPass;
+use crate::philox::key_from_seed;
+use crate::theory::checkerboard::{check_steps, take_device_counters, ColourPass};
 
 /// The scalar colour passes on one GPU.
 pub struct ScalarCuda {
@@ -60,19 +60,9 @@ impl ScalarCuda {
 }
 
 impl ColourPass for ScalarCuda {
-    fn metropolis(
-        &mut self,
-        colour: u32,
-        step0: u64,
-        hits: u32,
-        accepted: &mut [u64],
-    ) -> Result<()> {
-        philox::counter_words(
-            step0 + hits.max(1) as u64 - 1,
-            philox::STREAM_LOCAL + colour,
-        )?;
+    fn metropolis(&mut self, colour: u32, step0: u64, hits: u32) -> Result<()> {
+        check_steps(step0, hits, colour)?;
         let s = self.dev.stream().clone();
-        s.memset_zeros(&mut self.accepted)?;
         let [k0, k1] = self.key;
         let mut b = s.launch_builder(&self.metropolis);
         b.arg(&mut self.phi)
@@ -88,10 +78,11 @@ impl ColourPass for ScalarCuda {
         // SAFETY: arguments match scalar_metropolis_dD; phi holds geom.sites() values and
         // accepted one counter per chain.
         unsafe { b.launch(geometry::elementwise(self.geom.sites())?) }?;
-        for (a, c) in accepted.iter_mut().zip(s.clone_dtoh(&self.accepted)?) {
-            *a += c;
-        }
         Ok(())
+    }
+
+    fn take_accepted(&mut self) -> Result<Vec<u64>> {
+        take_device_counters(&self.dev, &mut self.accepted)
     }
 
     fn overrelax(&mut self, _colour: u32) -> Result<()> {

@@ -10,7 +10,9 @@ use crate::device::CpuDevice;
 use crate::error::{Error, Result};
 use crate::lattice::Lattice;
 use crate::philox::{self, key_from_seed, uniform_from_words};
-use crate::theory::checkerboard::{check_batch, for_colour, ColourPass, Steps};
+use crate::theory::checkerboard::{
+    check_batch, check_steps, for_colour, take_counters, ColourPass, Steps,
+};
 
 /// The unit vectors (cos θ, sin θ) of a batch, interleaved: the CPU twin of `xy_units`.
 pub fn unit_vectors(theta: &[f64]) -> Vec<f64> {
@@ -88,10 +90,7 @@ pub fn metropolis_colour(
 ) -> Result<()> {
     let chains = check_batch(lat, theta, accepted.len(), colour)?;
     check_units(theta, unit)?;
-    philox::counter_words(
-        step0 + hits.max(1) as u64 - 1,
-        philox::STREAM_LOCAL + colour,
-    )?;
+    check_steps(step0, hits, colour)?;
     let (key, v) = (key_from_seed(seed), lat.volume());
     let steps = Steps::new(lat);
     let counts: Vec<AtomicU64> = (0..chains).map(|_| AtomicU64::new(0)).collect();
@@ -162,6 +161,7 @@ pub struct XyCpu {
     beta: f64,
     seed: u64,
     theta: Vec<f64>,
+    accepted: Vec<u64>,
     unit: Vec<f64>,
 }
 
@@ -173,6 +173,7 @@ impl XyCpu {
             dev,
             unit: unit_vectors(&theta),
             theta,
+            accepted: vec![0; chains],
             lattice,
             beta,
             seed,
@@ -181,13 +182,7 @@ impl XyCpu {
 }
 
 impl ColourPass for XyCpu {
-    fn metropolis(
-        &mut self,
-        colour: u32,
-        step0: u64,
-        hits: u32,
-        accepted: &mut [u64],
-    ) -> Result<()> {
+    fn metropolis(&mut self, colour: u32, step0: u64, hits: u32) -> Result<()> {
         let (dev, lat) = (&self.dev, &self.lattice);
         metropolis_colour(
             dev,
@@ -199,8 +194,12 @@ impl ColourPass for XyCpu {
             step0,
             hits,
             self.seed,
-            accepted,
+            &mut self.accepted,
         )
+    }
+
+    fn take_accepted(&mut self) -> Result<Vec<u64>> {
+        Ok(take_counters(&mut self.accepted))
     }
 
     fn overrelax(&mut self, colour: u32) -> Result<()> {

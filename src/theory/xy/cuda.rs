@@ -7,8 +7,8 @@ use crate::device::{geometry, CudaDevice, Device};
 use crate::error::Result;
 use crate::hmc::cuda::GpuGeom;
 use crate::lattice::Lattice;
-use crate::philox::{self, key_from_seed};
-use crate::theory::checkerboard::ColourPass;
+use crate::philox::key_from_seed;
+use crate::theory::checkerboard::{check_steps, take_device_counters, ColourPass};
 
 /// The XY colour passes on one GPU.
 pub struct XyCuda {
@@ -61,19 +61,9 @@ impl XyCuda {
 }
 
 impl ColourPass for XyCuda {
-    fn metropolis(
-        &mut self,
-        colour: u32,
-        step0: u64,
-        hits: u32,
-        accepted: &mut [u64],
-    ) -> Result<()> {
-        philox::counter_words(
-            step0 + hits.max(1) as u64 - 1,
-            philox::STREAM_LOCAL + colour,
-        )?;
+    fn metropolis(&mut self, colour: u32, step0: u64, hits: u32) -> Result<()> {
+        check_steps(step0, hits, colour)?;
         let s = self.dev.stream().clone();
-        s.memset_zeros(&mut self.accepted)?;
         let [k0, k1] = self.key;
         let mut b = s.launch_builder(&self.metropolis);
         b.arg(&mut self.theta)
@@ -89,10 +79,11 @@ impl ColourPass for XyCuda {
         // SAFETY: arguments match xy_metropolis_dD; theta holds geom.sites() angles, unit twice
         // that, accepted one counter per chain.
         unsafe { b.launch(geometry::elementwise(self.geom.sites())?) }?;
-        for (a, c) in accepted.iter_mut().zip(s.clone_dtoh(&self.accepted)?) {
-            *a += c;
-        }
         Ok(())
+    }
+
+    fn take_accepted(&mut self) -> Result<Vec<u64>> {
+        take_device_counters(&self.dev, &mut self.accepted)
     }
 
     fn overrelax(&mut self, colour: u32) -> Result<()> {
