@@ -1,49 +1,36 @@
 // Neural-network kernels for the autodiff tape (src/nn/), templated on T = float | double and
-// instantiated as name_f32 / name_f64. CPU twins: src/nn/cpu.rs. Indices are 32-bit: the host
+// instantiated as name_f32 / name_f64; elementwise kernels are looked up by the function's name
+// (unary_tanh_f32, binary_grad_mul_f64, ...). CPU twins: src/nn/cpu.rs. Indices are 32-bit: the host
 // refuses tensors of 2^31 elements or more. Reductions accumulate in double (block_sum, common.cuh).
 
 #define MAXD 6
 
-// Unary ops (codes match nn::Unary): 0 exp, 1 log, 2 tanh, 3 sigmoid, 4 softplus,
-// 5 leaky ReLU (slope a), 6 SiLU, 7 scale by a, 8 shift by a, 9 square.
+// Elementwise functions, one struct each (names match nn::Unary::kernel_name): f(x, a) and
+// df = f'(x)·dy given y = f(x); a is the function's parameter (leaky ReLU slope, scale, shift).
 template <typename T> __device__ __forceinline__ T sigm(T x) { return T(1) / (T(1) + exp(-x)); }
 
-template <typename T> __device__ __forceinline__ T unary_f(int op, T x, T a) {
-    switch (op) {
-        case 0: return exp(x);
-        case 1: return log(x);
-        case 2: return tanh(x);
-        case 3: return sigm(x);
-        case 4: return (x > T(0) ? x : T(0)) + log1p(exp(-fabs(x)));
-        case 5: return x > T(0) ? x : a * x;
-        case 6: return x * sigm(x);
-        case 7: return a * x;
-        case 8: return x + a;
-        default: return x * x;
-    }
-}
+#define ELEMENTWISE_FN(NAME, F, DF)                                                              \
+    struct Fn_##NAME {                                                                           \
+        template <typename T> __device__ static __forceinline__ T f(T x, T a) { return F; }      \
+        template <typename T> __device__ static __forceinline__ T df(T x, T y, T dy, T a) { return DF; } \
+    };
 
-// d/dx of unary_f, times dy; y = unary_f(x) is available.
-template <typename T> __device__ __forceinline__ T unary_df(int op, T x, T y, T dy, T a) {
-    switch (op) {
-        case 0: return dy * y;
-        case 1: return dy / x;
-        case 2: return dy * (T(1) - y * y);
-        case 3: return dy * y * (T(1) - y);
-        case 4: return dy * sigm(x);
-        case 5: return x > T(0) ? dy : a * dy;
-        case 6: { T s = sigm(x); return dy * (s + x * s * (T(1) - s)); }
-        case 7: return a * dy;
-        case 8: return dy;
-        default: return T(2) * x * dy;
-    }
-}
+ELEMENTWISE_FN(exp, exp(x), dy * y)
+ELEMENTWISE_FN(log, log(x), dy / x)
+ELEMENTWISE_FN(tanh, tanh(x), dy * (T(1) - y * y))
+ELEMENTWISE_FN(sigmoid, sigm(x), dy * y * (T(1) - y))
+ELEMENTWISE_FN(softplus, (x > T(0) ? x : T(0)) + log1p(exp(-fabs(x))), dy * sigm(x))
+ELEMENTWISE_FN(leaky_relu, x > T(0) ? x : a * x, x > T(0) ? dy : a * dy)
+ELEMENTWISE_FN(silu, x * sigm(x), dy * (sigm(x) + x * sigm(x) * (T(1) - sigm(x))))
+ELEMENTWISE_FN(scale, a * x, a * dy)
+ELEMENTWISE_FN(shift, x + a, dy)
+ELEMENTWISE_FN(square, x * x, T(2) * x * dy)
 
-template <typename T> __device__ void unary(const T* x, T* y, unsigned n, int op, T a) {
-    GRID_STRIDE(i, n) y[i] = unary_f(op, x[i], a);
+template <typename F, typename T> __device__ void unary(const T* x, T* y, unsigned n, T a) {
+    GRID_STRIDE(i, n) y[i] = F::f(x[i], a);
 }
-template <typename T> __device__ void unary_grad(const T* x, const T* y, const T* dy, T* dx, unsigned n, int op, T a) {
-    GRID_STRIDE(i, n) dx[i] = unary_df(op, x[i], y[i], dy[i], a);
+template <typename F, typename T> __device__ void unary_grad(const T* x, const T* y, const T* dy, T* dx, unsigned n, T a) {
+    GRID_STRIDE(i, n) dx[i] = F::df(x[i], y[i], dy[i], a);
 }
 
 // Broadcasting: output multi-index -> offsets in a and b (stride 0 on broadcast axes).
@@ -60,42 +47,34 @@ __device__ __forceinline__ void bcast_offsets(unsigned i, const Bcast& g, unsign
     *oa = a; *ob = b;
 }
 
-// Binary ops (codes match nn::Binary): 0 add, 1 sub, 2 mul, 3 div, 4 first (broadcast a).
-template <typename T> __device__ __forceinline__ T binary_f(int op, T a, T b) {
-    switch (op) {
-        case 0: return a + b;
-        case 1: return a - b;
-        case 2: return a * b;
-        case 3: return a / b;
-        default: return a;
-    }
-}
+// Broadcast arithmetic, one struct each (names match nn::Binary::kernel_name): f(a, b) and the
+// gradient with respect to a (wrt == 0) or b (wrt == 1), times dc.
+#define BINARY_FN(NAME, F, DA, DB)                                                               \
+    struct Fn_##NAME {                                                                           \
+        template <typename T> __device__ static __forceinline__ T f(T a, T b) { return F; }      \
+        template <typename T> __device__ static __forceinline__ T df(int wrt, T a, T b, T dc) { return wrt == 0 ? (DA) : (DB); } \
+    };
 
-// Gradient of binary_f with respect to a (wrt == 0) or b (wrt == 1), times dc.
-template <typename T> __device__ __forceinline__ T binary_df(int op, int wrt, T a, T b, T dc) {
-    switch (op) {
-        case 0: return dc;
-        case 1: return wrt == 0 ? dc : -dc;
-        case 2: return wrt == 0 ? dc * b : dc * a;
-        case 3: return wrt == 0 ? dc / b : -dc * a / (b * b);
-        default: return wrt == 0 ? dc : T(0);
-    }
-}
+BINARY_FN(add, a + b, dc, dc)
+BINARY_FN(sub, a - b, dc, -dc)
+BINARY_FN(mul, a * b, dc * b, dc * a)
+BINARY_FN(div, a / b, dc / b, -dc * a / (b * b))
+BINARY_FN(first, a, dc, T(0))
 
-template <typename T> __device__ void binary(const T* a, const T* b, T* c, unsigned n, Bcast g, int op) {
+template <typename F, typename T> __device__ void binary(const T* a, const T* b, T* c, unsigned n, Bcast g) {
     GRID_STRIDE(i, n) {
         unsigned oa, ob;
         bcast_offsets(i, g, &oa, &ob);
-        c[i] = binary_f(op, a[oa], b[ob]);
+        c[i] = F::f(a[oa], b[ob]);
     }
 }
 
 // Gradient on the output's shape; reduce_to then sums it onto the input's shape.
-template <typename T> __device__ void binary_grad(const T* a, const T* b, const T* dc, T* out, unsigned n, Bcast g, int op, int wrt) {
+template <typename F, typename T> __device__ void binary_grad(const T* a, const T* b, const T* dc, T* out, unsigned n, Bcast g, int wrt) {
     GRID_STRIDE(i, n) {
         unsigned oa, ob;
         bcast_offsets(i, g, &oa, &ob);
-        out[i] = binary_df(op, wrt, a[oa], b[ob], dc[i]);
+        out[i] = F::df(wrt, a[oa], b[ob], dc[i]);
     }
 }
 
@@ -123,17 +102,19 @@ template <typename T> __device__ void matmul(const T* A, const T* B, T* C, int M
     int col = blockIdx.x * TILE + threadIdx.x;
     for (int row0 = blockIdx.y * TILE; row0 < M; row0 += gridDim.y * TILE) {
         int row = row0 + threadIdx.y;
-        T acc = T(0);
+        double acc = 0.0;  // a tile's TILE products summed in T, the tiles in double
         for (int k0 = 0; k0 < K; k0 += TILE) {
             int ka = k0 + threadIdx.x, kb = k0 + threadIdx.y;
             As[threadIdx.y][threadIdx.x] = (row < M && ka < K) ? (ta ? A[(unsigned)ka * M + row] : A[(unsigned)row * K + ka]) : T(0);
             Bs[threadIdx.y][threadIdx.x] = (kb < K && col < N) ? (tb ? B[(unsigned)col * K + kb] : B[(unsigned)kb * N + col]) : T(0);
             __syncthreads();
+            T part = T(0);
 #pragma unroll
-            for (int k = 0; k < TILE; ++k) acc += As[threadIdx.y][k] * Bs[k][threadIdx.x];
+            for (int k = 0; k < TILE; ++k) part += As[threadIdx.y][k] * Bs[k][threadIdx.x];
+            acc += (double)part;
             __syncthreads();
         }
-        if (row < M && col < N) C[(unsigned)row * N + col] = acc;
+        if (row < M && col < N) C[(unsigned)row * N + col] = (T)acc;
     }
 }
 
@@ -229,18 +210,33 @@ template <typename T> __device__ void adam(T* p, const T* g, T* m, T* v, unsigne
     }
 }
 
+#define INSTANTIATE_UNARY(NAME, T, S)                                                             \
+    extern "C" __global__ void unary_##NAME##_##S(const T* x, T* y, unsigned n, T a) { unary<Fn_##NAME>(x, y, n, a); } \
+    LATTICEML_KERNEL(unary_##NAME##_##S)                                                         \
+    extern "C" __global__ void unary_grad_##NAME##_##S(const T* x, const T* y, const T* dy, T* dx, unsigned n, T a) { \
+        unary_grad<Fn_##NAME>(x, y, dy, dx, n, a); }                                             \
+    LATTICEML_KERNEL(unary_grad_##NAME##_##S)
+
+#define INSTANTIATE_BINARY(NAME, T, S)                                                            \
+    extern "C" __global__ void binary_##NAME##_##S(const T* a, const T* b, T* c, unsigned n, Bcast g) { \
+        binary<Fn_##NAME>(a, b, c, n, g); }                                                      \
+    LATTICEML_KERNEL(binary_##NAME##_##S)                                                        \
+    extern "C" __global__ void binary_grad_##NAME##_##S(const T* a, const T* b, const T* dc, T* o, unsigned n, Bcast g, int wrt) { \
+        binary_grad<Fn_##NAME>(a, b, dc, o, n, g, wrt); }                                        \
+    LATTICEML_KERNEL(binary_grad_##NAME##_##S)
+
+#define INSTANTIATE_ELEMENTWISE(T, S)                                                             \
+    INSTANTIATE_UNARY(exp, T, S) INSTANTIATE_UNARY(log, T, S) INSTANTIATE_UNARY(tanh, T, S)       \
+    INSTANTIATE_UNARY(sigmoid, T, S) INSTANTIATE_UNARY(softplus, T, S)                           \
+    INSTANTIATE_UNARY(leaky_relu, T, S) INSTANTIATE_UNARY(silu, T, S) INSTANTIATE_UNARY(scale, T, S) \
+    INSTANTIATE_UNARY(shift, T, S) INSTANTIATE_UNARY(square, T, S)                               \
+    INSTANTIATE_BINARY(add, T, S) INSTANTIATE_BINARY(sub, T, S) INSTANTIATE_BINARY(mul, T, S)     \
+    INSTANTIATE_BINARY(div, T, S) INSTANTIATE_BINARY(first, T, S)
+
+INSTANTIATE_ELEMENTWISE(float, f32)
+INSTANTIATE_ELEMENTWISE(double, f64)
+
 #define INSTANTIATE(T, S)                                                                                       \
-    extern "C" __global__ void unary_##S(const T* x, T* y, unsigned n, int op, T a) { unary(x, y, n, op, a); } \
-    LATTICEML_KERNEL(unary_##S)                                                                                \
-    extern "C" __global__ void unary_grad_##S(const T* x, const T* y, const T* dy, T* dx, unsigned n, int op, T a) { \
-        unary_grad(x, y, dy, dx, n, op, a); }                                                                  \
-    LATTICEML_KERNEL(unary_grad_##S)                                                                           \
-    extern "C" __global__ void binary_##S(const T* a, const T* b, T* c, unsigned n, Bcast g, int op) {         \
-        binary(a, b, c, n, g, op); }                                                                           \
-    LATTICEML_KERNEL(binary_##S)                                                                               \
-    extern "C" __global__ void binary_grad_##S(const T* a, const T* b, const T* dc, T* o, unsigned n, Bcast g, int op, int wrt) { \
-        binary_grad(a, b, dc, o, n, g, op, wrt); }                                                             \
-    LATTICEML_KERNEL(binary_grad_##S)                                                                          \
     extern "C" __global__ void reduce_to_##S(const T* x, T* y, Reduce r, T scale) { reduce_to(x, y, r, scale); } \
     LATTICEML_KERNEL(reduce_to_##S)                                                                            \
     extern "C" __global__ void matmul_##S(const T* A, const T* B, T* C, int M, int N, int K, int ta, int tb) { \

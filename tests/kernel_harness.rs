@@ -293,7 +293,7 @@ fn unary_cases<T: Real>(h: &Harness, cpu: &CpuDevice) {
         );
         let dy: Vec<T> = cast(&randn(n, 4));
         for op in UNARIES {
-            let (code, a) = op.code();
+            let a = op.parameter();
             let mut want = vec![T::zero(); n];
             nn_cpu::unary(cpu, op, &x, &mut want).unwrap();
             let mut want_dx = vec![T::zero(); n];
@@ -304,18 +304,24 @@ fn unary_cases<T: Real>(h: &Harness, cpu: &CpuDevice) {
                 args.input(&x)
                     .output(&mut y)
                     .val(&(n as u32))
-                    .val(&code)
                     .val(&T::from_f64(a));
-                launch(h, &name::<T>("unary"), &cfg, &mut args, Order::Ascending);
+                let f = op.kernel_name();
+                launch(
+                    h,
+                    &name::<T>(&format!("unary_{f}")),
+                    &cfg,
+                    &mut args,
+                    Order::Ascending,
+                );
                 assert_close(&format!("{op:?}"), &wide(&y), &wide(&want), tol::<T>());
 
                 let mut dx = vec![T::zero(); n];
                 let mut args = Args::new();
                 args.input(&x).input(&want).input(&dy).output(&mut dx);
-                args.val(&(n as u32)).val(&code).val(&T::from_f64(a));
+                args.val(&(n as u32)).val(&T::from_f64(a));
                 launch(
                     h,
-                    &name::<T>("unary_grad"),
+                    &name::<T>(&format!("unary_grad_{f}")),
                     &cfg,
                     &mut args,
                     Order::Descending,
@@ -360,9 +366,15 @@ fn binary_cases<T: Real>(h: &Harness, cpu: &CpuDevice) {
                     .input(&b)
                     .output(&mut c)
                     .val(&(n as u32))
-                    .val(&g)
-                    .val(&op.code());
-                launch(h, &name::<T>("binary"), &cfg, &mut args, Order::Ascending);
+                    .val(&g);
+                let f = op.kernel_name();
+                launch(
+                    h,
+                    &name::<T>(&format!("binary_{f}")),
+                    &cfg,
+                    &mut args,
+                    Order::Ascending,
+                );
                 assert_close(&format!("{op:?}"), &wide(&c), &wide(&want), tol::<T>());
                 for wrt in [0i32, 1] {
                     let mut want_g = vec![T::zero(); n];
@@ -370,10 +382,10 @@ fn binary_cases<T: Real>(h: &Harness, cpu: &CpuDevice) {
                     let mut o = vec![T::zero(); n];
                     let mut args = Args::new();
                     args.input(&a).input(&b).input(&dc).output(&mut o);
-                    args.val(&(n as u32)).val(&g).val(&op.code()).val(&wrt);
+                    args.val(&(n as u32)).val(&g).val(&wrt);
                     launch(
                         h,
-                        &name::<T>("binary_grad"),
+                        &name::<T>(&format!("binary_grad_{f}")),
                         &cfg,
                         &mut args,
                         Order::Descending,
@@ -596,6 +608,28 @@ fn f64_accumulation_cases<T: Real>(h: &Harness) {
         Order::Descending,
     );
     assert_eq!(wide(&dw), vec![want], "conv2d_grad_weight");
+
+    // A weight gradient's sum over a batch: 2^24 in the first leaf, 1000 ones in later leaves
+    // (a sum in f32 alone would stay at 2^24).
+    let mut long = vec![0.0; 1016];
+    long[0] = 16_777_216.0;
+    long[16..].iter_mut().for_each(|v| *v = 1.0);
+    let (a, b): (Vec<T>, Vec<T>) = (cast(&long), cast(&[1.0; 1016]));
+    let mut cpu_c = vec![T::zero(); 1];
+    let cpu = common::cpu();
+    nn_cpu::matmul(&cpu, &a, &b, &mut cpu_c, 1, 1, 1016, false, false).unwrap();
+    assert_eq!(wide(&cpu_c), vec![want], "matmul on the CPU");
+    let mut c = vec![T::zero(); 1];
+    let mut args = Args::new();
+    args.input(&a).input(&b).output(&mut c);
+    args.val(&1i32)
+        .val(&1i32)
+        .val(&1016i32)
+        .val(&0i32)
+        .val(&0i32);
+    let cfg = geometry::tiles16(1, 1).unwrap();
+    launch(h, &name::<T>("matmul"), &cfg, &mut args, Order::Ascending);
+    assert_eq!(wide(&c), vec![want], "matmul");
 }
 
 fn nn_cases<T: Real>(h: &Harness, cpu: &CpuDevice) {

@@ -5,7 +5,9 @@ mod common;
 
 use latticeml::nn::optim::{Adam, Schedule};
 use latticeml::nn::tape::Tape;
-use latticeml::nn::{kernels, safetensors, ConvMode, Ctx, ParamStore, Real};
+use latticeml::nn::{
+    kernels, safetensors, Backward, Binary, ConvMode, Ctx, Op, ParamStore, Real, Tensor, Unary,
+};
 use latticeml::{philox, Device};
 
 fn ctx<T: Real>() -> Ctx<T> {
@@ -489,4 +491,94 @@ fn f32_reductions_accumulate_in_f64() {
         ((dw - exact) / exact).abs() < 1e-6,
         "conv weight gradient {dw} vs {exact}"
     );
+}
+
+/// An op defined outside the library, through the public [`Op`] trait only: y = x³ with its
+/// derivative 3x²·dy, built from the library's kernels.
+struct Cube;
+
+impl Op<f64> for Cube {
+    fn name(&self) -> &str {
+        "cube"
+    }
+    fn forward(&self, x: &[&Tensor<f64>]) -> latticeml::Result<Vec<Tensor<f64>>> {
+        let sq = kernels::unary(Unary::Square, x[0])?;
+        Ok(vec![kernels::binary(Binary::Mul, &sq, x[0], x[0].shape())?])
+    }
+    fn backward(&self, b: &Backward<'_, f64>) -> latticeml::Result<Vec<Option<Tensor<f64>>>> {
+        let sq = kernels::unary(Unary::Square, b.input(0))?;
+        let d = kernels::unary(Unary::Scale(3.0), &sq)?;
+        Ok(vec![Some(kernels::binary(
+            Binary::Mul,
+            &d,
+            b.grad(0)?,
+            d.shape(),
+        )?)])
+    }
+}
+
+/// An op breaking the contract: its gradient has the wrong shape.
+struct BadShape;
+
+impl Op<f64> for BadShape {
+    fn name(&self) -> &str {
+        "bad_shape"
+    }
+    fn forward(&self, x: &[&Tensor<f64>]) -> latticeml::Result<Vec<Tensor<f64>>> {
+        Ok(vec![x[0].copy()?])
+    }
+    fn backward(&self, b: &Backward<'_, f64>) -> latticeml::Result<Vec<Option<Tensor<f64>>>> {
+        Ok(vec![Some(b.grad(0)?.reshape(&[b.input(0).len(), 1])?)])
+    }
+}
+
+#[test]
+fn ops_defined_outside_the_library_record_and_differentiate() {
+    let c = ctx::<f64>();
+    let mut store = ParamStore::new(&c);
+    store.insert("p", c.from_vec(&[3], &[0.5, -1.0, 2.0]).unwrap());
+    let tape = Tape::new(&c);
+    let y = tape
+        .apply(Cube, &[&tape.param(&store, "p").unwrap()])
+        .unwrap();
+    assert_eq!(y.value().to_f64().unwrap(), vec![0.125, -1.0, 8.0]);
+    let g = tape.backward(&tape.sum_all(&y).unwrap()).unwrap();
+    assert_eq!(g.get("p").unwrap().to_f64().unwrap(), vec![0.75, 3.0, 12.0]);
+
+    let tape = Tape::new(&c);
+    let y = tape
+        .apply(BadShape, &[&tape.param(&store, "p").unwrap()])
+        .unwrap();
+    let err = tape
+        .backward(&tape.sum_all(&y).unwrap())
+        .err()
+        .expect("a gradient of the wrong shape must be refused");
+    assert!(err.to_string().contains("bad_shape"), "{err}");
+}
+
+#[test]
+fn stale_and_foreign_values_are_errors_not_wrong_gradients() {
+    let c = ctx::<f64>();
+    let mut store = ParamStore::new(&c);
+    store.insert("p", c.from_vec(&[2], &[1.0, 2.0]).unwrap());
+    let tape = Tape::new(&c);
+    let p = tape.param(&store, "p").unwrap();
+    let y = tape.square(&p).unwrap();
+    tape.backward(&tape.sum_all(&y).unwrap()).unwrap();
+    // `y` points at a node of the cleared tape; a new node may sit at its index now.
+    let _fresh = tape.exp(&tape.param(&store, "p").unwrap()).unwrap();
+    let stale = tape.exp(&y).err().expect("a stale value must be refused");
+    assert!(stale.to_string().contains("cleared"), "{stale}");
+    assert!(tape.backward(&tape.sum_all(&_fresh).unwrap()).is_ok());
+
+    let other = Tape::new(&c);
+    let q = other.param(&store, "p").unwrap();
+    let foreign = tape
+        .add(&tape.param(&store, "p").unwrap(), &q)
+        .err()
+        .expect("a value of another tape must be refused");
+    assert!(foreign.to_string().contains("another tape"), "{foreign}");
+    // Constants carry no node: they may cross tapes.
+    let k = other.constant(c.from_vec(&[2], &[3.0, 4.0]).unwrap());
+    assert!(tape.add(&tape.param(&store, "p").unwrap(), &k).is_ok());
 }

@@ -199,6 +199,9 @@ pub fn reduce_to<T: Real>(
     })
 }
 
+/// Products summed in `T` before they are added in f64 (as `TILE` in `matmul` of nn.cu).
+pub const MATMUL_LEAF: usize = 16;
+
 /// C (m × n) = op(A)·op(B).
 #[allow(clippy::too_many_arguments)]
 pub fn matmul<T: Real>(
@@ -228,15 +231,27 @@ pub fn matmul<T: Real>(
     } else {
         b
     };
+    // Each entry sums k products: in `T` over leaves of MATMUL_LEAF terms, the leaves in f64,
+    // so a long sum (a weight gradient over a large batch) keeps f64 accuracy in f32.
     dev.for_chunks(n.max(1), c, None, |first_row, rows, _| {
+        let (mut wide, mut part) = (vec![0.0f64; n], vec![T::zero(); n]);
         for (r, crow) in rows.chunks_mut(n).enumerate() {
             let i = first_row + r;
-            crow.iter_mut().for_each(|x| *x = T::zero());
-            for kk in 0..k {
-                let aik = if ta { a[kk * m + i] } else { a[i * k + kk] };
-                for (cij, &bkj) in crow.iter_mut().zip(&brow[kk * n..(kk + 1) * n]) {
-                    *cij += aik * bkj;
+            wide.iter_mut().for_each(|x| *x = 0.0);
+            for k0 in (0..k).step_by(MATMUL_LEAF) {
+                part.iter_mut().for_each(|x| *x = T::zero());
+                for kk in k0..k.min(k0 + MATMUL_LEAF) {
+                    let aik = if ta { a[kk * m + i] } else { a[i * k + kk] };
+                    for (cij, &bkj) in part.iter_mut().zip(&brow[kk * n..(kk + 1) * n]) {
+                        *cij += aik * bkj;
+                    }
                 }
+                for (w, &p) in wide.iter_mut().zip(&part) {
+                    *w += p.to_f64();
+                }
+            }
+            for (cij, &w) in crow.iter_mut().zip(&wide) {
+                *cij = T::from_f64(w);
             }
         }
     })

@@ -38,12 +38,11 @@ pub fn unary<T: Real>(
     n: usize,
 ) -> Result<()> {
     check_bufs(n, &[x, &*y])?;
-    let (d, f) = func(ctx, "unary")?;
-    let (code, a) = op.code();
-    let (n32, a) = (n as u32, T::from_f64(a));
+    let (d, f) = func(ctx, &format!("unary_{}", op.kernel_name()))?;
+    let (n32, a) = (n as u32, T::from_f64(op.parameter()));
     let mut b = d.stream().launch_builder(&f);
-    b.arg(x).arg(y).arg(&n32).arg(&code).arg(&a);
-    // SAFETY: matches unary_T(const T*, T*, unsigned, int, T); buffers hold n elements (checked).
+    b.arg(x).arg(y).arg(&n32).arg(&a);
+    // SAFETY: matches unary_<f>_T(const T*, T*, unsigned, T); buffers hold n elements (checked).
     unsafe { b.launch(elementwise(n)?) }?;
     Ok(())
 }
@@ -59,12 +58,11 @@ pub fn unary_grad<T: Real>(
     n: usize,
 ) -> Result<()> {
     check_bufs(n, &[x, y, dy, &*dx])?;
-    let (d, f) = func(ctx, "unary_grad")?;
-    let (code, a) = op.code();
-    let (n32, a) = (n as u32, T::from_f64(a));
+    let (d, f) = func(ctx, &format!("unary_grad_{}", op.kernel_name()))?;
+    let (n32, a) = (n as u32, T::from_f64(op.parameter()));
     let mut b = d.stream().launch_builder(&f);
-    b.arg(x).arg(y).arg(dy).arg(dx).arg(&n32).arg(&code).arg(&a);
-    // SAFETY: matches unary_grad_T; buffers hold n elements (checked).
+    b.arg(x).arg(y).arg(dy).arg(dx).arg(&n32).arg(&a);
+    // SAFETY: matches unary_grad_<f>_T; buffers hold n elements (checked).
     unsafe { b.launch(elementwise(n)?) }?;
     Ok(())
 }
@@ -80,11 +78,11 @@ pub fn binary<T: Real>(
     n: usize,
 ) -> Result<()> {
     check_bufs(n, &[&*c])?;
-    let (d, f) = func(ctx, "binary")?;
-    let (n32, code) = (n as u32, op.code());
+    let (d, f) = func(ctx, &format!("binary_{}", op.kernel_name()))?;
+    let n32 = n as u32;
     let mut b = d.stream().launch_builder(&f);
-    b.arg(a).arg(bb).arg(c).arg(&n32).arg(g).arg(&code);
-    // SAFETY: matches binary_T; `g` was built from the tensors' shapes.
+    b.arg(a).arg(bb).arg(c).arg(&n32).arg(g);
+    // SAFETY: matches binary_<op>_T; `g` was built from the tensors' shapes.
     unsafe { b.launch(elementwise(n)?) }?;
     Ok(())
 }
@@ -103,18 +101,11 @@ pub fn binary_grad<T: Real>(
     n: usize,
 ) -> Result<()> {
     check_bufs(n, &[dc, &*out])?;
-    let (d, f) = func(ctx, "binary_grad")?;
-    let (n32, code) = (n as u32, op.code());
+    let (d, f) = func(ctx, &format!("binary_grad_{}", op.kernel_name()))?;
+    let n32 = n as u32;
     let mut b = d.stream().launch_builder(&f);
-    b.arg(a)
-        .arg(bb)
-        .arg(dc)
-        .arg(out)
-        .arg(&n32)
-        .arg(g)
-        .arg(&code)
-        .arg(&wrt);
-    // SAFETY: matches binary_grad_T; `g` was built from the tensors' shapes.
+    b.arg(a).arg(bb).arg(dc).arg(out).arg(&n32).arg(g).arg(&wrt);
+    // SAFETY: matches binary_grad_<op>_T; `g` was built from the tensors' shapes.
     unsafe { b.launch(elementwise(n)?) }?;
     Ok(())
 }

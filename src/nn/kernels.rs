@@ -36,19 +36,28 @@ pub enum Unary {
 }
 
 impl Unary {
-    /// Kernel op code and parameter (codes as in `kernels/nn.cu`).
-    pub fn code(self) -> (i32, f64) {
+    /// The function's name: its kernels are `unary_<name>_<T>` and `unary_grad_<name>_<T>`
+    /// in `kernels/nn.cu`.
+    pub fn kernel_name(self) -> &'static str {
         match self {
-            Unary::Exp => (0, 0.0),
-            Unary::Log => (1, 0.0),
-            Unary::Tanh => (2, 0.0),
-            Unary::Sigmoid => (3, 0.0),
-            Unary::Softplus => (4, 0.0),
-            Unary::LeakyRelu(a) => (5, a),
-            Unary::Silu => (6, 0.0),
-            Unary::Scale(a) => (7, a),
-            Unary::Shift(a) => (8, a),
-            Unary::Square => (9, 0.0),
+            Unary::Exp => "exp",
+            Unary::Log => "log",
+            Unary::Tanh => "tanh",
+            Unary::Sigmoid => "sigmoid",
+            Unary::Softplus => "softplus",
+            Unary::LeakyRelu(_) => "leaky_relu",
+            Unary::Silu => "silu",
+            Unary::Scale(_) => "scale",
+            Unary::Shift(_) => "shift",
+            Unary::Square => "square",
+        }
+    }
+
+    /// The function's parameter (0 for those without one).
+    pub fn parameter(self) -> f64 {
+        match self {
+            Unary::LeakyRelu(a) | Unary::Scale(a) | Unary::Shift(a) => a,
+            _ => 0.0,
         }
     }
 }
@@ -69,9 +78,15 @@ pub enum Binary {
 }
 
 impl Binary {
-    /// Kernel op code.
-    pub fn code(self) -> i32 {
-        self as i32
+    /// The operation's name: its kernels are `binary_<name>_<T>` and `binary_grad_<name>_<T>`.
+    pub fn kernel_name(self) -> &'static str {
+        match self {
+            Binary::Add => "add",
+            Binary::Sub => "sub",
+            Binary::Mul => "mul",
+            Binary::Div => "div",
+            Binary::First => "first",
+        }
     }
 }
 

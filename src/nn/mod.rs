@@ -7,6 +7,8 @@ pub mod cuda;
 pub mod kernels;
 pub mod layers;
 pub mod masks;
+pub mod op;
+pub mod ops;
 pub mod tensor;
 
 pub use kernels::{Binary, ConvMode, Unary};
@@ -16,6 +18,7 @@ pub mod params;
 pub mod safetensors;
 pub mod tape;
 
+pub use op::{Backward, Op};
 pub use optim::{Adam, Schedule};
 pub use params::ParamStore;
 pub use tape::{Grads, Tape, Var};

@@ -1,31 +1,54 @@
 //! The reverse-mode autodiff tape (a Wengert list).
 //!
-//! Each operation computes its value at once; when recording, it also appends a node holding
-//! what its backward pass needs. [`Tape::backward`] walks the nodes once in reverse, accumulates
-//! gradients, returns those of the named parameters, and clears the tape (freeing the
-//! intermediates). In no-grad mode nothing is recorded: values are freed as soon as the last
-//! [`Var`] holding them is dropped.
+//! [`Tape::apply`] runs an [`Op`]'s forward pass at once; when recording, it also appends a node
+//! holding the op, its inputs and its outputs. [`Tape::backward`] walks the nodes once in
+//! reverse, asks each op for its inputs' gradients, accumulates them, returns those of the named
+//! parameters, and clears the tape (freeing the intermediates). In no-grad mode nothing is
+//! recorded: values are freed as soon as the last [`Var`] holding them is dropped.
+//!
+//! Every recorded [`Var`] remembers its tape and the tape's epoch (how many times it was
+//! cleared), so a `Var` from another tape, or one recorded before a clear, is refused with an
+//! error instead of silently pointing at some other node.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::kernels::{self, broadcast_shape, Binary, ConvMode, Unary};
+use super::kernels::{self, Binary, ConvMode, Unary};
+use super::op::{Backward, Op};
+use super::ops::conv::Conv2dOp;
+use super::ops::elementwise::{BinaryOp, UnaryOp};
+use super::ops::matmul::MatmulOp;
+use super::ops::reduce::SumOp;
+use super::ops::shape::{ConcatOp, ReshapeOp, SplitOp};
 use super::params::ParamStore;
 use super::tensor::{Ctx, Real, Tensor};
 use crate::error::{Error, Result};
 
-/// A value on the tape: a tensor and, when recorded, the node that produced it.
+/// Identities of tapes, so that a `Var` can name the tape it was recorded on.
+static NEXT_TAPE: AtomicU64 = AtomicU64::new(1);
+
+/// Where a recorded value came from: tape, epoch, node and output slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Origin {
+    tape: u64,
+    epoch: u64,
+    node: usize,
+    slot: usize,
+}
+
+/// A value on the tape: a tensor and, when recorded, where it came from.
 pub struct Var<T: Real> {
     value: Rc<Tensor<T>>,
-    node: Option<usize>,
+    origin: Option<Origin>,
 }
 
 impl<T: Real> Clone for Var<T> {
     fn clone(&self) -> Self {
         Var {
             value: self.value.clone(),
-            node: self.node,
+            origin: self.origin,
         }
     }
 }
@@ -39,46 +62,18 @@ impl<T: Real> Var<T> {
     pub fn shape(&self) -> &[usize] {
         self.value.shape()
     }
+    /// Whether a gradient can flow through this value (it was recorded from a parameter).
+    pub fn is_recorded(&self) -> bool {
+        self.origin.is_some()
+    }
 }
 
-enum Op<T: Real> {
+enum Node<T: Real> {
     Leaf(String),
-    Unary {
-        op: Unary,
-        x: Var<T>,
-        y: Rc<Tensor<T>>,
-    },
-    Binary {
-        op: Binary,
-        a: Var<T>,
-        b: Var<T>,
-    },
-    Sum {
-        x: Var<T>,
-        scale: f64,
-    },
-    Matmul {
-        a: Var<T>,
-        b: Var<T>,
-        ta: bool,
-        tb: bool,
-    },
-    Conv {
-        x: Var<T>,
-        w: Var<T>,
-        mode: ConvMode,
-    },
-    Reshape {
-        x: Var<T>,
-    },
-    Concat {
-        parts: Vec<Var<T>>,
-        axis: usize,
-    },
-    Slice {
-        x: Var<T>,
-        axis: usize,
-        offset: usize,
+    Op {
+        op: Box<dyn Op<T>>,
+        inputs: Vec<Var<T>>,
+        outputs: Vec<Rc<Tensor<T>>>,
     },
 }
 
@@ -101,16 +96,10 @@ impl<T: Real> Grads<T> {
 /// The tape. Single-threaded (kernels parallelise internally).
 pub struct Tape<T: Real> {
     ctx: Ctx<T>,
-    nodes: RefCell<Vec<Op<T>>>,
+    id: u64,
+    epoch: Cell<u64>,
+    nodes: RefCell<Vec<Node<T>>>,
     recording: Cell<bool>,
-}
-
-/// (outer, inner block) sizes of a tensor split at `axis`: shape[..axis] and shape[axis..].
-fn outer_inner(shape: &[usize], axis: usize) -> (usize, usize) {
-    (
-        shape[..axis].iter().product(),
-        shape[axis..].iter().product(),
-    )
 }
 
 impl<T: Real> Tape<T> {
@@ -118,6 +107,8 @@ impl<T: Real> Tape<T> {
     pub fn new(ctx: &Ctx<T>) -> Self {
         Tape {
             ctx: ctx.clone(),
+            id: NEXT_TAPE.fetch_add(1, Ordering::Relaxed),
+            epoch: Cell::new(0),
             nodes: RefCell::new(Vec::new()),
             recording: Cell::new(true),
         }
@@ -143,28 +134,105 @@ impl<T: Real> Tape<T> {
         self.len() == 0
     }
 
-    fn record(&self, op: Op<T>, value: Tensor<T>, inputs_need_grad: bool) -> Var<T> {
-        self.record_rc(op, Rc::new(value), inputs_need_grad)
+    /// Forgets every recorded node; `Var`s recorded so far become invalid on this tape.
+    pub fn clear(&self) {
+        self.nodes.borrow_mut().clear();
+        self.epoch.set(self.epoch.get() + 1);
     }
 
-    fn record_rc(&self, op: Op<T>, value: Rc<Tensor<T>>, inputs_need_grad: bool) -> Var<T> {
-        if self.recording.get() && inputs_need_grad {
-            let mut nodes = self.nodes.borrow_mut();
-            nodes.push(op);
-            Var {
-                value,
-                node: Some(nodes.len() - 1),
-            }
-        } else {
-            Var { value, node: None }
+    /// The node a recorded `v` points at on this tape, or an error when it belongs to another
+    /// tape or to an epoch before the last clear.
+    fn node_of(&self, v: &Var<T>) -> Result<Option<Origin>> {
+        let Some(o) = v.origin else { return Ok(None) };
+        if o.tape != self.id {
+            return Err(Error::InvalidInput(
+                "a value recorded on another tape was used here: build the whole computation \
+                 on one tape"
+                    .into(),
+            ));
         }
+        if o.epoch != self.epoch.get() {
+            return Err(Error::InvalidInput(
+                "a value recorded before the tape was cleared (by backward) was used again: \
+                 recompute it after each backward, or pass retain to backward_seeded"
+                    .into(),
+            ));
+        }
+        Ok(Some(o))
+    }
+
+    fn push(&self, node: Node<T>) -> usize {
+        let mut nodes = self.nodes.borrow_mut();
+        nodes.push(node);
+        nodes.len() - 1
+    }
+
+    fn origin(&self, node: usize, slot: usize) -> Origin {
+        Origin {
+            tape: self.id,
+            epoch: self.epoch.get(),
+            node,
+            slot,
+        }
+    }
+
+    /// Runs `op` on `inputs` and, when recording and some input carries a gradient, records it.
+    /// Returns one `Var` per output.
+    pub fn apply_multi(&self, op: impl Op<T>, inputs: &[&Var<T>]) -> Result<Vec<Var<T>>> {
+        let mut need = false;
+        for v in inputs {
+            need |= self.node_of(v)?.is_some();
+        }
+        let values: Vec<&Tensor<T>> = inputs.iter().map(|v| &*v.value).collect();
+        let outputs: Vec<Rc<Tensor<T>>> = op.forward(&values)?.into_iter().map(Rc::new).collect();
+        if outputs.is_empty() {
+            return Err(Error::InvalidInput(format!(
+                "op {} produced no output",
+                op.name()
+            )));
+        }
+        if !(need && self.recording.get()) {
+            return Ok(outputs
+                .into_iter()
+                .map(|value| Var {
+                    value,
+                    origin: None,
+                })
+                .collect());
+        }
+        let node = self.push(Node::Op {
+            op: Box::new(op),
+            inputs: inputs.iter().map(|&v| v.clone()).collect(),
+            outputs: outputs.clone(),
+        });
+        Ok(outputs
+            .into_iter()
+            .enumerate()
+            .map(|(slot, value)| Var {
+                value,
+                origin: Some(self.origin(node, slot)),
+            })
+            .collect())
+    }
+
+    /// [`Tape::apply_multi`] for an op with one output.
+    pub fn apply(&self, op: impl Op<T>, inputs: &[&Var<T>]) -> Result<Var<T>> {
+        let name = op.name().to_string();
+        let mut out = self.apply_multi(op, inputs)?;
+        if out.len() != 1 {
+            return Err(Error::InvalidInput(format!(
+                "op {name} has {} outputs: use apply_multi",
+                out.len()
+            )));
+        }
+        Ok(out.remove(0))
     }
 
     /// A constant (no gradient flows into it).
     pub fn constant(&self, t: Tensor<T>) -> Var<T> {
         Var {
             value: Rc::new(t),
-            node: None,
+            origin: None,
         }
     }
 
@@ -173,7 +241,7 @@ impl<T: Real> Tape<T> {
     pub fn constant_shared(&self, t: &Rc<Tensor<T>>) -> Var<T> {
         Var {
             value: t.clone(),
-            node: None,
+            origin: None,
         }
     }
 
@@ -181,28 +249,21 @@ impl<T: Real> Tape<T> {
     pub fn param(&self, store: &ParamStore<T>, name: &str) -> Result<Var<T>> {
         let value = store.shared(name)?;
         if !self.recording.get() {
-            return Ok(Var { value, node: None });
+            return Ok(Var {
+                value,
+                origin: None,
+            });
         }
-        let mut nodes = self.nodes.borrow_mut();
-        nodes.push(Op::Leaf(name.to_string()));
+        let node = self.push(Node::Leaf(name.to_string()));
         Ok(Var {
             value,
-            node: Some(nodes.len() - 1),
+            origin: Some(self.origin(node, 0)),
         })
     }
 
     /// y = f(x) elementwise.
     pub fn unary(&self, op: Unary, x: &Var<T>) -> Result<Var<T>> {
-        let y = Rc::new(kernels::unary(op, &x.value)?);
-        Ok(self.record_rc(
-            Op::Unary {
-                op,
-                x: x.clone(),
-                y: y.clone(),
-            },
-            y,
-            x.node.is_some(),
-        ))
+        self.apply(UnaryOp(op), &[x])
     }
 
     /// eˣ.
@@ -248,17 +309,7 @@ impl<T: Real> Tape<T> {
 
     /// a ∘ b with NumPy broadcasting.
     pub fn binary(&self, op: Binary, a: &Var<T>, b: &Var<T>) -> Result<Var<T>> {
-        let out = broadcast_shape(a.shape(), b.shape())?;
-        let v = kernels::binary(op, &a.value, &b.value, &out)?;
-        Ok(self.record(
-            Op::Binary {
-                op,
-                a: a.clone(),
-                b: b.clone(),
-            },
-            v,
-            a.node.is_some() || b.node.is_some(),
-        ))
+        self.apply(BinaryOp(op), &[a, b])
     }
     /// a + b.
     pub fn add(&self, a: &Var<T>, b: &Var<T>) -> Result<Var<T>> {
@@ -277,27 +328,9 @@ impl<T: Real> Tape<T> {
         self.binary(Binary::Div, a, b)
     }
 
-    /// Sum over `axes`, keeping them as size-1 dimensions, times `scale`.
-    fn reduce(&self, x: &Var<T>, axes: &[usize], scale: f64) -> Result<Var<T>> {
-        let mut target = x.shape().to_vec();
-        for &a in axes {
-            *target.get_mut(a).ok_or_else(|| {
-                Error::InvalidInput(format!("axis {a} out of range for {:?}", x.shape()))
-            })? = 1;
-        }
-        let v = kernels::reduce_to(&x.value, &target, scale)?;
-        Ok(self.record(
-            Op::Sum {
-                x: x.clone(),
-                scale,
-            },
-            v,
-            x.node.is_some(),
-        ))
-    }
     /// Σ over `axes` (kept as size 1).
     pub fn sum(&self, x: &Var<T>, axes: &[usize]) -> Result<Var<T>> {
-        self.reduce(x, axes, 1.0)
+        self.apply(SumOp::new(axes, 1.0), &[x])
     }
     /// Mean over `axes` (kept as size 1).
     pub fn mean(&self, x: &Var<T>, axes: &[usize]) -> Result<Var<T>> {
@@ -305,7 +338,7 @@ impl<T: Real> Tape<T> {
             .iter()
             .map(|&a| x.shape().get(a).copied().unwrap_or(1))
             .product();
-        self.reduce(x, axes, 1.0 / n as f64)
+        self.apply(SumOp::new(axes, 1.0 / n.max(1) as f64), &[x])
     }
     /// Σ of every element (shape all ones).
     pub fn sum_all(&self, x: &Var<T>) -> Result<Var<T>> {
@@ -323,18 +356,7 @@ impl<T: Real> Tape<T> {
 
     /// op(a)·op(b), op transposing where `ta`/`tb` is set.
     pub fn matmul_t(&self, a: &Var<T>, b: &Var<T>, ta: bool, tb: bool) -> Result<Var<T>> {
-        let v = kernels::matmul(&a.value, &b.value, ta, tb)?;
-        let need = a.node.is_some() || b.node.is_some();
-        Ok(self.record(
-            Op::Matmul {
-                a: a.clone(),
-                b: b.clone(),
-                ta,
-                tb,
-            },
-            v,
-            need,
-        ))
+        self.apply(MatmulOp { ta, tb }, &[a, b])
     }
 
     /// `Linear`: x `[N, In]` · wᵀ (w `[Out, In]`) + b `[Out]`.
@@ -352,16 +374,7 @@ impl<T: Real> Tape<T> {
         bias: Option<&Var<T>>,
         mode: ConvMode,
     ) -> Result<Var<T>> {
-        let v = kernels::conv2d(&x.value, &w.value, mode)?;
-        let y = self.record(
-            Op::Conv {
-                x: x.clone(),
-                w: w.clone(),
-                mode,
-            },
-            v,
-            x.node.is_some() || w.node.is_some(),
-        );
+        let y = self.apply(Conv2dOp(mode), &[x, w])?;
         match bias {
             None => Ok(y),
             Some(b) => {
@@ -400,87 +413,18 @@ impl<T: Real> Tape<T> {
 
     /// The same values under another shape.
     pub fn reshape(&self, x: &Var<T>, shape: &[usize]) -> Result<Var<T>> {
-        let v = x.value.reshape(shape)?;
-        Ok(self.record(Op::Reshape { x: x.clone() }, v, x.node.is_some()))
+        self.apply(ReshapeOp(shape.to_vec()), &[x])
     }
 
     /// Concatenation along `axis` (e.g. channels, axis 1).
     pub fn concat(&self, parts: &[Var<T>], axis: usize) -> Result<Var<T>> {
-        let first = parts
-            .first()
-            .ok_or_else(|| Error::InvalidInput("concat of nothing".into()))?
-            .shape()
-            .to_vec();
-        let mut out = first.clone();
-        out[axis] = 0;
-        for p in parts {
-            let s = p.shape();
-            if s.len() != first.len() || (0..s.len()).any(|k| k != axis && s[k] != first[k]) {
-                return Err(Error::InvalidInput(format!(
-                    "concat along {axis}: shapes {first:?} and {s:?} differ"
-                )));
-            }
-            out[axis] += s[axis];
-        }
-        let mut v = self.ctx.empty(&out)?;
-        let (outer, total) = outer_inner(&out, axis);
-        let mut off = 0;
-        for p in parts {
-            let (_, len) = outer_inner(p.shape(), axis);
-            kernels::slab_copy(&p.value, &mut v, outer, len, len, 0, total, off)?;
-            off += len;
-        }
-        let need = parts.iter().any(|p| p.node.is_some());
-        Ok(self.record(
-            Op::Concat {
-                parts: parts.to_vec(),
-                axis,
-            },
-            v,
-            need,
-        ))
+        let refs: Vec<&Var<T>> = parts.iter().collect();
+        self.apply(ConcatOp(axis), &refs)
     }
 
     /// Splits along `axis` into pieces of the given sizes.
     pub fn split(&self, x: &Var<T>, axis: usize, sizes: &[usize]) -> Result<Vec<Var<T>>> {
-        if sizes.iter().sum::<usize>() != x.shape()[axis] {
-            return Err(Error::InvalidInput(format!(
-                "split sizes {sizes:?} do not add up to {:?}[{axis}]",
-                x.shape()
-            )));
-        }
-        let (outer, total) = outer_inner(x.shape(), axis);
-        let per = total / x.shape()[axis];
-        let mut start = 0;
-        sizes
-            .iter()
-            .map(|&n| {
-                let mut shape = x.shape().to_vec();
-                shape[axis] = n;
-                let mut v = self.ctx.empty(&shape)?;
-                kernels::slab_copy(
-                    &x.value,
-                    &mut v,
-                    outer,
-                    n * per,
-                    total,
-                    start * per,
-                    n * per,
-                    0,
-                )?;
-                let var = self.record(
-                    Op::Slice {
-                        x: x.clone(),
-                        axis,
-                        offset: start * per,
-                    },
-                    v,
-                    x.node.is_some(),
-                );
-                start += n;
-                Ok(var)
-            })
-            .collect()
+        self.apply_multi(SplitOp::new(axis, sizes), &[x])
     }
 
     /// Runs the backward pass from a one-element `loss`, returns the parameters' gradients and
@@ -507,138 +451,99 @@ impl<T: Real> Tape<T> {
                 out.shape()
             )));
         }
-        let mut map = BTreeMap::new();
-        if let Some(root) = out.node {
-            let nodes = self.nodes.borrow();
-            let mut grads: Vec<Option<Tensor<T>>> = (0..nodes.len()).map(|_| None).collect();
-            grads[root] = Some(seed);
-            for i in (0..=root).rev() {
-                let Some(g) = grads[i].take() else { continue };
-                for (target, gi) in self.input_grads(&nodes[i], &g)? {
-                    accumulate(&mut grads, target, gi)?;
-                }
-                if let Op::Leaf(name) = &nodes[i] {
-                    add_into(&mut map, name, g)?;
-                }
-            }
-        }
+        let root = self.node_of(out)?;
+        let result = match root {
+            Some(r) => self.propagate(r, seed),
+            None => Ok(BTreeMap::new()),
+        };
         if !retain {
-            self.nodes.borrow_mut().clear();
+            self.clear();
         }
-        Ok(Grads { map })
+        Ok(Grads { map: result? })
     }
 
-    /// Gradients of one node's inputs, as (input node, gradient) pairs.
-    fn input_grads(&self, op: &Op<T>, g: &Tensor<T>) -> Result<Vec<(usize, Tensor<T>)>> {
-        let mut v = Vec::new();
-        match op {
-            Op::Leaf(_) => {}
-            Op::Unary { op, x, y } => {
-                if let Some(n) = x.node {
-                    v.push((n, kernels::unary_grad(*op, &x.value, y, g)?));
-                }
+    /// Walks the nodes from `root` down, accumulating gradients per (node, output slot).
+    fn propagate(&self, root: Origin, seed: Tensor<T>) -> Result<BTreeMap<String, Tensor<T>>> {
+        let nodes = self.nodes.borrow();
+        let mut grads: Vec<Vec<Option<Tensor<T>>>> = nodes
+            .iter()
+            .map(|n| match n {
+                Node::Leaf(_) => vec![None],
+                Node::Op { outputs, .. } => outputs.iter().map(|_| None).collect(),
+            })
+            .collect();
+        grads[root.node][root.slot] = Some(seed);
+        let mut map = BTreeMap::new();
+        for i in (0..=root.node).rev() {
+            if grads[i].iter().all(Option::is_none) {
+                continue;
             }
-            Op::Binary { op, a, b } => {
-                for (wrt, inp) in [(0, a), (1, b)] {
-                    if let Some(n) = inp.node {
-                        let full = kernels::binary_grad(*op, &a.value, &b.value, g, wrt)?;
-                        let gi = if full.shape() == inp.shape() {
-                            full
-                        } else {
-                            sum_onto(&full, inp.shape())?
-                        };
-                        v.push((n, gi));
+            let g = std::mem::take(&mut grads[i]);
+            match &nodes[i] {
+                Node::Leaf(name) => {
+                    if let Some(g) = g.into_iter().next().flatten() {
+                        add_into(&mut map, name, g)?;
+                    }
+                }
+                Node::Op {
+                    op,
+                    inputs,
+                    outputs,
+                } => {
+                    for (input, gi) in inputs
+                        .iter()
+                        .zip(node_backward(&**op, inputs, outputs, &g)?)
+                    {
+                        if let (Some(o), Some(gi)) = (input.origin, gi) {
+                            accumulate(&mut grads[o.node][o.slot], gi)?;
+                        }
                     }
                 }
             }
-            Op::Sum { x, scale } => {
-                if let Some(n) = x.node {
-                    let b = kernels::binary(Binary::First, g, g, x.shape())?;
-                    v.push((
-                        n,
-                        if *scale == 1.0 {
-                            b
-                        } else {
-                            kernels::unary(Unary::Scale(*scale), &b)?
-                        },
-                    ));
-                }
-            }
-            // C = op(A)·op(B): dA = dC·op(B)ᵀ, or op(B)·dCᵀ when A is transposed; likewise dB.
-            Op::Matmul { a, b, ta, tb } => {
-                if let Some(n) = a.node {
-                    let ga = if *ta {
-                        kernels::matmul(&b.value, g, *tb, true)?
-                    } else {
-                        kernels::matmul(g, &b.value, false, !*tb)?
-                    };
-                    v.push((n, ga));
-                }
-                if let Some(n) = b.node {
-                    let gb = if *tb {
-                        kernels::matmul(g, &a.value, true, *ta)?
-                    } else {
-                        kernels::matmul(&a.value, g, !*ta, false)?
-                    };
-                    v.push((n, gb));
-                }
-            }
-            Op::Conv { x, w, mode } => {
-                if let Some(n) = x.node {
-                    v.push((
-                        n,
-                        kernels::conv2d_grad_input(g, &w.value, x.shape(), *mode)?,
-                    ));
-                }
-                if let Some(n) = w.node {
-                    v.push((
-                        n,
-                        kernels::conv2d_grad_weight(g, &x.value, w.shape(), *mode)?,
-                    ));
-                }
-            }
-            Op::Reshape { x } => {
-                if let Some(n) = x.node {
-                    v.push((n, g.reshape(x.shape())?));
-                }
-            }
-            Op::Concat { parts, axis } => {
-                let (outer, total) = outer_inner(g.shape(), *axis);
-                let mut off = 0;
-                for p in parts {
-                    let (_, len) = outer_inner(p.shape(), *axis);
-                    if let Some(n) = p.node {
-                        let mut gp = self.ctx.empty(p.shape())?;
-                        kernels::slab_copy(g, &mut gp, outer, len, total, off, len, 0)?;
-                        v.push((n, gp));
-                    }
-                    off += len;
-                }
-            }
-            Op::Slice { x, axis, offset } => {
-                if let Some(n) = x.node {
-                    let (outer, total) = outer_inner(x.shape(), *axis);
-                    let (_, len) = outer_inner(g.shape(), *axis);
-                    let mut gx = self.ctx.zeros(x.shape())?;
-                    kernels::slab_copy(g, &mut gx, outer, len, len, 0, total, *offset)?;
-                    v.push((n, gx));
-                }
-            }
         }
-        Ok(v)
+        Ok(map)
     }
 }
 
-fn sum_onto<T: Real>(full: &Tensor<T>, shape: &[usize]) -> Result<Tensor<T>> {
-    let mut r = kernels::reduce_to(full, &left_pad(shape, full.shape().len()), 1.0)?;
-    r.set_shape(shape)?;
-    Ok(r)
-}
-
-fn left_pad(shape: &[usize], n: usize) -> Vec<usize> {
-    let mut v = vec![1; n - shape.len()];
-    v.extend_from_slice(shape);
-    v
+/// One op's backward pass, with the contract of [`Op::backward`] checked.
+fn node_backward<T: Real>(
+    op: &dyn Op<T>,
+    inputs: &[Var<T>],
+    outputs: &[Rc<Tensor<T>>],
+    grads: &[Option<Tensor<T>>],
+) -> Result<Vec<Option<Tensor<T>>>> {
+    let ins: Vec<&Tensor<T>> = inputs.iter().map(|v| &*v.value).collect();
+    let outs: Vec<&Tensor<T>> = outputs.iter().map(|t| &**t).collect();
+    let gs: Vec<Option<&Tensor<T>>> = grads.iter().map(Option::as_ref).collect();
+    let need: Vec<bool> = inputs.iter().map(Var::is_recorded).collect();
+    let b = Backward {
+        inputs: &ins,
+        outputs: &outs,
+        grads: &gs,
+        need: &need,
+    };
+    let got = op.backward(&b)?;
+    if got.len() != inputs.len() {
+        return Err(Error::InvalidInput(format!(
+            "op {}: backward gave {} gradients for {} inputs",
+            op.name(),
+            got.len(),
+            inputs.len()
+        )));
+    }
+    for (i, (g, x)) in got.iter().zip(&ins).enumerate() {
+        if let Some(g) = g {
+            if g.shape() != x.shape() {
+                return Err(Error::InvalidInput(format!(
+                    "op {}: gradient of input {i} has shape {:?}, the input {:?}",
+                    op.name(),
+                    g.shape(),
+                    x.shape()
+                )));
+            }
+        }
+    }
+    Ok(got)
 }
 
 fn add_into<T: Real>(
@@ -654,8 +559,8 @@ fn add_into<T: Real>(
     Ok(())
 }
 
-fn accumulate<T: Real>(grads: &mut [Option<Tensor<T>>], target: usize, g: Tensor<T>) -> Result<()> {
-    grads[target] = Some(match grads[target].take() {
+fn accumulate<T: Real>(slot: &mut Option<Tensor<T>>, g: Tensor<T>) -> Result<()> {
+    *slot = Some(match slot.take() {
         None => g,
         Some(prev) => kernels::binary(Binary::Add, &prev, &g, prev.shape())?,
     });
