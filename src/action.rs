@@ -371,6 +371,7 @@ macro_rules! scalar_theory {
                     "fa-hmc",
                     "mala",
                     "langevin",
+                    "flow",
                     "metropolis",
                     "cluster",
                     "wolff",

@@ -21,6 +21,7 @@ pub mod csd;
 pub mod device;
 pub mod error;
 pub mod exact;
+pub mod flow;
 pub mod hmc;
 pub mod io;
 pub mod lattice;

@@ -7,10 +7,12 @@
 //! Adding a sampler: a file implementing [`Sampler`], a variant of [`SamplerConfig`] with its
 //! parameters, and its arm in [`SamplerConfig::build`].
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::device::Device;
 use crate::error::Result;
+use crate::flow::nmcmc::FlowSampler;
 use crate::hmc::sampler::HmcSampler;
 use crate::hmc::HmcParams;
 use crate::io::json::Json;
@@ -75,7 +77,7 @@ pub trait Sampler: Send {
 }
 
 /// Every sampler with its parameters: the registry of [`Sampler`] implementations.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum SamplerConfig {
     /// Hybrid Monte Carlo ([`crate::hmc`]).
     Hmc(HmcParams),
@@ -102,6 +104,13 @@ pub enum SamplerConfig {
         /// Seed of every random draw.
         seed: u64,
     },
+    /// Independence Metropolis over a trained flow's proposals ([`crate::flow::nmcmc`]).
+    Flow {
+        /// The model directory (`flow.json`, `model.safetensors`).
+        model: PathBuf,
+        /// Seed of every random draw.
+        seed: u64,
+    },
     /// A local update of the theory's own (checkerboard Metropolis, overrelaxation, heat-bath).
     Local {
         /// The algorithm.
@@ -121,6 +130,7 @@ impl SamplerConfig {
                 crate::hmc::fourier::check_mass(*m2)
             }
             SamplerConfig::Local { algorithm, .. } => algorithm.validate(),
+            SamplerConfig::Flow { .. } => Ok(()),
             SamplerConfig::Mala { epsilon, .. } | SamplerConfig::Langevin { epsilon, .. } => {
                 if epsilon.is_finite() && *epsilon > 0.0 {
                     Ok(())
@@ -141,6 +151,7 @@ impl SamplerConfig {
             SamplerConfig::Mala { .. } => "mala",
             SamplerConfig::Langevin { .. } => "langevin",
             SamplerConfig::Local { algorithm, .. } => algorithm.name(),
+            SamplerConfig::Flow { .. } => "flow",
         }
     }
 
@@ -153,7 +164,7 @@ impl SamplerConfig {
         device: &Device,
     ) -> Result<Box<dyn Sampler>> {
         check_offers(theory.as_ref(), self.name())?;
-        Ok(match *self {
+        Ok(match self.clone() {
             SamplerConfig::Hmc(p) => Box::new(HmcSampler::new(theory, chains, p, device)?),
             SamplerConfig::FaHmc { params, m2 } => {
                 Box::new(HmcSampler::fourier(theory, chains, params, m2, device)?)
@@ -164,6 +175,9 @@ impl SamplerConfig {
             SamplerConfig::Langevin { epsilon, seed } => Box::new(HmcSampler::langevin(
                 theory, chains, epsilon, seed, false, device,
             )?),
+            SamplerConfig::Flow { model, seed } => {
+                Box::new(FlowSampler::new(theory, &model, chains, seed, device)?)
+            }
             SamplerConfig::Local { algorithm, seed } => {
                 let sweeper = theory.sweeper(algorithm, chains, seed, device)?;
                 Box::new(LocalSampler::new(theory, algorithm, seed, sweeper))

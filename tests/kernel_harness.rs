@@ -12,10 +12,11 @@ use std::io::Write;
 use cudarc::driver::LaunchConfig;
 use latticeml::action::{reference_action, Action, ForceLaw, Phi4, ScalarCouplings};
 use latticeml::device::cuda::{
-    KernelFamily, FAMILIES, ISING, NN, PHILOX, SCALAR_HMC, SCALAR_LOCAL, XY,
+    KernelFamily, FAMILIES, FLOW, ISING, NN, PHILOX, SCALAR_HMC, SCALAR_LOCAL, XY,
 };
 use latticeml::device::geometry::{self, chunks_per_segment, sum_chunks, REDUCE_CHUNK};
 use latticeml::device::CpuDevice;
+use latticeml::flow::coupling::{self, Direction, Geometry};
 use latticeml::hmc::cpu as hmc_cpu;
 use latticeml::hmc::cuda::{GpuCouplings, GpuGeom};
 use latticeml::nn::cpu as nn_cpu;
@@ -643,6 +644,99 @@ fn nn_cases<T: Real>(h: &Harness, cpu: &CpuDevice) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// flow.cu
+
+fn coupling_cases<T: Real>(h: &Harness, cpu: &CpuDevice) {
+    // Odd sizes: blocks stride over sites, and the frozen sites are not a simple pattern.
+    let g = Geometry {
+        batch: 5,
+        volume: 300,
+    };
+    let n = g.batch * g.volume;
+    let mask: Vec<T> = cast(
+        &(0..g.volume)
+            .map(|i| ((i * 7 + i / 13) % 2) as f64)
+            .collect::<Vec<_>>(),
+    );
+    let x: Vec<T> = cast(&randn(n, 21));
+    let st: Vec<T> = cast(&randn(2 * n, 22).iter().map(|v| 0.5 * v).collect::<Vec<_>>());
+    let gy: Vec<T> = cast(&randn(n, 23));
+    let gld: Vec<T> = cast(&randn(g.batch, 24));
+    for dir in [Direction::Forward, Direction::Inverse] {
+        let sign = if dir == Direction::Forward { 1i32 } else { -1 };
+        let (mut want_y, mut want_ld) = (vec![T::zero(); n], vec![T::zero(); g.batch]);
+        coupling::forward(cpu, g, dir, &x, &st, &mask, &mut want_y, &mut want_ld).unwrap();
+        for order in ORDERS {
+            let (mut y, mut ld) = (vec![T::zero(); n], vec![T::zero(); g.batch]);
+            let mut args = Args::new();
+            args.input(&x)
+                .input(&st)
+                .input(&mask)
+                .output(&mut y)
+                .output(&mut ld);
+            args.val(&(g.volume as u32)).val(&sign);
+            let cfg = geometry::one_block_each(g.batch).unwrap();
+            launch(h, &name::<T>("coupling_forward"), &cfg, &mut args, order);
+            assert_eq!(wide(&y), wide(&want_y), "coupling y {dir:?}");
+            assert_close(
+                &format!("coupling log-det {dir:?}"),
+                &wide(&ld),
+                &wide(&want_ld),
+                tol::<T>(),
+            );
+        }
+        let (mut want_dx, mut want_dst) = (vec![T::zero(); n], vec![T::zero(); 2 * n]);
+        coupling::backward(
+            cpu,
+            g,
+            dir,
+            &x,
+            &st,
+            &mask,
+            &want_y,
+            &gy,
+            &gld,
+            &mut want_dx,
+            &mut want_dst,
+        )
+        .unwrap();
+        for cfg in with_small_grid(geometry::elementwise(n).unwrap()) {
+            let (mut dx, mut dst) = (vec![T::zero(); n], vec![T::zero(); 2 * n]);
+            let mut args = Args::new();
+            args.input(&x)
+                .input(&st)
+                .input(&mask)
+                .input(&want_y)
+                .input(&gy)
+                .input(&gld);
+            args.output(&mut dx).output(&mut dst);
+            args.val(&(g.batch as u32))
+                .val(&(g.volume as u32))
+                .val(&sign);
+            launch(
+                h,
+                &name::<T>("coupling_backward"),
+                &cfg,
+                &mut args,
+                Order::Descending,
+            );
+            assert_close(
+                &format!("coupling dx {dir:?}"),
+                &wide(&dx),
+                &wide(&want_dx),
+                tol::<T>(),
+            );
+            assert_close(
+                &format!("coupling ds, dt {dir:?}"),
+                &wide(&dst),
+                &wide(&want_dst),
+                tol::<T>(),
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 
 fn build_all() -> Vec<Harness> {
     // Compile the families in parallel: g++ dominates the test's time.
@@ -859,6 +953,10 @@ fn cases_for(family: &KernelFamily) -> fn(&Harness, &CpuDevice) {
         n if n == NN.name() => |h, cpu| {
             nn_cases::<f32>(h, cpu);
             nn_cases::<f64>(h, cpu);
+        },
+        n if n == FLOW.name() => |h, cpu| {
+            coupling_cases::<f32>(h, cpu);
+            coupling_cases::<f64>(h, cpu);
         },
         other => panic!(
             "kernel family {other} has no harness cases: add them to tests/kernel_harness.rs"

@@ -121,9 +121,12 @@ pub const XY: KernelFamily = KernelFamily::new(
 /// Tensor operations of the autodiff tape (`kernels/nn.cu`).
 pub const NN: KernelFamily =
     KernelFamily::new("nn", &[COMMON_H], include_str!("../../kernels/nn.cu"));
+/// The normalizing flows' fused coupling (`kernels/flow.cu`).
+pub const FLOW: KernelFamily =
+    KernelFamily::new("flow", &[COMMON_H], include_str!("../../kernels/flow.cu"));
 
 /// Every kernel family, for the NVRTC compile test and the CPU kernel harness.
-pub const FAMILIES: &[KernelFamily] = &[PHILOX, SCALAR_HMC, SCALAR_LOCAL, NN, ISING, XY];
+pub const FAMILIES: &[KernelFamily] = &[PHILOX, SCALAR_HMC, SCALAR_LOCAL, NN, ISING, XY, FLOW];
 
 /// True when the NVRTC library can be loaded.
 pub fn nvrtc_available() -> bool {

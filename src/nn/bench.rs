@@ -2,7 +2,7 @@
 //! kernels, leaky ReLU between layers and tanh at the end, f32; forward + backward of a mean-square
 //! loss, in lattice samples per second.
 
-use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::layers::ConvStack;
@@ -21,7 +21,7 @@ pub struct ConvStackBench {
     ctx: Ctx<f32>,
     store: ParamStore<f32>,
     net: ConvStack,
-    x: Rc<Tensor<f32>>,
+    x: Arc<Tensor<f32>>,
 }
 
 impl ConvStackBench {
@@ -43,7 +43,7 @@ impl ConvStackBench {
             ctx,
             store,
             net,
-            x: Rc::new(x),
+            x: Arc::new(x),
         })
     }
 

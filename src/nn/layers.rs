@@ -12,7 +12,7 @@ use crate::error::Result;
 pub struct ConvStack {
     name: String,
     channels: Vec<usize>,
-    kernel: usize,
+    kernel: [usize; 2],
     slope: f64,
 }
 
@@ -27,12 +27,32 @@ impl ConvStack {
         slope: f64,
         seed: u64,
     ) -> Result<Self> {
+        Self::with_kernel(store, name, channels, [kernel, kernel], slope, seed)
+    }
+
+    /// As [`ConvStack::new`] with a kernel of `[height, width]` (e.g. `[1, k]` on a 1D lattice
+    /// stored as `[B, C, 1, N]`).
+    pub fn with_kernel(
+        store: &mut ParamStore<impl Real>,
+        name: &str,
+        channels: &[usize],
+        kernel: [usize; 2],
+        slope: f64,
+        seed: u64,
+    ) -> Result<Self> {
+        if channels.len() < 2 || channels.contains(&0) || kernel.contains(&0) {
+            return Err(crate::error::Error::InvalidInput(format!(
+                "a convolution stack needs at least two positive channel counts and a positive \
+                 kernel; got channels {channels:?}, kernel {kernel:?}"
+            )));
+        }
+        let taps = kernel[0] * kernel[1];
         for (i, pair) in channels.windows(2).enumerate() {
             let (cin, cout) = (pair[0], pair[1]);
             store.init_layer(
                 &format!("{name}.{i}"),
-                &[cout, cin, kernel, kernel],
-                cin * kernel * kernel,
+                &[cout, cin, kernel[0], kernel[1]],
+                cin * taps,
                 cout,
                 seed.wrapping_add(i as u64),
             )?;
@@ -49,8 +69,17 @@ impl ConvStack {
     pub fn macs_per_site(&self) -> usize {
         self.channels
             .windows(2)
-            .map(|p| p[0] * p[1] * self.kernel * self.kernel)
+            .map(|p| p[0] * p[1] * self.kernel[0] * self.kernel[1])
             .sum()
+    }
+
+    /// The parameter names of the last layer (weight, bias).
+    pub fn output_layer(&self) -> [String; 2] {
+        let i = self.channels.len() - 2;
+        [
+            format!("{}.{i}.w", self.name),
+            format!("{}.{i}.b", self.name),
+        ]
     }
 
     /// The forward pass.

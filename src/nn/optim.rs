@@ -161,6 +161,35 @@ impl<T: Real> Adam<T> {
     }
 }
 
+impl<T: Real> Adam<T> {
+    /// The optimiser's state: its step count and, as named tensors `m.<param>` and `v.<param>`,
+    /// copies of its moments (saved with a checkpoint so that training resumes bit-identically).
+    pub fn state(&self, ctx: &super::Ctx<T>) -> Result<(usize, ParamStore<T>)> {
+        let mut store = ParamStore::new(ctx);
+        for (name, (m, v)) in &self.moments {
+            store.insert(&format!("m.{name}"), m.copy()?);
+            store.insert(&format!("v.{name}"), v.copy()?);
+        }
+        Ok((self.step, store))
+    }
+
+    /// Restores a state saved by [`Adam::state`].
+    pub fn restore(&mut self, steps: usize, state: &ParamStore<T>) -> Result<()> {
+        let mut moments = BTreeMap::new();
+        for name in state.names() {
+            if let Some(p) = name.strip_prefix("m.") {
+                let v = state.get(&format!("v.{p}")).map_err(|_| {
+                    Error::InvalidInput(format!("optimiser state has m.{p} but no v.{p}"))
+                })?;
+                moments.insert(p.to_string(), (state.get(&name)?.copy()?, v.copy()?));
+            }
+        }
+        self.step = steps;
+        self.moments = moments;
+        Ok(())
+    }
+}
+
 /// √(Σ over all gradients of Σ g²), each tensor reduced on its device in a fixed order.
 pub fn global_norm<T: Real>(grads: &Grads<T>) -> Result<f64> {
     let mut total = 0.0;

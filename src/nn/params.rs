@@ -1,7 +1,7 @@
 //! Named, trainable parameters with deterministic initialisation from a seed.
 
 use std::collections::BTreeMap;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use super::tensor::{Ctx, Real, Tensor};
 use crate::error::{Error, Result};
@@ -14,7 +14,7 @@ pub const STREAM_PARAM_INIT: u32 = 3;
 /// in place (which needs the forward pass's [`super::tape::Var`]s to be dropped first).
 pub struct ParamStore<T: Real> {
     ctx: Ctx<T>,
-    params: BTreeMap<String, Rc<Tensor<T>>>,
+    params: BTreeMap<String, Arc<Tensor<T>>>,
 }
 
 /// 32-bit FNV-1a of a name: the Philox counter word that keeps each parameter's stream distinct.
@@ -40,7 +40,7 @@ impl<T: Real> ParamStore<T> {
 
     /// Adds (or replaces) a parameter.
     pub fn insert(&mut self, name: &str, t: Tensor<T>) {
-        self.params.insert(name.to_string(), Rc::new(t));
+        self.params.insert(name.to_string(), Arc::new(t));
     }
 
     /// Adds a parameter of `shape` drawn uniformly from (−bound, bound) with counter
@@ -93,14 +93,14 @@ impl<T: Real> ParamStore<T> {
     }
 
     /// A shared handle (for the tape).
-    pub fn shared(&self, name: &str) -> Result<Rc<Tensor<T>>> {
+    pub fn shared(&self, name: &str) -> Result<Arc<Tensor<T>>> {
         self.params.get(name).cloned().ok_or_else(|| missing(name))
     }
 
     /// The parameter `name`, mutably; fails while a tape value still holds it.
     pub fn get_mut(&mut self, name: &str) -> Result<&mut Tensor<T>> {
         let rc = self.params.get_mut(name).ok_or_else(|| missing(name))?;
-        Rc::get_mut(rc).ok_or_else(|| {
+        Arc::get_mut(rc).ok_or_else(|| {
             Error::InvalidInput(format!(
                 "parameter '{name}' is still held by a tape value; drop the forward pass first"
             ))

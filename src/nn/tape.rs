@@ -12,8 +12,8 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use super::kernels::{self, Binary, ConvMode, Unary};
 use super::op::{Backward, Op};
@@ -40,7 +40,7 @@ struct Origin {
 
 /// A value on the tape: a tensor and, when recorded, where it came from.
 pub struct Var<T: Real> {
-    value: Rc<Tensor<T>>,
+    value: Arc<Tensor<T>>,
     origin: Option<Origin>,
 }
 
@@ -73,7 +73,7 @@ enum Node<T: Real> {
     Op {
         op: Box<dyn Op<T>>,
         inputs: Vec<Var<T>>,
-        outputs: Vec<Rc<Tensor<T>>>,
+        outputs: Vec<Arc<Tensor<T>>>,
     },
 }
 
@@ -184,7 +184,7 @@ impl<T: Real> Tape<T> {
             need |= self.node_of(v)?.is_some();
         }
         let values: Vec<&Tensor<T>> = inputs.iter().map(|v| &*v.value).collect();
-        let outputs: Vec<Rc<Tensor<T>>> = op.forward(&values)?.into_iter().map(Rc::new).collect();
+        let outputs: Vec<Arc<Tensor<T>>> = op.forward(&values)?.into_iter().map(Arc::new).collect();
         if outputs.is_empty() {
             return Err(Error::InvalidInput(format!(
                 "op {} produced no output",
@@ -231,14 +231,14 @@ impl<T: Real> Tape<T> {
     /// A constant (no gradient flows into it).
     pub fn constant(&self, t: Tensor<T>) -> Var<T> {
         Var {
-            value: Rc::new(t),
+            value: Arc::new(t),
             origin: None,
         }
     }
 
     /// A constant shared with the caller (no copy): for data every step reuses, such as inputs
     /// and kernel matrices.
-    pub fn constant_shared(&self, t: &Rc<Tensor<T>>) -> Var<T> {
+    pub fn constant_shared(&self, t: &Arc<Tensor<T>>) -> Var<T> {
         Var {
             value: t.clone(),
             origin: None,
@@ -509,7 +509,7 @@ impl<T: Real> Tape<T> {
 fn node_backward<T: Real>(
     op: &dyn Op<T>,
     inputs: &[Var<T>],
-    outputs: &[Rc<Tensor<T>>],
+    outputs: &[Arc<Tensor<T>>],
     grads: &[Option<Tensor<T>>],
 ) -> Result<Vec<Option<Tensor<T>>>> {
     let ins: Vec<&Tensor<T>> = inputs.iter().map(|v| &*v.value).collect();

@@ -9,7 +9,7 @@ use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::nn::optim::{Adam, Schedule};
 use crate::nn::tape::{Tape, Var};
-use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::nn::{Ctx, ParamStore, Tensor};
 
@@ -84,7 +84,7 @@ pub struct NnResult {
 
 struct Model {
     opts: NnOptions,
-    x: Rc<Tensor<f64>>,
+    x: Arc<Tensor<f64>>,
 }
 
 impl Model {
@@ -131,7 +131,7 @@ impl Model {
         };
         Ok(Model {
             opts: opts.clone(),
-            x: Rc::new(x),
+            x: Arc::new(x),
         })
     }
 
@@ -184,17 +184,17 @@ pub fn train(
 ) -> Result<NnResult> {
     opts.validate()?;
     let ctx = Ctx::<f64>::new(device.clone());
-    let a = Rc::new(ctx.from_vec(&[aw.rows, aw.cols], &aw.data)?);
-    let g = Rc::new(ctx.from_vec(&[gw.len(), 1], gw)?);
+    let a = Arc::new(ctx.from_vec(&[aw.rows, aw.cols], &aw.data)?);
+    let g = Arc::new(ctx.from_vec(&[gw.len(), 1], gw)?);
     let (pa, pg) = preconditioned(aw, gw);
     let (ra, rg) = informative(aw, gw);
     let (ra, rg) = (
-        Rc::new(ctx.from_vec(&[ra.rows, ra.cols], &ra.data)?),
-        Rc::new(ctx.from_vec(&[rg.len(), 1], &rg)?),
+        Arc::new(ctx.from_vec(&[ra.rows, ra.cols], &ra.data)?),
+        Arc::new(ctx.from_vec(&[rg.len(), 1], &rg)?),
     );
     let (pa, pg) = (
-        Rc::new(ctx.from_vec(&[pa.rows, pa.cols], &pa.data)?),
-        Rc::new(ctx.from_vec(&[pg.len(), 1], &pg)?),
+        Arc::new(ctx.from_vec(&[pa.rows, pa.cols], &pa.data)?),
+        Arc::new(ctx.from_vec(&[pg.len(), 1], &pg)?),
     );
     let n = gw.len() as f64;
     let level = super::flat_default(aw, gw);
@@ -255,8 +255,8 @@ fn residual(
     ctx: &Ctx<f64>,
     store: &ParamStore<f64>,
     model: &Model,
-    a: &Rc<Tensor<f64>>,
-    g: &Rc<Tensor<f64>>,
+    a: &Arc<Tensor<f64>>,
+    g: &Arc<Tensor<f64>>,
 ) -> Result<Vec<f64>> {
     let t = Tape::new(ctx);
     t.set_grad_enabled(false);
@@ -308,8 +308,8 @@ fn polish(
     ctx: &Ctx<f64>,
     store: &mut ParamStore<f64>,
     model: &Model,
-    full: (&Rc<Tensor<f64>>, &Rc<Tensor<f64>>),
-    reduced: (&Rc<Tensor<f64>>, &Rc<Tensor<f64>>),
+    full: (&Arc<Tensor<f64>>, &Arc<Tensor<f64>>),
+    reduced: (&Arc<Tensor<f64>>, &Arc<Tensor<f64>>),
     iters: usize,
 ) -> Result<()> {
     let n = full.1.len();
@@ -360,8 +360,8 @@ fn jacobian(
     ctx: &Ctx<f64>,
     store: &ParamStore<f64>,
     model: &Model,
-    a: &Rc<Tensor<f64>>,
-    g: &Rc<Tensor<f64>>,
+    a: &Arc<Tensor<f64>>,
+    g: &Arc<Tensor<f64>>,
 ) -> Result<Matrix> {
     let n = g.len();
     let names = store.names();
@@ -445,8 +445,8 @@ pub fn train_list_batched(
         )));
     }
     let ctx = Ctx::<f64>::new(device.clone());
-    let a = Rc::new(ctx.from_vec(&[n, nw], &aw.data)?);
-    let g = Rc::new(ctx.from_vec(&[bn, n], &gws.concat())?);
+    let a = Arc::new(ctx.from_vec(&[n, nw], &aw.data)?);
+    let g = Arc::new(ctx.from_vec(&[bn, n], &gws.concat())?);
     let mut store = ParamStore::new(&ctx);
     store.init_uniform("l1.w", &[bn, h, 1], 1.0, opts.seed)?;
     store.init_uniform("l1.b", &[bn, h, 1], 1.0, opts.seed + 1)?;

@@ -21,6 +21,7 @@ use crate::analysis::Estimate;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::hmc::Start;
+use crate::io::json::Json;
 use crate::lattice::Lattice;
 use crate::sampler::ChainMeasurement;
 
@@ -221,7 +222,7 @@ pub fn first_local_step(sweep: u64, hits: u32) -> Result<u64> {
 }
 
 /// Every theory with its parameters: the registry of [`Theory`] implementations.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum TheoryConfig {
     /// φ⁴ in hopping form.
     Phi4 {
@@ -282,6 +283,102 @@ impl TheoryConfig {
                 Arc::new(ising::Ising::new(lattice.clone(), *beta)?)
             }
         })
+    }
+}
+
+impl TheoryConfig {
+    /// The theory as a JSON object (for model files that must rebuild it): its name, lattice and
+    /// couplings, numbers written exactly.
+    pub fn to_json(&self) -> Json {
+        let lat = |l: &Lattice| Json::Str(l.label());
+        match self {
+            TheoryConfig::Phi4 {
+                lattice,
+                kappa,
+                lambda,
+            } => Json::obj([
+                ("theory", Json::Str("phi4".into())),
+                ("lattice", lat(lattice)),
+                ("kappa", Json::Num(*kappa)),
+                ("lambda", Json::Num(*lambda)),
+            ]),
+            TheoryConfig::Oscillator {
+                mass,
+                lambda,
+                f,
+                beta,
+                n,
+            } => Json::obj([
+                ("theory", Json::Str("oscillator".into())),
+                ("mass", Json::Num(*mass)),
+                ("lambda", Json::Num(*lambda)),
+                ("f", Json::Num(*f)),
+                ("beta", Json::Num(*beta)),
+                ("n", Json::Num(*n as f64)),
+            ]),
+            TheoryConfig::Xy { lattice, beta } => Json::obj([
+                ("theory", Json::Str("xy".into())),
+                ("lattice", lat(lattice)),
+                ("beta", Json::Num(*beta)),
+            ]),
+            TheoryConfig::Ising { lattice, beta } => Json::obj([
+                ("theory", Json::Str("ising".into())),
+                ("lattice", lat(lattice)),
+                ("beta", Json::Num(*beta)),
+            ]),
+        }
+    }
+
+    /// Reads [`TheoryConfig::to_json`]'s object; a missing or malformed member is an error
+    /// naming it.
+    pub fn from_json(j: &Json) -> Result<Self> {
+        let num = |k: &str| match j.get(k) {
+            Some(Json::Num(v)) => Ok(*v),
+            _ => Err(Error::InvalidInput(format!(
+                "the theory record has no number \"{k}\""
+            ))),
+        };
+        let lattice = || match j.get("lattice") {
+            Some(Json::Str(s)) => Lattice::parse(s),
+            _ => Err(Error::InvalidInput(
+                "the theory record has no \"lattice\"".into(),
+            )),
+        };
+        let count = |k: &str| -> Result<usize> {
+            let v = num(k)?;
+            if v >= 1.0 && v.fract() == 0.0 && v < 1e12 {
+                Ok(v as usize)
+            } else {
+                Err(Error::InvalidInput(format!(
+                    "the theory record's \"{k}\" = {v} is not a positive integer"
+                )))
+            }
+        };
+        match j.get("theory") {
+            Some(Json::Str(t)) if t == "phi4" => Ok(TheoryConfig::Phi4 {
+                lattice: lattice()?,
+                kappa: num("kappa")?,
+                lambda: num("lambda")?,
+            }),
+            Some(Json::Str(t)) if t == "oscillator" => Ok(TheoryConfig::Oscillator {
+                mass: num("mass")?,
+                lambda: num("lambda")?,
+                f: num("f")?,
+                beta: num("beta")?,
+                n: count("n")?,
+            }),
+            Some(Json::Str(t)) if t == "xy" => Ok(TheoryConfig::Xy {
+                lattice: lattice()?,
+                beta: num("beta")?,
+            }),
+            Some(Json::Str(t)) if t == "ising" => Ok(TheoryConfig::Ising {
+                lattice: lattice()?,
+                beta: num("beta")?,
+            }),
+            other => Err(Error::InvalidInput(format!(
+                "unknown theory {other:?} in the record"
+            ))),
+        }
     }
 }
 

@@ -1,0 +1,19 @@
+//! Normalizing flows for lattice fields: affine-coupling flows trained by the reverse KL
+//! divergence on the autodiff tape, and made exact by an independence Metropolis chain over
+//! their proposals (NMCMC) or by reweighting.
+//!
+//! - [`coupling`]: the fused coupling op (CUDA kernel and CPU twin, forward and backward).
+//! - [`model`]: the flow (masks, convolution networks, exact log q).
+//! - [`target`]: a theory's action as a tape op.
+//! - [`train`]: reverse-KL training, ESS and acceptance estimates.
+//! - [`nmcmc`]: the flow as a [`crate::sampler::Sampler`], and the model files.
+
+pub mod coupling;
+pub mod model;
+pub mod nmcmc;
+pub mod target;
+pub mod train;
+
+pub use model::{Flow, FlowConfig};
+pub use target::Target;
+pub use train::{StepStats, TrainConfig, Trainer};

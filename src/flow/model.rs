@@ -1,0 +1,220 @@
+//! The affine-coupling flow: a stack of checkerboard-masked couplings, each with a periodic
+//! convolution network for s and t, on a Gaussian prior (Albergo, Kanwar, Shanahan, PRD 100
+//! 034515 (2019); the tutorial arXiv:2101.08176). log q is exact: the prior's density minus the
+//! couplings' log-determinants.
+
+use std::sync::Arc;
+
+use super::coupling::{Coupling, Direction};
+use crate::error::{Error, Result};
+use crate::lattice::Lattice;
+use crate::nn::layers::ConvStack;
+use crate::nn::{masks, ParamStore, Real, Tape, Tensor, Var};
+
+/// The architecture of a flow.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FlowConfig {
+    /// Coupling layers (the checkerboard parity alternates).
+    pub layers: usize,
+    /// Hidden channel widths of each coupling's network (input 1, output 2 = s, t).
+    pub hidden: Vec<usize>,
+    /// Convolution kernel size (k × k in 2D, 1 × k in 1D).
+    pub kernel: usize,
+    /// Negative slope of the leaky ReLU between convolutions (tanh after the last).
+    pub slope: f64,
+    /// Seed of the initial weights.
+    pub seed: u64,
+}
+
+impl FlowConfig {
+    /// The architecture of the flow papers' L = 8 runs: 16 layers, hidden 8, 8, kernel 3.
+    pub fn albergo(seed: u64) -> Self {
+        FlowConfig {
+            layers: 16,
+            hidden: vec![8, 8],
+            kernel: 3,
+            slope: 0.01,
+            seed,
+        }
+    }
+
+    /// Checks the sizes.
+    pub fn validate(&self) -> Result<()> {
+        if self.layers == 0 || self.layers > 1024 {
+            return Err(Error::InvalidInput(format!(
+                "--layers {} must be between 1 and 1024",
+                self.layers
+            )));
+        }
+        if self.hidden.contains(&0) || self.hidden.len() > 16 {
+            return Err(Error::InvalidInput(format!(
+                "--hidden {:?}: up to 16 positive widths",
+                self.hidden
+            )));
+        }
+        if self.kernel == 0 || self.kernel.is_multiple_of(2) {
+            return Err(Error::InvalidInput(format!(
+                "--kernel {} must be odd (a centred stencil)",
+                self.kernel
+            )));
+        }
+        if !(self.slope.is_finite() && self.slope >= 0.0) {
+            return Err(Error::InvalidInput(format!(
+                "the leaky-ReLU slope {} must be finite and >= 0",
+                self.slope
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A flow on one lattice: its networks and masks. Parameters live in a [`ParamStore`] beside it.
+pub struct Flow<T: Real> {
+    config: FlowConfig,
+    plane: [usize; 2],
+    nets: Vec<ConvStack>,
+    masks: Vec<Arc<Tensor<T>>>,
+}
+
+/// The lattice as the `[H, W]` plane of the convolutions: 2D as it is, 1D as `[1, N]`.
+pub fn plane_of(lattice: &Lattice) -> Result<[usize; 2]> {
+    match lattice.extents() {
+        [n] => Ok([1, *n]),
+        [h, w] => Ok([*h, *w]),
+        e => Err(Error::InvalidInput(format!(
+            "flows run on 1D and 2D lattices; got {} dimensions ({e:?})",
+            e.len()
+        ))),
+    }
+}
+
+impl<T: Real> Flow<T> {
+    /// A new flow on `lattice` with its parameters registered in `store`.
+    pub fn new(config: &FlowConfig, lattice: &Lattice, store: &mut ParamStore<T>) -> Result<Self> {
+        config.validate()?;
+        let plane = plane_of(lattice)?;
+        if plane.iter().any(|&l| l < 2 || l % 2 == 1) && plane != [1, plane[1]] {
+            return Err(Error::InvalidInput(format!(
+                "checkerboard couplings need even extents, got {:?}",
+                lattice.extents()
+            )));
+        }
+        if plane[1] % 2 == 1 {
+            return Err(Error::InvalidInput(format!(
+                "checkerboard couplings need an even number of sites per row, got {}",
+                plane[1]
+            )));
+        }
+        let k = config.kernel;
+        let kernel = if plane[0] == 1 { [1, k] } else { [k, k] };
+        if kernel[0] > plane[0] || kernel[1] > plane[1] {
+            return Err(Error::InvalidInput(format!(
+                "--kernel {k} is larger than the lattice {:?}",
+                lattice.extents()
+            )));
+        }
+        let mut channels = vec![1];
+        channels.extend(&config.hidden);
+        channels.push(2);
+        let mut nets = Vec::with_capacity(config.layers);
+        let mut masks_l = Vec::with_capacity(2);
+        for parity in 0..2 {
+            masks_l.push(Arc::new(masks::checkerboard(store.ctx(), &plane, parity)?));
+        }
+        for l in 0..config.layers {
+            let seed = config
+                .seed
+                .wrapping_mul(1 << 20)
+                .wrapping_add(l as u64 * 64);
+            nets.push(ConvStack::with_kernel(
+                store,
+                &format!("coupling.{l}"),
+                &channels,
+                kernel,
+                config.slope,
+                seed,
+            )?);
+        }
+        Ok(Flow {
+            config: config.clone(),
+            plane,
+            nets,
+            masks: masks_l,
+        })
+    }
+
+    /// The architecture.
+    pub fn config(&self) -> &FlowConfig {
+        &self.config
+    }
+
+    /// Sites per configuration.
+    pub fn volume(&self) -> usize {
+        self.plane[0] * self.plane[1]
+    }
+
+    /// The shape of a batch: `[batch, 1, H, W]`.
+    pub fn shape(&self, batch: usize) -> [usize; 4] {
+        [batch, 1, self.plane[0], self.plane[1]]
+    }
+
+    /// Sets every coupling's last layer to zero, so s = t = 0 and the flow is the identity.
+    pub fn zero_output_layers(&self, store: &mut ParamStore<T>) -> Result<()> {
+        for net in &self.nets {
+            for name in net.output_layer() {
+                store.get_mut(&name)?.fill(T::zero())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Pushes `x` `[B, 1, H, W]` through every coupling (prior → target for
+    /// [`Direction::Forward`], the reverse order and inverse maps for [`Direction::Inverse`]);
+    /// returns the result and Σ log|det| per sample `[B]`.
+    pub fn push(
+        &self,
+        tape: &Tape<T>,
+        store: &ParamStore<T>,
+        x: &Var<T>,
+        dir: Direction,
+    ) -> Result<(Var<T>, Var<T>)> {
+        let b = x.shape().first().copied().unwrap_or(0);
+        if x.shape() != self.shape(b) {
+            return Err(Error::InvalidInput(format!(
+                "a flow on {:?} takes [batch, 1, {}, {}], got {:?}",
+                self.plane,
+                self.plane[0],
+                self.plane[1],
+                x.shape()
+            )));
+        }
+        let order: Vec<usize> = match dir {
+            Direction::Forward => (0..self.nets.len()).collect(),
+            Direction::Inverse => (0..self.nets.len()).rev().collect(),
+        };
+        let mut h = x.clone();
+        let mut total: Option<Var<T>> = None;
+        for l in order {
+            let mask = tape.constant_shared(&self.masks[l % 2]);
+            let frozen = tape.mul(&h, &mask)?;
+            let st = self.nets[l].forward(tape, store, &frozen)?;
+            let mut out = tape.apply_multi(Coupling(dir), &[&h, &st, &mask])?;
+            let ld = out.pop().expect("a coupling has two outputs");
+            h = out.pop().expect("a coupling has two outputs");
+            total = Some(match total {
+                None => ld,
+                Some(t) => tape.add(&t, &ld)?,
+            });
+        }
+        let total = total.expect("a flow has at least one layer");
+        Ok((h, total))
+    }
+}
+
+/// log N(z; 0, 1) per sample of z `[B, V]` (host f64, summed in site order).
+pub fn log_prior(z: &[f64], volume: usize) -> Vec<f64> {
+    let c = -0.5 * volume as f64 * (2.0 * std::f64::consts::PI).ln();
+    z.chunks(volume)
+        .map(|s| c - 0.5 * s.iter().map(|v| v * v).sum::<f64>())
+        .collect()
+}

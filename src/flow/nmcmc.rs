@@ -1,0 +1,411 @@
+//! Flow-based Markov chains (NMCMC; Albergo, Kanwar, Shanahan 2019, sec. III): every chain
+//! proposes an independent draw φ' ~ q and accepts it with min(1, w(φ')/w(φ)), w = e^{−S}/q, so
+//! the chain samples e^{−S} exactly however good the flow is; "ΔH" is −ln(w'/w), and
+//! ⟨e^{−ΔH}⟩ = E_p[1/w]·E_q[w] = 1 as for HMC. Also the model files a trained flow is kept in.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::model::{Flow, FlowConfig};
+use super::target::Target;
+use super::train::{log_density, sample, TrainConfig, STREAM_FLOW_SAMPLE};
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::io::json::Json;
+use crate::io::{read, write_atomic};
+use crate::nn::{safetensors, Ctx, ParamStore};
+use crate::philox;
+use crate::sampler::{ChainMeasurement, Sampler, UpdateStats};
+use crate::theory::{Theory, TheoryConfig};
+
+/// File names of a model directory.
+pub const MODEL_FILE: &str = "model.safetensors";
+/// The architecture, target and training record.
+pub const RECORD_FILE: &str = "flow.json";
+/// Adam's moments, for resuming training.
+pub const OPTIMISER_FILE: &str = "optimizer.safetensors";
+
+/// What a model directory records besides the weights.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FlowRecord {
+    /// The theory the flow targets.
+    pub theory: TheoryConfig,
+    /// The architecture.
+    pub flow: FlowConfig,
+    /// c in φ = c·y.
+    pub scale: f64,
+    /// The training hyper-parameters.
+    pub train: TrainConfig,
+    /// Training steps done.
+    pub steps: u64,
+}
+
+impl FlowRecord {
+    /// The record as JSON.
+    pub fn to_json(&self) -> Json {
+        let n = |v: f64| Json::Num(v);
+        Json::obj([
+            ("format", Json::Str("latticeml-flow-1".into())),
+            ("theory", self.theory.to_json()),
+            ("scale", n(self.scale)),
+            ("layers", n(self.flow.layers as f64)),
+            (
+                "hidden",
+                Json::Arr(self.flow.hidden.iter().map(|&h| n(h as f64)).collect()),
+            ),
+            ("kernel", n(self.flow.kernel as f64)),
+            ("slope", n(self.flow.slope)),
+            ("init_seed", Json::Str(self.flow.seed.to_string())),
+            ("batch", n(self.train.batch as f64)),
+            ("lr", n(self.train.lr)),
+            ("seed", Json::Str(self.train.seed.to_string())),
+            ("steps", Json::Str(self.steps.to_string())),
+        ])
+    }
+
+    /// Reads a record; every missing or malformed member is an error naming it.
+    pub fn from_json(j: &Json) -> Result<Self> {
+        let bad = |k: &str| Error::InvalidInput(format!("{RECORD_FILE}: missing or bad \"{k}\""));
+        let num = |k: &str| match j.get(k) {
+            Some(Json::Num(v)) => Ok(*v),
+            _ => Err(bad(k)),
+        };
+        let int = |k: &str| -> Result<usize> {
+            let v = num(k)?;
+            (v >= 0.0 && v.fract() == 0.0 && v < 1e15)
+                .then_some(v as usize)
+                .ok_or_else(|| bad(k))
+        };
+        let big = |k: &str| -> Result<u64> {
+            match j.get(k) {
+                Some(Json::Str(s)) => s.parse().map_err(|_| bad(k)),
+                _ => Err(bad(k)),
+            }
+        };
+        if !matches!(j.get("format"), Some(Json::Str(f)) if f == "latticeml-flow-1") {
+            return Err(bad("format"));
+        }
+        let hidden = match j.get("hidden") {
+            Some(Json::Arr(v)) => v
+                .iter()
+                .map(|h| match h {
+                    Json::Num(x) if *x >= 1.0 && x.fract() == 0.0 => Ok(*x as usize),
+                    _ => Err(bad("hidden")),
+                })
+                .collect::<Result<Vec<_>>>()?,
+            _ => return Err(bad("hidden")),
+        };
+        let record = FlowRecord {
+            theory: TheoryConfig::from_json(j.get("theory").ok_or_else(|| bad("theory"))?)?,
+            flow: FlowConfig {
+                layers: int("layers")?,
+                hidden,
+                kernel: int("kernel")?,
+                slope: num("slope")?,
+                seed: big("init_seed")?,
+            },
+            scale: num("scale")?,
+            train: TrainConfig {
+                batch: int("batch")?,
+                lr: num("lr")?,
+                seed: big("seed")?,
+            },
+            steps: big("steps")?,
+        };
+        record.flow.validate()?;
+        Ok(record)
+    }
+
+    /// Reads `dir/flow.json`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join(RECORD_FILE);
+        let text = String::from_utf8(read(&path)?).map_err(|_| Error::BadFile {
+            path: path.display().to_string(),
+            reason: "not UTF-8".into(),
+        })?;
+        Self::from_json(&Json::parse(&text)?)
+    }
+
+    /// Writes `dir/flow.json` atomically.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        write_atomic(&dir.join(RECORD_FILE), self.to_json().pretty().as_bytes())
+    }
+
+    /// The theory and its flow target.
+    pub fn target(&self) -> Result<(Arc<dyn Theory>, Target)> {
+        let theory = self.theory.build()?;
+        let action = theory.clone().scalar_action().ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "flows sample real fields; the theory {} has none",
+                theory.name()
+            ))
+        })?;
+        Ok((theory, Target::new(action, self.scale)?))
+    }
+}
+
+/// A trained flow loaded from its directory, on a device.
+pub struct LoadedFlow {
+    /// The record.
+    pub record: FlowRecord,
+    /// The flow.
+    pub flow: Flow<f32>,
+    /// Its weights.
+    pub params: ParamStore<f32>,
+}
+
+/// Loads `dir/flow.json` and `dir/model.safetensors` onto `device`, checking that the weights
+/// fit the architecture.
+pub fn load(dir: &Path, device: &Device) -> Result<LoadedFlow> {
+    let record = FlowRecord::load(dir)?;
+    let ctx = Ctx::<f32>::new(device.clone());
+    let mut fresh = ParamStore::new(&ctx);
+    let (theory, _) = record.target()?;
+    let flow = Flow::new(&record.flow, theory.lattice(), &mut fresh)?;
+    let params = safetensors::load(&ctx, &dir.join(MODEL_FILE))?;
+    for name in fresh.names() {
+        let want = fresh.get(&name)?.shape();
+        match params.get(&name) {
+            Ok(t) if t.shape() == want => {}
+            _ => {
+                return Err(Error::InvalidInput(format!(
+                    "{}: parameter {name} missing or not of shape {want:?}; the file does not \
+                     belong to this {RECORD_FILE}",
+                    dir.join(MODEL_FILE).display()
+                )))
+            }
+        }
+    }
+    Ok(LoadedFlow {
+        record,
+        flow,
+        params,
+    })
+}
+
+/// Independence Metropolis over a flow's proposals, for a batch of chains.
+pub struct FlowSampler {
+    theory: Arc<dyn Theory>,
+    target: Target,
+    model: LoadedFlow,
+    model_dir: String,
+    chains: usize,
+    seed: u64,
+    done: u64,
+    /// Each chain's configuration in the flow's variables, `[chain][site]`.
+    current: Vec<f64>,
+    /// Each chain's log w.
+    log_w: Vec<f64>,
+    /// Every proposal's log w so far, for the ESS (kept as (max, Σe^{l−max}, Σe^{2(l−max)}, n)).
+    ess: [f64; 4],
+}
+
+impl FlowSampler {
+    /// `chains` chains over the flow in `dir` for `theory` (which must be the model's), drawing
+    /// from `seed`.
+    pub fn new(
+        theory: Arc<dyn Theory>,
+        dir: &Path,
+        chains: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        let model = load(dir, device)?;
+        let (own, target) = model.record.target()?;
+        if own.name() != theory.name()
+            || own.lattice() != theory.lattice()
+            || own.parameters() != theory.parameters()
+        {
+            return Err(Error::InvalidInput(format!(
+                "the flow in {} was trained for {} on {} {:?}, not {} on {} {:?}",
+                dir.display(),
+                own.name(),
+                own.lattice().label(),
+                own.parameters(),
+                theory.name(),
+                theory.lattice().label(),
+                theory.parameters()
+            )));
+        }
+        let v = target.volume();
+        Ok(FlowSampler {
+            theory,
+            target,
+            model,
+            model_dir: dir.display().to_string(),
+            chains,
+            seed,
+            done: 0,
+            current: vec![0.0; chains * v],
+            log_w: vec![f64::NAN; chains],
+            ess: [f64::NEG_INFINITY, 0.0, 0.0, 0.0],
+        })
+    }
+
+    /// ESS per sample of every proposal so far.
+    pub fn ess_per_sample(&self) -> f64 {
+        let [_, s1, s2, n] = self.ess;
+        if n == 0.0 {
+            0.0
+        } else {
+            s1 * s1 / (n * s2)
+        }
+    }
+
+    fn record_weights(&mut self, log_w: &[f64]) {
+        let [mut max, mut s1, mut s2, mut n] = self.ess;
+        for &l in log_w {
+            if l > max {
+                let r = (max - l).exp();
+                (s1, s2) = (s1 * r, s2 * r * r);
+                max = l;
+            }
+            let w = (l - max).exp();
+            s1 += w;
+            s2 += w * w;
+            n += 1.0;
+        }
+        self.ess = [max, s1, s2, n];
+    }
+}
+
+impl Sampler for FlowSampler {
+    fn chains(&self) -> usize {
+        self.chains
+    }
+
+    fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    fn parameters(&self) -> String {
+        format!(
+            "algorithm=flow\nmodel={}\nmodel_steps={}\nseed={}\n",
+            self.model_dir, self.model.record.steps, self.seed
+        )
+    }
+
+    fn summary(&self) -> Vec<(&'static str, Json)> {
+        vec![
+            ("algorithm", Json::Str("flow".into())),
+            ("model", Json::Str(self.model_dir.clone())),
+            ("model_steps", Json::Num(self.model.record.steps as f64)),
+            ("seed", Json::Num(self.seed as f64)),
+            ("ess_per_sample", Json::Num(self.ess_per_sample())),
+        ]
+    }
+
+    fn set_warmup(&mut self, _level: u32) -> Result<()> {
+        Ok(())
+    }
+
+    fn update(&mut self) -> Result<UpdateStats> {
+        let t = self.done;
+        let key = (self.seed, STREAM_FLOW_SAMPLE, t);
+        let p = sample(
+            &self.model.flow,
+            &self.model.params,
+            &self.target,
+            key,
+            0,
+            self.chains,
+        )?;
+        let proposed = p.log_weights();
+        self.record_weights(&proposed);
+        let v = self.target.volume();
+        let step = u32::try_from(t)
+            .map_err(|_| Error::InvalidInput("more than 2^32 flow updates".into()))?;
+        let mut stats = UpdateStats {
+            accepted: vec![0.0; self.chains],
+            delta_h: vec![0.0; self.chains],
+        };
+        for (c, (&lw, &prop)) in self.log_w.clone().iter().zip(&proposed).enumerate() {
+            let dh = lw - prop;
+            let u = philox::uniform(self.seed, c as u32, step, philox::STREAM_ACCEPT);
+            stats.delta_h[c] = dh;
+            // A chain without a weight yet (no start measured) takes its first proposal.
+            if lw.is_nan() || u.ln() < -dh {
+                self.current[c * v..(c + 1) * v].copy_from_slice(&p.y[c * v..(c + 1) * v]);
+                self.log_w[c] = prop;
+                stats.accepted[c] = 1.0;
+            }
+        }
+        self.done += 1;
+        Ok(stats)
+    }
+
+    fn updates_done(&self) -> u64 {
+        self.done
+    }
+
+    fn site_updates(&self) -> u64 {
+        (self.chains * self.target.volume()) as u64
+    }
+
+    fn measure(&mut self) -> Result<Vec<ChainMeasurement>> {
+        let phi = self.fields()?;
+        let v = self.target.volume();
+        Ok(phi.chunks(v).map(|c| self.theory.measure(c)).collect())
+    }
+
+    fn fields(&self) -> Result<Vec<f64>> {
+        Ok(self.target.to_theory(&self.current))
+    }
+
+    fn set_fields(&mut self, phi: &[f64]) -> Result<()> {
+        if phi.len() != self.current.len() || phi.iter().any(|p| !p.is_finite()) {
+            return Err(Error::InvalidInput(format!(
+                "{} finite values needed for {} chains, got {}",
+                self.current.len(),
+                self.chains,
+                phi.len()
+            )));
+        }
+        let y = self.target.to_flow(phi);
+        let log_q = log_density(&self.model.flow, &self.model.params, &y)?;
+        let v = self.target.volume();
+        self.log_w = y
+            .chunks(v)
+            .zip(&log_q)
+            .map(|(c, q)| -self.target.action_of(c) - q)
+            .collect();
+        self.current = y;
+        Ok(())
+    }
+
+    fn state(&self) -> Result<Vec<(String, Vec<f64>)>> {
+        Ok(vec![
+            // The flow's own variables: converting back from φ could change the last bit.
+            ("flow_fields".into(), self.current.clone()),
+            ("log_w".into(), self.log_w.clone()),
+            ("ess".into(), self.ess.to_vec()),
+        ])
+    }
+
+    fn restore(&mut self, done: u64, state: &[(String, Vec<f64>)]) -> Result<()> {
+        let get = |name: &str| {
+            state
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_slice())
+                .ok_or_else(|| Error::InvalidInput(format!("the saved state has no '{name}'")))
+        };
+        let (log_w, ess) = (get("log_w")?, get("ess")?);
+        if log_w.len() != self.chains || ess.len() != 4 {
+            return Err(Error::InvalidInput(
+                "the saved flow state does not fit the run".into(),
+            ));
+        }
+        let fields = get("flow_fields")?;
+        if fields.len() != self.current.len() {
+            return Err(Error::InvalidInput(
+                "the saved fields do not fit the run".into(),
+            ));
+        }
+        self.current = fields.to_vec();
+        self.log_w = log_w.to_vec();
+        self.ess = [ess[0], ess[1], ess[2], ess[3]];
+        self.done = done;
+        Ok(())
+    }
+}

@@ -1,0 +1,330 @@
+//! Normalizing flows against exact results: log-determinants against finite-difference
+//! Jacobians, invertibility, the fused coupling against the same transform built from unfused
+//! tape ops, the identity flow against the prior, and NMCMC on a free field against its exact
+//! susceptibility.
+
+mod common;
+
+use std::sync::Arc;
+
+use latticeml::action::Phi4;
+use latticeml::flow::coupling::{Coupling, Direction};
+use latticeml::flow::model::log_prior;
+use latticeml::flow::train::{log_density, sample, STREAM_FLOW_SAMPLE};
+use latticeml::flow::{Flow, FlowConfig, Target, TrainConfig, Trainer};
+use latticeml::lattice::Lattice;
+use latticeml::nn::{masks, Ctx, ParamStore, Tape, Var};
+use latticeml::{philox, Device};
+
+fn ctx() -> Ctx<f64> {
+    Ctx::new(Device::Cpu(common::cpu()))
+}
+
+fn randn(n: usize, stream: u32) -> Vec<f64> {
+    let mut v = vec![0.0; n];
+    philox::fill_normals(&mut v, 77, stream, 0, 9);
+    v
+}
+
+fn small_config(layers: usize, seed: u64) -> FlowConfig {
+    FlowConfig {
+        layers,
+        hidden: vec![4],
+        kernel: 3,
+        slope: 0.1,
+        seed,
+    }
+}
+
+/// y and Σ log|det| of `x` `[B, V]` through the flow (no recording).
+fn push(
+    flow: &Flow<f64>,
+    store: &ParamStore<f64>,
+    x: &[f64],
+    dir: Direction,
+) -> (Vec<f64>, Vec<f64>) {
+    let c = store.ctx();
+    let tape = Tape::new(c);
+    tape.set_grad_enabled(false);
+    let b = x.len() / flow.volume();
+    let xv = tape.constant(c.from_vec(&flow.shape(b), x).unwrap());
+    let (y, ld) = flow.push(&tape, store, &xv, dir).unwrap();
+    (y.value().to_f64().unwrap(), ld.value().to_f64().unwrap())
+}
+
+/// log|det A| by Gaussian elimination with partial pivoting.
+fn log_abs_det(mut a: Vec<f64>, n: usize) -> f64 {
+    let mut acc = 0.0;
+    for k in 0..n {
+        let p = (k..n)
+            .max_by(|&i, &j| a[i * n + k].abs().total_cmp(&a[j * n + k].abs()))
+            .unwrap();
+        for j in 0..n {
+            a.swap(k * n + j, p * n + j);
+        }
+        let piv = a[k * n + k];
+        acc += piv.abs().ln();
+        for i in k + 1..n {
+            let f = a[i * n + k] / piv;
+            for j in k..n {
+                a[i * n + j] -= f * a[k * n + j];
+            }
+        }
+    }
+    acc
+}
+
+/// A flow whose couplings are far from the identity (weights scaled up), so the tests see
+/// large s and t.
+fn busy_flow(lattice: &Lattice, layers: usize) -> (Flow<f64>, ParamStore<f64>) {
+    let c = ctx();
+    let mut store = ParamStore::new(&c);
+    let flow = Flow::new(&small_config(layers, 3), lattice, &mut store).unwrap();
+    for name in store.names() {
+        let v: Vec<f64> = store.get(&name).unwrap().to_f64().unwrap();
+        let scaled: Vec<f64> = v.iter().map(|x| 2.5 * x).collect();
+        let shape = store.get(&name).unwrap().shape().to_vec();
+        store.insert(&name, c.from_vec(&shape, &scaled).unwrap());
+    }
+    (flow, store)
+}
+
+#[test]
+fn log_determinants_equal_finite_difference_jacobians() {
+    for extents in [vec![4usize, 4], vec![4, 6], vec![8]] {
+        let lat = Lattice::new(&extents).unwrap();
+        let (flow, store) = busy_flow(&lat, 4);
+        let v = flow.volume();
+        let x = randn(v, 1);
+        let (_, ld) = push(&flow, &store, &x, Direction::Forward);
+        let h = 1e-5;
+        let mut jac = vec![0.0; v * v];
+        for j in 0..v {
+            let (mut xp, mut xm) = (x.clone(), x.clone());
+            xp[j] += h;
+            xm[j] -= h;
+            let (yp, _) = push(&flow, &store, &xp, Direction::Forward);
+            let (ym, _) = push(&flow, &store, &xm, Direction::Forward);
+            for i in 0..v {
+                jac[i * v + j] = (yp[i] - ym[i]) / (2.0 * h);
+            }
+        }
+        let want = log_abs_det(jac, v);
+        assert!(
+            (ld[0] - want).abs() < 1e-6 * (1.0 + want.abs()),
+            "{extents:?}: log|det| {} vs finite differences {want}",
+            ld[0]
+        );
+        assert!(
+            ld[0].abs() > 0.5,
+            "{extents:?}: the flow is too close to the identity"
+        );
+    }
+}
+
+#[test]
+fn the_inverse_undoes_the_flow_and_negates_its_log_determinant() {
+    let lat = Lattice::new(&[6, 4]).unwrap();
+    let (flow, store) = busy_flow(&lat, 6);
+    let z = randn(3 * flow.volume(), 2);
+    let (y, ld) = push(&flow, &store, &z, Direction::Forward);
+    let (back, ld_inv) = push(&flow, &store, &y, Direction::Inverse);
+    assert!(
+        common::max_rel_diff(&back, &z) < 1e-12,
+        "inverse(forward(z)) != z"
+    );
+    for (a, b) in ld.iter().zip(&ld_inv) {
+        assert!((a + b).abs() < 1e-10, "log-determinants {a} and {b}");
+    }
+    // log q through the inverse equals log p(z) − log|det| of the forward pass.
+    let lq = log_density(&flow, &store, &y).unwrap();
+    let lp = log_prior(&z, flow.volume());
+    for ((q, p), d) in lq.iter().zip(&lp).zip(&ld) {
+        assert!((q - (p - d)).abs() < 1e-10, "log q {q} vs {}", p - d);
+    }
+}
+
+/// The coupling built from unfused tape ops: y = m x + (1 − m)(x e^s + t), Σ (1 − m) s.
+fn unfused(
+    tape: &Tape<f64>,
+    x: &Var<f64>,
+    st: &Var<f64>,
+    m: &Var<f64>,
+    b: usize,
+) -> (Var<f64>, Var<f64>) {
+    let parts = tape.split(st, 1, &[1, 1]).unwrap();
+    let one_minus = tape.shift(&tape.scale(m, -1.0).unwrap(), 1.0).unwrap();
+    let moved = tape
+        .add(
+            &tape.mul(x, &tape.exp(&parts[0]).unwrap()).unwrap(),
+            &parts[1],
+        )
+        .unwrap();
+    let y = tape
+        .add(
+            &tape.mul(x, m).unwrap(),
+            &tape.mul(&moved, &one_minus).unwrap(),
+        )
+        .unwrap();
+    let s_active = tape.mul(&parts[0], &one_minus).unwrap();
+    let ld = tape.sum(&s_active, &[1, 2, 3]).unwrap();
+    (y, tape.reshape(&ld, &[b]).unwrap())
+}
+
+#[test]
+fn the_fused_coupling_equals_the_unfused_tape_ops_with_gradients() {
+    let c = ctx();
+    let (b, h, w) = (3usize, 4usize, 6usize);
+    let n = b * h * w;
+    let mut store = ParamStore::new(&c);
+    store.insert("x", c.from_vec(&[b, 1, h, w], &randn(n, 3)).unwrap());
+    let st: Vec<f64> = randn(2 * n, 4).iter().map(|v| 0.7 * v).collect();
+    store.insert("st", c.from_vec(&[b, 2, h, w], &st).unwrap());
+    let mask = Arc::new(masks::checkerboard(&c, &[h, w], 1).unwrap());
+    // A loss using both outputs with weights, so every gradient path is exercised.
+    let weights = c.from_vec(&[b, 1, h, w], &randn(n, 5)).unwrap();
+    let run = |fused: bool| {
+        let tape = Tape::new(&c);
+        let (x, s) = (
+            tape.param(&store, "x").unwrap(),
+            tape.param(&store, "st").unwrap(),
+        );
+        let m = tape.constant_shared(&mask);
+        let (y, ld) = if fused {
+            let mut out = tape
+                .apply_multi(Coupling(Direction::Forward), &[&x, &s, &m])
+                .unwrap();
+            let ld = out.pop().unwrap();
+            (out.pop().unwrap(), ld)
+        } else {
+            unfused(&tape, &x, &s, &m, b)
+        };
+        let wv = tape.constant(weights.copy().unwrap());
+        let loss = tape
+            .add(
+                &tape.sum_all(&tape.mul(&y, &wv).unwrap()).unwrap(),
+                &tape.sum_all(&tape.square(&ld).unwrap()).unwrap(),
+            )
+            .unwrap();
+        let values = (y.value().to_f64().unwrap(), ld.value().to_f64().unwrap());
+        let g = tape.backward(&loss).unwrap();
+        (
+            values,
+            g.get("x").unwrap().to_f64().unwrap(),
+            g.get("st").unwrap().to_f64().unwrap(),
+        )
+    };
+    let (fv, fx, fs) = run(true);
+    let (uv, ux, us) = run(false);
+    assert!(common::max_rel_diff(&fv.0, &uv.0) < 1e-13, "y");
+    assert!(
+        common::max_rel_diff(&fv.1, &uv.1) < 1e-13,
+        "log-determinant"
+    );
+    assert!(common::max_rel_diff(&fx, &ux) < 1e-12, "dL/dx");
+    assert!(common::max_rel_diff(&fs, &us) < 1e-12, "dL/ds, dL/dt");
+}
+
+#[test]
+fn a_flow_at_the_identity_reproduces_the_prior() {
+    let c = ctx();
+    let lat = Lattice::new(&[4, 4]).unwrap();
+    let mut store = ParamStore::new(&c);
+    let flow = Flow::new(&small_config(4, 5), &lat, &mut store).unwrap();
+    flow.zero_output_layers(&mut store).unwrap();
+    let z = randn(2 * 16, 6);
+    let (y, ld) = push(&flow, &store, &z, Direction::Forward);
+    assert_eq!(y, z, "the identity flow moved the field");
+    assert_eq!(ld, vec![0.0, 0.0]);
+    let target = Target::new(Arc::new(Phi4::new(lat, 0.2, 0.0).unwrap()), 1.0).unwrap();
+    let p = sample(&flow, &store, &target, (9, STREAM_FLOW_SAMPLE, 0), 0, 2).unwrap();
+    let mut z = vec![0.0; 32];
+    for (b, zb) in z.chunks_mut(16).enumerate() {
+        philox::fill_normals(zb, 9, b as u32, 0, STREAM_FLOW_SAMPLE);
+    }
+    assert_eq!(p.y, z);
+    assert_eq!(p.log_q, log_prior(&z, 16));
+}
+
+#[test]
+fn training_lowers_the_reverse_kl_and_resumes_bit_identically() {
+    let lat = Lattice::new(&[4, 4]).unwrap();
+    let target = Target::new(Arc::new(Phi4::new(lat, 0.2, 0.1).unwrap()), 1.0).unwrap();
+    let c = Ctx::<f32>::new(Device::Cpu(common::cpu()));
+    let cfg = TrainConfig {
+        batch: 32,
+        lr: 3e-3,
+        seed: 4,
+    };
+    let mut a = Trainer::new(&c, &small_config(4, 1), target.clone(), cfg).unwrap();
+    let first: Vec<f64> = (0..10).map(|_| a.step().unwrap().loss).collect();
+    let (steps, adam) = a.optimiser().state(&c).unwrap();
+    let mut copy = ParamStore::new(&c);
+    for (n, t) in a.params().iter() {
+        copy.insert(n, t.copy().unwrap());
+    }
+    let mut b = Trainer::new(&c, &small_config(4, 1), target, cfg).unwrap();
+    b.restore(copy, steps as u64, &adam).unwrap();
+    let later: Vec<f64> = (0..150).map(|_| a.step().unwrap().loss).collect();
+    let resumed: Vec<f64> = (0..150).map(|_| b.step().unwrap().loss).collect();
+    assert_eq!(later, resumed, "a resumed training differs");
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    assert!(
+        mean(&later[130..]) < mean(&first) - 0.5,
+        "the loss did not fall: {first:?} → {:?}",
+        &later[130..]
+    );
+}
+
+#[test]
+fn cuda_coupling_matches_its_cpu_twin() {
+    let Some(gpu) = common::gpu("cuda_coupling_matches_its_cpu_twin") else {
+        return;
+    };
+    let run = |device: Device| {
+        let c = Ctx::<f32>::new(device);
+        let (b, h, w) = (4usize, 8usize, 8usize);
+        let n = b * h * w;
+        let mut store = ParamStore::new(&c);
+        store.insert("x", c.from_f64(&[b, 1, h, w], &randn(n, 7)).unwrap());
+        store.insert("st", c.from_f64(&[b, 2, h, w], &randn(2 * n, 8)).unwrap());
+        let mask = Arc::new(masks::checkerboard(&c, &[h, w], 0).unwrap());
+        let tape = Tape::new(&c);
+        let (x, s) = (
+            tape.param(&store, "x").unwrap(),
+            tape.param(&store, "st").unwrap(),
+        );
+        let m = tape.constant_shared(&mask);
+        let mut out = tape
+            .apply_multi(Coupling(Direction::Forward), &[&x, &s, &m])
+            .unwrap();
+        let ld = out.pop().unwrap();
+        let y = out.pop().unwrap();
+        let loss = tape
+            .add(
+                &tape.sum_all(&tape.square(&y).unwrap()).unwrap(),
+                &tape.sum_all(&ld).unwrap(),
+            )
+            .unwrap();
+        let values = [y.value().to_f64().unwrap(), ld.value().to_f64().unwrap()];
+        let g = tape.backward(&loss).unwrap();
+        let grads = [
+            g.get("x").unwrap().to_f64().unwrap(),
+            g.get("st").unwrap().to_f64().unwrap(),
+        ];
+        (values, grads)
+    };
+    let (cv, cg) = run(Device::Cpu(common::cpu()));
+    let (gv, gg) = run(Device::Cuda(gpu));
+    for (what, a, b) in [
+        ("y", &cv[0], &gv[0]),
+        ("log-det", &cv[1], &gv[1]),
+        ("dx", &cg[0], &gg[0]),
+        ("dst", &cg[1], &gg[1]),
+    ] {
+        assert!(
+            common::max_rel_diff(a, b) < 1e-5,
+            "{what}: CUDA and CPU differ"
+        );
+    }
+}
