@@ -41,11 +41,206 @@ enum Command {
     /// Critical slowing down: tau_int and cost per independent sample of each algorithm
     /// against L, and the dynamical exponent z.
     Csd(CsdArgs),
+    /// Normalizing flows: train one by the reverse KL divergence, then sample exactly with it
+    /// (independence Metropolis).
+    Flow {
+        #[command(subcommand)]
+        what: FlowWhat,
+    },
     /// Throughput benchmarks.
     Bench {
         #[command(subcommand)]
         what: BenchWhat,
     },
+}
+
+#[derive(Subcommand)]
+enum FlowWhat {
+    /// Train an affine-coupling flow for phi4 (1D or 2D) or the oscillator.
+    Train(FlowTrainArgs),
+    /// Independence Metropolis over a trained flow: the usual run files plus acceptance and
+    /// ess_per_sample.
+    Sample(FlowSampleArgs),
+}
+
+#[derive(Args)]
+struct FlowTrainArgs {
+    #[command(flatten)]
+    couplings: TheoryArgs,
+    /// Coupling layers.
+    #[arg(long, default_value_t = 16)]
+    layers: usize,
+    /// Hidden channel widths of each coupling's convolution network, comma-separated.
+    #[arg(long, default_value = "8,8", value_delimiter = ',')]
+    hidden: Vec<usize>,
+    /// Convolution kernel size (odd).
+    #[arg(long, default_value_t = 3)]
+    kernel: usize,
+    /// Negative slope of the leaky ReLU between convolutions.
+    #[arg(long, default_value_t = 0.01)]
+    slope: f64,
+    /// Samples per training step.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Training steps in all (a resume trains up to this many).
+    #[arg(long, default_value_t = 1000)]
+    steps: u64,
+    /// Adam's learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Log a row of train.csv (and write a checkpoint) every this many steps.
+    #[arg(long, default_value_t = 50)]
+    log_every: u64,
+    /// Seed of the initial weights and of every prior draw.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Output (model) directory.
+    #[arg(long, default_value = "latticeml-flow")]
+    out: PathBuf,
+    /// Continue the training stored in --out (same parameters; --steps may grow).
+    #[arg(long, conflicts_with = "force")]
+    resume: bool,
+    /// Replace the results of an earlier command in --out.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args)]
+struct FlowSampleArgs {
+    /// The model directory of `latticeml flow train`.
+    #[arg(long)]
+    model: PathBuf,
+    /// Measured samples in all (spread over the chains).
+    #[arg(long, default_value_t = 10000)]
+    samples: u64,
+    /// Independent Markov chains.
+    #[arg(long, default_value_t = 16)]
+    chains: usize,
+    /// Updates per chain left out of the analysis.
+    #[arg(long, default_value_t = 20)]
+    therm: u64,
+    /// Seed of the proposals and the accept/reject decisions.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Output directory.
+    #[arg(long, default_value = "latticeml-out")]
+    out: PathBuf,
+    /// Keep a configuration every K updates in configs.npy.
+    #[arg(long, default_value_t = 10)]
+    save_every: u64,
+    /// Write the checkpoint and files every K updates.
+    #[arg(long, default_value_t = 250)]
+    checkpoint_every: u64,
+    /// Continue the run stored in --out.
+    #[arg(long, conflicts_with = "force")]
+    resume: bool,
+    /// Replace the results of an earlier command in --out.
+    #[arg(long)]
+    force: bool,
+}
+
+fn claim_of(resume: bool, force: bool) -> Claim {
+    match (resume, force) {
+        (true, _) => Claim::Resume,
+        (false, true) => Claim::Force,
+        (false, false) => Claim::Fresh,
+    }
+}
+
+fn bar(total: u64, unit: &str) -> Result<ProgressBar> {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{bar:40}} {{pos}}/{{len}} {unit}  {{per_sec}}  eta {{eta}}"
+        ))
+        .map_err(|e| Error::InvalidInput(e.to_string()))?,
+    );
+    Ok(bar)
+}
+
+fn cmd_flow_train(a: FlowTrainArgs) -> Result<()> {
+    use latticeml::flow::job::{train, TrainJob};
+    let job = TrainJob {
+        theory: a.couplings.config()?,
+        flow: latticeml::flow::FlowConfig {
+            layers: a.layers,
+            hidden: a.hidden.clone(),
+            kernel: a.kernel,
+            slope: a.slope,
+            seed: a.seed,
+        },
+        train: latticeml::flow::TrainConfig {
+            batch: a.batch,
+            lr: a.lr,
+            seed: a.seed,
+        },
+        steps: a.steps,
+        log_every: a.log_every,
+    };
+    job.flow.validate()?;
+    job.train.validate()?;
+    let (device, why) = Device::from_name(&a.device)?;
+    eprintln!("latticeml: {why}");
+    let progress = bar(a.steps, "steps")?;
+    let outcome = train(
+        &job,
+        &device,
+        &a.out,
+        claim_of(a.resume, a.force),
+        &mut |d, _| progress.set_position(d),
+    );
+    progress.finish_and_clear();
+    let o = outcome?;
+    println!(
+        "step {}: loss {:.4}  ESS/sample {:.3}  acceptance {:.3}  ({:.1} steps/s)",
+        o.last.step, o.last.loss, o.last.ess, o.last.acceptance, o.steps_per_second
+    );
+    Ok(())
+}
+
+fn cmd_flow_sample(a: FlowSampleArgs) -> Result<()> {
+    let record = latticeml::flow::nmcmc::FlowRecord::load(&a.model)?;
+    if a.chains == 0 || a.samples == 0 || a.therm == 0 {
+        return Err(Error::InvalidInput(
+            "--samples, --chains and --therm must be at least 1 (the first update replaces the \
+             start by the flow's proposal)"
+                .into(),
+        ));
+    }
+    let per_chain = a.samples.div_ceil(a.chains as u64);
+    let cfg = RunConfig {
+        theory: record.theory,
+        chains: a.chains,
+        trajectories: per_chain + a.therm,
+        therm: a.therm,
+        sampler: SamplerConfig::Flow {
+            model: a.model.clone(),
+            seed: a.seed,
+        },
+        start: Start::from_name("hot")?,
+        save_every: a.save_every,
+        checkpoint_every: a.checkpoint_every,
+    };
+    cfg.validate()?;
+    let (device, why) = Device::from_name(&a.device)?;
+    eprintln!("latticeml: {why}");
+    let progress = bar(cfg.trajectories, "updates")?;
+    let outcome = run(
+        &cfg,
+        &device,
+        &a.out,
+        claim_of(a.resume, a.force),
+        &mut |d, _| progress.set_position(d),
+    );
+    progress.finish_and_clear();
+    print_table(&outcome?);
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -219,20 +414,29 @@ struct BenchNnArgs {
     json: bool,
 }
 
+/// The theory and its couplings, shared by every command that builds one.
 #[derive(Args)]
-struct HmcArgs {
+struct TheoryArgs {
     /// phi4, oscillator, xy or ising.
     #[arg(long, default_value = "phi4")]
     theory: String,
     /// Lattice extents for phi4, xy and ising, e.g. 64x64 or 16x16x16x16.
     #[arg(long, default_value = "32x32")]
     dims: String,
-    /// Hopping parameter (phi4).
-    #[arg(long, default_value_t = 0.21, allow_hyphen_values = true)]
-    kappa: f64,
-    /// Quartic coupling (phi4 hopping form, or the oscillator's lambda).
-    #[arg(long, allow_hyphen_values = true)]
+    /// Hopping parameter (phi4) [default: 0.21].
+    #[arg(long, allow_hyphen_values = true, conflicts_with_all = ["m2", "lambda0"])]
+    kappa: Option<f64>,
+    /// Quartic coupling (phi4 hopping form [default: 0.022], or the oscillator's lambda
+    /// [default: 1]).
+    #[arg(long, allow_hyphen_values = true, conflicts_with_all = ["m2", "lambda0"])]
     lambda: Option<f64>,
+    /// phi4 in the standard form of the flow papers, S = sum[-2 sum_mu phi phi' + (2d + m2)
+    /// phi^2 + lambda0 phi^4]: the bare mass squared (with --lambda0; converted to kappa, lambda).
+    #[arg(long, allow_hyphen_values = true, requires = "lambda0")]
+    m2: Option<f64>,
+    /// phi4 standard form: the quartic coupling lambda0 (with --m2).
+    #[arg(long, allow_hyphen_values = true, requires = "m2")]
+    lambda0: Option<f64>,
     /// Oscillator mass.
     #[arg(long, default_value_t = 0.5, allow_hyphen_values = true)]
     m: f64,
@@ -246,6 +450,61 @@ struct HmcArgs {
     /// Oscillator time slices.
     #[arg(long, default_value_t = 100)]
     n: usize,
+}
+
+impl TheoryArgs {
+    /// The theory these flags name.
+    fn config(&self) -> Result<TheoryConfig> {
+        let dims = || Lattice::parse(&self.dims);
+        if (self.m2.is_some() || self.lambda0.is_some()) && self.theory != "phi4" {
+            return Err(Error::InvalidInput(
+                "--m2 and --lambda0 are couplings of phi4".into(),
+            ));
+        }
+        Ok(match self.theory.as_str() {
+            "phi4" => {
+                let lattice = dims()?;
+                let (kappa, lambda) = match (self.m2, self.lambda0) {
+                    (Some(m2), Some(lambda0)) => latticeml::action::standard_to_hopping(
+                        latticeml::action::StandardCouplings { m2, lambda0 },
+                        lattice.dim(),
+                    )?,
+                    _ => (self.kappa.unwrap_or(0.21), self.lambda.unwrap_or(0.022)),
+                };
+                TheoryConfig::Phi4 {
+                    lattice,
+                    kappa,
+                    lambda,
+                }
+            }
+            "oscillator" => TheoryConfig::Oscillator {
+                mass: self.m,
+                lambda: self.lambda.unwrap_or(1.0),
+                f: self.f,
+                beta: self.beta.unwrap_or(20.0),
+                n: self.n,
+            },
+            "xy" => TheoryConfig::Xy {
+                lattice: dims()?,
+                beta: self.beta.unwrap_or(1.0),
+            },
+            "ising" => TheoryConfig::Ising {
+                lattice: dims()?,
+                beta: self.beta.unwrap_or(0.4),
+            },
+            t => {
+                return Err(Error::InvalidInput(format!(
+                    "unknown theory '{t}': use phi4, oscillator, xy or ising"
+                )))
+            }
+        })
+    }
+}
+
+#[derive(Args)]
+struct HmcArgs {
+    #[command(flatten)]
+    couplings: TheoryArgs,
     /// Trajectories per chain, thermalisation included.
     #[arg(long, default_value_t = 5000)]
     trajectories: u64,
@@ -278,6 +537,9 @@ struct HmcArgs {
     /// nonzero k^2].
     #[arg(long, allow_hyphen_values = true)]
     fa_mass: Option<f64>,
+    /// flow: the directory of a trained flow (`latticeml flow train`).
+    #[arg(long = "model")]
+    flow_model: Option<PathBuf>,
     /// Langevin time step of mala and langevin [default: 0.01].
     #[arg(long, allow_hyphen_values = true)]
     epsilon: Option<f64>,
@@ -339,6 +601,12 @@ fn main() -> ExitCode {
         Command::Sample(a) => cmd_sample(a),
         Command::Spectral(a) => cmd_spectral(a),
         Command::Csd(a) => cmd_csd(a),
+        Command::Flow {
+            what: FlowWhat::Train(a),
+        } => cmd_flow_train(a),
+        Command::Flow {
+            what: FlowWhat::Sample(a),
+        } => cmd_flow_sample(a),
         Command::Bench {
             what: BenchWhat::Hmc(a),
         } => cmd_bench_hmc(a),
@@ -362,10 +630,13 @@ fn main() -> ExitCode {
 /// rather than silently ignored.
 fn sampler_config(a: &HmcArgs, lattice: &Lattice) -> Result<SamplerConfig> {
     let hmc_flags = a.steps.is_some() || a.tau.is_some() || a.integrator.is_some();
-    let algorithm = a.algorithm.as_deref().unwrap_or(match a.theory.as_str() {
-        "xy" | "ising" => "metropolis",
-        _ => "hmc",
-    });
+    let algorithm = a
+        .algorithm
+        .as_deref()
+        .unwrap_or(match a.couplings.theory.as_str() {
+            "xy" | "ising" => "metropolis",
+            _ => "hmc",
+        });
     let refuse = |what: &str| {
         Err(Error::InvalidInput(format!(
             "--algorithm {algorithm} takes {what}"
@@ -379,6 +650,9 @@ fn sampler_config(a: &HmcArgs, lattice: &Lattice) -> Result<SamplerConfig> {
     }
     if a.fa_mass.is_some() && algorithm != "fa-hmc" {
         return refuse("no --fa-mass (only fa-hmc does)");
+    }
+    if a.flow_model.is_some() && algorithm != "flow" {
+        return refuse("no --model (only flow does)");
     }
     let hmc_params = || -> Result<HmcParams> {
         Ok(HmcParams {
@@ -418,6 +692,18 @@ fn sampler_config(a: &HmcArgs, lattice: &Lattice) -> Result<SamplerConfig> {
             epsilon: a.epsilon.unwrap_or(0.01),
             seed: a.seed,
         }),
+        "flow" if hmc_flags || a.epsilon.is_some() => {
+            refuse("--model, not --tau, --steps, --integrator or --epsilon")
+        }
+        "flow" => Ok(SamplerConfig::Flow {
+            model: a.flow_model.clone().ok_or_else(|| {
+                Error::InvalidInput(
+                    "--algorithm flow needs --model DIR (a flow trained by `latticeml flow train`)"
+                        .into(),
+                )
+            })?,
+            seed: a.seed,
+        }),
         "metropolis" => local(LocalAlgorithm::Metropolis {
             hits: a.hits.unwrap_or(1),
         }),
@@ -434,41 +720,14 @@ fn sampler_config(a: &HmcArgs, lattice: &Lattice) -> Result<SamplerConfig> {
             },
         }),
         other => Err(Error::InvalidInput(format!(
-            "unknown algorithm '{other}': use hmc, fa-hmc, mala, langevin, metropolis, \
+            "unknown algorithm '{other}': use hmc, fa-hmc, mala, langevin, flow, metropolis, \
              overrelax, heatbath, cluster or wolff"
         ))),
     }
 }
 
 fn run_config(a: &HmcArgs) -> Result<RunConfig> {
-    let dims = || Lattice::parse(&a.dims);
-    let theory = match a.theory.as_str() {
-        "phi4" => TheoryConfig::Phi4 {
-            lattice: dims()?,
-            kappa: a.kappa,
-            lambda: a.lambda.unwrap_or(0.022),
-        },
-        "oscillator" => TheoryConfig::Oscillator {
-            mass: a.m,
-            lambda: a.lambda.unwrap_or(1.0),
-            f: a.f,
-            beta: a.beta.unwrap_or(20.0),
-            n: a.n,
-        },
-        "xy" => TheoryConfig::Xy {
-            lattice: dims()?,
-            beta: a.beta.unwrap_or(1.0),
-        },
-        "ising" => TheoryConfig::Ising {
-            lattice: dims()?,
-            beta: a.beta.unwrap_or(0.4),
-        },
-        t => {
-            return Err(Error::InvalidInput(format!(
-                "unknown theory '{t}': use phi4, oscillator, xy or ising"
-            )))
-        }
-    };
+    let theory = a.couplings.config()?;
     let built = theory.build()?;
     let cfg = RunConfig {
         theory,

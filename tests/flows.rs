@@ -328,3 +328,206 @@ fn cuda_coupling_matches_its_cpu_twin() {
         );
     }
 }
+
+fn cli(args: &[&str]) {
+    let o = common::latticeml(args);
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn summary_number(dir: &std::path::Path, path: &[&str]) -> f64 {
+    let text = std::fs::read_to_string(dir.join("summary.json")).unwrap();
+    let mut j = &latticeml::io::json::Json::parse(&text).unwrap();
+    for k in path {
+        j = j.get(k).unwrap_or_else(|| panic!("no {path:?} in {text}"));
+    }
+    match j {
+        latticeml::io::json::Json::Num(v) => *v,
+        other => panic!("{path:?} is {other:?}"),
+    }
+}
+
+/// Free field (λ = 0) on 4×4 at κ = 0.2: χ₂ = V⟨M²⟩ = 1/(2 − 8κ) = 2.5 exactly (the zero mode's
+/// variance). The flow is trained briefly; NMCMC is exact whatever the flow, so χ₂ must agree.
+#[test]
+fn nmcmc_reproduces_the_exact_free_field_and_resumes_bit_identically() {
+    let model = common::fresh_dir("flow-free-model");
+    let m = model.to_str().unwrap();
+    cli(&[
+        "flow",
+        "train",
+        "--device",
+        "cpu",
+        "--dims",
+        "4x4",
+        "--kappa",
+        "0.2",
+        "--lambda",
+        "0",
+        "--layers",
+        "4",
+        "--hidden",
+        "8",
+        "--batch",
+        "64",
+        "--steps",
+        "300",
+        "--lr",
+        "3e-3",
+        "--log-every",
+        "100",
+        "--out",
+        m,
+    ]);
+    let csv = std::fs::read_to_string(model.join("train.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+    let run = common::fresh_dir("flow-free-run");
+    let r = run.to_str().unwrap();
+    cli(&[
+        "flow",
+        "sample",
+        "--device",
+        "cpu",
+        "--model",
+        m,
+        "--samples",
+        "16000",
+        "--chains",
+        "8",
+        "--out",
+        r,
+    ]);
+    let chi2 = summary_number(&run, &["observables", "chi2", "value"]);
+    let err = summary_number(&run, &["observables", "chi2", "error"]);
+    let acc = summary_number(&run, &["acceptance"]);
+    let ess = summary_number(&run, &["ess_per_sample"]);
+    eprintln!("free field: chi2 = {chi2} ± {err} (exact 2.5), acceptance {acc}, ESS {ess}");
+    assert!(
+        (chi2 - 2.5).abs() < 4.0 * err,
+        "chi2 = {chi2} ± {err}, exact 2.5"
+    );
+    assert!(err < 0.1, "the error {err} is too large to test anything");
+    assert!(
+        acc > 0.3 && ess > 0.2,
+        "the flow did not learn: acceptance {acc}, ESS {ess}"
+    );
+
+    // Resume: 25 then 60 updates per chain equals 60 at once.
+    let (whole, split) = (
+        common::fresh_dir("flow-whole"),
+        common::fresh_dir("flow-split"),
+    );
+    let sample = |out: &std::path::Path, n: &str, resume: bool| {
+        let mut a = vec![
+            "flow",
+            "sample",
+            "--device",
+            "cpu",
+            "--model",
+            m,
+            "--chains",
+            "3",
+            "--therm",
+            "5",
+            "--checkpoint-every",
+            "7",
+            "--samples",
+            n,
+            "--out",
+        ];
+        let o = out.to_str().unwrap().to_string();
+        a.push(&o);
+        if resume {
+            a.push("--resume");
+        }
+        cli(&a);
+    };
+    sample(&whole, "180", false);
+    sample(&split, "60", false);
+    sample(&split, "180", true);
+    for f in ["observables.csv", "configs.npy"] {
+        assert_eq!(
+            std::fs::read(whole.join(f)).unwrap(),
+            std::fs::read(split.join(f)).unwrap(),
+            "{f} differs after resume"
+        );
+    }
+}
+
+#[test]
+fn flow_training_resumes_bit_identically_and_refuses_bad_input() {
+    let args = |out: &str, steps: &'static str, extra: &[&'static str]| {
+        let mut a: Vec<String> = [
+            "flow",
+            "train",
+            "--device",
+            "cpu",
+            "--dims",
+            "4x4",
+            "--kappa",
+            "0.2",
+            "--layers",
+            "2",
+            "--hidden",
+            "4",
+            "--batch",
+            "16",
+            "--log-every",
+            "10",
+            "--steps",
+            steps,
+            "--out",
+            out,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let go = |a: Vec<String>| cli(&a.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    let (whole, split) = (common::fresh_dir("ft-whole"), common::fresh_dir("ft-split"));
+    go(args(whole.to_str().unwrap(), "40", &[]));
+    go(args(split.to_str().unwrap(), "20", &[]));
+    go(args(split.to_str().unwrap(), "40", &["--resume"]));
+    for f in [
+        "model.safetensors",
+        "optimizer.safetensors",
+        "train.csv",
+        "flow.json",
+    ] {
+        assert_eq!(
+            std::fs::read(whole.join(f)).unwrap(),
+            std::fs::read(split.join(f)).unwrap(),
+            "{f} differs after a resumed training"
+        );
+    }
+    let bad = common::fresh_dir("ft-bad");
+    let b = bad.to_str().unwrap();
+    common::refused(&["flow", "train", "--dims", "5x4", "--out", b], "even");
+    common::refused(
+        &["flow", "train", "--dims", "4x4x4", "--out", b],
+        "1D and 2D",
+    );
+    common::refused(
+        &[
+            "flow", "train", "--dims", "8x8", "--kernel", "4", "--out", b,
+        ],
+        "odd",
+    );
+    common::refused(
+        &[
+            "flow", "train", "--theory", "xy", "--dims", "8x8", "--out", b,
+        ],
+        "real fields",
+    );
+    common::refused(
+        &["flow", "train", "--dims", "8x8", "--lr", "nan", "--out", b],
+        "--lr",
+    );
+    common::refused(&["flow", "sample", "--model", b, "--out", b], "flow.json");
+    common::refused(&["sample", "--algorithm", "flow", "--out", b], "--model");
+}

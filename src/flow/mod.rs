@@ -9,6 +9,7 @@
 //! - [`nmcmc`]: the flow as a [`crate::sampler::Sampler`], and the model files.
 
 pub mod coupling;
+pub mod job;
 pub mod model;
 pub mod nmcmc;
 pub mod target;

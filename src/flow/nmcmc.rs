@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::model::{Flow, FlowConfig};
 use super::target::Target;
-use super::train::{log_density, sample, TrainConfig, STREAM_FLOW_SAMPLE};
+use super::train::{sample, TrainConfig, STREAM_FLOW_SAMPLE};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::io::json::Json;
@@ -16,7 +16,7 @@ use crate::io::{read, write_atomic};
 use crate::nn::{safetensors, Ctx, ParamStore};
 use crate::philox;
 use crate::sampler::{ChainMeasurement, Sampler, UpdateStats};
-use crate::theory::{Theory, TheoryConfig};
+use crate::theory::{FieldKind, Theory, TheoryConfig};
 
 /// File names of a model directory.
 pub const MODEL_FILE: &str = "model.safetensors";
@@ -134,12 +134,17 @@ impl FlowRecord {
     /// The theory and its flow target.
     pub fn target(&self) -> Result<(Arc<dyn Theory>, Target)> {
         let theory = self.theory.build()?;
-        let action = theory.clone().scalar_action().ok_or_else(|| {
+        let refuse = || {
             Error::InvalidInput(format!(
-                "flows sample real fields; the theory {} has none",
-                theory.name()
+                "flows sample real fields on R^V; the theory {} has none (its field is {:?})",
+                theory.name(),
+                theory.field_kind()
             ))
-        })?;
+        };
+        if theory.field_kind() != FieldKind::Real {
+            return Err(refuse());
+        }
+        let action = theory.clone().scalar_action().ok_or_else(refuse)?;
         Ok((theory, Target::new(action, self.scale)?))
     }
 }
@@ -322,7 +327,9 @@ impl Sampler for FlowSampler {
         for (c, (&lw, &prop)) in self.log_w.clone().iter().zip(&proposed).enumerate() {
             let dh = lw - prop;
             let u = philox::uniform(self.seed, c as u32, step, philox::STREAM_ACCEPT);
-            stats.delta_h[c] = dh;
+            // The first update replaces the start unconditionally; its ΔH is reported as 0
+            // (that update is thermalisation: `flow sample` requires --therm ≥ 1).
+            stats.delta_h[c] = if lw.is_nan() { 0.0 } else { dh };
             // A chain without a weight yet (no start measured) takes its first proposal.
             if lw.is_nan() || u.ln() < -dh {
                 self.current[c * v..(c + 1) * v].copy_from_slice(&p.y[c * v..(c + 1) * v]);
@@ -361,15 +368,11 @@ impl Sampler for FlowSampler {
                 phi.len()
             )));
         }
-        let y = self.target.to_flow(phi);
-        let log_q = log_density(&self.model.flow, &self.model.params, &y)?;
-        let v = self.target.volume();
-        self.log_w = y
-            .chunks(v)
-            .zip(&log_q)
-            .map(|(c, q)| -self.target.action_of(c) - q)
-            .collect();
-        self.current = y;
+        // The chain starts from its first proposal (accepted unconditionally): a start far from
+        // what the flow proposes could carry a huge weight w = e^{−S}/q and stall the chain for
+        // many updates. The given configuration is kept until then.
+        self.current = self.target.to_flow(phi);
+        self.log_w.iter_mut().for_each(|w| *w = f64::NAN);
         Ok(())
     }
 

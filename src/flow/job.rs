@@ -1,0 +1,217 @@
+//! `latticeml flow train` as a library function: trains a flow into a model directory with a
+//! checkpoint every so many steps, so that `--resume` continues bit-identically, and writes
+//! `train.csv` (step, loss, ess, acceptance) and `summary.json`.
+
+use std::path::Path;
+use std::time::Instant;
+
+use super::nmcmc::{FlowRecord, MODEL_FILE, OPTIMISER_FILE};
+use super::train::{StepStats, TrainConfig, Trainer};
+use super::FlowConfig;
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::io::json::Json;
+use crate::io::outdir::{Claim, Manifest, OutputDir};
+use crate::io::{read, write_atomic};
+use crate::nn::{safetensors, Ctx};
+use crate::theory::TheoryConfig;
+
+/// The training log.
+pub const TRAIN_CSV: &str = "train.csv";
+/// The summary of the training.
+pub const SUMMARY: &str = "summary.json";
+
+/// Everything `flow train` is asked to do.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainJob {
+    /// The target theory.
+    pub theory: TheoryConfig,
+    /// The architecture.
+    pub flow: FlowConfig,
+    /// Batch, learning rate, seed.
+    pub train: TrainConfig,
+    /// Total training steps (a resume trains up to this many).
+    pub steps: u64,
+    /// Log (and checkpoint) every this many steps.
+    pub log_every: u64,
+}
+
+/// What a training did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainOutcome {
+    /// The last logged interval's mean statistics.
+    pub last: StepStats,
+    /// Steps per second of this invocation.
+    pub steps_per_second: f64,
+}
+
+impl TrainJob {
+    /// The record of a model with `steps` done.
+    fn record(&self, scale: f64, steps: u64) -> FlowRecord {
+        FlowRecord {
+            theory: self.theory.clone(),
+            flow: self.flow.clone(),
+            scale,
+            train: self.train,
+            steps,
+        }
+    }
+
+    /// `key=value` lines fixing the training (all but the number of steps).
+    fn identity(&self) -> String {
+        let mut r = self.record(1.0, 0).to_json();
+        if let Json::Obj(items) = &mut r {
+            items.retain(|(k, _)| k != "steps" && k != "scale");
+        }
+        format!(
+            "flow={}\nlog_every={}\n",
+            r.pretty().replace('\n', ""),
+            self.log_every
+        )
+    }
+}
+
+/// The field scale c of a theory's flow variables: 1/√κ for φ⁴ (the standard-form field), 1
+/// otherwise.
+pub fn field_scale(theory: &TheoryConfig) -> f64 {
+    match theory {
+        TheoryConfig::Phi4 { kappa, .. } => 1.0 / kappa.sqrt(),
+        _ => 1.0,
+    }
+}
+
+/// Trains `job` into `out`; `progress(done, total)` after every step.
+pub fn train(
+    job: &TrainJob,
+    device: &Device,
+    out: &Path,
+    claim: Claim,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<TrainOutcome> {
+    if job.steps == 0 || job.log_every == 0 {
+        return Err(Error::InvalidInput(
+            "--steps and --log-every must be at least 1".into(),
+        ));
+    }
+    let scale = field_scale(&job.theory);
+    let (_, target) = job.record(scale, 0).target()?;
+    let ctx = Ctx::<f32>::new(device.clone());
+    let mut trainer = Trainer::new(&ctx, &job.flow, target, job.train)?;
+    let manifest = Manifest {
+        command: "flow train".into(),
+        parameters: job.identity(),
+        files: [
+            MODEL_FILE,
+            OPTIMISER_FILE,
+            super::nmcmc::RECORD_FILE,
+            TRAIN_CSV,
+            SUMMARY,
+        ]
+        .iter()
+        .map(|f| f.to_string())
+        .collect(),
+    };
+    let dir = OutputDir::claim(out, &manifest, claim)?;
+    let out = dir.path();
+    let mut log = String::from("step,loss,ess,acceptance\n");
+    if claim == Claim::Resume {
+        resume(&mut trainer, &ctx, out, &mut log, job)?;
+    }
+    let start = (trainer.steps(), Instant::now());
+    let mut interval: Vec<StepStats> = Vec::new();
+    let mut last = None;
+    while trainer.steps() < job.steps {
+        interval.push(trainer.step()?);
+        progress(trainer.steps(), job.steps);
+        if trainer.steps() % job.log_every == 0 || trainer.steps() == job.steps {
+            let mean = interval_mean(&interval);
+            log.push_str(&format!(
+                "{},{:e},{:e},{:e}\n",
+                mean.step, mean.loss, mean.ess, mean.acceptance
+            ));
+            interval.clear();
+            checkpoint(&trainer, &ctx, out, &log, job, scale)?;
+            last = Some(mean);
+        }
+    }
+    let seconds = start.1.elapsed().as_secs_f64();
+    let rate = (trainer.steps() - start.0) as f64 / seconds.max(1e-9);
+    let last = last.ok_or_else(|| {
+        Error::InvalidInput(format!(
+            "the model in {} has {} steps already; raise --steps to train further",
+            out.display(),
+            trainer.steps()
+        ))
+    })?;
+    write_summary(out, job, &last, rate)?;
+    Ok(TrainOutcome {
+        last,
+        steps_per_second: rate,
+    })
+}
+
+fn interval_mean(v: &[StepStats]) -> StepStats {
+    let n = v.len().max(1) as f64;
+    let mean = |f: fn(&StepStats) -> f64| v.iter().map(f).sum::<f64>() / n;
+    StepStats {
+        step: v.last().map(|s| s.step).unwrap_or(0),
+        loss: mean(|s| s.loss),
+        ess: mean(|s| s.ess),
+        acceptance: mean(|s| s.acceptance),
+    }
+}
+
+fn checkpoint(
+    trainer: &Trainer<f32>,
+    ctx: &Ctx<f32>,
+    out: &Path,
+    log: &str,
+    job: &TrainJob,
+    scale: f64,
+) -> Result<()> {
+    let (steps, adam) = trainer.optimiser().state(ctx)?;
+    safetensors::save(trainer.params(), &out.join(MODEL_FILE))?;
+    safetensors::save(&adam, &out.join(OPTIMISER_FILE))?;
+    write_atomic(&out.join(TRAIN_CSV), log.as_bytes())?;
+    // The record last: it names the step count the other files hold.
+    job.record(scale, steps as u64).save(out)
+}
+
+fn resume(
+    trainer: &mut Trainer<f32>,
+    ctx: &Ctx<f32>,
+    out: &Path,
+    log: &mut String,
+    job: &TrainJob,
+) -> Result<()> {
+    let record = FlowRecord::load(out)?;
+    let params = safetensors::load(ctx, &out.join(MODEL_FILE))?;
+    let adam = safetensors::load(ctx, &out.join(OPTIMISER_FILE))?;
+    let text = String::from_utf8(read(&out.join(TRAIN_CSV))?).map_err(|_| Error::BadFile {
+        path: out.join(TRAIN_CSV).display().to_string(),
+        reason: "not UTF-8".into(),
+    })?;
+    if record.steps > job.steps {
+        return Err(Error::InvalidInput(format!(
+            "the model has {} steps, more than --steps {}",
+            record.steps, job.steps
+        )));
+    }
+    trainer.restore(params, record.steps, &adam)?;
+    *log = text;
+    Ok(())
+}
+
+fn write_summary(out: &Path, job: &TrainJob, last: &StepStats, rate: f64) -> Result<()> {
+    let j = Json::obj([
+        ("theory", job.theory.to_json()),
+        ("steps", Json::Num(last.step as f64)),
+        ("loss", Json::Num(last.loss)),
+        ("ess", Json::Num(last.ess)),
+        ("acceptance", Json::Num(last.acceptance)),
+        ("steps_per_second", Json::Num(rate)),
+        ("batch", Json::Num(job.train.batch as f64)),
+        ("layers", Json::Num(job.flow.layers as f64)),
+    ]);
+    write_atomic(&out.join(SUMMARY), j.pretty().as_bytes())
+}
