@@ -350,6 +350,7 @@ pub fn run(
     let mut sampler = cfg.sampler.build(action.clone(), cfg.chains, device)?;
     let identity = cfg.identity(action.as_ref(), sampler.as_ref());
     let global = sampler.global_proposals();
+    let checked = sampler.stalls_are_failures();
     let manifest = Manifest {
         command: "sample".into(),
         parameters: identity.clone(),
@@ -406,7 +407,7 @@ pub fn run(
         if end_of_therm {
             // The second half of thermalisation ran at the production step size.
             let hist = load_history(out, ncols, lat.time_extent())?;
-            check_chains(&hist.rows, ncols, cfg.chains, cfg.therm / 2, global)
+            check_chains(&hist.rows, ncols, cfg.chains, cfg.therm / 2, checked)
                 .map_err(|e| no_summary(out, e))?;
         }
     }
@@ -418,7 +419,7 @@ pub fn run(
         path: out.join("observables.csv").display().to_string(),
         reason,
     })?;
-    check_chains(&hist.rows, ncols, cfg.chains, cfg.therm, global)
+    check_chains(&hist.rows, ncols, cfg.chains, cfg.therm, checked)
         .map_err(|e| no_summary(out, e))?;
 
     let mut outcome = analyse(

@@ -62,6 +62,12 @@ pub trait Sampler: Send {
     fn global_proposals(&self) -> bool {
         true
     }
+    /// Whether a chain rejecting every proposal for many updates (20 in the run's check) means it
+    /// is broken (HMC with too large a step). An independence sampler (a flow) rejects long runs
+    /// legitimately after a proposal of large weight, so it says no.
+    fn stalls_are_failures(&self) -> bool {
+        self.global_proposals()
+    }
     /// Site updates the last update performed (for throughput figures).
     fn site_updates(&self) -> u64;
     /// Measures every chain's current configuration.

@@ -300,6 +300,10 @@ impl Sampler for FlowSampler {
         ]
     }
 
+    fn stalls_are_failures(&self) -> bool {
+        false
+    }
+
     fn set_warmup(&mut self, _level: u32) -> Result<()> {
         Ok(())
     }
