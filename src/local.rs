@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::io::json::Json;
 use crate::sampler::{ChainMeasurement, Sampler, UpdateStats};
 use crate::theory::{ClusterKind, LocalAlgorithm, Sweeper, Theory};
@@ -126,11 +126,8 @@ impl Sampler for LocalSampler {
     }
 
     fn restore(&mut self, done: u64, state: &[(String, Vec<f64>)]) -> Result<()> {
-        let fields = state
-            .iter()
-            .find(|(n, _)| n == "fields")
-            .ok_or_else(|| Error::InvalidInput("the saved state has no 'fields'".into()))?;
-        self.sweeper.set_fields(&fields.1)?;
+        self.sweeper
+            .set_fields(crate::sampler::saved(state, "fields")?)?;
         self.done = done;
         Ok(())
     }

@@ -131,18 +131,8 @@ struct FlowSampleArgs {
     /// Output directory.
     #[arg(long, default_value = "latticeml-out")]
     out: PathBuf,
-    /// Keep a configuration every K updates in configs.npy.
-    #[arg(long, default_value_t = 10)]
-    save_every: u64,
-    /// Write the checkpoint and files every K updates.
-    #[arg(long, default_value_t = 250)]
-    checkpoint_every: u64,
-    /// Continue the run stored in --out.
-    #[arg(long, conflicts_with = "force")]
-    resume: bool,
-    /// Replace the results of an earlier command in --out.
-    #[arg(long)]
-    force: bool,
+    #[command(flatten)]
+    files: RunFileArgs,
 }
 
 fn claim_of(resume: bool, force: bool) -> Claim {
@@ -224,20 +214,16 @@ fn cmd_flow_sample(a: FlowSampleArgs) -> Result<()> {
             seed: a.seed,
         },
         start: Start::from_name("hot")?,
-        save_every: a.save_every,
-        checkpoint_every: a.checkpoint_every,
+        save_every: a.files.save_every,
+        checkpoint_every: a.files.checkpoint_every,
     };
     cfg.validate()?;
     let (device, why) = Device::from_name(&a.device)?;
     eprintln!("latticeml: {why}");
     let progress = bar(cfg.trajectories, "updates")?;
-    let outcome = run(
-        &cfg,
-        &device,
-        &a.out,
-        claim_of(a.resume, a.force),
-        &mut |d, _| progress.set_position(d),
-    );
+    let outcome = run(&cfg, &device, &a.out, a.files.claim(), &mut |d, _| {
+        progress.set_position(d)
+    });
     progress.finish_and_clear();
     print_table(&outcome?);
     Ok(())
@@ -555,22 +541,35 @@ struct HmcArgs {
     /// Output directory.
     #[arg(long, default_value = "latticeml-out")]
     out: PathBuf,
-    /// Keep a configuration every K trajectories in configs.npy.
-    #[arg(long, default_value_t = 10)]
-    save_every: u64,
-    /// Write the checkpoint and files every K trajectories.
-    #[arg(long, default_value_t = 250)]
-    checkpoint_every: u64,
     /// How the chains start: hot (unit Gaussian), cold (φ = 0) or ordered (the uniform
     /// minimum of the action: the broken phase, or the oscillator's right well).
     #[arg(long, default_value = "hot")]
     start: String,
-    /// Continue the run stored in --out (same parameters; --trajectories may grow).
+    #[command(flatten)]
+    files: RunFileArgs,
+}
+
+/// How a production run writes its files, shared by `sample` and `flow sample`.
+#[derive(Args)]
+struct RunFileArgs {
+    /// Keep a configuration every K updates (trajectories, sweeps) in configs.npy.
+    #[arg(long, default_value_t = 10)]
+    save_every: u64,
+    /// Write the checkpoint and files every K updates.
+    #[arg(long, default_value_t = 250)]
+    checkpoint_every: u64,
+    /// Continue the run stored in --out (same parameters; the number of updates may grow).
     #[arg(long, conflicts_with = "force")]
     resume: bool,
     /// Replace the results of an earlier command in --out.
     #[arg(long)]
     force: bool,
+}
+
+impl RunFileArgs {
+    fn claim(&self) -> Claim {
+        claim_of(self.resume, self.force)
+    }
 }
 
 #[derive(Args)]
@@ -736,8 +735,8 @@ fn run_config(a: &HmcArgs) -> Result<RunConfig> {
         therm: a.therm,
         sampler: sampler_config(a, built.lattice())?,
         start: Start::from_name(&a.start)?,
-        save_every: a.save_every,
-        checkpoint_every: a.checkpoint_every,
+        save_every: a.files.save_every,
+        checkpoint_every: a.files.checkpoint_every,
     };
     cfg.validate()?;
     latticeml::theory::check_offers(built.as_ref(), cfg.sampler.name())?;
@@ -753,12 +752,7 @@ fn cmd_sample(a: HmcArgs) -> Result<()> {
         ProgressStyle::with_template("{bar:40} {pos}/{len} trajectories  {per_sec}  eta {eta}")
             .map_err(|e| Error::InvalidInput(e.to_string()))?,
     );
-    let claim = match (a.resume, a.force) {
-        (true, _) => Claim::Resume,
-        (false, true) => Claim::Force,
-        (false, false) => Claim::Fresh,
-    };
-    let outcome = run(&cfg, &device, &a.out, claim, &mut |done, _| {
+    let outcome = run(&cfg, &device, &a.out, a.files.claim(), &mut |done, _| {
         bar.set_position(done)
     });
     bar.finish_and_clear();

@@ -82,6 +82,17 @@ pub trait Sampler: Send {
     fn restore(&mut self, done: u64, state: &[(String, Vec<f64>)]) -> Result<()>;
 }
 
+/// The array `name` of a state saved by [`Sampler::state`], or an error naming what is missing.
+pub fn saved<'a>(state: &'a [(String, Vec<f64>)], name: &str) -> Result<&'a [f64]> {
+    state
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_slice())
+        .ok_or_else(|| {
+            crate::error::Error::InvalidInput(format!("the saved state has no '{name}'"))
+        })
+}
+
 /// Every sampler with its parameters: the registry of [`Sampler`] implementations.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SamplerConfig {

@@ -390,13 +390,7 @@ impl Sampler for FlowSampler {
     }
 
     fn restore(&mut self, done: u64, state: &[(String, Vec<f64>)]) -> Result<()> {
-        let get = |name: &str| {
-            state
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_slice())
-                .ok_or_else(|| Error::InvalidInput(format!("the saved state has no '{name}'")))
-        };
+        let get = |name: &str| crate::sampler::saved(state, name);
         let (log_w, ess) = (get("log_w")?, get("ess")?);
         if log_w.len() != self.chains || ess.len() != 4 {
             return Err(Error::InvalidInput(

@@ -239,13 +239,7 @@ impl Sampler for HmcSampler {
     }
 
     fn restore(&mut self, done: u64, state: &[(String, Vec<f64>)]) -> Result<()> {
-        let get = |name: &str| {
-            state
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_slice())
-                .ok_or_else(|| Error::InvalidInput(format!("the saved state has no '{name}'")))
-        };
+        let get = |name: &str| crate::sampler::saved(state, name);
         let accepted = get("accepted")?;
         if accepted.len() != self.chains()
             || accepted
