@@ -4,6 +4,7 @@ pub mod cpu;
 pub mod cuda;
 pub mod geometry;
 pub mod memory;
+pub mod simd;
 
 pub use cpu::CpuDevice;
 pub use cuda::CudaDevice;

@@ -3,7 +3,7 @@
 
 use super::kernels::{check_len, AdamHyper, Bcast, Binary, ConvSpec, ReduceSpec, Unary};
 use super::tensor::Real;
-use crate::device::CpuDevice;
+use crate::device::{simd, CpuDevice};
 use crate::error::{Error, Result};
 
 fn sigm<T: Real>(x: T) -> T {
@@ -11,7 +11,7 @@ fn sigm<T: Real>(x: T) -> T {
 }
 
 /// The twin of `unary_f`.
-#[inline]
+#[inline(always)]
 pub fn unary_f<T: Real>(op: Unary, x: T) -> T {
     let zero = T::zero();
     match op {
@@ -35,7 +35,7 @@ pub fn unary_f<T: Real>(op: Unary, x: T) -> T {
 }
 
 /// The twin of `unary_df`.
-#[inline]
+#[inline(always)]
 pub fn unary_df<T: Real>(op: Unary, x: T, y: T, dy: T) -> T {
     let one = T::from_f64(1.0);
     match op {
@@ -61,6 +61,7 @@ pub fn unary_df<T: Real>(op: Unary, x: T, y: T, dy: T) -> T {
     }
 }
 
+#[inline(always)]
 fn binary_f<T: Real>(op: Binary, a: T, b: T) -> T {
     match op {
         Binary::Add => a + b,
@@ -71,6 +72,7 @@ fn binary_f<T: Real>(op: Binary, a: T, b: T) -> T {
     }
 }
 
+#[inline(always)]
 fn binary_df<T: Real>(op: Binary, wrt: i32, a: T, b: T, dc: T) -> T {
     match (op, wrt) {
         (Binary::Add, _) | (Binary::Sub, 0) | (Binary::First, 0) => dc,
@@ -83,14 +85,93 @@ fn binary_df<T: Real>(op: Binary, wrt: i32, a: T, b: T, dc: T) -> T {
     }
 }
 
+/// Runs `$body` with `$o` bound to a closure returning `$op`, one match arm per variant. Called
+/// inside a loop, `unary_f(o(), x)` then folds to that variant's formula (the tiny closure is
+/// inlined and constructs a known variant; a captured enum value would be loaded at run time)
+/// and the loop is a plain loop the compiler vectorises, instead of a jump per element.
+macro_rules! specialise_unary {
+    ($op:expr, $o:ident => $body:expr) => {
+        match $op {
+            Unary::Exp => {
+                let $o = move || Unary::Exp;
+                $body
+            }
+            Unary::Log => {
+                let $o = move || Unary::Log;
+                $body
+            }
+            Unary::Tanh => {
+                let $o = move || Unary::Tanh;
+                $body
+            }
+            Unary::Sigmoid => {
+                let $o = move || Unary::Sigmoid;
+                $body
+            }
+            Unary::Softplus => {
+                let $o = move || Unary::Softplus;
+                $body
+            }
+            Unary::LeakyRelu(a) => {
+                let $o = move || Unary::LeakyRelu(a);
+                $body
+            }
+            Unary::Silu => {
+                let $o = move || Unary::Silu;
+                $body
+            }
+            Unary::Scale(a) => {
+                let $o = move || Unary::Scale(a);
+                $body
+            }
+            Unary::Shift(a) => {
+                let $o = move || Unary::Shift(a);
+                $body
+            }
+            Unary::Square => {
+                let $o = move || Unary::Square;
+                $body
+            }
+        }
+    };
+}
+
+/// [`specialise_unary`] for [`Binary`].
+macro_rules! specialise_binary {
+    ($op:expr, $o:ident => $body:expr) => {
+        match $op {
+            Binary::Add => {
+                let $o = move || Binary::Add;
+                $body
+            }
+            Binary::Sub => {
+                let $o = move || Binary::Sub;
+                $body
+            }
+            Binary::Mul => {
+                let $o = move || Binary::Mul;
+                $body
+            }
+            Binary::Div => {
+                let $o = move || Binary::Div;
+                $body
+            }
+            Binary::First => {
+                let $o = move || Binary::First;
+                $body
+            }
+        }
+    };
+}
+
 /// y = f(x).
 pub fn unary<T: Real>(dev: &CpuDevice, op: Unary, x: &[T], y: &mut [T]) -> Result<()> {
     check_len("unary input", x.len(), y.len())?;
-    dev.for_chunks(1, y, None, |first, chunk, _| {
-        for (o, &xi) in chunk.iter_mut().zip(&x[first..]) {
-            *o = unary_f(op, xi);
+    specialise_unary!(op, o => dev.for_chunks(1, y, None, |first, chunk, _| {
+        for (out, &xi) in chunk.iter_mut().zip(&x[first..]) {
+            *out = unary_f(o(), xi);
         }
-    })
+    }))
 }
 
 /// dx = f′(x)·dy.
@@ -106,12 +187,52 @@ pub fn unary_grad<T: Real>(
     check_len("unary_grad x", x.len(), n)?;
     check_len("unary_grad y", y.len(), n)?;
     check_len("unary_grad dy", dy.len(), n)?;
-    dev.for_chunks(1, dx, None, |first, chunk, _| {
-        for (i, o) in chunk.iter_mut().enumerate() {
-            let j = first + i;
-            *o = unary_df(op, x[j], y[j], dy[j]);
+    specialise_unary!(op, o => dev.for_chunks(1, dx, None, |first, chunk, _| {
+        let m = chunk.len();
+        let (xs, ys, ds) = (&x[first..first + m], &y[first..first + m], &dy[first..first + m]);
+        for (((out, &xi), &yi), &di) in chunk.iter_mut().zip(xs).zip(ys).zip(ds) {
+            *out = unary_df(o(), xi, yi, di);
         }
-    })
+    }))
+}
+
+/// One row of a broadcast: out[t] = f(a[oa + t·sa], b[ob + t·sb]) with the strides 0 or 1, the
+/// three patterns of contiguous and broadcast inputs as their own loops.
+#[inline(always)]
+fn broadcast_row<T: Real>(
+    out: &mut [T],
+    a: &[T],
+    b: &[T],
+    (oa, sa): (usize, usize),
+    (ob, sb): (usize, usize),
+    f: impl Fn(T, T, usize) -> T,
+) {
+    let len = out.len();
+    match (sa, sb) {
+        (1, 1) => {
+            let (ar, br) = (&a[oa..oa + len], &b[ob..ob + len]);
+            for (t, ((o, &x), &y)) in out.iter_mut().zip(ar).zip(br).enumerate() {
+                *o = f(x, y, t);
+            }
+        }
+        (1, 0) => {
+            let y = b[ob];
+            for (t, (o, &x)) in out.iter_mut().zip(&a[oa..oa + len]).enumerate() {
+                *o = f(x, y, t);
+            }
+        }
+        (0, 1) => {
+            let x = a[oa];
+            for (t, (o, &y)) in out.iter_mut().zip(&b[ob..ob + len]).enumerate() {
+                *o = f(x, y, t);
+            }
+        }
+        _ => {
+            for (t, o) in out.iter_mut().enumerate() {
+                *o = f(a[oa + t * sa], b[ob + t * sb], t);
+            }
+        }
+    }
 }
 
 /// c = a ∘ b, broadcast by `g`; row by row, one offset computation per row.
@@ -125,14 +246,12 @@ pub fn binary<T: Real>(
 ) -> Result<()> {
     check_bcast(g, a.len(), b.len(), c.len())?;
     let (len, sa, sb) = g.row();
-    dev.for_chunks(len, c, None, |first_row, rows, _| {
+    specialise_binary!(op, o => dev.for_chunks(len, c, None, |first_row, rows, _| {
         for (r, out) in rows.chunks_mut(len).enumerate() {
             let (oa, ob) = g.offsets((first_row + r) * len);
-            for (t, o) in out.iter_mut().enumerate() {
-                *o = binary_f(op, a[oa + t * sa], b[ob + t * sb]);
-            }
+            broadcast_row(out, a, b, (oa, sa), (ob, sb), |x, y, _| binary_f(o(), x, y));
         }
-    })
+    }))
 }
 
 /// The buffers hold what the broadcast `g` reads and writes.
@@ -162,15 +281,16 @@ pub fn binary_grad<T: Real>(
     check_bcast(g, a.len(), b.len(), out.len())?;
     check_len("binary_grad dc", dc.len(), out.len())?;
     let (len, sa, sb) = g.row();
-    dev.for_chunks(len, out, None, |first_row, rows, _| {
+    specialise_binary!(op, o => dev.for_chunks(len, out, None, |first_row, rows, _| {
         for (r, o_row) in rows.chunks_mut(len).enumerate() {
             let start = (first_row + r) * len;
             let (oa, ob) = g.offsets(start);
-            for (t, o) in o_row.iter_mut().enumerate() {
-                *o = binary_df(op, wrt, a[oa + t * sa], b[ob + t * sb], dc[start + t]);
-            }
+            let dcr = &dc[start..start + len];
+            broadcast_row(o_row, a, b, (oa, sa), (ob, sb), |x, y, t| {
+                binary_df(o(), wrt, x, y, dcr[t])
+            });
         }
-    })
+    }))
 }
 
 /// Sums onto each target element in a fixed (source) order, accumulating in f64.
@@ -269,58 +389,96 @@ fn allowed(mode: i32, dst: usize, src: usize) -> bool {
     }
 }
 
+/// dst = src rotated left by `by` (dst[i] = src[(i + by) mod n]): two contiguous copies.
+#[inline(always)]
+fn rotate_into<T: Copy>(dst: &mut [T], src: &[T], by: usize) {
+    let n = src.len();
+    dst[..n - by].copy_from_slice(&src[by..]);
+    dst[n - by..].copy_from_slice(&src[..by]);
+}
+
 /// Periodic im2col of one sample: `col[(c·KH + ky)·KW + kx][site]` = the input that tap (ky, kx)
 /// of channel c reads for output `site` (0 where the causal mask forbids it). With `inverse`, the
 /// transposed gather of the input gradient: the output site that reads `site` through the tap.
-fn im2col<T: Real>(planes: &[T], channels: usize, c: &ConvSpec, inverse: bool, col: &mut [T]) {
+/// Per channel the plane is first rotated along x once per kx (`shifted`, KW planes); a tap's
+/// row is then that plane rotated by whole rows, two contiguous copies per tap rather than two
+/// per lattice row.
+fn im2col<T: Real>(
+    planes: &[T],
+    channels: usize,
+    c: &ConvSpec,
+    inverse: bool,
+    col: &mut [T],
+    shifted: &mut Vec<T>,
+) {
     let (h, wd, kh, kw) = (c.h as usize, c.w as usize, c.kh as usize, c.kw as usize);
     let plane = h * wd;
+    let offset = |k: usize, n: usize| -> i64 {
+        let o = k as i64 - (n / 2) as i64;
+        if inverse {
+            -o
+        } else {
+            o
+        }
+    };
+    shifted.resize(kw * plane, T::zero());
     for ch in 0..channels {
         let src_plane = &planes[ch * plane..(ch + 1) * plane];
+        for kx in 0..kw {
+            let shift = wrap(offset(kx, kw), wd as i64);
+            let rows = shifted[kx * plane..(kx + 1) * plane].chunks_exact_mut(wd);
+            for (dst, src) in rows.zip(src_plane.chunks_exact(wd)) {
+                rotate_into(dst, src, shift);
+            }
+        }
         for ky in 0..kh {
+            let oy = offset(ky, kh);
+            let by = wrap(oy, h as i64) * wd;
             for kx in 0..kw {
-                let (mut oy, mut ox) = (ky as i64 - (kh / 2) as i64, kx as i64 - (kw / 2) as i64);
-                if inverse {
-                    (oy, ox) = (-oy, -ox);
-                }
-                let row = &mut col
-                    [((ch * kh + ky) * kw + kx) * plane..((ch * kh + ky) * kw + kx + 1) * plane];
-                for py in 0..h {
-                    let sy = wrap(py as i64 + oy, h as i64);
-                    let shift = wrap(ox, wd as i64);
-                    let (dst, src) = (
-                        &mut row[py * wd..(py + 1) * wd],
-                        &src_plane[sy * wd..(sy + 1) * wd],
-                    );
-                    dst[..wd - shift].copy_from_slice(&src[shift..]);
-                    dst[wd - shift..].copy_from_slice(&src[..shift]);
-                    if c.mode != 0 {
-                        for (px, v) in dst.iter_mut().enumerate() {
-                            let (here, there) =
-                                (py * wd + px, sy * wd + wrap(px as i64 + ox, wd as i64));
-                            // Forward: `here` reads `there`; inverse: `there` reads `here`.
-                            let ok = if inverse {
-                                allowed(c.mode, there, here)
-                            } else {
-                                allowed(c.mode, here, there)
-                            };
-                            if !ok {
-                                *v = T::zero();
-                            }
-                        }
-                    }
+                let tap = (ch * kh + ky) * kw + kx;
+                let dst = &mut col[tap * plane..(tap + 1) * plane];
+                rotate_into(dst, &shifted[kx * plane..(kx + 1) * plane], by);
+                if c.mode != 0 {
+                    causal_zero(dst, c, inverse, (oy, offset(kx, kw)));
                 }
             }
         }
     }
 }
 
-/// out[i][s] = Σ_k a[i·k_n + k] · b[k][s] for i < m, s < n: 4 rows × 8 columns of accumulators
-/// per tile, each summed over k in order (deterministic). Full tiles take a loop of constant
-/// shape (fixed-size rows, no bounds checks inside), which the compiler vectorises reliably.
-fn gemm<T: Real>(a: &[T], b: &[T], out: &mut [T], m: usize, n: usize, k_n: usize) {
-    const R: usize = 4;
-    const C: usize = 8;
+/// Zeroes the entries of one im2col row that the causal mask forbids: output `here` reads
+/// `there` (forward), or `there` reads `here` (inverse).
+fn causal_zero<T: Real>(dst: &mut [T], c: &ConvSpec, inverse: bool, (oy, ox): (i64, i64)) {
+    let (h, wd) = (c.h as usize, c.w as usize);
+    for py in 0..h {
+        let sy = wrap(py as i64 + oy, h as i64);
+        for (px, v) in dst[py * wd..(py + 1) * wd].iter_mut().enumerate() {
+            let (here, there) = (py * wd + px, sy * wd + wrap(px as i64 + ox, wd as i64));
+            let ok = if inverse {
+                allowed(c.mode, there, here)
+            } else {
+                allowed(c.mode, here, there)
+            };
+            if !ok {
+                *v = T::zero();
+            }
+        }
+    }
+}
+
+/// out[i][s] = Σ_k a[i·k_n + k] · b[k][s] for i < m, s < n: R rows × C columns of accumulators
+/// per tile, each summed over k in order (deterministic, and the same sums whatever the tile
+/// shape). Full tiles take a loop of constant shape (fixed-size rows, no bounds checks inside),
+/// which the compiler vectorises to the register width of the variant it is compiled for.
+#[inline(always)]
+fn gemm_tiles<T: Real, const R: usize, const C: usize>(
+    a: &[T],
+    b: &[T],
+    out: &mut [T],
+    m: usize,
+    n: usize,
+    k_n: usize,
+) {
     for i0 in (0..m).step_by(R) {
         let rows = R.min(m - i0);
         let mut s0 = 0;
@@ -360,6 +518,30 @@ fn gemm<T: Real>(a: &[T], b: &[T], out: &mut [T], m: usize, n: usize, k_n: usize
     }
 }
 
+/// [`gemm_tiles`] with the tile for the register file: 4 × 32 where AVX-512 has 32 wide
+/// registers, 4 × 8 otherwise.
+#[inline(always)]
+fn gemm_body<T: Real>(a: &[T], b: &[T], out: &mut [T], dims: [usize; 4]) {
+    let [m, n, k_n, wide] = dims;
+    if wide == 1 {
+        gemm_tiles::<T, 4, 32>(a, b, out, m, n, k_n)
+    } else {
+        gemm_tiles::<T, 4, 8>(a, b, out, m, n, k_n)
+    }
+}
+
+simd::dispatch! {
+    /// [`gemm_body`] compiled for `level`.
+    fn gemm_at = gemm_body<T: Real>(a: &[T], b: &[T], out: &mut [T], dims: [usize; 4])
+}
+
+/// out = a · b (`[m, k_n]` · `[k_n, n]`) on this CPU's widest instruction set.
+fn gemm<T: Real>(a: &[T], b: &[T], out: &mut [T], m: usize, n: usize, k_n: usize) {
+    let level = simd::level();
+    let wide = usize::from(level == simd::Level::Avx512);
+    gemm_at(level, a, b, out, [m, n, k_n, wide])
+}
+
 /// Per sample: im2col of `src` (`src_ch` planes; inverse gather when `inverse`), then
 /// `out = weights · col` with `weights` as `[out_ch, src_ch·KH·KW]`; parallel over samples.
 #[allow(clippy::too_many_arguments)]
@@ -376,7 +558,7 @@ fn im2col_gemm<T: Real>(
     let plane = (c.h * c.w) as usize;
     let k_n = src_ch * (c.kh * c.kw) as usize;
     dev.for_heavy_chunks(out_ch * plane, out, |first, chunk, _| {
-        let mut col = vec![T::zero(); k_n * plane];
+        let (mut col, mut shifted) = (vec![T::zero(); k_n * plane], Vec::new());
         for (s, o) in chunk.chunks_mut(out_ch * plane).enumerate() {
             let b = first + s;
             im2col(
@@ -385,6 +567,7 @@ fn im2col_gemm<T: Real>(
                 c,
                 inverse,
                 &mut col,
+                &mut shifted,
             );
             gemm(weights, &col, o, out_ch, plane, k_n);
         }
@@ -436,9 +619,9 @@ pub fn conv2d_grad_input<T: Real>(
 /// lanes combined by a fixed tree and each leaf's sum added in f64. Deterministic; the rounding
 /// error of an f32 sum grows with the leaf, not with the whole length, as in NumPy's blocked
 /// pairwise summation, while the hot loop stays in `T`'s SIMD width.
-#[inline]
+#[inline(always)]
 fn dot8<T: Real>(a: &[T], b: &[T]) -> f64 {
-    const LEAF: usize = 256;
+    const LEAF: usize = DOT_LEAF;
     /// Σ x·y of one leaf, in `T`.
     #[inline(always)]
     fn leaf<T: Real>(xa: &[T], xb: &[T]) -> T {
@@ -467,6 +650,106 @@ fn dot8<T: Real>(a: &[T], b: &[T]) -> f64 {
     acc + leaf(&a[full..n], &b[full..n]).to_f64()
 }
 
+/// Leaf length of [`dot8`] and [`dot_block`]: f32 sums grow their rounding error with the leaf.
+const DOT_LEAF: usize = 256;
+
+/// The dots of R rows of `a` with Q rows of `b` at once (each loaded vector used R or Q times),
+/// every one summed exactly as [`dot8`] sums it: eight lanes in `T` over leaves of
+/// [`DOT_LEAF`], the lanes combined by the same tree, each leaf added in f64.
+#[inline(always)]
+fn dot_block<T: Real, const R: usize, const Q: usize>(a: [&[T]; R], b: [&[T]; Q]) -> [[f64; Q]; R] {
+    let n = a[0].len();
+    let mut acc = [[0.0f64; Q]; R];
+    // The same leaves as dot8: the full ones, then the partial (possibly empty) last one.
+    let full = n - n % DOT_LEAF;
+    for start in (0..full).step_by(DOT_LEAF) {
+        dot_block_leaf(&a, &b, start, start + DOT_LEAF, &mut acc);
+    }
+    dot_block_leaf(&a, &b, full, n, &mut acc);
+    acc
+}
+
+/// One leaf [start, end) of [`dot_block`] (a function, not a closure, so that it is inlined into
+/// the instruction-set variants: closures do not inherit their target features).
+#[inline(always)]
+fn dot_block_leaf<T: Real, const R: usize, const Q: usize>(
+    a: &[&[T]; R],
+    b: &[&[T]; Q],
+    start: usize,
+    end: usize,
+    acc: &mut [[f64; Q]; R],
+) {
+    let mut l = [[[T::zero(); 8]; Q]; R];
+    let full = start + (end - start) / 8 * 8;
+    for c in (start..full).step_by(8) {
+        for r in 0..R {
+            let ar: &[T; 8] = a[r][c..c + 8].try_into().expect("8 values");
+            for q in 0..Q {
+                let bq: &[T; 8] = b[q][c..c + 8].try_into().expect("8 values");
+                madd8(&mut l[r][q], ar, bq);
+            }
+        }
+    }
+    for (k, c) in (full..end).enumerate() {
+        for (lr, ar) in l.iter_mut().zip(a) {
+            for (lq, bq) in lr.iter_mut().zip(b) {
+                lq[k] += ar[c] * bq[c];
+            }
+        }
+    }
+    for (accr, lr) in acc.iter_mut().zip(&l) {
+        for (x, v) in accr.iter_mut().zip(lr) {
+            *x += (((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]))).to_f64();
+        }
+    }
+}
+
+/// l[k] += a[k]·b[k] for the eight lanes (a multiply and an add, never fused).
+#[inline(always)]
+fn madd8<T: Real>(l: &mut [T; 8], a: &[T; 8], b: &[T; 8]) {
+    for k in 0..8 {
+        l[k] += a[k] * b[k];
+    }
+}
+
+/// Row `i` of a matrix of rows of `len` values.
+#[inline(always)]
+fn row_of<T>(m: &[T], i: usize, len: usize) -> &[T] {
+    &m[i * len..(i + 1) * len]
+}
+
+/// part[co·K + k] = Σ_s dy[co][s] · col[k][s] for one sample (rows of `plane` values): blocks
+/// of 2 × 4 dots, the edges one dot at a time; every dot is [`dot8`]'s.
+#[inline(always)]
+fn weight_dots<T: Real>(dy: &[T], col: &[T], part: &mut [f64], plane: usize) {
+    const R: usize = 2;
+    const Q: usize = 4;
+    let k_n = col.len() / plane;
+    let co_n = dy.len() / plane;
+    for co0 in (0..co_n).step_by(R) {
+        for k0 in (0..k_n).step_by(Q) {
+            if co0 + R <= co_n && k0 + Q <= k_n {
+                let a: [&[T]; R] = std::array::from_fn(|r| row_of(dy, co0 + r, plane));
+                let b: [&[T]; Q] = std::array::from_fn(|q| row_of(col, k0 + q, plane));
+                for (r, vals) in dot_block::<T, R, Q>(a, b).iter().enumerate() {
+                    part[(co0 + r) * k_n + k0..(co0 + r) * k_n + k0 + Q].copy_from_slice(vals);
+                }
+            } else {
+                for co in co0..co_n.min(co0 + R) {
+                    for k in k0..k_n.min(k0 + Q) {
+                        part[co * k_n + k] = dot8(row_of(dy, co, plane), row_of(col, k, plane));
+                    }
+                }
+            }
+        }
+    }
+}
+
+simd::dispatch! {
+    /// [`weight_dots`] compiled for `level`.
+    fn weight_dots_at = weight_dots<T: Real>(dy: &[T], col: &[T], part: &mut [f64], plane: usize)
+}
+
 /// ∂L/∂w: per sample the products ∂L/∂y · colᵀ (parallel over samples), then the per-sample
 /// parts summed in sample order (in f64), so the result does not depend on the thread count.
 pub fn conv2d_grad_weight<T: Real>(
@@ -486,7 +769,7 @@ pub fn conv2d_grad_weight<T: Real>(
     let k_n = ci_n * (c.kh * c.kw) as usize;
     let mut parts = vec![0.0f64; bn * co_n * k_n];
     dev.for_heavy_chunks(co_n * k_n, &mut parts, |first, chunk, _| {
-        let mut col = vec![T::zero(); k_n * plane];
+        let (mut col, mut shifted) = (vec![T::zero(); k_n * plane], Vec::new());
         for (s, part) in chunk.chunks_mut(co_n * k_n).enumerate() {
             let b = first + s;
             im2col(
@@ -495,16 +778,10 @@ pub fn conv2d_grad_weight<T: Real>(
                 c,
                 false,
                 &mut col,
+                &mut shifted,
             );
             let dyb = &dy[b * co_n * plane..(b + 1) * co_n * plane];
-            for co in 0..co_n {
-                for k in 0..k_n {
-                    part[co * k_n + k] = dot8(
-                        &dyb[co * plane..(co + 1) * plane],
-                        &col[k * plane..(k + 1) * plane],
-                    );
-                }
-            }
+            weight_dots_at(simd::level(), dyb, &col, part, plane);
         }
     })?;
     let n = co_n * k_n;
@@ -574,4 +851,63 @@ pub fn adam<T: Real>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], h: &AdamHyp
         p[i] = p[i] - f(h.lr) * step;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod simd_tests {
+    use super::*;
+    use crate::device::simd::Level;
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        let mut v = vec![0.0; n];
+        crate::philox::fill_normals(&mut v, 3, seed, 0, 1);
+        v.iter().map(|&x| x as f32).collect()
+    }
+
+    /// Every instruction-set variant computes the same bits as the baseline (odd sizes reach
+    /// the partial tiles too), and the product is right.
+    #[test]
+    fn dispatched_variants_are_bit_identical() {
+        for (m, n, k) in [
+            (16, 64, 9),
+            (2, 1024, 144),
+            (5, 37, 13),
+            (1, 4096, 144),
+            (3, 300, 7),
+        ] {
+            let (a, b) = (values(m * k, 1), values(k * n, 2));
+            let mut want = vec![0.0f32; m * n];
+            gemm_at(Level::Baseline, &a, &b, &mut want, [m, n, k, 0]);
+            for i in [0, m - 1] {
+                for s in [0, n / 2, n - 1] {
+                    let exact: f64 = (0..k)
+                        .map(|j| a[i * k + j] as f64 * b[j * n + s] as f64)
+                        .sum();
+                    assert!((want[i * n + s] as f64 - exact).abs() < 1e-4 * (1.0 + exact.abs()));
+                }
+            }
+            for level in Level::available() {
+                for wide in [0, 1] {
+                    let mut got = vec![0.0f32; m * n];
+                    gemm_at(level, &a, &b, &mut got, [m, n, k, wide]);
+                    assert_eq!(got, want, "gemm {level:?} wide {wide} at {m}x{n}x{k}");
+                }
+                let (plane, k_n) = (n, k);
+                let (dy, col) = (values(m * plane, 3), values(k_n * plane, 4));
+                let mut base = vec![0.0; m * k_n];
+                weight_dots_at(Level::Baseline, &dy, &col, &mut base, plane);
+                // The blocked dots are dot8's, bit for bit.
+                for co in 0..m {
+                    for kk in 0..k_n {
+                        let d = dot8(row_of(&dy, co, plane), row_of(&col, kk, plane));
+                        assert_eq!(base[co * k_n + kk], d, "dot ({co}, {kk}) at plane {plane}");
+                    }
+                }
+                let mut got = vec![0.0; m * k_n];
+                weight_dots_at(level, &dy, &col, &mut got, plane);
+                assert_eq!(got, base, "weight dots {level:?}");
+            }
+        }
+        eprintln!("instruction sets here: {:?}", Level::available());
+    }
 }

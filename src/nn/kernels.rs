@@ -249,7 +249,33 @@ pub fn bcast_spec(a: &[usize], b: &[usize], out: &[usize]) -> Result<Bcast> {
     for (k, &d) in out.iter().enumerate() {
         g.out[k] = d as i32;
     }
-    Ok(g)
+    Ok(coalesce(g))
+}
+
+/// The same broadcast over fewer dimensions: extents of 1 vanish, and a dimension merges into
+/// the next inner one where both inputs step through the pair as through one (outer stride =
+/// inner stride × inner extent; 0 = 0 for broadcast ones), so rows are as long as possible.
+fn coalesce(g: Bcast) -> Bcast {
+    let n = g.ndim as usize;
+    if g.out[..n].contains(&0) {
+        return g;
+    }
+    let mut dims: Vec<(i32, i32, i32)> = Vec::with_capacity(n);
+    for k in (0..n).filter(|&k| g.out[k] != 1) {
+        let (d, a, b) = (g.out[k], g.sa[k], g.sb[k]);
+        match dims.last_mut() {
+            Some(last) if last.1 == a * d && last.2 == b * d => *last = (last.0 * d, a, b),
+            _ => dims.push((d, a, b)),
+        }
+    }
+    let mut c = Bcast {
+        ndim: dims.len() as i32,
+        ..Default::default()
+    };
+    for (k, (d, a, b)) in dims.into_iter().enumerate() {
+        (c.out[k], c.sa[k], c.sb[k]) = (d, a, b);
+    }
+    c
 }
 
 /// Spec summing `src` onto `target` (same rank after left-padding `target` with 1s; each target
