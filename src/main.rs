@@ -79,6 +79,10 @@ struct FlowTrainArgs {
     /// Negative slope of the leaky ReLU between convolutions.
     #[arg(long, default_value_t = 0.01)]
     slope: f64,
+    /// Where the couplings act: real (the sites) or fourier (a 1D path's DFT modes, with
+    /// mode-wise scales and a zero-mode map, for the double well).
+    #[arg(long = "flow", default_value = "real")]
+    basis: String,
     /// Samples per training step.
     #[arg(long, default_value_t = 64)]
     batch: usize,
@@ -164,6 +168,7 @@ fn cmd_flow_train(a: FlowTrainArgs) -> Result<()> {
             kernel: a.kernel,
             slope: a.slope,
             seed: a.seed,
+            basis: latticeml::flow::FlowBasis::parse(&a.basis)?,
         },
         train: latticeml::flow::TrainConfig {
             batch: a.batch,
@@ -238,6 +243,9 @@ enum BenchWhat {
     Sample(BenchSampleArgs),
     /// Forward+backward of the reference periodic conv stack (batch 256, 1→16→16→2, 3×3, f32).
     Nn(BenchNnArgs),
+    /// Flow training steps/s and sampling samples/s (phi4 at m2 = -4, lambda0 = 8; 16 couplings,
+    /// conv 1→8→8→2, batch 64, f32).
+    Flow(BenchFlowArgs),
 }
 
 #[derive(Args)]
@@ -382,6 +390,25 @@ struct SpectralArgs {
     /// Replace the results of an earlier command in --out.
     #[arg(long)]
     force: bool,
+}
+
+#[derive(Args)]
+struct BenchFlowArgs {
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Lattice extents (2D).
+    #[arg(long, default_value = "8x8")]
+    dims: String,
+    /// Seconds to time training, and as many to time sampling.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Samples per batch when timing sampling.
+    #[arg(long, default_value_t = 1024)]
+    sample_batch: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -615,6 +642,9 @@ fn main() -> ExitCode {
         Command::Bench {
             what: BenchWhat::Sample(a),
         } => cmd_bench_sample(a),
+        Command::Bench {
+            what: BenchWhat::Flow(a),
+        } => cmd_bench_flow(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -857,7 +887,7 @@ fn print_table(o: &RunOutcome) {
             o.delta_h_rms
         );
         if o.acceptance < 0.3 {
-            println!("warning: low acceptance; increase --steps (or lower --tau)");
+            println!("warning: low acceptance; {}", o.low_acceptance_advice);
         }
     } else {
         println!("acceptance {:.3} (per site update)", o.acceptance);
@@ -1099,13 +1129,63 @@ fn cmd_bench_sample(a: BenchSampleArgs) -> Result<()> {
     Ok(())
 }
 
-fn cmd_bench_nn(a: BenchNnArgs) -> Result<()> {
-    if !(a.seconds.is_finite() && a.seconds > 0.0 && a.seconds <= 3600.0) {
+fn check_seconds(seconds: f64) -> Result<()> {
+    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0) {
         return Err(Error::InvalidInput(format!(
-            "--seconds {} must be a number of seconds between 0 and 3600",
-            a.seconds
+            "--seconds {seconds} must be a number of seconds between 0 and 3600"
         )));
     }
+    Ok(())
+}
+
+fn cmd_bench_flow(a: BenchFlowArgs) -> Result<()> {
+    use latticeml::flow::bench::{FlowBench, TRAIN_BATCH};
+    check_seconds(a.seconds)?;
+    if a.sample_batch == 0 || a.sample_batch > 1 << 20 {
+        return Err(Error::InvalidInput(format!(
+            "--sample-batch {} must be between 1 and 2^20",
+            a.sample_batch
+        )));
+    }
+    let (device, why) = Device::from_name(&a.device)?;
+    let lattice = latticeml::lattice::Lattice::parse(&a.dims)?;
+    let mut bench = FlowBench::new(&device, lattice)?;
+    if !a.json {
+        eprintln!("latticeml: {why}");
+        println!(
+            "flow on phi4 {} (m2 = -4, lambda0 = 8): 16 couplings, conv 1→8→8→2 3×3, f32, {}",
+            a.dims,
+            device.describe()
+        );
+    }
+    let f = bench.run(a.seconds, a.sample_batch)?;
+    if a.json {
+        print!(
+            "{}",
+            Json::obj([
+                ("device", Json::Str(device.describe())),
+                ("dims", Json::Str(a.dims.clone())),
+                ("train_batch", Json::Num(TRAIN_BATCH as f64)),
+                (
+                    "train_steps_per_second",
+                    Json::Num(f.train_steps_per_second)
+                ),
+                ("sample_batch", Json::Num(f.sample_batch as f64)),
+                ("samples_per_second", Json::Num(f.samples_per_second)),
+            ])
+            .pretty()
+        );
+    } else {
+        println!(
+            "  training: {:>8.1} steps/s (batch {TRAIN_BATCH})\n  sampling: {:>8.1} samples/s (batch {})",
+            f.train_steps_per_second, f.samples_per_second, f.sample_batch
+        );
+    }
+    Ok(())
+}
+
+fn cmd_bench_nn(a: BenchNnArgs) -> Result<()> {
+    check_seconds(a.seconds)?;
     let (device, why) = Device::from_name(&a.device)?;
     if !a.json {
         eprintln!("latticeml: {why}");

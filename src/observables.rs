@@ -70,7 +70,9 @@ impl Measurement {
 pub fn primary_names(set: ObservableSet) -> &'static [&'static str] {
     match set {
         ObservableSet::Magnetisation => &["M", "absM", "M2", "M4", "action_density"],
-        ObservableSet::Oscillator { .. } => &["x", "x2", "x4", "E0", "action_density"],
+        ObservableSet::Oscillator { .. } => {
+            &["x", "x2", "x4", "E0", "action_density", "right_well"]
+        }
     }
 }
 
@@ -83,7 +85,14 @@ pub fn primaries(set: ObservableSet, m: &Measurement, volume: usize) -> Vec<f64>
         ObservableSet::Oscillator { lambda, f } => {
             // Virial ground-state energy E₀ = 3λ⟨x⁴⟩ − 4λf²⟨x²⟩ + λf⁴ (shared/conventions.md).
             let e0 = 3.0 * lambda * m.phi4 - 4.0 * lambda * f * f * m.phi2 + lambda * f.powi(4);
-            vec![mag, m.phi2, m.phi4, e0, s]
+            // Which well the path sits in, by the sign of its mean (½ on the barrier top): its
+            // average, the well fraction, is exactly ½ by the x → −x symmetry.
+            let right = match mag.partial_cmp(&0.0) {
+                Some(std::cmp::Ordering::Greater) => 1.0,
+                Some(std::cmp::Ordering::Less) => 0.0,
+                _ => 0.5,
+            };
+            vec![mag, m.phi2, m.phi4, e0, s, right]
         }
     }
 }
@@ -126,6 +135,7 @@ pub fn summarize(
                 ("x4", prim(2)),
                 ("E0", prim(3)),
                 ("action_density", prim(4)),
+                ("well_fraction", prim(5)),
             ]
         }
     }

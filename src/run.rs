@@ -172,6 +172,8 @@ pub struct RunOutcome {
     /// Whether the sampler proposes whole configurations with a ΔH
     /// ([`Sampler::global_proposals`]); the ΔH statistics mean nothing otherwise.
     pub global_proposals: bool,
+    /// What to change when the acceptance is low ([`Sampler::low_acceptance_advice`]).
+    pub low_acceptance_advice: &'static str,
     /// Fused MD site-updates per second in this invocation.
     pub site_steps_per_second: f64,
     /// The device used.
@@ -433,6 +435,7 @@ pub fn run(
         done,
     );
     outcome.global_proposals = global;
+    outcome.low_acceptance_advice = sampler.low_acceptance_advice();
     outcome.correlator = write_correlator(out, cfg, &lat, &hist, ncols)?;
     write_atomic(
         &out.join("summary.json"),
@@ -627,6 +630,7 @@ fn analyse(
         delta_h_rms,
         trajectories: done,
         global_proposals: true,
+        low_acceptance_advice: "",
         site_steps_per_second: rate,
         device: device.describe(),
         out: out.to_path_buf(),

@@ -68,6 +68,10 @@ pub trait Sampler: Send {
     fn stalls_are_failures(&self) -> bool {
         self.global_proposals()
     }
+    /// What to change when the acceptance is low (printed with the warning).
+    fn low_acceptance_advice(&self) -> &'static str {
+        "increase --steps (or lower --tau)"
+    }
     /// Site updates the last update performed (for throughput figures).
     fn site_updates(&self) -> u64;
     /// Measures every chain's current configuration.

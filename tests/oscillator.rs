@@ -8,61 +8,15 @@ use std::sync::Arc;
 
 use latticeml::action::{Action, Oscillator};
 use latticeml::analysis::gamma_primary;
+use latticeml::exact::oscillator::oscillator_moments;
 use latticeml::hmc::{Hmc, HmcParams, Integrator};
 use latticeml::observables::Measurement;
 use latticeml::Device;
 
-fn matmul(a: &[f64], b: &[f64], n: usize) -> Vec<f64> {
-    let mut c = vec![0.0; n * n];
-    for i in 0..n {
-        for k in 0..n {
-            let aik = a[i * n + k];
-            for (cij, bkj) in c[i * n..(i + 1) * n].iter_mut().zip(&b[k * n..(k + 1) * n]) {
-                *cij += aik * bkj;
-            }
-        }
-    }
-    // Rescale: only ratios of traces matter.
-    let max = c.iter().cloned().fold(0.0, f64::max);
-    c.iter_mut().for_each(|x| *x /= max);
-    c
-}
-
-/// (⟨x²⟩, ⟨x⁴⟩) on the lattice with N sites, by the transfer matrix on `points` grid points in [−xmax, xmax].
+/// (⟨x²⟩, ⟨x⁴⟩) on the lattice with N sites, by the transfer matrix.
 fn transfer_matrix(m: f64, lambda: f64, f: f64, beta: f64, n: usize) -> (f64, f64) {
-    let (points, xmax) = (701, 4.5);
-    let a = beta / n as f64;
-    let h = 2.0 * xmax / (points - 1) as f64;
-    let x: Vec<f64> = (0..points).map(|i| -xmax + i as f64 * h).collect();
-    let v = |x: f64| lambda * (x * x - f * f).powi(2);
-    let t: Vec<f64> = (0..points * points)
-        .map(|ij| {
-            let (xi, xj) = (x[ij / points], x[ij % points]);
-            h * (-m * (xi - xj).powi(2) / (2.0 * a) - a * (v(xi) + v(xj)) / 2.0).exp()
-        })
-        .collect();
-    // Tᴺ by repeated squaring.
-    let (mut result, mut base, mut e) = (None::<Vec<f64>>, t, n);
-    while e > 0 {
-        if e & 1 == 1 {
-            result = Some(match result {
-                None => base.clone(),
-                Some(r) => matmul(&r, &base, points),
-            });
-        }
-        e >>= 1;
-        if e > 0 {
-            base = matmul(&base, &base, points);
-        }
-    }
-    let tn = result.unwrap();
-    let diag = |w: &dyn Fn(f64) -> f64| {
-        (0..points)
-            .map(|i| tn[i * points + i] * w(x[i]))
-            .sum::<f64>()
-    };
-    let z = diag(&|_| 1.0);
-    (diag(&|x| x * x) / z, diag(&|x| x.powi(4)) / z)
+    let e = oscillator_moments(m, lambda, f, beta, n).unwrap();
+    (e.x2, e.x4)
 }
 
 fn check(f: f64) {
@@ -116,22 +70,4 @@ fn oscillator_matches_transfer_matrix_single_well_side() {
 #[test]
 fn oscillator_matches_transfer_matrix_double_well() {
     check(1.4);
-}
-
-/// The transfer-matrix code itself: with N = 1 the lattice is one site coupled to itself, and
-/// ⟨x²⟩ = ∫x² e^{−βV}/∫e^{−βV} exactly (the kinetic term vanishes).
-#[test]
-fn transfer_matrix_at_one_site_is_the_classical_integral() {
-    let (lambda, f, beta) = (1.0, 1.2, 0.7);
-    let (x2, _) = transfer_matrix(0.5, lambda, f, beta, 1);
-    let h = 1e-4;
-    let w = |x: f64| (-beta * lambda * (x * x - f * f).powi(2)).exp();
-    let (mut num, mut den) = (0.0, 0.0);
-    let mut x = -4.5;
-    while x <= 4.5 {
-        num += x * x * w(x) * h;
-        den += w(x) * h;
-        x += h;
-    }
-    assert!((x2 - num / den).abs() < 1e-6, "{x2} vs {}", num / den);
 }

@@ -2,4 +2,5 @@
 //! finite-lattice partition functions.
 
 pub mod ising;
+pub mod oscillator;
 pub mod xy;

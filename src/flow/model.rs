@@ -1,15 +1,53 @@
 //! The affine-coupling flow: a stack of checkerboard-masked couplings, each with a periodic
 //! convolution network for s and t, on a Gaussian prior (Albergo, Kanwar, Shanahan, PRD 100
-//! 034515 (2019); the tutorial arXiv:2101.08176). log q is exact: the prior's density minus the
-//! couplings' log-determinants.
+//! 034515 (2019); the tutorial arXiv:2101.08176), acting on the sites or, for 1D paths, on their
+//! Fourier modes ([`super::fourier`]). log q is exact: the prior's density minus the layers'
+//! log-determinants.
 
 use std::sync::Arc;
 
 use super::coupling::{Coupling, Direction};
+use super::fourier::{gaussian_start, RealDft, RealDftOp, ZeroModeOp, ZERO_MAP_PARAMS};
+use super::target::Target;
 use crate::error::{Error, Result};
 use crate::lattice::Lattice;
 use crate::nn::layers::ConvStack;
 use crate::nn::{masks, ParamStore, Real, Tape, Tensor, Var};
+
+/// Where the couplings act.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlowBasis {
+    /// On the lattice sites (checkerboard masks over sites).
+    Real,
+    /// On the real DFT modes of a 1D path, with mode-wise scales and the zero-mode map
+    /// ([`super::fourier`]).
+    Fourier,
+}
+
+impl FlowBasis {
+    /// The name on the command line and in `flow.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            FlowBasis::Real => "real",
+            FlowBasis::Fourier => "fourier",
+        }
+    }
+
+    /// The basis of a name.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "real" => Ok(FlowBasis::Real),
+            "fourier" => Ok(FlowBasis::Fourier),
+            _ => Err(Error::InvalidInput(format!(
+                "--flow {s}: choose real (couplings on the sites) or fourier (on a 1D path's modes)"
+            ))),
+        }
+    }
+}
+
+/// Parameter names of a Fourier flow's mode layers.
+const LOG_SCALE: &str = "modes.log_scale";
+const ZERO_MAP: &str = "modes.zero_map";
 
 /// The architecture of a flow.
 #[derive(Clone, Debug, PartialEq)]
@@ -24,6 +62,8 @@ pub struct FlowConfig {
     pub slope: f64,
     /// Seed of the initial weights.
     pub seed: u64,
+    /// Sites or Fourier modes.
+    pub basis: FlowBasis,
 }
 
 impl FlowConfig {
@@ -35,6 +75,7 @@ impl FlowConfig {
             kernel: 3,
             slope: 0.01,
             seed,
+            basis: FlowBasis::Real,
         }
     }
 
@@ -74,6 +115,7 @@ pub struct Flow<T: Real> {
     plane: [usize; 2],
     nets: Vec<ConvStack>,
     masks: Vec<Arc<Tensor<T>>>,
+    fourier: Option<(Arc<RealDft>, RealDftOp<T>)>,
 }
 
 /// The lattice as the `[H, W]` plane of the convolutions: 2D as it is, 1D as `[1, N]`.
@@ -89,9 +131,11 @@ pub fn plane_of(lattice: &Lattice) -> Result<[usize; 2]> {
 }
 
 impl<T: Real> Flow<T> {
-    /// A new flow on `lattice` with its parameters registered in `store`.
-    pub fn new(config: &FlowConfig, lattice: &Lattice, store: &mut ParamStore<T>) -> Result<Self> {
+    /// A new flow for `target` with its parameters registered in `store` (a Fourier flow's
+    /// mode layers start at the target's Gaussian approximation, [`gaussian_start`]).
+    pub fn new(config: &FlowConfig, target: &Target, store: &mut ParamStore<T>) -> Result<Self> {
         config.validate()?;
+        let lattice = target.action().lattice();
         let plane = plane_of(lattice)?;
         if plane.iter().any(|&l| l < 2 || l % 2 == 1) && plane != [1, plane[1]] {
             return Err(Error::InvalidInput(format!(
@@ -135,12 +179,39 @@ impl<T: Real> Flow<T> {
                 seed,
             )?);
         }
+        let fourier = match config.basis {
+            FlowBasis::Real => None,
+            FlowBasis::Fourier => Some(Self::mode_layers(target, plane, store)?),
+        };
         Ok(Flow {
             config: config.clone(),
             plane,
             nets,
             masks: masks_l,
+            fourier,
         })
+    }
+
+    /// A Fourier flow's transform, and its mode layers registered at the Gaussian start.
+    fn mode_layers(
+        target: &Target,
+        plane: [usize; 2],
+        store: &mut ParamStore<T>,
+    ) -> Result<(Arc<RealDft>, RealDftOp<T>)> {
+        if plane[0] != 1 {
+            return Err(Error::InvalidInput(format!(
+                "the Fourier flow acts on 1D paths (the oscillator, 1D phi4); got a {}x{} \
+                 lattice: use --flow real",
+                plane[0], plane[1]
+            )));
+        }
+        let dft = Arc::new(RealDft::new(plane[1])?);
+        let (log_scale, theta) = gaussian_start(target, &dft);
+        let ctx = store.ctx().clone();
+        store.insert(LOG_SCALE, ctx.from_f64(&[plane[1]], &log_scale)?);
+        store.insert(ZERO_MAP, ctx.from_f64(&[ZERO_MAP_PARAMS], &theta)?);
+        let op = RealDftOp::new(&ctx, dft.clone(), true)?;
+        Ok((dft, op))
     }
 
     /// The architecture.
@@ -158,14 +229,55 @@ impl<T: Real> Flow<T> {
         [batch, 1, self.plane[0], self.plane[1]]
     }
 
-    /// Sets every coupling's last layer to zero, so s = t = 0 and the flow is the identity.
+    /// Sets every coupling's last layer to zero, so s = t = 0, and a Fourier flow's mode layers
+    /// to the identity: the flow then maps the prior onto itself (up to the orthogonal DFT).
     pub fn zero_output_layers(&self, store: &mut ParamStore<T>) -> Result<()> {
-        for net in &self.nets {
-            for name in net.output_layer() {
-                store.get_mut(&name)?.fill(T::zero())?;
-            }
+        let mut names: Vec<String> = self.nets.iter().flat_map(|n| n.output_layer()).collect();
+        if self.fourier.is_some() {
+            names.extend([LOG_SCALE.to_string(), ZERO_MAP.to_string()]);
+        }
+        for name in names {
+            store.get_mut(&name)?.fill(T::zero())?;
         }
         Ok(())
+    }
+
+    /// The DFT op of a Fourier flow (modes from paths, or paths from modes with `inverse`).
+    fn dft_op(&self, inverse: bool) -> Option<RealDftOp<T>> {
+        self.fourier.as_ref().map(|(dft, op)| RealDftOp {
+            dft: dft.clone(),
+            matrix: op.matrix.clone(),
+            inverse,
+        })
+    }
+
+    /// A Fourier flow's mode layers (scale, zero-mode map) on modes `h`, forward or undone;
+    /// returns the new modes and their log-determinant `[B]`.
+    fn modes(
+        &self,
+        tape: &Tape<T>,
+        store: &ParamStore<T>,
+        h: &Var<T>,
+        dir: Direction,
+    ) -> Result<(Var<T>, Var<T>)> {
+        let a = tape.param(store, LOG_SCALE)?;
+        let theta = tape.param(store, ZERO_MAP)?;
+        let sum_a = tape.reshape(&tape.sum_all(&a)?, &[1])?;
+        Ok(match dir {
+            Direction::Forward => {
+                let u = tape.mul(h, &tape.exp(&a)?)?;
+                let mut out = tape.apply_multi(ZeroModeOp { inverse: false }, &[&u, &theta])?;
+                let ld = out.pop().expect("the zero-mode map has two outputs");
+                (out.pop().expect("two outputs"), tape.add(&ld, &sum_a)?)
+            }
+            Direction::Inverse => {
+                let mut out = tape.apply_multi(ZeroModeOp { inverse: true }, &[h, &theta])?;
+                let ld = out.pop().expect("the zero-mode map has two outputs");
+                let u = out.pop().expect("two outputs");
+                let neg = tape.scale(&a, -1.0)?;
+                (tape.mul(&u, &tape.exp(&neg)?)?, tape.sub(&ld, &sum_a)?)
+            }
+        })
     }
 
     /// Pushes `x` `[B, 1, H, W]` through every coupling (prior → target for
@@ -194,6 +306,11 @@ impl<T: Real> Flow<T> {
         };
         let mut h = x.clone();
         let mut total: Option<Var<T>> = None;
+        if self.fourier.is_some() && dir == Direction::Forward {
+            let (u, ld) = self.modes(tape, store, &h, dir)?;
+            let op = self.dft_op(true).expect("a Fourier flow");
+            (h, total) = (tape.apply(op, &[&u])?, Some(ld));
+        }
         for l in order {
             let mask = tape.constant_shared(&self.masks[l % 2]);
             let frozen = tape.mul(&h, &mask)?;
@@ -206,7 +323,12 @@ impl<T: Real> Flow<T> {
                 Some(t) => tape.add(&t, &ld)?,
             });
         }
-        let total = total.expect("a flow has at least one layer");
+        let mut total = total.expect("a flow has at least one layer");
+        if self.fourier.is_some() && dir == Direction::Inverse {
+            let op = self.dft_op(false).expect("a Fourier flow");
+            let (z, ld) = self.modes(tape, store, &tape.apply(op, &[&h])?, dir)?;
+            (h, total) = (z, tape.add(&total, &ld)?);
+        }
         Ok((h, total))
     }
 }

@@ -6,9 +6,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::model::{Flow, FlowConfig};
+use super::model::{Flow, FlowBasis, FlowConfig};
+use super::reweight::Reweighting;
 use super::target::Target;
-use super::train::{sample, TrainConfig, STREAM_FLOW_SAMPLE};
+use super::train::{sample, Proposals, TrainConfig, STREAM_FLOW_SAMPLE};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::io::json::Json;
@@ -56,6 +57,7 @@ impl FlowRecord {
             ("kernel", n(self.flow.kernel as f64)),
             ("slope", n(self.flow.slope)),
             ("init_seed", Json::Str(self.flow.seed.to_string())),
+            ("basis", Json::Str(self.flow.basis.name().into())),
             ("batch", n(self.train.batch as f64)),
             ("lr", n(self.train.lr)),
             ("seed", Json::Str(self.train.seed.to_string())),
@@ -103,6 +105,11 @@ impl FlowRecord {
                 kernel: int("kernel")?,
                 slope: num("slope")?,
                 seed: big("init_seed")?,
+                basis: match j.get("basis") {
+                    None => FlowBasis::Real,
+                    Some(Json::Str(b)) => FlowBasis::parse(b).map_err(|_| bad("basis"))?,
+                    Some(_) => return Err(bad("basis")),
+                },
             },
             scale: num("scale")?,
             train: TrainConfig {
@@ -165,8 +172,8 @@ pub fn load(dir: &Path, device: &Device) -> Result<LoadedFlow> {
     let record = FlowRecord::load(dir)?;
     let ctx = Ctx::<f32>::new(device.clone());
     let mut fresh = ParamStore::new(&ctx);
-    let (theory, _) = record.target()?;
-    let flow = Flow::new(&record.flow, theory.lattice(), &mut fresh)?;
+    let (_, target) = record.target()?;
+    let flow = Flow::new(&record.flow, &target, &mut fresh)?;
     let params = safetensors::load(&ctx, &dir.join(MODEL_FILE))?;
     for name in fresh.names() {
         let want = fresh.get(&name)?.shape();
@@ -201,8 +208,8 @@ pub struct FlowSampler {
     current: Vec<f64>,
     /// Each chain's log w.
     log_w: Vec<f64>,
-    /// Every proposal's log w so far, for the ESS (kept as (max, Σe^{l−max}, Σe^{2(l−max)}, n)).
-    ess: [f64; 4],
+    /// Every proposal so far, reweighted: the ESS and ⟨O⟩ = Σ w O / Σ w of the primaries.
+    reweighting: Reweighting,
 }
 
 impl FlowSampler {
@@ -234,7 +241,6 @@ impl FlowSampler {
         }
         let v = target.volume();
         Ok(FlowSampler {
-            theory,
             target,
             model,
             model_dir: dir.display().to_string(),
@@ -243,34 +249,40 @@ impl FlowSampler {
             done: 0,
             current: vec![0.0; chains * v],
             log_w: vec![f64::NAN; chains],
-            ess: [f64::NEG_INFINITY, 0.0, 0.0, 0.0],
+            reweighting: Reweighting::new(theory.primary_names().len()),
+            theory,
         })
     }
 
     /// ESS per sample of every proposal so far.
     pub fn ess_per_sample(&self) -> f64 {
-        let [_, s1, s2, n] = self.ess;
-        if n == 0.0 {
-            0.0
-        } else {
-            s1 * s1 / (n * s2)
-        }
+        self.reweighting.ess_per_sample()
     }
 
-    fn record_weights(&mut self, log_w: &[f64]) {
-        let [mut max, mut s1, mut s2, mut n] = self.ess;
-        for &l in log_w {
-            if l > max {
-                let r = (max - l).exp();
-                (s1, s2) = (s1 * r, s2 * r * r);
-                max = l;
-            }
-            let w = (l - max).exp();
-            s1 += w;
-            s2 += w * w;
-            n += 1.0;
+    /// The reweighted primaries, `{name: {"value", "error"}}` (every proposal, independent
+    /// draws: no autocorrelation).
+    pub fn reweighted(&self) -> Json {
+        let names = self.theory.primary_names();
+        Json::Obj(
+            names
+                .iter()
+                .zip(self.reweighting.estimates())
+                .map(|(n, (v, e))| {
+                    let entry = Json::obj([("value", Json::Num(v)), ("error", Json::Num(e))]);
+                    (n.to_string(), entry)
+                })
+                .collect(),
+        )
+    }
+
+    /// Adds every proposal of `p` to the reweighted sums.
+    fn reweight(&mut self, p: &Proposals) -> Result<()> {
+        let v = self.target.volume();
+        for (y, lw) in p.y.chunks(v).zip(p.log_weights()) {
+            let m = self.theory.measure(&self.target.to_theory(y));
+            self.reweighting.add(lw, &m.primaries)?;
         }
-        self.ess = [max, s1, s2, n];
+        Ok(())
     }
 }
 
@@ -297,11 +309,16 @@ impl Sampler for FlowSampler {
             ("model_steps", Json::Num(self.model.record.steps as f64)),
             ("seed", Json::Num(self.seed as f64)),
             ("ess_per_sample", Json::Num(self.ess_per_sample())),
+            ("reweighted", self.reweighted()),
         ]
     }
 
     fn stalls_are_failures(&self) -> bool {
         false
+    }
+
+    fn low_acceptance_advice(&self) -> &'static str {
+        "train the flow longer (flow train --resume --steps N with a larger N)"
     }
 
     fn set_warmup(&mut self, _level: u32) -> Result<()> {
@@ -320,7 +337,7 @@ impl Sampler for FlowSampler {
             self.chains,
         )?;
         let proposed = p.log_weights();
-        self.record_weights(&proposed);
+        self.reweight(&p)?;
         let v = self.target.volume();
         let step = u32::try_from(t)
             .map_err(|_| Error::InvalidInput("more than 2^32 flow updates".into()))?;
@@ -385,18 +402,19 @@ impl Sampler for FlowSampler {
             // The flow's own variables: converting back from φ could change the last bit.
             ("flow_fields".into(), self.current.clone()),
             ("log_w".into(), self.log_w.clone()),
-            ("ess".into(), self.ess.to_vec()),
+            ("reweighting".into(), self.reweighting.to_vec()),
         ])
     }
 
     fn restore(&mut self, done: u64, state: &[(String, Vec<f64>)]) -> Result<()> {
         let get = |name: &str| crate::sampler::saved(state, name);
-        let (log_w, ess) = (get("log_w")?, get("ess")?);
-        if log_w.len() != self.chains || ess.len() != 4 {
+        let log_w = get("log_w")?;
+        if log_w.len() != self.chains {
             return Err(Error::InvalidInput(
                 "the saved flow state does not fit the run".into(),
             ));
         }
+        let sums = Reweighting::from_vec(get("reweighting")?, self.theory.primary_names().len())?;
         let fields = get("flow_fields")?;
         if fields.len() != self.current.len() {
             return Err(Error::InvalidInput(
@@ -405,7 +423,7 @@ impl Sampler for FlowSampler {
         }
         self.current = fields.to_vec();
         self.log_w = log_w.to_vec();
-        self.ess = [ess[0], ess[1], ess[2], ess[3]];
+        self.reweighting = sums;
         self.done = done;
         Ok(())
     }

@@ -153,7 +153,7 @@ impl<T: Real> Trainer<T> {
     ) -> Result<Self> {
         config.validate()?;
         let mut store = ParamStore::new(ctx);
-        let flow = Flow::new(flow, target.action().lattice(), &mut store)?;
+        let flow = Flow::new(flow, &target, &mut store)?;
         Ok(Trainer {
             flow,
             store,
