@@ -393,8 +393,37 @@ fn allowed(mode: i32, dst: usize, src: usize) -> bool {
 #[inline(always)]
 fn rotate_into<T: Copy>(dst: &mut [T], src: &[T], by: usize) {
     let n = src.len();
-    dst[..n - by].copy_from_slice(&src[by..]);
-    dst[n - by..].copy_from_slice(&src[..by]);
+    copy_short(&mut dst[..n - by], &src[by..]);
+    copy_short(&mut dst[n - by..], &src[..by]);
+}
+
+/// dst = src; short copies (the rows and planes of small lattices) as fixed-size moves the
+/// compiler inlines, since a call to `memcpy` costs more than copying a few values.
+#[inline(always)]
+fn copy_short<T: Copy>(dst: &mut [T], src: &[T]) {
+    let n = dst.len();
+    if n > 128 {
+        dst.copy_from_slice(src);
+        return;
+    }
+    let mut i = 0;
+    macro_rules! piece {
+        ($w:literal) => {
+            if n - i >= $w {
+                let d: &mut [T; $w] = (&mut dst[i..i + $w]).try_into().expect("piece");
+                *d = src[i..i + $w].try_into().expect("piece");
+                i += $w;
+            }
+        };
+    }
+    piece!(64);
+    piece!(32);
+    piece!(16);
+    piece!(8);
+    piece!(4);
+    piece!(2);
+    piece!(1);
+    debug_assert_eq!(i, n);
 }
 
 /// Periodic im2col of one sample: `col[(c·KH + ky)·KW + kx][site]` = the input that tap (ky, kx)
