@@ -450,6 +450,9 @@ fn im2col<T: Real>(
             o
         }
     };
+    if wd < GATHER_BELOW_WIDTH {
+        return im2col_gather(planes, channels, c, inverse, col);
+    }
     shifted.resize(kw * plane, T::zero());
     for ch in 0..channels {
         let src_plane = &planes[ch * plane..(ch + 1) * plane];
@@ -470,6 +473,83 @@ fn im2col<T: Real>(
                 if c.mode != 0 {
                     causal_zero(dst, c, inverse, (oy, offset(kx, kw)));
                 }
+            }
+        }
+    }
+}
+
+/// Rows narrower than this are gathered through a table of offsets: their copies would be too
+/// short to pay for themselves.
+const GATHER_BELOW_WIDTH: usize = 32;
+
+/// Offsets of the periodic im2col of one geometry: `table[tap·plane + site]` is the site of the
+/// plane that tap reads for output `site` (or, with `inverse`, the transposed gather).
+fn gather_table(c: &ConvSpec, inverse: bool) -> Vec<u32> {
+    let (h, wd, kh, kw) = (c.h as usize, c.w as usize, c.kh as usize, c.kw as usize);
+    let sign = if inverse { -1 } else { 1 };
+    let mut table = Vec::with_capacity(kh * kw * h * wd);
+    for ky in 0..kh {
+        for kx in 0..kw {
+            let oy = sign * (ky as i64 - (kh / 2) as i64);
+            let ox = sign * (kx as i64 - (kw / 2) as i64);
+            for py in 0..h {
+                let sy = wrap(py as i64 + oy, h as i64);
+                for px in 0..wd {
+                    table.push((sy * wd + wrap(px as i64 + ox, wd as i64)) as u32);
+                }
+            }
+        }
+    }
+    table
+}
+
+/// The geometry a gather table is built for: (h, w, kh, kw, inverse).
+type TableKey = (i32, i32, i32, i32, bool);
+
+thread_local! {
+    /// Gather tables by geometry, built once per thread.
+    static GATHER_TABLES: std::cell::RefCell<Vec<(TableKey, std::rc::Rc<Vec<u32>>)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The cached [`gather_table`] of `c`.
+fn cached_table(c: &ConvSpec, inverse: bool) -> std::rc::Rc<Vec<u32>> {
+    let key = (c.h, c.w, c.kh, c.kw, inverse);
+    GATHER_TABLES.with(|t| {
+        let mut tables = t.borrow_mut();
+        if let Some((_, table)) = tables.iter().find(|(k, _)| *k == key) {
+            return table.clone();
+        }
+        let table = std::rc::Rc::new(gather_table(c, inverse));
+        tables.push((key, table.clone()));
+        table
+    })
+}
+
+/// [`im2col`] of narrow planes: each tap's row gathered through the cached offsets.
+fn im2col_gather<T: Real>(
+    planes: &[T],
+    channels: usize,
+    c: &ConvSpec,
+    inverse: bool,
+    col: &mut [T],
+) {
+    let plane = (c.h * c.w) as usize;
+    let taps = (c.kh * c.kw) as usize;
+    let table = cached_table(c, inverse);
+    for ch in 0..channels {
+        let src: &[T] = &planes[ch * plane..(ch + 1) * plane];
+        let rows = col[ch * taps * plane..(ch + 1) * taps * plane].chunks_exact_mut(plane);
+        for (tap, (dst, offsets)) in rows.zip(table.chunks_exact(plane)).enumerate() {
+            for (d, &o) in dst.iter_mut().zip(offsets) {
+                *d = src[o as usize];
+            }
+            if c.mode != 0 {
+                let (ky, kx) = (tap / c.kw as usize, tap % c.kw as usize);
+                let sign = if inverse { -1 } else { 1 };
+                let oy = sign * (ky as i64 - (c.kh / 2) as i64);
+                let ox = sign * (kx as i64 - (c.kw / 2) as i64);
+                causal_zero(dst, c, inverse, (oy, ox));
             }
         }
     }
@@ -508,7 +588,14 @@ fn gemm_tiles<T: Real, const R: usize, const C: usize>(
     n: usize,
     k_n: usize,
 ) {
-    for i0 in (0..m).step_by(R) {
+    let whole = m - m % R;
+    if whole < m && R > 1 {
+        // The last rows one at a time, each with the fast full-width tiles.
+        let (a_rest, out_rest) = (&a[whole * k_n..], &mut out[whole * n..]);
+        gemm_tiles::<T, 1, C>(a_rest, b, out_rest, m - whole, n, k_n);
+    }
+    let blocks = if R > 1 { whole } else { m };
+    for i0 in (0..blocks).step_by(R) {
         let rows = R.min(m - i0);
         let mut s0 = 0;
         while s0 < n {
