@@ -57,7 +57,7 @@ enum Command {
 #[derive(Subcommand)]
 enum FlowWhat {
     /// Train an affine-coupling flow for phi4 (1D or 2D) or the oscillator.
-    Train(FlowTrainArgs),
+    Train(Box<FlowTrainArgs>),
     /// Independence Metropolis over a trained flow: the usual run files plus acceptance and
     /// ess_per_sample.
     Sample(FlowSampleArgs),
@@ -76,9 +76,15 @@ struct FlowTrainArgs {
     /// Convolution kernel size (odd).
     #[arg(long, default_value_t = 3)]
     kernel: usize,
-    /// Negative slope of the leaky ReLU between convolutions.
+    /// Activation between convolutions: leaky-relu, tanh or silu (tanh after the last).
+    #[arg(long, default_value = "leaky-relu")]
+    activation: String,
+    /// Negative slope of the leaky ReLU.
     #[arg(long, default_value_t = 0.01)]
     slope: f64,
+    /// Which sites each coupling freezes: checkerboard, or stripes (rows and columns in turn).
+    #[arg(long, default_value = "checkerboard")]
+    mask: String,
     /// Where the couplings act: real (the sites) or fourier (a 1D path's DFT modes, with
     /// mode-wise scales and a zero-mode map, for the double well).
     #[arg(long = "flow", default_value = "real")]
@@ -166,7 +172,8 @@ fn cmd_flow_train(a: FlowTrainArgs) -> Result<()> {
             layers: a.layers,
             hidden: a.hidden.clone(),
             kernel: a.kernel,
-            slope: a.slope,
+            activation: latticeml::nn::layers::Activation::parse(&a.activation, a.slope)?,
+            mask: latticeml::flow::MaskKind::parse(&a.mask)?,
             seed: a.seed,
             basis: latticeml::flow::FlowBasis::parse(&a.basis)?,
         },
@@ -629,7 +636,7 @@ fn main() -> ExitCode {
         Command::Csd(a) => cmd_csd(a),
         Command::Flow {
             what: FlowWhat::Train(a),
-        } => cmd_flow_train(a),
+        } => cmd_flow_train(*a),
         Command::Flow {
             what: FlowWhat::Sample(a),
         } => cmd_flow_sample(a),

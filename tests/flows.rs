@@ -11,8 +11,9 @@ use latticeml::action::{Oscillator, Phi4};
 use latticeml::flow::coupling::{Coupling, Direction};
 use latticeml::flow::model::log_prior;
 use latticeml::flow::train::{log_density, sample, STREAM_FLOW_SAMPLE};
-use latticeml::flow::{Flow, FlowBasis, FlowConfig, Target, TrainConfig, Trainer};
+use latticeml::flow::{Flow, FlowBasis, FlowConfig, MaskKind, Target, TrainConfig, Trainer};
 use latticeml::lattice::Lattice;
+use latticeml::nn::layers::Activation;
 use latticeml::nn::{masks, Ctx, ParamStore, Tape, Var};
 use latticeml::{philox, Device};
 
@@ -31,7 +32,8 @@ fn small_config(layers: usize, seed: u64) -> FlowConfig {
         layers,
         hidden: vec![4],
         kernel: 3,
-        slope: 0.1,
+        activation: Activation::LeakyRelu(0.1),
+        mask: MaskKind::Checkerboard,
         seed,
         basis: FlowBasis::Real,
     }
@@ -90,13 +92,17 @@ fn log_abs_det(mut a: Vec<f64>, n: usize) -> f64 {
 /// A flow whose couplings are far from the identity (weights scaled up), so the tests see
 /// large s and t.
 fn busy_flow(target: &Target, layers: usize, basis: FlowBasis) -> (Flow<f64>, ParamStore<f64>) {
-    let c = ctx();
-    let mut store = ParamStore::new(&c);
     let config = FlowConfig {
         basis,
         ..small_config(layers, 3)
     };
-    let flow = Flow::new(&config, target, &mut store).unwrap();
+    busy_flow_of(target, &config)
+}
+
+fn busy_flow_of(target: &Target, config: &FlowConfig) -> (Flow<f64>, ParamStore<f64>) {
+    let c = ctx();
+    let mut store = ParamStore::new(&c);
+    let flow = Flow::new(config, target, &mut store).unwrap();
     for name in store.names() {
         let v: Vec<f64> = store.get(&name).unwrap().to_f64().unwrap();
         let scaled: Vec<f64> = v.iter().map(|x| 2.5 * x).collect();
@@ -108,16 +114,47 @@ fn busy_flow(target: &Target, layers: usize, basis: FlowBasis) -> (Flow<f64>, Pa
 
 #[test]
 fn log_determinants_equal_finite_difference_jacobians() {
+    let with = |basis, mask, activation| FlowConfig {
+        basis,
+        mask,
+        activation,
+        ..small_config(4, 3)
+    };
+    let (leaky, real, fourier) = (
+        Activation::LeakyRelu(0.1),
+        FlowBasis::Real,
+        FlowBasis::Fourier,
+    );
     let cases = [
-        (phi4_target(&[4, 4]), FlowBasis::Real),
-        (phi4_target(&[4, 6]), FlowBasis::Real),
-        (phi4_target(&[8]), FlowBasis::Real),
-        (oscillator_target(8), FlowBasis::Fourier),
-        (oscillator_target(10), FlowBasis::Fourier),
+        (
+            phi4_target(&[4, 4]),
+            with(real, MaskKind::Checkerboard, leaky),
+        ),
+        (
+            phi4_target(&[4, 6]),
+            with(real, MaskKind::Checkerboard, leaky),
+        ),
+        (phi4_target(&[8]), with(real, MaskKind::Checkerboard, leaky)),
+        (
+            phi4_target(&[4, 6]),
+            with(real, MaskKind::Stripes, Activation::Silu),
+        ),
+        (
+            phi4_target(&[4, 4]),
+            with(real, MaskKind::Stripes, Activation::Tanh),
+        ),
+        (
+            oscillator_target(8),
+            with(fourier, MaskKind::Checkerboard, leaky),
+        ),
+        (
+            oscillator_target(10),
+            with(fourier, MaskKind::Stripes, leaky),
+        ),
     ];
-    for (target, basis) in cases {
-        let extents = target.action().lattice().extents().to_vec();
-        let (flow, store) = busy_flow(&target, 4, basis);
+    for (target, config) in cases {
+        let (extents, basis) = (target.action().lattice().extents().to_vec(), config.basis);
+        let (flow, store) = busy_flow_of(&target, &config);
         let v = flow.volume();
         let x = randn(v, 1);
         let (_, ld) = push(&flow, &store, &x, Direction::Forward);

@@ -20,6 +20,6 @@ pub mod reweight;
 pub mod target;
 pub mod train;
 
-pub use model::{Flow, FlowBasis, FlowConfig};
+pub use model::{Flow, FlowBasis, FlowConfig, MaskKind};
 pub use target::Target;
 pub use train::{StepStats, TrainConfig, Trainer};

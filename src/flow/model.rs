@@ -11,7 +11,7 @@ use super::fourier::{gaussian_start, RealDft, RealDftOp, ZeroModeOp, ZERO_MAP_PA
 use super::target::Target;
 use crate::error::{Error, Result};
 use crate::lattice::Lattice;
-use crate::nn::layers::ConvStack;
+use crate::nn::layers::{Activation, ConvStack};
 use crate::nn::{masks, ParamStore, Real, Tape, Tensor, Var};
 
 /// Where the couplings act.
@@ -45,6 +45,49 @@ impl FlowBasis {
     }
 }
 
+/// Which sites a coupling layer keeps frozen (conditioning the others).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaskKind {
+    /// Sites whose coordinates sum to the layer's parity (even, odd, even, …).
+    Checkerboard,
+    /// Rows or columns of the layer's parity; the axis alternates every two layers in 2D, so
+    /// four layers update every site twice, once per orientation (in 1D: alternate sites).
+    Stripes,
+}
+
+impl MaskKind {
+    /// The name on the command line and in `flow.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            MaskKind::Checkerboard => "checkerboard",
+            MaskKind::Stripes => "stripes",
+        }
+    }
+
+    /// The mask kind of a name.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "checkerboard" => Ok(MaskKind::Checkerboard),
+            "stripes" => Ok(MaskKind::Stripes),
+            _ => Err(Error::InvalidInput(format!(
+                "--mask {s}: choose checkerboard or stripes"
+            ))),
+        }
+    }
+
+    /// (axis, parity) of layer `l`'s mask on a plane `[H, W]` (axis None: checkerboard).
+    fn layout(self, plane: [usize; 2], l: usize) -> MaskLayout {
+        match self {
+            MaskKind::Checkerboard => (None, l % 2),
+            MaskKind::Stripes if plane[0] == 1 => (Some(1), l % 2),
+            MaskKind::Stripes => (Some((l / 2) % 2), l % 2),
+        }
+    }
+}
+
+/// A mask's stripe axis (None: checkerboard) and parity.
+type MaskLayout = (Option<usize>, usize);
+
 /// Parameter names of a Fourier flow's mode layers.
 const LOG_SCALE: &str = "modes.log_scale";
 const ZERO_MAP: &str = "modes.zero_map";
@@ -58,8 +101,10 @@ pub struct FlowConfig {
     pub hidden: Vec<usize>,
     /// Convolution kernel size (k × k in 2D, 1 × k in 1D).
     pub kernel: usize,
-    /// Negative slope of the leaky ReLU between convolutions (tanh after the last).
-    pub slope: f64,
+    /// The activation between convolutions (tanh after the last).
+    pub activation: Activation,
+    /// Which sites each coupling freezes.
+    pub mask: MaskKind,
     /// Seed of the initial weights.
     pub seed: u64,
     /// Sites or Fourier modes.
@@ -73,7 +118,8 @@ impl FlowConfig {
             layers: 16,
             hidden: vec![8, 8],
             kernel: 3,
-            slope: 0.01,
+            activation: Activation::LeakyRelu(0.01),
+            mask: MaskKind::Checkerboard,
             seed,
             basis: FlowBasis::Real,
         }
@@ -99,11 +145,8 @@ impl FlowConfig {
                 self.kernel
             )));
         }
-        if !(self.slope.is_finite() && self.slope >= 0.0) {
-            return Err(Error::InvalidInput(format!(
-                "the leaky-ReLU slope {} must be finite and >= 0",
-                self.slope
-            )));
+        if let Activation::LeakyRelu(a) = self.activation {
+            Activation::parse("leaky-relu", a)?;
         }
         Ok(())
     }
@@ -161,9 +204,22 @@ impl<T: Real> Flow<T> {
         channels.extend(&config.hidden);
         channels.push(2);
         let mut nets = Vec::with_capacity(config.layers);
-        let mut masks_l = Vec::with_capacity(2);
-        for parity in 0..2 {
-            masks_l.push(Arc::new(masks::checkerboard(store.ctx(), &plane, parity)?));
+        let mut built: Vec<(MaskLayout, Arc<Tensor<T>>)> = Vec::new();
+        let mut masks_l = Vec::with_capacity(config.layers);
+        for l in 0..config.layers {
+            let key = config.mask.layout(plane, l);
+            let mask = match built.iter().find(|(k, _)| *k == key) {
+                Some((_, m)) => m.clone(),
+                None => {
+                    let m = Arc::new(match key {
+                        (None, parity) => masks::checkerboard(store.ctx(), &plane, parity)?,
+                        (Some(axis), parity) => masks::stripes(store.ctx(), &plane, axis, parity)?,
+                    });
+                    built.push((key, m.clone()));
+                    m
+                }
+            };
+            masks_l.push(mask);
         }
         for l in 0..config.layers {
             let seed = config
@@ -175,7 +231,7 @@ impl<T: Real> Flow<T> {
                 &format!("coupling.{l}"),
                 &channels,
                 kernel,
-                config.slope,
+                config.activation,
                 seed,
             )?);
         }
@@ -312,7 +368,7 @@ impl<T: Real> Flow<T> {
             (h, total) = (tape.apply(op, &[&u])?, Some(ld));
         }
         for l in order {
-            let mask = tape.constant_shared(&self.masks[l % 2]);
+            let mask = tape.constant_shared(&self.masks[l]);
             let frozen = tape.mul(&h, &mask)?;
             let st = self.nets[l].forward(tape, store, &frozen)?;
             let mut out = tape.apply_multi(Coupling(dir), &[&h, &st, &mask])?;

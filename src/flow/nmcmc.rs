@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::model::{Flow, FlowBasis, FlowConfig};
+use super::model::{Flow, FlowBasis, FlowConfig, MaskKind};
 use super::reweight::Reweighting;
 use super::target::Target;
 use super::train::{sample, Proposals, TrainConfig, STREAM_FLOW_SAMPLE};
@@ -14,6 +14,7 @@ use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::io::json::Json;
 use crate::io::{read, write_atomic};
+use crate::nn::layers::Activation;
 use crate::nn::{safetensors, Ctx, ParamStore};
 use crate::philox;
 use crate::sampler::{ChainMeasurement, Sampler, UpdateStats};
@@ -55,7 +56,15 @@ impl FlowRecord {
                 Json::Arr(self.flow.hidden.iter().map(|&h| n(h as f64)).collect()),
             ),
             ("kernel", n(self.flow.kernel as f64)),
-            ("slope", n(self.flow.slope)),
+            ("activation", Json::Str(self.flow.activation.name().into())),
+            (
+                "slope",
+                n(match self.flow.activation {
+                    Activation::LeakyRelu(a) => a,
+                    _ => 0.0,
+                }),
+            ),
+            ("mask", Json::Str(self.flow.mask.name().into())),
             ("init_seed", Json::Str(self.flow.seed.to_string())),
             ("basis", Json::Str(self.flow.basis.name().into())),
             ("batch", n(self.train.batch as f64)),
@@ -103,7 +112,18 @@ impl FlowRecord {
                 layers: int("layers")?,
                 hidden,
                 kernel: int("kernel")?,
-                slope: num("slope")?,
+                activation: match j.get("activation") {
+                    None => Activation::LeakyRelu(num("slope")?),
+                    Some(Json::Str(a)) => {
+                        Activation::parse(a, num("slope")?).map_err(|_| bad("activation"))?
+                    }
+                    Some(_) => return Err(bad("activation")),
+                },
+                mask: match j.get("mask") {
+                    None => MaskKind::Checkerboard,
+                    Some(Json::Str(m)) => MaskKind::parse(m).map_err(|_| bad("mask"))?,
+                    Some(_) => return Err(bad("mask")),
+                },
                 seed: big("init_seed")?,
                 basis: match j.get("basis") {
                     None => FlowBasis::Real,

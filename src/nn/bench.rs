@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::layers::ConvStack;
+use super::layers::{Activation, ConvStack};
 use super::params::ParamStore;
 use super::tape::Tape;
 use super::tensor::{Ctx, Tensor};
@@ -35,7 +35,14 @@ impl ConvStackBench {
         memory::check(device, 4 * 35 * 3 * sites, &what, "use smaller --sizes")?;
         let ctx = Ctx::<f32>::new(device.clone());
         let mut store = ParamStore::new(&ctx);
-        let net = ConvStack::new(&mut store, "stack", &[1, 16, 16, 2], 3, 0.01, 1)?;
+        let net = ConvStack::new(
+            &mut store,
+            "stack",
+            &[1, 16, 16, 2],
+            3,
+            Activation::LeakyRelu(0.01),
+            1,
+        )?;
         let mut data = vec![0.0; BATCH * l * l];
         philox::fill_normals(&mut data, 1, 0, 0, 7);
         let x = ctx.from_f64(&[BATCH, 1, l, l], &data)?;

@@ -1,19 +1,65 @@
 //! Layers built from tape operations.
 
-use super::kernels::ConvMode;
+use super::kernels::{ConvMode, Unary};
 use super::params::ParamStore;
 use super::tape::{Tape, Var};
 use super::tensor::Real;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
-/// A stack of periodic convolutions on lattice-shaped inputs `[B, C, Lx, Ly]`: leaky ReLU between
-/// layers and tanh after the last (the network inside affine-coupling layers).
+/// The activation between a stack's convolutions.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Activation {
+    /// x for x > 0, slope·x otherwise.
+    LeakyRelu(f64),
+    /// tanh x.
+    Tanh,
+    /// x·sigmoid(x).
+    Silu,
+}
+
+impl Activation {
+    /// The elementwise function.
+    pub fn unary(self) -> Unary {
+        match self {
+            Activation::LeakyRelu(a) => Unary::LeakyRelu(a),
+            Activation::Tanh => Unary::Tanh,
+            Activation::Silu => Unary::Silu,
+        }
+    }
+
+    /// The name on the command line and in model records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::LeakyRelu(_) => "leaky-relu",
+            Activation::Tanh => "tanh",
+            Activation::Silu => "silu",
+        }
+    }
+
+    /// The activation of a name (`slope` is the leaky ReLU's negative slope, finite and ≥ 0).
+    pub fn parse(name: &str, slope: f64) -> Result<Self> {
+        match name {
+            "leaky-relu" if slope.is_finite() && slope >= 0.0 => Ok(Activation::LeakyRelu(slope)),
+            "leaky-relu" => Err(Error::InvalidInput(format!(
+                "the leaky-ReLU slope {slope} must be finite and >= 0"
+            ))),
+            "tanh" => Ok(Activation::Tanh),
+            "silu" => Ok(Activation::Silu),
+            _ => Err(Error::InvalidInput(format!(
+                "--activation {name}: choose leaky-relu, tanh or silu"
+            ))),
+        }
+    }
+}
+
+/// A stack of periodic convolutions on lattice-shaped inputs `[B, C, Lx, Ly]`: an activation
+/// between layers and tanh after the last (the network inside affine-coupling layers).
 #[derive(Clone, Debug)]
 pub struct ConvStack {
     name: String,
     channels: Vec<usize>,
     kernel: [usize; 2],
-    slope: f64,
+    activation: Activation,
 }
 
 impl ConvStack {
@@ -24,10 +70,10 @@ impl ConvStack {
         name: &str,
         channels: &[usize],
         kernel: usize,
-        slope: f64,
+        activation: Activation,
         seed: u64,
     ) -> Result<Self> {
-        Self::with_kernel(store, name, channels, [kernel, kernel], slope, seed)
+        Self::with_kernel(store, name, channels, [kernel, kernel], activation, seed)
     }
 
     /// As [`ConvStack::new`] with a kernel of `[height, width]` (e.g. `[1, k]` on a 1D lattice
@@ -37,11 +83,11 @@ impl ConvStack {
         name: &str,
         channels: &[usize],
         kernel: [usize; 2],
-        slope: f64,
+        activation: Activation,
         seed: u64,
     ) -> Result<Self> {
         if channels.len() < 2 || channels.contains(&0) || kernel.contains(&0) {
-            return Err(crate::error::Error::InvalidInput(format!(
+            return Err(Error::InvalidInput(format!(
                 "a convolution stack needs at least two positive channel counts and a positive \
                  kernel; got channels {channels:?}, kernel {kernel:?}"
             )));
@@ -61,7 +107,7 @@ impl ConvStack {
             name: name.to_string(),
             channels: channels.to_vec(),
             kernel,
-            slope,
+            activation,
         })
     }
 
@@ -96,7 +142,7 @@ impl ConvStack {
             let b = tape.param(store, &format!("{}.{i}.b", self.name))?;
             h = tape.conv2d(&h, &w, Some(&b), ConvMode::Periodic)?;
             h = if i + 1 < layers {
-                tape.leaky_relu(&h, self.slope)?
+                tape.unary(self.activation.unary(), &h)?
             } else {
                 tape.tanh(&h)?
             };
