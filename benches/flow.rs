@@ -1,10 +1,9 @@
 //! The reference flow (φ⁴ at m² = −4, λ₀ = 8 on 8×8; 16 affine couplings, conv 1→8→8→2, f32):
 //! one reverse-KL training step at batch 64, and drawing 1024 samples; per second.
 
-use std::io::Write;
+mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use latticeml::device::{CpuDevice, CudaDevice};
 use latticeml::flow::bench::{FlowBench, TRAIN_BATCH};
 use latticeml::lattice::Lattice;
 use latticeml::Device;
@@ -22,24 +21,9 @@ fn bench_device(c: &mut Criterion, label: &str, device: &Device) {
     g.finish();
 }
 
-fn cpu(c: &mut Criterion) {
-    bench_device(c, "cpu", &Device::Cpu(CpuDevice::new()));
+fn flow(c: &mut Criterion) {
+    common::on_every_device(c, "flow", bench_device);
 }
 
-fn gpu(c: &mut Criterion) {
-    match CudaDevice::new(0) {
-        Ok(d) => bench_device(c, "cuda", &Device::Cuda(d)),
-        Err(e) => {
-            if std::env::var("LATTICEML_REQUIRE_GPU").as_deref() == Ok("1") {
-                panic!("LATTICEML_REQUIRE_GPU=1 but no CUDA device: {e}");
-            }
-            let _ = writeln!(
-                std::io::stderr(),
-                "flow_cuda: skipped: no CUDA device ({e})"
-            );
-        }
-    }
-}
-
-criterion_group!(benches, cpu, gpu);
+criterion_group!(benches, flow);
 criterion_main!(benches);

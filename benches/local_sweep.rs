@@ -3,10 +3,9 @@
 //! Ising 16384² and XY 4096² on a GPU when one is present. Throughput is in site-updates per
 //! second.
 
-use std::io::Write;
+mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use latticeml::device::{CpuDevice, CudaDevice};
 use latticeml::hmc::Start;
 use latticeml::sampler::{Sampler, SamplerConfig};
 use latticeml::theory::{LocalAlgorithm, TheoryConfig};
@@ -48,24 +47,16 @@ fn bench_device(c: &mut Criterion, label: &str, device: &Device, cases: &[(&str,
     g.finish();
 }
 
-fn cpu(c: &mut Criterion) {
-    let cases = [("ising", 1024), ("ising", 4096), ("xy", 256)];
-    bench_device(c, "cpu", &Device::Cpu(CpuDevice::new()), &cases);
+fn local_sweep(c: &mut Criterion) {
+    common::on_every_device(c, "local_sweep", |c, label, device| {
+        let cases: &[(&str, usize)] = if label == "cpu" {
+            &[("ising", 1024), ("ising", 4096), ("xy", 256)]
+        } else {
+            &[("ising", 16384), ("xy", 4096)]
+        };
+        bench_device(c, label, device, cases)
+    });
 }
 
-fn gpu(c: &mut Criterion) {
-    match CudaDevice::new(0) {
-        Ok(d) => bench_device(
-            c,
-            "cuda",
-            &Device::Cuda(d),
-            &[("ising", 16384), ("xy", 4096)],
-        ),
-        Err(e) => {
-            let _ = writeln!(std::io::stderr(), "local_sweep cuda: skipped: {e}");
-        }
-    }
-}
-
-criterion_group!(benches, cpu, gpu);
+criterion_group!(benches, local_sweep);
 criterion_main!(benches);

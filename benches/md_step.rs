@@ -2,12 +2,12 @@
 //! 2D 256×256 and 4D 16⁴ on the CPU, plus 4096×4096 and 64⁴ on a GPU when one is present.
 //! Throughput is in site-updates per second.
 
-use std::io::Write;
+mod common;
+
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use latticeml::action::{Action, Phi4};
-use latticeml::device::{CpuDevice, CudaDevice};
 use latticeml::hmc::{Hmc, HmcParams, Integrator};
 use latticeml::{Device, Lattice};
 
@@ -46,34 +46,16 @@ fn bench_device(c: &mut Criterion, label: &str, device: &Device, shapes: &[&[usi
     g.finish();
 }
 
-fn cpu(c: &mut Criterion) {
-    bench_device(
-        c,
-        "cpu",
-        &Device::Cpu(CpuDevice::new()),
-        &[&[256, 256], &[16, 16, 16, 16]],
-    );
+fn md_step(c: &mut Criterion) {
+    common::on_every_device(c, "md_step", |c, label, device| {
+        let shapes: &[&[usize]] = if label == "cpu" {
+            &[&[256, 256], &[16, 16, 16, 16]]
+        } else {
+            &[&[4096, 4096], &[64, 64, 64, 64], &[256, 256]]
+        };
+        bench_device(c, label, device, shapes)
+    });
 }
 
-fn gpu(c: &mut Criterion) {
-    match CudaDevice::new(0) {
-        Ok(d) => bench_device(
-            c,
-            "cuda",
-            &Device::Cuda(d),
-            &[&[4096, 4096], &[64, 64, 64, 64], &[256, 256]],
-        ),
-        Err(e) => {
-            if std::env::var("LATTICEML_REQUIRE_GPU").as_deref() == Ok("1") {
-                panic!("LATTICEML_REQUIRE_GPU=1 but no CUDA device: {e}");
-            }
-            let _ = writeln!(
-                std::io::stderr(),
-                "md_step_cuda: skipped: no CUDA device ({e})"
-            );
-        }
-    }
-}
-
-criterion_group!(benches, cpu, gpu);
+criterion_group!(benches, md_step);
 criterion_main!(benches);

@@ -1,10 +1,9 @@
 //! Forward + backward of the reference periodic conv stack (batch 256, 1→16→16→2, 3×3, leaky
 //! ReLU, tanh, f32) on 8×8, 32×32 and 64×64 lattices; throughput in lattice samples per second.
 
-use std::io::Write;
+mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use latticeml::device::{CpuDevice, CudaDevice};
 use latticeml::nn::bench::{ConvStackBench, BATCH};
 use latticeml::Device;
 
@@ -19,24 +18,9 @@ fn bench_device(c: &mut Criterion, label: &str, device: &Device) {
     g.finish();
 }
 
-fn cpu(c: &mut Criterion) {
-    bench_device(c, "cpu", &Device::Cpu(CpuDevice::new()));
+fn conv_stack(c: &mut Criterion) {
+    common::on_every_device(c, "conv_stack", bench_device);
 }
 
-fn gpu(c: &mut Criterion) {
-    match CudaDevice::new(0) {
-        Ok(d) => bench_device(c, "cuda", &Device::Cuda(d)),
-        Err(e) => {
-            if std::env::var("LATTICEML_REQUIRE_GPU").as_deref() == Ok("1") {
-                panic!("LATTICEML_REQUIRE_GPU=1 but no CUDA device: {e}");
-            }
-            let _ = writeln!(
-                std::io::stderr(),
-                "conv_stack_cuda: skipped: no CUDA device ({e})"
-            );
-        }
-    }
-}
-
-criterion_group!(benches, cpu, gpu);
+criterion_group!(benches, conv_stack);
 criterion_main!(benches);
