@@ -135,6 +135,12 @@ struct FlowSampleArgs {
     /// Seed of the proposals and the accept/reject decisions.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// HMC trajectories (--tau, --steps, --integrator) after every independence step: exact
+    /// still, and they reach what the flow rarely proposes.
+    #[arg(long)]
+    hmc_between: Option<usize>,
+    #[command(flatten)]
+    md: HmcFlags,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
@@ -224,6 +230,15 @@ fn cmd_flow_sample(a: FlowSampleArgs) -> Result<()> {
         sampler: SamplerConfig::Flow {
             model: a.model.clone(),
             seed: a.seed,
+            hmc_between: match a.hmc_between {
+                Some(k) => Some((a.md.params(a.seed)?, k)),
+                None if a.md.any() => {
+                    return Err(Error::InvalidInput(
+                        "--tau, --steps and --integrator set the HMC of --hmc-between K".into(),
+                    ))
+                }
+                None => None,
+            },
         },
         start: Start::from_name("hot")?,
         save_every: a.files.save_every,
@@ -521,6 +536,37 @@ impl TheoryArgs {
     }
 }
 
+/// The molecular-dynamics flags of HMC-type updates.
+#[derive(Args)]
+struct HmcFlags {
+    /// HMC: integration steps per trajectory [default: 4].
+    #[arg(long)]
+    steps: Option<usize>,
+    /// HMC: trajectory length [default: 1.0].
+    #[arg(long, allow_hyphen_values = true)]
+    tau: Option<f64>,
+    /// HMC: leapfrog, omelyan (2MN) or omelyan4 (fourth order) [default: omelyan].
+    #[arg(long)]
+    integrator: Option<String>,
+}
+
+impl HmcFlags {
+    /// Whether any flag was given.
+    fn any(&self) -> bool {
+        self.steps.is_some() || self.tau.is_some() || self.integrator.is_some()
+    }
+
+    /// The parameters, defaults filled in.
+    fn params(&self, seed: u64) -> Result<HmcParams> {
+        Ok(HmcParams {
+            tau: self.tau.unwrap_or(1.0),
+            steps: self.steps.unwrap_or(4),
+            integrator: Integrator::from_name(self.integrator.as_deref().unwrap_or("omelyan"))?,
+            seed,
+        })
+    }
+}
+
 #[derive(Args)]
 struct HmcArgs {
     #[command(flatten)]
@@ -531,15 +577,12 @@ struct HmcArgs {
     /// Thermalisation trajectories left out of the analysis.
     #[arg(long, default_value_t = 200)]
     therm: u64,
-    /// HMC: integration steps per trajectory [default: 4].
+    #[command(flatten)]
+    md: HmcFlags,
+    /// With --algorithm flow: HMC trajectories (--tau, --steps, --integrator) after every
+    /// independence step.
     #[arg(long)]
-    steps: Option<usize>,
-    /// HMC: trajectory length [default: 1.0].
-    #[arg(long, allow_hyphen_values = true)]
-    tau: Option<f64>,
-    /// HMC: leapfrog, omelyan (2MN) or omelyan4 (fourth order) [default: omelyan].
-    #[arg(long)]
-    integrator: Option<String>,
+    hmc_between: Option<usize>,
     /// hmc; fa-hmc (Fourier-accelerated, mass kernel k^2 + --fa-mass); mala (Metropolis-adjusted Langevin, exact) or langevin (unadjusted Euler–Maruyama,
     /// biased at O(epsilon)), which take --epsilon instead of --tau, --steps and --integrator;
     /// metropolis (checkerboard, --hits per site), overrelax (xy), heatbath (ising), or cluster
@@ -665,7 +708,7 @@ fn main() -> ExitCode {
 /// The sampler of `--algorithm` with its parameters; a parameter of another algorithm is refused
 /// rather than silently ignored.
 fn sampler_config(a: &HmcArgs, lattice: &Lattice) -> Result<SamplerConfig> {
-    let hmc_flags = a.steps.is_some() || a.tau.is_some() || a.integrator.is_some();
+    let hmc_flags = a.md.any();
     let algorithm = a
         .algorithm
         .as_deref()
@@ -690,14 +733,10 @@ fn sampler_config(a: &HmcArgs, lattice: &Lattice) -> Result<SamplerConfig> {
     if a.flow_model.is_some() && algorithm != "flow" {
         return refuse("no --model (only flow does)");
     }
-    let hmc_params = || -> Result<HmcParams> {
-        Ok(HmcParams {
-            tau: a.tau.unwrap_or(1.0),
-            steps: a.steps.unwrap_or(4),
-            integrator: Integrator::from_name(a.integrator.as_deref().unwrap_or("omelyan"))?,
-            seed: a.seed,
-        })
-    };
+    if a.hmc_between.is_some() && algorithm != "flow" {
+        return refuse("no --hmc-between (only flow does)");
+    }
+    let hmc_params = || a.md.params(a.seed);
     let local = |algorithm| {
         if hmc_flags || a.epsilon.is_some() {
             refuse("no --tau, --steps, --integrator or --epsilon")
@@ -728,9 +767,9 @@ fn sampler_config(a: &HmcArgs, lattice: &Lattice) -> Result<SamplerConfig> {
             epsilon: a.epsilon.unwrap_or(0.01),
             seed: a.seed,
         }),
-        "flow" if hmc_flags || a.epsilon.is_some() => {
-            refuse("--model, not --tau, --steps, --integrator or --epsilon")
-        }
+        "flow" if (hmc_flags && a.hmc_between.is_none()) || a.epsilon.is_some() => refuse(
+            "--model (and --tau, --steps, --integrator only with --hmc-between), not --epsilon",
+        ),
         "flow" => Ok(SamplerConfig::Flow {
             model: a.flow_model.clone().ok_or_else(|| {
                 Error::InvalidInput(
@@ -739,6 +778,10 @@ fn sampler_config(a: &HmcArgs, lattice: &Lattice) -> Result<SamplerConfig> {
                 )
             })?,
             seed: a.seed,
+            hmc_between: match a.hmc_between {
+                Some(k) => Some((hmc_params()?, k)),
+                None => None,
+            },
         }),
         "metropolis" => local(LocalAlgorithm::Metropolis {
             hits: a.hits.unwrap_or(1),

@@ -19,6 +19,9 @@ use crate::io::json::Json;
 use crate::local::LocalSampler;
 use crate::theory::{check_offers, LocalAlgorithm, Theory};
 
+/// Mixed into the seed of the HMC interleaved with a flow (the golden ratio's bits).
+const BETWEEN_KEY: u64 = 0x9E37_79B9_7F4A_7C15;
+
 /// What one update did, per chain.
 #[derive(Clone, Debug, PartialEq)]
 pub struct UpdateStats {
@@ -125,12 +128,15 @@ pub enum SamplerConfig {
         /// Seed of every random draw.
         seed: u64,
     },
-    /// Independence Metropolis over a trained flow's proposals ([`crate::flow::nmcmc`]).
+    /// Independence Metropolis over a trained flow's proposals ([`crate::flow::nmcmc`]),
+    /// optionally followed by HMC trajectories after every proposal.
     Flow {
         /// The model directory (`flow.json`, `model.safetensors`).
         model: PathBuf,
         /// Seed of every random draw.
         seed: u64,
+        /// HMC parameters and trajectories run after each independence step (None: none).
+        hmc_between: Option<(HmcParams, usize)>,
     },
     /// A local update of the theory's own (checkerboard Metropolis, overrelaxation, heat-bath).
     Local {
@@ -151,7 +157,13 @@ impl SamplerConfig {
                 crate::hmc::fourier::check_mass(*m2)
             }
             SamplerConfig::Local { algorithm, .. } => algorithm.validate(),
-            SamplerConfig::Flow { .. } => Ok(()),
+            SamplerConfig::Flow { hmc_between, .. } => match hmc_between {
+                Some((_, 0)) => Err(crate::error::Error::InvalidInput(
+                    "--hmc-between 0: give at least one trajectory, or leave the flag out".into(),
+                )),
+                Some((p, _)) => p.validate(),
+                None => Ok(()),
+            },
             SamplerConfig::Mala { epsilon, .. } | SamplerConfig::Langevin { epsilon, .. } => {
                 if epsilon.is_finite() && *epsilon > 0.0 {
                     Ok(())
@@ -196,8 +208,24 @@ impl SamplerConfig {
             SamplerConfig::Langevin { epsilon, seed } => Box::new(HmcSampler::langevin(
                 theory, chains, epsilon, seed, false, device,
             )?),
-            SamplerConfig::Flow { model, seed } => {
-                Box::new(FlowSampler::new(theory, &model, chains, seed, device)?)
+            SamplerConfig::Flow {
+                model,
+                seed,
+                hmc_between,
+            } => {
+                let mut flow = FlowSampler::new(theory.clone(), &model, chains, seed, device)?;
+                if let Some((params, k)) = hmc_between {
+                    // Its own Philox key: with the flow's, the HMC accept uniforms of trajectory t
+                    // would be the flow's of update t (both use STREAM_ACCEPT, keyed by chain and
+                    // step), correlating the two decisions.
+                    let params = HmcParams {
+                        seed: params.seed ^ BETWEEN_KEY,
+                        ..params
+                    };
+                    let hmc = HmcSampler::new(theory, chains, params, device)?;
+                    flow.interleave(Box::new(hmc), k)?;
+                }
+                Box::new(flow)
             }
             SamplerConfig::Local { algorithm, seed } => {
                 let sweeper = theory.sweeper(algorithm, chains, seed, device)?;

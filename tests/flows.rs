@@ -609,8 +609,8 @@ fn flow_training_resumes_bit_identically_and_refuses_bad_input() {
 }
 
 /// Trains a flow on the double well (m = ½, λ = 1, f = 1.7, β = 4, N = 16) in `basis` and runs
-/// NMCMC over it; returns the run directory.
-fn double_well_run(basis: &str) -> std::path::PathBuf {
+/// NMCMC over it; returns the model and run directories.
+fn double_well_run(basis: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let model = common::fresh_dir(&format!("flow-dw-model-{basis}"));
     let run = common::fresh_dir(&format!("flow-dw-run-{basis}"));
     let (m, r) = (model.to_str().unwrap(), run.to_str().unwrap());
@@ -648,6 +648,18 @@ fn double_well_run(basis: &str) -> std::path::PathBuf {
         "--out",
         r,
     ]);
+    (model, run)
+}
+
+/// `flow sample` of `model` with `extra` flags into a fresh directory `name`.
+fn flow_sample(model: &std::path::Path, name: &str, extra: &[&str]) -> std::path::PathBuf {
+    let run = common::fresh_dir(name);
+    let (m, r) = (model.to_str().unwrap(), run.to_str().unwrap());
+    let mut a = vec![
+        "flow", "sample", "--device", "cpu", "--model", m, "--out", r,
+    ];
+    a.extend(extra);
+    cli(&a);
     run
 }
 
@@ -658,33 +670,81 @@ fn double_well_run(basis: &str) -> std::path::PathBuf {
 #[test]
 fn the_fourier_flow_samples_both_wells_where_the_coordinate_flow_collapses() {
     let exact = latticeml::exact::oscillator::oscillator_moments(0.5, 1.0, 1.7, 4.0, 16).unwrap();
-    let fourier = double_well_run("fourier");
+    let (model, fourier) = double_well_run("fourier");
+    // The same flow with two HMC trajectories after every independence step: still exact.
+    let hybrid = flow_sample(
+        &model,
+        "flow-dw-hybrid",
+        &[
+            "--samples",
+            "8000",
+            "--chains",
+            "8",
+            "--hmc-between",
+            "2",
+            "--tau",
+            "1",
+        ],
+    );
     let value = |run: &std::path::Path, k: &str| summary_number(run, &["observables", k, "value"]);
     let error = |run: &std::path::Path, k: &str| summary_number(run, &["observables", k, "error"]);
-    for (k, want) in [
-        ("x2", exact.x2),
-        ("x4", exact.x4),
-        ("E0", exact.e0),
-        ("well_fraction", 0.5),
-    ] {
-        let (v, e) = (value(&fourier, k), error(&fourier, k));
-        eprintln!("Fourier flow: {k} = {v:.4} ± {e:.4} (exact {want:.4})");
-        assert!(
-            (v - want).abs() < 4.0 * e,
-            "Fourier flow: {k} = {v} ± {e}, exact {want}"
-        );
-        assert!(
-            e < 0.1 * want.abs().max(0.5),
-            "{k}: error {e} too large to test"
-        );
+    for (label, run) in [("Fourier flow", &fourier), ("Fourier flow + HMC", &hybrid)] {
+        for (k, want) in [
+            ("x2", exact.x2),
+            ("x4", exact.x4),
+            ("E0", exact.e0),
+            ("well_fraction", 0.5),
+        ] {
+            let (v, e) = (value(run, k), error(run, k));
+            eprintln!("{label}: {k} = {v:.4} ± {e:.4} (exact {want:.4})");
+            assert!(
+                (v - want).abs() < 4.0 * e,
+                "{label}: {k} = {v} ± {e}, exact {want}"
+            );
+            assert!(
+                e < 0.1 * want.abs().max(0.5),
+                "{k}: error {e} too large to test"
+            );
+        }
     }
-    let coordinate = double_well_run("real");
+    let (_, coordinate) = double_well_run("real");
     let wf = value(&coordinate, "well_fraction");
     eprintln!("coordinate flow: well fraction {wf} (mode collapse where it is 0 or 1)");
     assert!(
         (wf - 0.5).abs() > 0.4,
         "the coordinate flow found both wells ({wf}): this test no longer shows mode collapse"
     );
+    // The interleaved HMC is part of the checkpoint: 20 then 45 updates per chain equal 45.
+    let args = |n: &'static str| {
+        [
+            "--chains",
+            "3",
+            "--therm",
+            "5",
+            "--checkpoint-every",
+            "7",
+            "--hmc-between",
+            "1",
+            "--samples",
+            n,
+        ]
+    };
+    let whole = flow_sample(&model, "flow-dw-hybrid-whole", &args("135"));
+    let split = flow_sample(&model, "flow-dw-hybrid-split", &args("60"));
+    let m = model.to_str().unwrap();
+    let s = split.to_str().unwrap();
+    let mut resume = vec![
+        "flow", "sample", "--device", "cpu", "--model", m, "--out", s, "--resume",
+    ];
+    resume.extend(args("135"));
+    cli(&resume);
+    for f in ["observables.csv", "configs.npy"] {
+        assert_eq!(
+            std::fs::read(whole.join(f)).unwrap(),
+            std::fs::read(split.join(f)).unwrap(),
+            "{f} differs after resuming a flow + HMC run"
+        );
+    }
 }
 
 /// The acceptance test at Albergo, Kanwar, Shanahan's L = 8 point (m² = −4, λ₀ = 8):

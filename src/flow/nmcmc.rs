@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::model::{Flow, FlowBasis, FlowConfig, MaskKind};
 use super::reweight::Reweighting;
 use super::target::Target;
-use super::train::{sample, Proposals, TrainConfig, STREAM_FLOW_SAMPLE};
+use super::train::{log_density, sample, Proposals, TrainConfig, STREAM_FLOW_SAMPLE};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::io::json::Json;
@@ -230,6 +230,8 @@ pub struct FlowSampler {
     log_w: Vec<f64>,
     /// Every proposal so far, reweighted: the ESS and ⟨O⟩ = Σ w O / Σ w of the primaries.
     reweighting: Reweighting,
+    /// A sampler run for `k` updates after every independence step, and k.
+    between: Option<(Box<dyn Sampler>, usize)>,
 }
 
 impl FlowSampler {
@@ -271,7 +273,56 @@ impl FlowSampler {
             log_w: vec![f64::NAN; chains],
             reweighting: Reweighting::new(theory.primary_names().len()),
             theory,
+            between: None,
         })
+    }
+
+    /// Runs `k` updates of `local` (e.g. HMC of the same theory and chains) after every
+    /// independence step. Each is a Markov kernel leaving e^{−S} invariant, so the chain stays
+    /// exact; the local updates reach what the flow rarely proposes (the double well's kink
+    /// pairs), the flow's proposals what local updates rarely reach (the other well).
+    pub fn interleave(&mut self, local: Box<dyn Sampler>, k: usize) -> Result<()> {
+        if k == 0 || local.chains() != self.chains {
+            return Err(Error::InvalidInput(format!(
+                "interleaving {k} updates of a sampler of {} chains with a flow of {} chains",
+                local.chains(),
+                self.chains
+            )));
+        }
+        self.between = Some((local, k));
+        Ok(())
+    }
+
+    /// The interleaved sampler's state, its names prefixed `between.`.
+    fn between_state(&self) -> Result<Vec<(String, Vec<f64>)>> {
+        match &self.between {
+            Some((local, _)) => Ok(local
+                .state()?
+                .into_iter()
+                .map(|(n, v)| (format!("between.{n}"), v))
+                .collect()),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The local updates after an independence step: the chains move on, and their log w is
+    /// recomputed exactly (the inverse flow's log q) for the next independence step. (The
+    /// forward and inverse passes agree on log q to f32 rounding.)
+    fn run_between(&mut self) -> Result<()> {
+        let Some((local, k)) = self.between.as_mut() else {
+            return Ok(());
+        };
+        local.set_fields(&self.target.to_theory(&self.current))?;
+        for _ in 0..*k {
+            local.update()?;
+        }
+        self.current = self.target.to_flow(&local.fields()?);
+        let log_q = log_density(&self.model.flow, &self.model.params, &self.current)?;
+        let v = self.target.volume();
+        for ((lw, y), q) in self.log_w.iter_mut().zip(self.current.chunks(v)).zip(log_q) {
+            *lw = -self.target.action_of(y) - q;
+        }
+        Ok(())
     }
 
     /// ESS per sample of every proposal so far.
@@ -316,10 +367,17 @@ impl Sampler for FlowSampler {
     }
 
     fn parameters(&self) -> String {
-        format!(
+        let mut p = format!(
             "algorithm=flow\nmodel={}\nmodel_steps={}\nseed={}\n",
             self.model_dir, self.model.record.steps, self.seed
-        )
+        );
+        if let Some((local, k)) = &self.between {
+            p += &format!("between={k}\n");
+            for line in local.parameters().lines() {
+                p += &format!("between.{line}\n");
+            }
+        }
+        p
     }
 
     fn summary(&self) -> Vec<(&'static str, Json)> {
@@ -330,6 +388,25 @@ impl Sampler for FlowSampler {
             ("seed", Json::Num(self.seed as f64)),
             ("ess_per_sample", Json::Num(self.ess_per_sample())),
             ("reweighted", self.reweighted()),
+            (
+                "updates_between",
+                match &self.between {
+                    Some((local, k)) => Json::obj([
+                        ("updates", Json::Num(*k as f64)),
+                        (
+                            "sampler",
+                            Json::Obj(
+                                local
+                                    .summary()
+                                    .into_iter()
+                                    .map(|(n, v)| (n.to_string(), v))
+                                    .collect(),
+                            ),
+                        ),
+                    ]),
+                    None => Json::Null,
+                },
+            ),
         ]
     }
 
@@ -378,6 +455,7 @@ impl Sampler for FlowSampler {
                 stats.accepted[c] = 1.0;
             }
         }
+        self.run_between()?;
         self.done += 1;
         Ok(stats)
     }
@@ -387,7 +465,11 @@ impl Sampler for FlowSampler {
     }
 
     fn site_updates(&self) -> u64 {
-        (self.chains * self.target.volume()) as u64
+        let own = (self.chains * self.target.volume()) as u64;
+        match &self.between {
+            Some((local, k)) => own + *k as u64 * local.site_updates(),
+            None => own,
+        }
     }
 
     fn measure(&mut self) -> Result<Vec<ChainMeasurement>> {
@@ -418,12 +500,15 @@ impl Sampler for FlowSampler {
     }
 
     fn state(&self) -> Result<Vec<(String, Vec<f64>)>> {
-        Ok(vec![
+        Ok([
             // The flow's own variables: converting back from φ could change the last bit.
             ("flow_fields".into(), self.current.clone()),
             ("log_w".into(), self.log_w.clone()),
             ("reweighting".into(), self.reweighting.to_vec()),
-        ])
+        ]
+        .into_iter()
+        .chain(self.between_state()?)
+        .collect())
     }
 
     fn restore(&mut self, done: u64, state: &[(String, Vec<f64>)]) -> Result<()> {
@@ -444,6 +529,14 @@ impl Sampler for FlowSampler {
         self.current = fields.to_vec();
         self.log_w = log_w.to_vec();
         self.reweighting = sums;
+        if let Some((local, k)) = self.between.as_mut() {
+            let prefix = "between.";
+            let own: Vec<(String, Vec<f64>)> = state
+                .iter()
+                .filter_map(|(n, v)| n.strip_prefix(prefix).map(|m| (m.to_string(), v.clone())))
+                .collect();
+            local.restore(done * *k as u64, &own)?;
+        }
         self.done = done;
         Ok(())
     }
