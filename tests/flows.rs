@@ -714,6 +714,28 @@ fn the_fourier_flow_samples_both_wells_where_the_coordinate_flow_collapses() {
         (wf - 0.5).abs() > 0.4,
         "the coordinate flow found both wells ({wf}): this test no longer shows mode collapse"
     );
+    // After HMC moves a chain its log q comes from the inverse flow; in f32 it must agree with
+    // the forward pass's log q of the same configuration to rounding.
+    let loaded = latticeml::flow::nmcmc::load(&model, &Device::Cpu(common::cpu())).unwrap();
+    let (_, target) = loaded.record.target().unwrap();
+    let p = sample(
+        &loaded.flow,
+        &loaded.params,
+        &target,
+        (3, STREAM_FLOW_SAMPLE, 0),
+        0,
+        64,
+    )
+    .unwrap();
+    let back = log_density(&loaded.flow, &loaded.params, &p.y).unwrap();
+    let worst = p
+        .log_q
+        .iter()
+        .zip(&back)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    eprintln!("f32 flow: |log q forward − log q inverse| ≤ {worst:.2e}");
+    assert!(worst < 1e-3, "forward and inverse log q differ by {worst}");
     // The interleaved HMC is part of the checkpoint: 20 then 45 updates per chain equal 45.
     let args = |n: &'static str| {
         [
