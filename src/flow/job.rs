@@ -1,6 +1,6 @@
 //! `latticeml flow train` as a library function: trains a flow into a model directory with a
 //! checkpoint every so many steps, so that `--resume` continues bit-identically, and writes
-//! `train.csv` (step, loss, ess, acceptance) and `summary.json`.
+//! `train.csv` (step, loss, ess, acceptance, seconds of training so far) and `summary.json`.
 
 use std::path::Path;
 use std::time::Instant;
@@ -18,6 +18,8 @@ use crate::theory::TheoryConfig;
 
 /// The training log.
 pub const TRAIN_CSV: &str = "train.csv";
+/// Its header (files of earlier versions lack the seconds column and are continued without it).
+const TRAIN_HEADER: &str = "step,loss,ess,acceptance,seconds";
 /// The summary of the training.
 pub const SUMMARY: &str = "summary.json";
 
@@ -113,10 +115,13 @@ pub fn train(
     };
     let dir = OutputDir::claim(out, &manifest, claim)?;
     let out = dir.path();
-    let mut log = String::from("step,loss,ess,acceptance\n");
+    let mut log = format!("{TRAIN_HEADER}\n");
+    // Wall time of earlier invocations (a resume continues the clock of train.csv).
+    let mut before = 0.0;
     if claim == Claim::Resume {
-        resume(&mut trainer, &ctx, out, &mut log, job)?;
+        before = resume(&mut trainer, &ctx, out, &mut log, job)?;
     }
+    let timed = log.starts_with(TRAIN_HEADER);
     let start = (trainer.steps(), Instant::now());
     let mut interval: Vec<StepStats> = Vec::new();
     let mut last = None;
@@ -126,9 +131,13 @@ pub fn train(
         if trainer.steps() % job.log_every == 0 || trainer.steps() == job.steps {
             let mean = interval_mean(&interval);
             log.push_str(&format!(
-                "{},{:e},{:e},{:e}\n",
+                "{},{:e},{:e},{:e}",
                 mean.step, mean.loss, mean.ess, mean.acceptance
             ));
+            if timed {
+                log.push_str(&format!(",{:.3}", before + start.1.elapsed().as_secs_f64()));
+            }
+            log.push('\n');
             interval.clear();
             checkpoint(&trainer, &ctx, out, &log, job, scale)?;
             last = Some(mean);
@@ -177,13 +186,14 @@ fn checkpoint(
     job.record(scale, steps as u64).save(out)
 }
 
+/// Restores the training in `out`; returns the seconds of training train.csv records so far.
 fn resume(
     trainer: &mut Trainer<f32>,
     ctx: &Ctx<f32>,
     out: &Path,
     log: &mut String,
     job: &TrainJob,
-) -> Result<()> {
+) -> Result<f64> {
     let record = FlowRecord::load(out)?;
     let params = safetensors::load(ctx, &out.join(MODEL_FILE))?;
     let adam = safetensors::load(ctx, &out.join(OPTIMISER_FILE))?;
@@ -198,8 +208,17 @@ fn resume(
         )));
     }
     trainer.restore(params, record.steps, &adam)?;
+    let seconds = match text.lines().last() {
+        Some(row) if text.starts_with(TRAIN_HEADER) => row
+            .rsplit(',')
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .unwrap_or(0.0),
+        _ => 0.0,
+    };
     *log = text;
-    Ok(())
+    Ok(seconds)
 }
 
 fn write_summary(out: &Path, job: &TrainJob, last: &StepStats, rate: f64) -> Result<()> {
