@@ -491,44 +491,38 @@ fn nmcmc_reproduces_the_exact_free_field_and_resumes_bit_identically() {
         "the flow did not learn: acceptance {acc}, ESS {ess}"
     );
 
-    // Resume: 25 then 60 updates per chain equals 60 at once.
-    let (whole, split) = (
-        common::fresh_dir("flow-whole"),
-        common::fresh_dir("flow-split"),
-    );
-    let sample = |out: &std::path::Path, n: &str, resume: bool| {
-        let mut a = vec![
-            "flow",
-            "sample",
-            "--device",
-            "cpu",
-            "--model",
-            m,
-            "--chains",
-            "3",
-            "--therm",
-            "5",
-            "--checkpoint-every",
-            "7",
-            "--samples",
-            n,
-            "--out",
-        ];
-        let o = out.to_str().unwrap().to_string();
-        a.push(&o);
-        if resume {
-            a.push("--resume");
-        }
-        cli(&a);
+    // Resume: 20 then 60 updates per chain equal 60 at once.
+    let flags = ["--chains", "3", "--therm", "5", "--checkpoint-every", "7"];
+    sample_resume_is_bit_identical(&model, "flow-free", &flags, "60", "180");
+}
+
+/// `flow sample` of `model` with `flags` for `total` samples at once, and for `first` then
+/// resumed up to `total`: the observables and configurations must be identical.
+fn sample_resume_is_bit_identical<'a>(
+    model: &std::path::Path,
+    name: &str,
+    flags: &[&'a str],
+    first: &'a str,
+    total: &'a str,
+) {
+    let with = |n: &'a str| -> Vec<&'a str> {
+        let mut a = flags.to_vec();
+        a.extend(["--samples", n]);
+        a
     };
-    sample(&whole, "180", false);
-    sample(&split, "60", false);
-    sample(&split, "180", true);
+    let whole = flow_sample(model, &format!("{name}-whole"), &with(total));
+    let split = flow_sample(model, &format!("{name}-split"), &with(first));
+    let (m, s) = (model.to_str().unwrap(), split.to_str().unwrap());
+    let mut resume = vec![
+        "flow", "sample", "--device", "cpu", "--model", m, "--out", s, "--resume",
+    ];
+    resume.extend(with(total));
+    cli(&resume);
     for f in ["observables.csv", "configs.npy"] {
         assert_eq!(
             std::fs::read(whole.join(f)).unwrap(),
             std::fs::read(split.join(f)).unwrap(),
-            "{f} differs after resume"
+            "{name}: {f} differs after resume"
         );
     }
 }
@@ -748,36 +742,17 @@ fn the_fourier_flow_samples_both_wells_where_the_coordinate_flow_collapses() {
     eprintln!("f32 flow: |log q forward − log q inverse| ≤ {worst:.2e}");
     assert!(worst < 1e-3, "forward and inverse log q differ by {worst}");
     // The interleaved HMC is part of the checkpoint: 20 then 45 updates per chain equal 45.
-    let args = |n: &'static str| {
-        [
-            "--chains",
-            "3",
-            "--therm",
-            "5",
-            "--checkpoint-every",
-            "7",
-            "--hmc-between",
-            "1",
-            "--samples",
-            n,
-        ]
-    };
-    let whole = flow_sample(&model, "flow-dw-hybrid-whole", &args("135"));
-    let split = flow_sample(&model, "flow-dw-hybrid-split", &args("60"));
-    let m = model.to_str().unwrap();
-    let s = split.to_str().unwrap();
-    let mut resume = vec![
-        "flow", "sample", "--device", "cpu", "--model", m, "--out", s, "--resume",
+    let flags = [
+        "--chains",
+        "3",
+        "--therm",
+        "5",
+        "--checkpoint-every",
+        "7",
+        "--hmc-between",
+        "1",
     ];
-    resume.extend(args("135"));
-    cli(&resume);
-    for f in ["observables.csv", "configs.npy"] {
-        assert_eq!(
-            std::fs::read(whole.join(f)).unwrap(),
-            std::fs::read(split.join(f)).unwrap(),
-            "{f} differs after resuming a flow + HMC run"
-        );
-    }
+    sample_resume_is_bit_identical(&model, "flow-dw-hybrid", &flags, "60", "135");
 }
 
 /// The acceptance test at Albergo, Kanwar, Shanahan's L = 8 point (m² = −4, λ₀ = 8):
