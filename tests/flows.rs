@@ -460,22 +460,11 @@ fn nmcmc_reproduces_the_exact_free_field_and_resumes_bit_identically() {
     ]);
     let csv = std::fs::read_to_string(model.join("train.csv")).unwrap();
     assert_eq!(csv.lines().count(), 4, "{csv}");
-    let run = common::fresh_dir("flow-free-run");
-    let r = run.to_str().unwrap();
-    cli(&[
-        "flow",
-        "sample",
-        "--device",
-        "cpu",
-        "--model",
-        m,
-        "--samples",
-        "16000",
-        "--chains",
-        "8",
-        "--out",
-        r,
-    ]);
+    let run = flow_sample(
+        &model,
+        "flow-free-run",
+        &["--samples", "16000", "--chains", "8"],
+    );
     let chi2 = summary_number(&run, &["observables", "chi2", "value"]);
     let err = summary_number(&run, &["observables", "chi2", "error"]);
     let acc = summary_number(&run, &["acceptance"]);
@@ -617,8 +606,7 @@ fn flow_training_resumes_bit_identically_and_refuses_bad_input() {
 /// NMCMC over it; returns the model and run directories.
 fn double_well_run(basis: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let model = common::fresh_dir(&format!("flow-dw-model-{basis}"));
-    let run = common::fresh_dir(&format!("flow-dw-run-{basis}"));
-    let (m, r) = (model.to_str().unwrap(), run.to_str().unwrap());
+    let m = model.to_str().unwrap();
     let theory = [
         "--theory",
         "oscillator",
@@ -639,20 +627,11 @@ fn double_well_run(basis: &str) -> (std::path::PathBuf, std::path::PathBuf) {
         "--layers", "4", "--hidden", "8", "--steps", "400", "--lr", "3e-3", "--out", m,
     ]);
     cli(&train);
-    cli(&[
-        "flow",
-        "sample",
-        "--device",
-        "cpu",
-        "--model",
-        m,
-        "--samples",
-        "8000",
-        "--chains",
-        "8",
-        "--out",
-        r,
-    ]);
+    let run = flow_sample(
+        &model,
+        &format!("flow-dw-run-{basis}"),
+        &["--samples", "8000", "--chains", "8"],
+    );
     (model, run)
 }
 
