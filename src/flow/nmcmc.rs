@@ -230,8 +230,92 @@ pub struct FlowSampler {
     log_w: Vec<f64>,
     /// Every proposal so far, reweighted: the ESS and ⟨O⟩ = Σ w O / Σ w of the primaries.
     reweighting: Reweighting,
-    /// A sampler run for `k` updates after every independence step, and k.
-    between: Option<(Box<dyn Sampler>, usize)>,
+    /// Updates of another sampler after every independence step.
+    between: Option<Between>,
+}
+
+/// A sampler (HMC) run for `updates` updates of every chain after each independence step.
+struct Between {
+    sampler: Box<dyn Sampler>,
+    updates: usize,
+    /// Σ accepted and the number of its updates' chain-proposals, for its acceptance rate.
+    accepted: [f64; 2],
+}
+
+impl Between {
+    /// Moves `phi` (`[chain][site]`, the theory's variables) on by `updates` updates.
+    fn run(&mut self, phi: &[f64]) -> Result<Vec<f64>> {
+        self.sampler.set_fields(phi)?;
+        for _ in 0..self.updates {
+            let stats = self.sampler.update()?;
+            self.accepted[0] += stats.accepted.iter().sum::<f64>();
+            self.accepted[1] += stats.accepted.len() as f64;
+        }
+        self.sampler.fields()
+    }
+
+    /// Its state, names prefixed `between.`.
+    fn state(&self) -> Result<Vec<(String, Vec<f64>)>> {
+        let mut s: Vec<(String, Vec<f64>)> = self
+            .sampler
+            .state()?
+            .into_iter()
+            .map(|(n, v)| (format!("between.{n}"), v))
+            .collect();
+        s.push(("between_accepted".into(), self.accepted.to_vec()));
+        Ok(s)
+    }
+
+    /// Restores the state of [`Between::state`] after `done` independence steps.
+    fn restore(&mut self, done: u64, state: &[(String, Vec<f64>)]) -> Result<()> {
+        let own: Vec<(String, Vec<f64>)> = state
+            .iter()
+            .filter_map(|(n, v)| {
+                n.strip_prefix("between.")
+                    .map(|m| (m.to_string(), v.clone()))
+            })
+            .collect();
+        self.sampler.restore(done * self.updates as u64, &own)?;
+        let acc = crate::sampler::saved(state, "between_accepted")?;
+        self.accepted = match acc {
+            [a, n] if a.is_finite() && n.is_finite() && (0.0..=*n).contains(a) => [*a, *n],
+            _ => {
+                return Err(Error::InvalidInput(
+                    "the saved acceptance of the interleaved updates does not fit".into(),
+                ))
+            }
+        };
+        Ok(())
+    }
+
+    /// `key=value` lines of its parameters.
+    fn parameters(&self) -> String {
+        let mut p = format!("between={}\n", self.updates);
+        for line in self.sampler.parameters().lines() {
+            p += &format!("between.{line}\n");
+        }
+        p
+    }
+
+    /// The summary entry: updates per step, the sampler's parameters, its acceptance.
+    fn summary(&self) -> Json {
+        // The sampler's own seed is derived from the run's (see `SamplerConfig::build`).
+        let sampler = self
+            .sampler
+            .summary()
+            .into_iter()
+            .filter(|(n, _)| *n != "seed")
+            .map(|(n, v)| (n.to_string(), v))
+            .collect();
+        Json::obj([
+            ("updates", Json::Num(self.updates as f64)),
+            ("sampler", Json::Obj(sampler)),
+            (
+                "acceptance",
+                Json::Num(self.accepted[0] / self.accepted[1].max(1.0)),
+            ),
+        ])
+    }
 }
 
 impl FlowSampler {
@@ -289,34 +373,23 @@ impl FlowSampler {
                 self.chains
             )));
         }
-        self.between = Some((local, k));
+        self.between = Some(Between {
+            sampler: local,
+            updates: k,
+            accepted: [0.0; 2],
+        });
         Ok(())
-    }
-
-    /// The interleaved sampler's state, its names prefixed `between.`.
-    fn between_state(&self) -> Result<Vec<(String, Vec<f64>)>> {
-        match &self.between {
-            Some((local, _)) => Ok(local
-                .state()?
-                .into_iter()
-                .map(|(n, v)| (format!("between.{n}"), v))
-                .collect()),
-            None => Ok(Vec::new()),
-        }
     }
 
     /// The local updates after an independence step: the chains move on, and their log w is
     /// recomputed exactly (the inverse flow's log q) for the next independence step. (The
     /// forward and inverse passes agree on log q to f32 rounding.)
     fn run_between(&mut self) -> Result<()> {
-        let Some((local, k)) = self.between.as_mut() else {
+        let Some(between) = self.between.as_mut() else {
             return Ok(());
         };
-        local.set_fields(&self.target.to_theory(&self.current))?;
-        for _ in 0..*k {
-            local.update()?;
-        }
-        self.current = self.target.to_flow(&local.fields()?);
+        let moved = between.run(&self.target.to_theory(&self.current))?;
+        self.current = self.target.to_flow(&moved);
         let log_q = log_density(&self.model.flow, &self.model.params, &self.current)?;
         let v = self.target.volume();
         for ((lw, y), q) in self.log_w.iter_mut().zip(self.current.chunks(v)).zip(log_q) {
@@ -371,11 +444,8 @@ impl Sampler for FlowSampler {
             "algorithm=flow\nmodel={}\nmodel_steps={}\nseed={}\n",
             self.model_dir, self.model.record.steps, self.seed
         );
-        if let Some((local, k)) = &self.between {
-            p += &format!("between={k}\n");
-            for line in local.parameters().lines() {
-                p += &format!("between.{line}\n");
-            }
+        if let Some(between) = &self.between {
+            p += &between.parameters();
         }
         p
     }
@@ -390,22 +460,7 @@ impl Sampler for FlowSampler {
             ("reweighted", self.reweighted()),
             (
                 "updates_between",
-                match &self.between {
-                    Some((local, k)) => Json::obj([
-                        ("updates", Json::Num(*k as f64)),
-                        (
-                            "sampler",
-                            Json::Obj(
-                                local
-                                    .summary()
-                                    .into_iter()
-                                    .map(|(n, v)| (n.to_string(), v))
-                                    .collect(),
-                            ),
-                        ),
-                    ]),
-                    None => Json::Null,
-                },
+                self.between.as_ref().map_or(Json::Null, Between::summary),
             ),
         ]
     }
@@ -467,7 +522,7 @@ impl Sampler for FlowSampler {
     fn site_updates(&self) -> u64 {
         let own = (self.chains * self.target.volume()) as u64;
         match &self.between {
-            Some((local, k)) => own + *k as u64 * local.site_updates(),
+            Some(b) => own + b.updates as u64 * b.sampler.site_updates(),
             None => own,
         }
     }
@@ -507,7 +562,10 @@ impl Sampler for FlowSampler {
             ("reweighting".into(), self.reweighting.to_vec()),
         ]
         .into_iter()
-        .chain(self.between_state()?)
+        .chain(match &self.between {
+            Some(b) => b.state()?,
+            None => Vec::new(),
+        })
         .collect())
     }
 
@@ -529,13 +587,8 @@ impl Sampler for FlowSampler {
         self.current = fields.to_vec();
         self.log_w = log_w.to_vec();
         self.reweighting = sums;
-        if let Some((local, k)) = self.between.as_mut() {
-            let prefix = "between.";
-            let own: Vec<(String, Vec<f64>)> = state
-                .iter()
-                .filter_map(|(n, v)| n.strip_prefix(prefix).map(|m| (m.to_string(), v.clone())))
-                .collect();
-            local.restore(done * *k as u64, &own)?;
+        if let Some(between) = self.between.as_mut() {
+            between.restore(done, state)?;
         }
         self.done = done;
         Ok(())
