@@ -8,8 +8,10 @@
 //!
 //! In the forward direction (prior → path) a Fourier flow is: z ~ N(0, 1) per mode; u = e^a ⊙ z
 //! (a per mode, log-det Σa); the zero-mode map u₀ ← u₀ + w(e^p − 1) tanh((u₀ − c)/w), monotone for
-//! every (p, c, w) with log-det ln(1 + (e^p − 1) sech²); the affine couplings of [`super::model`]
-//! with masks alternating over the mode index; then the inverse orthonormal real DFT (log-det 0).
+//! every (p, c, w) with log-det ln(1 + (e^p − 1) sech²); the inverse orthonormal real DFT
+//! (log-det 0); then the affine couplings of [`super::model`] on the path's sites, which model the
+//! local (anharmonic) structure that convolutions capture well. (Couplings on the modes
+//! themselves, tried first, trained worse: the quartic term couples all modes at once.)
 //! The scales start at the Gaussian approximation of the target around its constant minimum φ*
 //! (a_k = −½ ln ∂²S/∂u_k²), and the zero-mode map at two Gaussians centred on ±√N φ* — the
 //! free-field starting point of the paper's mode-wise scale, made symmetric.
