@@ -31,14 +31,20 @@ impl Reweighting {
     }
 
     /// Adds one proposal of weight e^{log_w} with observables `o` (one per observable). A
-    /// proposal with log w = −∞ (zero weight) counts towards N only; NaN is an error.
+    /// proposal with log w = −∞ (zero weight) counts towards N only; NaN and +∞ are errors.
     pub fn add(&mut self, log_w: f64, o: &[f64]) -> Result<()> {
-        if o.len() != self.obs.len() || log_w.is_nan() || o.iter().any(|v| !v.is_finite()) {
+        let bad_weight = log_w.is_nan() || log_w == f64::INFINITY;
+        if o.len() != self.obs.len() || bad_weight || o.iter().any(|v| !v.is_finite()) {
             return Err(Error::NonFinite(format!(
                 "a reweighting term with log w = {log_w} and {} observables (of {})",
                 o.len(),
                 self.obs.len()
             )));
+        }
+        if log_w == f64::NEG_INFINITY {
+            // Weight zero: e^{log w − max} would be NaN while every weight so far is zero too.
+            self.n += 1.0;
+            return Ok(());
         }
         if log_w > self.max {
             let r = (self.max - log_w).exp();
@@ -141,6 +147,14 @@ mod tests {
         assert!((ess - exact).abs() < 0.02, "ess {ess} vs {exact}");
         assert_eq!(Reweighting::from_vec(&a.to_vec(), 2).unwrap(), a);
         assert!(a.add(f64::NAN, &[0.0, 0.0]).is_err());
+        assert!(a.add(f64::INFINITY, &[0.0, 0.0]).is_err());
+        // Zero weights count towards N only, also before any nonzero weight.
+        let mut z = Reweighting::new(1);
+        z.add(f64::NEG_INFINITY, &[5.0]).unwrap();
+        z.add(0.0, &[2.0]).unwrap();
+        z.add(f64::NEG_INFINITY, &[7.0]).unwrap();
+        assert_eq!(z.estimates()[0].0, 2.0);
+        assert!((z.ess_per_sample() - 1.0 / 3.0).abs() < 1e-15);
         assert!(Reweighting::from_vec(&[0.0; 5], 2).is_err());
     }
 }
