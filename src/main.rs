@@ -16,7 +16,7 @@ use latticeml::io::outdir::{Claim, Manifest, OutputDir};
 use latticeml::nn::bench::{ConvStackBench, BATCH};
 use latticeml::run::{run, RunConfig, RunOutcome};
 use latticeml::sampler::SamplerConfig;
-use latticeml::theory::{ClusterKind, LocalAlgorithm, TheoryConfig};
+use latticeml::theory::{LocalAlgorithm, TheoryConfig};
 use latticeml::{Device, Error, Lattice, Result};
 
 #[derive(Parser)]
@@ -783,21 +783,9 @@ fn sampler_config(a: &HmcArgs, lattice: &Lattice) -> Result<SamplerConfig> {
                 None => None,
             },
         }),
-        "metropolis" => local(LocalAlgorithm::Metropolis {
-            hits: a.hits.unwrap_or(1),
-        }),
-        "overrelax" => local(LocalAlgorithm::Overrelax),
-        "heatbath" => local(LocalAlgorithm::Heatbath),
-        "cluster" | "wolff" => local(LocalAlgorithm::Cluster {
-            hits: a.hits.unwrap_or(1),
-            kind: if algorithm == "wolff" {
-                ClusterKind::Wolff {
-                    clusters: a.clusters.unwrap_or(4),
-                }
-            } else {
-                ClusterKind::SwendsenWang
-            },
-        }),
+        "metropolis" | "overrelax" | "heatbath" | "cluster" | "wolff" => {
+            local(LocalAlgorithm::from_name(algorithm, a.hits, a.clusters)?)
+        }
         other => Err(Error::InvalidInput(format!(
             "unknown algorithm '{other}': use hmc, fa-hmc, mala, langevin, flow, metropolis, \
              overrelax, heatbath, cluster or wolff"

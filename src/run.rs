@@ -67,14 +67,7 @@ impl RunConfig {
     /// `key=value` lines fixing the Markov chain (everything but the number of trajectories):
     /// the theory, the run's own parameters and the sampler's.
     fn identity(&self, action: &dyn Theory, sampler: &dyn Sampler) -> String {
-        let mut s = format!(
-            "theory={}\nlattice={}\n",
-            action.name(),
-            action.lattice().label()
-        );
-        for (k, v) in action.parameters() {
-            s.push_str(&format!("{k}={v:?}\n"));
-        }
+        let mut s = crate::theory::identity_lines(action);
         s.push_str(&format!(
             "chains={}\ntherm={}\nsave_every={}\nstart={}\nwarmup={WARMUP_LEVELS}\n",
             self.chains,

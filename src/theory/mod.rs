@@ -115,6 +115,47 @@ impl LocalAlgorithm {
         }
     }
 
+    /// The algorithm called `name` (`metropolis`, `overrelax`, `heatbath`, `cluster`, `wolff`)
+    /// with `hits` Metropolis proposals per site (default 1) and, for `wolff`, `clusters` per update
+    /// (default 4); a parameter the algorithm does not take is refused rather than ignored.
+    pub fn from_name(name: &str, hits: Option<u32>, clusters: Option<u32>) -> Result<Self> {
+        let algorithm = match name {
+            "metropolis" => LocalAlgorithm::Metropolis {
+                hits: hits.unwrap_or(1),
+            },
+            "overrelax" => LocalAlgorithm::Overrelax,
+            "heatbath" => LocalAlgorithm::Heatbath,
+            "cluster" => LocalAlgorithm::Cluster {
+                hits: hits.unwrap_or(1),
+                kind: ClusterKind::SwendsenWang,
+            },
+            "wolff" => LocalAlgorithm::Cluster {
+                hits: hits.unwrap_or(1),
+                kind: ClusterKind::Wolff {
+                    clusters: clusters.unwrap_or(4),
+                },
+            },
+            other => {
+                return Err(Error::InvalidInput(format!(
+                    "unknown local algorithm '{other}': use metropolis, overrelax, heatbath, \
+                     cluster or wolff"
+                )))
+            }
+        };
+        if hits.is_some() && !algorithm.takes_hits() {
+            return Err(Error::InvalidInput(format!(
+                "--algorithm {name} takes no --hits (metropolis, cluster and wolff do)"
+            )));
+        }
+        if clusters.is_some() && name != "wolff" {
+            return Err(Error::InvalidInput(format!(
+                "--algorithm {name} takes no --clusters (only wolff does)"
+            )));
+        }
+        algorithm.validate()?;
+        Ok(algorithm)
+    }
+
     /// The name used by `--algorithm`.
     pub fn name(&self) -> &'static str {
         match self {
@@ -193,6 +234,20 @@ pub trait Theory: Send + Sync + std::fmt::Debug {
             algorithm.name(),
         ))
     }
+}
+
+/// `key=value` lines naming `theory` exactly (name, lattice, couplings): the theory's part of a
+/// run's identity in manifests and checkpoints.
+pub fn identity_lines(theory: &dyn Theory) -> String {
+    let mut s = format!(
+        "theory={}\nlattice={}\n",
+        theory.name(),
+        theory.lattice().label()
+    );
+    for (k, v) in theory.parameters() {
+        s.push_str(&format!("{k}={v:?}\n"));
+    }
+    s
 }
 
 /// Refuses an algorithm `theory` does not offer, naming those it does.
