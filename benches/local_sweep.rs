@@ -18,7 +18,7 @@ fn sampler(theory: &TheoryConfig, device: &Device) -> Box<dyn Sampler> {
         seed: 3,
     };
     let mut s = cfg.build(t.clone(), 1, device).unwrap();
-    s.set_fields(&t.start_fields(Start::Hot, 1, 3)).unwrap();
+    s.set_fields(&t.start_fields(Start::Hot, 0..1, 3)).unwrap();
     s.update().unwrap();
     s
 }

@@ -150,6 +150,13 @@ module latticeml
       type(c_ptr), value :: sampler
     end subroutine
 
+    integer(c_int) function latticeml_sampler_set_first_chain(sampler, first) &
+        bind(C, name="latticeml_sampler_set_first_chain")
+      import :: c_int, c_ptr, c_size_t
+      type(c_ptr), value :: sampler
+      integer(c_size_t), value :: first
+    end function
+
     integer(c_int) function latticeml_sampler_chains(sampler, out) &
         bind(C, name="latticeml_sampler_chains")
       import :: c_int, c_ptr, c_size_t

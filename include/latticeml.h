@@ -204,6 +204,16 @@ int latticeml_local_new(const struct latticeml_theory *theory,
                         uint64_t seed,
                         struct latticeml_sampler **out);
 
+// Makes the sampler's chains the chains `first .. first + chains` of a larger ensemble, e.g.
+// this MPI rank's share (`first = rank × chains`), and restarts them from those chains' own hot
+// start: every random number is keyed by the global chain index, so the ranks together run
+// exactly the chains of one process running the whole ensemble. Call it before the first update.
+// HMC, Fourier-accelerated HMC, MALA and Langevin support it; local updates refuse.
+//
+// # Safety
+// `sampler` must be a live handle used by no other thread.
+int latticeml_sampler_set_first_chain(struct latticeml_sampler *sampler, size_t first);
+
 // Releases a sampler (null is ignored).
 //
 // # Safety

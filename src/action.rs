@@ -390,7 +390,12 @@ macro_rules! scalar_theory {
             fn summarize(&self, series: &[Vec<Vec<f64>>]) -> Vec<(&'static str, Estimate)> {
                 summarize(self.observable_set(), self.lattice.volume(), series)
             }
-            fn start_fields(&self, start: Start, chains: usize, seed: u64) -> Vec<f64> {
+            fn start_fields(
+                &self,
+                start: Start,
+                chains: std::ops::Range<usize>,
+                seed: u64,
+            ) -> Vec<f64> {
                 start.fields(self, chains, seed)
             }
             fn scalar_action(self: Arc<Self>) -> Option<Arc<dyn Action>> {

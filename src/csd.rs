@@ -230,7 +230,7 @@ fn build(
 ) -> Result<Box<dyn Sampler>> {
     let theory = cfg.theory(l)?.build()?;
     let mut s = sampler.build(theory.clone(), cfg.chains, device)?;
-    s.set_fields(&theory.start_fields(Start::Ordered, cfg.chains, cfg.seed))?;
+    s.set_fields(&theory.start_fields(Start::Ordered, 0..cfg.chains, cfg.seed))?;
     Ok(s)
 }
 

@@ -1121,7 +1121,7 @@ fn cmd_bench_sample(a: BenchSampleArgs) -> Result<()> {
         eprintln!("latticeml: {why}");
     }
     let mut sampler = cfg.build(theory.clone(), a.chains, &device)?;
-    sampler.set_fields(&theory.start_fields(Start::Hot, a.chains, 7))?;
+    sampler.set_fields(&theory.start_fields(Start::Hot, 0..a.chains, 7))?;
     sampler.update()?; // warm-up: compiles kernels
     let start = Instant::now();
     for _ in 0..a.sweeps {

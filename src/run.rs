@@ -364,7 +364,7 @@ pub fn run(
         let at = restore(&ckpt_path, &identity, cfg, sampler.as_mut())?;
         Streams::resume(out, names, &lat, cfg.chains, &at)?
     } else {
-        let start = action.start_fields(cfg.start, cfg.chains, sampler.seed());
+        let start = action.start_fields(cfg.start, 0..cfg.chains, sampler.seed());
         sampler.set_fields(&start)?;
         Streams::create(out, names, &lat, cfg.chains)?
     };

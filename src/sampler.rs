@@ -83,10 +83,36 @@ pub trait Sampler: Send {
     fn fields(&self) -> Result<Vec<f64>>;
     /// Sets the fields, `[chain][site]` (a start).
     fn set_fields(&mut self, phi: &[f64]) -> Result<()>;
+    /// Makes the batch the chains `first..first + chains()` of a larger ensemble (an MPI rank's
+    /// share): every random number is then keyed by the global chain index, so the batch
+    /// reproduces those chains of one process running the whole ensemble, bit for bit. Set it
+    /// before the first update (the start fields come from [`Theory::start_fields`] with the same
+    /// range). Samplers whose kernels are keyed by the local index refuse a nonzero `first`.
+    fn set_first_chain(&mut self, first: usize) -> Result<()> {
+        if first == 0 {
+            return Ok(());
+        }
+        Err(crate::error::Error::InvalidInput(format!(
+            "this sampler ({}) cannot run a share of an ensemble yet (its random numbers are keyed \
+             by the local chain index); use hmc, fa-hmc, mala or langevin",
+            self.parameters().lines().next().unwrap_or("")
+        )))
+    }
     /// Named arrays that, with [`Sampler::updates_done`], restore the sampler exactly.
     fn state(&self) -> Result<Vec<(String, Vec<f64>)>>;
     /// Restores a state saved by [`Sampler::state`] after `done` updates.
     fn restore(&mut self, done: u64, state: &[(String, Vec<f64>)]) -> Result<()>;
+}
+
+/// The Philox chain word of global chain `first`, checked so that every chain of the batch
+/// `first..first + chains` has its own word.
+pub fn first_chain_word(first: usize, chains: usize) -> Result<u32> {
+    match first.checked_add(chains) {
+        Some(end) if end <= u32::MAX as usize => Ok(first as u32),
+        _ => Err(crate::error::Error::InvalidInput(format!(
+            "chains {first}..{first}+{chains} exceed the 2^32 chains the random numbers can tell apart"
+        ))),
+    }
 }
 
 /// The array `name` of a state saved by [`Sampler::state`], or an error naming what is missing.

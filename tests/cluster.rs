@@ -99,7 +99,7 @@ fn chi2_and_binder(cfg: SamplerConfig, updates: usize) -> (Estimate, Estimate) {
     let mut s = cfg
         .build(theory.clone(), chains, &Device::Cpu(common::cpu()))
         .unwrap();
-    s.set_fields(&theory.start_fields(Start::Ordered, chains, 1))
+    s.set_fields(&theory.start_fields(Start::Ordered, 0..chains, 1))
         .unwrap();
     // Primaries: M, absM, M2, M4, action density.
     let mut series = vec![vec![Vec::new(), Vec::new()]; chains];

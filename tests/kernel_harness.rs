@@ -82,7 +82,7 @@ fn philox_cases(h: &Harness) {
     for (volume, chains) in [(1usize, 1usize), (7, 3), (1000, 2)] {
         let mut want = vec![0.0; volume * chains];
         for (c, row) in want.chunks_mut(volume).enumerate() {
-            philox::fill_normals(row, 99, c as u32, 4, philox::STREAM_MOMENTUM);
+            philox::fill_normals(row, 99, 5 + c as u32, 4, philox::STREAM_MOMENTUM);
         }
         let [k0, k1] = philox::key_from_seed(99);
         let pairs = volume.div_ceil(2) * chains;
@@ -92,6 +92,7 @@ fn philox_cases(h: &Harness) {
             a.output(&mut out)
                 .val(&(volume as u32))
                 .val(&(chains as u32))
+                .val(&5u32)
                 .val(&4u32)
                 .val(&philox::STREAM_MOMENTUM)
                 .val(&k0)

@@ -108,7 +108,7 @@ fn metropolis_samples_the_two_site_distribution_exactly() {
     let mut s = cfg
         .build(theory.clone(), chains, &Device::Cpu(common::cpu()))
         .unwrap();
-    s.set_fields(&theory.start_fields(Start::Hot, chains, 9))
+    s.set_fields(&theory.start_fields(Start::Hot, 0..chains, 9))
         .unwrap();
     let mut counts = vec![0.0; 12];
     for t in 0..6000 {

@@ -28,7 +28,7 @@ fn built(theory: &TheoryConfig, cfg: SamplerConfig, chains: usize) -> Box<dyn Sa
     let mut s = cfg
         .build(t.clone(), chains, &Device::Cpu(common::cpu()))
         .unwrap();
-    s.set_fields(&t.start_fields(Start::Hot, chains, 7))
+    s.set_fields(&t.start_fields(Start::Hot, 0..chains, 7))
         .unwrap();
     s
 }
@@ -384,7 +384,7 @@ fn local_samplers_do_not_depend_on_the_thread_count() {
                 let dev = Device::Cpu(latticeml::device::CpuDevice::with_threads(threads));
                 let cfg = SamplerConfig::Local { algorithm, seed: 3 };
                 let mut s = cfg.build(t.clone(), 3, &dev).unwrap();
-                s.set_fields(&t.start_fields(Start::Hot, 3, 3)).unwrap();
+                s.set_fields(&t.start_fields(Start::Hot, 0..3, 3)).unwrap();
                 for _ in 0..5 {
                     s.update().unwrap();
                 }
@@ -444,7 +444,7 @@ fn cuda_sweepers_match_their_cpu_twins() {
                             seed: 5,
                         };
                         let mut s = cfg.build(t.clone(), 4, dev).unwrap();
-                        s.set_fields(&t.start_fields(Start::Hot, 4, 5)).unwrap();
+                        s.set_fields(&t.start_fields(Start::Hot, 0..4, 5)).unwrap();
                         let mut acc = Vec::new();
                         for _ in 0..6 {
                             acc.extend(s.update().unwrap().accepted);

@@ -22,6 +22,8 @@ use crate::{hand_out, latticeml_device, release};
 pub struct latticeml_sampler {
     theory: Arc<dyn Theory>,
     sampler: Box<dyn Sampler>,
+    /// Global index of the first chain in the ensemble.
+    first_chain: usize,
 }
 
 impl latticeml_sampler {
@@ -29,9 +31,10 @@ impl latticeml_sampler {
     /// parameters; a checkpoint only restores into a sampler with the same lines.
     fn identity(&self) -> String {
         format!(
-            "{}chains={}\n{}",
+            "{}chains={}\nfirst_chain={}\n{}",
             identity_lines(self.theory.as_ref()),
             self.sampler.chains(),
+            self.first_chain,
             self.sampler.parameters()
         )
     }
@@ -57,8 +60,13 @@ unsafe fn make(
     }
     config.validate()?;
     let mut sampler = config.build(theory.clone(), chains, &device.device)?;
-    sampler.set_fields(&theory.start_fields(Start::Hot, chains, sampler.seed()))?;
-    unsafe { hand_out(latticeml_sampler { theory, sampler }, out) }
+    sampler.set_fields(&theory.start_fields(Start::Hot, 0..chains, sampler.seed()))?;
+    let s = latticeml_sampler {
+        theory,
+        sampler,
+        first_chain: 0,
+    };
+    unsafe { hand_out(s, out) }
 }
 
 /// HMC parameters from C arguments.
@@ -159,6 +167,38 @@ pub unsafe extern "C" fn latticeml_local_new(
         let config = SamplerConfig::Local { algorithm, seed };
         // SAFETY: the caller's contract.
         unsafe { make(theory, device, chains, config, out) }
+    })
+}
+
+/// Makes the sampler's chains the chains `first .. first + chains` of a larger ensemble, e.g.
+/// this MPI rank's share (`first = rank × chains`), and restarts them from those chains' own hot
+/// start: every random number is keyed by the global chain index, so the ranks together run
+/// exactly the chains of one process running the whole ensemble. Call it before the first update.
+/// HMC, Fourier-accelerated HMC, MALA and Langevin support it; local updates refuse.
+///
+/// # Safety
+/// `sampler` must be a live handle used by no other thread.
+#[no_mangle]
+pub unsafe extern "C" fn latticeml_sampler_set_first_chain(
+    sampler: *mut latticeml_sampler,
+    first: usize,
+) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let s = unsafe { handle_mut(sampler, "sampler") }?;
+        if s.sampler.updates_done() != 0 {
+            return Err(invalid(
+                "set the first chain before the first update (the chains have moved)".into(),
+            ));
+        }
+        let chains = s.sampler.chains();
+        s.sampler.set_first_chain(first)?;
+        let start = s
+            .theory
+            .start_fields(Start::Hot, first..first + chains, s.sampler.seed());
+        s.sampler.set_fields(&start)?;
+        s.first_chain = first;
+        Ok(())
     })
 }
 

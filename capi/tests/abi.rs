@@ -424,6 +424,58 @@ fn local_samplers_run_every_theory() {
 }
 
 #[test]
+fn a_share_of_an_ensemble_is_those_chains_of_the_whole() {
+    let f = Fixture::phi4(0.26);
+    let v = 16;
+    let mut whole = null_mut();
+    let omelyan = cstr("omelyan");
+    unsafe {
+        let status = latticeml_hmc_new(
+            f.theory,
+            f.device,
+            5,
+            1.0,
+            6,
+            omelyan.as_ptr(),
+            4,
+            &mut whole,
+        );
+        assert_eq!(status, 0);
+        let share = f.hmc(4); // 3 chains
+        assert_eq!(
+            latticeml_sampler_set_first_chain(share, 2),
+            0,
+            "{}",
+            last_error()
+        );
+        for s in [whole, share] {
+            assert_eq!(latticeml_sampler_thermalize(s, 5), 0);
+        }
+        let all = fields(whole, 5 * v);
+        assert_eq!(fields(share, 3 * v), all[2 * v..]);
+        expect(
+            latticeml_sampler_set_first_chain(share, 0),
+            1,
+            "before the first update",
+        );
+        let mut local = null_mut();
+        let name = cstr("metropolis");
+        assert_eq!(
+            latticeml_local_new(f.theory, f.device, 2, name.as_ptr(), 0, 0, 1, &mut local),
+            0
+        );
+        expect(
+            latticeml_sampler_set_first_chain(local, 2),
+            1,
+            "cannot run a share",
+        );
+        for s in [whole, share, local] {
+            latticeml_sampler_free(s);
+        }
+    }
+}
+
+#[test]
 fn last_error_copy_sizes_and_truncates() {
     unsafe {
         expect(

@@ -311,13 +311,14 @@ impl CpuHmc {
 }
 
 impl HmcBackend for CpuHmc {
-    fn refresh_momenta(&mut self, seed: u64, step: u32, stream: u32) -> Result<()> {
+    fn refresh_momenta(&mut self, seed: u64, chain0: u32, step: u32, stream: u32) -> Result<()> {
         let v = self.lattice.volume();
         // Whole chains per task: each chain's stream depends only on (seed, chain, step, stream).
         self.dev
             .for_chunks(v, &mut self.p, None, |first_chain, part, _| {
                 for (k, chain) in part.chunks_mut(v).enumerate() {
-                    philox::fill_normals(chain, seed, (first_chain + k) as u32, step, stream);
+                    let global = chain0 + (first_chain + k) as u32;
+                    philox::fill_normals(chain, seed, global, step, stream);
                 }
             })?;
         // Fourier acceleration draws p = M^{1/2}η.

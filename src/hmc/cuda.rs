@@ -220,11 +220,13 @@ impl ScalarKernels {
         Ok(())
     }
 
-    /// Standard normals into `out` for every chain: the twin of [`philox::fill_normals`].
+    /// Standard normals into `out` for every chain, the batch holding the ensemble's chains
+    /// `chain0..`: the twin of [`philox::fill_normals`].
     pub fn normals(
         &self,
         out: &mut CudaSlice<f64>,
         seed: u64,
+        chain0: u32,
         step: u32,
         stream: u32,
     ) -> Result<()> {
@@ -235,6 +237,7 @@ impl ScalarKernels {
         b.arg(out)
             .arg(&self.geom.volume)
             .arg(&self.geom.chains)
+            .arg(&chain0)
             .arg(&step)
             .arg(&stream)
             .arg(&k0)
@@ -285,8 +288,8 @@ impl CudaHmc {
 }
 
 impl HmcBackend for CudaHmc {
-    fn refresh_momenta(&mut self, seed: u64, step: u32, stream: u32) -> Result<()> {
-        self.k.normals(&mut self.p, seed, step, stream)
+    fn refresh_momenta(&mut self, seed: u64, chain0: u32, step: u32, stream: u32) -> Result<()> {
+        self.k.normals(&mut self.p, seed, chain0, step, stream)
     }
 
     fn kick_drift(&mut self, kick: f64, drift: f64) -> Result<()> {

@@ -9,6 +9,7 @@ pub mod cuda;
 pub mod fourier;
 pub mod sampler;
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use crate::action::Action;
@@ -146,14 +147,17 @@ impl Start {
         }
     }
 
-    /// The starting batch `[chain][site]` of `chains` chains of `action`.
-    pub fn fields(&self, action: &dyn Action, chains: usize, seed: u64) -> Vec<f64> {
+    /// The starting batch `[chain][site]` of the ensemble's chains `chains` (global indices,
+    /// which key the random numbers) of `action`.
+    pub fn fields(&self, action: &dyn Action, chains: Range<usize>, seed: u64) -> Vec<f64> {
         let volume = action.lattice().volume();
+        let first = chains.start;
+        let chains = chains.len();
         match self {
             Start::Hot => {
                 let mut phi = vec![0.0; chains * volume];
                 for (c, chain) in phi.chunks_mut(volume).enumerate() {
-                    philox::fill_normals(chain, seed, c as u32, 0, philox::STREAM_INIT);
+                    philox::fill_normals(chain, seed, (first + c) as u32, 0, philox::STREAM_INIT);
                 }
                 phi
             }
@@ -221,8 +225,9 @@ fn moments_from_flat(flat: &[f64]) -> SliceMoments {
 
 /// What a backend must provide; implemented by [`cpu::CpuHmc`] and [`cuda::CudaHmc`].
 pub trait HmcBackend: Send {
-    /// p ← Gaussian draws with counter (site pair, chain, `step`, `stream`) (see [`philox::counter_words`]).
-    fn refresh_momenta(&mut self, seed: u64, step: u32, stream: u32) -> Result<()>;
+    /// p ← Gaussian draws with counter (site pair, `chain0` + chain, `step`, `stream`) (see
+    /// [`philox::counter_words`]); `chain0` is the global index of the batch's first chain.
+    fn refresh_momenta(&mut self, seed: u64, chain0: u32, step: u32, stream: u32) -> Result<()>;
     /// p += kick·F(φ); then, if drift ≠ 0, φ += drift·p (coefficients already include ε).
     fn kick_drift(&mut self, kick: f64, drift: f64) -> Result<()>;
     /// Per chain (½Σp², S(φ)), each reduced over fixed chunks in a fixed order in f64.
@@ -263,6 +268,8 @@ pub struct Hmc {
     /// Accept/reject each trajectory (false: unadjusted, every proposal is kept).
     metropolis: bool,
     backend: Box<dyn HmcBackend>,
+    /// Global index of the first chain (a range of a larger ensemble), keying the random numbers.
+    first_chain: u32,
     next_trajectory: u64,
     accepted: Vec<u64>,
 }
@@ -304,13 +311,22 @@ impl Hmc {
             chains,
             params,
             backend,
+            first_chain: 0,
             next_trajectory: 0,
             accepted: vec![0; chains],
             metropolis: true,
         };
-        let phi = Start::Hot.fields(hmc.action.as_ref(), chains, params.seed);
+        let phi = Start::Hot.fields(hmc.action.as_ref(), 0..chains, params.seed);
         hmc.backend.set_fields(&phi)?;
         Ok(hmc)
+    }
+
+    /// Makes the batch the chains `first..first + chains` of a larger ensemble: momenta and
+    /// accept/reject draws are keyed by the global chain index, so the batch reproduces those
+    /// chains of one process running them all (the start fields are set separately).
+    pub fn set_first_chain(&mut self, first: usize) -> Result<()> {
+        self.first_chain = crate::sampler::first_chain_word(first, self.chains)?;
+        Ok(())
     }
 
     /// With `false`, every trajectory is kept without the Metropolis test (ΔH is still reported):
@@ -414,7 +430,8 @@ impl Hmc {
         let seed = self.params.seed;
         let (step, momentum) = philox::counter_words(t, philox::STREAM_MOMENTUM)?;
         let (_, accept_stream) = philox::counter_words(t, philox::STREAM_ACCEPT)?;
-        self.backend.refresh_momenta(seed, step, momentum)?;
+        self.backend
+            .refresh_momenta(seed, self.first_chain, step, momentum)?;
         self.backend.save_fields()?;
         let (k0, s0) = self.backend.energies()?;
         if let Some(c) = s0.iter().position(|s| !s.is_finite()) {
@@ -432,7 +449,7 @@ impl Hmc {
         };
         for c in 0..self.chains {
             let dh = (k1[c] + s1[c]) - (k0[c] + s0[c]);
-            let u = philox::uniform(seed, c as u32, step, accept_stream);
+            let u = philox::uniform(seed, self.first_chain + c as u32, step, accept_stream);
             // A non-finite ΔH (a blown-up trajectory) is a rejection.
             let accept = !self.metropolis || (dh.is_finite() && (dh <= 0.0 || u < (-dh).exp()));
             stats.delta_h[c] = dh;

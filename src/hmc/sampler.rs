@@ -131,6 +131,10 @@ impl Sampler for HmcSampler {
         self.hmc.params().seed
     }
 
+    fn set_first_chain(&mut self, first: usize) -> Result<()> {
+        self.hmc.set_first_chain(first)
+    }
+
     fn parameters(&self) -> String {
         let p = self.hmc.params();
         let name = self.algorithm_name();

@@ -206,8 +206,9 @@ pub trait Theory: Send + Sync + std::fmt::Debug {
     fn measure(&self, field: &[f64]) -> ChainMeasurement;
     /// Named estimates with Γ-method errors from `series[chain][primary][config]`.
     fn summarize(&self, series: &[Vec<Vec<f64>>]) -> Vec<(&'static str, Estimate)>;
-    /// The starting batch `[chain][site]` of `chains` chains.
-    fn start_fields(&self, start: Start, chains: usize, seed: u64) -> Vec<f64>;
+    /// The starting batch `[chain][site]` of the ensemble's chains `chains` (global indices, which
+    /// key the random numbers: a range of an ensemble starts as those chains of the whole).
+    fn start_fields(&self, start: Start, chains: std::ops::Range<usize>, seed: u64) -> Vec<f64>;
     /// Names of the algorithms (`--algorithm`) this theory offers.
     fn algorithms(&self) -> &'static [&'static str];
     /// Maps raw field values to their canonical range in place (angles to [0, 2π)); samplers

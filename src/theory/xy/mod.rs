@@ -217,12 +217,15 @@ impl Theory for Xy {
         }
         out
     }
-    fn start_fields(&self, start: Start, chains: usize, seed: u64) -> Vec<f64> {
+    fn start_fields(&self, start: Start, chains: std::ops::Range<usize>, seed: u64) -> Vec<f64> {
         let v = self.lattice.volume();
+        let first = chains.start;
+        let chains = chains.len();
         match start {
             Start::Hot => (0..chains * v)
                 .map(|i| {
-                    let counter = [(i % v) as u32, (i / v) as u32, 0, philox::STREAM_INIT];
+                    let chain = (first + i / v) as u32;
+                    let counter = [(i % v) as u32, chain, 0, philox::STREAM_INIT];
                     TAU * philox::uniform_at(seed, counter)
                 })
                 .collect(),
