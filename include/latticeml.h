@@ -208,7 +208,6 @@ int latticeml_local_new(const struct latticeml_theory *theory,
 // this MPI rank's share (`first = rank × chains`), and restarts them from those chains' own hot
 // start: every random number is keyed by the global chain index, so the ranks together run
 // exactly the chains of one process running the whole ensemble. Call it before the first update.
-// HMC, Fourier-accelerated HMC, MALA and Langevin support it; local updates refuse.
 //
 // # Safety
 // `sampler` must be a live handle used by no other thread.

@@ -6,7 +6,7 @@
 
 typedef unsigned long long u64;
 
-struct IsingPack { unsigned int rows, bits, words, chains; };
+struct IsingPack { unsigned int rows, bits, words, chains, chain0; };  // chain0: global first chain
 // Class k accepts when u < thr[k] 2^-64, or always when bit k of `always` is set. metropolis:
 // classes count anti-aligned neighbours and a decision flips the spin; else they count down
 // neighbours and a decision sets it down (heat-bath).
@@ -60,14 +60,14 @@ extern "C" __global__ void ising_update(u64* spins, IsingPack pk, IsingRule rule
             if ((rule.always >> k) & 1u) yes |= cls[k];
             else if (rule.thr[k] != 0ull) open |= cls[k];
         }
-        // Random word j is half of Philox call j/2 at counter (32 index + j/2, chain, c2, c3),
+        // Random word j is half of Philox call j/2 at counter (32 index + j/2, chain0 + chain, c2, c3),
         // low half first (Draws in src/theory/ising/mod.rs).
         unsigned int index = y * pk.words + w;
         philox_u4 blk = {0u, 0u, 0u, 0u};
         for (unsigned int j = 0; open != 0ull && j < 64u; ++j) {
             u64 r;
             if (j % 2u == 0u) {
-                philox_u4 ctr = {index * 32u + j / 2u, chain, c2, c3};
+                philox_u4 ctr = {index * 32u + j / 2u, pk.chain0 + chain, c2, c3};
                 blk = philox4x32_10(ctr, k0, k1);
                 r = (u64)blk.y << 32 | blk.x;
             } else {

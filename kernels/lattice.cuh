@@ -5,6 +5,7 @@
 struct Geom {
     unsigned int volume;   // sites per chain
     unsigned int chains;
+    unsigned int chain0;   // global index of the batch's first chain (keys the random numbers)
     int ext[4];            // extents L_mu (unused axes: 1)
     int stride[4];         // row-major strides
 };

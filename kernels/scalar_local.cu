@@ -17,7 +17,7 @@ __device__ __forceinline__ void scalar_metropolis(double* phi, const Geom g, con
         double cur = pc[s];
         unsigned long long acc = 0;
         for (unsigned int h = 0; h < hits; ++h) {
-            philox_u4 b = philox_local_block(s, chain, step0 + h, colour, k0, k1);
+            philox_u4 b = philox_local_block(s, g.chain0 + chain, step0 + h, colour, k0, k1);
             double prop = cur + delta * (2.0 * philox_uniform(b.x, b.y) - 1.0);
             double p2 = prop * prop, c2 = cur * cur;
             double ds = -c.hop * (prop - cur) * nb + (p2 - c2) * (c.u2 + c.u4 * (p2 + c2));

@@ -28,7 +28,7 @@ __device__ __forceinline__ void xy_field(const double* u, unsigned int s, const 
     *fs = sn;
 }
 
-// Hit h draws the block philox_local_block(site, chain, step0 + h, colour); the action change of
+// Hit h draws the block philox_local_block(site, chain0 + chain, step0 + h, colour); the action change of
 // theta -> theta' is -beta ((cos theta' - cos theta) C + (sin theta' - sin theta) S).
 template <int D>
 __device__ __forceinline__ void xy_metropolis(double* theta, double* unit, const Geom g, double beta,
@@ -43,7 +43,7 @@ __device__ __forceinline__ void xy_metropolis(double* theta, double* unit, const
         double cur = theta[i], c = u[2 * s], sn = u[2 * s + 1];
         unsigned long long acc = 0;
         for (unsigned int h = 0; h < hits; ++h) {
-            philox_u4 b = philox_local_block(s, chain, step0 + h, colour, k0, k1);
+            philox_u4 b = philox_local_block(s, g.chain0 + chain, step0 + h, colour, k0, k1);
             double prop = XY_TAU * philox_uniform(b.x, b.y);
             double ps, pc;
             sincos(prop, &ps, &pc);

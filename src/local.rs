@@ -45,6 +45,12 @@ impl Sampler for LocalSampler {
         self.seed
     }
 
+    fn set_first_chain(&mut self, first: usize) -> Result<()> {
+        let chain0 = crate::sampler::first_chain_word(first, self.sweeper.chains())?;
+        self.sweeper.set_first_chain(chain0);
+        Ok(())
+    }
+
     fn parameters(&self) -> String {
         let mut s = format!("algorithm={}\n", self.algorithm.name());
         if self.algorithm.takes_hits() {

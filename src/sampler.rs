@@ -87,14 +87,15 @@ pub trait Sampler: Send {
     /// share): every random number is then keyed by the global chain index, so the batch
     /// reproduces those chains of one process running the whole ensemble, bit for bit. Set it
     /// before the first update (the start fields come from [`Theory::start_fields`] with the same
-    /// range). Samplers whose kernels are keyed by the local index refuse a nonzero `first`.
+    /// range). Every sampler here supports it; the default, for a sampler whose random numbers
+    /// are keyed by the local index, refuses a nonzero `first`.
     fn set_first_chain(&mut self, first: usize) -> Result<()> {
         if first == 0 {
             return Ok(());
         }
         Err(crate::error::Error::InvalidInput(format!(
-            "this sampler ({}) cannot run a share of an ensemble yet (its random numbers are keyed \
-             by the local chain index); use hmc, fa-hmc, mala or langevin",
+            "this sampler ({}) cannot run a share of an ensemble (its random numbers are keyed by \
+             the local chain index)",
             self.parameters().lines().next().unwrap_or("")
         )))
     }

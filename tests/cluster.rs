@@ -56,7 +56,7 @@ fn cluster_updates_sample_the_exact_sign_distribution_on_4x4() {
         let mut phi: Vec<f64> = (0..chains).flat_map(|_| mags.iter().copied()).collect();
         let mut counts = vec![0.0; bins];
         for t in 0..4000u64 {
-            cluster::update(kind, &lat, hop, &mut phi, 3, t).unwrap();
+            cluster::update(kind, &lat, hop, &mut phi, 3, 0, t).unwrap();
             if t % 2 == 1 {
                 for chain in phi.chunks(v) {
                     let st = chain

@@ -1,7 +1,10 @@
 //! A batch that is a range of a larger ensemble (an MPI rank's share) reproduces those chains of
-//! one process running the whole ensemble, bit for bit: the random numbers are keyed by the global
-//! chain index.
+//! one process running the whole ensemble, bit for bit: every sampler keys its random numbers by
+//! the global chain index.
 
+mod common;
+
+use std::path::Path;
 use std::sync::Arc;
 
 use latticeml::hmc::{HmcParams, Integrator, Start};
@@ -9,7 +12,7 @@ use latticeml::sampler::{Sampler, SamplerConfig};
 use latticeml::theory::{LocalAlgorithm, Theory, TheoryConfig};
 use latticeml::{Device, Lattice};
 
-fn theory() -> Arc<dyn Theory> {
+fn phi4() -> Arc<dyn Theory> {
     TheoryConfig::Phi4 {
         lattice: Lattice::new(&[6, 4]).unwrap(),
         kappa: 0.27,
@@ -19,78 +22,133 @@ fn theory() -> Arc<dyn Theory> {
     .unwrap()
 }
 
-fn share(config: &SamplerConfig, first: usize, count: usize) -> Box<dyn Sampler> {
-    let t = theory();
+fn share(t: &Arc<dyn Theory>, config: &SamplerConfig, first: usize, n: usize) -> Box<dyn Sampler> {
     let device = Device::from_name("cpu").unwrap().0;
-    let mut s = config.build(t.clone(), count, &device).unwrap();
+    let mut s = config.build(t.clone(), n, &device).unwrap();
     s.set_first_chain(first).unwrap();
-    s.set_fields(&t.start_fields(Start::Hot, first..first + count, s.seed()))
+    s.set_fields(&t.start_fields(Start::Hot, first..first + n, s.seed()))
         .unwrap();
     s
 }
 
-/// Fields and per-update statistics of `updates` updates.
-fn history(s: &mut dyn Sampler, updates: usize) -> (Vec<u64>, Vec<u64>) {
+/// The bits of the fields after `updates` updates, and per update ΔH and acceptance per chain.
+fn history(s: &mut dyn Sampler, updates: usize) -> (Vec<u64>, Vec<Vec<u64>>) {
     let mut stats = Vec::new();
     for _ in 0..updates {
         let u = s.update().unwrap();
-        stats.extend(u.delta_h.iter().chain(&u.accepted).map(|x| x.to_bits()));
+        let per_chain = u.delta_h.iter().zip(&u.accepted);
+        stats.extend(per_chain.map(|(d, a)| vec![d.to_bits(), a.to_bits()]));
     }
     let fields = s.fields().unwrap().iter().map(|x| x.to_bits()).collect();
     (fields, stats)
 }
 
+/// Chains 2..5 of a 5-chain ensemble run alone equal those chains of the whole; returns the
+/// fraction of their proposals rejected.
+fn check_share(t: &Arc<dyn Theory>, config: &SamplerConfig) -> f64 {
+    let (v, updates) = (t.lattice().volume(), 6);
+    let (all_fields, all_stats) = history(share(t, config, 0, 5).as_mut(), updates);
+    let (part_fields, part_stats) = history(share(t, config, 2, 3).as_mut(), updates);
+    let what = format!("{} {}", t.name(), config.name());
+    assert_eq!(part_fields, all_fields[2 * v..], "{what}: fields");
+    let expected: Vec<Vec<u64>> = all_stats
+        .chunks(5)
+        .flat_map(|update| update[2..].to_vec())
+        .collect();
+    assert_eq!(part_stats, expected, "{what}: ΔH and acceptance");
+    // Another range is other chains.
+    let (other, _) = history(share(t, config, 1, 3).as_mut(), updates);
+    assert_ne!(other, part_fields, "{what}");
+    let accepted: f64 = part_stats.iter().map(|s| f64::from_bits(s[1])).sum();
+    1.0 - accepted / part_stats.len() as f64
+}
+
 #[test]
-fn a_share_of_the_ensemble_is_those_chains_of_the_whole() {
+fn every_sampler_runs_a_share_of_an_ensemble_as_those_chains_of_the_whole() {
+    let (p4, seed) = (phi4(), 17);
+    // Long steps: a good part of the proposals rejected, so the accept draws matter.
     let params = HmcParams {
-        // Long steps: about half the proposals rejected, so the accept draws matter.
         tau: 1.5,
         steps: 2,
         integrator: Integrator::Leapfrog,
-        seed: 17,
+        seed,
     };
-    let configs = [
+    let local = |algorithm| SamplerConfig::Local { algorithm, seed };
+    let rejecting = [
         SamplerConfig::Hmc(params),
-        SamplerConfig::FaHmc { params, m2: 0.3 },
-        SamplerConfig::Mala {
-            epsilon: 0.3,
-            seed: 5,
-        },
+        SamplerConfig::Mala { epsilon: 0.3, seed },
+        local(LocalAlgorithm::from_name("metropolis", Some(2), None).unwrap()),
     ];
-    let v = theory().lattice().volume();
-    for config in &configs {
-        let (all_fields, all_stats) = history(share(config, 0, 5).as_mut(), 6);
-        let (part_fields, part_stats) = history(share(config, 2, 3).as_mut(), 6);
-        assert_eq!(part_fields, all_fields[2 * v..], "{}", config.name());
-        // Per update: ΔH of chains 0..5 then acceptances of chains 0..5.
-        let expected: Vec<u64> = all_stats.chunks(5).flat_map(|c| c[2..].to_vec()).collect();
-        assert_eq!(part_stats, expected, "{}", config.name());
-        let accepted = expected.chunks(3).skip(1).step_by(2).flatten();
-        let rejected = accepted.filter(|&&a| f64::from_bits(a) == 0.0).count();
-        // (Fourier acceleration with this mass accepts everything.)
-        if config.name() != "fa-hmc" {
-            assert!(
-                (3..15).contains(&rejected),
-                "{}: {rejected} of 18 rejected",
-                config.name()
-            );
-        }
-        // A different range is a different set of chains.
-        let (other, _) = history(share(config, 1, 3).as_mut(), 6);
-        assert_ne!(other, part_fields);
+    for config in &rejecting {
+        let rejected = check_share(&p4, config);
+        assert!(
+            (0.1..0.9).contains(&rejected),
+            "{}: {rejected}",
+            config.name()
+        );
+    }
+    for config in [
+        SamplerConfig::FaHmc { params, m2: 0.3 },
+        SamplerConfig::Langevin {
+            epsilon: 0.05,
+            seed,
+        },
+        local(LocalAlgorithm::from_name("cluster", None, None).unwrap()),
+        local(LocalAlgorithm::from_name("wolff", None, Some(2)).unwrap()),
+    ] {
+        check_share(&p4, &config);
+    }
+    let lattice = Lattice::new(&[4, 4]).unwrap();
+    let xy = TheoryConfig::Xy {
+        lattice: lattice.clone(),
+        beta: 1.0,
+    }
+    .build()
+    .unwrap();
+    for name in ["metropolis", "overrelax"] {
+        check_share(
+            &xy,
+            &local(LocalAlgorithm::from_name(name, None, None).unwrap()),
+        );
+    }
+    check_share(&xy, &SamplerConfig::Hmc(params));
+    let ising = TheoryConfig::Ising { lattice, beta: 0.4 }.build().unwrap();
+    for name in ["metropolis", "heatbath"] {
+        check_share(
+            &ising,
+            &local(LocalAlgorithm::from_name(name, None, None).unwrap()),
+        );
     }
 }
 
 #[test]
-fn samplers_keyed_by_the_local_chain_refuse_a_share() {
-    let t = theory();
-    let device = Device::from_name("cpu").unwrap().0;
-    let config = SamplerConfig::Local {
-        algorithm: LocalAlgorithm::Metropolis { hits: 1 },
-        seed: 1,
+fn a_flow_sampler_runs_a_share_of_an_ensemble_as_those_chains_of_the_whole() {
+    let model = common::fresh_dir("ensemble-flow");
+    let m = model.to_str().unwrap();
+    let args = [
+        "flow", "train", "--device", "cpu", "--dims", "6x4", "--kappa", "0.27", "--lambda",
+        "0.022", "--layers", "2", "--hidden", "4", "--batch", "16", "--steps", "20", "--out", m,
+    ];
+    let o = common::latticeml(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let flow = SamplerConfig::Flow {
+        model: Path::new(m).to_path_buf(),
+        seed: 3,
+        hmc_between: None,
     };
-    let mut s = config.build(t, 2, &device).unwrap();
-    s.set_first_chain(0).unwrap();
-    let e = s.set_first_chain(4).unwrap_err().to_string();
-    assert!(e.contains("cannot run a share of an ensemble"), "{e}");
+    let rejected = check_share(&phi4(), &flow);
+    assert!(rejected > 0.05, "an untrained flow rejects: {rejected}");
+    let params = HmcParams {
+        tau: 0.5,
+        steps: 3,
+        integrator: Integrator::Omelyan,
+        seed: 5,
+    };
+    let with_hmc = SamplerConfig::Flow {
+        model: Path::new(m).to_path_buf(),
+        seed: 3,
+        hmc_between: Some((params, 2)),
+    };
+    check_share(&phi4(), &with_hmc);
+    let _ = std::fs::remove_dir_all(&model);
 }

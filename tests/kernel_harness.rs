@@ -774,7 +774,11 @@ fn ising_cases(h: &Harness, cpu: &CpuDevice) {
             (Rule::heatbath(0.3), 0.3),
             (Rule::metropolis(0.05), 0.05),
         ] {
-            let pk = Packing::new(&lat, CHAINS);
+            // The batch is chains 13.. of an ensemble: the draws are keyed by the global index.
+            let pk = Packing {
+                first_chain: 13,
+                ..Packing::new(&lat, CHAINS)
+            };
             let start = pk.pack(&random_spins(&lat, CHAINS, 3)).unwrap();
             for (colour, step) in [(0usize, 5u64), (1, (1u64 << 33) + 7)] {
                 let (seed, mut want, mut want_changed) = (77u64, start.clone(), vec![0u64; CHAINS]);
@@ -822,7 +826,9 @@ fn xy_cases(h: &Harness, cpu: &CpuDevice) {
     for dims in [vec![10usize], vec![4, 6], vec![2, 4, 6], vec![2, 2, 4, 2]] {
         let lat = Lattice::new(&dims).unwrap();
         let d = lat.dim();
-        let geom = GpuGeom::new(&lat, CHAINS);
+        // The batch is chains 11.. of an ensemble: the draws are keyed by the global index.
+        let chain0 = 11;
+        let geom = GpuGeom::new(&lat, CHAINS).with_first_chain(chain0);
         let n = geom.sites();
         let start: Vec<f64> = randn(n, 5)
             .iter()
@@ -853,6 +859,7 @@ fn xy_cases(h: &Harness, cpu: &CpuDevice) {
                 step0,
                 hits,
                 seed,
+                chain0,
                 &mut want_acc,
             )
             .unwrap();
@@ -903,7 +910,10 @@ fn scalar_local_cases(h: &Harness, cpu: &CpuDevice) {
         let lat = Lattice::new(&dims).unwrap();
         let d = lat.dim();
         let c = Phi4::new(lat.clone(), 0.2, 0.3).unwrap().couplings();
-        let (geom, gc) = (GpuGeom::new(&lat, CHAINS), GpuCouplings::from(c));
+        // The batch is chains 6.. of an ensemble: the draws are keyed by the global index.
+        let chain0 = 6;
+        let geom = GpuGeom::new(&lat, CHAINS).with_first_chain(chain0);
+        let gc = GpuCouplings::from(c);
         let n = geom.sites();
         let start = randn(n, 6);
         let (seed, delta, hits) = (8u64, 0.9, 3u32);
@@ -921,6 +931,7 @@ fn scalar_local_cases(h: &Harness, cpu: &CpuDevice) {
                 step0,
                 hits,
                 seed,
+                chain0,
                 &mut want_acc,
             )
             .unwrap();

@@ -174,7 +174,6 @@ pub unsafe extern "C" fn latticeml_local_new(
 /// this MPI rank's share (`first = rank × chains`), and restarts them from those chains' own hot
 /// start: every random number is keyed by the global chain index, so the ranks together run
 /// exactly the chains of one process running the whole ensemble. Call it before the first update.
-/// HMC, Fourier-accelerated HMC, MALA and Langevin support it; local updates refuse.
 ///
 /// # Safety
 /// `sampler` must be a live handle used by no other thread.

@@ -458,18 +458,36 @@ fn a_share_of_an_ensemble_is_those_chains_of_the_whole() {
             1,
             "before the first update",
         );
-        let mut local = null_mut();
-        let name = cstr("metropolis");
-        assert_eq!(
-            latticeml_local_new(f.theory, f.device, 2, name.as_ptr(), 0, 0, 1, &mut local),
-            0
-        );
-        expect(
-            latticeml_sampler_set_first_chain(local, 2),
+        let (mut local_whole, mut local_share) = (null_mut(), null_mut());
+        let name = cstr("wolff");
+        let status = latticeml_local_new(
+            f.theory,
+            f.device,
+            4,
+            name.as_ptr(),
+            0,
+            0,
             1,
-            "cannot run a share",
+            &mut local_whole,
         );
-        for s in [whole, share, local] {
+        assert_eq!(status, 0);
+        let status = latticeml_local_new(
+            f.theory,
+            f.device,
+            1,
+            name.as_ptr(),
+            0,
+            0,
+            1,
+            &mut local_share,
+        );
+        assert_eq!(status, 0);
+        assert_eq!(latticeml_sampler_set_first_chain(local_share, 3), 0);
+        for s in [local_whole, local_share] {
+            assert_eq!(latticeml_sampler_thermalize(s, 4), 0);
+        }
+        assert_eq!(fields(local_share, v), fields(local_whole, 4 * v)[3 * v..]);
+        for s in [whole, share, local_whole, local_share] {
             latticeml_sampler_free(s);
         }
     }

@@ -222,6 +222,8 @@ pub struct FlowSampler {
     model: LoadedFlow,
     model_dir: String,
     chains: usize,
+    /// Global index of the first chain in the ensemble (keys the proposals and accept draws).
+    first_chain: u32,
     seed: u64,
     done: u64,
     /// Each chain's configuration in the flow's variables, `[chain][site]`.
@@ -351,6 +353,7 @@ impl FlowSampler {
             model,
             model_dir: dir.display().to_string(),
             chains,
+            first_chain: 0,
             seed,
             done: 0,
             current: vec![0.0; chains * v],
@@ -485,7 +488,7 @@ impl Sampler for FlowSampler {
             &self.model.params,
             &self.target,
             key,
-            0,
+            self.first_chain as usize,
             self.chains,
         )?;
         let proposed = p.log_weights();
@@ -499,7 +502,8 @@ impl Sampler for FlowSampler {
         };
         for (c, (&lw, &prop)) in self.log_w.clone().iter().zip(&proposed).enumerate() {
             let dh = lw - prop;
-            let u = philox::uniform(self.seed, c as u32, step, philox::STREAM_ACCEPT);
+            let chain = self.first_chain + c as u32;
+            let u = philox::uniform(self.seed, chain, step, philox::STREAM_ACCEPT);
             // The first update replaces the start unconditionally; its ΔH is reported as 0
             // (that update is thermalisation: `flow sample` requires --therm ≥ 1).
             stats.delta_h[c] = if lw.is_nan() { 0.0 } else { dh };
@@ -513,6 +517,14 @@ impl Sampler for FlowSampler {
         self.run_between()?;
         self.done += 1;
         Ok(stats)
+    }
+
+    fn set_first_chain(&mut self, first: usize) -> Result<()> {
+        self.first_chain = crate::sampler::first_chain_word(first, self.chains)?;
+        match &mut self.between {
+            Some(b) => b.sampler.set_first_chain(first),
+            None => Ok(()),
+        }
     }
 
     fn updates_done(&self) -> u64 {

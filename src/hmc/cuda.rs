@@ -19,6 +19,7 @@ use crate::philox;
 pub struct GpuGeom {
     volume: u32,
     chains: u32,
+    chain0: u32,
     ext: [i32; 4],
     stride: [i32; 4],
 }
@@ -32,6 +33,7 @@ impl GpuGeom {
         let mut g = GpuGeom {
             volume: lat.volume() as u32,
             chains: chains as u32,
+            chain0: 0,
             ext: [1; 4],
             stride: [1; 4],
         };
@@ -40,6 +42,12 @@ impl GpuGeom {
             g.stride[mu] = s as i32;
         }
         g
+    }
+
+    /// The same batch as the chains `chain0..` of a larger ensemble (random numbers keyed by the
+    /// global chain index).
+    pub fn with_first_chain(self, chain0: u32) -> Self {
+        GpuGeom { chain0, ..self }
     }
 
     /// Sites of the whole batch.

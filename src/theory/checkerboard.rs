@@ -23,6 +23,9 @@ pub trait ColourPass: Send {
     fn fields(&self) -> Result<Vec<f64>>;
     /// Sets the fields (already checked).
     fn set_fields(&mut self, field: &[f64]) -> Result<()>;
+    /// Keys the random numbers by the global chain index `chain0 + chain` (a share of an
+    /// ensemble).
+    fn set_first_chain(&mut self, chain0: u32);
 }
 
 /// A [`Sweeper`] from colour passes: Metropolis does both colours with `hits` each;
@@ -92,6 +95,10 @@ impl Sweeper for Checkerboard {
 
     fn site_updates(&self) -> u64 {
         (self.chains * self.volume) as u64 * (self.hits as u64 + self.reflect as u64)
+    }
+
+    fn set_first_chain(&mut self, chain0: u32) {
+        self.pass.set_first_chain(chain0)
     }
 
     fn chains(&self) -> usize {

@@ -186,6 +186,9 @@ pub trait Sweeper: Send {
     fn set_fields(&mut self, field: &[f64]) -> Result<()>;
     /// Site updates (proposals) per sweep over all chains.
     fn site_updates(&self) -> u64;
+    /// Keys the random numbers by the global chain index `chain0 + chain`: the batch is then the
+    /// chains `chain0..` of a larger ensemble ([`crate::sampler::Sampler::set_first_chain`]).
+    fn set_first_chain(&mut self, chain0: u32);
     /// Number of chains.
     fn chains(&self) -> usize;
 }

@@ -55,7 +55,7 @@ pub fn update_colour(
             let mut flips = 0;
             for (k, s) in row.iter_mut().enumerate() {
                 let index = (y * w + k) as u32;
-                let mut draws = Draws::new(key, index, chain as u32, c2, c3);
+                let mut draws = Draws::new(key, index, pk.first_chain + chain as u32, c2, c3);
                 let draw = |i| draws.word(i);
                 let new = update_word(*s, same, up[k], down[k], k, y, colour, pk, rule, draw);
                 flips += (new ^ *s).count_ones() as u64;
@@ -131,5 +131,9 @@ impl Sweeper for IsingCpu {
 
     fn chains(&self) -> usize {
         self.pk.chains
+    }
+
+    fn set_first_chain(&mut self, chain0: u32) {
+        self.pk.first_chain = chain0;
     }
 }

@@ -18,6 +18,7 @@ pub struct GpuPack {
     bits: u32,
     words: u32,
     chains: u32,
+    chain0: u32,
 }
 
 // SAFETY: plain `repr(C)` data laid out as `struct IsingPack`.
@@ -31,6 +32,7 @@ impl From<&Packing> for GpuPack {
             bits: p.bits as u32,
             words: p.words as u32,
             chains: p.chains as u32,
+            chain0: p.first_chain,
         }
     }
 }
@@ -146,5 +148,9 @@ impl Sweeper for IsingCuda {
 
     fn chains(&self) -> usize {
         self.pk.chains
+    }
+
+    fn set_first_chain(&mut self, chain0: u32) {
+        self.pk.first_chain = chain0;
     }
 }

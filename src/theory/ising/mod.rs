@@ -122,6 +122,8 @@ pub struct Packing {
     pub words: usize,
     /// Chains.
     pub chains: usize,
+    /// Global index of the first chain in the ensemble (keys the random numbers).
+    pub first_chain: u32,
 }
 
 impl Packing {
@@ -133,6 +135,7 @@ impl Packing {
             bits,
             words: bits.div_ceil(64),
             chains,
+            first_chain: 0,
         }
     }
 

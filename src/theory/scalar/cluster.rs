@@ -139,13 +139,14 @@ pub fn wolff(
 }
 
 /// One cluster update of `kind` on every chain of the batch `phi` (`[chain][site]`) at update
-/// `t` (below 2^32).
+/// `t` (below 2^32); chain c of the batch is the ensemble's chain `chain0 + c`.
 pub fn update(
     kind: ClusterKind,
     lat: &Lattice,
     hop: f64,
     phi: &mut [f64],
     seed: u64,
+    chain0: u32,
     t: u64,
 ) -> Result<()> {
     let t = u32::try_from(t).map_err(|_| {
@@ -162,9 +163,10 @@ pub fn update(
     }
     let key = philox::key_from_seed(seed);
     for (c, chain) in phi.chunks_mut(v).enumerate() {
+        let global = chain0 + c as u32;
         match kind {
-            ClusterKind::SwendsenWang => swendsen_wang(lat, hop, chain, key, c as u32, t),
-            ClusterKind::Wolff { clusters } => wolff(lat, hop, chain, key, c as u32, t, clusters),
+            ClusterKind::SwendsenWang => swendsen_wang(lat, hop, chain, key, global, t),
+            ClusterKind::Wolff { clusters } => wolff(lat, hop, chain, key, global, t, clusters),
         };
     }
     Ok(())

@@ -25,7 +25,8 @@ fn neighbour_sum(steps: &Steps, phi: &[f64], s: usize) -> f64 {
 
 /// CPU twin of `scalar_metropolis_dD`: `hits` proposals φ' = φ + δ(2u − 1) at every site of
 /// `colour`, hit h drawing [`philox::local_block`] at step `step0 + h`, accepted with
-/// min(1, e^{−ΔS}); adds each chain's acceptances to `accepted`.
+/// min(1, e^{−ΔS}); adds each chain's acceptances to `accepted`. Chain c of the batch is the
+/// ensemble's chain `chain0 + c` (which keys its random numbers).
 #[allow(clippy::too_many_arguments)]
 pub fn metropolis_colour(
     dev: &CpuDevice,
@@ -37,6 +38,7 @@ pub fn metropolis_colour(
     step0: u64,
     hits: u32,
     seed: u64,
+    chain0: u32,
     accepted: &mut [u64],
 ) -> Result<()> {
     let chains = check_batch(lat, phi, accepted.len(), colour)?;
@@ -49,7 +51,7 @@ pub fn metropolis_colour(
         let mut cur = pc[s];
         let mut acc = 0;
         for h in 0..hits as u64 {
-            let b = philox::local_block(key, s as u32, chain as u32, step0 + h, colour);
+            let b = philox::local_block(key, s as u32, chain0 + chain as u32, step0 + h, colour);
             let prop = cur + delta * (2.0 * uniform_from_words(b[0], b[1]) - 1.0);
             let (p2, c2) = (prop * prop, cur * cur);
             let ds = -c.hop * (prop - cur) * nb + (p2 - c2) * (c.u2 + c.u4 * (p2 + c2));
@@ -74,6 +76,7 @@ pub struct ScalarCpu {
     couplings: ScalarCouplings,
     delta: f64,
     seed: u64,
+    chain0: u32,
     phi: Vec<f64>,
     accepted: Vec<u64>,
 }
@@ -96,6 +99,7 @@ impl ScalarCpu {
             couplings,
             delta,
             seed,
+            chain0: 0,
         }
     }
 }
@@ -113,6 +117,7 @@ impl ColourPass for ScalarCpu {
             step0,
             hits,
             seed,
+            self.chain0,
             &mut self.accepted,
         )
     }
@@ -134,5 +139,9 @@ impl ColourPass for ScalarCpu {
     fn set_fields(&mut self, field: &[f64]) -> Result<()> {
         self.phi.copy_from_slice(field);
         Ok(())
+    }
+
+    fn set_first_chain(&mut self, chain0: u32) {
+        self.chain0 = chain0;
     }
 }

@@ -98,4 +98,8 @@ impl ColourPass for ScalarCuda {
     fn set_fields(&mut self, field: &[f64]) -> Result<()> {
         Ok(self.dev.stream().memcpy_htod(field, &mut self.phi)?)
     }
+
+    fn set_first_chain(&mut self, chain0: u32) {
+        self.geom = self.geom.with_first_chain(chain0);
+    }
 }

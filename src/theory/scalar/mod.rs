@@ -82,6 +82,7 @@ pub fn sweeper(
             lattice: lat.clone(),
             hop: c.hop,
             seed,
+            chain0: 0,
         }),
     })
 }
@@ -101,6 +102,7 @@ struct WithClusters {
     lattice: Lattice,
     hop: f64,
     seed: u64,
+    chain0: u32,
 }
 
 impl Sweeper for WithClusters {
@@ -113,6 +115,7 @@ impl Sweeper for WithClusters {
             self.hop,
             &mut phi,
             self.seed,
+            self.chain0,
             sweep,
         )?;
         self.inner.set_fields(&phi)?;
@@ -135,5 +138,10 @@ impl Sweeper for WithClusters {
 
     fn chains(&self) -> usize {
         self.inner.chains()
+    }
+
+    fn set_first_chain(&mut self, chain0: u32) {
+        self.inner.set_first_chain(chain0);
+        self.chain0 = chain0;
     }
 }

@@ -74,7 +74,7 @@ fn check_units(theta: &[f64], unit: &[f64]) -> Result<()> {
 /// CPU twin of `xy_metropolis_dD`: `hits` Metropolis proposals (uniform new angles) at every
 /// site of `colour`, hit h drawing [`philox::local_block`] at step `step0 + h`, with the unit
 /// vectors `unit` (interleaved (cos θ, sin θ), kept equal to those of θ); adds each chain's
-/// acceptances to `accepted`.
+/// acceptances to `accepted`. Chain c of the batch is the ensemble's chain `chain0 + c`.
 #[allow(clippy::too_many_arguments)]
 pub fn metropolis_colour(
     dev: &CpuDevice,
@@ -86,6 +86,7 @@ pub fn metropolis_colour(
     step0: u64,
     hits: u32,
     seed: u64,
+    chain0: u32,
     accepted: &mut [u64],
 ) -> Result<()> {
     let chains = check_batch(lat, theta, accepted.len(), colour)?;
@@ -101,7 +102,7 @@ pub fn metropolis_colour(
         let (mut cur, mut c, mut sn) = (th[s], u[2 * s], u[2 * s + 1]);
         let mut acc = 0;
         for h in 0..hits as u64 {
-            let b = philox::local_block(key, s as u32, chain as u32, step0 + h, colour);
+            let b = philox::local_block(key, s as u32, chain0 + chain as u32, step0 + h, colour);
             let prop = TAU * uniform_from_words(b[0], b[1]);
             let (ps, pc) = prop.sin_cos();
             let ds = -beta * ((pc - c) * fc + (ps - sn) * fs);
@@ -160,6 +161,7 @@ pub struct XyCpu {
     lattice: Lattice,
     beta: f64,
     seed: u64,
+    chain0: u32,
     theta: Vec<f64>,
     accepted: Vec<u64>,
     unit: Vec<f64>,
@@ -177,6 +179,7 @@ impl XyCpu {
             lattice,
             beta,
             seed,
+            chain0: 0,
         }
     }
 }
@@ -194,6 +197,7 @@ impl ColourPass for XyCpu {
             step0,
             hits,
             self.seed,
+            self.chain0,
             &mut self.accepted,
         )
     }
@@ -220,5 +224,9 @@ impl ColourPass for XyCpu {
         self.theta.copy_from_slice(field);
         self.unit = unit_vectors(field);
         Ok(())
+    }
+
+    fn set_first_chain(&mut self, chain0: u32) {
+        self.chain0 = chain0;
     }
 }

@@ -114,4 +114,8 @@ impl ColourPass for XyCuda {
         unsafe { b.launch(geometry::elementwise(n as usize)?) }?;
         Ok(())
     }
+
+    fn set_first_chain(&mut self, chain0: u32) {
+        self.geom = self.geom.with_first_chain(chain0);
+    }
 }
