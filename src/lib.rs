@@ -19,6 +19,7 @@ pub mod action;
 pub mod analysis;
 pub mod csd;
 pub mod device;
+pub mod ensemble;
 pub mod error;
 pub mod exact;
 pub mod flow;

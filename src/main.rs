@@ -811,15 +811,58 @@ fn run_config(a: &HmcArgs) -> Result<RunConfig> {
     Ok(cfg)
 }
 
+/// `sample` under `mpirun -np N` (the `mpi` feature): the chains spread over the ranks, rank 0
+/// writing the files and printing; a single rank runs as without MPI.
+#[cfg(feature = "mpi")]
 fn cmd_sample(a: HmcArgs) -> Result<()> {
+    use latticeml::ensemble::{mpi::MpiTeam, Team};
+    let (_universe, team) = MpiTeam::init()?;
+    if team.size() == 1 {
+        return sample_alone(a);
+    }
     let cfg = run_config(&a)?;
-    let (device, why) = Device::from_name(&a.device)?;
-    eprintln!("latticeml: {why}");
-    let bar = ProgressBar::new(cfg.trajectories);
+    let (local, locals) = team.node_local();
+    let (device, why) = Device::for_local_rank(&a.device, local, locals)?;
+    eprintln!("latticeml rank {}/{}: {why}", team.rank(), team.size());
+    let bar = trajectory_bar(cfg.trajectories)?;
+    if team.rank() != 0 {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let outcome = latticeml::run::run_team(
+        &cfg,
+        &device,
+        &a.out,
+        a.files.claim(),
+        &mut |done, _| bar.set_position(done),
+        &team,
+    );
+    bar.finish_and_clear();
+    if let Some(outcome) = outcome? {
+        print_table(&outcome);
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "mpi"))]
+fn cmd_sample(a: HmcArgs) -> Result<()> {
+    sample_alone(a)
+}
+
+/// The progress bar of a run of `total` trajectories.
+fn trajectory_bar(total: u64) -> Result<ProgressBar> {
+    let bar = ProgressBar::new(total);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} trajectories  {per_sec}  eta {eta}")
             .map_err(|e| Error::InvalidInput(e.to_string()))?,
     );
+    Ok(bar)
+}
+
+fn sample_alone(a: HmcArgs) -> Result<()> {
+    let cfg = run_config(&a)?;
+    let (device, why) = Device::from_name(&a.device)?;
+    eprintln!("latticeml: {why}");
+    let bar = trajectory_bar(cfg.trajectories)?;
     let outcome = run(&cfg, &device, &a.out, a.files.claim(), &mut |done, _| {
         bar.set_position(done)
     });

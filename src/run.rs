@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use crate::analysis::{gamma_primary, replica_consistency, Estimate, ReplicaCheck};
 use crate::device::Device;
+use crate::ensemble::{agree, check_team, share, Solo, Team};
 use crate::error::{Error, Result};
 use crate::hmc::Start;
 use crate::io::checkpoint::Checkpoint;
@@ -66,7 +67,7 @@ impl RunConfig {
 
     /// `key=value` lines fixing the Markov chain (everything but the number of trajectories):
     /// the theory, the run's own parameters and the sampler's.
-    fn identity(&self, action: &dyn Theory, sampler: &dyn Sampler) -> String {
+    fn identity(&self, action: &dyn Theory, sampler: &dyn Sampler, ranks: usize) -> String {
         let mut s = crate::theory::identity_lines(action);
         s.push_str(&format!(
             "chains={}\ntherm={}\nsave_every={}\nstart={}\nwarmup={WARMUP_LEVELS}\n",
@@ -76,6 +77,10 @@ impl RunConfig {
             self.start.name(),
         ));
         s.push_str(&sampler.parameters());
+        // Each rank checkpoints its own share: a run resumes on as many ranks as it ran on.
+        if ranks > 1 {
+            s.push_str(&format!("ranks={ranks}\n"));
+        }
         s
     }
 }
@@ -259,6 +264,26 @@ impl Streams {
         })
     }
 
+    /// Appends one update's rows (`[t, chain, accepted, ΔH, primaries…]` per chain), time-slice
+    /// sums, and the configurations when they are saved.
+    fn write(
+        &mut self,
+        cfg: &RunConfig,
+        ncols: usize,
+        rows: &[f64],
+        slices: &[f64],
+        configs: Option<Vec<f64>>,
+    ) -> Result<()> {
+        for row in rows.chunks(ncols) {
+            self.csv.line(&csv_line(cfg.therm, row))?;
+        }
+        self.slices.values(slices)?;
+        match configs {
+            Some(c) => self.configs.values(&c),
+            None => Ok(()),
+        }
+    }
+
     /// Syncs every file and returns `[rows, length]` per file for the checkpoint.
     fn sync(&mut self) -> Result<Vec<f64>> {
         let mut v = Vec::with_capacity(6);
@@ -337,102 +362,222 @@ pub fn run(
     claim: Claim,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<RunOutcome> {
+    run_team(cfg, device, out, claim, progress, &Solo)?
+        .ok_or_else(|| Error::InvalidInput("a single process is rank 0 and has the outcome".into()))
+}
+
+/// [`run`] with the chains spread over the ranks of `team` ([`crate::ensemble`]): each rank
+/// runs its share, rank 0 claims `out` and writes every file, identical to those of one process
+/// running the whole ensemble; each rank checkpoints its own share (`checkpoint`,
+/// `checkpoint.rank1`, …; `out` must be visible to every rank). Rank 0 returns the outcome, the
+/// others `None`. A failure on any rank stops every rank with an error.
+pub fn run_team(
+    cfg: &RunConfig,
+    device: &Device,
+    out: &Path,
+    claim: Claim,
+    progress: &mut dyn FnMut(u64, u64),
+    team: &dyn Team,
+) -> Result<Option<RunOutcome>> {
     cfg.validate()?;
+    check_team(team, cfg.chains)?;
+    let root = team.rank() == 0;
+    let mine = share(cfg.chains, team.rank(), team.size());
     let action = cfg.theory.build()?;
     let lat = action.lattice().clone();
     let names = action.primary_names();
     let ncols = FIXED_COLS + names.len();
-    let mut sampler = cfg.sampler.build(action.clone(), cfg.chains, device)?;
-    let identity = cfg.identity(action.as_ref(), sampler.as_ref());
+    let built = cfg
+        .sampler
+        .build(action.clone(), mine.len(), device)
+        .and_then(|mut s| s.set_first_chain(mine.start).map(|()| s));
+    let mut sampler = agree(team, built)?;
+    let identity = cfg.identity(action.as_ref(), sampler.as_ref(), team.size());
     let global = sampler.global_proposals();
     let checked = sampler.stalls_are_failures();
+    let mut files: Vec<String> = RUN_FILES.iter().map(|f| f.to_string()).collect();
+    files.extend((1..team.size()).map(rank_checkpoint));
     let manifest = Manifest {
         command: "sample".into(),
         parameters: identity.clone(),
-        files: RUN_FILES.iter().map(|f| f.to_string()).collect(),
+        files,
     };
-    let dir = OutputDir::claim(out, &manifest, claim)?;
-    let out = dir.path();
-    let ckpt_path = out.join("checkpoint");
-
-    let shape = HistoryShape {
-        chains: cfg.chains,
-        ncols,
-        time_extent: lat.time_extent(),
-    };
-    let mut streams = if claim == Claim::Resume {
-        let at = restore(&ckpt_path, &identity, cfg, sampler.as_mut())?;
-        Streams::resume(out, names, &lat, cfg.chains, &at)?
+    // Rank 0 claims the directory before any rank writes there.
+    let claimed = root
+        .then(|| OutputDir::claim(out, &manifest, claim))
+        .transpose();
+    let _dir = agree(team, claimed)?;
+    let ckpt_path = out.join(if root {
+        "checkpoint".to_string()
     } else {
-        let start = action.start_fields(cfg.start, 0..cfg.chains, sampler.seed());
-        sampler.set_fields(&start)?;
-        Streams::create(out, names, &lat, cfg.chains)?
+        rank_checkpoint(team.rank())
+    });
+
+    let started = if claim == Claim::Resume {
+        restore(&ckpt_path, &identity, cfg, sampler.as_mut(), root).and_then(|at| {
+            root.then(|| Streams::resume(out, names, &lat, cfg.chains, &at))
+                .transpose()
+        })
+    } else {
+        let start = action.start_fields(cfg.start, mine.clone(), sampler.seed());
+        sampler.set_fields(&start).and_then(|()| {
+            root.then(|| Streams::create(out, names, &lat, cfg.chains))
+                .transpose()
+        })
     };
+    let mut streams = agree(team, started)?;
+    agree(team, same_progress(team, sampler.updates_done()))?;
 
     let mut seconds = 0.0;
     let mut site_updates = 0.0;
     while sampler.updates_done() < cfg.trajectories {
         let t = sampler.updates_done();
-        sampler.set_warmup(warmup_level(t, cfg.therm))?;
         let start = Instant::now();
-        let stats = sampler.update()?;
+        let measured = measured_update(sampler.as_mut(), cfg, t, mine.start);
         seconds += start.elapsed().as_secs_f64();
         site_updates += sampler.site_updates() as f64;
-        for (c, m) in sampler.measure()?.iter().enumerate() {
-            if let Some(bad) = m.primaries.iter().find(|x| !x.is_finite()) {
-                return Err(Error::NonFinite(format!(
-                    "observable {bad} on chain {c} at trajectory {t}: the couplings or step size are unstable"
-                )));
-            }
-            let mut row = vec![t as f64, c as f64, stats.accepted[c], stats.delta_h[c]];
-            row.extend_from_slice(&m.primaries);
-            streams.csv.line(&csv_line(cfg.therm, &row))?;
-            streams.slices.values(&m.slices)?;
-        }
-        if t >= cfg.therm && (t + 1 - cfg.therm).is_multiple_of(cfg.save_every) {
-            streams.configs.values(&sampler.fields()?)?;
-        }
+        let (rows, slices) = agree(team, measured)?;
+        let (rows, slices) = (team.gather(&rows), team.gather(&slices));
+        let save = t >= cfg.therm && (t + 1 - cfg.therm).is_multiple_of(cfg.save_every);
+        let configs = match save {
+            true => agree(team, sampler.fields())?,
+            false => Vec::new(),
+        };
+        let configs = save.then(|| team.gather(&configs)).flatten();
+        let written = match (&mut streams, rows, slices) {
+            (Some(s), Some(rows), Some(slices)) => s.write(cfg, ncols, &rows, &slices, configs),
+            _ => Ok(()),
+        };
+        agree(team, written)?;
         let done = t + 1;
         progress(done, cfg.trajectories);
         let end_of_therm = done == cfg.therm;
         if done.is_multiple_of(cfg.checkpoint_every) || done == cfg.trajectories || end_of_therm {
-            let at = streams.sync()?;
-            write_checkpoint(&ckpt_path, &identity, sampler.as_ref(), &at)?;
+            let synced = streams.as_mut().map_or(Ok(Vec::new()), |s| s.sync());
+            let written = synced
+                .and_then(|at| write_checkpoint(&ckpt_path, &identity, sampler.as_ref(), &at));
+            agree(team, written)?;
         }
         if end_of_therm {
             // The second half of thermalisation ran at the production step size.
-            let hist = load_history(out, ncols, lat.time_extent())?;
-            check_chains(&hist.rows, ncols, cfg.chains, cfg.therm / 2, checked)
-                .map_err(|e| no_summary(out, e))?;
+            let checked = streams.as_ref().map_or(Ok(()), |_| {
+                let hist = load_history(out, ncols, lat.time_extent())?;
+                check_chains(&hist.rows, ncols, cfg.chains, cfg.therm / 2, checked)
+                    .map_err(|e| no_summary(out, e))
+            });
+            agree(team, checked)?;
         }
     }
+    let finished = match streams {
+        Some(streams) => {
+            let site_rate = site_updates / seconds.max(1e-300);
+            let sampler = sampler.as_ref();
+            let end = End { global, checked };
+            finish(
+                cfg,
+                action.as_ref(),
+                sampler,
+                streams,
+                device,
+                out,
+                site_rate,
+                end,
+            )
+            .map(Some)
+        }
+        None => Ok(None),
+    };
+    agree(team, finished)
+}
+
+/// The checkpoint file of rank `rank` > 0.
+fn rank_checkpoint(rank: usize) -> String {
+    format!("checkpoint.rank{rank}")
+}
+
+/// Checks that every rank resumed at the same update (each restored its own checkpoint).
+fn same_progress(team: &dyn Team, done: u64) -> Result<()> {
+    match team.gather(&[done as f64]) {
+        Some(all) if all.iter().any(|&d| d != done as f64) => Err(Error::BadFile {
+            path: "checkpoint.rank*".into(),
+            reason: format!(
+                "the ranks' checkpoints are at different updates ({all:?}): they were not written \
+                 together; start the run again"
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// One update of every chain of the share starting at global chain `first`, at the warm-up level
+/// of update `t`, and its measurement: the rows `[t, chain, accepted, ΔH, primaries…]` and the
+/// time-slice sums of every chain, in chain order.
+fn measured_update(
+    sampler: &mut dyn Sampler,
+    cfg: &RunConfig,
+    t: u64,
+    first: usize,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    sampler.set_warmup(warmup_level(t, cfg.therm))?;
+    let stats = sampler.update()?;
+    let (mut rows, mut slices) = (Vec::new(), Vec::new());
+    for (c, m) in sampler.measure()?.iter().enumerate() {
+        let chain = first + c;
+        if let Some(bad) = m.primaries.iter().find(|x| !x.is_finite()) {
+            return Err(Error::NonFinite(format!(
+                "observable {bad} on chain {chain} at trajectory {t}: the couplings or step size are unstable"
+            )));
+        }
+        rows.extend([t as f64, chain as f64, stats.accepted[c], stats.delta_h[c]]);
+        rows.extend_from_slice(&m.primaries);
+        slices.extend_from_slice(&m.slices);
+    }
+    Ok((rows, slices))
+}
+
+/// What the end of a run needs to know of its sampler.
+struct End {
+    global: bool,
+    checked: bool,
+}
+
+/// Rank 0 at the end of a run: checks the history, analyses it and writes `correlator.csv` and
+/// `summary.json`.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    cfg: &RunConfig,
+    action: &dyn Theory,
+    sampler: &dyn Sampler,
+    mut streams: Streams,
+    device: &Device,
+    out: &Path,
+    site_rate: f64,
+    end: End,
+) -> Result<RunOutcome> {
     streams.sync()?;
     drop(streams);
+    let lat = action.lattice();
+    let ncols = FIXED_COLS + action.primary_names().len();
+    let shape = HistoryShape {
+        chains: cfg.chains,
+        ncols,
+        time_extent: lat.time_extent(),
+    };
     let done = sampler.updates_done();
     let hist = load_history(out, ncols, lat.time_extent())?;
     check_history(&shape, done, &hist.rows, &hist.slices).map_err(|reason| Error::BadFile {
         path: out.join("observables.csv").display().to_string(),
         reason,
     })?;
-    check_chains(&hist.rows, ncols, cfg.chains, cfg.therm, checked)
+    check_chains(&hist.rows, ncols, cfg.chains, cfg.therm, end.checked)
         .map_err(|e| no_summary(out, e))?;
-
-    let mut outcome = analyse(
-        cfg,
-        action.as_ref(),
-        &hist,
-        ncols,
-        device,
-        out,
-        site_updates / seconds.max(1e-300),
-        done,
-    );
-    outcome.global_proposals = global;
+    let mut outcome = analyse(cfg, action, &hist, ncols, device, out, site_rate, done);
+    outcome.global_proposals = end.global;
     outcome.low_acceptance_advice = sampler.low_acceptance_advice();
-    outcome.correlator = write_correlator(out, cfg, &lat, &hist, ncols)?;
+    outcome.correlator = write_correlator(out, cfg, lat, &hist, ncols)?;
     write_atomic(
         &out.join("summary.json"),
-        summary_json(cfg, action.as_ref(), sampler.as_ref(), &outcome, global)
+        summary_json(cfg, action, sampler, &outcome, end.global)
             .pretty()
             .as_bytes(),
     )?;
@@ -445,6 +590,7 @@ fn restore(
     identity: &str,
     cfg: &RunConfig,
     sampler: &mut dyn Sampler,
+    with_files: bool,
 ) -> Result<Vec<f64>> {
     if !path.exists() {
         return Err(Error::InvalidInput(format!(
@@ -484,11 +630,12 @@ fn restore(
     let saves = done.saturating_sub(cfg.therm) / cfg.save_every;
     let rows = done as f64 * cfg.chains as f64;
     let whole = |v: f64| v >= 0.0 && v.fract() == 0.0 && v < 2f64.powi(53);
-    if files.len() != 6
-        || !files.iter().all(|&v| whole(v))
-        || files[0] != rows
-        || files[2] != rows
-        || files[4] != saves as f64
+    if with_files
+        && (files.len() != 6
+            || !files.iter().all(|&v| whole(v))
+            || files[0] != rows
+            || files[2] != rows
+            || files[4] != saves as f64)
     {
         return Err(bad(format!(
             "its record of the streamed files ({files:?}) does not fit {done} trajectories"

@@ -5,9 +5,13 @@
 mod common;
 
 use std::path::Path;
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 
+use latticeml::ensemble::Team;
 use latticeml::hmc::{HmcParams, Integrator, Start};
+use latticeml::io::outdir::Claim;
+use latticeml::run::{run, run_team, RunConfig};
 use latticeml::sampler::{Sampler, SamplerConfig};
 use latticeml::theory::{LocalAlgorithm, Theory, TheoryConfig};
 use latticeml::{Device, Lattice};
@@ -151,4 +155,177 @@ fn a_flow_sampler_runs_a_share_of_an_ensemble_as_those_chains_of_the_whole() {
     };
     check_share(&phi4(), &with_hmc);
     let _ = std::fs::remove_dir_all(&model);
+}
+
+/// A team of threads of this process, with the collectives done over channels: the production
+/// run's MPI path exercised without MPI.
+struct ThreadTeam {
+    rank: usize,
+    size: usize,
+    /// Rank 0: a channel from every other rank; the others: the channel to rank 0.
+    inbox: Vec<Receiver<Vec<f64>>>,
+    up: Option<Sender<Vec<f64>>>,
+    /// Rank 0: a channel to every other rank; the others: the channel from rank 0.
+    outbox: Vec<Sender<bool>>,
+    down: Option<Receiver<bool>>,
+}
+
+fn thread_team(size: usize) -> Vec<ThreadTeam> {
+    let mut root = ThreadTeam {
+        rank: 0,
+        size,
+        inbox: Vec::new(),
+        up: None,
+        outbox: Vec::new(),
+        down: None,
+    };
+    let mut others = Vec::new();
+    for rank in 1..size {
+        let (up, inbox) = channel();
+        let (outbox, down) = channel();
+        root.inbox.push(inbox);
+        root.outbox.push(outbox);
+        others.push(ThreadTeam {
+            rank,
+            size,
+            inbox: Vec::new(),
+            up: Some(up),
+            outbox: Vec::new(),
+            down: Some(down),
+        });
+    }
+    std::iter::once(root).chain(others).collect()
+}
+
+impl Team for ThreadTeam {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+    fn size(&self) -> usize {
+        self.size
+    }
+    fn gather(&self, local: &[f64]) -> Option<Vec<f64>> {
+        match &self.up {
+            Some(up) => {
+                up.send(local.to_vec()).unwrap();
+                None
+            }
+            None => {
+                let mut all = local.to_vec();
+                for r in &self.inbox {
+                    all.extend(r.recv().unwrap());
+                }
+                Some(all)
+            }
+        }
+    }
+    fn all_ok(&self, ok: bool) -> bool {
+        match (&self.up, &self.down) {
+            (Some(up), Some(down)) => {
+                up.send(vec![f64::from(u8::from(ok))]).unwrap();
+                down.recv().unwrap()
+            }
+            _ => {
+                let all = self
+                    .inbox
+                    .iter()
+                    .fold(ok, |a, r| r.recv().unwrap()[0] == 1.0 && a);
+                for s in &self.outbox {
+                    s.send(all).unwrap();
+                }
+                all
+            }
+        }
+    }
+}
+
+fn run_config(trajectories: u64) -> RunConfig {
+    RunConfig {
+        theory: TheoryConfig::Phi4 {
+            lattice: Lattice::new(&[6, 4]).unwrap(),
+            kappa: 0.27,
+            lambda: 0.022,
+        },
+        chains: 5,
+        trajectories,
+        therm: 10,
+        sampler: SamplerConfig::Local {
+            algorithm: LocalAlgorithm::from_name("wolff", None, None).unwrap(),
+            seed: 8,
+        },
+        start: Start::Hot,
+        save_every: 5,
+        checkpoint_every: 7,
+    }
+}
+
+/// Runs `cfg` on a team of `size` threads; the outcome of each rank.
+fn team_run(cfg: &RunConfig, size: usize, out: &Path, claim: Claim) -> Vec<Result<bool, String>> {
+    let handles: Vec<_> = thread_team(size)
+        .into_iter()
+        .map(|team| {
+            let (cfg, out) = (cfg.clone(), out.to_path_buf());
+            std::thread::spawn(move || {
+                let device = Device::Cpu(latticeml::device::CpuDevice::with_threads(1));
+                run_team(&cfg, &device, &out, claim, &mut |_, _| {}, &team)
+                    .map(|o| o.is_some())
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+const FILES: [&str; 4] = [
+    "observables.csv",
+    "configs.npy",
+    "slices.npy",
+    "correlator.csv",
+];
+
+#[test]
+fn a_run_on_a_team_writes_the_files_of_one_process() {
+    let solo = common::fresh_dir("team-solo");
+    let device = Device::Cpu(latticeml::device::CpuDevice::with_threads(2));
+    run(
+        &run_config(30),
+        &device,
+        &solo,
+        Claim::Fresh,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    for size in [2, 3] {
+        let dir = common::fresh_dir(&format!("team-{size}"));
+        // In two legs: the second resumes every rank from its own checkpoint.
+        let first = team_run(&run_config(17), size, &dir, Claim::Fresh);
+        assert_eq!(
+            first.iter().filter(|r| r == &&Ok(true)).count(),
+            1,
+            "{first:?}"
+        );
+        let second = team_run(&run_config(30), size, &dir, Claim::Resume);
+        assert!(second.iter().all(|r| r.is_ok()), "{second:?}");
+        for f in FILES {
+            let same = std::fs::read(solo.join(f)).unwrap() == std::fs::read(dir.join(f)).unwrap();
+            assert!(same, "{size} ranks: {f} differs from the single process's");
+        }
+        assert!(dir.join(format!("checkpoint.rank{}", size - 1)).exists());
+        // A run resumes on as many ranks as it ran on; every rank stops with an error.
+        let other = team_run(&run_config(40), 5 - size, &dir, Claim::Resume);
+        assert!(other.iter().all(|r| r.is_err()), "{other:?}");
+        assert!(
+            other[0].as_ref().unwrap_err().contains("ranks"),
+            "{other:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    // More ranks than chains is refused on every rank before anything is written.
+    let dir = common::fresh_dir("team-6");
+    let refused = team_run(&run_config(30), 6, &dir, Claim::Fresh);
+    assert!(refused.iter().all(|r| r
+        .as_ref()
+        .is_err_and(|e| e.contains("6 ranks for 5 chains"))));
+    assert!(!dir.exists());
+    let _ = std::fs::remove_dir_all(&solo);
 }

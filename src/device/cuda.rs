@@ -202,6 +202,14 @@ impl std::fmt::Debug for CudaDevice {
 }
 
 impl CudaDevice {
+    /// The number of CUDA devices (0 without a driver).
+    pub fn count() -> usize {
+        if !driver_available() {
+            return 0;
+        }
+        CudaContext::device_count().map_or(0, |n| n.max(0) as usize)
+    }
+
     /// Opens GPU `ordinal`, after checking that `libcuda`, a device and NVRTC are all present.
     pub fn new(ordinal: usize) -> Result<Self> {
         if !driver_available() {

@@ -62,6 +62,30 @@ impl Device {
         }
     }
 
+    /// The device of rank `local` of the `locals` ranks of an ensemble on one node: with `auto`
+    /// or `cuda`, one GPU per rank (`local` modulo the GPUs; `auto` falls back to the CPU); on the
+    /// CPU, an equal share of the cores (unless `LATTICEML_THREADS` sets the threads per rank).
+    pub fn for_local_rank(name: &str, local: usize, locals: usize) -> Result<(Device, String)> {
+        let gpus = CudaDevice::count();
+        match name {
+            "cuda" | "auto" if gpus > 0 => Device::from_name(&format!("cuda:{}", local % gpus)),
+            "cpu" | "auto" => {
+                let d = if std::env::var_os("LATTICEML_THREADS").is_some() {
+                    CpuDevice::new()
+                } else {
+                    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                    CpuDevice::with_threads((cores / locals.max(1)).max(1))
+                };
+                let why = format!(
+                    "using {} (rank {local} of {locals} on this node)",
+                    d.describe()
+                );
+                Ok((Device::Cpu(d), why))
+            }
+            _ => Device::from_name(name),
+        }
+    }
+
     /// Human-readable description, e.g. `cpu (2 threads)` or `cuda:0 NVIDIA H100 (sm_90)`.
     pub fn describe(&self) -> String {
         match self {
