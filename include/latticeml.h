@@ -172,7 +172,7 @@ int latticeml_hmc_new(const struct latticeml_theory *theory,
                       struct latticeml_sampler **out);
 
 // Fourier-accelerated HMC: as [`latticeml_hmc_new`] with the kinetic term ½Σₖ|p̃ₖ|²/(k̂² + m2)
-// (m2 > 0; the command line's default is 4 sin²(π/L), at least 0.01). CPU device only for now.
+// (m2 > 0; the command line's default is 4 sin²(π/L), at least 0.01).
 //
 // # Safety
 // As [`latticeml_hmc_new`].

@@ -303,7 +303,7 @@ struct CsdArgs {
     /// Seed of all random numbers.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// cpu (fa-hmc and the cluster steps run on the CPU), auto, cuda or cuda:N.
+    /// cpu (the cluster steps run on the CPU), auto, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Output directory.

@@ -1,4 +1,5 @@
-//! Fourier-accelerated HMC: the filter against a direct discrete Fourier sum, reversibility,
+//! Fourier-accelerated HMC: the filter (rustfft on the CPU, the GPU's own transforms through their
+//! CPU twins) against a direct discrete Fourier sum, reversibility,
 //! the order of ΔH, ⟨e^{−ΔH}⟩ = 1, and the free field with the mass kernel equal to its own
 //! propagator, where every mode decorrelates in one trajectory (τ_int = ½).
 
@@ -9,6 +10,7 @@ use std::sync::Arc;
 
 use latticeml::action::{Action, Phi4};
 use latticeml::analysis::gamma_primary;
+use latticeml::hmc::fft;
 use latticeml::hmc::fourier::{FourierMass, Power};
 use latticeml::hmc::{Hmc, HmcParams, Integrator, Start};
 use latticeml::io::outdir::Claim;
@@ -35,6 +37,23 @@ fn the_filters_are_powers_of_the_mass_kernel() {
         let mut got = x.clone();
         mass.apply(&common::cpu(), &mut got, power).unwrap();
         check_filter(&lat, m2, exponent, &x, &got);
+        // The GPU's transforms (their CPU twins): direct DFTs on these odd extents.
+        let mut twin = x.clone();
+        fft::filter_twin(&mut twin, &lat, mass.filter(power)).unwrap();
+        check_filter(&lat, m2, exponent, &x, &twin);
+    }
+    // FFT stages (power-of-two axes) mixed with a DFT axis, in 2D and 4D.
+    for dims in [vec![16usize, 8], vec![4, 6, 2, 8]] {
+        let lat = Lattice::new(&dims).unwrap();
+        let mass = FourierMass::new(&lat, m2).unwrap();
+        let x = gaussian(2 * lat.volume(), 2);
+        for power in [Power::Half, Power::Inverse] {
+            let (mut cpu, mut twin) = (x.clone(), x.clone());
+            mass.apply(&common::cpu(), &mut cpu, power).unwrap();
+            fft::filter_twin(&mut twin, &lat, mass.filter(power)).unwrap();
+            let d = common::max_rel_diff(&cpu, &twin);
+            assert!(d < 1e-11, "{dims:?} {power:?}: {d:e}");
+        }
     }
     assert!(FourierMass::new(&lat, 0.0).is_err());
     assert!(FourierMass::new(&lat, f64::NAN).is_err());

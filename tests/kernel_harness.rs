@@ -12,13 +12,14 @@ use std::io::Write;
 use cudarc::driver::LaunchConfig;
 use latticeml::action::{reference_action, Action, ForceLaw, Phi4, ScalarCouplings};
 use latticeml::device::cuda::{
-    KernelFamily, FAMILIES, FLOW, ISING, NN, PHILOX, SCALAR_HMC, SCALAR_LOCAL, XY,
+    KernelFamily, FAMILIES, FLOW, FOURIER, ISING, NN, PHILOX, SCALAR_HMC, SCALAR_LOCAL, XY,
 };
 use latticeml::device::geometry::{self, chunks_per_segment, sum_chunks, REDUCE_CHUNK};
 use latticeml::device::CpuDevice;
 use latticeml::flow::coupling::{self, Direction, Geometry};
 use latticeml::hmc::cpu as hmc_cpu;
 use latticeml::hmc::cuda::{GpuCouplings, GpuGeom};
+use latticeml::hmc::fft;
 use latticeml::nn::cpu as nn_cpu;
 use latticeml::nn::kernels::{bcast_spec, conv_spec, reduce_spec, AdamHyper};
 use latticeml::nn::{Binary, ConvMode, Real, Unary};
@@ -903,6 +904,117 @@ fn xy_cases(h: &Harness, cpu: &CpuDevice) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// fourier.cu
+
+fn fourier_cases(h: &Harness, _cpu: &CpuDevice) {
+    // Power-of-two axes (FFT stages), other extents (DFT), strided and contiguous axes.
+    for dims in [
+        vec![8usize],
+        vec![6],
+        vec![4, 8],
+        vec![6, 4],
+        vec![2, 3, 4],
+        vec![2, 2, 4, 2],
+    ] {
+        let lat = Lattice::new(&dims).unwrap();
+        let n = lat.volume() * CHAINS;
+        let z = randn(2 * n, 8);
+        for plan in fft::AxisPlan::for_lattice(&lat) {
+            let (l, st, lines) = (plan.extent, plan.stride, plan.lines(n));
+            let what = format!("{dims:?} axis of stride {st}");
+            for inverse in [false, true] {
+                for ns in plan.stages() {
+                    let mut want = vec![0.0; 2 * n];
+                    fft::fft_stage(&z, &mut want, lines, l, st, ns, &plan.twiddles, inverse)
+                        .unwrap();
+                    let cfg = geometry::elementwise(lines * l / 2).unwrap();
+                    for cfg in with_small_grid(cfg) {
+                        let mut got = vec![f64::NAN; 2 * n];
+                        let mut a = Args::new();
+                        a.input(&z)
+                            .output(&mut got)
+                            .val(&(lines as u32))
+                            .val(&(l as u32));
+                        a.val(&(st as u32)).val(&(ns as u32)).input(&plan.twiddles);
+                        a.val(&u32::from(inverse));
+                        launch(h, "fft_stage", &cfg, &mut a, Order::Descending);
+                        assert_close(&format!("fft_stage {what} ns {ns}"), &got, &want, 1e-14);
+                    }
+                }
+                if !plan.radix2 {
+                    let mut want = vec![0.0; 2 * n];
+                    fft::dft_axis(&z, &mut want, lines, l, st, &plan.twiddles, inverse).unwrap();
+                    for cfg in with_small_grid(geometry::elementwise(n).unwrap()) {
+                        let mut got = vec![f64::NAN; 2 * n];
+                        let mut a = Args::new();
+                        a.input(&z)
+                            .output(&mut got)
+                            .val(&(lines as u32))
+                            .val(&(l as u32));
+                        a.val(&(st as u32))
+                            .input(&plan.twiddles)
+                            .val(&u32::from(inverse));
+                        launch(h, "dft_axis", &cfg, &mut a, Order::Ascending);
+                        assert_close(&format!("dft_axis {what}"), &got, &want, 1e-13);
+                    }
+                }
+            }
+        }
+        // Load, scale, store, axpy and the chunked dot product.
+        let (x, y) = (randn(n, 9), randn(n, 10));
+        let filter = randn(lat.volume(), 11);
+        for cfg in with_small_grid(geometry::elementwise(n).unwrap()) {
+            let mut got = vec![f64::NAN; 2 * n];
+            let mut a = Args::new();
+            a.input(&x).output(&mut got).val(&(n as u32));
+            launch(h, "fourier_load", &cfg, &mut a, Order::Descending);
+            assert_eq!(got, fft::load(&x), "fourier_load {dims:?}");
+
+            let (mut got, mut want) = (z.clone(), z.clone());
+            fft::scale(&mut want, &filter);
+            let mut a = Args::new();
+            a.output(&mut got)
+                .input(&filter)
+                .val(&(lat.volume() as u32))
+                .val(&(n as u32));
+            launch(h, "fourier_scale", &cfg, &mut a, Order::Ascending);
+            assert_eq!(got, want, "fourier_scale {dims:?}");
+
+            let (mut got, mut want) = (vec![f64::NAN; n], vec![0.0; n]);
+            fft::store(&z, &mut want);
+            let mut a = Args::new();
+            a.input(&z).output(&mut got).val(&(n as u32));
+            launch(h, "fourier_store", &cfg, &mut a, Order::Descending);
+            assert_eq!(got, want, "fourier_store {dims:?}");
+
+            let (mut got, mut want) = (vec![f64::NAN; n], vec![0.0; n]);
+            fft::axpy(&mut want, &x, 0.3, &y);
+            let mut a = Args::new();
+            a.output(&mut got)
+                .input(&x)
+                .val(&0.3f64)
+                .input(&y)
+                .val(&(n as u32));
+            launch(h, "axpy", &cfg, &mut a, Order::Ascending);
+            assert_eq!(got, want, "axpy {dims:?}");
+        }
+        let want = fft::dot_chunks(&x, &y, lat.volume());
+        let cfg = geometry::chunked(CHAINS, lat.volume()).unwrap();
+        for order in ORDERS {
+            let mut got = vec![f64::NAN; want.len()];
+            let mut a = Args::new();
+            a.input(&x)
+                .input(&y)
+                .output(&mut got)
+                .val(&(lat.volume() as u32));
+            a.val(&(REDUCE_CHUNK as u32));
+            launch(h, "dot_chunks", &cfg, &mut a, order);
+            assert_close(&format!("dot_chunks {dims:?}"), &got, &want, 1e-12);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // scalar_local.cu
 
 fn scalar_local_cases(h: &Harness, cpu: &CpuDevice) {
@@ -959,6 +1071,7 @@ fn cases_for(family: &KernelFamily) -> fn(&Harness, &CpuDevice) {
     match family.name() {
         n if n == PHILOX.name() => |h, _| philox_cases(h),
         n if n == SCALAR_HMC.name() => hmc_cases,
+        n if n == FOURIER.name() => fourier_cases,
         n if n == ISING.name() => ising_cases,
         n if n == SCALAR_LOCAL.name() => scalar_local_cases,
         n if n == XY.name() => xy_cases,

@@ -257,3 +257,42 @@ fn cuda_and_cpu_hmc_agree_trajectory_by_trajectory() {
         assert!(common::max_rel_diff(&on_cpu.fields().unwrap(), &on_gpu.fields().unwrap()) < 1e-9);
     }
 }
+
+/// Fourier-accelerated HMC on the GPU (its own FFT kernels) against the CPU backend (rustfft),
+/// on a power-of-two lattice (FFT stages) and one with other extents (direct DFTs).
+#[test]
+fn cuda_and_cpu_fourier_hmc_agree_trajectory_by_trajectory() {
+    let Some(gpu) = common::gpu("cuda_and_cpu_fourier_hmc_agree_trajectory_by_trajectory") else {
+        return;
+    };
+    for dims in [[16usize, 8], [12, 10]] {
+        let action: Arc<dyn Action> =
+            Arc::new(Phi4::new(Lattice::new(&dims).unwrap(), 0.26, 0.022).unwrap());
+        let params = HmcParams {
+            tau: 1.0,
+            steps: 6,
+            integrator: Integrator::Omelyan,
+            seed: 9,
+        };
+        let mut on_cpu = Hmc::new(action.clone(), 4, params, &Device::Cpu(common::cpu())).unwrap();
+        let mut on_gpu = Hmc::new(action, 4, params, &Device::Cuda(gpu.clone())).unwrap();
+        on_cpu.set_fourier_mass(0.3).unwrap();
+        on_gpu.set_fourier_mass(0.3).unwrap();
+        for t in 0..5 {
+            let (a, b) = (on_cpu.trajectory().unwrap(), on_gpu.trajectory().unwrap());
+            for c in 0..4 {
+                let (x, y) = (a.delta_h[c], b.delta_h[c]);
+                assert!(
+                    (x - y).abs() < 1e-8,
+                    "{dims:?} trajectory {t} chain {c}: dH {x} vs {y}"
+                );
+            }
+            assert_eq!(a.accepted, b.accepted, "{dims:?} trajectory {t}");
+            let (f, g) = (on_cpu.fields().unwrap(), on_gpu.fields().unwrap());
+            assert!(
+                common::max_rel_diff(&f, &g) < 1e-9,
+                "{dims:?} trajectory {t}"
+            );
+        }
+    }
+}

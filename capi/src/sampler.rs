@@ -115,7 +115,7 @@ pub unsafe extern "C" fn latticeml_hmc_new(
 }
 
 /// Fourier-accelerated HMC: as [`latticeml_hmc_new`] with the kinetic term ½Σₖ|p̃ₖ|²/(k̂² + m2)
-/// (m2 > 0; the command line's default is 4 sin²(π/L), at least 0.01). CPU device only for now.
+/// (m2 > 0; the command line's default is 4 sin²(π/L), at least 0.01).
 ///
 /// # Safety
 /// As [`latticeml_hmc_new`].

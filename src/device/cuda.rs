@@ -96,6 +96,13 @@ pub const SCALAR_HMC: KernelFamily = KernelFamily::new(
     include_str!("../../kernels/scalar_hmc.cu"),
 );
 
+/// The transforms and filters of Fourier-accelerated HMC (`kernels/fourier.cu`).
+pub const FOURIER: KernelFamily = KernelFamily::new(
+    "fourier",
+    &[COMMON_H],
+    include_str!("../../kernels/fourier.cu"),
+);
+
 /// Checkerboard Metropolis of the scalar theories (`kernels/scalar_local.cu`).
 pub const SCALAR_LOCAL: KernelFamily = KernelFamily::new(
     "scalar_local",
@@ -126,7 +133,16 @@ pub const FLOW: KernelFamily =
     KernelFamily::new("flow", &[COMMON_H], include_str!("../../kernels/flow.cu"));
 
 /// Every kernel family, for the NVRTC compile test and the CPU kernel harness.
-pub const FAMILIES: &[KernelFamily] = &[PHILOX, SCALAR_HMC, SCALAR_LOCAL, NN, ISING, XY, FLOW];
+pub const FAMILIES: &[KernelFamily] = &[
+    PHILOX,
+    SCALAR_HMC,
+    FOURIER,
+    SCALAR_LOCAL,
+    NN,
+    ISING,
+    XY,
+    FLOW,
+];
 
 /// True when the NVRTC library can be loaded.
 pub fn nvrtc_available() -> bool {

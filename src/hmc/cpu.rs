@@ -286,9 +286,7 @@ impl CpuHmc {
         };
         buf.copy_from_slice(&self.p);
         mass.apply(dev, buf, Power::Inverse)?;
-        for ((n, x), k) in self.phi_next.iter_mut().zip(&self.phi).zip(buf.iter()) {
-            *n = x + drift * k;
-        }
+        super::fft::axpy(&mut self.phi_next, &self.phi, drift, buf);
         std::mem::swap(&mut self.phi, &mut self.phi_next);
         Ok(())
     }

@@ -9,6 +9,8 @@ use crate::device::geometry::{self, chunks_per_segment, sum_chunks};
 use crate::device::CudaDevice;
 use crate::error::Result;
 use crate::hmc::cpu::check_len;
+use crate::hmc::cuda_fourier::GpuFourier;
+use crate::hmc::fourier::{FourierMass, Power};
 use crate::hmc::{HmcBackend, SliceMoments};
 use crate::lattice::Lattice;
 use crate::philox;
@@ -268,6 +270,8 @@ pub struct CudaHmc {
     p: CudaSlice<f64>,
     chunk_out: CudaSlice<f64>,
     restore_flags: CudaSlice<u8>,
+    /// Fourier acceleration, when installed.
+    fourier: Option<GpuFourier>,
 }
 
 impl CudaHmc {
@@ -291,16 +295,31 @@ impl CudaHmc {
             p: s.alloc_zeros(n)?,
             chunk_out: s.alloc_zeros(3 * chunks)?,
             restore_flags: s.alloc_zeros(chains)?,
+            fourier: None,
         })
     }
 }
 
 impl HmcBackend for CudaHmc {
     fn refresh_momenta(&mut self, seed: u64, chain0: u32, step: u32, stream: u32) -> Result<()> {
-        self.k.normals(&mut self.p, seed, chain0, step, stream)
+        self.k.normals(&mut self.p, seed, chain0, step, stream)?;
+        // Fourier acceleration draws p = M^{1/2}η.
+        match &mut self.fourier {
+            Some(f) => f.apply(&mut self.p, Power::Half),
+            None => Ok(()),
+        }
     }
 
     fn kick_drift(&mut self, kick: f64, drift: f64) -> Result<()> {
+        if let Some(f) = &mut self.fourier {
+            // p += kick·F(φ); φ_next = φ + drift·M⁻¹p.
+            self.k.kick_drift(&self.phi, &mut self.p, None, kick, 0.0)?;
+            if drift != 0.0 {
+                f.drift(&self.phi, &self.p, &mut self.phi_next, drift)?;
+                std::mem::swap(&mut self.phi, &mut self.phi_next);
+            }
+            return Ok(());
+        }
         if drift == 0.0 {
             self.k.kick_drift(&self.phi, &mut self.p, None, kick, 0.0)
         } else {
@@ -320,11 +339,17 @@ impl HmcBackend for CudaHmc {
         let flat = self
             .k
             .energy_chunks(&self.phi, &self.p, &mut self.chunk_out)?;
-        Ok(super::split_energies(&sum_chunks(
-            &flat,
-            2,
-            chunks_per_segment(self.volume),
-        )))
+        let (kinetic, action) =
+            super::split_energies(&sum_chunks(&flat, 2, chunks_per_segment(self.volume)));
+        match &mut self.fourier {
+            Some(f) => Ok((f.kinetic(&self.p)?, action)),
+            None => Ok((kinetic, action)),
+        }
+    }
+
+    fn set_fourier_mass(&mut self, mass: FourierMass) -> Result<()> {
+        self.fourier = Some(GpuFourier::new(&self.k.dev, &mass, self.p.len())?);
+        Ok(())
     }
 
     fn save_fields(&mut self) -> Result<()> {

@@ -118,6 +118,20 @@ impl FourierMass {
         self.m2
     }
 
+    /// The lattice.
+    pub fn lattice(&self) -> &Lattice {
+        &self.lattice
+    }
+
+    /// The filter of `power` per momentum, row-major like the sites, including the 1/V of the
+    /// unnormalised transform pair.
+    pub fn filter(&self, power: Power) -> &[f64] {
+        match power {
+            Power::Half => &self.half,
+            Power::Inverse => &self.inv,
+        }
+    }
+
     /// x ← M^power x for every chain of the batch `x` (`[chain][site]`), chains spread over
     /// the threads. Each chain is transformed on its own, so its result does not depend on the
     /// other chains (nor on how chains are split over threads or ranks).

@@ -6,6 +6,8 @@
 
 pub mod cpu;
 pub mod cuda;
+pub mod cuda_fourier;
+pub mod fft;
 pub mod fourier;
 pub mod sampler;
 
@@ -246,14 +248,9 @@ pub trait HmcBackend: Send {
     fn momenta(&self) -> Result<Vec<f64>>;
     /// Sets the momenta, `[chain][site]`.
     fn set_momenta(&mut self, p: &[f64]) -> Result<()>;
-    /// Installs Fourier acceleration: the fused update filters force and momentum through
-    /// `mass` ([`fourier`]). Backends without an FFT refuse.
-    fn set_fourier_mass(&mut self, mass: fourier::FourierMass) -> Result<()> {
-        Err(Error::InvalidInput(format!(
-            "Fourier-accelerated HMC ({mass:?}) runs on the CPU backend for now (the GPU \
-             needs an FFT); use --device cpu"
-        )))
-    }
+    /// Installs Fourier acceleration: the update filters the drift and the momenta through
+    /// `mass` ([`fourier`]; on the GPU by the transforms of [`fft`]).
+    fn set_fourier_mass(&mut self, mass: fourier::FourierMass) -> Result<()>;
     /// Waits for queued work (a no-op on the CPU).
     fn synchronize(&self) -> Result<()> {
         Ok(())
