@@ -1089,7 +1089,7 @@ fn cmd_bench_hmc(a: BenchHmcArgs) -> Result<()> {
         println!("  {rate:.3e} site-steps/s");
         if let Some(share) = fft_share {
             println!(
-                "  Fourier filter (one FFT pair per update, one chain per thread): {:.0}% of the time",
+                "  Fourier filter (one real FFT pair per update, threads over rows and lines): {:.0}% of the time",
                 100.0 * share
             );
         }

@@ -28,20 +28,13 @@ fn gaussian(n: usize, stream: u32) -> Vec<f64> {
 #[test]
 fn the_filters_are_powers_of_the_mass_kernel() {
     // K x = Σ_k e^{ikx} K(k) x̃(k) / V with x̃(k) = Σ_y e^{−iky} x(y): a direct O(V²) sum, for
-    // K = M̃^{1/2} and M̃^{−1}.
-    let lat = Lattice::new(&[4, 3, 5]).unwrap();
-    let (v, m2) = (lat.volume(), 0.3);
-    let mass = FourierMass::new(&lat, m2).unwrap();
-    let x = gaussian(3 * v, 1);
-    for (power, exponent) in [(Power::Half, 0.5), (Power::Inverse, -1.0)] {
-        let mut got = x.clone();
-        mass.apply(&common::cpu(), &mut got, power).unwrap();
-        check_filter(&lat, m2, exponent, &x, &got);
-        // The GPU's transforms (their CPU twins): direct DFTs on these odd extents.
-        let mut twin = x.clone();
-        fft::filter_twin(&mut twin, &lat, mass.filter(power)).unwrap();
-        check_filter(&lat, m2, exponent, &x, &twin);
+    // K = M̃^{1/2} and M̃^{−1}; an odd last extent (complex transforms on the CPU) and an even
+    // one (the real-input transforms).
+    for dims in [[4usize, 3, 5], [3, 5, 6]] {
+        let lat = Lattice::new(&dims).unwrap();
+        direct_sum_case(&lat);
     }
+    let m2 = 0.3;
     // FFT stages (power-of-two axes) mixed with a DFT axis, in 2D and 4D.
     for dims in [vec![16usize, 8], vec![4, 6, 2, 8]] {
         let lat = Lattice::new(&dims).unwrap();
@@ -55,8 +48,25 @@ fn the_filters_are_powers_of_the_mass_kernel() {
             assert!(d < 1e-11, "{dims:?} {power:?}: {d:e}");
         }
     }
+    let lat = Lattice::new(&[4, 4]).unwrap();
     assert!(FourierMass::new(&lat, 0.0).is_err());
     assert!(FourierMass::new(&lat, f64::NAN).is_err());
+}
+
+/// Both filters of one lattice against the direct sum, by rustfft and by the GPU's twins.
+fn direct_sum_case(lat: &Lattice) {
+    let (v, m2) = (lat.volume(), 0.3);
+    let mass = FourierMass::new(lat, m2).unwrap();
+    let x = gaussian(3 * v, 1);
+    for (power, exponent) in [(Power::Half, 0.5), (Power::Inverse, -1.0)] {
+        let mut got = x.clone();
+        mass.apply(&common::cpu(), &mut got, power).unwrap();
+        check_filter(lat, m2, exponent, &x, &got);
+        // The GPU's transforms (their CPU twins): FFT stages or direct DFTs by extent.
+        let mut twin = x.clone();
+        fft::filter_twin(&mut twin, lat, mass.filter(power)).unwrap();
+        check_filter(lat, m2, exponent, &x, &twin);
+    }
 }
 
 fn check_filter(lat: &Lattice, m2: f64, exponent: f64, x: &[f64], got: &[f64]) {

@@ -36,6 +36,8 @@ pub enum Power {
 pub struct FourierMass {
     lattice: Lattice,
     m2: f64,
+    /// The real-input transforms, when the last extent is even (else the complex ones below).
+    real: Option<RealPlan>,
     forward: Vec<Arc<dyn Fft<f64>>>,
     inverse: Vec<Arc<dyn Fft<f64>>>,
     /// M̃(k)^{1/2}/V and M̃(k)^{−1}/V per momentum, row-major like the sites (1/V undoes the
@@ -52,6 +54,235 @@ impl std::fmt::Debug for FourierMass {
             self.m2,
             self.lattice.label()
         )
+    }
+}
+
+/// The transforms of a real batch whose last extent L is even: along the last axis a real
+/// transform by one complex FFT of length L/2 per row (the even and odd sites as real and
+/// imaginary parts, separated by symmetry), leaving the L/2 + 1 independent frequencies of each
+/// row; along the other axes complex FFTs of that half spectrum. Half the work of the complex
+/// transform, and every pass is spread over the threads by rows or lines, also within one chain.
+/// Each line's arithmetic is fixed, so results do not depend on the threads.
+struct RealPlan {
+    /// Last extent L and the half-spectrum row length L/2 + 1.
+    l: usize,
+    h: usize,
+    row_forward: Arc<dyn Fft<f64>>,
+    row_inverse: Arc<dyn Fft<f64>>,
+    /// e^{−2πik/L}, k = 0..=L/2.
+    twiddle: Vec<Complex<f64>>,
+    /// Every axis but the last.
+    axes: Vec<HalfAxis>,
+    /// The filters on the half spectrum of one chain.
+    half: Vec<f64>,
+    inv: Vec<f64>,
+    /// The half spectra of the batch being filtered.
+    spectrum: std::sync::Mutex<Vec<Complex<f64>>>,
+}
+
+/// An axis other than the last, on the half spectrum.
+struct HalfAxis {
+    extent: usize,
+    /// Its stride in the half-spectrum layout.
+    stride: usize,
+    forward: Arc<dyn Fft<f64>>,
+    inverse: Arc<dyn Fft<f64>>,
+}
+
+/// The spectrum shared by the tasks of one pass, each writing its own lines.
+#[derive(Clone, Copy)]
+struct Lines(*mut Complex<f64>);
+// SAFETY: the tasks of a pass touch disjoint lines of the spectrum, which outlives the pass.
+unsafe impl Send for Lines {}
+unsafe impl Sync for Lines {}
+
+impl Lines {
+    /// The pointer (a method, so that closures capture the `Sync` wrapper, not the field).
+    fn get(self) -> *mut Complex<f64> {
+        self.0
+    }
+}
+
+/// Lines gathered per FFT call along a strided axis (neighbouring lines share cache lines).
+const LINE_BATCH: usize = 16;
+
+/// Batches of fewer values are filtered on the calling thread.
+const SERIAL_BELOW: usize = 1 << 14;
+
+impl RealPlan {
+    fn new(
+        lat: &Lattice,
+        planner: &mut FftPlanner<f64>,
+        half: &[f64],
+        inv: &[f64],
+    ) -> Option<Self> {
+        let ext = lat.extents();
+        let l = *ext.last()?;
+        if l % 2 != 0 {
+            return None;
+        }
+        let (m, h) = (l / 2, l / 2 + 1);
+        let rows = lat.volume() / l;
+        let mut stride = h;
+        let mut axes: Vec<_> = ext[..ext.len() - 1]
+            .iter()
+            .rev()
+            .map(|&extent| {
+                let axis = HalfAxis {
+                    extent,
+                    stride,
+                    forward: planner.plan_fft_forward(extent),
+                    inverse: planner.plan_fft_inverse(extent),
+                };
+                stride *= extent;
+                axis
+            })
+            .collect();
+        axes.reverse();
+        let on_half =
+            |f: &[f64]| -> Vec<f64> { (0..rows * h).map(|i| f[(i / h) * l + i % h]).collect() };
+        Some(RealPlan {
+            l,
+            h,
+            row_forward: planner.plan_fft_forward(m),
+            row_inverse: planner.plan_fft_inverse(m),
+            twiddle: (0..h)
+                .map(|k| Complex::from_polar(1.0, -2.0 * PI * k as f64 / l as f64))
+                .collect(),
+            axes,
+            half: on_half(half),
+            inv: on_half(inv),
+            spectrum: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    fn apply(&self, dev: &CpuDevice, x: &mut [f64], power: Power) -> Result<()> {
+        let (l, h) = (self.l, self.h);
+        let mut guard = self
+            .spectrum
+            .lock()
+            .map_err(|_| Error::InvalidInput("a Fourier filter panicked earlier".into()))?;
+        let spec: &mut Vec<Complex<f64>> = &mut guard;
+        spec.resize(x.len() / l * h, Complex::new(0.0, 0.0));
+        let input: &[f64] = x;
+        // Small batches run on the calling thread (the pool's wake-ups would cost more).
+        let serial = x.len() < SERIAL_BELOW;
+        dev.for_chunks(h, spec, None, |first, part, _| {
+            let mut work = Work::default();
+            for (r, out) in part.chunks_mut(h).enumerate() {
+                self.forward_row(&input[(first + r) * l..][..l], out, &mut work);
+            }
+        })?;
+        for a in &self.axes {
+            self.lines_pass(dev, spec, (a.extent, a.stride), a.forward.as_ref(), serial);
+        }
+        let filter = match power {
+            Power::Half => &self.half,
+            Power::Inverse => &self.inv,
+        };
+        let per_chain = filter.len();
+        dev.for_chunks(per_chain, spec, None, |_, part, _| {
+            for chain in part.chunks_mut(per_chain) {
+                for (c, &f) in chain.iter_mut().zip(filter) {
+                    *c *= f;
+                }
+            }
+        })?;
+        for a in &self.axes {
+            self.lines_pass(dev, spec, (a.extent, a.stride), a.inverse.as_ref(), serial);
+        }
+        let spec: &[Complex<f64>] = spec;
+        dev.for_chunks(l, x, None, |first, part, _| {
+            let mut work = Work::default();
+            for (r, row) in part.chunks_mut(l).enumerate() {
+                self.inverse_row(&spec[(first + r) * h..][..h], row, &mut work);
+            }
+        })
+    }
+
+    /// The half spectrum X_k, k = 0..=L/2, of one real row: Z = FFT_{L/2}(x_{2n} + i x_{2n+1}),
+    /// then X_k = E_k + e^{−2πik/L} O_k with E_k = (Z_k + Z̄_{L/2−k})/2, O_k = (Z_k − Z̄_{L/2−k})/2i.
+    fn forward_row(&self, row: &[f64], out: &mut [Complex<f64>], work: &mut Work) {
+        let m = self.l / 2;
+        work.lines.clear();
+        work.lines
+            .extend(row.chunks(2).map(|p| Complex::new(p[0], p[1])));
+        self.fft(self.row_forward.as_ref(), work);
+        let z = &work.lines;
+        for (k, o) in out.iter_mut().enumerate() {
+            let (zk, zc) = (z[k % m], z[(m - k) % m].conj());
+            let even = (zk + zc) * 0.5;
+            let odd = (zk - zc) * Complex::new(0.0, -0.5);
+            *o = even + self.twiddle[k] * odd;
+        }
+    }
+
+    /// The real row from its half spectrum, times L (the unnormalised inverse): Z_k = F_k + i G_k
+    /// with F_k = X_k + X̄_{L/2−k} and G_k = e^{2πik/L}(X_k − X̄_{L/2−k}), then FFT⁻¹_{L/2}.
+    fn inverse_row(&self, spec: &[Complex<f64>], row: &mut [f64], work: &mut Work) {
+        let m = self.l / 2;
+        work.lines.clear();
+        work.lines.extend((0..m).map(|k| {
+            let (xk, xc) = (spec[k], spec[m - k].conj());
+            let odd = (xk - xc) * self.twiddle[k].conj();
+            (xk + xc) + Complex::new(0.0, 1.0) * odd
+        }));
+        self.fft(self.row_inverse.as_ref(), work);
+        for (p, z) in row.chunks_mut(2).zip(&work.lines) {
+            p[0] = z.re;
+            p[1] = z.im;
+        }
+    }
+
+    fn fft(&self, plan: &dyn Fft<f64>, work: &mut Work) {
+        work.scratch
+            .resize(plan.get_inplace_scratch_len(), Complex::new(0.0, 0.0));
+        plan.process_with_scratch(&mut work.lines, &mut work.scratch);
+    }
+
+    /// Transforms every line along an axis of extent `e` and half-layout stride `st`, the lines
+    /// spread over the threads (unless `serial`) in batches of neighbours.
+    fn lines_pass(
+        &self,
+        dev: &CpuDevice,
+        spec: &mut [Complex<f64>],
+        (e, st): (usize, usize),
+        plan: &dyn Fft<f64>,
+        serial: bool,
+    ) {
+        let lines = spec.len() / e;
+        let batches = lines.div_ceil(LINE_BATCH);
+        let tasks = if serial {
+            1
+        } else {
+            (4 * dev.threads()).min(batches).max(1)
+        };
+        let per = batches.div_ceil(tasks);
+        let shared = Lines(spec.as_mut_ptr());
+        let start = |line: usize| (line / st) * st * e + line % st;
+        dev.parallel_for(tasks, |t| {
+            let mut work = Work::default();
+            let first = (t * per * LINE_BATCH).min(lines);
+            let last = ((t + 1) * per * LINE_BATCH).min(lines);
+            for lo in (first..last).step_by(LINE_BATCH) {
+                let group = lo..(lo + LINE_BATCH).min(last);
+                work.lines.clear();
+                for line in group.clone() {
+                    let s = start(line);
+                    // SAFETY: the element lies in the spectrum; this task alone owns its lines.
+                    work.lines
+                        .extend((0..e).map(|n| unsafe { *shared.get().add(s + n * st) }));
+                }
+                self.fft(plan, &mut work);
+                for (line, values) in group.zip(work.lines.chunks(e)) {
+                    let s = start(line);
+                    for (n, &v) in values.iter().enumerate() {
+                        // SAFETY: as above: in bounds, and no other task touches this line.
+                        unsafe { *shared.get().add(s + n * st) = v };
+                    }
+                }
+            }
+        });
     }
 }
 
@@ -103,13 +334,16 @@ impl FourierMass {
                 khat2 + m2
             })
             .collect();
+        let half: Vec<f64> = kernel.iter().map(|m| m.sqrt() / v as f64).collect();
+        let inv: Vec<f64> = kernel.iter().map(|m| 1.0 / (m * v as f64)).collect();
         Ok(FourierMass {
+            real: RealPlan::new(lattice, &mut planner, &half, &inv),
             lattice: lattice.clone(),
             m2,
             forward,
             inverse,
-            half: kernel.iter().map(|m| m.sqrt() / v as f64).collect(),
-            inv: kernel.iter().map(|m| 1.0 / (m * v as f64)).collect(),
+            half,
+            inv,
         })
     }
 
@@ -137,6 +371,15 @@ impl FourierMass {
     /// other chains (nor on how chains are split over threads or ranks).
     pub fn apply(&self, dev: &CpuDevice, x: &mut [f64], power: Power) -> Result<()> {
         let v = self.lattice.volume();
+        if !x.len().is_multiple_of(v) {
+            return Err(Error::InvalidInput(format!(
+                "a batch of {} values is not whole chains of {v} sites",
+                x.len()
+            )));
+        }
+        if let Some(real) = &self.real {
+            return real.apply(dev, x, power);
+        }
         let filter = match power {
             Power::Half => &self.half,
             Power::Inverse => &self.inv,
