@@ -513,3 +513,37 @@ fn last_error_copy_sizes_and_truncates() {
         assert_eq!(version, env!("CARGO_PKG_VERSION"));
     }
 }
+
+/// Handles moved to another thread (the C contract: a sampler is used by one thread at a time).
+struct Shared<T>(T);
+// SAFETY: each sampler is used by exactly one thread; the device and theory are shared read-only,
+// as the header allows.
+unsafe impl<T> Send for Shared<T> {}
+
+#[test]
+fn samplers_on_one_device_run_concurrently_as_they_run_alone() {
+    let f = Fixture::phi4(0.26);
+    let run = |seed: u64| {
+        let s = f.hmc(seed);
+        unsafe { assert_eq!(latticeml_sampler_thermalize(s, 20), 0) };
+        let out = fields(s, 3 * 16);
+        unsafe { latticeml_sampler_free(s) };
+        out
+    };
+    let alone: Vec<Vec<f64>> = (0..4).map(run).collect();
+    let samplers: Vec<Shared<*mut latticeml_sampler>> = (0..4).map(|s| Shared(f.hmc(s))).collect();
+    let threads: Vec<_> = samplers
+        .into_iter()
+        .map(|s| {
+            std::thread::spawn(move || {
+                let s = s;
+                unsafe { assert_eq!(latticeml_sampler_thermalize(s.0, 20), 0) };
+                let out = fields(s.0, 3 * 16);
+                unsafe { latticeml_sampler_free(s.0) };
+                out
+            })
+        })
+        .collect();
+    let together: Vec<Vec<f64>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(together, alone);
+}
