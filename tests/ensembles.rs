@@ -276,13 +276,6 @@ fn team_run(cfg: &RunConfig, size: usize, out: &Path, claim: Claim) -> Vec<Resul
     handles.into_iter().map(|h| h.join().unwrap()).collect()
 }
 
-const FILES: [&str; 4] = [
-    "observables.csv",
-    "configs.npy",
-    "slices.npy",
-    "correlator.csv",
-];
-
 #[test]
 fn a_run_on_a_team_writes_the_files_of_one_process() {
     let solo = common::fresh_dir("team-solo");
@@ -306,10 +299,7 @@ fn a_run_on_a_team_writes_the_files_of_one_process() {
         );
         let second = team_run(&run_config(30), size, &dir, Claim::Resume);
         assert!(second.iter().all(|r| r.is_ok()), "{second:?}");
-        for f in FILES {
-            let same = std::fs::read(solo.join(f)).unwrap() == std::fs::read(dir.join(f)).unwrap();
-            assert!(same, "{size} ranks: {f} differs from the single process's");
-        }
+        common::assert_same_run_files(&solo, &dir, &format!("{size} ranks against one process"));
         assert!(dir.join(format!("checkpoint.rank{}", size - 1)).exists());
         // A run resumes on as many ranks as it ran on; every rank stops with an error.
         let other = team_run(&run_config(40), 5 - size, &dir, Claim::Resume);

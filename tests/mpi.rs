@@ -70,13 +70,6 @@ fn ok(o: &Output) {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
-const FILES: [&str; 4] = [
-    "observables.csv",
-    "configs.npy",
-    "slices.npy",
-    "correlator.csv",
-];
-
 #[test]
 fn mpi_ensembles_write_the_files_of_one_process() {
     if mpirun().is_none() {
@@ -92,10 +85,7 @@ fn mpi_ensembles_write_the_files_of_one_process() {
             &dir,
             &["--trajectories", "60", "--resume"],
         ));
-        for f in FILES {
-            let same = std::fs::read(solo.join(f)).unwrap() == std::fs::read(dir.join(f)).unwrap();
-            assert!(same, "-np {n}: {f} differs from the single process's");
-        }
+        common::assert_same_run_files(&solo, &dir, &format!("-np {n} against one process"));
         let summary = std::fs::read_to_string(dir.join("summary.json")).unwrap();
         let j: serde_json::Value = serde_json::from_str(&summary).unwrap();
         let solo_j: serde_json::Value =

@@ -11,7 +11,7 @@ use latticeml::theory::Theory;
 use latticeml::Error;
 
 use crate::release;
-use crate::status::{copy_to_c, fill, guard, handle, invalid, put, text};
+use crate::status::{copy_to_c, fill, get, guard, handle, invalid, put, text};
 
 /// The record of one `latticeml_sampler_run` call (immutable once made).
 pub struct latticeml_result {
@@ -149,11 +149,8 @@ pub unsafe extern "C" fn latticeml_result_observable_count(
     result: *const latticeml_result,
     out: *mut usize,
 ) -> c_int {
-    guard(|| {
-        // SAFETY: the caller's contract (both calls).
-        let r = unsafe { handle(result, "result") }?;
-        unsafe { put(out, r.estimates.len(), "out") }
-    })
+    // SAFETY: the caller's contract.
+    unsafe { get(result, "result", out, |r| r.estimates.len()) }
 }
 
 /// The name of observable `index` (0-based; e.g. `chi2`, `absM`, `binder` for φ⁴; `x2`, `x4`,

@@ -14,7 +14,7 @@ use latticeml::theory::{identity_lines, LocalAlgorithm, Theory};
 use latticeml::Error;
 
 use crate::result::{latticeml_result, Record};
-use crate::status::{array, fill, guard, handle, handle_mut, invalid, put, text};
+use crate::status::{array, fill, get, guard, handle, handle_mut, invalid, text};
 use crate::theory::latticeml_theory;
 use crate::{hand_out, latticeml_device, release};
 
@@ -220,11 +220,8 @@ pub unsafe extern "C" fn latticeml_sampler_chains(
     sampler: *const latticeml_sampler,
     out: *mut usize,
 ) -> c_int {
-    guard(|| {
-        // SAFETY: the caller's contract (both calls).
-        let s = unsafe { handle(sampler, "sampler") }?;
-        unsafe { put(out, s.sampler.chains(), "out") }
-    })
+    // SAFETY: the caller's contract.
+    unsafe { get(sampler, "sampler", out, |s| s.sampler.chains()) }
 }
 
 /// Updates (trajectories or sweeps) done so far, including those before a restore.
@@ -236,11 +233,8 @@ pub unsafe extern "C" fn latticeml_sampler_updates_done(
     sampler: *const latticeml_sampler,
     out: *mut u64,
 ) -> c_int {
-    guard(|| {
-        // SAFETY: the caller's contract (both calls).
-        let s = unsafe { handle(sampler, "sampler") }?;
-        unsafe { put(out, s.sampler.updates_done(), "out") }
-    })
+    // SAFETY: the caller's contract.
+    unsafe { get(sampler, "sampler", out, |s| s.sampler.updates_done()) }
 }
 
 /// Thermalises with `updates` updates, measuring nothing, on the command line's schedule

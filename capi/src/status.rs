@@ -163,6 +163,23 @@ pub(crate) unsafe fn put<T>(out: *mut T, value: T, what: &str) -> latticeml::Res
     Ok(())
 }
 
+/// The body of a getter: `f` of the live handle `h`, written through `out`.
+///
+/// # Safety
+/// `h` must be null or a live handle of this type; `out` null or writable.
+pub(crate) unsafe fn get<H, T>(
+    h: *const H,
+    what: &str,
+    out: *mut T,
+    f: impl FnOnce(&H) -> T,
+) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract (both calls).
+        let h = unsafe { handle(h, what) }?;
+        unsafe { put(out, f(h), "out") }
+    })
+}
+
 /// A read-only array argument of exactly `len` values (null allowed only for `len` 0).
 ///
 /// # Safety

@@ -9,7 +9,7 @@ use latticeml::action::{standard_to_hopping, StandardCouplings};
 use latticeml::theory::{Theory, TheoryConfig};
 use latticeml::Lattice;
 
-use crate::status::{array, guard, handle, put};
+use crate::status::{array, get, guard};
 use crate::{hand_out, release};
 
 /// A lattice theory with its couplings (immutable; may be shared between threads).
@@ -36,6 +36,26 @@ unsafe fn lattice(dims: usize, extents: *const usize) -> latticeml::Result<Latti
     Lattice::new(unsafe { array(extents, dims, "extents") }?)
 }
 
+/// φ⁴ in hopping form on the lattice of `dims` extents at `extents`.
+///
+/// # Safety
+/// `extents` must point to `dims` readable values; `out` must be null or writable.
+unsafe fn phi4(
+    dims: usize,
+    extents: *const usize,
+    (kappa, lambda): (f64, f64),
+    out: *mut *mut latticeml_theory,
+) -> latticeml::Result<()> {
+    // SAFETY: the caller's contract (both calls).
+    let lattice = unsafe { lattice(dims, extents) }?;
+    let config = TheoryConfig::Phi4 {
+        lattice,
+        kappa,
+        lambda,
+    };
+    unsafe { make(config, out) }
+}
+
 /// φ⁴ in the hopping form S = Σₓ [−2κ Σ_μ φₓφₓ₊μ + (1 − 2λ)φₓ² + λφₓ⁴] on a periodic lattice of
 /// `dims` (1 to 4) extents.
 ///
@@ -49,20 +69,8 @@ pub unsafe extern "C" fn latticeml_theory_phi4(
     lambda: f64,
     out: *mut *mut latticeml_theory,
 ) -> c_int {
-    guard(|| {
-        // SAFETY: the caller's contract (both calls).
-        let lattice = unsafe { lattice(dims, extents) }?;
-        unsafe {
-            make(
-                TheoryConfig::Phi4 {
-                    lattice,
-                    kappa,
-                    lambda,
-                },
-                out,
-            )
-        }
-    })
+    // SAFETY: the caller's contract.
+    guard(|| unsafe { phi4(dims, extents, (kappa, lambda), out) })
 }
 
 /// φ⁴ in the standard form of the flow papers, S = Σₓ [Σ_μ (φₓ₊μ − φₓ)² + m²φₓ² + λ₀φₓ⁴],
@@ -80,19 +88,9 @@ pub unsafe extern "C" fn latticeml_theory_phi4_standard(
     out: *mut *mut latticeml_theory,
 ) -> c_int {
     guard(|| {
-        // SAFETY: the caller's contract (both calls).
-        let lattice = unsafe { lattice(dims, extents) }?;
-        let (kappa, lambda) = standard_to_hopping(StandardCouplings { m2, lambda0 }, dims)?;
-        unsafe {
-            make(
-                TheoryConfig::Phi4 {
-                    lattice,
-                    kappa,
-                    lambda,
-                },
-                out,
-            )
-        }
+        let hopping = standard_to_hopping(StandardCouplings { m2, lambda0 }, dims)?;
+        // SAFETY: the caller's contract.
+        unsafe { phi4(dims, extents, hopping, out) }
     })
 }
 
@@ -166,11 +164,8 @@ pub unsafe extern "C" fn latticeml_theory_volume(
     theory: *const latticeml_theory,
     out: *mut usize,
 ) -> c_int {
-    guard(|| {
-        // SAFETY: the caller's contract (both calls).
-        let t = unsafe { handle(theory, "theory") }?;
-        unsafe { put(out, t.theory.lattice().volume(), "out") }
-    })
+    // SAFETY: the caller's contract.
+    unsafe { get(theory, "theory", out, |t| t.theory.lattice().volume()) }
 }
 
 /// Releases a theory (null is ignored). Samplers built on it keep working.

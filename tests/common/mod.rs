@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use latticeml::device::{CpuDevice, CudaDevice};
@@ -99,4 +99,18 @@ pub fn assert_refused(out: &Output, what: &str, needle: &str) {
 /// [`assert_refused`] for the binary run with `args`.
 pub fn refused(args: &[&str], needle: &str) {
     assert_refused(&latticeml(args), &format!("{args:?}"), needle);
+}
+
+/// Asserts that the data files of two runs (`observables.csv`, `configs.npy`, `slices.npy`,
+/// `correlator.csv`) are byte-identical.
+pub fn assert_same_run_files(a: &Path, b: &Path, what: &str) {
+    for f in [
+        "observables.csv",
+        "configs.npy",
+        "slices.npy",
+        "correlator.csv",
+    ] {
+        let same = std::fs::read(a.join(f)).unwrap() == std::fs::read(b.join(f)).unwrap();
+        assert!(same, "{what}: {f} differs");
+    }
 }
