@@ -29,17 +29,32 @@ fn sources_here() -> bool {
     here
 }
 
-/// The directory holding liblatticeml_c.{so,a} of this build (the test runs from `deps/` below it).
+/// The directory holding liblatticeml_c.{so,a} of this build, built first: `cargo test` builds
+/// only the Rust library of the crate, so the test asks cargo for the shared and static ones, in
+/// the same profile and target directory (the test runs from `target/<profile>/deps/`).
 fn lib_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test's own path");
     let dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("target/<profile>");
+    let target = dir.parent().expect("the target directory");
+    let profile = match dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => "dev",
+        Some(name) => name,
+        None => panic!("no profile directory above {}", exe.display()),
+    };
+    check(
+        Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--lib", "--profile", profile])
+            .args(["-p", "latticeml", "-p", "latticeml-capi"])
+            .env("CARGO_TARGET_DIR", target)
+            .current_dir(root()),
+    );
     for lib in ["liblatticeml_c.so", "liblatticeml_c.a"] {
         assert!(
             dir.join(lib).exists(),
-            "{} missing: cargo builds it with this test",
+            "{} missing",
             dir.join(lib).display()
         );
     }
