@@ -12,7 +12,7 @@ use std::io::Write;
 use cudarc::driver::LaunchConfig;
 use latticeml::action::{reference_action, Action, ForceLaw, Phi4, ScalarCouplings};
 use latticeml::device::cuda::{
-    KernelFamily, FAMILIES, FLOW, FOURIER, ISING, NN, PHILOX, SCALAR_HMC, SCALAR_LOCAL, XY,
+    KernelFamily, CLUSTER, FAMILIES, FLOW, FOURIER, ISING, NN, PHILOX, SCALAR_HMC, SCALAR_LOCAL, XY,
 };
 use latticeml::device::geometry::{self, chunks_per_segment, sum_chunks, REDUCE_CHUNK};
 use latticeml::device::CpuDevice;
@@ -26,6 +26,7 @@ use latticeml::nn::{Binary, ConvMode, Real, Unary};
 use latticeml::theory::ising::cpu as ising_cpu;
 use latticeml::theory::ising::cuda::{GpuPack, GpuRule};
 use latticeml::theory::ising::{Packing, Rule};
+use latticeml::theory::scalar::cluster;
 use latticeml::theory::scalar::cpu as scalar_cpu;
 use latticeml::theory::xy::cpu as xy_cpu;
 use latticeml::{philox, Lattice};
@@ -1015,6 +1016,81 @@ fn fourier_cases(h: &Harness, _cpu: &CpuDevice) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// cluster.cu
+
+fn cluster_cases(h: &Harness, _cpu: &CpuDevice) {
+    for dims in [vec![10usize], vec![4, 6], vec![2, 4, 6], vec![2, 2, 4, 2]] {
+        let lat = Lattice::new(&dims).unwrap();
+        let (d, v) = (lat.dim() as i32, lat.volume());
+        // The batch is chains 3.. of an ensemble; a strong coupling makes clusters of many sites.
+        let chain0 = 3;
+        let geom = GpuGeom::new(&lat, CHAINS).with_first_chain(chain0);
+        let n = geom.sites();
+        let phi: Vec<f64> = randn(n, 12).iter().map(|z| z + 0.4).collect();
+        let (hop, t) = (0.9f64, 7u32);
+        let key = philox::key_from_seed(5);
+        let [k0, k1] = key;
+        let bonds = cluster::sw_bonds(&lat, hop, &phi, key, chain0, t);
+        assert!(bonds.iter().any(|&b| b != 0), "{dims:?}: no frozen bond");
+        let labels = cluster::min_labels(&lat, &bonds);
+        assert!(labels.iter().enumerate().any(|(i, &l)| l as usize != i % v));
+        for order in ORDERS {
+            let cfg = geometry::elementwise(n).unwrap();
+            let mut got = vec![0u8; n];
+            let mut a = Args::new();
+            a.input(&phi)
+                .output(&mut got)
+                .val(&geom)
+                .val(&d)
+                .val(&hop)
+                .val(&t);
+            a.val(&k0).val(&k1);
+            launch(h, "sw_bonds", &cfg, &mut a, order);
+            assert_eq!(got, bonds, "sw_bonds {dims:?}");
+
+            let mut label = vec![u32::MAX; n];
+            let mut a = Args::new();
+            a.output(&mut label).val(&(v as u32)).val(&(n as u32));
+            launch(h, "sw_label_init", &cfg, &mut a, order);
+            for pass in 0.. {
+                assert!(
+                    pass <= n,
+                    "sw_label_step {dims:?}: no fixed point after {n} passes"
+                );
+                let mut changed = [0u32];
+                let mut a = Args::new();
+                a.output(&mut label)
+                    .input(&bonds)
+                    .val(&geom)
+                    .val(&d)
+                    .output(&mut changed);
+                launch(h, "sw_label_step", &cfg, &mut a, order);
+                if changed[0] == 0 {
+                    break;
+                }
+            }
+            assert_eq!(
+                label, labels,
+                "sw_label_step {dims:?}: not the smallest sites"
+            );
+
+            let mut want = phi.clone();
+            cluster::sw_flip(&mut want, &labels, v, key, chain0, t);
+            let mut got = phi.clone();
+            let mut a = Args::new();
+            a.output(&mut got)
+                .input(&labels)
+                .val(&geom)
+                .val(&t)
+                .val(&k0)
+                .val(&k1);
+            launch(h, "sw_flip", &cfg, &mut a, order);
+            assert_eq!(got, want, "sw_flip {dims:?}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // scalar_local.cu
 
 fn scalar_local_cases(h: &Harness, cpu: &CpuDevice) {
@@ -1072,6 +1148,7 @@ fn cases_for(family: &KernelFamily) -> fn(&Harness, &CpuDevice) {
         n if n == PHILOX.name() => |h, _| philox_cases(h),
         n if n == SCALAR_HMC.name() => hmc_cases,
         n if n == FOURIER.name() => fourier_cases,
+        n if n == CLUSTER.name() => cluster_cases,
         n if n == ISING.name() => ising_cases,
         n if n == SCALAR_LOCAL.name() => scalar_local_cases,
         n if n == XY.name() => xy_cases,

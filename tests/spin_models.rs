@@ -14,7 +14,7 @@ use latticeml::hmc::Start;
 use latticeml::sampler::{Sampler, SamplerConfig};
 use latticeml::theory::ising::Ising;
 use latticeml::theory::xy::Xy;
-use latticeml::theory::{LocalAlgorithm, Theory, TheoryConfig};
+use latticeml::theory::{ClusterKind, LocalAlgorithm, Theory, TheoryConfig};
 use latticeml::{Device, Lattice};
 
 const METROPOLIS: LocalAlgorithm = LocalAlgorithm::Metropolis { hits: 1 };
@@ -412,21 +412,29 @@ fn cuda_sweepers_match_their_cpu_twins() {
                 kappa: 0.18,
                 lambda: 0.02,
             },
-            [METROPOLIS, LocalAlgorithm::Metropolis { hits: 4 }],
+            vec![
+                METROPOLIS,
+                LocalAlgorithm::Metropolis { hits: 4 },
+                // Swendsen–Wang on the device (kernels/cluster.cu) against the host's union-find.
+                LocalAlgorithm::Cluster {
+                    hits: 1,
+                    kind: ClusterKind::SwendsenWang,
+                },
+            ],
         ),
         (
             TheoryConfig::Ising {
                 lattice: Lattice::new(&[64, 260]).unwrap(),
                 beta: 0.44,
             },
-            [METROPOLIS, LocalAlgorithm::Heatbath],
+            vec![METROPOLIS, LocalAlgorithm::Heatbath],
         ),
         (
             TheoryConfig::Xy {
                 lattice: Lattice::new(&[12, 14]).unwrap(),
                 beta: 1.1,
             },
-            [
+            vec![
                 LocalAlgorithm::Metropolis { hits: 3 },
                 LocalAlgorithm::Overrelax,
             ],

@@ -110,6 +110,13 @@ pub const SCALAR_LOCAL: KernelFamily = KernelFamily::new(
     include_str!("../../kernels/scalar_local.cu"),
 );
 
+/// Swendsen–Wang clusters of the embedded Ising signs of a real field (`kernels/cluster.cu`).
+pub const CLUSTER: KernelFamily = KernelFamily::new(
+    "cluster",
+    &[COMMON_H, PHILOX_H, LATTICE_H],
+    include_str!("../../kernels/cluster.cu"),
+);
+
 /// Checkerboard Metropolis and heat-bath of the 2D Ising model, multi-spin coded
 /// (`kernels/ising.cu`).
 pub const ISING: KernelFamily = KernelFamily::new(
@@ -138,6 +145,7 @@ pub const FAMILIES: &[KernelFamily] = &[
     SCALAR_HMC,
     FOURIER,
     SCALAR_LOCAL,
+    CLUSTER,
     NN,
     ISING,
     XY,

@@ -52,6 +52,11 @@ impl GpuGeom {
         GpuGeom { chain0, ..self }
     }
 
+    /// Sites per chain.
+    pub fn volume(&self) -> u32 {
+        self.volume
+    }
+
     /// Sites of the whole batch.
     pub fn sites(&self) -> usize {
         self.volume as usize * self.chains as usize

@@ -26,6 +26,13 @@ pub trait ColourPass: Send {
     /// Keys the random numbers by the global chain index `chain0 + chain` (a share of an
     /// ensemble).
     fn set_first_chain(&mut self, chain0: u32);
+    /// A Swendsen–Wang update of the embedded signs (coupling `hop`, update `t`) on the pass's
+    /// own buffers, where it has a device path (`kernels/cluster.cu`); `false` when it has none
+    /// and the caller updates the fields on the host.
+    fn swendsen_wang(&mut self, hop: f64, seed: u64, t: u32) -> Result<bool> {
+        let _ = (hop, seed, t);
+        Ok(false)
+    }
 }
 
 /// A [`Sweeper`] from colour passes: Metropolis does both colours with `hits` each;
@@ -99,6 +106,10 @@ impl Sweeper for Checkerboard {
 
     fn set_first_chain(&mut self, chain0: u32) {
         self.pass.set_first_chain(chain0)
+    }
+
+    fn swendsen_wang(&mut self, hop: f64, seed: u64, t: u32) -> Result<bool> {
+        self.pass.swendsen_wang(hop, seed, t)
     }
 
     fn chains(&self) -> usize {

@@ -189,6 +189,13 @@ pub trait Sweeper: Send {
     /// Keys the random numbers by the global chain index `chain0 + chain`: the batch is then the
     /// chains `chain0..` of a larger ensemble ([`crate::sampler::Sampler::set_first_chain`]).
     fn set_first_chain(&mut self, chain0: u32);
+    /// A Swendsen–Wang update of the embedded Ising signs in place, where the sweeper's fields
+    /// live on a device with that update (see [`checkerboard::ColourPass::swendsen_wang`]);
+    /// `false` otherwise.
+    fn swendsen_wang(&mut self, hop: f64, seed: u64, t: u32) -> Result<bool> {
+        let _ = (hop, seed, t);
+        Ok(false)
+    }
     /// Number of chains.
     fn chains(&self) -> usize;
 }

@@ -57,43 +57,72 @@ fn frozen(hop: f64, a: f64, b: f64, u: impl FnOnce() -> f64) -> bool {
     a * b > 0.0 && u() < -(-2.0 * hop * a * b).exp_m1()
 }
 
-/// One Swendsen–Wang update of one chain's field `phi` (of `lat`, coupling `hop`) at update
-/// `t`; returns the number of clusters.
-pub fn swendsen_wang(
+/// The 32-bit update index of the cluster draws.
+pub fn update_index(t: u64) -> Result<u32> {
+    u32::try_from(t).map_err(|_| {
+        Error::InvalidInput(format!(
+            "cluster updates count at most 2^32 updates, not {t}"
+        ))
+    })
+}
+
+/// CPU twin of `sw_bonds`: per site of the batch `phi` (`[chain][site]`, chain c the ensemble's
+/// chain `chain0 + c`), bit μ set when the bond (x, x + μ̂) is frozen at update `t`.
+pub fn sw_bonds(
     lat: &Lattice,
     hop: f64,
-    phi: &mut [f64],
+    phi: &[f64],
     key: [u32; 2],
-    chain: u32,
+    chain0: u32,
     t: u32,
-) -> usize {
+) -> Vec<u8> {
     let steps = Steps::new(lat);
     let v = lat.volume();
-    let mut labels = Labels((0..v as u32).collect());
-    for x in 0..v {
-        for mu in 0..lat.dim() {
-            let y = steps.step(x, steps.coord(x, mu), mu, true);
-            if frozen(hop, phi[x], phi[y], || {
-                bond_uniform(key, x, mu, chain, t, 0)
-            }) {
-                labels.union(x as u32, y as u32);
+    let mut bonds = vec![0u8; phi.len()];
+    for (c, (pc, bc)) in phi.chunks(v).zip(bonds.chunks_mut(v)).enumerate() {
+        let chain = chain0 + c as u32;
+        for (x, b) in bc.iter_mut().enumerate() {
+            for mu in 0..lat.dim() {
+                let y = steps.step(x, steps.coord(x, mu), mu, true);
+                if frozen(hop, pc[x], pc[y], || bond_uniform(key, x, mu, chain, t, 0)) {
+                    *b |= 1 << mu;
+                }
             }
         }
     }
-    let mut clusters = 0;
-    let mut flip = vec![false; v];
-    for x in 0..v {
-        let r = labels.find(x as u32) as usize;
-        if r == x {
-            clusters += 1;
-            let b = philox::philox4x32_10([x as u32, chain, t, philox::STREAM_CLUSTER], key);
-            flip[x] = uniform_from_words(b[0], b[1]) < 0.5;
-        }
-        if flip[r] {
-            phi[x] = -phi[x];
+    bonds
+}
+
+/// The fixed point of `sw_label_step`: per site its cluster's smallest site (within its chain),
+/// by union-find over the frozen `bonds` of [`sw_bonds`].
+pub fn min_labels(lat: &Lattice, bonds: &[u8]) -> Vec<u32> {
+    let steps = Steps::new(lat);
+    let v = lat.volume();
+    bonds
+        .chunks(v)
+        .flat_map(|bc| {
+            let mut labels = Labels((0..v as u32).collect());
+            for (x, &b) in bc.iter().enumerate() {
+                for mu in (0..lat.dim()).filter(|mu| b >> mu & 1 == 1) {
+                    let y = steps.step(x, steps.coord(x, mu), mu, true);
+                    labels.union(x as u32, y as u32);
+                }
+            }
+            (0..v as u32).map(move |x| labels.find(x))
+        })
+        .collect()
+}
+
+/// CPU twin of `sw_flip`: flips every site whose cluster (labelled by its smallest site) draws
+/// a coin below ½ from counter (label, chain0 + chain, t, [`philox::STREAM_CLUSTER`]).
+pub fn sw_flip(phi: &mut [f64], labels: &[u32], volume: usize, key: [u32; 2], chain0: u32, t: u32) {
+    for (i, (x, &r)) in phi.iter_mut().zip(labels).enumerate() {
+        let chain = chain0 + (i / volume) as u32;
+        let b = philox::philox4x32_10([r, chain, t, philox::STREAM_CLUSTER], key);
+        if uniform_from_words(b[0], b[1]) < 0.5 {
+            *x = -*x;
         }
     }
-    clusters
 }
 
 /// `clusters` Wolff clusters (at most [`crate::theory::MAX_CLUSTERS`]) on one chain at update
@@ -149,11 +178,7 @@ pub fn update(
     chain0: u32,
     t: u64,
 ) -> Result<()> {
-    let t = u32::try_from(t).map_err(|_| {
-        Error::InvalidInput(format!(
-            "cluster updates count at most 2^32 updates, not {t}"
-        ))
-    })?;
+    let t = update_index(t)?;
     let v = lat.volume();
     if phi.is_empty() || !phi.len().is_multiple_of(v) {
         return Err(Error::InvalidInput(format!(
@@ -162,12 +187,16 @@ pub fn update(
         )));
     }
     let key = philox::key_from_seed(seed);
-    for (c, chain) in phi.chunks_mut(v).enumerate() {
-        let global = chain0 + c as u32;
-        match kind {
-            ClusterKind::SwendsenWang => swendsen_wang(lat, hop, chain, key, global, t),
-            ClusterKind::Wolff { clusters } => wolff(lat, hop, chain, key, global, t, clusters),
-        };
+    match kind {
+        ClusterKind::SwendsenWang => {
+            let labels = min_labels(lat, &sw_bonds(lat, hop, phi, key, chain0, t));
+            sw_flip(phi, &labels, v, key, chain0, t);
+        }
+        ClusterKind::Wolff { clusters } => {
+            for (c, chain) in phi.chunks_mut(v).enumerate() {
+                wolff(lat, hop, chain, key, chain0 + c as u32, t, clusters);
+            }
+        }
     }
     Ok(())
 }

@@ -94,8 +94,9 @@ fn check_finite(field: &[f64]) -> Result<()> {
     }
 }
 
-/// A Metropolis sweeper followed, every sweep, by a cluster update of the signs. The clusters
-/// are built on the host (on a GPU run the fields travel there and back each sweep).
+/// A Metropolis sweeper followed, every sweep, by a cluster update of the signs: Swendsen–Wang on
+/// the device where the sweeper's fields are (`kernels/cluster.cu`), Wolff clusters (a sequential
+/// growth) on the host, the fields travelling there and back on a GPU run.
 struct WithClusters {
     inner: Box<dyn Sweeper>,
     kind: ClusterKind,
@@ -108,6 +109,12 @@ struct WithClusters {
 impl Sweeper for WithClusters {
     fn sweep(&mut self, sweep: u64) -> Result<Vec<f64>> {
         let accepted = self.inner.sweep(sweep)?;
+        if self.kind == ClusterKind::SwendsenWang {
+            let t = cluster::update_index(sweep)?;
+            if self.inner.swendsen_wang(self.hop, self.seed, t)? {
+                return Ok(accepted);
+            }
+        }
         let mut phi = self.inner.fields()?;
         cluster::update(
             self.kind,
