@@ -134,6 +134,17 @@ module latticeml
       type(c_ptr), intent(out) :: out
     end function
 
+    integer(c_int) function latticeml_langevin_new(theory, device, chains, epsilon, adjusted, &
+        seed, out) bind(C, name="latticeml_langevin_new")
+      import :: c_int, c_ptr, c_size_t, c_double, c_int64_t
+      type(c_ptr), value :: theory, device
+      integer(c_size_t), value :: chains
+      real(c_double), value :: epsilon
+      integer(c_int), value :: adjusted
+      integer(c_int64_t), value :: seed
+      type(c_ptr), intent(out) :: out
+    end function
+
     integer(c_int) function latticeml_local_new(theory, device, chains, algorithm, hits, &
         clusters, seed, out) bind(C, name="latticeml_local_new")
       import :: c_int, c_ptr, c_size_t, c_char, c_int32_t, c_int64_t

@@ -186,6 +186,20 @@ int latticeml_fa_hmc_new(const struct latticeml_theory *theory,
                          double m2,
                          struct latticeml_sampler **out);
 
+// Langevin dynamics on `chains` chains with time step `epsilon`: Metropolis-adjusted (MALA,
+// exact) when `adjusted` is nonzero, else the unadjusted Euler–Maruyama update (stochastic
+// quantisation, exact only as ε → 0). The theory must have a force.
+//
+// # Safety
+// `theory`, `device` must be live handles; `out` must point to a writable handle pointer.
+int latticeml_langevin_new(const struct latticeml_theory *theory,
+                           const struct latticeml_device *device,
+                           size_t chains,
+                           double epsilon,
+                           int adjusted,
+                           uint64_t seed,
+                           struct latticeml_sampler **out);
+
 // A local update on `chains` chains: `algorithm` is `"metropolis"` (`hits` proposals per site,
 // 0 for the default 1), `"overrelax"` (XY), `"heatbath"` (Ising), `"cluster"` (a Metropolis
 // sweep then Swendsen–Wang on the embedded Ising signs; φ⁴, the oscillator) or `"wolff"` (the

@@ -139,6 +139,30 @@ pub unsafe extern "C" fn latticeml_fa_hmc_new(
     })
 }
 
+/// Langevin dynamics on `chains` chains with time step `epsilon`: Metropolis-adjusted (MALA,
+/// exact) when `adjusted` is nonzero, else the unadjusted Euler–Maruyama update (stochastic
+/// quantisation, exact only as ε → 0). The theory must have a force.
+///
+/// # Safety
+/// `theory`, `device` must be live handles; `out` must point to a writable handle pointer.
+#[no_mangle]
+pub unsafe extern "C" fn latticeml_langevin_new(
+    theory: *const latticeml_theory,
+    device: *const latticeml_device,
+    chains: usize,
+    epsilon: f64,
+    adjusted: c_int,
+    seed: u64,
+    out: *mut *mut latticeml_sampler,
+) -> c_int {
+    let config = match adjusted {
+        0 => SamplerConfig::Langevin { epsilon, seed },
+        _ => SamplerConfig::Mala { epsilon, seed },
+    };
+    // SAFETY: the caller's contract.
+    guard(|| unsafe { make(theory, device, chains, config, out) })
+}
+
 /// A local update on `chains` chains: `algorithm` is `"metropolis"` (`hits` proposals per site,
 /// 0 for the default 1), `"overrelax"` (XY), `"heatbath"` (Ising), `"cluster"` (a Metropolis
 /// sweep then Swendsen–Wang on the embedded Ising signs; φ⁴, the oscillator) or `"wolff"` (the

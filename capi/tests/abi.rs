@@ -388,6 +388,33 @@ fn local_samplers_run_every_theory() {
             latticeml_result_free(r);
             latticeml_sampler_free(s);
         }
+        // MALA and unadjusted Langevin on the oscillator; Langevin needs a force too.
+        for adjusted in [1, 0] {
+            let mut s = null_mut();
+            let status = latticeml_langevin_new(theories[2], device, 2, 0.01, adjusted, 4, &mut s);
+            assert_eq!(status, 0, "{}", last_error());
+            let mut r = null_mut();
+            assert_eq!(latticeml_sampler_run(s, 5, &mut r), 0);
+            let mut acc = -1.0;
+            assert_eq!(latticeml_result_acceptance(r, &mut acc), 0);
+            assert!(
+                if adjusted == 1 { acc > 0.5 } else { acc == 1.0 },
+                "{adjusted}: {acc}"
+            );
+            latticeml_result_free(r);
+            latticeml_sampler_free(s);
+        }
+        let mut s = null_mut();
+        expect(
+            latticeml_langevin_new(theories[0], device, 2, 0.01, 1, 4, &mut s),
+            1,
+            "ising",
+        );
+        expect(
+            latticeml_langevin_new(theories[3], device, 2, -1.0, 1, 4, &mut s),
+            1,
+            "--epsilon",
+        );
         // HMC needs a force: the Ising model has none.
         let mut s = null_mut();
         let omelyan = cstr("omelyan");
