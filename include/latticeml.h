@@ -343,7 +343,7 @@ int latticeml_theory_oscillator(double mass,
                                 size_t n,
                                 struct latticeml_theory **out);
 
-// The XY model S = −β Σ cos(θₓ − θₓ₊μ) (even extents); it runs local updates only.
+// The XY model S = −β Σ cos(θₓ − θₓ₊μ) (even extents, for the checkerboard updates).
 //
 // # Safety
 // `extents` must point to `dims` readable values; `out` to a writable handle pointer.

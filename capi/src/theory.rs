@@ -27,33 +27,22 @@ unsafe fn make(config: TheoryConfig, out: *mut *mut latticeml_theory) -> lattice
     unsafe { hand_out(latticeml_theory { theory }, out) }
 }
 
-/// The lattice of `dims` extents at `extents` (axis 0 = time).
-///
-/// # Safety
-/// `extents` must point to `dims` readable values.
-unsafe fn lattice(dims: usize, extents: *const usize) -> latticeml::Result<Lattice> {
-    // SAFETY: the caller's contract.
-    Lattice::new(unsafe { array(extents, dims, "extents") }?)
-}
-
-/// φ⁴ in hopping form on the lattice of `dims` extents at `extents`.
+/// The theory `config(lattice)` on the lattice of `dims` extents at `extents` (axis 0 = time),
+/// built and handed out, as the body of an exported constructor.
 ///
 /// # Safety
 /// `extents` must point to `dims` readable values; `out` must be null or writable.
-unsafe fn phi4(
+unsafe fn on_lattice(
     dims: usize,
     extents: *const usize,
-    (kappa, lambda): (f64, f64),
     out: *mut *mut latticeml_theory,
-) -> latticeml::Result<()> {
-    // SAFETY: the caller's contract (both calls).
-    let lattice = unsafe { lattice(dims, extents) }?;
-    let config = TheoryConfig::Phi4 {
-        lattice,
-        kappa,
-        lambda,
-    };
-    unsafe { make(config, out) }
+    config: impl FnOnce(Lattice) -> latticeml::Result<TheoryConfig>,
+) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract (both calls).
+        let lattice = Lattice::new(unsafe { array(extents, dims, "extents") }?)?;
+        unsafe { make(config(lattice)?, out) }
+    })
 }
 
 /// φ⁴ in the hopping form S = Σₓ [−2κ Σ_μ φₓφₓ₊μ + (1 − 2λ)φₓ² + λφₓ⁴] on a periodic lattice of
@@ -70,7 +59,15 @@ pub unsafe extern "C" fn latticeml_theory_phi4(
     out: *mut *mut latticeml_theory,
 ) -> c_int {
     // SAFETY: the caller's contract.
-    guard(|| unsafe { phi4(dims, extents, (kappa, lambda), out) })
+    unsafe {
+        on_lattice(dims, extents, out, |lattice| {
+            Ok(TheoryConfig::Phi4 {
+                lattice,
+                kappa,
+                lambda,
+            })
+        })
+    }
 }
 
 /// φ⁴ in the standard form of the flow papers, S = Σₓ [Σ_μ (φₓ₊μ − φₓ)² + m²φₓ² + λ₀φₓ⁴],
@@ -87,11 +84,17 @@ pub unsafe extern "C" fn latticeml_theory_phi4_standard(
     lambda0: f64,
     out: *mut *mut latticeml_theory,
 ) -> c_int {
-    guard(|| {
-        let hopping = standard_to_hopping(StandardCouplings { m2, lambda0 }, dims)?;
-        // SAFETY: the caller's contract.
-        unsafe { phi4(dims, extents, hopping, out) }
-    })
+    // SAFETY: the caller's contract.
+    unsafe {
+        on_lattice(dims, extents, out, |lattice| {
+            let (kappa, lambda) = standard_to_hopping(StandardCouplings { m2, lambda0 }, dims)?;
+            Ok(TheoryConfig::Phi4 {
+                lattice,
+                kappa,
+                lambda,
+            })
+        })
+    }
 }
 
 /// The anharmonic (double-well for f > 0) oscillator: mass m, quartic λ, well position f, inverse
@@ -119,7 +122,7 @@ pub unsafe extern "C" fn latticeml_theory_oscillator(
     guard(|| unsafe { make(config, out) })
 }
 
-/// The XY model S = −β Σ cos(θₓ − θₓ₊μ) (even extents); it runs local updates only.
+/// The XY model S = −β Σ cos(θₓ − θₓ₊μ) (even extents, for the checkerboard updates).
 ///
 /// # Safety
 /// `extents` must point to `dims` readable values; `out` to a writable handle pointer.
@@ -130,11 +133,12 @@ pub unsafe extern "C" fn latticeml_theory_xy(
     beta: f64,
     out: *mut *mut latticeml_theory,
 ) -> c_int {
-    guard(|| {
-        // SAFETY: the caller's contract (both calls).
-        let lattice = unsafe { lattice(dims, extents) }?;
-        unsafe { make(TheoryConfig::Xy { lattice, beta }, out) }
-    })
+    // SAFETY: the caller's contract.
+    unsafe {
+        on_lattice(dims, extents, out, |lattice| {
+            Ok(TheoryConfig::Xy { lattice, beta })
+        })
+    }
 }
 
 /// The Ising model S = −β Σ sₓsₓ₊μ on a 2D torus with even extents; it runs local updates only.
@@ -148,11 +152,12 @@ pub unsafe extern "C" fn latticeml_theory_ising(
     beta: f64,
     out: *mut *mut latticeml_theory,
 ) -> c_int {
-    guard(|| {
-        // SAFETY: the caller's contract (both calls).
-        let lattice = unsafe { lattice(dims, extents) }?;
-        unsafe { make(TheoryConfig::Ising { lattice, beta }, out) }
-    })
+    // SAFETY: the caller's contract.
+    unsafe {
+        on_lattice(dims, extents, out, |lattice| {
+            Ok(TheoryConfig::Ising { lattice, beta })
+        })
+    }
 }
 
 /// The number of lattice sites (the length of one chain's field).
