@@ -17,6 +17,7 @@
 
 pub mod action;
 pub mod analysis;
+pub mod can;
 pub mod csd;
 pub mod device;
 pub mod ensemble;

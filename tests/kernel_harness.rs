@@ -11,8 +11,12 @@ use std::io::Write;
 
 use cudarc::driver::LaunchConfig;
 use latticeml::action::{reference_action, Action, ForceLaw, Phi4, ScalarCouplings};
+use latticeml::can::generate::DrawKey;
+use latticeml::can::mixture::{self, MixtureShape};
+use latticeml::can::{Can, CanConfig};
 use latticeml::device::cuda::{
-    KernelFamily, CLUSTER, FAMILIES, FLOW, FOURIER, ISING, NN, PHILOX, SCALAR_HMC, SCALAR_LOCAL, XY,
+    KernelFamily, CAN, CLUSTER, FAMILIES, FLOW, FOURIER, ISING, NN, PHILOX, SCALAR_HMC,
+    SCALAR_LOCAL, XY,
 };
 use latticeml::device::geometry::{self, chunks_per_segment, sum_chunks, REDUCE_CHUNK};
 use latticeml::device::CpuDevice;
@@ -22,14 +26,15 @@ use latticeml::hmc::cuda::{GpuCouplings, GpuGeom};
 use latticeml::hmc::fft;
 use latticeml::nn::cpu as nn_cpu;
 use latticeml::nn::kernels::{bcast_spec, conv_spec, reduce_spec, AdamHyper};
-use latticeml::nn::{Binary, ConvMode, Real, Unary};
+use latticeml::nn::layers::Activation;
+use latticeml::nn::{Binary, ConvMode, Ctx, ParamStore, Real, Unary};
 use latticeml::theory::ising::cpu as ising_cpu;
 use latticeml::theory::ising::cuda::{GpuPack, GpuRule};
 use latticeml::theory::ising::{Packing, Rule};
 use latticeml::theory::scalar::cluster;
 use latticeml::theory::scalar::cpu as scalar_cpu;
 use latticeml::theory::xy::cpu as xy_cpu;
-use latticeml::{philox, Lattice};
+use latticeml::{philox, Device, Lattice};
 
 use common::max_rel_diff;
 use harness::{Args, Harness, Order, ORDERS};
@@ -1143,6 +1148,116 @@ fn scalar_local_cases(h: &Harness, cpu: &CpuDevice) {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// can.cu
+
+fn can_cases<T: Real>(h: &Harness, cpu: &CpuDevice) {
+    can_mixture_cases::<T>(h, cpu);
+    can_generate_cases::<T>(h);
+}
+
+fn can_mixture_cases<T: Real>(h: &Harness, cpu: &CpuDevice) {
+    // Odd sizes, one and several components; u spread over (0, 1) and at the clamp.
+    for (batch, volume, k) in [(1usize, 1usize, 1usize), (3, 37, 3), (2, 300, 5)] {
+        let s = MixtureShape { batch, volume, k };
+        let n = batch * volume;
+        let out: Vec<T> = cast(&randn(3 * k * n, 31));
+        let mut uf: Vec<f64> = (0..n)
+            .map(|i| ((i * 37 + 5) % 101) as f64 / 100.0)
+            .collect();
+        uf[0] = 0.0;
+        let u: Vec<T> = cast(&uf);
+        let g: Vec<T> = cast(&randn(n, 32));
+        let mut want = vec![T::zero(); n];
+        mixture::log_density(cpu, s, &out, &u, &mut want).unwrap();
+        let mut want_d = vec![T::zero(); 3 * k * n];
+        mixture::log_density_grad(cpu, s, &out, &u, &g, &mut want_d).unwrap();
+        for cfg in with_small_grid(geometry::elementwise(n).unwrap()) {
+            let (mut got, mut got_d) = (vec![T::zero(); n], vec![T::zero(); 3 * k * n]);
+            let dims = [batch as u32, k as u32, volume as u32];
+            let mut a = Args::new();
+            a.input(&out).input(&u).output(&mut got);
+            a.val(&dims[0]).val(&dims[1]).val(&dims[2]);
+            launch(
+                h,
+                &name::<T>("can_mixture_logp"),
+                &cfg,
+                &mut a,
+                Order::Ascending,
+            );
+            assert_close("can_mixture_logp", &wide(&got), &wide(&want), tol::<T>());
+            let mut a = Args::new();
+            a.input(&out).input(&u).input(&g).output(&mut got_d);
+            a.val(&dims[0]).val(&dims[1]).val(&dims[2]);
+            launch(
+                h,
+                &name::<T>("can_mixture_grad"),
+                &cfg,
+                &mut a,
+                Order::Descending,
+            );
+            assert_close(
+                "can_mixture_grad",
+                &wide(&got_d),
+                &wide(&want_d),
+                10.0 * tol::<T>(),
+            );
+        }
+    }
+}
+
+fn can_generate_cases<T: Real>(h: &Harness) {
+    let ctx = Ctx::<T>::new(Device::Cpu(common::cpu()));
+    // Odd lattices (the raster wrap), both kernel parities, more channels than a warp.
+    for (dims, kernel, channels) in [([3usize, 5usize], 3usize, 5usize), ([4, 4], 2, 40)] {
+        let config = CanConfig {
+            channels,
+            residual: 2,
+            kernel,
+            components: 3,
+            activation: Activation::LeakyRelu(0.2),
+            seed: 9,
+        };
+        let mut store = ParamStore::new(&ctx);
+        let can = Can::new(&config, &Lattice::new(&dims).unwrap(), &mut store).unwrap();
+        let key = DrawKey {
+            seed: 5,
+            stream: 9,
+            step: 2,
+            sample0: 3,
+        };
+        let batch = 4;
+        let (want_u, want_q) = can.generate(&store, key, batch).unwrap();
+        let w = can.pack(&store).unwrap();
+        let [k0, k1] = philox::key_from_seed(key.seed);
+        let mut cfg = geometry::one_block_each(batch).unwrap();
+        cfg.block_dim = (64, 1, 1);
+        for (cfg, order) in with_small_grid(cfg).into_iter().zip(ORDERS) {
+            let v = can.volume();
+            let mut act = vec![T::zero(); batch * can.spec().scratch_len()];
+            let (mut xin, mut u, mut q) = (
+                vec![T::zero(); 2 * batch * v],
+                vec![T::zero(); batch * v],
+                vec![0.0f64; batch],
+            );
+            let mut a = Args::new();
+            a.input(&w)
+                .output(&mut act)
+                .output(&mut xin)
+                .output(&mut u)
+                .output(&mut q);
+            a.val(can.spec())
+                .val(&(batch as u32))
+                .val(&key.sample0)
+                .val(&key.step);
+            a.val(&key.stream).val(&k0).val(&k1);
+            launch(h, &name::<T>("can_generate"), &cfg, &mut a, order);
+            assert_close("can_generate u", &wide(&u), &wide(&want_u), tol::<T>());
+            assert_close("can_generate ln q", &q, &want_q, tol::<T>());
+        }
+    }
+}
+
 fn cases_for(family: &KernelFamily) -> fn(&Harness, &CpuDevice) {
     match family.name() {
         n if n == PHILOX.name() => |h, _| philox_cases(h),
@@ -1159,6 +1274,10 @@ fn cases_for(family: &KernelFamily) -> fn(&Harness, &CpuDevice) {
         n if n == FLOW.name() => |h, cpu| {
             coupling_cases::<f32>(h, cpu);
             coupling_cases::<f64>(h, cpu);
+        },
+        n if n == CAN.name() => |h, cpu| {
+            can_cases::<f32>(h, cpu);
+            can_cases::<f64>(h, cpu);
         },
         other => panic!(
             "kernel family {other} has no harness cases: add them to tests/kernel_harness.rs"

@@ -226,3 +226,20 @@ fn concat_split_reshape_and_masks() {
         t.mul(&t.param(s, "x")?, &m)
     });
 }
+
+#[test]
+fn beta_mixture_log_density() {
+    use latticeml::can::mixture::BetaMixture;
+    // K = 1 and 3 components, 2 samples of a 3×2 lattice; u spread over (0, 1) including values
+    // near the ends, where ln u and ln(1 − u) are steep.
+    for k in [1usize, 3] {
+        let ps = [p("out", &[2, 3 * k, 3, 2], 20 + k as u32)];
+        let u: Vec<f64> = (0..12)
+            .map(|i| 0.003 + 0.994 * ((i * 7) % 12) as f64 / 11.0)
+            .collect();
+        check(&format!("beta mixture K={k}"), &ps, &|t, s| {
+            let uu = t.constant(t.ctx().from_vec(&[2, 3, 2], &u)?);
+            t.apply(BetaMixture, &[&t.param(s, "out")?, &uu])
+        });
+    }
+}

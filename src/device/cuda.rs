@@ -138,6 +138,12 @@ pub const NN: KernelFamily =
 /// The normalizing flows' fused coupling (`kernels/flow.cu`).
 pub const FLOW: KernelFamily =
     KernelFamily::new("flow", &[COMMON_H], include_str!("../../kernels/flow.cu"));
+/// The autoregressive networks' Beta mixtures and cached generation (`kernels/can.cu`).
+pub const CAN: KernelFamily = KernelFamily::new(
+    "can",
+    &[COMMON_H, PHILOX_H],
+    include_str!("../../kernels/can.cu"),
+);
 
 /// Every kernel family, for the NVRTC compile test and the CPU kernel harness.
 pub const FAMILIES: &[KernelFamily] = &[
@@ -150,6 +156,7 @@ pub const FAMILIES: &[KernelFamily] = &[
     ISING,
     XY,
     FLOW,
+    CAN,
 ];
 
 /// True when the NVRTC library can be loaded.

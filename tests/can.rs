@@ -1,0 +1,213 @@
+//! The continuous-mixture autoregressive network (`latticeml::can`): exact log q (normalised on
+//! a 2×2 lattice by quadrature), the causal order, cached generation against naive generation
+//! and against the one-pass log q, the Beta draws against the Beta distribution, and the CUDA
+//! generation against its CPU twin (with a GPU).
+
+mod common;
+
+use latticeml::can::mixture::{self, SiteDraws};
+use latticeml::can::{Can, CanConfig, DrawKey};
+use latticeml::nn::layers::Activation;
+use latticeml::nn::{Ctx, ParamStore, Real, Tape};
+use latticeml::{Device, Lattice};
+
+fn network<T: Real>(dims: &[usize], config: &CanConfig) -> (Can, ParamStore<T>) {
+    let ctx = Ctx::<T>::new(Device::Cpu(common::cpu()));
+    let mut store = ParamStore::new(&ctx);
+    let lat = Lattice::new(dims).unwrap();
+    let can = Can::new(config, &lat, &mut store).unwrap();
+    (can, store)
+}
+
+fn small(seed: u64) -> CanConfig {
+    CanConfig {
+        channels: 6,
+        residual: 2,
+        kernel: 3,
+        components: 3,
+        activation: Activation::Silu,
+        seed,
+    }
+}
+
+const KEY: DrawKey = DrawKey {
+    seed: 77,
+    stream: 9,
+    step: 3,
+    sample0: 5,
+};
+
+fn one_pass_log_q<T: Real>(can: &Can, store: &ParamStore<T>, u: &[T]) -> Vec<f64> {
+    let tape = Tape::new(store.ctx());
+    tape.set_grad_enabled(false);
+    can.log_q(&tape, store, u)
+        .unwrap()
+        .value()
+        .to_f64()
+        .unwrap()
+}
+
+#[test]
+fn cached_generation_draws_what_naive_generation_draws_and_its_log_q_is_the_one_pass_log_q() {
+    for (dims, act) in [
+        (vec![4, 6], Activation::Silu),
+        (vec![6, 4], Activation::LeakyRelu(0.1)),
+        (vec![2, 2], Activation::Tanh),
+    ] {
+        let config = CanConfig {
+            activation: act,
+            kernel: if dims[0] == 2 { 2 } else { 3 },
+            ..small(3)
+        };
+        let (can, store) = network::<f64>(&dims, &config);
+        let (u, lq) = can.generate(&store, KEY, 7).unwrap();
+        let (un, lqn) = can.generate_naive(&store, KEY, 7).unwrap();
+        let d = common::max_rel_diff(&u, &un);
+        assert!(d < 1e-12, "{dims:?}: cached vs naive u differ by {d:e}");
+        let d = common::max_rel_diff(&lq, &lqn);
+        assert!(d < 1e-12, "{dims:?}: cached vs naive ln q differ by {d:e}");
+        let d = common::max_rel_diff(&lq, &one_pass_log_q(&can, &store, &u));
+        assert!(d < 1e-12, "{dims:?}: generation's ln q vs one pass {d:e}");
+        // Not all the same draw: the samples differ.
+        assert!(u[..24.min(u.len())] != u[u.len() - 24.min(u.len())..]);
+    }
+    // f32: the same to rounding.
+    let (can, store) = network::<f32>(&[4, 4], &small(4));
+    let (u, lq) = can.generate(&store, KEY, 5).unwrap();
+    let d = common::max_rel_diff(&lq, &one_pass_log_q(&can, &store, &u));
+    assert!(d < 1e-4, "f32 generation's ln q vs one pass {d:e}");
+}
+
+#[test]
+fn a_later_site_never_changes_an_earlier_conditional() {
+    let (h, w) = (4, 6);
+    let (can, store) = network::<f64>(&[h, w], &small(5));
+    let tape = Tape::new(store.ctx());
+    tape.set_grad_enabled(false);
+    let (u, _) = can.generate(&store, KEY, 1).unwrap();
+    let outputs = |u: &[f64]| {
+        let x = tape.constant(can.features(store.ctx(), u).unwrap());
+        let o = can.outputs(&tape, &store, &x).unwrap();
+        o.value().to_f64().unwrap()
+    };
+    let base = outputs(&u);
+    let v = h * w;
+    for s in 0..v {
+        let mut moved = u.clone();
+        moved[s] = (moved[s] + 0.37) % 1.0;
+        let out = outputs(&moved);
+        let mut later_changed = false;
+        for (i, (a, b)) in base.iter().zip(&out).enumerate() {
+            let site = i % v;
+            if site <= s {
+                assert_eq!(a, b, "site {s} changed the conditional of site {site}");
+            } else if a != b {
+                later_changed = true;
+            }
+        }
+        // Every site but the last is seen by some later site (the test is not vacuous).
+        assert_eq!(later_changed, s + 1 < v, "site {s} reaches no later site");
+    }
+}
+
+/// ∫ q(θ) dθ over [0, 2π)^4 on a 2×2 lattice: a tensor-product rule after u = t²(3 − 2t) (which
+/// smooths the Beta densities' end points), 18 points per axis.
+#[test]
+fn log_q_is_normalised_on_a_2x2_lattice() {
+    // A 2×2 kernel reaches back one site along each axis: every site sees every earlier one.
+    let config = CanConfig {
+        kernel: 2,
+        ..small(6)
+    };
+    let (can, store) = network::<f64>(&[2, 2], &config);
+    // Gauss–Legendre nodes would do; the midpoint rule after the substitution converges fast
+    // enough for 1e-3.
+    let n: usize = 18;
+    let nodes: Vec<(f64, f64)> = (0..n)
+        .map(|i| {
+            let t = (i as f64 + 0.5) / n as f64;
+            (t * t * (3.0 - 2.0 * t), 6.0 * t * (1.0 - t) / n as f64)
+        })
+        .collect();
+    let mut u = Vec::with_capacity(4 * n.pow(4));
+    let mut jac = Vec::with_capacity(n.pow(4));
+    for a in &nodes {
+        for b in &nodes {
+            for c in &nodes {
+                for d in &nodes {
+                    u.extend([a.0, b.0, c.0, d.0]);
+                    jac.push(a.1 * b.1 * c.1 * d.1);
+                }
+            }
+        }
+    }
+    let lq = one_pass_log_q(&can, &store, &u);
+    // q(θ) dθ = q(θ) (2π)^4 du.
+    let tau4 = std::f64::consts::TAU.powi(4);
+    let z: f64 = lq.iter().zip(&jac).map(|(l, j)| l.exp() * tau4 * j).sum();
+    assert!((z - 1.0).abs() < 2e-3, "∫ q = {z}");
+    // The test can fail: a density off by a constant factor is not normalised.
+    let z2: f64 = lq
+        .iter()
+        .zip(&jac)
+        .map(|(l, j)| (l + 0.01).exp() * tau4 * j)
+        .sum();
+    assert!((z2 - 1.0).abs() > 5e-3);
+}
+
+#[test]
+fn site_draws_follow_the_mixture() {
+    // One site's mixture: two components, π = (0.3, 0.7), with (a, b) ≈ (1.2, 6), (9, 2.5).
+    let inv = |c: f64| ((c - 1.0f64).exp() - 1.0).ln(); // a = 1 + softplus(r)
+    let p = [
+        0.3f64.ln(),
+        0.7f64.ln(),
+        inv(1.2),
+        inv(9.0),
+        inv(6.0),
+        inv(2.5),
+    ];
+    let n = 200_000;
+    let bins = 20;
+    let mut hist = vec![0usize; bins];
+    for i in 0..n {
+        let mut r = SiteDraws::new(11, 0, i, 0, 9);
+        let u = mixture::sample_site(&p, &mut r);
+        hist[((u * bins as f64) as usize).min(bins - 1)] += 1;
+    }
+    // Expected counts by integrating the density over each bin (fine midpoint rule).
+    let mut chi2 = 0.0;
+    for (k, &count) in hist.iter().enumerate() {
+        let m = 400;
+        let mass: f64 = (0..m)
+            .map(|j| {
+                let u = (k as f64 + (j as f64 + 0.5) / m as f64) / bins as f64;
+                (mixture::site_log_density(&p, u) + mixture::LN_2PI).exp() / (bins * m) as f64
+            })
+            .sum();
+        let e = mass * n as f64;
+        chi2 += (count as f64 - e).powi(2) / e;
+    }
+    // 19 degrees of freedom: χ² above 45 has probability < 1e-3.
+    assert!(chi2 < 45.0, "χ² = {chi2} for 19 degrees of freedom");
+}
+
+#[test]
+fn cuda_generation_matches_the_cpu_twin() {
+    let Some(gpu) = common::gpu("cuda_generation_matches_the_cpu_twin") else {
+        return;
+    };
+    let (can, store) = network::<f32>(&[8, 8], &small(7));
+    let (u, lq) = can.generate(&store, KEY, 33).unwrap();
+    let w = can.pack(&store).unwrap();
+    let (mut gu, mut glq) = (vec![0.0f32; u.len()], vec![0.0; lq.len()]);
+    latticeml::can::generate::generate_cuda(&gpu, &w, can.spec(), KEY, &mut gu, &mut glq).unwrap();
+    let (a, b): (Vec<f64>, Vec<f64>) = u
+        .iter()
+        .zip(&gu)
+        .map(|(&x, &y)| (x as f64, y as f64))
+        .unzip();
+    // FMA contraction on the GPU changes the last bits of the activations.
+    assert!(common::max_rel_diff(&a, &b) < 1e-3);
+    assert!(common::max_rel_diff(&lq, &glq) < 1e-3);
+}
