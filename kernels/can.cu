@@ -4,13 +4,20 @@
 // Per site the network outputs 3K numbers: mixture logits l_k, and raw concentrations r^a_k,
 // r^b_k with a_k = 1 + softplus(r^a_k), b_k = 1 + softplus(r^b_k) (≥ 1, so every density is
 // bounded). The conditional of u = θ/2π ∈ (0, 1) is Σ_k π_k Beta(u; a_k, b_k), π = softmax(l)
-// (Wang, Jiang, He, Zhou, Chin. Phys. Lett. 39, 120502 (2022)); the density of θ is that / 2π.
+// (Wang, Jiang, He, Zhou, Chin. Phys. Lett. 39, 120502 (2022)), mixed with a uniform density of
+// fixed weight ε = CAN_UNIFORM: q(u) = ε + (1 − ε) Σ_k π_k Beta(u; a_k, b_k). Concentrations above
+// 1 make a Beta density vanish at the ends, where the target does not; the uniform part bounds
+// the importance weights p/q there (defensive mixture, Hesterberg, Technometrics 37, 185 (1995)),
+// without which their variance diverges. The density of θ is q(u) / 2π.
 // Everything per site is computed in double, whatever T.
 
 #define CAN_MAX_K 16
 #define CAN_U_MIN 5.9604644775390625e-08  // 2^-24: u is clamped to [2^-24, 1 - 2^-24]
 #define CAN_LN_2PI 1.8378770664093453
 #define CAN_ATTEMPTS 64
+#define CAN_UNIFORM 0.05
+#define CAN_LN_UNIFORM -4.605170185988091      // ln ε
+#define CAN_LN_MIXTURE -0.010050335853501442   // ln(1 − ε)
 
 // ln Γ(x) for x ≥ 1: the recurrence up to x ≥ 10, then Stirling's series (error < 2e-14).
 // Twin: mixture::ln_gamma.
@@ -38,8 +45,8 @@ __device__ double can_clamp_u(double u) {
     return u < CAN_U_MIN ? CAN_U_MIN : (u > 1.0 - CAN_U_MIN ? 1.0 - CAN_U_MIN : u);
 }
 
-// The per-component log terms of one site: lp[k] = ln π_k + ln Beta(u; a_k, b_k). Returns
-// ln Σ_k exp(lp[k]). p holds the 3K raw outputs of the site, stride apart.
+// The per-component log terms of one site: lp[k] = ln(1 − ε) + ln π_k + ln Beta(u; a_k, b_k).
+// Returns ln q(u) = ln(ε + Σ_k exp(lp[k])). p holds the 3K raw outputs of the site, stride apart.
 template <typename T>
 __device__ double can_site_terms(const T* p, size_t stride, int k, double u, double* lp) {
     double m = -1e300;
@@ -51,10 +58,11 @@ __device__ double can_site_terms(const T* p, size_t stride, int k, double u, dou
         double a = 1.0 + can_softplus((double)p[(k + j) * stride]);
         double b = 1.0 + can_softplus((double)p[(2 * k + j) * stride]);
         double lbeta = can_ln_gamma(a) + can_ln_gamma(b) - can_ln_gamma(a + b);
-        lp[j] = (double)p[j * stride] - lse + (a - 1.0) * lu + (b - 1.0) * l1u - lbeta;
+        lp[j] = CAN_LN_MIXTURE + (double)p[j * stride] - lse + (a - 1.0) * lu + (b - 1.0) * l1u - lbeta;
         best = fmax(best, lp[j]);
     }
-    double s = 0.0;
+    best = fmax(best, CAN_LN_UNIFORM);
+    double s = exp(CAN_LN_UNIFORM - best);
     for (int j = 0; j < k; ++j) s += exp(lp[j] - best);
     return best + log(s);
 }
@@ -71,8 +79,9 @@ __device__ void can_mixture_logp(const T* out, const T* u, T* logp, unsigned bat
     }
 }
 
-// ∂L/∂out [B, 3K, V] from g = ∂L/∂logp [B, V]: with responsibilities r_k = exp(lp_k − ln q_s),
-//   ∂/∂l_k = g (r_k − π_k), ∂/∂r^a_k = g r_k (ln u − ψ(a_k) + ψ(a_k + b_k)) σ(r^a_k),
+// ∂L/∂out [B, 3K, V] from g = ∂L/∂logp [B, V]: with responsibilities r_k = exp(lp_k − ln q_s)
+// and R = Σ_k r_k (1 − the uniform part's),
+//   ∂/∂l_k = g (r_k − π_k R), ∂/∂r^a_k = g r_k (ln u − ψ(a_k) + ψ(a_k + b_k)) σ(r^a_k),
 //   ∂/∂r^b_k = g r_k (ln(1 − u) − ψ(b_k) + ψ(a_k + b_k)) σ(r^b_k).
 template <typename T>
 __device__ void can_mixture_grad(const T* out, const T* u, const T* g, T* dout, unsigned batch,
@@ -88,13 +97,14 @@ __device__ void can_mixture_grad(const T* out, const T* u, const T* g, T* dout, 
         for (unsigned j = 0; j < k; ++j) m = fmax(m, (double)p[j * volume]);
         double z = 0.0;
         for (unsigned j = 0; j < k; ++j) z += exp((double)p[j * volume] - m);
-        double gi = (double)g[i], lu = log(uu), l1u = log1p(-uu);
+        double gi = (double)g[i], lu = log(uu), l1u = log1p(-uu), rsum = 0.0;
+        for (unsigned j = 0; j < k; ++j) rsum += exp(lp[j] - total);
         for (unsigned j = 0; j < k; ++j) {
             double ra = (double)p[(k + j) * volume], rb = (double)p[(2 * k + j) * volume];
             double a = 1.0 + can_softplus(ra), bb = 1.0 + can_softplus(rb);
             double r = exp(lp[j] - total), pi = exp((double)p[j * volume] - m) / z;
             double pab = can_digamma(a + bb);
-            d[j * volume] = (T)(gi * (r - pi));
+            d[j * volume] = (T)(gi * (r - pi * rsum));
             d[(k + j) * volume] = (T)(gi * r * (lu - can_digamma(a) + pab) * can_sigmoid(ra));
             d[(2 * k + j) * volume] = (T)(gi * r * (l1u - can_digamma(bb) + pab) * can_sigmoid(rb));
         }
@@ -132,14 +142,17 @@ __device__ double can_gamma(CanDraws& r, double a) {
     return d;
 }
 
-// One draw of u from the mixture of the site's 3K raw outputs p (contiguous): a component by
-// its weight, then Beta(a, b) = X / (X + Y) with X ~ Γ(a), Y ~ Γ(b). Twin: mixture::sample_site.
+// One draw of u from the site's density with 3K raw outputs p (contiguous): with probability ε
+// uniform, else a component by its weight, then Beta(a, b) = X / (X + Y) with X ~ Γ(a),
+// Y ~ Γ(b). Twin: mixture::sample_site.
 __device__ double can_sample_site(const double* p, int k, CanDraws& r) {
+    double first = r.uniform();
+    if (first < CAN_UNIFORM) return can_clamp_u(r.uniform());
     double m = -1e300;
     for (int j = 0; j < k; ++j) m = fmax(m, p[j]);
     double z = 0.0;
     for (int j = 0; j < k; ++j) z += exp(p[j] - m);
-    double pick = r.uniform() * z, cum = 0.0;
+    double pick = (first - CAN_UNIFORM) / (1.0 - CAN_UNIFORM) * z, cum = 0.0;
     int c = k - 1;
     for (int j = 0; j < k; ++j) {
         cum += exp(p[j] - m);
@@ -148,6 +161,17 @@ __device__ double can_sample_site(const double* p, int k, CanDraws& r) {
     double a = 1.0 + can_softplus(p[k + c]), b = 1.0 + can_softplus(p[2 * k + c]);
     double x = can_gamma(r, a), y = can_gamma(r, b);
     return can_clamp_u(x / (x + y));
+}
+
+// The variables of the draw. Site 0 carries θ_0 = 2πu_0; every later site s the angle relative
+// to an earlier reference site, θ_s = θ_ref(s) + 2πu_s − π (mod 2π): the left neighbour, or for
+// the first column the one above. The seam u = 0 ≡ 1 then sits where the spin is anti-aligned
+// with its neighbour (where a ferromagnet has least weight), and the shift has unit Jacobian.
+// Twins: model::reference and model::relative_angle.
+__device__ int can_reference(int s, int w) { return s % w != 0 ? s - 1 : s - w; }
+__device__ double can_relative_angle(double ref, double u) {
+    double p = ref + 6.283185307179586 * u - 3.141592653589793;
+    return p - 6.283185307179586 * floor(p / 6.283185307179586);
 }
 
 // The network's geometry, as mixture::NetSpec (repr(C)) on the host.
@@ -192,10 +216,11 @@ __device__ T can_site_conv(const T* wt, const T* bias, const T* h, int ci, int c
 // order; at each site it computes every layer's activations at that site only (all earlier
 // sites' are final, so the whole network costs one forward pass), samples u, and adds ln q.
 // wpack: layer 0 wt [taps][2][c] and bias [c]; each residual layer wt [taps][c][c] and bias [c];
-// the 1×1 head [3K][c] and bias [3K]. Scratch act [B][res + 1][V][c], xin [B][V][2] (cos, sin).
-// Outputs u [B, V] and ln q [B] (the density of θ, per sample).
+// the 1×1 head [3K][c] and bias [3K]. Scratch act [B][res + 1][V][c], xin [B][V][2] (cos φ, sin φ
+// of the angles relative to site 0, φ_s = θ_s − θ_0), phi [B][V]. Outputs u [B, V] and ln q [B]
+// (the density of θ, per sample).
 template <typename T>
-__device__ void can_generate(const T* wpack, T* act, T* xin, T* u, double* logq, CanNet n,
+__device__ void can_generate(const T* wpack, T* act, T* xin, double* phi, T* u, double* logq, CanNet n,
                              unsigned batch, unsigned sample0, unsigned step, unsigned stream,
                              unsigned k0, unsigned k1) {
     __shared__ double head[3 * CAN_MAX_K];
@@ -233,12 +258,22 @@ __device__ void can_generate(const T* wpack, T* act, T* xin, T* u, double* logq,
             __syncthreads();
             if (threadIdx.x == 0) {
                 CanDraws r = {(unsigned)s, sample0 + b, step, stream, 0u, k0, k1};
-                T us = (T)can_sample_site(head, n.k, r);
-                double lp[CAN_MAX_K];
-                lq += can_site_terms(head, 1, n.k, can_clamp_u((double)us), lp) - CAN_LN_2PI;
+                double* pb = phi + (size_t)b * v;
+                T us;
+                if (s == 0) {
+                    // The first angle is uniform (the model is exactly U(1) invariant).
+                    us = (T)can_clamp_u(r.uniform());
+                    lq -= CAN_LN_2PI;
+                    pb[0] = 0.0;
+                } else {
+                    us = (T)can_sample_site(head, n.k, r);
+                    double lp[CAN_MAX_K];
+                    lq += can_site_terms(head, 1, n.k, can_clamp_u((double)us), lp) - CAN_LN_2PI;
+                    pb[s] = can_relative_angle(pb[can_reference(s, n.w)], (double)us);
+                }
                 u[(size_t)b * v + s] = us;
                 double sn, cs;
-                sincos(6.283185307179586 * (double)us, &sn, &cs);
+                sincos(pb[s], &sn, &cs);
                 xb[2 * s] = (T)cs;
                 xb[2 * s + 1] = (T)sn;
             }
@@ -258,11 +293,12 @@ __device__ void can_generate(const T* wpack, T* act, T* xin, T* u, double* logq,
                                                     unsigned batch, unsigned k, unsigned volume) {  \
         can_mixture_grad(out, u, g, dout, batch, k, volume); }                                      \
     LATTICEML_KERNEL(can_mixture_grad_##S)                                                          \
-    extern "C" __global__ void can_generate_##S(const T* wpack, T* act, T* xin, T* u, double* logq, \
-                                                CanNet n, unsigned batch, unsigned sample0,         \
+    extern "C" __global__ void can_generate_##S(const T* wpack, T* act, T* xin, double* phi, T* u,  \
+                                                double* logq, CanNet n, unsigned batch,             \
+                                                unsigned sample0,                                   \
                                                 unsigned step, unsigned stream, unsigned k0,        \
                                                 unsigned k1) {                                      \
-        can_generate(wpack, act, xin, u, logq, n, batch, sample0, step, stream, k0, k1); }          \
+        can_generate(wpack, act, xin, phi, u, logq, n, batch, sample0, step, stream, k0, k1); }     \
     LATTICEML_KERNEL(can_generate_##S)
 
 INSTANTIATE(float, f32)

@@ -25,6 +25,7 @@ pub mod error;
 pub mod exact;
 pub mod flow;
 pub mod hmc;
+pub mod independence;
 pub mod io;
 pub mod lattice;
 pub mod local;

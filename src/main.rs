@@ -6,6 +6,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
+
+#[path = "cli/can.rs"]
+mod can_cli;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use latticeml::action::Phi4;
@@ -46,6 +49,12 @@ enum Command {
     Flow {
         #[command(subcommand)]
         what: FlowWhat,
+    },
+    /// Continuous-mixture autoregressive networks for the 2D XY model: train by the variational
+    /// free energy, sample exactly (independence Metropolis), scan beta across the KT transition.
+    Can {
+        #[command(subcommand)]
+        what: can_cli::CanWhat,
     },
     /// Throughput benchmarks.
     Bench {
@@ -268,6 +277,9 @@ enum BenchWhat {
     /// Flow training steps/s and sampling samples/s (phi4 at m2 = -4, lambda0 = 8; 16 couplings,
     /// conv 1→8→8→2, batch 64, f32).
     Flow(BenchFlowArgs),
+    /// Autoregressive-network (CAN, 2D XY) training steps/s and samples/s of cached and naive
+    /// generation.
+    Can(can_cli::BenchCanArgs),
 }
 
 #[derive(Args)]
@@ -600,7 +612,8 @@ struct HmcArgs {
     /// nonzero k^2].
     #[arg(long, allow_hyphen_values = true)]
     fa_mass: Option<f64>,
-    /// flow: the directory of a trained flow (`latticeml flow train`).
+    /// flow: the directory of a trained flow (`latticeml flow train`); can: of a trained
+    /// autoregressive network (`latticeml can train`).
     #[arg(long = "model")]
     flow_model: Option<PathBuf>,
     /// Langevin time step of mala and langevin [default: 0.01].
@@ -683,6 +696,7 @@ fn main() -> ExitCode {
         Command::Flow {
             what: FlowWhat::Sample(a),
         } => cmd_flow_sample(a),
+        Command::Can { what } => can_cli::cmd_can(what),
         Command::Bench {
             what: BenchWhat::Hmc(a),
         } => cmd_bench_hmc(a),
@@ -695,6 +709,9 @@ fn main() -> ExitCode {
         Command::Bench {
             what: BenchWhat::Flow(a),
         } => cmd_bench_flow(a),
+        Command::Bench {
+            what: BenchWhat::Can(a),
+        } => can_cli::cmd_bench_can(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -730,8 +747,8 @@ fn sampler_config(a: &HmcArgs, lattice: &Lattice) -> Result<SamplerConfig> {
     if a.fa_mass.is_some() && algorithm != "fa-hmc" {
         return refuse("no --fa-mass (only fa-hmc does)");
     }
-    if a.flow_model.is_some() && algorithm != "flow" {
-        return refuse("no --model (only flow does)");
+    if a.flow_model.is_some() && !matches!(algorithm, "flow" | "can") {
+        return refuse("no --model (only flow and can do)");
     }
     if a.hmc_between.is_some() && algorithm != "flow" {
         return refuse("no --hmc-between (only flow does)");
@@ -783,12 +800,24 @@ fn sampler_config(a: &HmcArgs, lattice: &Lattice) -> Result<SamplerConfig> {
                 None => None,
             },
         }),
+        "can" if hmc_flags || a.epsilon.is_some() => refuse("--model only"),
+        "can" => Ok(SamplerConfig::Can {
+            model: a.flow_model.clone().ok_or_else(|| {
+                Error::InvalidInput(
+                    "--algorithm can needs --model DIR (a network trained by `latticeml can \
+                     train`)"
+                        .into(),
+                )
+            })?,
+            seed: a.seed,
+            mh: true,
+        }),
         "metropolis" | "overrelax" | "heatbath" | "cluster" | "wolff" => {
             local(LocalAlgorithm::from_name(algorithm, a.hits, a.clusters)?)
         }
         other => Err(Error::InvalidInput(format!(
-            "unknown algorithm '{other}': use hmc, fa-hmc, mala, langevin, flow, metropolis, \
-             overrelax, heatbath, cluster or wolff"
+            "unknown algorithm '{other}': use hmc, fa-hmc, mala, langevin, flow, can, \
+             metropolis, overrelax, heatbath, cluster or wolff"
         ))),
     }
 }

@@ -10,6 +10,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::can::sampler::CanSampler;
 use crate::device::Device;
 use crate::error::Result;
 use crate::flow::nmcmc::FlowSampler;
@@ -165,6 +166,16 @@ pub enum SamplerConfig {
         /// HMC parameters and trajectories run after each independence step (None: none).
         hmc_between: Option<(HmcParams, usize)>,
     },
+    /// Independence Metropolis (or, without `mh`, raw draws) over a trained autoregressive
+    /// network of the XY model ([`crate::can::sampler`]).
+    Can {
+        /// The model directory (`can.json`, `model.safetensors`).
+        model: PathBuf,
+        /// Seed of every random draw.
+        seed: u64,
+        /// Whether draws pass a Metropolis–Hastings test (exact) or are all kept.
+        mh: bool,
+    },
     /// A local update of the theory's own (checkerboard Metropolis, overrelaxation, heat-bath).
     Local {
         /// The algorithm.
@@ -184,6 +195,7 @@ impl SamplerConfig {
                 crate::hmc::fourier::check_mass(*m2)
             }
             SamplerConfig::Local { algorithm, .. } => algorithm.validate(),
+            SamplerConfig::Can { .. } => Ok(()),
             SamplerConfig::Flow { hmc_between, .. } => match hmc_between {
                 Some((_, 0)) => Err(crate::error::Error::InvalidInput(
                     "--hmc-between 0: give at least one trajectory, or leave the flag out".into(),
@@ -212,6 +224,7 @@ impl SamplerConfig {
             SamplerConfig::Langevin { .. } => "langevin",
             SamplerConfig::Local { algorithm, .. } => algorithm.name(),
             SamplerConfig::Flow { .. } => "flow",
+            SamplerConfig::Can { .. } => "can",
         }
     }
 
@@ -253,6 +266,9 @@ impl SamplerConfig {
                     flow.interleave(Box::new(hmc), k)?;
                 }
                 Box::new(flow)
+            }
+            SamplerConfig::Can { model, seed, mh } => {
+                Box::new(CanSampler::new(theory, &model, chains, seed, mh, device)?)
             }
             SamplerConfig::Local { algorithm, seed } => {
                 let sweeper = theory.sweeper(algorithm, chains, seed, device)?;

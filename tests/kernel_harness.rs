@@ -1241,11 +1241,9 @@ fn can_generate_cases<T: Real>(h: &Harness) {
                 vec![0.0f64; batch],
             );
             let mut a = Args::new();
-            a.input(&w)
-                .output(&mut act)
-                .output(&mut xin)
-                .output(&mut u)
-                .output(&mut q);
+            let mut phi = vec![0.0f64; batch * v];
+            a.input(&w).output(&mut act).output(&mut xin);
+            a.output(&mut phi).output(&mut u).output(&mut q);
             a.val(can.spec())
                 .val(&(batch as u32))
                 .val(&key.sample0)

@@ -8,7 +8,7 @@
 
 use cudarc::driver::{DeviceRepr, PushKernelArg};
 
-use super::mixture::{sample_site, site_log_density, SiteDraws, MAX_COMPONENTS};
+use super::mixture::{clamp_u, sample_site, site_log_density, SiteDraws, LN_2PI, MAX_COMPONENTS};
 use crate::device::cuda::{CudaDevice, CAN};
 use crate::device::geometry::one_block_each;
 use crate::device::CpuDevice;
@@ -59,7 +59,8 @@ impl NetSpec {
         let (t, c, nh) = (self.taps(), self.channels(), 3 * self.k as usize);
         t * 2 * c + c + self.res as usize * (t * c * c + c) + nh * c + nh
     }
-    /// Scratch values per sample: every layer's activations `[res + 1][V][C]`.
+    /// Scratch values per sample: every layer's activations `[res + 1][V][C]` (the kernel also
+    /// takes the relative angles `[V]` in f64).
     pub fn scratch_len(&self) -> usize {
         (self.res as usize + 1) * self.volume() * self.channels()
     }
@@ -101,6 +102,25 @@ pub fn pack_layer<T: Real>(w: &[T], co: usize, ci: usize, taps: usize, out: &mut
             }
         }
     }
+}
+
+/// The reference of site s > 0 in a lattice `w` columns wide: the left neighbour, or for the
+/// first column the one above. Site 0 carries θ_0 = 2πu_0; every later site the angle relative to
+/// its reference, θ_s = θ_ref(s) + 2πu_s − π (mod 2π): the seam u = 0 ≡ 1 sits where the spin is
+/// anti-aligned with its neighbour (least weight in a ferromagnet), and the shift has unit
+/// Jacobian. Twin of `can_reference`.
+pub fn reference(s: usize, w: usize) -> usize {
+    if !s.is_multiple_of(w) {
+        s - 1
+    } else {
+        s - w
+    }
+}
+
+/// The angle (mod 2π) at u relative to the reference angle `r`. Twin of `can_relative_angle`.
+pub fn relative_angle(r: f64, u: f64) -> f64 {
+    let p = r + std::f64::consts::TAU * u - std::f64::consts::PI;
+    p - std::f64::consts::TAU * (p / std::f64::consts::TAU).floor()
 }
 
 /// Where a generation's random numbers come from.
@@ -158,7 +178,8 @@ fn site_conv<T: Real>(
 }
 
 /// One sample's generation (the body of one block of `can_generate`): fills `u` `[V]` and
-/// returns ln q(θ). `act` is the sample's scratch `[res + 1][V][C]`, `xin` `[V][2]`.
+/// returns ln q(θ). `act` is the sample's scratch `[res + 1][V][C]`, `xin` `[V][2]` (cos, sin of
+/// the angles relative to site 0).
 fn generate_one<T: Real>(
     wpack: &[T],
     n: &NetSpec,
@@ -176,6 +197,8 @@ fn generate_one<T: Real>(
     let (wh, bh) = rest.split_at(nh * c);
     let mut acc = vec![T::zero(); c];
     let mut head = vec![0.0f64; nh];
+    let mut phi = vec![0.0f64; v];
+    let ww = n.w as usize;
     let mut lq = 0.0;
     for s in 0..v {
         acc.copy_from_slice(b0);
@@ -206,10 +229,17 @@ fn generate_one<T: Real>(
             *hd = a.to_f64();
         }
         let mut draws = SiteDraws::new(key.seed, s as u32, sample, key.step, key.stream);
-        let us = T::from_f64(sample_site(&head, &mut draws));
-        lq += site_log_density(&head, us.to_f64());
-        u[s] = us;
-        let (sn, cs) = (std::f64::consts::TAU * us.to_f64()).sin_cos();
+        if s == 0 {
+            // The first angle is uniform (the model is exactly U(1) invariant).
+            u[0] = T::from_f64(clamp_u(draws.uniform()));
+            lq -= LN_2PI;
+            phi[0] = 0.0;
+        } else {
+            u[s] = T::from_f64(sample_site(&head, &mut draws));
+            lq += site_log_density(&head, u[s].to_f64());
+            phi[s] = relative_angle(phi[reference(s, ww)], u[s].to_f64());
+        }
+        let (sn, cs) = phi[s].sin_cos();
         xin[2 * s] = T::from_f64(cs);
         xin[2 * s + 1] = T::from_f64(sn);
     }
@@ -273,7 +303,7 @@ fn sample_range(key: DrawKey, batch: usize) -> Result<()> {
 
 /// Samples per launch of `can_generate`, so the scratch stays under 256 MiB.
 fn launch_batch<T: Real>(n: &NetSpec) -> usize {
-    let per = (n.scratch_len() + 2 * n.volume()) * std::mem::size_of::<T>();
+    let per = (n.scratch_len() + 2 * n.volume()) * std::mem::size_of::<T>() + 8 * n.volume();
     ((256usize << 20) / per.max(1)).clamp(1, 65_535)
 }
 
@@ -299,15 +329,13 @@ pub fn generate_cuda<T: Real>(
     while start < batch {
         let b = per_launch.min(batch - start);
         let mut xin = stream.alloc_zeros::<T>(b * 2 * v)?;
+        let mut phi = stream.alloc_zeros::<f64>(b * v)?;
         let mut du = stream.alloc_zeros::<T>(b * v)?;
         let mut dq = stream.alloc_zeros::<f64>(b)?;
         let (bn, s0) = (b as u32, key.sample0 + start as u32);
         let mut l = stream.launch_builder(&f);
-        l.arg(&w)
-            .arg(&mut act)
-            .arg(&mut xin)
-            .arg(&mut du)
-            .arg(&mut dq);
+        l.arg(&w).arg(&mut act).arg(&mut xin).arg(&mut phi);
+        l.arg(&mut du).arg(&mut dq);
         l.arg(n).arg(&bn).arg(&s0).arg(&key.step).arg(&key.stream);
         l.arg(&k0).arg(&k1);
         let mut cfg = one_block_each(b)?;

@@ -1,10 +1,13 @@
 //! The per-site conditional of a continuous-mixture autoregressive network: a K-component
 //! mixture of Beta distributions over u = θ/2π (Wang, Jiang, He, Zhou, Chin. Phys. Lett. 39,
-//! 120502 (2022)). For each site the network gives 3K numbers — logits l_k, raw concentrations
-//! r^a_k, r^b_k — and q(u) = Σ_k π_k Beta(u; a_k, b_k) with π = softmax(l),
-//! a = 1 + softplus(r^a), b = 1 + softplus(r^b). Concentrations ≥ 1 keep every density bounded
-//! (no mass piles up at u = 0 or 1, so quadrature of q converges and u never underflows); a peak
-//! at the seam θ = 0 is two components, one at each end.
+//! 120502 (2022)), with a uniform part of fixed weight ε = [`UNIFORM`]. For each site the
+//! network gives 3K numbers — logits l_k, raw concentrations r^a_k, r^b_k — and
+//! q(u) = ε + (1 − ε) Σ_k π_k Beta(u; a_k, b_k) with π = softmax(l), a = 1 + softplus(r^a),
+//! b = 1 + softplus(r^b). Concentrations ≥ 1 keep every density bounded (no mass piles up at
+//! u = 0 or 1, so quadrature of q converges and u never underflows); but a Beta density with a
+//! concentration above 1 vanishes at that end, where the target does not, and the importance
+//! weights p/q would have infinite variance there: the uniform part bounds them (a defensive
+//! mixture, Hesterberg, Technometrics 37, 185 (1995)).
 //!
 //! Here: ln Γ and ψ, the site density and its gradient, the site draw (CPU twins of
 //! `kernels/can.cu`), and [`BetaMixture`], the fused tape op (softmax, log-Beta density,
@@ -29,6 +32,8 @@ pub const U_MIN: f64 = 5.960_464_477_539_063e-8;
 pub const LN_2PI: f64 = 1.837_877_066_409_345_3;
 /// Rejections of one Γ draw before its mode is returned instead (probability < 1e-80).
 const ATTEMPTS: usize = 64;
+/// Weight ε of the uniform part of every site's density.
+pub const UNIFORM: f64 = 0.05;
 
 /// ln Γ(x) for x ≥ 1: the recurrence up to x ≥ 10, then Stirling's series (error < 2e-14).
 /// Twin of `can_ln_gamma`.
@@ -57,6 +62,11 @@ pub fn digamma(mut x: f64) -> f64 {
     let series = r2
         * (1.0 / 12.0 - r2 * (1.0 / 120.0 - r2 * (1.0 / 252.0 - r2 * (1.0 / 240.0 - r2 / 132.0))));
     acc + x.ln() - 0.5 / x - series
+}
+
+/// ln(1 − ε).
+fn ln_mixture() -> f64 {
+    (-UNIFORM).ln_1p()
 }
 
 fn softplus(r: f64) -> f64 {
@@ -88,8 +98,9 @@ fn log_sum_exp(l: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
     (m + z.ln(), m)
 }
 
-/// ln π_k + ln Beta(u; a_k, b_k) per component into `lp`, returning ln q(u). `p(j)` is raw
-/// output j of the site (0..3K). Twin of `can_site_terms`.
+/// ln(1 − ε) + ln π_k + ln Beta(u; a_k, b_k) per component into `lp`, returning
+/// ln q(u) = ln(ε + Σ_k e^{lp_k}). `p(j)` is raw output j of the site (0..3K). Twin of
+/// `can_site_terms`.
 fn site_terms(p: impl Fn(usize) -> f64, k: usize, u: f64, lp: &mut [f64]) -> f64 {
     let (lse, _) = log_sum_exp((0..k).map(&p));
     let (lu, l1u) = (u.ln(), (-u).ln_1p());
@@ -97,10 +108,12 @@ fn site_terms(p: impl Fn(usize) -> f64, k: usize, u: f64, lp: &mut [f64]) -> f64
     for (j, out) in lp.iter_mut().enumerate().take(k) {
         let (a, b) = concentrations(p(k + j), p(2 * k + j));
         let lbeta = ln_gamma(a) + ln_gamma(b) - ln_gamma(a + b);
-        *out = p(j) - lse + (a - 1.0) * lu + (b - 1.0) * l1u - lbeta;
+        *out = ln_mixture() + p(j) - lse + (a - 1.0) * lu + (b - 1.0) * l1u - lbeta;
         best = best.max(*out);
     }
-    let s: f64 = lp[..k].iter().map(|x| (x - best).exp()).sum();
+    let ln_uniform = UNIFORM.ln();
+    let best = best.max(ln_uniform);
+    let s: f64 = (ln_uniform - best).exp() + lp[..k].iter().map(|x| (x - best).exp()).sum::<f64>();
     best + s.ln()
 }
 
@@ -213,12 +226,13 @@ pub fn log_density_grad<T: Real>(
                 let (lse, _) = log_sum_exp((0..k).map(|j| p(j, site)));
                 let gi = g[b * v + site].to_f64();
                 let (lu, l1u) = (uu.ln(), (-uu).ln_1p());
+                let rsum: f64 = lp[..k].iter().map(|l| (l - total).exp()).sum();
                 for j in 0..k {
                     let (ra, rb) = (p(k + j, site), p(2 * k + j, site));
                     let (a, bb) = concentrations(ra, rb);
                     let (r, pi) = ((lp[j] - total).exp(), (p(j, site) - lse).exp());
                     let pab = digamma(a + bb);
-                    d[j * v + site] = T::from_f64(gi * (r - pi));
+                    d[j * v + site] = T::from_f64(gi * (r - pi * rsum));
                     d[(k + j) * v + site] =
                         T::from_f64(gi * r * (lu - digamma(a) + pab) * sigmoid(ra));
                     d[(2 * k + j) * v + site] =
@@ -255,7 +269,8 @@ impl SiteDraws {
         philox::philox4x32_10(self.counter, self.key)
     }
 
-    fn uniform(&mut self) -> f64 {
+    /// The next uniform in (0, 1).
+    pub fn uniform(&mut self) -> f64 {
         let b = self.next();
         philox::uniform_from_words(b[0], b[1])
     }
@@ -284,14 +299,18 @@ fn gamma(r: &mut SiteDraws, a: f64) -> f64 {
     d
 }
 
-/// One draw of u from a site's mixture, raw outputs `p` (3K, contiguous): a component by its
-/// weight, then Beta(a, b) = X/(X + Y) with X ~ Γ(a), Y ~ Γ(b); clamped. Twin of
-/// `can_sample_site`.
+/// One draw of u from a site's density, raw outputs `p` (3K, contiguous): with probability ε
+/// uniform, else a component by its weight, then Beta(a, b) = X/(X + Y) with X ~ Γ(a),
+/// Y ~ Γ(b); clamped. Twin of `can_sample_site`.
 pub fn sample_site(p: &[f64], r: &mut SiteDraws) -> f64 {
+    let first = r.uniform();
+    if first < UNIFORM {
+        return clamp_u(r.uniform());
+    }
     let k = p.len() / 3;
     let m = p[..k].iter().copied().fold(-1e300, f64::max);
     let z: f64 = p[..k].iter().map(|x| (x - m).exp()).sum();
-    let pick = r.uniform() * z;
+    let pick = (first - UNIFORM) / (1.0 - UNIFORM) * z;
     let mut cum = 0.0;
     let mut c = k - 1;
     for (j, &l) in p[..k].iter().enumerate() {

@@ -7,10 +7,19 @@
 //! - [`model`]: the network, exact log q in one forward pass.
 //! - [`generate`]: cached generation, one forward pass per configuration (CUDA + CPU twin).
 //! - [`train`]: the variational free energy and its REINFORCE gradient.
+//! - [`files`]: the model directory; [`job`]: `can train` with checkpoints and resume.
+//! - [`sampler`]: the network as a [`crate::sampler::Sampler`] (independence Metropolis).
+//! - [`scan`]: training and sampling across β, the helicity modulus and T_KT, vortex maps.
 
+pub mod bench;
+pub mod files;
 pub mod generate;
+pub mod job;
 pub mod mixture;
 pub mod model;
+pub mod sampler;
+pub mod scan;
+pub mod train;
 
 pub use generate::DrawKey;
 pub use model::{Can, CanConfig};

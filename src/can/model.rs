@@ -1,7 +1,10 @@
 //! The continuous-mixture autoregressive network: a PixelCNN on the torus whose per-site output
 //! is a K-component Beta mixture over u = θ/2π (Wang, Jiang, He, Zhou, CPL 39, 120502 (2022)).
 //!
-//! Input features per site are (cos θ, sin θ), so the network sees angles, not a cut at θ = 0.
+//! The variables are u_0 = θ_0/2π (uniform: the model is exactly invariant under global
+//! rotations) and, for every later site, its angle relative to an earlier neighbour, shifted so
+//! that the cut of [0, 1) sits at anti-alignment ([`generate::reference`]). Input features per
+//! site are (cos, sin) of the angle relative to site 0, so the network sees angles, not a cut.
 //! Layers: a masked convolution of type A (a site sees only sites strictly before it in raster
 //! order), `residual` blocks h ← h + act(conv_B(h)) (type B: also the site itself), and a 1×1
 //! head to 3K outputs. **Periodic boundary and the autoregressive order**: kernels wrap around
@@ -12,7 +15,7 @@
 
 use std::sync::Arc;
 
-use super::generate::{self, pack_layer, DrawKey, NetSpec};
+use super::generate::{self, pack_layer, reference, relative_angle, DrawKey, NetSpec};
 use super::mixture::{self, sample_site, BetaMixture, SiteDraws};
 use crate::device::Device;
 use crate::error::{Error, Result};
@@ -205,16 +208,44 @@ impl Can {
         Ok(())
     }
 
-    /// The network's input `[B, 2, H, W]` (cos θ, sin θ) for u = θ/2π `[B, V]`.
+    /// The angles relative to site 0, φ_s = θ_s − θ_0 (mod 2π), of one configuration's
+    /// variables u `[V]` (see [`generate::reference`]).
+    fn relative_angles<T: Real>(&self, u: &[T]) -> Vec<f64> {
+        let w = self.spec.w as usize;
+        let mut phi = vec![0.0; u.len()];
+        for s in 1..u.len() {
+            phi[s] = relative_angle(phi[reference(s, w)], u[s].to_f64());
+        }
+        phi
+    }
+
+    /// The angles θ `[B, V]` in [0, 2π) of the variables u `[B, V]`: θ_0 = 2πu_0, every later
+    /// site relative to its reference.
+    pub fn angles<T: Real>(&self, u: &[T]) -> Vec<f64> {
+        let v = self.volume().max(1);
+        u.chunks(v)
+            .flat_map(|c| {
+                let t0 = std::f64::consts::TAU * c[0].to_f64();
+                self.relative_angles(c)
+                    .into_iter()
+                    .map(move |p| crate::theory::xy::wrap(t0 + p))
+            })
+            .collect()
+    }
+
+    /// The network's input `[B, 2, H, W]`: (cos φ, sin φ) of the angles relative to site 0, for
+    /// the variables u `[B, V]`. Relative inputs and the uniform first site make q exactly
+    /// invariant under global rotations.
     pub fn features<T: Real>(&self, ctx: &Ctx<T>, u: &[T]) -> Result<Tensor<T>> {
-        let v = self.volume();
-        let b = u.len() / v.max(1);
+        let v = self.volume().max(1);
+        let b = u.len() / v;
         let mut x = vec![T::zero(); 2 * u.len()];
-        for (i, &ui) in u.iter().enumerate() {
-            let (sn, cs) = (std::f64::consts::TAU * ui.to_f64()).sin_cos();
-            let (s, site) = (i / v, i % v);
-            x[(2 * s) * v + site] = T::from_f64(cs);
-            x[(2 * s + 1) * v + site] = T::from_f64(sn);
+        for (c, xs) in u.chunks(v).zip(x.chunks_mut(2 * v)) {
+            for (site, p) in self.relative_angles(c).into_iter().enumerate() {
+                let (sn, cs) = p.sin_cos();
+                xs[site] = T::from_f64(cs);
+                xs[v + site] = T::from_f64(sn);
+            }
         }
         ctx.from_vec(&[b, 2, self.spec.h as usize, self.spec.w as usize], &x)
     }
@@ -248,7 +279,8 @@ impl Can {
         tape.conv2d(&h, &w, Some(&b), ConvMode::Periodic)
     }
 
-    /// ln q(θ_s | θ_<s) per site, `[B, H, W]`, for u = θ/2π `[B, V]`.
+    /// ln q(θ_s | θ_<s) of every site's mixture, `[B, H, W]`, for the variables u `[B, V]`
+    /// (site 0's entry is not used: its angle is uniform).
     pub fn site_log_densities<T: Real>(
         &self,
         tape: &Tape<T>,
@@ -270,11 +302,16 @@ impl Can {
         tape.apply(BetaMixture, &[&out, &uu])
     }
 
-    /// ln q(θ) per sample, `[B]`, for u = θ/2π `[B, V]`: one forward pass.
+    /// ln q(θ) per sample, `[B]`, for the variables u `[B, V]`: one forward pass. Site 0 is
+    /// uniform (−ln 2π), every later site its mixture.
     pub fn log_q<T: Real>(&self, tape: &Tape<T>, store: &ParamStore<T>, u: &[T]) -> Result<Var<T>> {
         let lp = self.site_log_densities(tape, store, u)?;
-        let b = lp.shape()[0];
-        let s = tape.sum(&lp, &[1, 2])?;
+        let (b, h, w) = (lp.shape()[0], lp.shape()[1], lp.shape()[2]);
+        let mut later = vec![T::from_f64(1.0); h * w];
+        later[0] = T::zero();
+        let mask = tape.constant(tape.ctx().from_vec(&[h, w], &later)?);
+        let s = tape.sum(&tape.mul(&lp, &mask)?, &[1, 2])?;
+        let s = tape.shift(&s, -mixture::LN_2PI)?;
         tape.reshape(&s, &[b])
     }
 
@@ -337,16 +374,16 @@ impl Can {
                 for (j, h) in head.iter_mut().enumerate() {
                     *h = out[(b * kk + j) * v + s];
                 }
-                let mut d = SiteDraws::new(
-                    key.seed,
-                    s as u32,
-                    key.sample0 + b as u32,
-                    key.step,
-                    key.stream,
-                );
-                let us = T::from_f64(sample_site(&head, &mut d));
-                lq[b] += mixture::site_log_density(&head, us.to_f64());
-                u[b * v + s] = us;
+                let sample = key.sample0 + b as u32;
+                let mut d = SiteDraws::new(key.seed, s as u32, sample, key.step, key.stream);
+                u[b * v + s] = if s == 0 {
+                    lq[b] -= mixture::LN_2PI;
+                    T::from_f64(mixture::clamp_u(d.uniform()))
+                } else {
+                    let us = T::from_f64(sample_site(&head, &mut d));
+                    lq[b] += mixture::site_log_density(&head, us.to_f64());
+                    us
+                };
             }
         }
         Ok((u, lq))

@@ -208,17 +208,23 @@ fn resume(
         )));
     }
     trainer.restore(params, record.steps, &adam)?;
-    let seconds = match text.lines().last() {
-        Some(row) if text.starts_with(TRAIN_HEADER) => row
+    let seconds = seconds_so_far(&text, TRAIN_HEADER);
+    *log = text;
+    Ok(seconds)
+}
+
+/// The seconds of training a log records so far: the last column of its last row, when the log
+/// starts with `header` (whose last column is the seconds); 0 otherwise.
+pub fn seconds_so_far(text: &str, header: &str) -> f64 {
+    match text.lines().last() {
+        Some(row) if text.starts_with(header) => row
             .rsplit(',')
             .next()
             .and_then(|v| v.parse::<f64>().ok())
             .filter(|v| v.is_finite() && *v >= 0.0)
             .unwrap_or(0.0),
         _ => 0.0,
-    };
-    *log = text;
-    Ok(seconds)
+    }
 }
 
 fn write_summary(out: &Path, job: &TrainJob, last: &StepStats, rate: f64) -> Result<()> {

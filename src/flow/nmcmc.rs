@@ -1,22 +1,20 @@
-//! Flow-based Markov chains (NMCMC; Albergo, Kanwar, Shanahan 2019, sec. III): every chain
-//! proposes an independent draw φ' ~ q and accepts it with min(1, w(φ')/w(φ)), w = e^{−S}/q, so
-//! the chain samples e^{−S} exactly however good the flow is; "ΔH" is −ln(w'/w), and
-//! ⟨e^{−ΔH}⟩ = E_p[1/w]·E_q[w] = 1 as for HMC. Also the model files a trained flow is kept in.
+//! Flow-based Markov chains (NMCMC; Albergo, Kanwar, Shanahan 2019, sec. III): independence
+//! Metropolis ([`crate::independence`]) over a flow's proposals, optionally interleaved with HMC.
+//! Also the model files a trained flow is kept in.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use super::model::{Flow, FlowBasis, FlowConfig, MaskKind};
-use super::reweight::Reweighting;
 use super::target::Target;
 use super::train::{log_density, sample, Proposals, TrainConfig, STREAM_FLOW_SAMPLE};
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::independence::IndependenceChains;
 use crate::io::json::Json;
 use crate::io::{read, write_atomic};
 use crate::nn::layers::Activation;
 use crate::nn::{safetensors, Ctx, ParamStore};
-use crate::philox;
 use crate::sampler::{ChainMeasurement, Sampler, UpdateStats};
 use crate::theory::{FieldKind, Theory, TheoryConfig};
 
@@ -222,16 +220,12 @@ pub struct FlowSampler {
     model: LoadedFlow,
     model_dir: String,
     chains: usize,
-    /// Global index of the first chain in the ensemble (keys the proposals and accept draws).
+    /// Global index of the first chain in the ensemble (keys the proposals).
     first_chain: u32,
     seed: u64,
     done: u64,
-    /// Each chain's configuration in the flow's variables, `[chain][site]`.
-    current: Vec<f64>,
-    /// Each chain's log w.
-    log_w: Vec<f64>,
-    /// Every proposal so far, reweighted: the ESS and ⟨O⟩ = Σ w O / Σ w of the primaries.
-    reweighting: Reweighting,
+    /// The chains in the flow's variables, their weights, and every proposal reweighted.
+    independence: IndependenceChains,
     /// Updates of another sampler after every independence step.
     between: Option<Between>,
 }
@@ -356,9 +350,13 @@ impl FlowSampler {
             first_chain: 0,
             seed,
             done: 0,
-            current: vec![0.0; chains * v],
-            log_w: vec![f64::NAN; chains],
-            reweighting: Reweighting::new(theory.primary_names().len()),
+            independence: IndependenceChains::new(
+                chains,
+                v,
+                theory.primary_names().len(),
+                seed,
+                "flow_fields",
+            ),
             theory,
             between: None,
         })
@@ -391,35 +389,27 @@ impl FlowSampler {
         let Some(between) = self.between.as_mut() else {
             return Ok(());
         };
-        let moved = between.run(&self.target.to_theory(&self.current))?;
-        self.current = self.target.to_flow(&moved);
-        let log_q = log_density(&self.model.flow, &self.model.params, &self.current)?;
+        let moved = between.run(&self.target.to_theory(self.independence.current()))?;
+        let current = self.target.to_flow(&moved);
+        let log_q = log_density(&self.model.flow, &self.model.params, &current)?;
         let v = self.target.volume();
-        for ((lw, y), q) in self.log_w.iter_mut().zip(self.current.chunks(v)).zip(log_q) {
-            *lw = -self.target.action_of(y) - q;
-        }
-        Ok(())
+        let log_w: Vec<f64> = current
+            .chunks(v)
+            .zip(log_q)
+            .map(|(y, q)| -self.target.action_of(y) - q)
+            .collect();
+        self.independence.set(&current, Some(&log_w))
     }
 
     /// ESS per sample of every proposal so far.
     pub fn ess_per_sample(&self) -> f64 {
-        self.reweighting.ess_per_sample()
+        self.independence.reweighting().ess_per_sample()
     }
 
     /// The reweighted primaries, `{name: {"value", "error"}}` (every proposal, independent
     /// draws: no autocorrelation).
     pub fn reweighted(&self) -> Json {
-        let names = self.theory.primary_names();
-        Json::Obj(
-            names
-                .iter()
-                .zip(self.reweighting.estimates())
-                .map(|(n, (v, e))| {
-                    let entry = Json::obj([("value", Json::Num(v)), ("error", Json::Num(e))]);
-                    (n.to_string(), entry)
-                })
-                .collect(),
-        )
+        self.independence.reweighted(self.theory.primary_names())
     }
 
     /// Adds every proposal of `p` to the reweighted sums.
@@ -427,7 +417,7 @@ impl FlowSampler {
         let v = self.target.volume();
         for (y, lw) in p.y.chunks(v).zip(p.log_weights()) {
             let m = self.theory.measure(&self.target.to_theory(y));
-            self.reweighting.add(lw, &m.primaries)?;
+            self.independence.reweight(lw, &m.primaries)?;
         }
         Ok(())
     }
@@ -491,29 +481,9 @@ impl Sampler for FlowSampler {
             self.first_chain as usize,
             self.chains,
         )?;
-        let proposed = p.log_weights();
         self.reweight(&p)?;
-        let v = self.target.volume();
-        let step = u32::try_from(t)
-            .map_err(|_| Error::InvalidInput("more than 2^32 flow updates".into()))?;
-        let mut stats = UpdateStats {
-            accepted: vec![0.0; self.chains],
-            delta_h: vec![0.0; self.chains],
-        };
-        for (c, (&lw, &prop)) in self.log_w.clone().iter().zip(&proposed).enumerate() {
-            let dh = lw - prop;
-            let chain = self.first_chain + c as u32;
-            let u = philox::uniform(self.seed, chain, step, philox::STREAM_ACCEPT);
-            // The first update replaces the start unconditionally; its ΔH is reported as 0
-            // (that update is thermalisation: `flow sample` requires --therm ≥ 1).
-            stats.delta_h[c] = if lw.is_nan() { 0.0 } else { dh };
-            // A chain without a weight yet (no start measured) takes its first proposal.
-            if lw.is_nan() || u.ln() < -dh {
-                self.current[c * v..(c + 1) * v].copy_from_slice(&p.y[c * v..(c + 1) * v]);
-                self.log_w[c] = prop;
-                stats.accepted[c] = 1.0;
-            }
-        }
+        // The first update replaces the start unconditionally (`flow sample` requires --therm ≥ 1).
+        let stats = self.independence.offer(t, &p.y, &p.log_weights(), false)?;
         self.run_between()?;
         self.done += 1;
         Ok(stats)
@@ -521,6 +491,7 @@ impl Sampler for FlowSampler {
 
     fn set_first_chain(&mut self, first: usize) -> Result<()> {
         self.first_chain = crate::sampler::first_chain_word(first, self.chains)?;
+        self.independence.set_first_chain(first)?;
         match &mut self.between {
             Some(b) => b.sampler.set_first_chain(first),
             None => Ok(()),
@@ -546,59 +517,30 @@ impl Sampler for FlowSampler {
     }
 
     fn fields(&self) -> Result<Vec<f64>> {
-        Ok(self.target.to_theory(&self.current))
+        Ok(self.target.to_theory(self.independence.current()))
     }
 
     fn set_fields(&mut self, phi: &[f64]) -> Result<()> {
-        if phi.len() != self.current.len() || phi.iter().any(|p| !p.is_finite()) {
-            return Err(Error::InvalidInput(format!(
-                "{} finite values needed for {} chains, got {}",
-                self.current.len(),
-                self.chains,
-                phi.len()
-            )));
-        }
         // The chain starts from its first proposal (accepted unconditionally): a start far from
         // what the flow proposes could carry a huge weight w = e^{−S}/q and stall the chain for
         // many updates. The given configuration is kept until then.
-        self.current = self.target.to_flow(phi);
-        self.log_w.iter_mut().for_each(|w| *w = f64::NAN);
-        Ok(())
+        self.independence.set(&self.target.to_flow(phi), None)
     }
 
     fn state(&self) -> Result<Vec<(String, Vec<f64>)>> {
-        Ok([
-            // The flow's own variables: converting back from φ could change the last bit.
-            ("flow_fields".into(), self.current.clone()),
-            ("log_w".into(), self.log_w.clone()),
-            ("reweighting".into(), self.reweighting.to_vec()),
-        ]
-        .into_iter()
-        .chain(match &self.between {
-            Some(b) => b.state()?,
-            None => Vec::new(),
-        })
-        .collect())
+        Ok(self
+            .independence
+            .state()
+            .into_iter()
+            .chain(match &self.between {
+                Some(b) => b.state()?,
+                None => Vec::new(),
+            })
+            .collect())
     }
 
     fn restore(&mut self, done: u64, state: &[(String, Vec<f64>)]) -> Result<()> {
-        let get = |name: &str| crate::sampler::saved(state, name);
-        let log_w = get("log_w")?;
-        if log_w.len() != self.chains {
-            return Err(Error::InvalidInput(
-                "the saved flow state does not fit the run".into(),
-            ));
-        }
-        let sums = Reweighting::from_vec(get("reweighting")?, self.theory.primary_names().len())?;
-        let fields = get("flow_fields")?;
-        if fields.len() != self.current.len() {
-            return Err(Error::InvalidInput(
-                "the saved fields do not fit the run".into(),
-            ));
-        }
-        self.current = fields.to_vec();
-        self.log_w = log_w.to_vec();
-        self.reweighting = sums;
+        self.independence.restore(state)?;
         if let Some(between) = self.between.as_mut() {
             between.restore(done, state)?;
         }

@@ -77,6 +77,19 @@ impl Reweighting {
         }
     }
 
+    /// ln of the mean weight, ln(Σw/N) — ln Z when w = e^{−S}/q — with the delta-method error
+    /// √((Σw²/N − (Σw/N)²)/N) / (Σw/N); NaN before any weight.
+    pub fn log_mean_weight(&self) -> (f64, f64) {
+        if self.w[0] <= 0.0 {
+            return (f64::NAN, f64::NAN);
+        }
+        let (m, m2) = (self.w[0] / self.n, self.w[1] / self.n);
+        (
+            self.max + m.ln(),
+            ((m2 - m * m).max(0.0) / self.n).sqrt() / m,
+        )
+    }
+
     /// (value, error) of every observable; NaN before any weight.
     pub fn estimates(&self) -> Vec<(f64, f64)> {
         let sw = self.w[0];
@@ -145,6 +158,15 @@ mod tests {
         let ess = a.ess_per_sample();
         let exact = 7f64.sqrt() / 4.0 * (-1.0f64 / 7.0).exp();
         assert!((ess - exact).abs() < 0.02, "ess {ess} vs {exact}");
+        // The partition functions of p and of the proposal's density (both √(2π) here) cancel:
+        // E_q[w] = 1, and the shift of 700 comes back exactly.
+        let (log_z, err) = a.log_mean_weight();
+        assert!(
+            log_z.abs() < 4.0 * err && err < 0.02,
+            "ln Z = {log_z} ± {err}"
+        );
+        assert!((b.log_mean_weight().0 - log_z - 700.0).abs() < 1e-9);
+        assert!(Reweighting::new(1).log_mean_weight().0.is_nan());
         assert_eq!(Reweighting::from_vec(&a.to_vec(), 2).unwrap(), a);
         assert!(a.add(f64::NAN, &[0.0, 0.0]).is_err());
         assert!(a.add(f64::INFINITY, &[0.0, 0.0]).is_err());

@@ -85,14 +85,16 @@ impl Xy {
             .sum::<f64>()
     }
 
-    /// Plaquettes of the (0, 1) plane with nonzero winding (2D and up).
-    fn vortices(&self, th: &[f64]) -> f64 {
+    /// The winding of every plaquette of the (0, 1) plane (2D and up), indexed by its corner site
+    /// x (the plaquette x, x + 0̂, x + 0̂ + 1̂, x + 1̂): +1 a vortex, −1 an antivortex, 0 none. The
+    /// sum of the four angle differences, each mapped to (−π, π], is 2π times the winding.
+    pub fn windings(&self, th: &[f64]) -> Vec<i8> {
         let lat = &self.lattice;
         if lat.dim() < 2 {
-            return 0.0;
+            return Vec::new();
         }
         (0..lat.volume())
-            .filter(|&x| {
+            .map(|x| {
                 let a = lat.neighbour(x, 0, true);
                 let b = lat.neighbour(a, 1, true);
                 let c = lat.neighbour(x, 1, true);
@@ -100,9 +102,14 @@ impl Xy {
                     + principal(th[b] - th[a])
                     + principal(th[c] - th[b])
                     + principal(th[x] - th[c]);
-                w.abs() > std::f64::consts::PI
+                (w / TAU).round() as i8
             })
-            .count() as f64
+            .collect()
+    }
+
+    /// Plaquettes of the (0, 1) plane with nonzero winding (2D and up).
+    fn vortices(&self, th: &[f64]) -> f64 {
+        self.windings(th).iter().filter(|&&w| w != 0).count() as f64
     }
 }
 
@@ -154,6 +161,7 @@ impl Theory for Xy {
             "fa-hmc",
             "mala",
             "langevin",
+            "can",
         ]
     }
     fn canonical(&self, field: &mut [f64]) {

@@ -1,0 +1,98 @@
+//! The reference benchmark of the autoregressive networks: the 2D XY model at β = 1, the default
+//! network (16 channels, mask A then 2 residual mask-B layers, 5×5 kernels, 4 Beta components,
+//! SiLU), f32. Training steps per second at batch 64 (cached generation, energies, one forward
+//! and backward pass, Adam), samples per second of cached generation, and of naive generation
+//! (a whole forward pass per site) for the saving.
+
+use std::time::Instant;
+
+use super::generate::DrawKey;
+use super::model::CanConfig;
+use super::train::{CanTrainConfig, CanTrainer, STREAM_CAN_SAMPLE};
+use crate::device::Device;
+use crate::error::Result;
+use crate::lattice::Lattice;
+use crate::nn::Ctx;
+use crate::theory::xy::Xy;
+
+/// Training batch of the reference.
+pub const TRAIN_BATCH: usize = 64;
+
+/// What one benchmark measured.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CanFigures {
+    /// Training steps per second (batch [`TRAIN_BATCH`]).
+    pub train_steps_per_second: f64,
+    /// Samples per second of cached generation in batches of `sample_batch`.
+    pub samples_per_second: f64,
+    /// Samples per second of naive generation (V forward passes per batch).
+    pub naive_samples_per_second: f64,
+    /// The sampling batch.
+    pub sample_batch: usize,
+}
+
+/// A network ready to be timed.
+pub struct CanBench {
+    trainer: CanTrainer<f32>,
+}
+
+impl CanBench {
+    /// The reference network on `device` for a 2D `lattice`.
+    pub fn new(device: &Device, lattice: Lattice) -> Result<Self> {
+        let xy = Xy::new(lattice, 1.0)?;
+        let config = CanTrainConfig {
+            batch: TRAIN_BATCH,
+            lr: 1e-3,
+            seed: 1,
+            anneal: 0.995,
+        };
+        let ctx = Ctx::<f32>::new(device.clone());
+        let trainer = CanTrainer::new(&ctx, &CanConfig::default(), xy, config)?;
+        Ok(CanBench { trainer })
+    }
+
+    fn key(index: u64) -> DrawKey {
+        DrawKey {
+            seed: 1,
+            stream: STREAM_CAN_SAMPLE,
+            step: index as u32,
+            sample0: 0,
+        }
+    }
+
+    /// Times training for at least `seconds`, then cached and naive generation for as long
+    /// (each after one untimed warm-up call).
+    pub fn run(&mut self, seconds: f64, sample_batch: usize) -> Result<CanFigures> {
+        self.trainer.step()?;
+        let train = rate(seconds, || self.trainer.step().map(|_| 1))?;
+        let (can, params) = (self.trainer.can(), self.trainer.params());
+        let mut i = 0;
+        let cached = rate(seconds, || {
+            i += 1;
+            can.generate(params, Self::key(i), sample_batch)
+                .map(|_| sample_batch)
+        })?;
+        let naive_batch = sample_batch.min(64);
+        let naive = rate(seconds, || {
+            i += 1;
+            can.generate_naive(params, Self::key(i), naive_batch)
+                .map(|_| naive_batch)
+        })?;
+        Ok(CanFigures {
+            train_steps_per_second: train,
+            samples_per_second: cached,
+            naive_samples_per_second: naive,
+            sample_batch,
+        })
+    }
+}
+
+/// Units per second of `f` (which returns how many it did), called until `seconds` have passed.
+fn rate(seconds: f64, mut f: impl FnMut() -> Result<usize>) -> Result<f64> {
+    let start = Instant::now();
+    let mut units = 0;
+    while units == 0 || start.elapsed().as_secs_f64() < seconds {
+        units += f()?;
+    }
+    Ok(units as f64 / start.elapsed().as_secs_f64())
+}

@@ -1,0 +1,182 @@
+//! The model directory of an autoregressive network: `can.json` (theory, architecture, training
+//! record), `model.safetensors` (weights) and `optimizer.safetensors` (Adam's moments).
+
+use std::path::Path;
+
+use super::model::{Can, CanConfig};
+use super::train::CanTrainConfig;
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::io::json::Json;
+use crate::io::{read, write_atomic};
+use crate::nn::layers::Activation;
+use crate::nn::{safetensors, Ctx, ParamStore};
+use crate::theory::xy::Xy;
+use crate::theory::TheoryConfig;
+
+/// The weights.
+pub const MODEL_FILE: &str = "model.safetensors";
+/// The architecture, target and training record.
+pub const RECORD_FILE: &str = "can.json";
+/// Adam's moments, for resuming training.
+pub const OPTIMISER_FILE: &str = "optimizer.safetensors";
+const FORMAT: &str = "latticeml-can-1";
+
+/// What a model directory records besides the weights.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CanRecord {
+    /// The theory (XY) the network targets.
+    pub theory: TheoryConfig,
+    /// The architecture.
+    pub net: CanConfig,
+    /// The training hyper-parameters.
+    pub train: CanTrainConfig,
+    /// Training steps done.
+    pub steps: u64,
+}
+
+impl CanRecord {
+    /// The record as JSON.
+    pub fn to_json(&self) -> Json {
+        let n = |v: f64| Json::Num(v);
+        let s = |v: u64| Json::Str(v.to_string());
+        let slope = match self.net.activation {
+            Activation::LeakyRelu(a) => a,
+            _ => 0.0,
+        };
+        Json::obj([
+            ("format", Json::Str(FORMAT.into())),
+            ("theory", self.theory.to_json()),
+            ("channels", n(self.net.channels as f64)),
+            ("residual", n(self.net.residual as f64)),
+            ("kernel", n(self.net.kernel as f64)),
+            ("components", n(self.net.components as f64)),
+            ("activation", Json::Str(self.net.activation.name().into())),
+            ("slope", n(slope)),
+            ("init_seed", s(self.net.seed)),
+            ("batch", n(self.train.batch as f64)),
+            ("lr", n(self.train.lr)),
+            ("seed", s(self.train.seed)),
+            ("anneal", n(self.train.anneal)),
+            ("steps", s(self.steps)),
+        ])
+    }
+
+    /// Reads a record; every missing or malformed member is an error naming it.
+    pub fn from_json(j: &Json) -> Result<Self> {
+        let bad = |k: &str| Error::InvalidInput(format!("{RECORD_FILE}: missing or bad \"{k}\""));
+        let num = |k: &str| match j.get(k) {
+            Some(Json::Num(v)) if v.is_finite() => Ok(*v),
+            _ => Err(bad(k)),
+        };
+        let int = |k: &str| -> Result<usize> {
+            let v = num(k)?;
+            (v >= 0.0 && v.fract() == 0.0 && v < 1e15)
+                .then_some(v as usize)
+                .ok_or_else(|| bad(k))
+        };
+        let big = |k: &str| -> Result<u64> {
+            match j.get(k) {
+                Some(Json::Str(s)) => s.parse().map_err(|_| bad(k)),
+                _ => Err(bad(k)),
+            }
+        };
+        if !matches!(j.get("format"), Some(Json::Str(f)) if f == FORMAT) {
+            return Err(bad("format"));
+        }
+        let activation = match j.get("activation") {
+            Some(Json::Str(a)) => {
+                Activation::parse(a, num("slope")?).map_err(|_| bad("activation"))?
+            }
+            _ => return Err(bad("activation")),
+        };
+        let record = CanRecord {
+            theory: TheoryConfig::from_json(j.get("theory").ok_or_else(|| bad("theory"))?)?,
+            net: CanConfig {
+                channels: int("channels")?,
+                residual: int("residual")?,
+                kernel: int("kernel")?,
+                components: int("components")?,
+                activation,
+                seed: big("init_seed")?,
+            },
+            train: CanTrainConfig {
+                batch: int("batch")?,
+                lr: num("lr")?,
+                seed: big("seed")?,
+                anneal: num("anneal")?,
+            },
+            steps: big("steps")?,
+        };
+        record.net.validate()?;
+        record.train.validate()?;
+        record.xy()?;
+        Ok(record)
+    }
+
+    /// Reads `dir/can.json`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join(RECORD_FILE);
+        let text = String::from_utf8(read(&path)?).map_err(|_| Error::BadFile {
+            path: path.display().to_string(),
+            reason: "not UTF-8".into(),
+        })?;
+        Self::from_json(&Json::parse(&text)?).map_err(|e| Error::BadFile {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Writes `dir/can.json` atomically.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        write_atomic(&dir.join(RECORD_FILE), self.to_json().pretty().as_bytes())
+    }
+
+    /// The XY model the network targets (only XY is supported).
+    pub fn xy(&self) -> Result<Xy> {
+        xy_of(&self.theory)
+    }
+}
+
+/// The XY model of a theory configuration, or an error: the networks model angles.
+pub fn xy_of(theory: &TheoryConfig) -> Result<Xy> {
+    match theory {
+        TheoryConfig::Xy { lattice, beta } if *beta > 0.0 => Xy::new(lattice.clone(), *beta),
+        TheoryConfig::Xy { beta, .. } => Err(Error::InvalidInput(format!(
+            "beta = {beta}: the variational free energy needs beta > 0"
+        ))),
+        other => Err(Error::InvalidInput(format!(
+            "the autoregressive networks model the 2D XY model (--theory xy), not {}",
+            other.to_json().pretty().replace('\n', "")
+        ))),
+    }
+}
+
+/// A trained network loaded from its directory.
+pub struct LoadedCan {
+    /// The record.
+    pub record: CanRecord,
+    /// The network.
+    pub can: Can,
+    /// Its weights.
+    pub params: ParamStore<f32>,
+}
+
+/// Loads `dir/can.json` and `dir/model.safetensors` onto `device`, checking that the weights fit.
+pub fn load(dir: &Path, device: &Device) -> Result<LoadedCan> {
+    let record = CanRecord::load(dir)?;
+    let xy = record.xy()?;
+    let can = Can::shape_only(&record.net, crate::theory::Theory::lattice(&xy))?;
+    let ctx = Ctx::<f32>::new(device.clone());
+    let path = dir.join(MODEL_FILE);
+    let params = safetensors::load(&ctx, &path)?;
+    can.check_store(&params).map_err(|e| Error::BadFile {
+        path: path.display().to_string(),
+        reason: format!("{e}; the file does not belong to this {RECORD_FILE}"),
+    })?;
+    Ok(LoadedCan {
+        record,
+        can,
+        params,
+    })
+}

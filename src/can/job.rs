@@ -1,0 +1,224 @@
+//! `latticeml can train` as a library function: trains a network into a model directory with a
+//! checkpoint at every log line, so that `--resume` continues bit-identically, and writes
+//! `train.csv` (step, β, F, its variance, ESS, acceptance, seconds so far) and `summary.json`.
+
+use std::path::Path;
+use std::time::Instant;
+
+use super::files::{xy_of, CanRecord, MODEL_FILE, OPTIMISER_FILE, RECORD_FILE};
+use super::model::CanConfig;
+use super::train::{CanStepStats, CanTrainConfig, CanTrainer};
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::io::json::Json;
+use crate::io::outdir::{Claim, Manifest, OutputDir};
+use crate::io::{read, write_atomic};
+use crate::nn::{safetensors, Ctx, ParamStore};
+use crate::theory::TheoryConfig;
+
+/// The training log.
+pub const TRAIN_CSV: &str = "train.csv";
+const TRAIN_HEADER: &str = "step,beta,free_energy,variance,ess,acceptance,seconds";
+/// The summary of the training.
+pub const SUMMARY: &str = "summary.json";
+
+/// Everything `can train` is asked to do.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CanTrainJob {
+    /// The XY model.
+    pub theory: TheoryConfig,
+    /// The architecture.
+    pub net: CanConfig,
+    /// Batch, learning rate, seed, annealing.
+    pub train: CanTrainConfig,
+    /// Total training steps (a resume trains up to this many).
+    pub steps: u64,
+    /// Log (and checkpoint) every this many steps.
+    pub log_every: u64,
+}
+
+/// What a training did.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CanTrainOutcome {
+    /// The last logged interval's mean statistics.
+    pub last: CanStepStats,
+    /// Steps per second of this invocation.
+    pub steps_per_second: f64,
+}
+
+impl CanTrainJob {
+    fn record(&self, steps: u64) -> CanRecord {
+        CanRecord {
+            theory: self.theory.clone(),
+            net: self.net.clone(),
+            train: self.train,
+            steps,
+        }
+    }
+
+    /// `key=value` lines fixing the training (all but the number of steps).
+    fn identity(&self) -> String {
+        let mut r = self.record(0).to_json();
+        if let Json::Obj(items) = &mut r {
+            items.retain(|(k, _)| k != "steps");
+        }
+        format!(
+            "can={}\nlog_every={}\n",
+            r.pretty().replace('\n', ""),
+            self.log_every
+        )
+    }
+
+    /// Checks everything before any file is touched.
+    pub fn validate(&self) -> Result<()> {
+        if self.steps == 0 || self.log_every == 0 {
+            return Err(Error::InvalidInput(
+                "--steps and --log-every must be at least 1".into(),
+            ));
+        }
+        self.net.validate()?;
+        self.train.validate()?;
+        xy_of(&self.theory).map(|_| ())
+    }
+}
+
+/// Trains `job` into `out`, starting from the weights `warm` when given (a scan's previous β);
+/// `progress(done, total)` after every step.
+pub fn train(
+    job: &CanTrainJob,
+    device: &Device,
+    out: &Path,
+    claim: Claim,
+    warm: Option<ParamStore<f32>>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<CanTrainOutcome> {
+    job.validate()?;
+    let ctx = Ctx::<f32>::new(device.clone());
+    let mut trainer = CanTrainer::new(&ctx, &job.net, xy_of(&job.theory)?, job.train)?;
+    let manifest = Manifest {
+        command: "can train".into(),
+        parameters: job.identity(),
+        files: [MODEL_FILE, OPTIMISER_FILE, RECORD_FILE, TRAIN_CSV, SUMMARY]
+            .iter()
+            .map(|f| f.to_string())
+            .collect(),
+    };
+    let dir = OutputDir::claim(out, &manifest, claim)?;
+    let out = dir.path();
+    let mut log = format!("{TRAIN_HEADER}\n");
+    let mut before = 0.0;
+    if claim == Claim::Resume {
+        before = resume(&mut trainer, &ctx, out, &mut log, job)?;
+    } else if let Some(w) = warm {
+        trainer.restore(w, 0, None)?;
+    }
+    let start = (trainer.steps(), Instant::now());
+    let mut interval = Vec::new();
+    let mut last = None;
+    while trainer.steps() < job.steps {
+        interval.push(trainer.step()?);
+        progress(trainer.steps(), job.steps);
+        if trainer.steps() % job.log_every == 0 || trainer.steps() == job.steps {
+            let m = interval_mean(&interval);
+            log.push_str(&format!(
+                "{},{},{:e},{:e},{:e},{:e},{:.3}\n",
+                m.step,
+                m.beta,
+                m.free_energy,
+                m.variance,
+                m.ess,
+                m.acceptance,
+                before + start.1.elapsed().as_secs_f64()
+            ));
+            interval.clear();
+            checkpoint(&trainer, &ctx, out, &log, job)?;
+            last = Some(m);
+        }
+    }
+    let seconds = start.1.elapsed().as_secs_f64();
+    let rate = (trainer.steps() - start.0) as f64 / seconds.max(1e-9);
+    let last = last.ok_or_else(|| {
+        Error::InvalidInput(format!(
+            "the model in {} has {} steps already; raise --steps to train further",
+            out.display(),
+            trainer.steps()
+        ))
+    })?;
+    write_summary(out, job, &last, rate)?;
+    Ok(CanTrainOutcome {
+        last,
+        steps_per_second: rate,
+    })
+}
+
+fn interval_mean(v: &[CanStepStats]) -> CanStepStats {
+    let n = v.len().max(1) as f64;
+    let mean = |f: fn(&CanStepStats) -> f64| v.iter().map(f).sum::<f64>() / n;
+    let last = v.last().copied();
+    CanStepStats {
+        step: last.map_or(0, |s| s.step),
+        beta: last.map_or(0.0, |s| s.beta),
+        free_energy: mean(|s| s.free_energy),
+        variance: mean(|s| s.variance),
+        ess: mean(|s| s.ess),
+        acceptance: mean(|s| s.acceptance),
+    }
+}
+
+fn checkpoint(
+    trainer: &CanTrainer<f32>,
+    ctx: &Ctx<f32>,
+    out: &Path,
+    log: &str,
+    job: &CanTrainJob,
+) -> Result<()> {
+    let (steps, adam) = trainer.optimiser().state(ctx)?;
+    safetensors::save(trainer.params(), &out.join(MODEL_FILE))?;
+    safetensors::save(&adam, &out.join(OPTIMISER_FILE))?;
+    write_atomic(&out.join(TRAIN_CSV), log.as_bytes())?;
+    // The record last: it names the step count the other files hold.
+    job.record(steps as u64).save(out)
+}
+
+/// Restores the training in `out`; returns the seconds of training train.csv records so far.
+fn resume(
+    trainer: &mut CanTrainer<f32>,
+    ctx: &Ctx<f32>,
+    out: &Path,
+    log: &mut String,
+    job: &CanTrainJob,
+) -> Result<f64> {
+    let record = CanRecord::load(out)?;
+    if record.steps > job.steps {
+        return Err(Error::InvalidInput(format!(
+            "the model has {} steps, more than --steps {}",
+            record.steps, job.steps
+        )));
+    }
+    let params = safetensors::load(ctx, &out.join(MODEL_FILE))?;
+    let adam = safetensors::load(ctx, &out.join(OPTIMISER_FILE))?;
+    let path = out.join(TRAIN_CSV);
+    let text = String::from_utf8(read(&path)?).map_err(|_| Error::BadFile {
+        path: path.display().to_string(),
+        reason: "not UTF-8".into(),
+    })?;
+    trainer.restore(params, record.steps, Some(&adam))?;
+    let seconds = crate::flow::job::seconds_so_far(&text, TRAIN_HEADER);
+    *log = text;
+    Ok(seconds)
+}
+
+fn write_summary(out: &Path, job: &CanTrainJob, last: &CanStepStats, rate: f64) -> Result<()> {
+    let j = Json::obj([
+        ("theory", job.theory.to_json()),
+        ("steps", Json::Num(last.step as f64)),
+        ("beta", Json::Num(last.beta)),
+        ("free_energy", Json::Num(last.free_energy)),
+        ("free_energy_variance", Json::Num(last.variance)),
+        ("ess", Json::Num(last.ess)),
+        ("acceptance", Json::Num(last.acceptance)),
+        ("steps_per_second", Json::Num(rate)),
+        ("batch", Json::Num(job.train.batch as f64)),
+    ]);
+    write_atomic(&out.join(SUMMARY), j.pretty().as_bytes())
+}

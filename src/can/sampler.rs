@@ -1,0 +1,243 @@
+//! A trained autoregressive network as a [`Sampler`]: every update draws one configuration per
+//! chain by cached generation, with its exact ln q, and either offers it to an independence
+//! Metropolis step ([`IndependenceChains`], exact) or, without `mh`, keeps it (raw samples of the
+//! network, biased by what it has not learnt). Every draw also enters the reweighted estimates,
+//! the variational free energy F_q = ⟨β⁻¹ ln q + E⟩_q and the reweighted one,
+//! F = −β⁻¹ ln ⟨e^{−βE}/q⟩_q (per site).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::files::{load, LoadedCan};
+use super::generate::DrawKey;
+use super::train::{energies, STREAM_CAN_SAMPLE};
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::independence::IndependenceChains;
+use crate::io::json::Json;
+use crate::sampler::{ChainMeasurement, Sampler, UpdateStats};
+use crate::theory::xy::Xy;
+use crate::theory::Theory;
+
+/// Independence Metropolis (or raw sampling) over a network's draws, for a batch of chains.
+pub struct CanSampler {
+    theory: Arc<dyn Theory>,
+    xy: Xy,
+    model: LoadedCan,
+    model_dir: String,
+    seed: u64,
+    mh: bool,
+    first_chain: u32,
+    done: u64,
+    /// Angles θ `[chain][site]`, log weights, reweighting.
+    independence: IndependenceChains,
+    /// Σ f, Σ f² over every draw, f = (ln q + βE)/(βV) (the variational free energy per site).
+    variational: [f64; 3],
+}
+
+impl CanSampler {
+    /// `chains` chains over the network in `dir` for `theory` (which must be the model's).
+    pub fn new(
+        theory: Arc<dyn Theory>,
+        dir: &Path,
+        chains: usize,
+        seed: u64,
+        mh: bool,
+        device: &Device,
+    ) -> Result<Self> {
+        let model = load(dir, device)?;
+        let xy = model.record.xy()?;
+        if xy.lattice() != theory.lattice()
+            || Theory::name(&xy) != theory.name()
+            || Theory::parameters(&xy) != theory.parameters()
+        {
+            return Err(Error::InvalidInput(format!(
+                "the network in {} was trained for xy on {} at beta = {}, not {} on {} {:?}",
+                dir.display(),
+                xy.lattice().label(),
+                xy.beta(),
+                theory.name(),
+                theory.lattice().label(),
+                theory.parameters()
+            )));
+        }
+        let v = theory.lattice().volume();
+        Ok(CanSampler {
+            independence: IndependenceChains::new(
+                chains,
+                v,
+                theory.primary_names().len(),
+                seed,
+                "angles",
+            ),
+            theory,
+            xy,
+            model,
+            model_dir: dir.display().to_string(),
+            seed,
+            mh,
+            first_chain: 0,
+            done: 0,
+            variational: [0.0; 3],
+        })
+    }
+
+    /// ESS per sample of every draw so far.
+    pub fn ess_per_sample(&self) -> f64 {
+        self.independence.reweighting().ess_per_sample()
+    }
+
+    /// Per site: the variational free energy F_q with its error, and the reweighted F with its
+    /// (delta-method) error.
+    pub fn free_energies(&self) -> [(f64, f64); 2] {
+        let [n, s, s2] = self.variational;
+        let mean = s / n;
+        let var = (s2 / n - mean * mean).max(0.0) * n / (n - 1.0).max(1.0);
+        let (beta, v) = (self.xy.beta(), self.theory.lattice().volume() as f64);
+        let (log_z, err) = self.independence.reweighting().log_mean_weight();
+        [
+            (mean, (var / n).sqrt()),
+            (-log_z / (beta * v), err / (beta * v)),
+        ]
+    }
+}
+
+impl Sampler for CanSampler {
+    fn chains(&self) -> usize {
+        self.independence.chains()
+    }
+
+    fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    fn parameters(&self) -> String {
+        format!(
+            "algorithm=can\nmodel={}\nmodel_steps={}\nmh={}\nseed={}\n",
+            self.model_dir, self.model.record.steps, self.mh, self.seed
+        )
+    }
+
+    fn summary(&self) -> Vec<(&'static str, Json)> {
+        let est =
+            |(v, e): (f64, f64)| Json::obj([("value", Json::Num(v)), ("error", Json::Num(e))]);
+        let [variational, reweighted] = self.free_energies();
+        vec![
+            ("algorithm", Json::Str("can".into())),
+            ("model", Json::Str(self.model_dir.clone())),
+            ("model_steps", Json::Num(self.model.record.steps as f64)),
+            ("mh", Json::Bool(self.mh)),
+            ("seed", Json::Num(self.seed as f64)),
+            ("ess_per_sample", Json::Num(self.ess_per_sample())),
+            (
+                "reweighted",
+                self.independence.reweighted(self.theory.primary_names()),
+            ),
+            (
+                "free_energy",
+                Json::obj([
+                    ("variational", est(variational)),
+                    ("reweighted", est(reweighted)),
+                ]),
+            ),
+        ]
+    }
+
+    fn stalls_are_failures(&self) -> bool {
+        false
+    }
+
+    fn low_acceptance_advice(&self) -> &'static str {
+        "train the network longer (can train --resume --steps N with a larger N)"
+    }
+
+    fn set_warmup(&mut self, _level: u32) -> Result<()> {
+        Ok(())
+    }
+
+    fn update(&mut self) -> Result<UpdateStats> {
+        let step = u32::try_from(self.done)
+            .map_err(|_| Error::InvalidInput("more than 2^32 network updates".into()))?;
+        let chains = self.chains();
+        let key = DrawKey {
+            seed: self.seed,
+            stream: STREAM_CAN_SAMPLE,
+            step,
+            sample0: self.first_chain,
+        };
+        let (u, lq) = self.model.can.generate(&self.model.params, key, chains)?;
+        let theta = self.model.can.angles(&u);
+        let e = energies(&self.xy, &theta);
+        let (beta, v) = (self.xy.beta(), self.theory.lattice().volume());
+        let mut log_w = Vec::with_capacity(chains);
+        for ((q, e), th) in lq.iter().zip(&e).zip(theta.chunks(v)) {
+            let lw = -beta * e - q;
+            self.independence
+                .reweight(lw, &self.theory.measure(th).primaries)?;
+            let f = -lw / (beta * v as f64);
+            self.variational = [
+                self.variational[0] + 1.0,
+                self.variational[1] + f,
+                self.variational[2] + f * f,
+            ];
+            log_w.push(lw);
+        }
+        let stats = self
+            .independence
+            .offer(self.done, &theta, &log_w, !self.mh)?;
+        self.done += 1;
+        Ok(stats)
+    }
+
+    fn set_first_chain(&mut self, first: usize) -> Result<()> {
+        self.first_chain = crate::sampler::first_chain_word(first, self.chains())?;
+        self.independence.set_first_chain(first)
+    }
+
+    fn updates_done(&self) -> u64 {
+        self.done
+    }
+
+    fn site_updates(&self) -> u64 {
+        (self.chains() * self.theory.lattice().volume()) as u64
+    }
+
+    fn measure(&mut self) -> Result<Vec<ChainMeasurement>> {
+        let v = self.theory.lattice().volume();
+        Ok(self
+            .independence
+            .current()
+            .chunks(v)
+            .map(|c| self.theory.measure(c))
+            .collect())
+    }
+
+    fn fields(&self) -> Result<Vec<f64>> {
+        Ok(self.independence.current().to_vec())
+    }
+
+    fn set_fields(&mut self, phi: &[f64]) -> Result<()> {
+        // The chains start from their first draw (taken unconditionally), as for flows.
+        self.independence.set(phi, None)
+    }
+
+    fn state(&self) -> Result<Vec<(String, Vec<f64>)>> {
+        let mut s = self.independence.state();
+        s.push(("variational".into(), self.variational.to_vec()));
+        Ok(s)
+    }
+
+    fn restore(&mut self, done: u64, state: &[(String, Vec<f64>)]) -> Result<()> {
+        self.independence.restore(state)?;
+        self.variational = match crate::sampler::saved(state, "variational")? {
+            [n, s, s2] if n.is_finite() && s.is_finite() && s2.is_finite() => [*n, *s, *s2],
+            _ => {
+                return Err(Error::InvalidInput(
+                    "the saved free-energy sums do not fit".into(),
+                ))
+            }
+        };
+        self.done = done;
+        Ok(())
+    }
+}
