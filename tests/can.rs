@@ -417,3 +417,180 @@ fn resumed_training_is_bit_identical() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+/// Bad input is refused with exit status 2 and a message naming the problem.
+#[test]
+fn bad_input_is_refused_clearly() {
+    let model = common::fresh_dir("can-refuse");
+    let m = model.to_str().unwrap();
+    ok(&[
+        "can",
+        "train",
+        "--theory",
+        "xy",
+        "--dims",
+        "4x4",
+        "--beta",
+        "1.0",
+        "--steps",
+        "2",
+        "--batch",
+        "4",
+        "--kernel",
+        "3",
+        "--channels",
+        "2",
+        "--out",
+        m,
+        "--device",
+        "cpu",
+    ]);
+    let out = common::fresh_dir("can-refuse-out");
+    let o = out.to_str().unwrap();
+    common::refused(
+        &[
+            "sample",
+            "--theory",
+            "xy",
+            "--dims",
+            "8x8",
+            "--algorithm",
+            "can",
+            "--model",
+            m,
+            "--out",
+            o,
+        ],
+        "was trained for xy on 4x4",
+    );
+    common::refused(
+        &[
+            "sample",
+            "--theory",
+            "xy",
+            "--dims",
+            "4x4",
+            "--algorithm",
+            "can",
+            "--out",
+            o,
+        ],
+        "needs --model",
+    );
+    common::refused(
+        &[
+            "sample",
+            "--theory",
+            "phi4",
+            "--dims",
+            "4x4",
+            "--algorithm",
+            "can",
+            "--model",
+            m,
+            "--out",
+            o,
+        ],
+        "can",
+    );
+    common::refused(
+        &["can", "sample", "--model", "/nonexistent/can", "--out", o],
+        "/nonexistent/can",
+    );
+    common::refused(
+        &[
+            "can", "train", "--theory", "xy", "--dims", "4x4", "--kernel", "5", "--out", o,
+        ],
+        "does not fit the lattice",
+    );
+    common::refused(
+        &[
+            "can",
+            "train",
+            "--theory",
+            "xy",
+            "--dims",
+            "4x4",
+            "--components",
+            "17",
+            "--out",
+            o,
+        ],
+        "--components",
+    );
+    common::refused(
+        &[
+            "can", "train", "--theory", "xy", "--dims", "4x4", "--beta", "0", "--out", o,
+        ],
+        "beta > 0",
+    );
+    common::refused(
+        &["can", "scan", "--betas", "1.4:0.6:0.1", "--out", o],
+        "--betas",
+    );
+    // A corrupt record and weights of another network.
+    std::fs::write(model.join("can.json"), b"{\"format\": \"latticeml-can-1\"").unwrap();
+    common::refused(&["can", "sample", "--model", m, "--out", o], "can.json");
+    ok(&[
+        "can",
+        "train",
+        "--theory",
+        "xy",
+        "--dims",
+        "4x4",
+        "--beta",
+        "1.0",
+        "--steps",
+        "2",
+        "--batch",
+        "4",
+        "--kernel",
+        "3",
+        "--channels",
+        "2",
+        "--out",
+        m,
+        "--device",
+        "cpu",
+        "--force",
+    ]);
+    let other = common::fresh_dir("can-refuse-other");
+    ok(&[
+        "can",
+        "train",
+        "--theory",
+        "xy",
+        "--dims",
+        "4x4",
+        "--beta",
+        "1.0",
+        "--steps",
+        "2",
+        "--batch",
+        "4",
+        "--kernel",
+        "3",
+        "--channels",
+        "3",
+        "--out",
+        other.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    std::fs::copy(
+        other.join("model.safetensors"),
+        model.join("model.safetensors"),
+    )
+    .unwrap();
+    common::refused(
+        &["can", "sample", "--model", m, "--out", o],
+        "does not belong",
+    );
+    assert!(
+        !out.join("summary.json").exists(),
+        "a refused run wrote results"
+    );
+    for d in [&model, &out, &other] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}

@@ -157,6 +157,56 @@ fn a_flow_sampler_runs_a_share_of_an_ensemble_as_those_chains_of_the_whole() {
     let _ = std::fs::remove_dir_all(&model);
 }
 
+#[test]
+fn an_autoregressive_network_runs_a_share_of_an_ensemble_as_those_chains_of_the_whole() {
+    let model = common::fresh_dir("ensemble-can");
+    let m = model.to_str().unwrap();
+    let args = [
+        "can",
+        "train",
+        "--device",
+        "cpu",
+        "--theory",
+        "xy",
+        "--dims",
+        "4x4",
+        "--beta",
+        "1.0",
+        "--kernel",
+        "3",
+        "--channels",
+        "4",
+        "--batch",
+        "16",
+        "--steps",
+        "20",
+        "--out",
+        m,
+    ];
+    let o = common::latticeml(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let xy = TheoryConfig::Xy {
+        lattice: Lattice::new(&[4, 4]).unwrap(),
+        beta: 1.0,
+    }
+    .build()
+    .unwrap();
+    for mh in [true, false] {
+        let can = SamplerConfig::Can {
+            model: Path::new(m).to_path_buf(),
+            seed: 3,
+            mh,
+        };
+        let rejected = check_share(&xy, &can);
+        assert_eq!(
+            rejected > 0.05,
+            mh,
+            "an untrained network rejects only with MH"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&model);
+}
+
 /// A team of threads of this process, with the collectives done over channels: the production
 /// run's MPI path exercised without MPI.
 struct ThreadTeam {

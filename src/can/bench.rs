@@ -1,18 +1,19 @@
 //! The reference benchmark of the autoregressive networks: the 2D XY model at β = 1, the default
 //! network (16 channels, mask A then 2 residual mask-B layers, 5×5 kernels, 4 Beta components,
 //! SiLU), f32. Training steps per second at batch 64 (cached generation, energies, one forward
-//! and backward pass, Adam), samples per second of cached generation, and of naive generation
-//! (a whole forward pass per site) for the saving.
+//! and backward pass, Adam), gradient steps per second on a fixed batch (the autodiff alone),
+//! samples per second of cached generation, and of naive generation (a whole forward pass per
+//! site) for the saving.
 
 use std::time::Instant;
 
 use super::generate::DrawKey;
 use super::model::CanConfig;
-use super::train::{CanTrainConfig, CanTrainer, STREAM_CAN_SAMPLE};
+use super::train::{CanStepStats, CanTrainConfig, CanTrainer, STREAM_CAN_SAMPLE};
 use crate::device::Device;
 use crate::error::Result;
 use crate::lattice::Lattice;
-use crate::nn::Ctx;
+use crate::nn::{Ctx, Tape};
 use crate::theory::xy::Xy;
 
 /// Training batch of the reference.
@@ -23,6 +24,9 @@ pub const TRAIN_BATCH: usize = 64;
 pub struct CanFigures {
     /// Training steps per second (batch [`TRAIN_BATCH`]).
     pub train_steps_per_second: f64,
+    /// Gradient steps per second on a fixed batch of [`TRAIN_BATCH`] (no drawing): log q
+    /// forward, REINFORCE loss, backward.
+    pub grad_steps_per_second: f64,
     /// Samples per second of cached generation in batches of `sample_batch`.
     pub samples_per_second: f64,
     /// Samples per second of naive generation (V forward passes per batch).
@@ -60,26 +64,57 @@ impl CanBench {
         }
     }
 
-    /// Times training for at least `seconds`, then cached and naive generation for as long
-    /// (each after one untimed warm-up call).
-    pub fn run(&mut self, seconds: f64, sample_batch: usize) -> Result<CanFigures> {
-        self.trainer.step()?;
-        let train = rate(seconds, || self.trainer.step().map(|_| 1))?;
+    /// One training step (batch [`TRAIN_BATCH`]).
+    pub fn train_step(&mut self) -> Result<CanStepStats> {
+        self.trainer.step()
+    }
+
+    /// Draws `batch` samples by cached generation (the `index`-th batch of the sampling stream).
+    pub fn draw(&self, index: u64, batch: usize) -> Result<Vec<f32>> {
         let (can, params) = (self.trainer.can(), self.trainer.params());
+        Ok(can.generate(params, Self::key(index), batch)?.0)
+    }
+
+    /// As [`CanBench::draw`] by naive generation (a whole forward pass per site).
+    pub fn draw_naive(&self, index: u64, batch: usize) -> Result<Vec<f32>> {
+        let (can, params) = (self.trainer.can(), self.trainer.params());
+        Ok(can.generate_naive(params, Self::key(index), batch)?.0)
+    }
+
+    /// The gradient of a REINFORCE loss on the configurations `u` (fixed weights): log q
+    /// forward and backward, no drawing and no optimiser step.
+    pub fn grad_step(&self, u: &[f32]) -> Result<()> {
+        let (can, params) = (self.trainer.can(), self.trainer.params());
+        let b = u.len() / can.volume();
+        let weights: Vec<f64> = (0..b).map(|i| i as f64 / b as f64 - 0.5).collect();
+        let tape = Tape::new(params.ctx());
+        let lq = can.log_q(&tape, params, u)?;
+        let w = tape.constant(params.ctx().from_f64(&[b], &weights)?);
+        let loss = tape.sum_all(&tape.mul(&w, &lq)?)?;
+        tape.backward(&loss).map(|_| ())
+    }
+
+    /// Times training for at least `seconds`, then the gradient alone, cached and naive
+    /// generation for as long (each after one untimed warm-up call).
+    pub fn run(&mut self, seconds: f64, sample_batch: usize) -> Result<CanFigures> {
+        self.train_step()?;
+        let train = rate(seconds, || self.train_step().map(|_| 1))?;
+        let fixed = self.draw(0, TRAIN_BATCH)?;
+        self.grad_step(&fixed)?;
+        let grad = rate(seconds, || self.grad_step(&fixed).map(|_| 1))?;
         let mut i = 0;
         let cached = rate(seconds, || {
             i += 1;
-            can.generate(params, Self::key(i), sample_batch)
-                .map(|_| sample_batch)
+            self.draw(i, sample_batch).map(|_| sample_batch)
         })?;
         let naive_batch = sample_batch.min(64);
         let naive = rate(seconds, || {
             i += 1;
-            can.generate_naive(params, Self::key(i), naive_batch)
-                .map(|_| naive_batch)
+            self.draw_naive(i, naive_batch).map(|_| naive_batch)
         })?;
         Ok(CanFigures {
             train_steps_per_second: train,
+            grad_steps_per_second: grad,
             samples_per_second: cached,
             naive_samples_per_second: naive,
             sample_batch,

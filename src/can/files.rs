@@ -121,10 +121,12 @@ impl CanRecord {
             path: path.display().to_string(),
             reason: "not UTF-8".into(),
         })?;
-        Self::from_json(&Json::parse(&text)?).map_err(|e| Error::BadFile {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })
+        Json::parse(&text)
+            .and_then(|j| Self::from_json(&j))
+            .map_err(|e| Error::BadFile {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })
     }
 
     /// Writes `dir/can.json` atomically.

@@ -357,6 +357,7 @@ pub fn cmd_bench_can(a: BenchCanArgs) -> Result<()> {
                     "train_steps_per_second",
                     Json::Num(f.train_steps_per_second)
                 ),
+                ("grad_steps_per_second", Json::Num(f.grad_steps_per_second)),
                 ("sample_batch", Json::Num(f.sample_batch as f64)),
                 ("samples_per_second", Json::Num(f.samples_per_second)),
                 (
@@ -372,9 +373,11 @@ pub fn cmd_bench_can(a: BenchCanArgs) -> Result<()> {
         );
     } else {
         println!(
-            "  training:          {:>9.2} steps/s (batch {TRAIN_BATCH})\n  cached generation: \
-             {:>9.1} samples/s (batch {})\n  naive generation:  {:>9.1} samples/s ({:.0}× slower)",
+            "  training:          {:>9.2} steps/s (batch {TRAIN_BATCH})\n  gradient only:     \
+             {:>9.2} steps/s (fixed batch)\n  cached generation: {:>9.1} samples/s (batch {})\n  \
+             naive generation:  {:>9.1} samples/s ({:.0}× slower)",
             f.train_steps_per_second,
+            f.grad_steps_per_second,
             f.samples_per_second,
             f.sample_batch,
             f.naive_samples_per_second,
