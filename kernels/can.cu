@@ -16,8 +16,8 @@
 #define CAN_LN_2PI 1.8378770664093453
 #define CAN_ATTEMPTS 64
 #define CAN_UNIFORM 0.05
-#define CAN_LN_UNIFORM -4.605170185988091      // ln ε
-#define CAN_LN_MIXTURE -0.010050335853501442   // ln(1 − ε)
+#define CAN_LN_UNIFORM log(CAN_UNIFORM)
+#define CAN_LN_MIXTURE log1p(-CAN_UNIFORM)
 
 // ln Γ(x) for x ≥ 1: the recurrence up to x ≥ 10, then Stirling's series (error < 2e-14).
 // Twin: mixture::ln_gamma.

@@ -594,3 +594,41 @@ fn bad_input_is_refused_clearly() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+/// ln q and its parameter gradients of the whole network (masked convolutions and the Beta
+/// mixture's kernels) on CUDA against the CPU, f32 and f64 (runs with a GPU).
+#[test]
+fn the_network_on_cuda_matches_the_cpu_log_q_and_gradients() {
+    let Some(gpu) = common::gpu("the_network_on_cuda_matches_the_cpu_log_q_and_gradients") else {
+        return;
+    };
+    fn grads<T: Real>(device: Device, u: &[T]) -> (Vec<f64>, Vec<(String, Vec<f64>)>) {
+        let ctx = Ctx::<T>::new(device);
+        let mut store = ParamStore::new(&ctx);
+        let can = Can::new(&small(8), &Lattice::new(&[6, 8]).unwrap(), &mut store).unwrap();
+        let tape = Tape::new(&ctx);
+        let lq = can.log_q(&tape, &store, u).unwrap();
+        let w: Vec<f64> = (0..lq.shape()[0]).map(|i| i as f64 - 1.5).collect();
+        let wv = tape.constant(ctx.from_f64(&[w.len()], &w).unwrap());
+        let loss = tape.sum_all(&tape.mul(&wv, &lq).unwrap()).unwrap();
+        let values = lq.value().to_f64().unwrap();
+        let g = tape.backward(&loss).unwrap();
+        let g = g
+            .iter()
+            .map(|(n, t)| (n.clone(), t.to_f64().unwrap()))
+            .collect();
+        (values, g)
+    }
+    fn compare<T: Real>(gpu: &latticeml::device::cuda::CudaDevice, tol: f64) {
+        let (can, store) = network::<T>(&[6, 8], &small(8));
+        let (u, _) = can.generate(&store, KEY, 4).unwrap();
+        let (cv, cg) = grads::<T>(Device::Cpu(common::cpu()), &u);
+        let (gv, gg) = grads::<T>(Device::Cuda(gpu.clone()), &u);
+        assert!(common::max_rel_diff(&cv, &gv) < tol, "{}: ln q", T::NAME);
+        for ((n, a), (_, b)) in cg.iter().zip(&gg) {
+            assert!(common::max_rel_diff(a, b) < tol, "{}: d/d{n}", T::NAME);
+        }
+    }
+    compare::<f64>(&gpu, 1e-10);
+    compare::<f32>(&gpu, 1e-3);
+}

@@ -16,7 +16,7 @@ use latticeml::can::mixture::{self, MixtureShape};
 use latticeml::can::{Can, CanConfig};
 use latticeml::device::cuda::{
     KernelFamily, CAN, CLUSTER, FAMILIES, FLOW, FOURIER, ISING, NN, PHILOX, SCALAR_HMC,
-    SCALAR_LOCAL, XY,
+    SCALAR_LOCAL, UNET, XY,
 };
 use latticeml::device::geometry::{self, chunks_per_segment, sum_chunks, REDUCE_CHUNK};
 use latticeml::device::CpuDevice;
@@ -27,6 +27,7 @@ use latticeml::hmc::fft;
 use latticeml::nn::cpu as nn_cpu;
 use latticeml::nn::kernels::{bcast_spec, conv_spec, reduce_spec, AdamHyper};
 use latticeml::nn::layers::Activation;
+use latticeml::nn::ops::unet;
 use latticeml::nn::{Binary, ConvMode, Ctx, ParamStore, Real, Unary};
 use latticeml::theory::ising::cpu as ising_cpu;
 use latticeml::theory::ising::cuda::{GpuPack, GpuRule};
@@ -1256,6 +1257,120 @@ fn can_generate_cases<T: Real>(h: &Harness) {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// unet.cu
+
+fn unet_cases<T: Real>(h: &Harness, cpu: &CpuDevice) {
+    let eps = unet::GROUP_NORM_EPS;
+    // One group of one value, groups smaller and larger than a block.
+    for (count, n) in [(1usize, 1usize), (3, 37), (2, 700)] {
+        let x: Vec<T> = cast(&randn(count * n, 41));
+        let dy: Vec<T> = cast(&randn(count * n, 42));
+        let mut want = vec![T::zero(); count * n];
+        unet::group_norm(cpu, &x, &mut want, n, eps).unwrap();
+        let mut want_dx = vec![T::zero(); count * n];
+        unet::group_norm_grad(cpu, [&x, &want, &dy], &mut want_dx, n, eps).unwrap();
+        let cfg = geometry::one_block_each(count).unwrap();
+        for (cfg, order) in with_small_grid(cfg).into_iter().zip(ORDERS) {
+            let (mut y, mut dx) = (vec![T::zero(); count * n], vec![T::zero(); count * n]);
+            let mut a = Args::new();
+            a.input(&x)
+                .output(&mut y)
+                .val(&(count as u32))
+                .val(&(n as u32))
+                .val(&eps);
+            launch(h, &name::<T>("group_norm"), &cfg, &mut a, order);
+            // A group of one value normalises to 0 on both sides; compare absolutely there.
+            assert_close("group_norm", &wide(&y), &wide(&want), 10.0 * tol::<T>());
+            let mut a = Args::new();
+            a.input(&x).input(&want).input(&dy).output(&mut dx);
+            a.val(&(count as u32)).val(&(n as u32)).val(&eps);
+            launch(h, &name::<T>("group_norm_grad"), &cfg, &mut a, order);
+            assert_close(
+                "group_norm_grad",
+                &wide(&dx),
+                &wide(&want_dx),
+                100.0 * tol::<T>(),
+            );
+        }
+    }
+    for (planes, hh, ww) in [(1usize, 1usize, 1usize), (5, 3, 7)] {
+        let fine: Vec<T> = cast(&randn(4 * planes * hh * ww, 43));
+        let coarse: Vec<T> = cast(&randn(planes * hh * ww, 44));
+        let scale = T::from_f64(0.25);
+        let mut want_p = vec![T::zero(); planes * hh * ww];
+        unet::pool2(cpu, &fine, &mut want_p, [hh, ww], scale).unwrap();
+        let mut want_u = vec![T::zero(); 4 * planes * hh * ww];
+        unet::unpool2(cpu, &coarse, &mut want_u, [hh, ww], scale).unwrap();
+        let dims = [planes as u32, hh as u32, ww as u32];
+        for cfg in with_small_grid(geometry::elementwise(4 * planes * hh * ww).unwrap()) {
+            let mut p = vec![T::zero(); want_p.len()];
+            let mut a = Args::new();
+            a.input(&fine)
+                .output(&mut p)
+                .val(&dims[0])
+                .val(&dims[1])
+                .val(&dims[2])
+                .val(&scale);
+            launch(h, &name::<T>("pool2"), &cfg, &mut a, Order::Ascending);
+            assert_close("pool2", &wide(&p), &wide(&want_p), tol::<T>());
+            let mut u = vec![T::zero(); want_u.len()];
+            let mut a = Args::new();
+            a.input(&coarse)
+                .output(&mut u)
+                .val(&dims[0])
+                .val(&dims[1])
+                .val(&dims[2])
+                .val(&scale);
+            launch(h, &name::<T>("unpool2"), &cfg, &mut a, Order::Descending);
+            assert_eq!(wide(&u), wide(&want_u), "unpool2");
+        }
+    }
+    for (batch, e) in [(1usize, 1usize), (5, 33)] {
+        let t: Vec<T> = cast(&randn(batch, 45));
+        let wk: Vec<T> = cast(&randn(e, 46));
+        let dy: Vec<T> = cast(&randn(2 * batch * e, 47));
+        let mut want = vec![T::zero(); 2 * batch * e];
+        unet::fourier_features(&t, &wk, &mut want).unwrap();
+        let mut want_dt = vec![T::zero(); batch];
+        unet::fourier_features_grad(&t, &wk, &dy, &mut want_dt).unwrap();
+        for cfg in with_small_grid(geometry::elementwise(batch * e).unwrap()) {
+            let mut y = vec![T::zero(); want.len()];
+            let mut a = Args::new();
+            a.input(&t)
+                .input(&wk)
+                .output(&mut y)
+                .val(&(batch as u32))
+                .val(&(e as u32));
+            launch(
+                h,
+                &name::<T>("fourier_features"),
+                &cfg,
+                &mut a,
+                Order::Ascending,
+            );
+            assert_close("fourier_features", &wide(&y), &wide(&want), tol::<T>());
+            let mut dt = vec![T::zero(); batch];
+            let mut a = Args::new();
+            a.input(&t).input(&wk).input(&dy).output(&mut dt);
+            a.val(&(batch as u32)).val(&(e as u32));
+            launch(
+                h,
+                &name::<T>("fourier_features_grad"),
+                &cfg,
+                &mut a,
+                Order::Descending,
+            );
+            assert_close(
+                "fourier_features_grad",
+                &wide(&dt),
+                &wide(&want_dt),
+                10.0 * tol::<T>(),
+            );
+        }
+    }
+}
+
 fn cases_for(family: &KernelFamily) -> fn(&Harness, &CpuDevice) {
     match family.name() {
         n if n == PHILOX.name() => |h, _| philox_cases(h),
@@ -1276,6 +1391,10 @@ fn cases_for(family: &KernelFamily) -> fn(&Harness, &CpuDevice) {
         n if n == CAN.name() => |h, cpu| {
             can_cases::<f32>(h, cpu);
             can_cases::<f64>(h, cpu);
+        },
+        n if n == UNET.name() => |h, cpu| {
+            unet_cases::<f32>(h, cpu);
+            unet_cases::<f64>(h, cpu);
         },
         other => panic!(
             "kernel family {other} has no harness cases: add them to tests/kernel_harness.rs"

@@ -243,3 +243,23 @@ fn beta_mixture_log_density() {
         });
     }
 }
+
+#[test]
+fn group_norm_resampling_and_time_features() {
+    let x = [p("x", &[2, 4, 3, 2], 30)];
+    for groups in [1usize, 2, 4] {
+        check(&format!("group norm, {groups} groups"), &x, &|t, s| {
+            t.group_norm(&t.param(s, "x")?, groups)
+        });
+    }
+    check("avg_pool2", &[p("x", &[2, 3, 4, 6], 31)], &|t, s| {
+        t.avg_pool2(&t.param(s, "x")?)
+    });
+    check("upsample2", &[p("x", &[2, 2, 3, 2], 32)], &|t, s| {
+        t.upsample2(&t.param(s, "x")?)
+    });
+    check("fourier features", &[p("t", &[3], 33)], &|t, s| {
+        let w = t.constant(t.ctx().from_vec(&[4], &[0.3, -1.1, 2.0, 0.05])?);
+        t.fourier_features(&t.param(s, "t")?, &w)
+    });
+}

@@ -342,6 +342,20 @@ fn svg(points: &[ScanPoint]) -> String {
         w - 2.0 * m,
         h - 2.0 * m
     );
+    for tick in [0.0, 0.4, 0.8, 1.2] {
+        s += &format!(
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{tick:.1}</text>\n",
+            m - 6.0,
+            y(tick) + 4.0
+        );
+    }
+    for &t in &ts {
+        s += &format!(
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"10\">{t:.3}</text>\n",
+            x(t),
+            h - m + 14.0
+        );
+    }
     s += &format!(
         "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"gray\" stroke-dasharray=\"5,4\"/>\n",
         x(t0),
@@ -366,11 +380,11 @@ fn svg(points: &[ScanPoint]) -> String {
         );
     }
     s += &format!(
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">T = 1/β ({t0:.3} to {t1:.3})</text>\n\
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">T = 1/β</text>\n\
          <text x=\"{m}\" y=\"{}\" fill=\"steelblue\">● helicity modulus Υ</text>\
          <text x=\"{}\" y=\"{}\" fill=\"firebrick\">■ vortex density × 10</text>\
          <text x=\"{}\" y=\"{}\" fill=\"gray\">- - 2T/π</text>\n\
-         <text x=\"15\" y=\"{}\" transform=\"rotate(-90 15 {})\" text-anchor=\"middle\">0 to 1.2</text>\n</svg>\n",
+         <text x=\"15\" y=\"{}\" transform=\"rotate(-90 15 {})\" text-anchor=\"middle\">Υ, 10 × vortices per site</text>\n</svg>\n",
         w / 2.0,
         h - 20.0,
         m - 10.0,

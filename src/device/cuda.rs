@@ -144,6 +144,9 @@ pub const CAN: KernelFamily = KernelFamily::new(
     &[COMMON_H, PHILOX_H],
     include_str!("../../kernels/can.cu"),
 );
+/// The score network's group norm, 2× resampling and time features (`kernels/unet.cu`).
+pub const UNET: KernelFamily =
+    KernelFamily::new("unet", &[COMMON_H], include_str!("../../kernels/unet.cu"));
 
 /// Every kernel family, for the NVRTC compile test and the CPU kernel harness.
 pub const FAMILIES: &[KernelFamily] = &[
@@ -157,6 +160,7 @@ pub const FAMILIES: &[KernelFamily] = &[
     XY,
     FLOW,
     CAN,
+    UNET,
 ];
 
 /// True when the NVRTC library can be loaded.

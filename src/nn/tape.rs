@@ -22,6 +22,7 @@ use super::ops::elementwise::{BinaryOp, UnaryOp};
 use super::ops::matmul::MatmulOp;
 use super::ops::reduce::SumOp;
 use super::ops::shape::{ConcatOp, ReshapeOp, SplitOp};
+use super::ops::unet::{AvgPool2, FourierFeatures, GroupNorm, Upsample2};
 use super::params::ParamStore;
 use super::tensor::{Ctx, Real, Tensor};
 use crate::error::{Error, Result};
@@ -425,6 +426,26 @@ impl<T: Real> Tape<T> {
     /// Splits along `axis` into pieces of the given sizes.
     pub fn split(&self, x: &Var<T>, axis: usize, sizes: &[usize]) -> Result<Vec<Var<T>>> {
         self.apply_multi(SplitOp::new(axis, sizes), &[x])
+    }
+
+    /// Group normalisation of x `[B, C, …]` in `groups` groups of channels (no affine part).
+    pub fn group_norm(&self, x: &Var<T>, groups: usize) -> Result<Var<T>> {
+        self.apply(GroupNorm(groups), &[x])
+    }
+
+    /// 2×2 average pooling of x `[B, C, H, W]` (H, W even).
+    pub fn avg_pool2(&self, x: &Var<T>) -> Result<Var<T>> {
+        self.apply(AvgPool2, &[x])
+    }
+
+    /// Nearest 2× up-sampling of x `[B, C, H, W]`.
+    pub fn upsample2(&self, x: &Var<T>) -> Result<Var<T>> {
+        self.apply(Upsample2, &[x])
+    }
+
+    /// Gaussian Fourier features `[B, 2E]` of times t `[B]` with fixed frequencies w `[E]`.
+    pub fn fourier_features(&self, t: &Var<T>, w: &Var<T>) -> Result<Var<T>> {
+        self.apply(FourierFeatures, &[t, w])
     }
 
     /// Runs the backward pass from a one-element `loss`, returns the parameters' gradients and

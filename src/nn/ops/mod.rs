@@ -7,6 +7,7 @@ pub mod elementwise;
 pub mod matmul;
 pub mod reduce;
 pub mod shape;
+pub mod unet;
 
 use super::kernels;
 use super::tensor::{Real, Tensor};
