@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::flow::reweight::Reweighting;
 use crate::io::json::Json;
 use crate::philox;
-use crate::sampler::UpdateStats;
+use crate::sampler::{Sampler, UpdateStats};
 
 /// The chains' current configurations (in the model's variables), their log weights and the
 /// reweighting sums over every proposal.
@@ -186,5 +186,118 @@ impl IndependenceChains {
         self.log_w = log_w.to_vec();
         self.reweighting = sums;
         Ok(())
+    }
+}
+
+/// Another sampler (HMC, local sweeps) run for `updates` updates of every chain after each
+/// independence step. Each is a Markov kernel leaving e^{−S} invariant, so the chain stays exact;
+/// the local updates reach what the model rarely proposes, and the chains no longer stick for
+/// long after a proposal of large weight.
+pub struct Between {
+    sampler: Box<dyn Sampler>,
+    updates: usize,
+    /// Σ accepted and the number of its updates' chain-proposals, for its acceptance rate.
+    accepted: [f64; 2],
+}
+
+impl Between {
+    /// `updates` updates of `sampler` after every independence step of `chains` chains.
+    pub fn new(sampler: Box<dyn Sampler>, updates: usize, chains: usize) -> Result<Self> {
+        if updates == 0 || sampler.chains() != chains {
+            return Err(Error::InvalidInput(format!(
+                "interleaving {updates} updates of a sampler of {} chains with an independence \
+                 sampler of {chains} chains",
+                sampler.chains()
+            )));
+        }
+        Ok(Between {
+            sampler,
+            updates,
+            accepted: [0.0; 2],
+        })
+    }
+
+    /// Keys the interleaved sampler's draws by global chain indices from `first`.
+    pub fn set_first_chain(&mut self, first: usize) -> Result<()> {
+        self.sampler.set_first_chain(first)
+    }
+
+    /// Site updates of the interleaved updates after one independence step.
+    pub fn site_updates(&self) -> u64 {
+        self.updates as u64 * self.sampler.site_updates()
+    }
+
+    /// Moves `phi` (`[chain][site]`, the theory's variables) on by `updates` updates.
+    pub fn run(&mut self, phi: &[f64]) -> Result<Vec<f64>> {
+        self.sampler.set_fields(phi)?;
+        for _ in 0..self.updates {
+            let stats = self.sampler.update()?;
+            self.accepted[0] += stats.accepted.iter().sum::<f64>();
+            self.accepted[1] += stats.accepted.len() as f64;
+        }
+        self.sampler.fields()
+    }
+
+    /// Its state, names prefixed `between.`.
+    pub fn state(&self) -> Result<Vec<(String, Vec<f64>)>> {
+        let mut s: Vec<(String, Vec<f64>)> = self
+            .sampler
+            .state()?
+            .into_iter()
+            .map(|(n, v)| (format!("between.{n}"), v))
+            .collect();
+        s.push(("between_accepted".into(), self.accepted.to_vec()));
+        Ok(s)
+    }
+
+    /// Restores the state of [`Between::state`] after `done` independence steps.
+    pub fn restore(&mut self, done: u64, state: &[(String, Vec<f64>)]) -> Result<()> {
+        let own: Vec<(String, Vec<f64>)> = state
+            .iter()
+            .filter_map(|(n, v)| {
+                n.strip_prefix("between.")
+                    .map(|m| (m.to_string(), v.clone()))
+            })
+            .collect();
+        self.sampler.restore(done * self.updates as u64, &own)?;
+        let acc = crate::sampler::saved(state, "between_accepted")?;
+        self.accepted = match acc {
+            [a, n] if a.is_finite() && n.is_finite() && (0.0..=*n).contains(a) => [*a, *n],
+            _ => {
+                return Err(Error::InvalidInput(
+                    "the saved acceptance of the interleaved updates does not fit".into(),
+                ))
+            }
+        };
+        Ok(())
+    }
+
+    /// `key=value` lines of its parameters.
+    pub fn parameters(&self) -> String {
+        let mut p = format!("between={}\n", self.updates);
+        for line in self.sampler.parameters().lines() {
+            p += &format!("between.{line}\n");
+        }
+        p
+    }
+
+    /// The summary entry: updates per step, the sampler's parameters, its acceptance.
+    pub fn summary(&self) -> Json {
+        // The sampler's own seed is derived from the run's (see `SamplerConfig::build`).
+        let sampler = self
+            .sampler
+            .summary()
+            .into_iter()
+            .filter(|(n, _)| *n != "seed")
+            .map(|(n, v)| (n.to_string(), v))
+            .collect();
+        Json::obj([
+            ("updates", Json::Num(self.updates as f64)),
+            ("sampler", Json::Obj(sampler)),
+            (
+                "acceptance",
+                Json::Num(self.accepted[0] / self.accepted[1].max(1.0)),
+            ),
+        ])
     }
 }

@@ -811,6 +811,7 @@ fn sampler_config(a: &HmcArgs, lattice: &Lattice) -> Result<SamplerConfig> {
             })?,
             seed: a.seed,
             mh: true,
+            local_between: None,
         }),
         "metropolis" | "overrelax" | "heatbath" | "cluster" | "wolff" => {
             local(LocalAlgorithm::from_name(algorithm, a.hits, a.clusters)?)

@@ -175,6 +175,8 @@ pub enum SamplerConfig {
         seed: u64,
         /// Whether draws pass a Metropolis–Hastings test (exact) or are all kept.
         mh: bool,
+        /// A local algorithm and its sweeps run after every independence step (None: none).
+        local_between: Option<(LocalAlgorithm, usize)>,
     },
     /// A local update of the theory's own (checkerboard Metropolis, overrelaxation, heat-bath).
     Local {
@@ -195,7 +197,13 @@ impl SamplerConfig {
                 crate::hmc::fourier::check_mass(*m2)
             }
             SamplerConfig::Local { algorithm, .. } => algorithm.validate(),
-            SamplerConfig::Can { .. } => Ok(()),
+            SamplerConfig::Can { local_between, .. } => match local_between {
+                Some((_, 0)) => Err(crate::error::Error::InvalidInput(
+                    "--local-between 0: give at least one sweep, or leave the flag out".into(),
+                )),
+                Some((a, _)) => a.validate(),
+                None => Ok(()),
+            },
             SamplerConfig::Flow { hmc_between, .. } => match hmc_between {
                 Some((_, 0)) => Err(crate::error::Error::InvalidInput(
                     "--hmc-between 0: give at least one trajectory, or leave the flag out".into(),
@@ -267,8 +275,22 @@ impl SamplerConfig {
                 }
                 Box::new(flow)
             }
-            SamplerConfig::Can { model, seed, mh } => {
-                Box::new(CanSampler::new(theory, &model, chains, seed, mh, device)?)
+            SamplerConfig::Can {
+                model,
+                seed,
+                mh,
+                local_between,
+            } => {
+                let mut can = CanSampler::new(theory.clone(), &model, chains, seed, mh, device)?;
+                if let Some((algorithm, k)) = local_between {
+                    // Its own key, as for the flow's HMC: the sweeps' draws must not repeat the
+                    // independence step's accept uniforms.
+                    let seed = seed ^ BETWEEN_KEY;
+                    let sweeper = theory.sweeper(algorithm, chains, seed, device)?;
+                    let local = LocalSampler::new(theory, algorithm, seed, sweeper);
+                    can.interleave(Box::new(local), k)?;
+                }
+                Box::new(can)
             }
             SamplerConfig::Local { algorithm, seed } => {
                 let sweeper = theory.sweeper(algorithm, chains, seed, device)?;

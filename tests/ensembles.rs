@@ -196,6 +196,7 @@ fn an_autoregressive_network_runs_a_share_of_an_ensemble_as_those_chains_of_the_
             model: Path::new(m).to_path_buf(),
             seed: 3,
             mh,
+            local_between: None,
         };
         let rejected = check_share(&xy, &can);
         assert_eq!(
@@ -204,6 +205,16 @@ fn an_autoregressive_network_runs_a_share_of_an_ensemble_as_those_chains_of_the_
             "an untrained network rejects only with MH"
         );
     }
+    let with_sweeps = SamplerConfig::Can {
+        model: Path::new(m).to_path_buf(),
+        seed: 3,
+        mh: true,
+        local_between: Some((
+            LocalAlgorithm::from_name("metropolis", None, None).unwrap(),
+            2,
+        )),
+    };
+    check_share(&xy, &with_sweeps);
     let _ = std::fs::remove_dir_all(&model);
 }
 

@@ -233,6 +233,27 @@ impl Can {
             .collect()
     }
 
+    /// The variables u `[B, V]` of angles θ `[B, V]` (the inverse of [`Can::angles`], up to the
+    /// rounding to `T`).
+    pub fn variables<T: Real>(&self, theta: &[f64]) -> Vec<T> {
+        let (v, w) = (self.volume().max(1), self.spec.w as usize);
+        let wrap = crate::theory::xy::wrap;
+        let tau = std::f64::consts::TAU;
+        theta
+            .chunks(v)
+            .flat_map(|th| {
+                (0..th.len()).map(move |s| {
+                    let u = if s == 0 {
+                        wrap(th[0]) / tau
+                    } else {
+                        wrap(th[s] - th[reference(s, w)] + std::f64::consts::PI) / tau
+                    };
+                    T::from_f64(mixture::clamp_u(u))
+                })
+            })
+            .collect()
+    }
+
     /// The network's input `[B, 2, H, W]`: (cos φ, sin φ) of the angles relative to site 0, for
     /// the variables u `[B, V]`. Relative inputs and the uniform first site make q exactly
     /// invariant under global rotations.

@@ -13,7 +13,7 @@ use super::generate::DrawKey;
 use super::train::{energies, STREAM_CAN_SAMPLE};
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::independence::IndependenceChains;
+use crate::independence::{Between, IndependenceChains};
 use crate::io::json::Json;
 use crate::sampler::{ChainMeasurement, Sampler, UpdateStats};
 use crate::theory::xy::Xy;
@@ -33,6 +33,8 @@ pub struct CanSampler {
     independence: IndependenceChains,
     /// Σ f, Σ f² over every draw, f = (ln q + βE)/(βV) (the variational free energy per site).
     variational: [f64; 3],
+    /// Local updates after every independence step.
+    between: Option<Between>,
 }
 
 impl CanSampler {
@@ -79,7 +81,36 @@ impl CanSampler {
             first_chain: 0,
             done: 0,
             variational: [0.0; 3],
+            between: None,
         })
+    }
+
+    /// Runs `k` updates of `local` (Metropolis or overrelaxation sweeps of the same theory and
+    /// chains) after every independence step: still exact, and the chains no longer stick after
+    /// a draw of large weight. The chains' log w is then recomputed by one forward pass.
+    pub fn interleave(&mut self, local: Box<dyn Sampler>, k: usize) -> Result<()> {
+        self.between = Some(Between::new(local, k, self.chains())?);
+        Ok(())
+    }
+
+    /// The local updates after an independence step, and the moved chains' log w.
+    fn run_between(&mut self) -> Result<()> {
+        let Some(between) = self.between.as_mut() else {
+            return Ok(());
+        };
+        let moved = between.run(self.independence.current())?;
+        let can = &self.model.can;
+        let u: Vec<f32> = can.variables(&moved);
+        let tape = crate::nn::Tape::new(self.model.params.ctx());
+        tape.set_grad_enabled(false);
+        let lq = can.log_q(&tape, &self.model.params, &u)?.value().to_f64()?;
+        let beta = self.xy.beta();
+        let log_w: Vec<f64> = energies(&self.xy, &moved)
+            .iter()
+            .zip(&lq)
+            .map(|(e, q)| -beta * e - q)
+            .collect();
+        self.independence.set(&moved, Some(&log_w))
     }
 
     /// ESS per sample of every draw so far.
@@ -112,10 +143,14 @@ impl Sampler for CanSampler {
     }
 
     fn parameters(&self) -> String {
-        format!(
+        let mut p = format!(
             "algorithm=can\nmodel={}\nmodel_steps={}\nmh={}\nseed={}\n",
             self.model_dir, self.model.record.steps, self.mh, self.seed
-        )
+        );
+        if let Some(between) = &self.between {
+            p += &between.parameters();
+        }
+        p
     }
 
     fn summary(&self) -> Vec<(&'static str, Json)> {
@@ -139,6 +174,10 @@ impl Sampler for CanSampler {
                     ("variational", est(variational)),
                     ("reweighted", est(reweighted)),
                 ]),
+            ),
+            (
+                "updates_between",
+                self.between.as_ref().map_or(Json::Null, Between::summary),
             ),
         ]
     }
@@ -185,13 +224,18 @@ impl Sampler for CanSampler {
         let stats = self
             .independence
             .offer(self.done, &theta, &log_w, !self.mh)?;
+        self.run_between()?;
         self.done += 1;
         Ok(stats)
     }
 
     fn set_first_chain(&mut self, first: usize) -> Result<()> {
         self.first_chain = crate::sampler::first_chain_word(first, self.chains())?;
-        self.independence.set_first_chain(first)
+        self.independence.set_first_chain(first)?;
+        match &mut self.between {
+            Some(b) => b.set_first_chain(first),
+            None => Ok(()),
+        }
     }
 
     fn updates_done(&self) -> u64 {
@@ -199,7 +243,8 @@ impl Sampler for CanSampler {
     }
 
     fn site_updates(&self) -> u64 {
-        (self.chains() * self.theory.lattice().volume()) as u64
+        let own = (self.chains() * self.theory.lattice().volume()) as u64;
+        own + self.between.as_ref().map_or(0, Between::site_updates)
     }
 
     fn measure(&mut self) -> Result<Vec<ChainMeasurement>> {
@@ -224,6 +269,9 @@ impl Sampler for CanSampler {
     fn state(&self) -> Result<Vec<(String, Vec<f64>)>> {
         let mut s = self.independence.state();
         s.push(("variational".into(), self.variational.to_vec()));
+        if let Some(b) = &self.between {
+            s.extend(b.state()?);
+        }
         Ok(s)
     }
 
@@ -237,6 +285,9 @@ impl Sampler for CanSampler {
                 ))
             }
         };
+        if let Some(between) = self.between.as_mut() {
+            between.restore(done, state)?;
+        }
         self.done = done;
         Ok(())
     }

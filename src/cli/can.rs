@@ -13,6 +13,7 @@ use latticeml::hmc::Start;
 use latticeml::nn::layers::Activation;
 use latticeml::run::{run, RunConfig};
 use latticeml::sampler::SamplerConfig;
+use latticeml::theory::LocalAlgorithm;
 use latticeml::{Device, Error, Result};
 
 use super::{bar, claim_of, print_table, RunFileArgs, TheoryArgs};
@@ -128,6 +129,13 @@ pub struct CanSampleArgs {
     /// Metropolis–Hastings test of every draw (exact); without it every draw is kept.
     #[arg(long)]
     mh: bool,
+    /// Sweeps of --local after every independence step (exact still; the chains no longer
+    /// stick after a draw of large weight).
+    #[arg(long, requires = "mh")]
+    local_between: Option<usize>,
+    /// The local update of --local-between: metropolis or overrelax.
+    #[arg(long, default_value = "metropolis", requires = "local_between")]
+    local: String,
     /// Independent Markov chains.
     #[arg(long, default_value_t = 16)]
     chains: usize,
@@ -229,6 +237,10 @@ fn cmd_sample(a: CanSampleArgs) -> Result<()> {
             model: a.model.clone(),
             seed: a.seed,
             mh: a.mh,
+            local_between: match a.local_between {
+                Some(k) => Some((LocalAlgorithm::from_name(&a.local, None, None)?, k)),
+                None => None,
+            },
         },
         start: Start::from_name("hot")?,
         save_every: a.files.save_every,

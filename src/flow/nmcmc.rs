@@ -10,7 +10,7 @@ use super::target::Target;
 use super::train::{log_density, sample, Proposals, TrainConfig, STREAM_FLOW_SAMPLE};
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::independence::IndependenceChains;
+use crate::independence::{Between, IndependenceChains};
 use crate::io::json::Json;
 use crate::io::{read, write_atomic};
 use crate::nn::layers::Activation;
@@ -230,90 +230,6 @@ pub struct FlowSampler {
     between: Option<Between>,
 }
 
-/// A sampler (HMC) run for `updates` updates of every chain after each independence step.
-struct Between {
-    sampler: Box<dyn Sampler>,
-    updates: usize,
-    /// Σ accepted and the number of its updates' chain-proposals, for its acceptance rate.
-    accepted: [f64; 2],
-}
-
-impl Between {
-    /// Moves `phi` (`[chain][site]`, the theory's variables) on by `updates` updates.
-    fn run(&mut self, phi: &[f64]) -> Result<Vec<f64>> {
-        self.sampler.set_fields(phi)?;
-        for _ in 0..self.updates {
-            let stats = self.sampler.update()?;
-            self.accepted[0] += stats.accepted.iter().sum::<f64>();
-            self.accepted[1] += stats.accepted.len() as f64;
-        }
-        self.sampler.fields()
-    }
-
-    /// Its state, names prefixed `between.`.
-    fn state(&self) -> Result<Vec<(String, Vec<f64>)>> {
-        let mut s: Vec<(String, Vec<f64>)> = self
-            .sampler
-            .state()?
-            .into_iter()
-            .map(|(n, v)| (format!("between.{n}"), v))
-            .collect();
-        s.push(("between_accepted".into(), self.accepted.to_vec()));
-        Ok(s)
-    }
-
-    /// Restores the state of [`Between::state`] after `done` independence steps.
-    fn restore(&mut self, done: u64, state: &[(String, Vec<f64>)]) -> Result<()> {
-        let own: Vec<(String, Vec<f64>)> = state
-            .iter()
-            .filter_map(|(n, v)| {
-                n.strip_prefix("between.")
-                    .map(|m| (m.to_string(), v.clone()))
-            })
-            .collect();
-        self.sampler.restore(done * self.updates as u64, &own)?;
-        let acc = crate::sampler::saved(state, "between_accepted")?;
-        self.accepted = match acc {
-            [a, n] if a.is_finite() && n.is_finite() && (0.0..=*n).contains(a) => [*a, *n],
-            _ => {
-                return Err(Error::InvalidInput(
-                    "the saved acceptance of the interleaved updates does not fit".into(),
-                ))
-            }
-        };
-        Ok(())
-    }
-
-    /// `key=value` lines of its parameters.
-    fn parameters(&self) -> String {
-        let mut p = format!("between={}\n", self.updates);
-        for line in self.sampler.parameters().lines() {
-            p += &format!("between.{line}\n");
-        }
-        p
-    }
-
-    /// The summary entry: updates per step, the sampler's parameters, its acceptance.
-    fn summary(&self) -> Json {
-        // The sampler's own seed is derived from the run's (see `SamplerConfig::build`).
-        let sampler = self
-            .sampler
-            .summary()
-            .into_iter()
-            .filter(|(n, _)| *n != "seed")
-            .map(|(n, v)| (n.to_string(), v))
-            .collect();
-        Json::obj([
-            ("updates", Json::Num(self.updates as f64)),
-            ("sampler", Json::Obj(sampler)),
-            (
-                "acceptance",
-                Json::Num(self.accepted[0] / self.accepted[1].max(1.0)),
-            ),
-        ])
-    }
-}
-
 impl FlowSampler {
     /// `chains` chains over the flow in `dir` for `theory` (which must be the model's), drawing
     /// from `seed`.
@@ -367,18 +283,7 @@ impl FlowSampler {
     /// exact; the local updates reach what the flow rarely proposes (the double well's kink
     /// pairs), the flow's proposals what local updates rarely reach (the other well).
     pub fn interleave(&mut self, local: Box<dyn Sampler>, k: usize) -> Result<()> {
-        if k == 0 || local.chains() != self.chains {
-            return Err(Error::InvalidInput(format!(
-                "interleaving {k} updates of a sampler of {} chains with a flow of {} chains",
-                local.chains(),
-                self.chains
-            )));
-        }
-        self.between = Some(Between {
-            sampler: local,
-            updates: k,
-            accepted: [0.0; 2],
-        });
+        self.between = Some(Between::new(local, k, self.chains)?);
         Ok(())
     }
 
@@ -493,7 +398,7 @@ impl Sampler for FlowSampler {
         self.first_chain = crate::sampler::first_chain_word(first, self.chains)?;
         self.independence.set_first_chain(first)?;
         match &mut self.between {
-            Some(b) => b.sampler.set_first_chain(first),
+            Some(b) => b.set_first_chain(first),
             None => Ok(()),
         }
     }
@@ -505,7 +410,7 @@ impl Sampler for FlowSampler {
     fn site_updates(&self) -> u64 {
         let own = (self.chains * self.target.volume()) as u64;
         match &self.between {
-            Some(b) => own + b.updates as u64 * b.sampler.site_updates(),
+            Some(b) => own + b.site_updates(),
             None => own,
         }
     }
