@@ -632,3 +632,24 @@ fn the_network_on_cuda_matches_the_cpu_log_q_and_gradients() {
     compare::<f64>(&gpu, 1e-10);
     compare::<f32>(&gpu, 1e-3);
 }
+
+/// The variables of the angles of a draw are the draw (f64: to rounding), and ln q through them
+/// is the draw's: what the interleaved local updates rely on.
+#[test]
+fn angles_and_variables_are_inverse_maps() {
+    let (can, store) = network::<f64>(&[6, 4], &small(9));
+    let (u, lq) = can.generate(&store, KEY, 5).unwrap();
+    let theta = can.angles(&u);
+    assert!(theta
+        .iter()
+        .all(|t| (0.0..std::f64::consts::TAU).contains(t)));
+    let back: Vec<f64> = can.variables(&theta);
+    let d = u
+        .iter()
+        .zip(&back)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(d < 1e-12, "u → θ → u differs by {d:e}");
+    let d = common::max_rel_diff(&lq, &one_pass_log_q(&can, &store, &back));
+    assert!(d < 1e-10, "ln q through the variables of θ: {d:e}");
+}
