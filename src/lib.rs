@@ -20,6 +20,7 @@ pub mod analysis;
 pub mod can;
 pub mod csd;
 pub mod device;
+pub mod diffusion;
 pub mod ensemble;
 pub mod error;
 pub mod exact;

@@ -423,7 +423,7 @@ mod tests {
         assert!((ln_gamma(5.0) - 24f64.ln()).abs() < 1e-13);
         let g35 = 15.0 * std::f64::consts::PI.sqrt() / 8.0;
         assert!((ln_gamma(3.5) - g35.ln()).abs() < 1e-13);
-        assert!((ln_gamma(123.4) - 466.176_081_658_586_6).abs() < 1e-9);
+        assert!((ln_gamma(123.4) - 469.336_097_442_190_6).abs() < 1e-9);
         // ψ(1) = −γ, ψ(n + 1) = ψ(n) + 1/n.
         let euler = 0.577_215_664_901_532_9;
         assert!((digamma(1.0) + euler).abs() < 1e-13);
