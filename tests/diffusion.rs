@@ -46,7 +46,10 @@ fn the_score_commutes_with_even_lattice_shifts() {
     let s = net.evaluate(&store, &sde, &x, 0.3).unwrap();
     for (dy, dx) in [(2, 0), (0, 2), (4, 6)] {
         let s2 = net.evaluate(&store, &sde, &shift(&x, dy, dx), 0.3).unwrap();
-        assert!(common::max_rel_diff(&s2, &shift(&s, dy, dx)) < 1e-12, "shift ({dy}, {dx})");
+        assert!(
+            common::max_rel_diff(&s2, &shift(&s, dy, dx)) < 1e-12,
+            "shift ({dy}, {dx})"
+        );
     }
     // An odd shift is not a symmetry of the pooled level (the test can fail).
     let s1 = net.evaluate(&store, &sde, &shift(&x, 1, 0), 0.3).unwrap();
@@ -66,15 +69,23 @@ fn denoising_score_matching_learns() {
     let loss_at = |store: &ParamStore<f32>, step: u32| -> f64 {
         let tape = Tape::new(store.ctx());
         tape.set_grad_enabled(false);
-        let x0: Vec<f64> = normals(batch * l * l, 2, 10_000 + step).iter().map(|z| 0.5 * z).collect();
-        let t: Vec<f64> = (0..batch).map(|b| 0.05 + 0.9 * (b as f64 + 0.5) / batch as f64).collect();
+        let x0: Vec<f64> = normals(batch * l * l, 2, 10_000 + step)
+            .iter()
+            .map(|z| 0.5 * z)
+            .collect();
+        let t: Vec<f64> = (0..batch)
+            .map(|b| 0.05 + 0.9 * (b as f64 + 0.5) / batch as f64)
+            .collect();
         let z = normals(batch * l * l, 3, 10_000 + step);
         let loss = net.dsm_loss(&tape, store, &sde, (&x0, &t, &z)).unwrap();
         loss.value().to_f64().unwrap()[0]
     };
     let before: f64 = (0..4).map(|k| loss_at(&store, k)).sum::<f64>() / 4.0;
     for step in 0..150u32 {
-        let x0: Vec<f64> = normals(batch * l * l, 2, step).iter().map(|z| 0.5 * z).collect();
+        let x0: Vec<f64> = normals(batch * l * l, 2, step)
+            .iter()
+            .map(|z| 0.5 * z)
+            .collect();
         let t: Vec<f64> = (0..batch)
             .map(|b| 1e-3 + (1.0 - 1e-3) * philox::uniform(5, b as u32, step, 13))
             .collect();

@@ -134,10 +134,18 @@ mod tests {
             (Integrator::Euler { h: 0.0 }, 1000),
             (Integrator::Heun, 200),
         ] {
-            let x = reverse(&sde, integrator, steps, 1e-3, (4000, 4), (1, 9, 0), |x, t| {
-                let var = v + sde.marginal_std(t).powi(2);
-                Ok(x.iter().map(|xi| -xi / var).collect())
-            })
+            let x = reverse(
+                &sde,
+                integrator,
+                steps,
+                1e-3,
+                (4000, 4),
+                (1, 9, 0),
+                |x, t| {
+                    let var = v + sde.marginal_std(t).powi(2);
+                    Ok(x.iter().map(|xi| -xi / var).collect())
+                },
+            )
             .unwrap();
             let got = x.iter().map(|a| a * a).sum::<f64>() / x.len() as f64;
             // 16 000 values: the variance's relative error is about √(2/16000) ≈ 1.1 %.
@@ -148,7 +156,16 @@ mod tests {
         }
         assert!(VeSde::new(1.0).is_err());
         let f = |x: &[f64], _| Ok(x.to_vec());
-        assert!(reverse(&sde, Integrator::Euler { h: 2.0 }, 10, 0.0, (1, 1), (1, 9, 0), f).is_err());
+        assert!(reverse(
+            &sde,
+            Integrator::Euler { h: 2.0 },
+            10,
+            0.0,
+            (1, 1),
+            (1, 9, 0),
+            f
+        )
+        .is_err());
     }
 
     #[test]

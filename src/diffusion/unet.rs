@@ -56,7 +56,11 @@ pub struct ScoreNet {
 
 impl ScoreNet {
     /// The network for `[h, w]` lattices, registering its parameters in `store`.
-    pub fn new<T: Real>(config: &ScoreConfig, dims: [usize; 2], store: &mut ParamStore<T>) -> Result<Self> {
+    pub fn new<T: Real>(
+        config: &ScoreConfig,
+        dims: [usize; 2],
+        store: &mut ParamStore<T>,
+    ) -> Result<Self> {
         let [c0, c1] = config.channels;
         let ok = dims.iter().all(|&d| d >= 4 && d % 2 == 0)
             && c0 > 0
@@ -77,8 +81,20 @@ impl ScoreNet {
         store.init_layer("score.embed", &[c0, e], e, c0, s)?;
         for (k, (name, cin, cout)) in blocks(config.channels).into_iter().enumerate() {
             let seed = s.wrapping_add(10 * (k as u64 + 1));
-            store.init_layer(&format!("score.{name}.conv"), &[cout, cin, 3, 3], 9 * cin, cout, seed)?;
-            store.init_layer(&format!("score.{name}.time"), &[cout, c0], c0, cout, seed + 1)?;
+            store.init_layer(
+                &format!("score.{name}.conv"),
+                &[cout, cin, 3, 3],
+                9 * cin,
+                cout,
+                seed,
+            )?;
+            store.init_layer(
+                &format!("score.{name}.time"),
+                &[cout, c0],
+                c0,
+                cout,
+                seed + 1,
+            )?;
             let ones = store.ctx().from_f64(&[cout], &vec![1.0; cout])?;
             store.insert(&format!("score.{name}.gamma"), ones);
             store.insert(&format!("score.{name}.beta"), store.ctx().zeros(&[cout])?);
@@ -86,7 +102,9 @@ impl ScoreNet {
         store.init_layer("score.out", &[1, c0, 3, 3], 9 * c0, 1, s.wrapping_add(99))?;
         let mut frequencies = vec![0.0; config.frequencies];
         philox::fill_normals(&mut frequencies, s, 0, 0, STREAM_FREQUENCIES);
-        frequencies.iter_mut().for_each(|f| *f *= config.frequency_scale);
+        frequencies
+            .iter_mut()
+            .for_each(|f| *f *= config.frequency_scale);
         Ok(ScoreNet {
             config: config.clone(),
             dims,
@@ -142,7 +160,11 @@ impl ScoreNet {
         let tv = tape.constant(ctx.from_f64(&[b], t)?);
         let fr = tape.constant(ctx.from_f64(&[self.frequencies.len()], &self.frequencies)?);
         let feats = tape.fourier_features(&tv, &fr)?;
-        let emb = tape.linear(&feats, &tape.param(store, "score.embed.w")?, &tape.param(store, "score.embed.b")?)?;
+        let emb = tape.linear(
+            &feats,
+            &tape.param(store, "score.embed.w")?,
+            &tape.param(store, "score.embed.b")?,
+        )?;
         let emb = tape.silu(&emb)?;
         let h0 = self.block(tape, store, "down0", x, &emb)?;
         let h1 = self.block(tape, store, "down1", &tape.avg_pool2(&h0)?, &emb)?;
@@ -154,7 +176,10 @@ impl ScoreNet {
             Some(&tape.param(store, "score.out.b")?),
             ConvMode::Periodic,
         )?;
-        let inv: Vec<f64> = t.iter().map(|&ti| 1.0 / sde.marginal_std(ti).max(1e-12)).collect();
+        let inv: Vec<f64> = t
+            .iter()
+            .map(|&ti| 1.0 / sde.marginal_std(ti).max(1e-12))
+            .collect();
         let inv = tape.constant(ctx.from_f64(&[b, 1, 1, 1], &inv)?);
         tape.mul(&out, &inv)
     }
@@ -191,13 +216,26 @@ impl ScoreNet {
     }
 
     /// s_θ(x, t) of configurations x `[B, V]` at one time t, without recording.
-    pub fn evaluate<T: Real>(&self, store: &ParamStore<T>, sde: &VeSde, x: &[f64], t: f64) -> Result<Vec<f64>> {
+    pub fn evaluate<T: Real>(
+        &self,
+        store: &ParamStore<T>,
+        sde: &VeSde,
+        x: &[f64],
+        t: f64,
+    ) -> Result<Vec<f64>> {
         let v = self.dims[0] * self.dims[1];
         let b = x.len() / v;
         let tape = Tape::new(store.ctx());
         tape.set_grad_enabled(false);
-        let xv = tape.constant(store.ctx().from_f64(&[b, 1, self.dims[0], self.dims[1]], x)?);
-        let s: Tensor<T> = self.score(&tape, store, sde, &xv, &vec![t; b])?.value().copy()?;
+        let xv = tape.constant(
+            store
+                .ctx()
+                .from_f64(&[b, 1, self.dims[0], self.dims[1]], x)?,
+        );
+        let s: Tensor<T> = self
+            .score(&tape, store, sde, &xv, &vec![t; b])?
+            .value()
+            .copy()?;
         s.to_f64()
     }
 }
