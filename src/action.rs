@@ -372,6 +372,7 @@ macro_rules! scalar_theory {
                     "mala",
                     "langevin",
                     "flow",
+                    "diffusion",
                     "metropolis",
                     "cluster",
                     "wolff",

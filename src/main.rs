@@ -9,6 +9,8 @@ use clap::{Args, Parser, Subcommand};
 
 #[path = "cli/can.rs"]
 mod can_cli;
+#[path = "cli/diffusion.rs"]
+mod diffusion_cli;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use latticeml::action::Phi4;
@@ -55,6 +57,12 @@ enum Command {
     Can {
         #[command(subcommand)]
         what: can_cli::CanWhat,
+    },
+    /// Score-based diffusion models of 2D phi4: train on a run's configurations, draw by the
+    /// reverse SDE, the probability-flow ODE or the h-interpolated family.
+    Diffusion {
+        #[command(subcommand)]
+        what: diffusion_cli::DiffusionWhat,
     },
     /// Throughput benchmarks.
     Bench {
@@ -697,6 +705,7 @@ fn main() -> ExitCode {
             what: FlowWhat::Sample(a),
         } => cmd_flow_sample(a),
         Command::Can { what } => can_cli::cmd_can(what),
+        Command::Diffusion { what } => diffusion_cli::cmd_diffusion(what),
         Command::Bench {
             what: BenchWhat::Hmc(a),
         } => cmd_bench_hmc(a),

@@ -178,6 +178,18 @@ pub enum SamplerConfig {
         /// A local algorithm and its sweeps run after every independence step (None: none).
         local_between: Option<(LocalAlgorithm, usize)>,
     },
+    /// Raw draws of a trained score network ([`crate::diffusion::sampler`]): the reverse
+    /// process per update, not exact.
+    Diffusion {
+        /// The model directory (`diffusion.json`, `model.safetensors`).
+        model: PathBuf,
+        /// Seed of every random draw.
+        seed: u64,
+        /// How the reverse process is integrated.
+        integrator: crate::diffusion::Integrator,
+        /// Its steps.
+        steps: usize,
+    },
     /// A local update of the theory's own (checkerboard Metropolis, overrelaxation, heat-bath).
     Local {
         /// The algorithm.
@@ -197,6 +209,15 @@ impl SamplerConfig {
                 crate::hmc::fourier::check_mass(*m2)
             }
             SamplerConfig::Local { algorithm, .. } => algorithm.validate(),
+            SamplerConfig::Diffusion { steps, .. } => {
+                if *steps == 0 {
+                    Err(crate::error::Error::InvalidInput(
+                        "--steps must be at least 1".into(),
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
             SamplerConfig::Can { local_between, .. } => match local_between {
                 Some((_, 0)) => Err(crate::error::Error::InvalidInput(
                     "--local-between 0: give at least one sweep, or leave the flag out".into(),
@@ -233,6 +254,7 @@ impl SamplerConfig {
             SamplerConfig::Local { algorithm, .. } => algorithm.name(),
             SamplerConfig::Flow { .. } => "flow",
             SamplerConfig::Can { .. } => "can",
+            SamplerConfig::Diffusion { .. } => "diffusion",
         }
     }
 
@@ -292,6 +314,18 @@ impl SamplerConfig {
                 }
                 Box::new(can)
             }
+            SamplerConfig::Diffusion {
+                model,
+                seed,
+                integrator,
+                steps,
+            } => Box::new(crate::diffusion::sampler::DiffusionSampler::new(
+                theory,
+                &model,
+                (chains, seed),
+                (integrator, steps),
+                device,
+            )?),
             SamplerConfig::Local { algorithm, seed } => {
                 let sweeper = theory.sweeper(algorithm, chains, seed, device)?;
                 Box::new(LocalSampler::new(theory, algorithm, seed, sweeper))

@@ -53,7 +53,8 @@ pub enum Integrator {
 /// Integrates the reverse process from t = 1 to `t_end` in `steps` equal steps for `batch`
 /// configurations of `volume` sites, starting from N(0, σ_1²) and calling `score(x, t)` for
 /// s(x, t) `[batch][volume]`. The draws are keyed by (site, sample, step): sample `sample0 + b`
-/// of `seed`'s `stream`. Returns x `[batch][volume]`.
+/// of `seed`'s `stream`, step words `first_step..first_step + steps + 1`. Returns x
+/// `[batch][volume]`.
 #[allow(clippy::too_many_arguments)]
 pub fn reverse<F>(
     sde: &VeSde,
@@ -61,7 +62,7 @@ pub fn reverse<F>(
     steps: usize,
     t_end: f64,
     (batch, volume): (usize, usize),
-    (seed, stream, sample0): (u64, u32, u32),
+    (seed, stream, sample0, first_step): (u64, u32, u32, u64),
     mut score: F,
 ) -> Result<Vec<f64>>
 where
@@ -72,6 +73,11 @@ where
             "{steps} steps down to t = {t_end}: give at least one step and 0 <= t_end < 1"
         )));
     }
+    if first_step + steps as u64 >= 1 << 32 {
+        return Err(Error::InvalidInput(
+            "more reverse-process steps than the 2^32 the draws can tell apart".into(),
+        ));
+    }
     if let Integrator::Euler { h } = integrator {
         if !(0.0..=1.0).contains(&h) {
             return Err(Error::InvalidInput(format!("--h {h}: use 0 <= h <= 1")));
@@ -80,7 +86,8 @@ where
     let normals = |step: usize| -> Vec<f64> {
         let mut z = vec![0.0; batch * volume];
         for (b, row) in z.chunks_mut(volume.max(1)).enumerate() {
-            philox::fill_normals(row, seed, sample0 + b as u32, step as u32, stream);
+            let word = (first_step + step as u64) as u32;
+            philox::fill_normals(row, seed, sample0 + b as u32, word, stream);
         }
         z
     };
@@ -140,7 +147,7 @@ mod tests {
                 steps,
                 1e-3,
                 (4000, 4),
-                (1, 9, 0),
+                (1, 9, 0, 0),
                 |x, t| {
                     let var = v + sde.marginal_std(t).powi(2);
                     Ok(x.iter().map(|xi| -xi / var).collect())
@@ -162,7 +169,7 @@ mod tests {
             10,
             0.0,
             (1, 1),
-            (1, 9, 0),
+            (1, 9, 0, 0),
             f
         )
         .is_err());

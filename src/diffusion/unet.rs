@@ -62,7 +62,7 @@ impl ScoreNet {
         store: &mut ParamStore<T>,
     ) -> Result<Self> {
         let [c0, c1] = config.channels;
-        let ok = dims.iter().all(|&d| d >= 4 && d % 2 == 0)
+        let ok = dims.iter().all(|&d| d >= 6 && d % 2 == 0)
             && c0 > 0
             && c1 > 0
             && config.groups > 0
@@ -72,7 +72,7 @@ impl ScoreNet {
             && config.frequency_scale.is_finite();
         if !ok {
             return Err(Error::InvalidInput(format!(
-                "a score network of {config:?} on {dims:?}: extents even and at least 4, channel \
+                "a score network of {config:?} on {dims:?}: extents even and at least 6, channel \
                  counts divisible by the groups"
             )));
         }

@@ -1,0 +1,199 @@
+//! `latticeml diffusion train|sample`: score-based diffusion models of 2D φ⁴ configurations (the
+//! library side is `latticeml::diffusion`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use latticeml::diffusion::job::{train, DiffusionJob};
+use latticeml::diffusion::{Integrator, ScoreConfig};
+use latticeml::hmc::Start;
+use latticeml::run::{run, RunConfig};
+use latticeml::sampler::SamplerConfig;
+use latticeml::{Device, Error, Result};
+
+use super::{bar, claim_of, print_table, RunFileArgs};
+
+#[derive(Subcommand)]
+pub enum DiffusionWhat {
+    /// Train a score network by denoising score matching on a run's configs.npy (the theory is
+    /// read from the run's summary.json).
+    Train(Box<DiffusionTrainArgs>),
+    /// Draw configurations by the reverse process: the usual run files with the phi4 keys (raw
+    /// draws of the model, not exact).
+    Sample(DiffusionSampleArgs),
+}
+
+#[derive(Args)]
+pub struct DiffusionTrainArgs {
+    /// The run directory of `latticeml sample` (2D phi4) whose configs.npy is the data.
+    #[arg(long)]
+    data: PathBuf,
+    /// Passes over the data in all (a resume trains up to this many).
+    #[arg(long, default_value_t = 100)]
+    epochs: u64,
+    /// Samples per step.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Adam's learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Decay of the weights' moving average (the model's weights).
+    #[arg(long, default_value_t = 0.999)]
+    ema: f64,
+    /// Channels of the two levels of the U-Net, comma-separated.
+    #[arg(long, default_value = "16,32", value_delimiter = ',')]
+    channels: Vec<usize>,
+    /// Groups of the group normalisation.
+    #[arg(long, default_value_t = 4)]
+    groups: usize,
+    /// sigma of the variance-exploding SDE.
+    #[arg(long, default_value_t = 25.0)]
+    sigma: f64,
+    /// Seed of the initial weights, the shuffles, the times and the noise.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Output (model) directory.
+    #[arg(long, default_value = "latticeml-diffusion")]
+    out: PathBuf,
+    /// Continue the training stored in --out (same parameters; --epochs may grow).
+    #[arg(long, conflicts_with = "force")]
+    resume: bool,
+    /// Replace the results of an earlier command in --out.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args)]
+pub struct DiffusionSampleArgs {
+    /// The model directory of `latticeml diffusion train`.
+    #[arg(long)]
+    model: PathBuf,
+    /// Configurations in all (spread over the chains).
+    #[arg(long, default_value_t = 1024)]
+    samples: u64,
+    /// em (reverse SDE, h = 1), ode (probability-flow ODE by Heun), or h (Euler–Maruyama of the
+    /// interpolating family at --h).
+    #[arg(long, default_value = "em")]
+    sampler: String,
+    /// The interpolation h in [0, 1] of --sampler h.
+    #[arg(long, default_value_t = 0.5)]
+    h: f64,
+    /// Steps of the reverse process.
+    #[arg(long, default_value_t = 500)]
+    steps: usize,
+    /// Configurations drawn together (the chains of the run).
+    #[arg(long, default_value_t = 64)]
+    chains: usize,
+    /// Seed of the draws.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Output directory.
+    #[arg(long, default_value = "latticeml-out")]
+    out: PathBuf,
+    #[command(flatten)]
+    files: RunFileArgs,
+}
+
+pub fn cmd_diffusion(what: DiffusionWhat) -> Result<()> {
+    match what {
+        DiffusionWhat::Train(a) => cmd_train(*a),
+        DiffusionWhat::Sample(a) => cmd_sample(a),
+    }
+}
+
+fn cmd_train(a: DiffusionTrainArgs) -> Result<()> {
+    let channels = match a.channels[..] {
+        [c0, c1] => [c0, c1],
+        _ => {
+            return Err(Error::InvalidInput(format!(
+                "--channels {:?}: give two channel counts, e.g. 16,32",
+                a.channels
+            )))
+        }
+    };
+    let job = DiffusionJob {
+        data: a.data.clone(),
+        net: ScoreConfig {
+            channels,
+            groups: a.groups,
+            seed: a.seed,
+            ..ScoreConfig::default()
+        },
+        sigma: a.sigma,
+        epochs: a.epochs,
+        batch: a.batch,
+        lr: a.lr,
+        ema: a.ema,
+        seed: a.seed,
+    };
+    job.validate()?;
+    let (device, why) = Device::from_name(&a.device)?;
+    eprintln!("latticeml: {why}");
+    let progress = bar(job.epochs, "epochs")?;
+    let outcome = train(
+        &job,
+        &device,
+        &a.out,
+        claim_of(a.resume, a.force),
+        &mut |d, _| progress.set_position(d),
+    );
+    progress.finish_and_clear();
+    let o = outcome?;
+    println!(
+        "epoch {}: loss {:.5}  ({:.1} training samples/s)",
+        job.epochs, o.loss, o.samples_per_second
+    );
+    Ok(())
+}
+
+fn cmd_sample(a: DiffusionSampleArgs) -> Result<()> {
+    let integrator = match a.sampler.as_str() {
+        "em" => Integrator::Euler { h: 1.0 },
+        "ode" => Integrator::Heun,
+        "h" => Integrator::Euler { h: a.h },
+        other => {
+            return Err(Error::InvalidInput(format!(
+                "--sampler {other}: use em, ode or h"
+            )))
+        }
+    };
+    let model = latticeml::diffusion::job::load(&a.model, &Device::Cpu(Default::default()))?;
+    if a.chains == 0 || a.samples == 0 {
+        return Err(Error::InvalidInput(
+            "--samples and --chains must be at least 1".into(),
+        ));
+    }
+    let cfg = RunConfig {
+        theory: model.theory,
+        chains: a.chains,
+        // One update draws every chain afresh: nothing to thermalise but the start.
+        trajectories: a.samples.div_ceil(a.chains as u64) + 1,
+        therm: 1,
+        sampler: SamplerConfig::Diffusion {
+            model: a.model.clone(),
+            seed: a.seed,
+            integrator,
+            steps: a.steps,
+        },
+        start: Start::from_name("hot")?,
+        save_every: a.files.save_every,
+        checkpoint_every: a.files.checkpoint_every,
+    };
+    cfg.validate()?;
+    let (device, why) = Device::from_name(&a.device)?;
+    eprintln!("latticeml: {why}");
+    let progress = bar(cfg.trajectories, "batches")?;
+    let outcome = run(&cfg, &device, &a.out, a.files.claim(), &mut |d, _| {
+        progress.set_position(d)
+    });
+    progress.finish_and_clear();
+    print_table(&outcome?);
+    Ok(())
+}

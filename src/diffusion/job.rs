@@ -1,0 +1,414 @@
+//! `latticeml diffusion train`: denoising score matching on the configurations of a production run
+//! (`configs.npy` of `latticeml sample`, with the theory read from its `summary.json`), Adam and an
+//! exponential moving average of the weights (the EMA weights are the model), seeded shuffles,
+//! a checkpoint after every epoch and `--resume` that continues bit-identically. Files:
+//! `model.safetensors` (EMA), `weights.safetensors` and `optimizer.safetensors` (to resume),
+//! `diffusion.json`, `train.csv` (epoch, loss, seconds), `summary.json`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::sde::VeSde;
+use super::unet::{ScoreConfig, ScoreNet};
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::io::json::Json;
+use crate::io::outdir::{Claim, Manifest, OutputDir};
+use crate::io::{npy, read, write_atomic};
+use crate::lattice::Lattice;
+use crate::nn::{safetensors, Adam, Ctx, ParamStore, Tape};
+use crate::philox;
+use crate::theory::TheoryConfig;
+
+/// The EMA weights: the model.
+pub const MODEL_FILE: &str = "model.safetensors";
+/// The trained weights (for resuming).
+pub const WEIGHTS_FILE: &str = "weights.safetensors";
+/// Adam's moments.
+pub const OPTIMISER_FILE: &str = "optimizer.safetensors";
+/// The record.
+pub const RECORD_FILE: &str = "diffusion.json";
+const TRAIN_HEADER: &str = "epoch,loss,seconds";
+/// Philox streams of training: diffusion times and noise.
+const STREAM_TIME: u32 = 12;
+const STREAM_NOISE: u32 = 13;
+const STREAM_SHUFFLE: u32 = 14;
+/// Smallest diffusion time trained on (and sampled to).
+pub const T_MIN: f64 = 1e-3;
+
+/// Everything `diffusion train` is asked to do.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DiffusionJob {
+    /// The run directory whose `configs.npy` is the data.
+    pub data: PathBuf,
+    /// The network.
+    pub net: ScoreConfig,
+    /// σ of the VE SDE.
+    pub sigma: f64,
+    /// Epochs in all (a resume trains up to this many).
+    pub epochs: u64,
+    /// Samples per step.
+    pub batch: usize,
+    /// Adam's learning rate.
+    pub lr: f64,
+    /// Decay of the weights' moving average.
+    pub ema: f64,
+    /// Seed of the shuffles, times and noise.
+    pub seed: u64,
+}
+
+/// The theory of a run directory, from its `summary.json` (φ⁴ on a 2D lattice).
+pub fn theory_of_run(dir: &Path) -> Result<TheoryConfig> {
+    let path = dir.join("summary.json");
+    let bad = |why: &str| Error::BadFile {
+        path: path.display().to_string(),
+        reason: why.into(),
+    };
+    let text = String::from_utf8(read(&path)?).map_err(|_| bad("not UTF-8"))?;
+    let j = Json::parse(&text).map_err(|e| bad(&e.to_string()))?;
+    let num = |k: &str| match j.get("parameters").and_then(|p| p.get(k)) {
+        Some(Json::Num(v)) => Ok(*v),
+        _ => Err(bad(&format!("no parameter {k}"))),
+    };
+    let extents: Vec<usize> = match j.get("lattice") {
+        Some(Json::Arr(v)) => v
+            .iter()
+            .map(|x| match x {
+                Json::Num(n) if *n >= 1.0 && n.fract() == 0.0 => Ok(*n as usize),
+                _ => Err(bad("bad lattice")),
+            })
+            .collect::<Result<_>>()?,
+        _ => return Err(bad("no lattice")),
+    };
+    match j.get("theory") {
+        Some(Json::Str(t)) if t == "phi4" && extents.len() == 2 => Ok(TheoryConfig::Phi4 {
+            lattice: Lattice::new(&extents)?,
+            kappa: num("kappa")?,
+            lambda: num("lambda")?,
+        }),
+        _ => Err(Error::InvalidInput(format!(
+            "{}: diffusion models train on 2D phi4 runs (latticeml sample --theory phi4 --dims LxL)",
+            dir.display()
+        ))),
+    }
+}
+
+/// The configurations of a run directory, `[N][V]`, and the lattice extents.
+pub fn data_of_run(dir: &Path, lattice: &Lattice) -> Result<Vec<f64>> {
+    let path = dir.join("configs.npy");
+    let (shape, data) = npy::decode(&read(&path)?).map_err(|e| Error::BadFile {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let v = lattice.volume();
+    if shape.len() < 3 || shape[shape.len() - 2..] != lattice.extents()[..] || data.is_empty() {
+        return Err(Error::BadFile {
+            path: path.display().to_string(),
+            reason: format!(
+                "shape {shape:?} is not [saved, chains, {:?}]",
+                lattice.extents()
+            ),
+        });
+    }
+    if data.iter().any(|x| !x.is_finite()) || data.len() % v != 0 {
+        return Err(Error::BadFile {
+            path: path.display().to_string(),
+            reason: "non-finite or incomplete configurations".into(),
+        });
+    }
+    Ok(data)
+}
+
+impl DiffusionJob {
+    fn record(&self, theory: &TheoryConfig, epochs: u64) -> Json {
+        Json::obj([
+            ("format", Json::Str("latticeml-diffusion-1".into())),
+            ("theory", theory.to_json()),
+            (
+                "channels",
+                Json::Arr(
+                    self.net
+                        .channels
+                        .iter()
+                        .map(|&c| Json::Num(c as f64))
+                        .collect(),
+                ),
+            ),
+            ("groups", Json::Num(self.net.groups as f64)),
+            ("frequencies", Json::Num(self.net.frequencies as f64)),
+            ("frequency_scale", Json::Num(self.net.frequency_scale)),
+            ("init_seed", Json::Str(self.net.seed.to_string())),
+            ("sigma", Json::Num(self.sigma)),
+            ("batch", Json::Num(self.batch as f64)),
+            ("lr", Json::Num(self.lr)),
+            ("ema", Json::Num(self.ema)),
+            ("seed", Json::Str(self.seed.to_string())),
+            ("data", Json::Str(self.data.display().to_string())),
+            ("epochs", Json::Str(epochs.to_string())),
+        ])
+    }
+
+    /// Checks the numbers before any file is touched.
+    pub fn validate(&self) -> Result<()> {
+        VeSde::new(self.sigma)?;
+        let ok = self.epochs >= 1
+            && (2..=1 << 16).contains(&self.batch)
+            && self.lr.is_finite()
+            && self.lr > 0.0
+            && self.lr < 1.0
+            && (0.0..1.0).contains(&self.ema);
+        if !ok {
+            return Err(Error::InvalidInput(format!(
+                "--epochs {} (>= 1), --batch {} (2 to 65536), --lr {} (0 to 1), --ema {} \
+                 ([0, 1)): out of range",
+                self.epochs, self.batch, self.lr, self.ema
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What a training did.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DiffusionOutcome {
+    /// The last epoch's mean loss.
+    pub loss: f64,
+    /// Training samples per second of this invocation.
+    pub samples_per_second: f64,
+}
+
+/// Trains `job` into `out`; `progress(done, total)` after every epoch.
+pub fn train(
+    job: &DiffusionJob,
+    device: &Device,
+    out: &Path,
+    claim: Claim,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<DiffusionOutcome> {
+    job.validate()?;
+    let theory = theory_of_run(&job.data)?;
+    let lattice = theory.build()?.lattice().clone();
+    let data = data_of_run(&job.data, &lattice)?;
+    let (h, w) = (lattice.extents()[0], lattice.extents()[1]);
+    let v = h * w;
+    let n = data.len() / v;
+    let sde = VeSde::new(job.sigma)?;
+    let ctx = Ctx::<f32>::new(device.clone());
+    let mut store = ParamStore::new(&ctx);
+    let net = ScoreNet::new(&job.net, [h, w], &mut store)?;
+    let mut ema = ParamStore::new(&ctx);
+    for name in store.names() {
+        ema.insert(&name, store.get(&name)?.copy()?);
+    }
+    let mut adam = Adam::new(job.lr);
+    let mut identity = job.record(&theory, 0);
+    if let Json::Obj(items) = &mut identity {
+        items.retain(|(k, _)| k != "epochs");
+    }
+    let manifest = Manifest {
+        command: "diffusion train".into(),
+        parameters: identity.pretty(),
+        files: [
+            MODEL_FILE,
+            WEIGHTS_FILE,
+            OPTIMISER_FILE,
+            RECORD_FILE,
+            "train.csv",
+            "summary.json",
+        ]
+        .iter()
+        .map(|f| f.to_string())
+        .collect(),
+    };
+    let dir = OutputDir::claim(out, &manifest, claim)?;
+    let out = dir.path();
+    let (mut log, mut done, mut before) = (format!("{TRAIN_HEADER}\n"), 0u64, 0.0);
+    if claim == Claim::Resume {
+        let text = String::from_utf8(read(&out.join("train.csv"))?).unwrap_or_default();
+        done = text.lines().count().saturating_sub(1) as u64;
+        store = safetensors::load(&ctx, &out.join(WEIGHTS_FILE))?;
+        ema = safetensors::load(&ctx, &out.join(MODEL_FILE))?;
+        let steps = done as usize * n.div_ceil(job.batch);
+        adam.restore(steps, &safetensors::load(&ctx, &out.join(OPTIMISER_FILE))?)?;
+        before = crate::flow::job::seconds_so_far(&text, TRAIN_HEADER);
+        log = text;
+    }
+    let start = Instant::now();
+    let mut last = f64::NAN;
+    for epoch in done..job.epochs {
+        let order = shuffle(n, job.seed, epoch)?;
+        let mut sum = 0.0;
+        for (k, idx) in order.chunks(job.batch).enumerate() {
+            let step = u32::try_from(epoch * n.div_ceil(job.batch) as u64 + k as u64)
+                .map_err(|_| Error::InvalidInput("more than 2^32 training steps".into()))?;
+            let x0: Vec<f64> = idx
+                .iter()
+                .flat_map(|&i| data[i * v..(i + 1) * v].to_vec())
+                .collect();
+            let t: Vec<f64> = (0..idx.len())
+                .map(|b| {
+                    T_MIN + (1.0 - T_MIN) * philox::uniform(job.seed, b as u32, step, STREAM_TIME)
+                })
+                .collect();
+            let mut z = vec![0.0; idx.len() * v];
+            for (b, row) in z.chunks_mut(v).enumerate() {
+                philox::fill_normals(row, job.seed, b as u32, step, STREAM_NOISE);
+            }
+            let tape = Tape::new(&ctx);
+            let loss = net.dsm_loss(&tape, &store, &sde, (&x0, &t, &z))?;
+            let value = loss.value().to_f64()?[0];
+            if !value.is_finite() {
+                return Err(Error::NonFinite(format!(
+                    "the score-matching loss is {value} at epoch {epoch}: lower --lr"
+                )));
+            }
+            sum += value * idx.len() as f64;
+            let grads = tape.backward(&loss)?;
+            drop(loss);
+            adam.step(&mut store, &grads)?;
+            update_ema(&mut ema, &store, job.ema)?;
+        }
+        last = sum / n as f64;
+        log.push_str(&format!(
+            "{},{:e},{:.3}\n",
+            epoch + 1,
+            last,
+            before + start.elapsed().as_secs_f64()
+        ));
+        safetensors::save(&ema, &out.join(MODEL_FILE))?;
+        safetensors::save(&store, &out.join(WEIGHTS_FILE))?;
+        safetensors::save(&adam.state(&ctx)?.1, &out.join(OPTIMISER_FILE))?;
+        write_atomic(&out.join("train.csv"), log.as_bytes())?;
+        write_atomic(
+            &out.join(RECORD_FILE),
+            job.record(&theory, epoch + 1).pretty().as_bytes(),
+        )?;
+        progress(epoch + 1, job.epochs);
+    }
+    if last.is_nan() {
+        return Err(Error::InvalidInput(format!(
+            "the model in {} has {done} epochs already; raise --epochs to train further",
+            out.display()
+        )));
+    }
+    let rate = ((job.epochs - done) as f64 * n as f64) / start.elapsed().as_secs_f64().max(1e-9);
+    let summary = Json::obj([
+        ("theory", theory.to_json()),
+        ("configurations", Json::Num(n as f64)),
+        ("epochs", Json::Num(job.epochs as f64)),
+        ("loss", Json::Num(last)),
+        ("samples_per_second", Json::Num(rate)),
+    ]);
+    write_atomic(&out.join("summary.json"), summary.pretty().as_bytes())?;
+    Ok(DiffusionOutcome {
+        loss: last,
+        samples_per_second: rate,
+    })
+}
+
+/// A permutation of 0..n for `epoch` (Fisher–Yates with Philox uniforms keyed by position).
+fn shuffle(n: usize, seed: u64, epoch: u64) -> Result<Vec<usize>> {
+    let e = u32::try_from(epoch).map_err(|_| Error::InvalidInput("too many epochs".into()))?;
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let u = philox::uniform(seed, i as u32, e, STREAM_SHUFFLE);
+        order.swap(i, ((u * (i + 1) as f64) as usize).min(i));
+    }
+    Ok(order)
+}
+
+/// ema ← d·ema + (1 − d)·θ for every parameter.
+fn update_ema(ema: &mut ParamStore<f32>, store: &ParamStore<f32>, d: f64) -> Result<()> {
+    for name in store.names() {
+        let p = store.get(&name)?.to_vec()?;
+        let e = ema.get(&name)?.to_vec()?;
+        let mixed: Vec<f32> = e
+            .iter()
+            .zip(&p)
+            .map(|(&a, &b)| (d * f64::from(a) + (1.0 - d) * f64::from(b)) as f32)
+            .collect();
+        let shape = store.get(&name)?.shape().to_vec();
+        ema.insert(&name, store.ctx().from_vec(&shape, &mixed)?);
+    }
+    Ok(())
+}
+
+/// A trained score network loaded from its directory.
+pub struct LoadedDiffusion {
+    /// The theory of the training data.
+    pub theory: TheoryConfig,
+    /// The SDE.
+    pub sde: VeSde,
+    /// The network.
+    pub net: ScoreNet,
+    /// Its (EMA) weights.
+    pub params: ParamStore<f32>,
+    /// Epochs trained.
+    pub epochs: u64,
+}
+
+/// Loads `dir/diffusion.json` and `dir/model.safetensors` onto `device`, checking that the
+/// weights fit the network.
+pub fn load(dir: &Path, device: &Device) -> Result<LoadedDiffusion> {
+    let path = dir.join(RECORD_FILE);
+    let bad = |why: String| Error::BadFile {
+        path: path.display().to_string(),
+        reason: why,
+    };
+    let text = String::from_utf8(read(&path)?).map_err(|_| bad("not UTF-8".into()))?;
+    let j = Json::parse(&text).map_err(|e| bad(e.to_string()))?;
+    let num = |k: &str| match j.get(k) {
+        Some(Json::Num(v)) if v.is_finite() => Ok(*v),
+        _ => Err(bad(format!("missing or bad \"{k}\""))),
+    };
+    let big = |k: &str| match j.get(k) {
+        Some(Json::Str(s)) => s.parse::<u64>().map_err(|_| bad(format!("bad \"{k}\""))),
+        _ => Err(bad(format!("missing \"{k}\""))),
+    };
+    let channels = match j.get("channels") {
+        Some(Json::Arr(c)) if c.len() == 2 => {
+            let c: Vec<usize> = c
+                .iter()
+                .map(|x| match x {
+                    Json::Num(v) if *v >= 1.0 && v.fract() == 0.0 => Ok(*v as usize),
+                    _ => Err(bad("bad \"channels\"".into())),
+                })
+                .collect::<Result<_>>()?;
+            [c[0], c[1]]
+        }
+        _ => return Err(bad("missing \"channels\"".into())),
+    };
+    let theory = TheoryConfig::from_json(
+        j.get("theory")
+            .ok_or_else(|| bad("missing \"theory\"".into()))?,
+    )?;
+    let lattice = theory.build()?.lattice().clone();
+    let config = ScoreConfig {
+        channels,
+        groups: num("groups")? as usize,
+        frequencies: num("frequencies")? as usize,
+        frequency_scale: num("frequency_scale")?,
+        seed: big("init_seed")?,
+    };
+    let ctx = Ctx::<f32>::new(device.clone());
+    let mut fresh = ParamStore::new(&ctx);
+    let dims = [lattice.extents()[0], lattice.extents()[1]];
+    let net = ScoreNet::new(&config, dims, &mut fresh)?;
+    let params = safetensors::load(&ctx, &dir.join(MODEL_FILE))?;
+    for name in fresh.names() {
+        let want = fresh.get(&name)?.shape();
+        if params.get(&name).map(|t| t.shape() != want).unwrap_or(true) {
+            return Err(Error::BadFile {
+                path: dir.join(MODEL_FILE).display().to_string(),
+                reason: format!("parameter {name} missing or not of shape {want:?}"),
+            });
+        }
+    }
+    Ok(LoadedDiffusion {
+        theory,
+        sde: VeSde::new(num("sigma")?)?,
+        net,
+        params,
+        epochs: big("epochs")?,
+    })
+}
