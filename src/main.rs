@@ -187,6 +187,37 @@ fn bar(total: u64, unit: &str) -> Result<ProgressBar> {
     Ok(bar)
 }
 
+/// Runs `f` on the device `device` (printing why it was chosen) with a progress bar of `total`
+/// `unit`s that `f` advances.
+fn with_progress<R>(
+    device: &str,
+    total: u64,
+    unit: &str,
+    f: impl FnOnce(&Device, &mut dyn FnMut(u64, u64)) -> Result<R>,
+) -> Result<R> {
+    let (device, why) = Device::from_name(device)?;
+    eprintln!("latticeml: {why}");
+    let progress = bar(total, unit)?;
+    let outcome = f(&device, &mut |d, _| progress.set_position(d));
+    progress.finish_and_clear();
+    outcome
+}
+
+/// The production run of `cfg` into `out` with the file flags `files`, and its table.
+fn run_and_print(
+    cfg: &RunConfig,
+    device: &str,
+    out: &std::path::Path,
+    files: &RunFileArgs,
+) -> Result<()> {
+    cfg.validate()?;
+    let outcome = with_progress(device, cfg.trajectories, "updates", |d, p| {
+        run(cfg, d, out, files.claim(), p)
+    })?;
+    print_table(&outcome);
+    Ok(())
+}
+
 fn cmd_flow_train(a: FlowTrainArgs) -> Result<()> {
     use latticeml::flow::job::{train, TrainJob};
     let job = TrainJob {
@@ -210,18 +241,9 @@ fn cmd_flow_train(a: FlowTrainArgs) -> Result<()> {
     };
     job.flow.validate()?;
     job.train.validate()?;
-    let (device, why) = Device::from_name(&a.device)?;
-    eprintln!("latticeml: {why}");
-    let progress = bar(a.steps, "steps")?;
-    let outcome = train(
-        &job,
-        &device,
-        &a.out,
-        claim_of(a.resume, a.force),
-        &mut |d, _| progress.set_position(d),
-    );
-    progress.finish_and_clear();
-    let o = outcome?;
+    let o = with_progress(&a.device, a.steps, "steps", |d, p| {
+        train(&job, d, &a.out, claim_of(a.resume, a.force), p)
+    })?;
     println!(
         "step {}: loss {:.4}  ESS/sample {:.3}  acceptance {:.3}  ({:.1} steps/s)",
         o.last.step, o.last.loss, o.last.ess, o.last.acceptance, o.steps_per_second
@@ -261,16 +283,7 @@ fn cmd_flow_sample(a: FlowSampleArgs) -> Result<()> {
         save_every: a.files.save_every,
         checkpoint_every: a.files.checkpoint_every,
     };
-    cfg.validate()?;
-    let (device, why) = Device::from_name(&a.device)?;
-    eprintln!("latticeml: {why}");
-    let progress = bar(cfg.trajectories, "updates")?;
-    let outcome = run(&cfg, &device, &a.out, a.files.claim(), &mut |d, _| {
-        progress.set_position(d)
-    });
-    progress.finish_and_clear();
-    print_table(&outcome?);
-    Ok(())
+    run_and_print(&cfg, &a.device, &a.out, &a.files)
 }
 
 #[derive(Subcommand)]

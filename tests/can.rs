@@ -213,16 +213,27 @@ fn cuda_generation_matches_the_cpu_twin() {
     assert!(common::max_rel_diff(&lq, &glq) < 1e-3);
 }
 
-fn ok(args: &[&str]) -> String {
-    let out = common::latticeml(args);
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(out.status.success(), "{args:?}: {err}");
-    String::from_utf8_lossy(&out.stdout).to_string()
+/// Runs the binary with the whitespace-separated `args`, asserting success.
+fn ok(args: &str) {
+    let v: Vec<&str> = args.split_whitespace().collect();
+    let out = common::latticeml(&v);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{args}: {err}");
+}
+
+/// Asserts that the binary refuses the whitespace-separated `args` cleanly, naming `needle`.
+fn refused(args: &str, needle: &str) {
+    let v: Vec<&str> = args.split_whitespace().collect();
+    common::refused(&v, needle);
+}
+
+fn fresh(name: &str) -> String {
+    common::fresh_dir(name).to_str().unwrap().to_string()
 }
 
 /// (value, error) of observable `name` in a run directory's summary.json.
-fn observable(dir: &std::path::Path, name: &str) -> (f64, f64) {
-    let text = std::fs::read_to_string(dir.join("summary.json")).unwrap();
+fn observable(dir: &str, name: &str) -> (f64, f64) {
+    let text = std::fs::read_to_string(std::path::Path::new(dir).join("summary.json")).unwrap();
     let j = latticeml::io::json::Json::parse(&text).unwrap();
     let e = j.get("observables").and_then(|o| o.get(name)).unwrap();
     let num = |k: &str| match e.get(k) {
@@ -238,73 +249,24 @@ fn observable(dir: &std::path::Path, name: &str) -> (f64, f64) {
 /// checks (L = 8 and 16, β = 0.8, 1.0, 1.2) are in BENCHMARKS.md.
 #[test]
 fn independence_metropolis_over_a_trained_network_agrees_with_hmc() {
-    let model = common::fresh_dir("can-model");
-    let (nmcmc, hmc) = (common::fresh_dir("can-mh"), common::fresh_dir("can-hmc"));
-    let m = model.to_str().unwrap();
-    ok(&[
-        "can",
-        "train",
-        "--theory",
-        "xy",
-        "--dims",
-        "4x4",
-        "--beta",
-        "1.0",
-        "--steps",
-        "1500",
-        "--anneal",
-        "0.99",
-        "--lr",
-        "3e-3",
-        "--kernel",
-        "3",
-        "--log-every",
-        "500",
-        "--out",
-        m,
-        "--device",
-        "cpu",
-    ]);
-    ok(&[
-        "can",
-        "sample",
-        "--model",
-        m,
-        "--samples",
-        "400000",
-        "--mh",
-        "--chains",
-        "32",
-        "--save-every",
-        "1000",
-        "--out",
-        nmcmc.to_str().unwrap(),
-        "--device",
-        "cpu",
-    ]);
-    ok(&[
-        "sample",
-        "--theory",
-        "xy",
-        "--dims",
-        "4x4",
-        "--beta",
-        "1.0",
-        "--algorithm",
-        "hmc",
-        "--trajectories",
-        "20000",
-        "--therm",
-        "500",
-        "--chains",
-        "8",
-        "--save-every",
-        "1000",
-        "--out",
-        hmc.to_str().unwrap(),
-        "--device",
-        "cpu",
-    ]);
+    let (m, nmcmc, hmc, raw) = (
+        fresh("can-model"),
+        fresh("can-mh"),
+        fresh("can-hmc"),
+        fresh("can-raw"),
+    );
+    ok(&format!(
+        "can train --theory xy --dims 4x4 --beta 1.0 --steps 1500 --anneal 0.99 --lr 3e-3 \
+         --kernel 3 --log-every 500 --out {m} --device cpu"
+    ));
+    let draws = "--samples 400000 --chains 32 --save-every 1000 --device cpu";
+    ok(&format!(
+        "can sample --model {m} --mh {draws} --out {nmcmc}"
+    ));
+    ok(&format!(
+        "sample --theory xy --dims 4x4 --beta 1.0 --algorithm hmc --trajectories 20000 \
+         --therm 500 --chains 8 --save-every 1000 --out {hmc} --device cpu"
+    ));
     for name in ["energy", "helicity", "vortex_density"] {
         let ((a, ea), (b, eb)) = (observable(&nmcmc, name), observable(&hmc, name));
         let sigma = (ea * ea + eb * eb).sqrt();
@@ -314,23 +276,7 @@ fn independence_metropolis_over_a_trained_network_agrees_with_hmc() {
         );
     }
     // The network's raw draws (no MH) are not exact: its vortex density is visibly low.
-    let raw = common::fresh_dir("can-raw");
-    ok(&[
-        "can",
-        "sample",
-        "--model",
-        m,
-        "--samples",
-        "400000",
-        "--chains",
-        "32",
-        "--save-every",
-        "1000",
-        "--out",
-        raw.to_str().unwrap(),
-        "--device",
-        "cpu",
-    ]);
+    ok(&format!("can sample --model {m} {draws} --out {raw}"));
     let ((a, ea), (b, eb)) = (
         observable(&raw, "vortex_density"),
         observable(&hmc, "vortex_density"),
@@ -339,7 +285,7 @@ fn independence_metropolis_over_a_trained_network_agrees_with_hmc() {
         (a - b).abs() > 4.0 * (ea * ea + eb * eb).sqrt(),
         "raw draws {a} ± {ea} vs HMC {b} ± {eb}: the test cannot tell an exact sampler from q"
     );
-    for d in [&model, &nmcmc, &hmc, &raw] {
+    for d in [&m, &nmcmc, &hmc, &raw] {
         let _ = std::fs::remove_dir_all(d);
     }
 }
@@ -347,51 +293,22 @@ fn independence_metropolis_over_a_trained_network_agrees_with_hmc() {
 /// `can train --resume` continues bit-identically: 30 + 30 steps = 60 steps.
 #[test]
 fn resumed_training_is_bit_identical() {
-    let (a, b) = (common::fresh_dir("can-a"), common::fresh_dir("can-b"));
-    let args = |steps: &'static str, out: &std::path::Path| -> Vec<String> {
-        [
-            "can",
-            "train",
-            "--theory",
-            "xy",
-            "--dims",
-            "4x4",
-            "--beta",
-            "0.9",
-            "--steps",
-            steps,
-            "--batch",
-            "16",
-            "--kernel",
-            "3",
-            "--channels",
-            "4",
-            "--log-every",
-            "10",
-            "--out",
-            out.to_str().unwrap(),
-            "--device",
-            "cpu",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    let (a, b) = (fresh("can-a"), fresh("can-b"));
+    let train = |steps: u32, out: &str| {
+        format!(
+            "can train --theory xy --dims 4x4 --beta 0.9 --steps {steps} --batch 16 --kernel 3 \
+             --channels 4 --log-every 10 --out {out} --device cpu"
+        )
     };
-    let run = |v: Vec<String>| ok(&v.iter().map(String::as_str).collect::<Vec<_>>());
-    run(args("60", &a));
-    run(args("30", &b));
-    let mut more = args("60", &b);
-    more.push("--resume".into());
-    run(more);
+    ok(&train(60, &a));
+    ok(&train(30, &b));
+    ok(&(train(60, &b) + " --resume"));
+    let read = |d: &str, f: &str| std::fs::read(std::path::Path::new(d).join(f)).unwrap();
     for f in ["model.safetensors", "optimizer.safetensors", "can.json"] {
-        assert_eq!(
-            std::fs::read(a.join(f)).unwrap(),
-            std::fs::read(b.join(f)).unwrap(),
-            "{f} differs"
-        );
+        assert_eq!(read(&a, f), read(&b, f), "{f} differs");
     }
-    let rows = |d: &std::path::Path| -> Vec<String> {
-        std::fs::read_to_string(d.join("train.csv"))
+    let rows = |d: &str| -> Vec<String> {
+        String::from_utf8(read(d, "train.csv"))
             .unwrap()
             .lines()
             .map(|l| l.rsplit_once(',').unwrap().0.to_string())
@@ -399,18 +316,9 @@ fn resumed_training_is_bit_identical() {
     };
     assert_eq!(rows(&a), rows(&b), "train.csv differs (beyond the seconds)");
     // A fresh run into a used directory is refused, and so is a model of another theory.
-    common::refused(
-        &args("60", &a)
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-        "--resume",
-    );
-    common::refused(
-        &[
-            "can", "train", "--theory", "phi4", "--dims", "4x4", "--out", "/tmp/x", "--device",
-            "cpu",
-        ],
+    refused(&train(60, &a), "--resume");
+    refused(
+        "can train --theory phi4 --dims 4x4 --out /tmp/x --device cpu",
         "XY",
     );
     for d in [&a, &b] {
@@ -421,176 +329,55 @@ fn resumed_training_is_bit_identical() {
 /// Bad input is refused with exit status 2 and a message naming the problem.
 #[test]
 fn bad_input_is_refused_clearly() {
-    let model = common::fresh_dir("can-refuse");
-    let m = model.to_str().unwrap();
-    ok(&[
-        "can",
-        "train",
-        "--theory",
-        "xy",
-        "--dims",
-        "4x4",
-        "--beta",
-        "1.0",
-        "--steps",
-        "2",
-        "--batch",
-        "4",
-        "--kernel",
-        "3",
-        "--channels",
-        "2",
-        "--out",
-        m,
-        "--device",
-        "cpu",
-    ]);
-    let out = common::fresh_dir("can-refuse-out");
-    let o = out.to_str().unwrap();
-    common::refused(
-        &[
-            "sample",
-            "--theory",
-            "xy",
-            "--dims",
-            "8x8",
-            "--algorithm",
-            "can",
-            "--model",
-            m,
-            "--out",
-            o,
-        ],
+    let (m, o, other) = (
+        fresh("can-refuse"),
+        fresh("can-refuse-out"),
+        fresh("can-refuse-other"),
+    );
+    let tiny = |channels: u32, out: &str| {
+        format!(
+            "can train --theory xy --dims 4x4 --beta 1.0 --steps 2 --batch 4 --kernel 3 \
+             --channels {channels} --out {out} --device cpu"
+        )
+    };
+    ok(&tiny(2, &m));
+    let xy = "sample --theory xy --algorithm can";
+    refused(
+        &format!("{xy} --dims 8x8 --model {m} --out {o}"),
         "was trained for xy on 4x4",
     );
-    common::refused(
-        &[
-            "sample",
-            "--theory",
-            "xy",
-            "--dims",
-            "4x4",
-            "--algorithm",
-            "can",
-            "--out",
-            o,
-        ],
-        "needs --model",
-    );
-    common::refused(
-        &[
-            "sample",
-            "--theory",
-            "phi4",
-            "--dims",
-            "4x4",
-            "--algorithm",
-            "can",
-            "--model",
-            m,
-            "--out",
-            o,
-        ],
+    refused(&format!("{xy} --dims 4x4 --out {o}"), "needs --model");
+    refused(
+        &format!("sample --theory phi4 --dims 4x4 --algorithm can --model {m} --out {o}"),
         "can",
     );
-    common::refused(
-        &["can", "sample", "--model", "/nonexistent/can", "--out", o],
+    refused(
+        &format!("can sample --model /nonexistent/can --out {o}"),
         "/nonexistent/can",
     );
-    common::refused(
-        &[
-            "can", "train", "--theory", "xy", "--dims", "4x4", "--kernel", "5", "--out", o,
-        ],
-        "does not fit the lattice",
-    );
-    common::refused(
-        &[
-            "can",
-            "train",
-            "--theory",
-            "xy",
-            "--dims",
-            "4x4",
-            "--components",
-            "17",
-            "--out",
-            o,
-        ],
-        "--components",
-    );
-    common::refused(
-        &[
-            "can", "train", "--theory", "xy", "--dims", "4x4", "--beta", "0", "--out", o,
-        ],
-        "beta > 0",
-    );
-    common::refused(
-        &["can", "scan", "--betas", "1.4:0.6:0.1", "--out", o],
+    let train = format!("can train --theory xy --dims 4x4 --out {o}");
+    refused(&format!("{train} --kernel 5"), "does not fit the lattice");
+    refused(&format!("{train} --components 17"), "--components");
+    refused(&format!("{train} --beta 0"), "beta > 0");
+    refused(
+        &format!("can scan --betas 1.4:0.6:0.1 --out {o}"),
         "--betas",
     );
     // A corrupt record and weights of another network.
+    let model = std::path::Path::new(&m);
     std::fs::write(model.join("can.json"), b"{\"format\": \"latticeml-can-1\"").unwrap();
-    common::refused(&["can", "sample", "--model", m, "--out", o], "can.json");
-    ok(&[
-        "can",
-        "train",
-        "--theory",
-        "xy",
-        "--dims",
-        "4x4",
-        "--beta",
-        "1.0",
-        "--steps",
-        "2",
-        "--batch",
-        "4",
-        "--kernel",
-        "3",
-        "--channels",
-        "2",
-        "--out",
-        m,
-        "--device",
-        "cpu",
-        "--force",
-    ]);
-    let other = common::fresh_dir("can-refuse-other");
-    ok(&[
-        "can",
-        "train",
-        "--theory",
-        "xy",
-        "--dims",
-        "4x4",
-        "--beta",
-        "1.0",
-        "--steps",
-        "2",
-        "--batch",
-        "4",
-        "--kernel",
-        "3",
-        "--channels",
-        "3",
-        "--out",
-        other.to_str().unwrap(),
-        "--device",
-        "cpu",
-    ]);
-    std::fs::copy(
-        other.join("model.safetensors"),
-        model.join("model.safetensors"),
-    )
-    .unwrap();
-    common::refused(
-        &["can", "sample", "--model", m, "--out", o],
+    refused(&format!("can sample --model {m} --out {o}"), "can.json");
+    ok(&(tiny(2, &m) + " --force"));
+    ok(&tiny(3, &other));
+    let weights = std::path::Path::new(&other).join("model.safetensors");
+    std::fs::copy(weights, model.join("model.safetensors")).unwrap();
+    refused(
+        &format!("can sample --model {m} --out {o}"),
         "does not belong",
     );
-    assert!(
-        !out.join("summary.json").exists(),
-        "a refused run wrote results"
-    );
-    for d in [&model, &out, &other] {
+    let summary = std::path::Path::new(&o).join("summary.json");
+    assert!(!summary.exists(), "a refused run wrote results");
+    for d in [&m, &o, &other] {
         let _ = std::fs::remove_dir_all(d);
     }
 }

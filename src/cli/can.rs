@@ -11,12 +11,12 @@ use latticeml::can::train::CanTrainConfig;
 use latticeml::can::CanConfig;
 use latticeml::hmc::Start;
 use latticeml::nn::layers::Activation;
-use latticeml::run::{run, RunConfig};
+use latticeml::run::RunConfig;
 use latticeml::sampler::SamplerConfig;
 use latticeml::theory::LocalAlgorithm;
 use latticeml::{Device, Error, Result};
 
-use super::{bar, claim_of, print_table, RunFileArgs, TheoryArgs};
+use super::{claim_of, run_and_print, with_progress, RunFileArgs, TheoryArgs};
 
 #[derive(Subcommand)]
 pub enum CanWhat {
@@ -192,19 +192,9 @@ pub fn cmd_can(what: CanWhat) -> Result<()> {
 
 fn cmd_train(a: CanTrainArgs) -> Result<()> {
     let job = a.net.job(a.couplings.config()?)?;
-    let (device, why) = Device::from_name(&a.net.device)?;
-    eprintln!("latticeml: {why}");
-    let progress = bar(job.steps, "steps")?;
-    let outcome = train(
-        &job,
-        &device,
-        &a.out,
-        claim_of(a.resume, a.force),
-        None,
-        &mut |d, _| progress.set_position(d),
-    );
-    progress.finish_and_clear();
-    let o = outcome?;
+    let o = with_progress(&a.net.device, job.steps, "steps", |d, p| {
+        train(&job, d, &a.out, claim_of(a.resume, a.force), None, p)
+    })?;
     println!(
         "step {}: beta {:.4}  F/V {:.5} (variance {:.3e})  ESS/sample {:.3}  acceptance {:.3}  \
          ({:.2} steps/s)",
@@ -246,16 +236,7 @@ fn cmd_sample(a: CanSampleArgs) -> Result<()> {
         save_every: a.files.save_every,
         checkpoint_every: a.files.checkpoint_every,
     };
-    cfg.validate()?;
-    let (device, why) = Device::from_name(&a.device)?;
-    eprintln!("latticeml: {why}");
-    let progress = bar(cfg.trajectories, "updates")?;
-    let outcome = run(&cfg, &device, &a.out, a.files.claim(), &mut |d, _| {
-        progress.set_position(d)
-    });
-    progress.finish_and_clear();
-    print_table(&outcome?);
-    Ok(())
+    run_and_print(&cfg, &a.device, &a.out, &a.files)
 }
 
 fn cmd_scan(a: CanScanArgs) -> Result<()> {
@@ -275,19 +256,13 @@ fn cmd_scan(a: CanScanArgs) -> Result<()> {
         chains: a.chains,
     };
     cfg.validate()?;
-    let (device, why) = Device::from_name(&a.net.device)?;
-    eprintln!("latticeml: {why}");
-    let progress = bar(cfg.betas.len() as u64, "couplings")?;
-    let claim = if a.force {
-        latticeml::io::outdir::Claim::Force
-    } else {
-        latticeml::io::outdir::Claim::Fresh
-    };
-    let outcome = scan(&cfg, &device, &a.out, claim, &mut |d, _| {
-        progress.set_position(d)
-    });
-    progress.finish_and_clear();
-    let points = outcome?;
+    let claim = claim_of(false, a.force);
+    let points = with_progress(
+        &a.net.device,
+        cfg.betas.len() as u64,
+        "couplings",
+        |d, p| scan(&cfg, d, &a.out, claim, p),
+    )?;
     println!(
         "{:>7} {:>7} {:>22} {:>22} {:>7} {:>6}",
         "beta", "T", "helicity", "vortex density", "accept", "ESS"

@@ -8,11 +8,11 @@ use clap::{Args, Subcommand};
 use latticeml::diffusion::job::{train, DiffusionJob};
 use latticeml::diffusion::{Integrator, ScoreConfig};
 use latticeml::hmc::Start;
-use latticeml::run::{run, RunConfig};
+use latticeml::run::RunConfig;
 use latticeml::sampler::SamplerConfig;
 use latticeml::{Device, Error, Result};
 
-use super::{bar, claim_of, print_table, RunFileArgs};
+use super::{claim_of, run_and_print, with_progress, RunFileArgs};
 
 #[derive(Subcommand)]
 pub enum DiffusionWhat {
@@ -134,18 +134,9 @@ fn cmd_train(a: DiffusionTrainArgs) -> Result<()> {
         seed: a.seed,
     };
     job.validate()?;
-    let (device, why) = Device::from_name(&a.device)?;
-    eprintln!("latticeml: {why}");
-    let progress = bar(job.epochs, "epochs")?;
-    let outcome = train(
-        &job,
-        &device,
-        &a.out,
-        claim_of(a.resume, a.force),
-        &mut |d, _| progress.set_position(d),
-    );
-    progress.finish_and_clear();
-    let o = outcome?;
+    let o = with_progress(&a.device, job.epochs, "epochs", |d, p| {
+        train(&job, d, &a.out, claim_of(a.resume, a.force), p)
+    })?;
     println!(
         "epoch {}: loss {:.5}  ({:.1} training samples/s)",
         job.epochs, o.loss, o.samples_per_second
@@ -186,14 +177,5 @@ fn cmd_sample(a: DiffusionSampleArgs) -> Result<()> {
         save_every: a.files.save_every,
         checkpoint_every: a.files.checkpoint_every,
     };
-    cfg.validate()?;
-    let (device, why) = Device::from_name(&a.device)?;
-    eprintln!("latticeml: {why}");
-    let progress = bar(cfg.trajectories, "batches")?;
-    let outcome = run(&cfg, &device, &a.out, a.files.claim(), &mut |d, _| {
-        progress.set_position(d)
-    });
-    progress.finish_and_clear();
-    print_table(&outcome?);
-    Ok(())
+    run_and_print(&cfg, &a.device, &a.out, &a.files)
 }
