@@ -3,7 +3,6 @@
 //! `train.csv` (step, β, F, its variance, ESS, acceptance, seconds so far) and `summary.json`.
 
 use std::path::Path;
-use std::time::Instant;
 
 use super::files::{xy_of, CanRecord, MODEL_FILE, OPTIMISER_FILE, RECORD_FILE};
 use super::model::CanConfig;
@@ -15,6 +14,7 @@ use crate::io::outdir::{Claim, Manifest, OutputDir};
 use crate::io::{read, write_atomic};
 use crate::nn::{safetensors, Ctx, ParamStore};
 use crate::theory::TheoryConfig;
+use crate::training::{drive, Training};
 
 /// The training log.
 pub const TRAIN_CSV: &str = "train.csv";
@@ -112,43 +112,54 @@ pub fn train(
     } else if let Some(w) = warm {
         trainer.restore(w, 0, None)?;
     }
-    let start = (trainer.steps(), Instant::now());
-    let mut interval = Vec::new();
-    let mut last = None;
-    while trainer.steps() < job.steps {
-        interval.push(trainer.step()?);
-        progress(trainer.steps(), job.steps);
-        if trainer.steps() % job.log_every == 0 || trainer.steps() == job.steps {
-            let m = interval_mean(&interval);
-            log.push_str(&format!(
-                "{},{},{:e},{:e},{:e},{:e},{:.3}\n",
-                m.step,
-                m.beta,
-                m.free_energy,
-                m.variance,
-                m.ess,
-                m.acceptance,
-                before + start.1.elapsed().as_secs_f64()
-            ));
-            interval.clear();
-            checkpoint(&trainer, &ctx, out, &log, job)?;
-            last = Some(m);
-        }
-    }
-    let seconds = start.1.elapsed().as_secs_f64();
-    let rate = (trainer.steps() - start.0) as f64 / seconds.max(1e-9);
-    let last = last.ok_or_else(|| {
-        Error::InvalidInput(format!(
-            "the model in {} has {} steps already; raise --steps to train further",
-            out.display(),
-            trainer.steps()
-        ))
-    })?;
-    write_summary(out, job, &last, rate)?;
+    let mut run = Run {
+        trainer,
+        ctx,
+        out,
+        job,
+    };
+    let d = drive(
+        &mut run,
+        (job.steps, job.log_every),
+        &mut log,
+        (before, true),
+        progress,
+    )?;
+    write_summary(out, job, &d.last, d.steps_per_second)?;
     Ok(CanTrainOutcome {
-        last,
-        steps_per_second: rate,
+        last: d.last,
+        steps_per_second: d.steps_per_second,
     })
+}
+
+/// A training in its directory, for the shared loop.
+struct Run<'a> {
+    trainer: CanTrainer<f32>,
+    ctx: Ctx<f32>,
+    out: &'a Path,
+    job: &'a CanTrainJob,
+}
+
+impl Training for Run<'_> {
+    type Stats = CanStepStats;
+    fn steps(&self) -> u64 {
+        self.trainer.steps()
+    }
+    fn step(&mut self) -> Result<CanStepStats> {
+        self.trainer.step()
+    }
+    fn mean(interval: &[CanStepStats]) -> CanStepStats {
+        interval_mean(interval)
+    }
+    fn row(m: &CanStepStats) -> String {
+        format!(
+            "{},{},{:e},{:e},{:e},{:e}",
+            m.step, m.beta, m.free_energy, m.variance, m.ess, m.acceptance
+        )
+    }
+    fn checkpoint(&self, log: &str) -> Result<()> {
+        checkpoint(&self.trainer, &self.ctx, self.out, log, self.job)
+    }
 }
 
 fn interval_mean(v: &[CanStepStats]) -> CanStepStats {

@@ -3,7 +3,6 @@
 //! `train.csv` (step, loss, ess, acceptance, seconds of training so far) and `summary.json`.
 
 use std::path::Path;
-use std::time::Instant;
 
 use super::nmcmc::{FlowRecord, MODEL_FILE, OPTIMISER_FILE};
 use super::train::{StepStats, TrainConfig, Trainer};
@@ -15,6 +14,7 @@ use crate::io::outdir::{Claim, Manifest, OutputDir};
 use crate::io::{read, write_atomic};
 use crate::nn::{safetensors, Ctx};
 use crate::theory::TheoryConfig;
+use crate::training::{drive, Training};
 
 /// The training log.
 pub const TRAIN_CSV: &str = "train.csv";
@@ -122,41 +122,60 @@ pub fn train(
         before = resume(&mut trainer, &ctx, out, &mut log, job)?;
     }
     let timed = log.starts_with(TRAIN_HEADER);
-    let start = (trainer.steps(), Instant::now());
-    let mut interval: Vec<StepStats> = Vec::new();
-    let mut last = None;
-    while trainer.steps() < job.steps {
-        interval.push(trainer.step()?);
-        progress(trainer.steps(), job.steps);
-        if trainer.steps() % job.log_every == 0 || trainer.steps() == job.steps {
-            let mean = interval_mean(&interval);
-            log.push_str(&format!(
-                "{},{:e},{:e},{:e}",
-                mean.step, mean.loss, mean.ess, mean.acceptance
-            ));
-            if timed {
-                log.push_str(&format!(",{:.3}", before + start.1.elapsed().as_secs_f64()));
-            }
-            log.push('\n');
-            interval.clear();
-            checkpoint(&trainer, &ctx, out, &log, job, scale)?;
-            last = Some(mean);
-        }
-    }
-    let seconds = start.1.elapsed().as_secs_f64();
-    let rate = (trainer.steps() - start.0) as f64 / seconds.max(1e-9);
-    let last = last.ok_or_else(|| {
-        Error::InvalidInput(format!(
-            "the model in {} has {} steps already; raise --steps to train further",
-            out.display(),
-            trainer.steps()
-        ))
-    })?;
-    write_summary(out, job, &last, rate)?;
+    let mut run = Run {
+        trainer,
+        ctx,
+        out,
+        job,
+        scale,
+    };
+    let d = drive(
+        &mut run,
+        (job.steps, job.log_every),
+        &mut log,
+        (before, timed),
+        progress,
+    )?;
+    write_summary(out, job, &d.last, d.steps_per_second)?;
     Ok(TrainOutcome {
-        last,
-        steps_per_second: rate,
+        last: d.last,
+        steps_per_second: d.steps_per_second,
     })
+}
+
+/// A training in its directory, for the shared loop.
+struct Run<'a> {
+    trainer: Trainer<f32>,
+    ctx: Ctx<f32>,
+    out: &'a Path,
+    job: &'a TrainJob,
+    scale: f64,
+}
+
+impl Training for Run<'_> {
+    type Stats = StepStats;
+    fn steps(&self) -> u64 {
+        self.trainer.steps()
+    }
+    fn step(&mut self) -> Result<StepStats> {
+        self.trainer.step()
+    }
+    fn mean(interval: &[StepStats]) -> StepStats {
+        interval_mean(interval)
+    }
+    fn row(m: &StepStats) -> String {
+        format!("{},{:e},{:e},{:e}", m.step, m.loss, m.ess, m.acceptance)
+    }
+    fn checkpoint(&self, log: &str) -> Result<()> {
+        checkpoint(
+            &self.trainer,
+            &self.ctx,
+            self.out,
+            log,
+            self.job,
+            self.scale,
+        )
+    }
 }
 
 fn interval_mean(v: &[StepStats]) -> StepStats {
