@@ -364,12 +364,23 @@ impl Can {
         key: DrawKey,
         batch: usize,
     ) -> Result<(Vec<T>, Vec<f64>)> {
-        let w = self.pack(store)?;
+        self.generate_packed(&self.pack(store)?, store.ctx().device(), key, batch)
+    }
+
+    /// [`Can::generate`] with weights packed once by [`Can::pack`] (a sampler's fixed network),
+    /// on `device`.
+    pub fn generate_packed<T: Real>(
+        &self,
+        w: &[T],
+        device: &Device,
+        key: DrawKey,
+        batch: usize,
+    ) -> Result<(Vec<T>, Vec<f64>)> {
         let mut u = vec![T::zero(); batch * self.volume()];
         let mut lq = vec![0.0; batch];
-        match store.ctx().device() {
-            Device::Cpu(d) => generate::generate(d, &w, &self.spec, key, &mut u, &mut lq)?,
-            Device::Cuda(d) => generate::generate_cuda(d, &w, &self.spec, key, &mut u, &mut lq)?,
+        match device {
+            Device::Cpu(d) => generate::generate(d, w, &self.spec, key, &mut u, &mut lq)?,
+            Device::Cuda(d) => generate::generate_cuda(d, w, &self.spec, key, &mut u, &mut lq)?,
         }
         Ok((u, lq))
     }

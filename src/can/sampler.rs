@@ -35,6 +35,8 @@ pub struct CanSampler {
     variational: [f64; 3],
     /// Local updates after every independence step.
     between: Option<Between>,
+    /// The network's weights packed for generation (fixed while sampling).
+    packed: Vec<f32>,
 }
 
 impl CanSampler {
@@ -82,6 +84,7 @@ impl CanSampler {
             done: 0,
             variational: [0.0; 3],
             between: None,
+            packed: Vec::new(),
         })
     }
 
@@ -204,7 +207,14 @@ impl Sampler for CanSampler {
             step,
             sample0: self.first_chain,
         };
-        let (u, lq) = self.model.can.generate(&self.model.params, key, chains)?;
+        if self.packed.is_empty() {
+            self.packed = self.model.can.pack(&self.model.params)?;
+        }
+        let device = self.model.params.ctx().device();
+        let (u, lq) = self
+            .model
+            .can
+            .generate_packed(&self.packed, device, key, chains)?;
         let theta = self.model.can.angles(&u);
         let e = energies(&self.xy, &theta);
         let (beta, v) = (self.xy.beta(), self.theory.lattice().volume());

@@ -317,18 +317,15 @@ fn shuffle(n: usize, seed: u64, epoch: u64) -> Result<Vec<usize>> {
     Ok(order)
 }
 
-/// ema ← d·ema + (1 − d)·θ for every parameter.
+/// ema ← d·ema + (1 − d)·θ for every parameter, on the parameters' device.
 fn update_ema(ema: &mut ParamStore<f32>, store: &ParamStore<f32>, d: f64) -> Result<()> {
+    use crate::nn::kernels::{binary, unary};
+    use crate::nn::{Binary, Unary};
     for name in store.names() {
-        let p = store.get(&name)?.to_vec()?;
-        let e = ema.get(&name)?.to_vec()?;
-        let mixed: Vec<f32> = e
-            .iter()
-            .zip(&p)
-            .map(|(&a, &b)| (d * f64::from(a) + (1.0 - d) * f64::from(b)) as f32)
-            .collect();
-        let shape = store.get(&name)?.shape().to_vec();
-        ema.insert(&name, store.ctx().from_vec(&shape, &mixed)?);
+        let p = store.get(&name)?;
+        let kept = unary(Unary::Scale(d), ema.get(&name)?)?;
+        let new = unary(Unary::Scale(1.0 - d), p)?;
+        ema.insert(&name, binary(Binary::Add, &kept, &new, p.shape())?);
     }
     Ok(())
 }
