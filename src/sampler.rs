@@ -189,6 +189,9 @@ pub enum SamplerConfig {
         integrator: crate::diffusion::Integrator,
         /// Its steps.
         steps: usize,
+        /// Independence Metropolis over the ODE's draws with their density (exact up to the
+        /// integrator's error).
+        mh: bool,
     },
     /// A local update of the theory's own (checkerboard Metropolis, overrelaxation, heat-bath).
     Local {
@@ -319,10 +322,11 @@ impl SamplerConfig {
                 seed,
                 integrator,
                 steps,
+                mh,
             } => Box::new(crate::diffusion::sampler::DiffusionSampler::new(
                 theory,
                 &model,
-                (chains, seed),
+                (chains, seed, mh),
                 (integrator, steps),
                 device,
             )?),

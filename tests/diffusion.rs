@@ -158,6 +158,21 @@ fn train_resume_and_sample_from_the_command_line() {
     for key in ["\"chi2\"", "\"absM\"", "\"binder\"", "\"exact\": false"] {
         assert!(summary.contains(key), "{key} missing from {summary}");
     }
+    // With --mh: the ODE's draws with their density, through independence Metropolis.
+    let mh = dir("diff-mh");
+    ok(&format!(
+        "diffusion sample --model {a} --samples 8 --chains 4 --steps 4 --sampler ode --mh \
+         --out {mh} --device cpu"
+    ));
+    let summary = std::fs::read_to_string(std::path::Path::new(&mh).join("summary.json")).unwrap();
+    for key in ["\"exact\": true", "\"ess_per_sample\"", "\"reweighted\""] {
+        assert!(summary.contains(key), "{key} missing from {summary}");
+    }
+    let em_mh = format!("diffusion sample --model {a} --mh --sampler em --out {b}-z");
+    common::refused(
+        &em_mh.split_whitespace().collect::<Vec<_>>(),
+        "--sampler ode",
+    );
     ok(&format!(
         "sample --theory xy --dims 4x4 --trajectories 40 --therm 10 --out {xy} --device cpu"
     ));
@@ -173,7 +188,38 @@ fn train_resume_and_sample_from_the_command_line() {
         format!("diffusion sample --model {a} --sampler rk9 --out {b}-y"),
         "--sampler rk9",
     );
-    for d in [&run, &a, &b, &s, &xy] {
+    for d in [&run, &a, &b, &s, &xy, &mh] {
         let _ = std::fs::remove_dir_all(d);
     }
+}
+
+/// The exact divergence of the score network (V vector–Jacobian products) against central finite
+/// differences of the network's own score, in f64.
+#[test]
+fn the_divergence_of_the_score_is_its_jacobians_trace() {
+    let ctx = Ctx::<f64>::new(Device::Cpu(common::cpu()));
+    let mut store = ParamStore::new(&ctx);
+    let (l, b) = (6, 2);
+    let net = ScoreNet::new(&small(), [l, l], &mut store).unwrap();
+    let sde = VeSde::new(25.0).unwrap();
+    let x = normals(b * l * l, 5, 0);
+    let (s, div) = net.score_and_divergence(&store, &sde, &x, 0.2).unwrap();
+    assert!(common::max_rel_diff(&s, &net.evaluate(&store, &sde, &x, 0.2).unwrap()) < 1e-14);
+    let v = l * l;
+    let h = 1e-5;
+    let mut fd = vec![0.0; b];
+    for i in 0..v {
+        let shifted = |d: f64| {
+            let mut y = x.clone();
+            for k in 0..b {
+                y[k * v + i] += d;
+            }
+            net.evaluate(&store, &sde, &y, 0.2).unwrap()
+        };
+        let (up, down) = (shifted(h), shifted(-h));
+        for (k, f) in fd.iter_mut().enumerate() {
+            *f += (up[k * v + i] - down[k * v + i]) / (2.0 * h);
+        }
+    }
+    assert!(common::max_rel_diff(&div, &fd) < 1e-6, "{div:?} vs {fd:?}");
 }

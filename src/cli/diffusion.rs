@@ -85,6 +85,11 @@ pub struct DiffusionSampleArgs {
     /// Steps of the reverse process.
     #[arg(long, default_value_t = 500)]
     steps: usize,
+    /// With --sampler ode: the draws' density by the score's exact divergence along the path
+    /// (V backward passes per step) and an independence Metropolis test (exact up to the ODE
+    /// integrator's error; lattices up to 16x16 are practical).
+    #[arg(long)]
+    mh: bool,
     /// Configurations drawn together (the chains of the run).
     #[arg(long, default_value_t = 64)]
     chains: usize,
@@ -164,7 +169,8 @@ fn cmd_sample(a: DiffusionSampleArgs) -> Result<()> {
     let cfg = RunConfig {
         theory: model.theory,
         chains: a.chains,
-        // One update draws every chain afresh: nothing to thermalise but the start.
+        // One update draws every chain afresh: nothing to thermalise but the start (the first
+        // draw replaces it unconditionally, also with --mh).
         trajectories: a.samples.div_ceil(a.chains as u64) + 1,
         therm: 1,
         sampler: SamplerConfig::Diffusion {
@@ -172,6 +178,7 @@ fn cmd_sample(a: DiffusionSampleArgs) -> Result<()> {
             seed: a.seed,
             integrator,
             steps: a.steps,
+            mh: a.mh,
         },
         start: Start::from_name("hot")?,
         save_every: a.files.save_every,

@@ -1,16 +1,19 @@
 //! A trained score network as a [`Sampler`]: every update draws a fresh configuration per chain by
-//! the reverse process (the h-family by Euler–Maruyama, or the probability-flow ODE by Heun). The
-//! draws are the model's, not exact: there is no Metropolis–Hastings correction until the
-//! likelihood (the probability-flow ODE with the score's divergence) exists; the production run
-//! measures them like any chain, so their observables compare directly with the training data's.
+//! the reverse process (the h-family by Euler–Maruyama, or the probability-flow ODE by Heun).
+//! Without `mh` the draws are the model's, not exact. With `mh` the draws come from the ODE with
+//! their density (the score's exact divergence integrated along the path,
+//! [`super::sde::reverse_ode_with_density`]) and pass an independence Metropolis test
+//! ([`IndependenceChains`]): exact up to the ODE integrator's O(Δt²) error in ln q.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use super::job::{load, LoadedDiffusion, T_MIN};
-use super::sde::{reverse, Integrator};
+use super::sde::{reverse, reverse_ode_with_density, Integrator};
+use crate::action::Action;
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::independence::IndependenceChains;
 use crate::io::json::Json;
 use crate::sampler::{ChainMeasurement, Sampler, UpdateStats};
 use crate::theory::Theory;
@@ -18,9 +21,10 @@ use crate::theory::Theory;
 /// Philox stream of the reverse process's draws.
 pub const STREAM_DIFFUSION_SAMPLE: u32 = 15;
 
-/// Raw draws of a score network, one per chain per update.
+/// Draws of a score network, one per chain per update, raw or Metropolis-corrected.
 pub struct DiffusionSampler {
     theory: Arc<dyn Theory>,
+    action: Arc<dyn Action>,
     model: LoadedDiffusion,
     model_dir: String,
     integrator: Integrator,
@@ -28,17 +32,20 @@ pub struct DiffusionSampler {
     seed: u64,
     first_chain: u32,
     done: u64,
-    chains: usize,
-    fields: Vec<f64>,
+    /// The chains, their log weights and the reweighting sums (without `mh` every draw is kept
+    /// and no weight is computed).
+    chains: IndependenceChains,
+    mh: bool,
 }
 
 impl DiffusionSampler {
     /// `chains` chains of the model in `dir` for `theory` (the model's), integrating the
-    /// reverse process with `integrator` in `steps` steps.
+    /// reverse process with `integrator` in `steps` steps; with `mh` (the ODE only) every draw
+    /// passes an independence Metropolis test.
     pub fn new(
         theory: Arc<dyn Theory>,
         dir: &Path,
-        (chains, seed): (usize, u64),
+        (chains, seed, mh): (usize, u64, bool),
         (integrator, steps): (Integrator, usize),
         device: &Device,
     ) -> Result<Self> {
@@ -57,9 +64,22 @@ impl DiffusionSampler {
         if steps == 0 {
             return Err(Error::InvalidInput("--steps must be at least 1".into()));
         }
+        if mh && integrator != Integrator::Heun {
+            return Err(Error::InvalidInput(
+                "--mh needs the draws' density: use --sampler ode (the probability-flow ODE)"
+                    .into(),
+            ));
+        }
+        let action = theory
+            .clone()
+            .scalar_action()
+            .ok_or_else(|| Error::InvalidInput(format!("{} has no real action", theory.name())))?;
         let v = theory.lattice().volume();
+        let n = theory.primary_names().len();
         Ok(DiffusionSampler {
+            chains: IndependenceChains::new(chains, v, n, seed, "fields"),
             theory,
+            action,
             model,
             model_dir: dir.display().to_string(),
             integrator,
@@ -67,8 +87,7 @@ impl DiffusionSampler {
             seed,
             first_chain: 0,
             done: 0,
-            chains,
-            fields: vec![0.0; chains * v],
+            mh,
         })
     }
 
@@ -78,11 +97,42 @@ impl DiffusionSampler {
             Integrator::Heun => "heun (probability-flow ODE)".into(),
         }
     }
+
+    /// One draw per chain: configurations `[chain][site]` and, with `mh`, their ln q.
+    fn draw(&self) -> Result<(Vec<f64>, Option<Vec<f64>>)> {
+        let v = self.theory.lattice().volume();
+        let first_step = self.done * (self.steps as u64 + 1);
+        let key = (
+            self.seed,
+            STREAM_DIFFUSION_SAMPLE,
+            self.first_chain,
+            first_step,
+        );
+        let shape = (self.chains.chains(), v);
+        let m = &self.model;
+        if self.mh {
+            let (x, lq) =
+                reverse_ode_with_density(&m.sde, self.steps, T_MIN, shape, key, |x, t| {
+                    m.net.score_and_divergence(&m.params, &m.sde, x, t)
+                })?;
+            return Ok((x, Some(lq)));
+        }
+        let x = reverse(
+            &m.sde,
+            self.integrator,
+            self.steps,
+            T_MIN,
+            shape,
+            key,
+            |x, t| m.net.evaluate(&m.params, &m.sde, x, t),
+        )?;
+        Ok((x, None))
+    }
 }
 
 impl Sampler for DiffusionSampler {
     fn chains(&self) -> usize {
-        self.chains
+        self.chains.chains()
     }
 
     fn seed(&self) -> u64 {
@@ -91,28 +141,47 @@ impl Sampler for DiffusionSampler {
 
     fn parameters(&self) -> String {
         format!(
-            "algorithm=diffusion\nmodel={}\nmodel_epochs={}\nintegrator={}\nsteps={}\nseed={}\n",
+            "algorithm=diffusion\nmodel={}\nmodel_epochs={}\nintegrator={}\nsteps={}\nmh={}\n\
+             seed={}\n",
             self.model_dir,
             self.model.epochs,
             self.integrator_name(),
             self.steps,
+            self.mh,
             self.seed
         )
     }
 
     fn summary(&self) -> Vec<(&'static str, Json)> {
-        vec![
+        let mut s = vec![
             ("algorithm", Json::Str("diffusion".into())),
             ("model", Json::Str(self.model_dir.clone())),
             ("integrator", Json::Str(self.integrator_name())),
             ("steps", Json::Num(self.steps as f64)),
             ("seed", Json::Num(self.seed as f64)),
-            ("exact", Json::Bool(false)),
-        ]
+            ("exact", Json::Bool(self.mh)),
+        ];
+        if self.mh {
+            s.extend([
+                (
+                    "ess_per_sample",
+                    Json::Num(self.chains.reweighting().ess_per_sample()),
+                ),
+                (
+                    "reweighted",
+                    self.chains.reweighted(self.theory.primary_names()),
+                ),
+            ]);
+        }
+        s
     }
 
     fn stalls_are_failures(&self) -> bool {
         false
+    }
+
+    fn low_acceptance_advice(&self) -> &'static str {
+        "train the score network longer (diffusion train --resume --epochs N with a larger N)"
     }
 
     fn set_warmup(&mut self, _level: u32) -> Result<()> {
@@ -120,37 +189,37 @@ impl Sampler for DiffusionSampler {
     }
 
     fn update(&mut self) -> Result<UpdateStats> {
+        let (x, lq) = self.draw()?;
         let v = self.theory.lattice().volume();
-        let first_step = self.done * (self.steps as u64 + 1);
-        let m = &self.model;
-        self.fields = reverse(
-            &m.sde,
-            self.integrator,
-            self.steps,
-            T_MIN,
-            (self.chains, v),
-            (
-                self.seed,
-                STREAM_DIFFUSION_SAMPLE,
-                self.first_chain,
-                first_step,
-            ),
-            |x, t| m.net.evaluate(&m.params, &m.sde, x, t),
-        )?;
+        let log_w: Vec<f64> = match &lq {
+            Some(lq) => x
+                .chunks(v)
+                .zip(lq)
+                .map(|(phi, q)| -self.action.action(phi) - q)
+                .collect(),
+            None => vec![0.0; self.chains()],
+        };
+        if self.mh {
+            for (phi, &lw) in x.chunks(v).zip(&log_w) {
+                let m = self.theory.measure(phi);
+                self.chains.reweight(lw, &m.primaries)?;
+            }
+        }
+        let mut stats = self.chains.offer(self.done, &x, &log_w, !self.mh)?;
+        if !self.mh {
+            stats.delta_h.iter_mut().for_each(|d| *d = f64::NAN);
+        }
         self.done += 1;
-        Ok(UpdateStats {
-            accepted: vec![1.0; self.chains],
-            delta_h: vec![f64::NAN; self.chains],
-        })
+        Ok(stats)
     }
 
     fn global_proposals(&self) -> bool {
-        false
+        self.mh
     }
 
     fn set_first_chain(&mut self, first: usize) -> Result<()> {
-        self.first_chain = crate::sampler::first_chain_word(first, self.chains)?;
-        Ok(())
+        self.first_chain = crate::sampler::first_chain_word(first, self.chains())?;
+        self.chains.set_first_chain(first)
     }
 
     fn updates_done(&self) -> u64 {
@@ -158,43 +227,34 @@ impl Sampler for DiffusionSampler {
     }
 
     fn site_updates(&self) -> u64 {
-        (self.chains * self.theory.lattice().volume() * self.steps) as u64
+        (self.chains() * self.theory.lattice().volume() * self.steps) as u64
     }
 
     fn measure(&mut self) -> Result<Vec<ChainMeasurement>> {
         let v = self.theory.lattice().volume();
         Ok(self
-            .fields
+            .chains
+            .current()
             .chunks(v)
             .map(|c| self.theory.measure(c))
             .collect())
     }
 
     fn fields(&self) -> Result<Vec<f64>> {
-        Ok(self.fields.clone())
+        Ok(self.chains.current().to_vec())
     }
 
     fn set_fields(&mut self, phi: &[f64]) -> Result<()> {
-        if phi.len() != self.fields.len() {
-            return Err(Error::InvalidInput(format!(
-                "{} values for {} chains of {} sites",
-                phi.len(),
-                self.chains,
-                self.theory.lattice().volume()
-            )));
-        }
-        // Every update draws afresh: the start is only what is measured before the first.
-        self.fields.copy_from_slice(phi);
-        Ok(())
+        // The first update replaces the start: every chain takes its first draw.
+        self.chains.set(phi, None)
     }
 
     fn state(&self) -> Result<Vec<(String, Vec<f64>)>> {
-        Ok(vec![("fields".into(), self.fields.clone())])
+        Ok(self.chains.state())
     }
 
     fn restore(&mut self, done: u64, state: &[(String, Vec<f64>)]) -> Result<()> {
-        let f = crate::sampler::saved(state, "fields")?;
-        self.set_fields(f)?;
+        self.chains.restore(state)?;
         self.done = done;
         Ok(())
     }
