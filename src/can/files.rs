@@ -7,7 +7,7 @@ use super::model::{Can, CanConfig};
 use super::train::CanTrainConfig;
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::io::json::Json;
+use crate::io::json::{Fields, Json};
 use crate::io::{read, write_atomic};
 use crate::nn::layers::Activation;
 use crate::nn::{safetensors, Ctx, ParamStore};
@@ -64,26 +64,10 @@ impl CanRecord {
 
     /// Reads a record; every missing or malformed member is an error naming it.
     pub fn from_json(j: &Json) -> Result<Self> {
-        let bad = |k: &str| Error::InvalidInput(format!("{RECORD_FILE}: missing or bad \"{k}\""));
-        let num = |k: &str| match j.get(k) {
-            Some(Json::Num(v)) if v.is_finite() => Ok(*v),
-            _ => Err(bad(k)),
-        };
-        let int = |k: &str| -> Result<usize> {
-            let v = num(k)?;
-            (v >= 0.0 && v.fract() == 0.0 && v < 1e15)
-                .then_some(v as usize)
-                .ok_or_else(|| bad(k))
-        };
-        let big = |k: &str| -> Result<u64> {
-            match j.get(k) {
-                Some(Json::Str(s)) => s.parse().map_err(|_| bad(k)),
-                _ => Err(bad(k)),
-            }
-        };
-        if !matches!(j.get("format"), Some(Json::Str(f)) if f == FORMAT) {
-            return Err(bad("format"));
-        }
+        let f = Fields::new(j, RECORD_FILE);
+        let bad = |k: &str| f.bad(k);
+        let (num, int, big) = (|k: &str| f.num(k), |k: &str| f.count(k), |k: &str| f.big(k));
+        f.format(FORMAT)?;
         let activation = match j.get("activation") {
             Some(Json::Str(a)) => {
                 Activation::parse(a, num("slope")?).map_err(|_| bad("activation"))?

@@ -12,7 +12,7 @@ use super::sde::VeSde;
 use super::unet::{ScoreConfig, ScoreNet};
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::io::json::Json;
+use crate::io::json::{Fields, Json};
 use crate::io::outdir::{Claim, Manifest, OutputDir};
 use crate::io::{npy, read, write_atomic};
 use crate::lattice::Lattice;
@@ -354,36 +354,29 @@ pub fn load(dir: &Path, device: &Device) -> Result<LoadedDiffusion> {
     };
     let text = String::from_utf8(read(&path)?).map_err(|_| bad("not UTF-8".into()))?;
     let j = Json::parse(&text).map_err(|e| bad(e.to_string()))?;
-    let num = |k: &str| match j.get(k) {
-        Some(Json::Num(v)) if v.is_finite() => Ok(*v),
-        _ => Err(bad(format!("missing or bad \"{k}\""))),
-    };
-    let big = |k: &str| match j.get(k) {
-        Some(Json::Str(s)) => s.parse::<u64>().map_err(|_| bad(format!("bad \"{k}\""))),
-        _ => Err(bad(format!("missing \"{k}\""))),
-    };
+    let file = path.display().to_string();
+    let f = Fields::new(&j, &file);
+    f.format("latticeml-diffusion-1")?;
+    let (num, count, big) = (|k: &str| f.num(k), |k: &str| f.count(k), |k: &str| f.big(k));
     let channels = match j.get("channels") {
         Some(Json::Arr(c)) if c.len() == 2 => {
             let c: Vec<usize> = c
                 .iter()
                 .map(|x| match x {
                     Json::Num(v) if *v >= 1.0 && v.fract() == 0.0 => Ok(*v as usize),
-                    _ => Err(bad("bad \"channels\"".into())),
+                    _ => Err(f.bad("channels")),
                 })
                 .collect::<Result<_>>()?;
             [c[0], c[1]]
         }
-        _ => return Err(bad("missing \"channels\"".into())),
+        _ => return Err(f.bad("channels")),
     };
-    let theory = TheoryConfig::from_json(
-        j.get("theory")
-            .ok_or_else(|| bad("missing \"theory\"".into()))?,
-    )?;
+    let theory = TheoryConfig::from_json(j.get("theory").ok_or_else(|| f.bad("theory"))?)?;
     let lattice = theory.build()?.lattice().clone();
     let config = ScoreConfig {
         channels,
-        groups: num("groups")? as usize,
-        frequencies: num("frequencies")? as usize,
+        groups: count("groups")?,
+        frequencies: count("frequencies")?,
         frequency_scale: num("frequency_scale")?,
         seed: big("init_seed")?,
     };

@@ -116,6 +116,62 @@ impl Json {
     }
 }
 
+/// Typed members of a record read from `file`: every missing or malformed member is an error
+/// naming the file and the member (`file: missing or bad "key"`).
+pub struct Fields<'a> {
+    json: &'a Json,
+    file: &'a str,
+}
+
+impl<'a> Fields<'a> {
+    /// The members of `json`, read from `file`.
+    pub fn new(json: &'a Json, file: &'a str) -> Self {
+        Fields { json, file }
+    }
+
+    /// The error naming member `key`.
+    pub fn bad(&self, key: &str) -> Error {
+        Error::InvalidInput(format!("{}: missing or bad \"{key}\"", self.file))
+    }
+
+    /// The member `key`, if present.
+    pub fn get(&self, key: &str) -> Option<&'a Json> {
+        self.json.get(key)
+    }
+
+    /// A finite number.
+    pub fn num(&self, key: &str) -> Result<f64> {
+        match self.json.get(key) {
+            Some(Json::Num(v)) if v.is_finite() => Ok(*v),
+            _ => Err(self.bad(key)),
+        }
+    }
+
+    /// A count: a non-negative integer below 10¹⁵.
+    pub fn count(&self, key: &str) -> Result<usize> {
+        let v = self.num(key)?;
+        (v >= 0.0 && v.fract() == 0.0 && v < 1e15)
+            .then_some(v as usize)
+            .ok_or_else(|| self.bad(key))
+    }
+
+    /// A 64-bit integer stored as a decimal string (seeds, step counts: beyond f64's 2⁵³).
+    pub fn big(&self, key: &str) -> Result<u64> {
+        match self.json.get(key) {
+            Some(Json::Str(v)) => v.parse().map_err(|_| self.bad(key)),
+            _ => Err(self.bad(key)),
+        }
+    }
+
+    /// Checks that member "format" is `format`.
+    pub fn format(&self, format: &str) -> Result<()> {
+        match self.json.get("format") {
+            Some(Json::Str(f)) if f == format => Ok(()),
+            _ => Err(self.bad("format")),
+        }
+    }
+}
+
 /// Deepest nesting of arrays and objects accepted: recursion deeper than this on hostile input
 /// would overflow the stack (an abort, not an error).
 const MAX_DEPTH: usize = 128;
