@@ -120,11 +120,16 @@ template <typename T> __device__ void matmul(const T* A, const T* B, T* C, int M
 
 // 2D convolution over [B, C, H, W] with periodic wrap; tap (ky, kx) reads offset (ky - KH/2, kx - KW/2).
 // mode 0: periodic; 1: causal type A (only sources strictly before the output site in raster
-// order y*W + x, after wrapping); 2: causal type B (sources at or before it).
+// order y*W + x, after wrapping); 2: causal type B (sources at or before it); 3: zero padding
+// (taps whose unwrapped source lies outside the lattice read 0).
 struct Conv { int B, Ci, Co, H, W, KH, KW, mode; };
 
 __device__ __forceinline__ int wrap(int v, int n) { v %= n; return v < 0 ? v + n : v; }
-__device__ __forceinline__ bool allowed(int mode, int dst, int src) {
+__device__ __forceinline__ bool inside(int v, int n) { return v >= 0 && v < n; }
+// Whether output site dst reads source site src through a tap whose unwrapped source (or, for
+// the transposed gathers, unwrapped output) is (uy, ux).
+__device__ __forceinline__ bool allowed(int mode, int dst, int src, int uy, int ux, const Conv& c) {
+    if (mode == 3) return inside(uy, c.H) && inside(ux, c.W);
     return mode == 0 || (mode == 1 ? src < dst : src <= dst);
 }
 
@@ -137,10 +142,10 @@ template <typename T> __device__ void conv2d(const T* x, const T* w, T* y, Conv 
             const T* xp = x + ((size_t)b * c.Ci + ci) * c.H * c.W;
             const T* wp = w + ((size_t)co * c.Ci + ci) * c.KH * c.KW;
             for (int ky = 0; ky < c.KH; ++ky) {
-                int sy = wrap(py + ky - c.KH / 2, c.H);
+                int uy = py + ky - c.KH / 2, sy = wrap(uy, c.H);
                 for (int kx = 0; kx < c.KW; ++kx) {
-                    int src = sy * c.W + wrap(px + kx - c.KW / 2, c.W);
-                    if (allowed(c.mode, dst, src)) acc += wp[ky * c.KW + kx] * xp[src];
+                    int ux = px + kx - c.KW / 2, src = sy * c.W + wrap(ux, c.W);
+                    if (allowed(c.mode, dst, src, uy, ux, c)) acc += wp[ky * c.KW + kx] * xp[src];
                 }
             }
         }
@@ -157,10 +162,10 @@ template <typename T> __device__ void conv2d_grad_input(const T* dy, const T* w,
             const T* dp = dy + ((size_t)b * c.Co + co) * c.H * c.W;
             const T* wp = w + ((size_t)co * c.Ci + ci) * c.KH * c.KW;
             for (int ky = 0; ky < c.KH; ++ky) {
-                int ty = wrap(qy - (ky - c.KH / 2), c.H);
+                int uy = qy - (ky - c.KH / 2), ty = wrap(uy, c.H);
                 for (int kx = 0; kx < c.KW; ++kx) {
-                    int dst = ty * c.W + wrap(qx - (kx - c.KW / 2), c.W);
-                    if (allowed(c.mode, dst, src)) acc += wp[ky * c.KW + kx] * dp[dst];
+                    int ux = qx - (kx - c.KW / 2), dst = ty * c.W + wrap(ux, c.W);
+                    if (allowed(c.mode, dst, src, uy, ux, c)) acc += wp[ky * c.KW + kx] * dp[dst];
                 }
             }
         }
@@ -176,8 +181,9 @@ template <typename T> __device__ void conv2d_grad_weight(const T* dy, const T* x
     double acc = 0.0;
     for (unsigned j = threadIdx.x; j < total; j += blockDim.x) {
         int b = j / plane, dst = j % plane, py = dst / c.W, px = dst % c.W;
-        int src = wrap(py + ky - c.KH / 2, c.H) * c.W + wrap(px + kx - c.KW / 2, c.W);
-        if (allowed(c.mode, dst, src))
+        int uy = py + ky - c.KH / 2, ux = px + kx - c.KW / 2;
+        int src = wrap(uy, c.H) * c.W + wrap(ux, c.W);
+        if (allowed(c.mode, dst, src, uy, ux, c))
             acc += (double)(dy[((size_t)b * c.Co + co) * plane + dst] * x[((size_t)b * c.Ci + ci) * plane + src]);
     }
     acc = block_sum(acc);

@@ -185,13 +185,8 @@ pub enum SamplerConfig {
         model: PathBuf,
         /// Seed of every random draw.
         seed: u64,
-        /// How the reverse process is integrated.
-        integrator: crate::diffusion::Integrator,
-        /// Its steps.
-        steps: usize,
-        /// Independence Metropolis over the ODE's draws with their density (exact up to the
-        /// integrator's error).
-        mh: bool,
+        /// The integrator, its steps, and the Metropolis correction.
+        draws: crate::diffusion::sampler::DrawSettings,
     },
     /// A local update of the theory's own (checkerboard Metropolis, overrelaxation, heat-bath).
     Local {
@@ -212,15 +207,7 @@ impl SamplerConfig {
                 crate::hmc::fourier::check_mass(*m2)
             }
             SamplerConfig::Local { algorithm, .. } => algorithm.validate(),
-            SamplerConfig::Diffusion { steps, .. } => {
-                if *steps == 0 {
-                    Err(crate::error::Error::InvalidInput(
-                        "--steps must be at least 1".into(),
-                    ))
-                } else {
-                    Ok(())
-                }
-            }
+            SamplerConfig::Diffusion { draws, .. } => draws.validate(),
             SamplerConfig::Can { local_between, .. } => match local_between {
                 Some((_, 0)) => Err(crate::error::Error::InvalidInput(
                     "--local-between 0: give at least one sweep, or leave the flag out".into(),
@@ -317,19 +304,15 @@ impl SamplerConfig {
                 }
                 Box::new(can)
             }
-            SamplerConfig::Diffusion {
-                model,
-                seed,
-                integrator,
-                steps,
-                mh,
-            } => Box::new(crate::diffusion::sampler::DiffusionSampler::new(
-                theory,
-                &model,
-                (chains, seed, mh),
-                (integrator, steps),
-                device,
-            )?),
+            SamplerConfig::Diffusion { model, seed, draws } => {
+                Box::new(crate::diffusion::sampler::DiffusionSampler::new(
+                    theory,
+                    &model,
+                    (chains, seed),
+                    draws,
+                    device,
+                )?)
+            }
             SamplerConfig::Local { algorithm, seed } => {
                 let sweeper = theory.sweeper(algorithm, chains, seed, device)?;
                 Box::new(LocalSampler::new(theory, algorithm, seed, sweeper))

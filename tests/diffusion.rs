@@ -1,10 +1,11 @@
-//! The diffusion models' score network: translation equivariance on the torus, and denoising
-//! score matching that learns.
+//! The diffusion models' score network: translation equivariance on the torus (and its loss with
+//! zero padding), denoising score matching that learns, the divergence and its estimate, and the
+//! command line.
 
 mod common;
 
 use latticeml::diffusion::{ScoreConfig, ScoreNet, VeSde};
-use latticeml::nn::{Adam, Ctx, ParamStore, Tape};
+use latticeml::nn::{Adam, ConvMode, Ctx, ParamStore, Tape};
 use latticeml::{philox, Device};
 
 fn normals(n: usize, stream: u32, step: u32) -> Vec<f64> {
@@ -43,17 +44,34 @@ fn the_score_commutes_with_even_lattice_shifts() {
         }
         out
     };
-    let s = net.evaluate(&store, &sde, &x, 0.3).unwrap();
+    let s = net.evaluate(&store, &sde, &x, &[0.3; 2]).unwrap();
     for (dy, dx) in [(2, 0), (0, 2), (4, 6)] {
-        let s2 = net.evaluate(&store, &sde, &shift(&x, dy, dx), 0.3).unwrap();
+        let s2 = net
+            .evaluate(&store, &sde, &shift(&x, dy, dx), &[0.3; 2])
+            .unwrap();
         assert!(
             common::max_rel_diff(&s2, &shift(&s, dy, dx)) < 1e-12,
             "shift ({dy}, {dx})"
         );
     }
     // An odd shift is not a symmetry of the pooled level (the test can fail).
-    let s1 = net.evaluate(&store, &sde, &shift(&x, 1, 0), 0.3).unwrap();
+    let s1 = net
+        .evaluate(&store, &sde, &shift(&x, 1, 0), &[0.3; 2])
+        .unwrap();
     assert!(common::max_rel_diff(&s1, &shift(&s, 1, 0)) > 1e-6);
+    // Zero padding (the paper's) breaks the lattice's translations, even ones.
+
+    let zero = ScoreConfig {
+        padding: ConvMode::Zero,
+        ..small()
+    };
+    let mut zstore = ParamStore::new(&ctx);
+    let znet = ScoreNet::new(&zero, [h, w], &mut zstore).unwrap();
+    let z = znet.evaluate(&zstore, &sde, &x, &[0.3; 2]).unwrap();
+    let z2 = znet
+        .evaluate(&zstore, &sde, &shift(&x, 2, 0), &[0.3; 2])
+        .unwrap();
+    assert!(common::max_rel_diff(&z2, &shift(&z, 2, 0)) > 1e-6);
 }
 
 /// Denoising score matching on Gaussian data (N(0, 0.5²) per site) lowers the loss, and the
@@ -99,7 +117,7 @@ fn denoising_score_matching_learns() {
     let after: f64 = (0..4).map(|k| loss_at(&store, k)).sum::<f64>() / 4.0;
     assert!(after < 0.8 * before, "DSM loss {before} → {after}");
     let x: Vec<f64> = normals(4 * l * l, 4, 0).iter().map(|z| 0.5 * z).collect();
-    let s = net.evaluate(&store, &sde, &x, 0.05).unwrap();
+    let s = net.evaluate(&store, &sde, &x, &[0.05; 4]).unwrap();
     let xs: f64 = x.iter().zip(&s).map(|(a, b)| a * b).sum::<f64>() / x.len() as f64;
     // The exact score of the smeared data is −x/(0.25 + σ_t²): ⟨x s⟩ ≈ −0.25/(0.25 + σ_t²) ≈ −0.7.
     assert!(xs < -0.2, "⟨x s⟩ = {xs}");
@@ -142,6 +160,17 @@ fn train_resume_and_sample_from_the_command_line() {
     train(4, &a, "");
     train(2, &b, "");
     train(4, &b, "--resume");
+    // The paper's zero padding trains and samples too.
+    let zp = dir("diff-zero");
+    train(1, &zp, "--padding zero");
+    ok(&format!(
+        "diffusion sample --model {zp} --samples 4 --chains 4 --steps 5 --out {zp}/s --device cpu"
+    ));
+    assert!(
+        std::fs::read_to_string(std::path::Path::new(&zp).join("diffusion.json"))
+            .unwrap()
+            .contains("\"padding\": \"zero\"")
+    );
     for f in [
         "model.safetensors",
         "weights.safetensors",
@@ -168,6 +197,31 @@ fn train_resume_and_sample_from_the_command_line() {
     for key in ["\"exact\": true", "\"ess_per_sample\"", "\"reweighted\""] {
         assert!(summary.contains(key), "{key} missing from {summary}");
     }
+    // The adaptive ODE with Hutchinson's divergence: said to be approximate; and pc runs.
+    let rk = dir("diff-rk");
+    ok(&format!(
+        "diffusion sample --model {a} --samples 8 --chains 4 --sampler rk45 --tol 1e-3 --mh \
+         --divergence hutchinson --probes 2 --out {rk} --device cpu"
+    ));
+    let summary = std::fs::read_to_string(std::path::Path::new(&rk).join("summary.json")).unwrap();
+    for key in [
+        "\"exact\": false",
+        "hutchinson, 2 probes",
+        "\"evaluations_per_draw\"",
+    ] {
+        assert!(summary.contains(key), "{key} missing from {summary}");
+    }
+    let pc = dir("diff-pc");
+    ok(&format!(
+        "diffusion sample --model {a} --samples 8 --chains 4 --steps 10 --sampler pc \
+         --corrector-steps 2 --out {pc} --device cpu"
+    ));
+    let summary = std::fs::read_to_string(std::path::Path::new(&pc).join("summary.json")).unwrap();
+    // One predictor and two corrector evaluations per step.
+    assert!(
+        summary.contains("\"evaluations_per_draw\": 30"),
+        "{summary}"
+    );
     let em_mh = format!("diffusion sample --model {a} --mh --sampler em --out {b}-z");
     common::refused(
         &em_mh.split_whitespace().collect::<Vec<_>>(),
@@ -188,7 +242,7 @@ fn train_resume_and_sample_from_the_command_line() {
         format!("diffusion sample --model {a} --sampler rk9 --out {b}-y"),
         "--sampler rk9",
     );
-    for d in [&run, &a, &b, &s, &xy, &mh] {
+    for d in [&run, &a, &b, &s, &xy, &mh, &rk, &pc, &zp] {
         let _ = std::fs::remove_dir_all(d);
     }
 }
@@ -203,8 +257,10 @@ fn the_divergence_of_the_score_is_its_jacobians_trace() {
     let net = ScoreNet::new(&small(), [l, l], &mut store).unwrap();
     let sde = VeSde::new(25.0).unwrap();
     let x = normals(b * l * l, 5, 0);
-    let (s, div) = net.score_and_divergence(&store, &sde, &x, 0.2).unwrap();
-    assert!(common::max_rel_diff(&s, &net.evaluate(&store, &sde, &x, 0.2).unwrap()) < 1e-14);
+    // Different times per sample: the batch's samples are independent.
+    let t = [0.2, 0.6];
+    let (s, div) = net.score_and_divergence(&store, &sde, &x, &t).unwrap();
+    assert!(common::max_rel_diff(&s, &net.evaluate(&store, &sde, &x, &t).unwrap()) < 1e-14);
     let v = l * l;
     let h = 1e-5;
     let mut fd = vec![0.0; b];
@@ -214,7 +270,7 @@ fn the_divergence_of_the_score_is_its_jacobians_trace() {
             for k in 0..b {
                 y[k * v + i] += d;
             }
-            net.evaluate(&store, &sde, &y, 0.2).unwrap()
+            net.evaluate(&store, &sde, &y, &t).unwrap()
         };
         let (up, down) = (shifted(h), shifted(-h));
         for (k, f) in fd.iter_mut().enumerate() {
@@ -222,4 +278,47 @@ fn the_divergence_of_the_score_is_its_jacobians_trace() {
         }
     }
     assert!(common::max_rel_diff(&div, &fd) < 1e-6, "{div:?} vs {fd:?}");
+}
+
+/// Hutchinson's estimate with given probes is εᵀ J ε averaged over the probes, J the score's
+/// input Jacobian built column by column from finite differences in f64.
+#[test]
+fn hutchinson_estimates_are_the_probes_quadratic_forms() {
+    let ctx = Ctx::<f64>::new(Device::Cpu(common::cpu()));
+    let mut store = ParamStore::new(&ctx);
+    let (l, b) = (6, 2);
+    let v = l * l;
+    let net = ScoreNet::new(&small(), [l, l], &mut store).unwrap();
+    let sde = VeSde::new(25.0).unwrap();
+    let (x, t) = (normals(b * v, 6, 0), [0.3, 0.1]);
+    let sign = |z: f64| if z > 0.0 { 1.0 } else { -1.0 };
+    let probes: Vec<Vec<f64>> = (0..3)
+        .map(|p| normals(b * v, 7, p).into_iter().map(sign).collect())
+        .collect();
+    let (s, est) = net
+        .score_and_divergence_estimate(&store, &sde, (&x, &t), &probes)
+        .unwrap();
+    assert!(common::max_rel_diff(&s, &net.evaluate(&store, &sde, &x, &t).unwrap()) < 1e-14);
+    // J e for each probe e by central differences along e.
+    let h = 1e-5;
+    let mut want = vec![0.0; b];
+    for e in &probes {
+        let at = |d: f64| {
+            let y: Vec<f64> = x.iter().zip(e).map(|(a, c)| a + d * c).collect();
+            net.evaluate(&store, &sde, &y, &t).unwrap()
+        };
+        let (up, down) = (at(h), at(-h));
+        for (k, w) in want.iter_mut().enumerate() {
+            let r = k * v..(k + 1) * v;
+            let je = up[r.clone()]
+                .iter()
+                .zip(&down[r.clone()])
+                .map(|(a, c)| (a - c) / (2.0 * h));
+            *w += je.zip(&e[r]).map(|(a, c)| a * c).sum::<f64>() / probes.len() as f64;
+        }
+    }
+    assert!(
+        common::max_rel_diff(&est, &want) < 1e-6,
+        "{est:?} vs {want:?}"
+    );
 }

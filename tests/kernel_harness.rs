@@ -476,6 +476,7 @@ fn conv_cases<T: Real>(h: &Harness, cpu: &CpuDevice) {
         ConvMode::Periodic,
         ConvMode::CausalExclusive,
         ConvMode::CausalInclusive,
+        ConvMode::Zero,
     ] {
         let c = conv_spec(&xs, &ws, mode).unwrap();
         let mut want_y = vec![T::zero(); ny];

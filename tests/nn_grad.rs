@@ -167,8 +167,9 @@ fn reductions_matmul_linear() {
 
 #[test]
 fn periodic_and_causal_convolutions() {
-    // Odd and even extents, kernel sizes 1..5 (even kernels too): the wrap is exercised by every tap.
-    for (h, w, k) in [(5, 4, 3), (4, 6, 1), (6, 5, 5), (3, 4, 2)] {
+    // Odd and even extents, kernel sizes 1..5 (even kernels too): the wrap is exercised by every tap;
+    // a width of 33 takes the CPU im2col past its gather threshold.
+    for (h, w, k) in [(5, 4, 3), (4, 6, 1), (6, 5, 5), (3, 4, 2), (3, 33, 3)] {
         let ps = [
             p("x", &[2, 2, h, w], 10),
             p("w", &[3, 2, k, k], 11),
@@ -178,6 +179,7 @@ fn periodic_and_causal_convolutions() {
             ConvMode::Periodic,
             ConvMode::CausalExclusive,
             ConvMode::CausalInclusive,
+            ConvMode::Zero,
         ] {
             if k == 1 && mode == ConvMode::CausalExclusive {
                 continue; // a 1×1 kernel that may not see its own site sees nothing

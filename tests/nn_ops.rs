@@ -20,12 +20,14 @@ fn randn(n: usize, stream: u32) -> Vec<f64> {
     v
 }
 
-/// Direct sum with modular indices: y[b,o,i,j] = Σ_{c,u,v} w[o,c,u,v] x[b,c,(i+u−K/2) mod H,(j+v−K/2) mod W].
+/// Direct sum with modular indices: y[b,o,i,j] = Σ_{c,u,v} w[o,c,u,v] x[b,c,(i+u−K/2) mod H,(j+v−K/2) mod W];
+/// with `zero`, the terms whose unwrapped source lies outside the lattice left out.
 fn reference_conv(
     x: &[f64],
     w: &[f64],
     [b, ci, h, wd]: [usize; 4],
     [co, k]: [usize; 2],
+    zero: bool,
 ) -> Vec<f64> {
     let mut y = vec![0.0; b * co * h * wd];
     for (bb, o, i, j) in (0..b).flat_map(|bb| {
@@ -35,8 +37,11 @@ fn reference_conv(
         for c in 0..ci {
             for u in 0..k {
                 for v in 0..k {
-                    let si = (i + h + u - k / 2) % h;
-                    let sj = (j + wd + v - k / 2) % wd;
+                    let (ui, uj) = (i + h + u - k / 2, j + wd + v - k / 2);
+                    if zero && !((h..2 * h).contains(&ui) && (wd..2 * wd).contains(&uj)) {
+                        continue;
+                    }
+                    let (si, sj) = (ui % h, uj % wd);
                     acc +=
                         w[((o * ci + c) * k + u) * k + v] * x[((bb * ci + c) * h + si) * wd + sj];
                 }
@@ -47,37 +52,43 @@ fn reference_conv(
     y
 }
 
+/// Periodic and zero-padded convolutions against the direct sums, on lattices narrower and wider
+/// than the CPU's gather threshold (both of its im2col paths).
 #[test]
-fn periodic_convolution_equals_the_modular_sum() {
-    for (h, w) in [(5, 5), (4, 6), (7, 4), (8, 8)] {
+fn periodic_and_zero_padded_convolutions_equal_the_direct_sums() {
+    let modes = [(ConvMode::Periodic, false), (ConvMode::Zero, true)];
+    for ((h, w), (mode, zero)) in [(5, 5), (4, 6), (7, 4), (8, 8), (4, 33), (6, 40)]
+        .into_iter()
+        .flat_map(|d| modes.map(|m| (d, m)))
+    {
         for k in [1, 3, 5] {
             if k > h.min(w) {
                 continue;
             }
             let (b, ci, co) = (2, 3, 4);
             let (x, wt) = (randn(b * ci * h * w, 1), randn(co * ci * k * k, 2));
-            let want = reference_conv(&x, &wt, [b, ci, h, w], [co, k]);
+            let want = reference_conv(&x, &wt, [b, ci, h, w], [co, k], zero);
             let c64 = ctx::<f64>();
             let y = kernels::conv2d(
                 &c64.from_vec(&[b, ci, h, w], &x).unwrap(),
                 &c64.from_vec(&[co, ci, k, k], &wt).unwrap(),
-                ConvMode::Periodic,
+                mode,
             )
             .unwrap();
             assert!(
                 common::max_rel_diff(&y.to_f64().unwrap(), &want) < 1e-13,
-                "{h}x{w} k{k} f64"
+                "{h}x{w} k{k} {mode:?} f64"
             );
             let c32 = ctx::<f32>();
             let y = kernels::conv2d(
                 &c32.from_f64(&[b, ci, h, w], &x).unwrap(),
                 &c32.from_f64(&[co, ci, k, k], &wt).unwrap(),
-                ConvMode::Periodic,
+                mode,
             )
             .unwrap();
             assert!(
                 common::max_rel_diff(&y.to_f64().unwrap(), &want) < 1e-5,
-                "{h}x{w} k{k} f32"
+                "{h}x{w} k{k} {mode:?} f32"
             );
         }
     }

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use latticeml::diffusion::job::{train, DiffusionJob};
+use latticeml::diffusion::job::{padding_of, train, DiffusionJob};
+use latticeml::diffusion::sampler::{Divergence, DrawSettings};
 use latticeml::diffusion::{Integrator, ScoreConfig};
 use latticeml::hmc::Start;
 use latticeml::run::RunConfig;
@@ -21,7 +22,7 @@ pub enum DiffusionWhat {
     Train(Box<DiffusionTrainArgs>),
     /// Draw configurations by the reverse process: the usual run files with the phi4 keys (raw
     /// draws of the model, not exact).
-    Sample(DiffusionSampleArgs),
+    Sample(Box<DiffusionSampleArgs>),
 }
 
 #[derive(Args)]
@@ -47,6 +48,9 @@ pub struct DiffusionTrainArgs {
     /// Groups of the group normalisation.
     #[arg(long, default_value_t = 4)]
     groups: usize,
+    /// The convolutions' boundary: periodic (the lattice's) or zero (the paper's).
+    #[arg(long, default_value = "periodic")]
+    padding: String,
     /// sigma of the variance-exploding SDE.
     #[arg(long, default_value_t = 25.0)]
     sigma: f64,
@@ -75,21 +79,39 @@ pub struct DiffusionSampleArgs {
     /// Configurations in all (spread over the chains).
     #[arg(long, default_value_t = 1024)]
     samples: u64,
-    /// em (reverse SDE, h = 1), ode (probability-flow ODE by Heun), or h (Euler–Maruyama of the
-    /// interpolating family at --h).
+    /// em (reverse SDE, h = 1), pc (em with Langevin corrector steps), ode (probability-flow ODE
+    /// by Heun's fixed steps), rk45 (the ODE by adaptive Dormand–Prince), or h (Euler–Maruyama of
+    /// the interpolating family at --h).
     #[arg(long, default_value = "em")]
     sampler: String,
     /// The interpolation h in [0, 1] of --sampler h.
     #[arg(long, default_value_t = 0.5)]
     h: f64,
-    /// Steps of the reverse process.
+    /// Steps of the reverse process (the initial step 1/steps of rk45).
     #[arg(long, default_value_t = 500)]
     steps: usize,
-    /// With --sampler ode: the draws' density by the score's exact divergence along the path
-    /// (V backward passes per step) and an independence Metropolis test (exact up to the ODE
-    /// integrator's error; lattices up to 16x16 are practical).
+    /// Signal-to-noise ratio of pc's Langevin corrector.
+    #[arg(long, default_value_t = 0.16)]
+    snr: f64,
+    /// Langevin corrector steps after every pc predictor step.
+    #[arg(long, default_value_t = 1)]
+    corrector_steps: usize,
+    /// Local error tolerance (relative and absolute) of rk45.
+    #[arg(long, default_value_t = 1e-5)]
+    tol: f64,
+    /// With --sampler ode or rk45: the draws' density by the score's divergence along the path
+    /// and an independence Metropolis test (exact up to the ODE integrator's error with the
+    /// exact divergence).
     #[arg(long)]
     mh: bool,
+    /// The divergence of --mh: exact (one backward pass per site and ODE stage) or hutchinson
+    /// (--probes backward passes; ln q is then an estimate and the correction approximate).
+    /// Default: exact up to 16x16, hutchinson beyond.
+    #[arg(long)]
+    divergence: Option<String>,
+    /// Probe vectors of --divergence hutchinson.
+    #[arg(long, default_value_t = 4)]
+    probes: usize,
     /// Configurations drawn together (the chains of the run).
     #[arg(long, default_value_t = 64)]
     chains: usize,
@@ -109,7 +131,7 @@ pub struct DiffusionSampleArgs {
 pub fn cmd_diffusion(what: DiffusionWhat) -> Result<()> {
     match what {
         DiffusionWhat::Train(a) => cmd_train(*a),
-        DiffusionWhat::Sample(a) => cmd_sample(a),
+        DiffusionWhat::Sample(a) => cmd_sample(*a),
     }
 }
 
@@ -128,6 +150,9 @@ fn cmd_train(a: DiffusionTrainArgs) -> Result<()> {
         net: ScoreConfig {
             channels,
             groups: a.groups,
+            padding: padding_of(&a.padding).ok_or_else(|| {
+                Error::InvalidInput(format!("--padding {}: use periodic or zero", a.padding))
+            })?,
             seed: a.seed,
             ..ScoreConfig::default()
         },
@@ -149,18 +174,47 @@ fn cmd_train(a: DiffusionTrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// The largest lattice whose exact divergence is the default.
+const EXACT_DIVERGENCE_SITES: usize = 256;
+
 fn cmd_sample(a: DiffusionSampleArgs) -> Result<()> {
     let integrator = match a.sampler.as_str() {
         "em" => Integrator::Euler { h: 1.0 },
+        "pc" => Integrator::PredictorCorrector {
+            snr: a.snr,
+            corrector_steps: a.corrector_steps,
+        },
         "ode" => Integrator::Heun,
+        "rk45" => Integrator::Rk45 { tol: a.tol },
         "h" => Integrator::Euler { h: a.h },
         other => {
             return Err(Error::InvalidInput(format!(
-                "--sampler {other}: use em, ode or h"
+                "--sampler {other}: use em, pc, ode, rk45 or h"
             )))
         }
     };
     let model = latticeml::diffusion::job::load(&a.model, &Device::Cpu(Default::default()))?;
+    let sites = model.net.dims().iter().product::<usize>();
+    let divergence = match a.divergence.as_deref() {
+        Some("exact") => Divergence::Exact,
+        Some("hutchinson") => Divergence::Hutchinson { probes: a.probes },
+        None if sites <= EXACT_DIVERGENCE_SITES => Divergence::Exact,
+        None => {
+            if a.mh {
+                eprintln!(
+                    "note: {sites} sites: ln q by Hutchinson's estimator with {} probes, so the \
+                     Metropolis correction is approximate (--divergence exact for the exact one)",
+                    a.probes
+                );
+            }
+            Divergence::Hutchinson { probes: a.probes }
+        }
+        Some(other) => {
+            return Err(Error::InvalidInput(format!(
+                "--divergence {other}: use exact or hutchinson"
+            )))
+        }
+    };
     if a.chains == 0 || a.samples == 0 {
         return Err(Error::InvalidInput(
             "--samples and --chains must be at least 1".into(),
@@ -176,9 +230,12 @@ fn cmd_sample(a: DiffusionSampleArgs) -> Result<()> {
         sampler: SamplerConfig::Diffusion {
             model: a.model.clone(),
             seed: a.seed,
-            integrator,
-            steps: a.steps,
-            mh: a.mh,
+            draws: DrawSettings {
+                integrator,
+                steps: a.steps,
+                mh: a.mh,
+                divergence,
+            },
         },
         start: Start::from_name("hot")?,
         save_every: a.files.save_every,

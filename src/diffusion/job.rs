@@ -16,7 +16,7 @@ use crate::io::json::{Fields, Json};
 use crate::io::outdir::{Claim, Manifest, OutputDir};
 use crate::io::{npy, read, write_atomic};
 use crate::lattice::Lattice;
-use crate::nn::{safetensors, Adam, Ctx, ParamStore, Tape};
+use crate::nn::{safetensors, Adam, ConvMode, Ctx, ParamStore, Tape};
 use crate::philox;
 use crate::theory::TheoryConfig;
 
@@ -33,6 +33,26 @@ const TRAIN_HEADER: &str = "epoch,loss,seconds";
 const STREAM_TIME: u32 = 12;
 const STREAM_NOISE: u32 = 13;
 const STREAM_SHUFFLE: u32 = 14;
+/// The record's format (2: padding and the data's second moment recorded).
+const FORMAT: &str = "latticeml-diffusion-2";
+
+/// The name of a score network's boundary in files and on the command line.
+pub fn padding_name(mode: ConvMode) -> &'static str {
+    match mode {
+        ConvMode::Zero => "zero",
+        _ => "periodic",
+    }
+}
+
+/// The boundary of a name (`periodic` or `zero`).
+pub fn padding_of(name: &str) -> Option<ConvMode> {
+    match name {
+        "periodic" => Some(ConvMode::Periodic),
+        "zero" => Some(ConvMode::Zero),
+        _ => None,
+    }
+}
+
 /// Smallest diffusion time trained on (and sampled to).
 pub const T_MIN: f64 = 1e-3;
 
@@ -120,9 +140,9 @@ pub fn data_of_run(dir: &Path, lattice: &Lattice) -> Result<Vec<f64>> {
 }
 
 impl DiffusionJob {
-    fn record(&self, theory: &TheoryConfig, epochs: u64) -> Json {
+    fn record(&self, theory: &TheoryConfig, epochs: u64, data_variance: f64) -> Json {
         Json::obj([
-            ("format", Json::Str("latticeml-diffusion-1".into())),
+            ("format", Json::Str(FORMAT.into())),
             ("theory", theory.to_json()),
             (
                 "channels",
@@ -137,6 +157,8 @@ impl DiffusionJob {
             ("groups", Json::Num(self.net.groups as f64)),
             ("frequencies", Json::Num(self.net.frequencies as f64)),
             ("frequency_scale", Json::Num(self.net.frequency_scale)),
+            ("padding", Json::Str(padding_name(self.net.padding).into())),
+            ("data_variance", Json::Num(data_variance)),
             ("init_seed", Json::Str(self.net.seed.to_string())),
             ("sigma", Json::Num(self.sigma)),
             ("batch", Json::Num(self.batch as f64)),
@@ -192,6 +214,7 @@ pub fn train(
     let (h, w) = (lattice.extents()[0], lattice.extents()[1]);
     let v = h * w;
     let n = data.len() / v;
+    let data_variance = data.iter().map(|x| x * x).sum::<f64>() / data.len() as f64;
     let sde = VeSde::new(job.sigma)?;
     let ctx = Ctx::<f32>::new(device.clone());
     let mut store = ParamStore::new(&ctx);
@@ -201,7 +224,7 @@ pub fn train(
         ema.insert(&name, store.get(&name)?.copy()?);
     }
     let mut adam = Adam::new(job.lr);
-    let mut identity = job.record(&theory, 0);
+    let mut identity = job.record(&theory, 0, data_variance);
     if let Json::Obj(items) = &mut identity {
         items.retain(|(k, _)| k != "epochs");
     }
@@ -281,7 +304,9 @@ pub fn train(
         write_atomic(&out.join("train.csv"), log.as_bytes())?;
         write_atomic(
             &out.join(RECORD_FILE),
-            job.record(&theory, epoch + 1).pretty().as_bytes(),
+            job.record(&theory, epoch + 1, data_variance)
+                .pretty()
+                .as_bytes(),
         )?;
         progress(epoch + 1, job.epochs);
     }
@@ -356,7 +381,7 @@ pub fn load(dir: &Path, device: &Device) -> Result<LoadedDiffusion> {
     let j = Json::parse(&text).map_err(|e| bad(e.to_string()))?;
     let file = path.display().to_string();
     let f = Fields::new(&j, &file);
-    f.format("latticeml-diffusion-1")?;
+    f.format(FORMAT)?;
     let (num, count, big) = (|k: &str| f.num(k), |k: &str| f.count(k), |k: &str| f.big(k));
     let channels = match j.get("channels") {
         Some(Json::Arr(c)) if c.len() == 2 => {
@@ -378,6 +403,10 @@ pub fn load(dir: &Path, device: &Device) -> Result<LoadedDiffusion> {
         groups: count("groups")?,
         frequencies: count("frequencies")?,
         frequency_scale: num("frequency_scale")?,
+        padding: match j.get("padding") {
+            Some(Json::Str(p)) => padding_of(p).ok_or_else(|| f.bad("padding"))?,
+            _ => return Err(f.bad("padding")),
+        },
         seed: big("init_seed")?,
     };
     let ctx = Ctx::<f32>::new(device.clone());
@@ -396,7 +425,7 @@ pub fn load(dir: &Path, device: &Device) -> Result<LoadedDiffusion> {
     }
     Ok(LoadedDiffusion {
         theory,
-        sde: VeSde::new(num("sigma")?)?,
+        sde: VeSde::new(num("sigma")?)?.with_data_variance(num("data_variance")?)?,
         net,
         params,
         epochs: big("epochs")?,

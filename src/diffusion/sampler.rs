@@ -1,25 +1,105 @@
 //! A trained score network as a [`Sampler`]: every update draws a fresh configuration per chain by
-//! the reverse process (the h-family by Euler–Maruyama, or the probability-flow ODE by Heun).
-//! Without `mh` the draws are the model's, not exact. With `mh` the draws come from the ODE with
-//! their density (the score's exact divergence integrated along the path,
-//! [`super::sde::reverse_ode_with_density`]) and pass an independence Metropolis test
-//! ([`IndependenceChains`]): exact up to the ODE integrator's O(Δt²) error in ln q.
+//! the reverse process (the h-family by Euler–Maruyama, predictor–corrector, or the
+//! probability-flow ODE by Heun or adaptive Dormand–Prince). Without `mh` the draws are the
+//! model's, not exact. With `mh` the draws come from the ODE with their density (the score's
+//! divergence integrated along the path, [`super::sde::reverse_ode_with_density`]) and pass an
+//! independence Metropolis test ([`IndependenceChains`]): exact up to the ODE integrator's error
+//! in ln q with the exact divergence; with Hutchinson's estimate ln q carries the estimator's
+//! noise, and the correction is approximate.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use super::job::{load, LoadedDiffusion, T_MIN};
-use super::sde::{reverse, reverse_ode_with_density, Integrator};
+use super::sde::{reverse, reverse_ode_with_density, DrawKey, Draws, Integrator};
 use crate::action::Action;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::independence::IndependenceChains;
 use crate::io::json::Json;
+use crate::philox;
 use crate::sampler::{ChainMeasurement, Sampler, UpdateStats};
 use crate::theory::Theory;
 
 /// Philox stream of the reverse process's draws.
 pub const STREAM_DIFFUSION_SAMPLE: u32 = 15;
+/// Philox stream of Hutchinson's probe vectors.
+pub const STREAM_DIFFUSION_PROBE: u32 = 16;
+
+/// How the divergence of the score (for the draws' density) is computed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Divergence {
+    /// Exactly, by one vector–Jacobian product per site.
+    Exact,
+    /// Hutchinson's unbiased estimate with this many ±1 probe vectors per draw (the same probes
+    /// along the whole path): cheap, but ln q is then an estimate and the Metropolis correction
+    /// approximate.
+    Hutchinson {
+        /// Probe vectors per draw.
+        probes: usize,
+    },
+}
+
+/// How a score network's draws are made.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DrawSettings {
+    /// The integrator of the reverse process.
+    pub integrator: Integrator,
+    /// Its steps (the initial step of the adaptive one).
+    pub steps: usize,
+    /// Independence Metropolis over the ODE's draws with their density.
+    pub mh: bool,
+    /// How the density's divergence is computed (with `mh`).
+    pub divergence: Divergence,
+}
+
+impl DrawSettings {
+    /// Checks the combination.
+    pub fn validate(&self) -> Result<()> {
+        if self.steps == 0 {
+            return Err(Error::InvalidInput("--steps must be at least 1".into()));
+        }
+        if self.mh && !self.integrator.is_ode() {
+            return Err(Error::InvalidInput(
+                "--mh needs the draws' density: use --sampler ode or rk45 (the probability-flow \
+                 ODE)"
+                    .into(),
+            ));
+        }
+        match self.divergence {
+            Divergence::Hutchinson { probes } if probes == 0 || probes > 1 << 16 => Err(
+                Error::InvalidInput(format!("--probes {probes}: use 1 to 65536 probe vectors")),
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// ±1 probe vectors `[P][batch][volume]` of draw `key` (site i of sample b, probe p: bit i mod 32
+/// of word (i / 32) mod 4 of the Philox block (i / 128, sample, step, stream | p << 8)).
+fn probes(key: &DrawKey, p: usize, (batch, volume): (usize, usize)) -> Vec<Vec<f64>> {
+    let k = philox::key_from_seed(key.seed);
+    (0..p)
+        .map(|p| {
+            let mut out = vec![0.0; batch * volume];
+            for (b, row) in out.chunks_mut(volume.max(1)).enumerate() {
+                let counter = |i: usize| {
+                    [
+                        (i / 128) as u32,
+                        key.sample0 + b as u32,
+                        key.first_step as u32,
+                        STREAM_DIFFUSION_PROBE | (p as u32) << 8,
+                    ]
+                };
+                for (i, e) in row.iter_mut().enumerate() {
+                    let w = philox::philox4x32_10(counter(i), k)[(i / 32) % 4];
+                    *e = if w >> (i % 32) & 1 == 1 { 1.0 } else { -1.0 };
+                }
+            }
+            out
+        })
+        .collect()
+}
 
 /// Draws of a score network, one per chain per update, raw or Metropolis-corrected.
 pub struct DiffusionSampler {
@@ -27,28 +107,28 @@ pub struct DiffusionSampler {
     action: Arc<dyn Action>,
     model: LoadedDiffusion,
     model_dir: String,
-    integrator: Integrator,
-    steps: usize,
+    settings: DrawSettings,
+    /// Score evaluations per draw, summed over the updates.
+    evaluations: f64,
     seed: u64,
     first_chain: u32,
     done: u64,
     /// The chains, their log weights and the reweighting sums (without `mh` every draw is kept
     /// and no weight is computed).
     chains: IndependenceChains,
-    mh: bool,
 }
 
 impl DiffusionSampler {
-    /// `chains` chains of the model in `dir` for `theory` (the model's), integrating the
-    /// reverse process with `integrator` in `steps` steps; with `mh` (the ODE only) every draw
-    /// passes an independence Metropolis test.
+    /// `chains` chains of the model in `dir` for `theory` (the model's), drawing as `settings`
+    /// say; with `mh` (the ODE only) every draw passes an independence Metropolis test.
     pub fn new(
         theory: Arc<dyn Theory>,
         dir: &Path,
-        (chains, seed, mh): (usize, u64, bool),
-        (integrator, steps): (Integrator, usize),
+        (chains, seed): (usize, u64),
+        settings: DrawSettings,
         device: &Device,
     ) -> Result<Self> {
+        settings.validate()?;
         let model = load(dir, device)?;
         let own = model.theory.build()?;
         if own.lattice() != theory.lattice() || own.parameters() != theory.parameters() {
@@ -60,15 +140,6 @@ impl DiffusionSampler {
                 theory.lattice().label(),
                 theory.parameters()
             )));
-        }
-        if steps == 0 {
-            return Err(Error::InvalidInput("--steps must be at least 1".into()));
-        }
-        if mh && integrator != Integrator::Heun {
-            return Err(Error::InvalidInput(
-                "--mh needs the draws' density: use --sampler ode (the probability-flow ODE)"
-                    .into(),
-            ));
         }
         let action = theory
             .clone()
@@ -82,51 +153,76 @@ impl DiffusionSampler {
             action,
             model,
             model_dir: dir.display().to_string(),
-            integrator,
-            steps,
+            settings,
+            evaluations: 0.0,
             seed,
             first_chain: 0,
             done: 0,
-            mh,
         })
     }
 
     fn integrator_name(&self) -> String {
-        match self.integrator {
+        match self.settings.integrator {
             Integrator::Euler { h } => format!("euler-maruyama h={h}"),
+            Integrator::PredictorCorrector {
+                snr,
+                corrector_steps,
+            } => format!("predictor-corrector snr={snr} corrector_steps={corrector_steps}"),
             Integrator::Heun => "heun (probability-flow ODE)".into(),
+            Integrator::Rk45 { tol } => {
+                format!("dormand-prince rk45 tol={tol} (probability-flow ODE)")
+            }
+        }
+    }
+
+    fn divergence_name(&self) -> String {
+        match self.settings.divergence {
+            Divergence::Exact => "exact".into(),
+            Divergence::Hutchinson { probes } => {
+                format!("hutchinson, {probes} probes (the correction is approximate)")
+            }
         }
     }
 
     /// One draw per chain: configurations `[chain][site]` and, with `mh`, their ln q.
-    fn draw(&self) -> Result<(Vec<f64>, Option<Vec<f64>>)> {
+    fn draw(&self) -> Result<Draws> {
         let v = self.theory.lattice().volume();
-        let first_step = self.done * (self.steps as u64 + 1);
-        let key = (
-            self.seed,
-            STREAM_DIFFUSION_SAMPLE,
-            self.first_chain,
-            first_step,
-        );
+        let DrawSettings {
+            integrator,
+            steps,
+            mh,
+            divergence,
+        } = self.settings;
+        let key = DrawKey {
+            seed: self.seed,
+            stream: STREAM_DIFFUSION_SAMPLE,
+            sample0: self.first_chain,
+            first_step: self.done * (steps as u64 + 1),
+        };
         let shape = (self.chains.chains(), v);
-        let m = &self.model;
-        if self.mh {
-            let (x, lq) =
-                reverse_ode_with_density(&m.sde, self.steps, T_MIN, shape, key, |x, t| {
-                    m.net.score_and_divergence(&m.params, &m.sde, x, t)
-                })?;
-            return Ok((x, Some(lq)));
+        let (m, schedule) = (&self.model, (steps, T_MIN));
+        if !mh {
+            return reverse(&m.sde, integrator, schedule, shape, key, |x, t| {
+                m.net.evaluate(&m.params, &m.sde, x, t)
+            });
         }
-        let x = reverse(
-            &m.sde,
-            self.integrator,
-            self.steps,
-            T_MIN,
-            shape,
-            key,
-            |x, t| m.net.evaluate(&m.params, &m.sde, x, t),
-        )?;
-        Ok((x, None))
+        let eps = match divergence {
+            Divergence::Exact => Vec::new(),
+            Divergence::Hutchinson { probes: p } => probes(&key, p, shape),
+        };
+        reverse_ode_with_density(&m.sde, integrator, schedule, shape, key, |x, t, rows| {
+            if eps.is_empty() {
+                return m.net.score_and_divergence(&m.params, &m.sde, x, t);
+            }
+            let rows_of = |e: &Vec<f64>| -> Vec<f64> {
+                rows.iter()
+                    .flat_map(|&b| e[b * v..(b + 1) * v].iter().copied())
+                    .collect()
+            };
+            let live: Vec<Vec<f64>> = eps.iter().map(rows_of).collect();
+            m.net
+                .score_and_divergence_estimate(&m.params, &m.sde, (x, t), &live)
+        })
     }
 }
 
@@ -142,12 +238,13 @@ impl Sampler for DiffusionSampler {
     fn parameters(&self) -> String {
         format!(
             "algorithm=diffusion\nmodel={}\nmodel_epochs={}\nintegrator={}\nsteps={}\nmh={}\n\
-             seed={}\n",
+             divergence={}\nseed={}\n",
             self.model_dir,
             self.model.epochs,
             self.integrator_name(),
-            self.steps,
-            self.mh,
+            self.settings.steps,
+            self.settings.mh,
+            self.divergence_name(),
             self.seed
         )
     }
@@ -157,12 +254,20 @@ impl Sampler for DiffusionSampler {
             ("algorithm", Json::Str("diffusion".into())),
             ("model", Json::Str(self.model_dir.clone())),
             ("integrator", Json::Str(self.integrator_name())),
-            ("steps", Json::Num(self.steps as f64)),
+            ("steps", Json::Num(self.settings.steps as f64)),
+            (
+                "evaluations_per_draw",
+                Json::Num(self.evaluations / self.done.max(1) as f64),
+            ),
             ("seed", Json::Num(self.seed as f64)),
-            ("exact", Json::Bool(self.mh)),
+            (
+                "exact",
+                Json::Bool(self.settings.mh && self.settings.divergence == Divergence::Exact),
+            ),
         ];
-        if self.mh {
+        if self.settings.mh {
             s.extend([
+                ("divergence", Json::Str(self.divergence_name())),
                 (
                     "ess_per_sample",
                     Json::Num(self.chains.reweighting().ess_per_sample()),
@@ -189,9 +294,14 @@ impl Sampler for DiffusionSampler {
     }
 
     fn update(&mut self) -> Result<UpdateStats> {
-        let (x, lq) = self.draw()?;
+        let Draws {
+            x,
+            log_q,
+            evaluations_per_sample,
+        } = self.draw()?;
+        self.evaluations += evaluations_per_sample;
         let v = self.theory.lattice().volume();
-        let log_w: Vec<f64> = match &lq {
+        let log_w: Vec<f64> = match &log_q {
             Some(lq) => x
                 .chunks(v)
                 .zip(lq)
@@ -199,14 +309,15 @@ impl Sampler for DiffusionSampler {
                 .collect(),
             None => vec![0.0; self.chains()],
         };
-        if self.mh {
+        let mh = self.settings.mh;
+        if mh {
             for (phi, &lw) in x.chunks(v).zip(&log_w) {
                 let m = self.theory.measure(phi);
                 self.chains.reweight(lw, &m.primaries)?;
             }
         }
-        let mut stats = self.chains.offer(self.done, &x, &log_w, !self.mh)?;
-        if !self.mh {
+        let mut stats = self.chains.offer(self.done, &x, &log_w, !mh)?;
+        if !mh {
             stats.delta_h.iter_mut().for_each(|d| *d = f64::NAN);
         }
         self.done += 1;
@@ -214,7 +325,7 @@ impl Sampler for DiffusionSampler {
     }
 
     fn global_proposals(&self) -> bool {
-        self.mh
+        self.settings.mh
     }
 
     fn set_first_chain(&mut self, first: usize) -> Result<()> {
@@ -227,7 +338,7 @@ impl Sampler for DiffusionSampler {
     }
 
     fn site_updates(&self) -> u64 {
-        (self.chains() * self.theory.lattice().volume() * self.steps) as u64
+        (self.chains() * self.theory.lattice().volume() * self.settings.steps) as u64
     }
 
     fn measure(&mut self) -> Result<Vec<ChainMeasurement>> {

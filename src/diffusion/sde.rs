@@ -14,6 +14,9 @@ use crate::philox;
 pub struct VeSde {
     /// σ > 1.
     pub sigma: f64,
+    /// The data's mean per-site second moment c (1 unless set): the marginal's scale is then
+    /// about σ̄_t² = c + σ_t², which sets the predictor–corrector's Langevin step.
+    pub data_variance: f64,
 }
 
 impl VeSde {
@@ -24,7 +27,23 @@ impl VeSde {
                 "sigma = {sigma}: the VE SDE needs a finite sigma > 1 (25 in the papers)"
             )));
         }
-        Ok(VeSde { sigma })
+        Ok(VeSde {
+            sigma,
+            data_variance: 1.0,
+        })
+    }
+
+    /// The same SDE for data of mean per-site second moment `c` (> 0, finite).
+    pub fn with_data_variance(self, c: f64) -> Result<Self> {
+        if !(c.is_finite() && c > 0.0) {
+            return Err(Error::InvalidInput(format!(
+                "data variance {c}: must be positive and finite"
+            )));
+        }
+        Ok(VeSde {
+            data_variance: c,
+            ..self
+        })
     }
 
     /// g(t) = σᵗ.
@@ -46,170 +65,540 @@ pub enum Integrator {
         /// The interpolation h ∈ [0, 1].
         h: f64,
     },
-    /// Heun's method for the probability-flow ODE (h = 0), second order.
+    /// The reverse SDE by Euler–Maruyama (the predictor), each step followed by Langevin
+    /// corrector steps at the new time (Song et al., ICLR 2021, Algorithm 4 for the VE SDE) of
+    /// size ε = 2 r² σ̄_t²: their rule ε = 2 (r ‖z‖/‖s‖)² with the norms replaced by their values
+    /// for Gaussian data of the training ensemble's scale (‖z‖² ≈ V, ‖s‖² ≈ V/σ̄_t²). Per-sample
+    /// norms make ε depend on the state and bias the corrector's fixed point (by 6 % in the
+    /// variance at r = 0.05); Song's batch means make a draw depend on the rest of its batch.
+    PredictorCorrector {
+        /// The signal-to-noise ratio r of the corrector.
+        snr: f64,
+        /// Langevin steps after every predictor step.
+        corrector_steps: usize,
+    },
+    /// Heun's method for the probability-flow ODE (h = 0), second order, fixed steps.
     Heun,
+    /// The adaptive Dormand–Prince 5(4) pair for the probability-flow ODE, with a step size
+    /// per sample (so a draw does not depend on the others in its batch).
+    Rk45 {
+        /// Relative (and absolute) tolerance of the local error.
+        tol: f64,
+    },
 }
 
-/// Integrates the reverse process from t = 1 to `t_end` in `steps` equal steps for `batch`
-/// configurations of `volume` sites, starting from N(0, σ_1²) and calling `score(x, t)` for
-/// s(x, t) `[batch][volume]`. The draws are keyed by (site, sample, step): sample `sample0 + b`
-/// of `seed`'s `stream`, step words `first_step..first_step + steps + 1`. Returns x
-/// `[batch][volume]`.
-#[allow(clippy::too_many_arguments)]
+impl Integrator {
+    /// Whether it integrates the probability-flow ODE (deterministic; a density can come with
+    /// the draw).
+    pub fn is_ode(&self) -> bool {
+        matches!(self, Integrator::Heun | Integrator::Rk45 { .. })
+    }
+
+    fn validate(&self) -> Result<()> {
+        let ok = match *self {
+            Integrator::Euler { h } => (0.0..=1.0).contains(&h),
+            Integrator::PredictorCorrector {
+                snr,
+                corrector_steps,
+            } => snr.is_finite() && snr > 0.0 && corrector_steps <= 255,
+            Integrator::Heun => true,
+            Integrator::Rk45 { tol } => tol.is_finite() && tol > 0.0 && tol < 1.0,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::InvalidInput(format!(
+                "{self:?}: use 0 <= h <= 1, a positive finite snr with at most 255 corrector \
+                 steps, and 0 < tol < 1"
+            )))
+        }
+    }
+}
+
+/// The keys of a batch's draws: sample `sample0 + b` of `seed`'s `stream`, step words from
+/// `first_step` (the start x₁ uses `first_step`, step i of the reverse SDE `first_step + i + 1`,
+/// corrector step j of it the same word with `stream | (j + 1) << 8`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DrawKey {
+    /// The seed.
+    pub seed: u64,
+    /// Philox stream word (below 256).
+    pub stream: u32,
+    /// The global index of the batch's first sample.
+    pub sample0: u32,
+    /// The first step word.
+    pub first_step: u64,
+}
+
+impl DrawKey {
+    /// Standard normals `[batch][volume]` of step word `first_step + step`, corrector `sub`.
+    fn normals(&self, (batch, volume): (usize, usize), step: usize, sub: u32) -> Vec<f64> {
+        let mut z = vec![0.0; batch * volume];
+        let word = (self.first_step + step as u64) as u32;
+        for (b, row) in z.chunks_mut(volume.max(1)).enumerate() {
+            philox::fill_normals(
+                row,
+                self.seed,
+                self.sample0 + b as u32,
+                word,
+                self.stream | sub << 8,
+            );
+        }
+        z
+    }
+}
+
+/// A batch of draws of the reverse process.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Draws {
+    /// The configurations `[batch][volume]`.
+    pub x: Vec<f64>,
+    /// ln q of every draw (the ODE integrated with the divergence), if asked for.
+    pub log_q: Option<Vec<f64>>,
+    /// Score evaluations of one sample (the mean over the batch for the adaptive integrator).
+    pub evaluations_per_sample: f64,
+}
+
+/// Evaluations past which the adaptive integrator gives up (per sample).
+const MAX_RK45_EVALUATIONS: usize = 200_000;
+
+/// Integrates the reverse process from t = 1 to `t_end` for `batch` configurations of `volume`
+/// sites, starting from N(0, σ_1²): `steps` equal steps (the initial step of `Rk45`).
+/// `score(x, t)` gives s(x, t) `[B][V]` of x `[B][V]` at per-sample times t `[B]`.
 pub fn reverse<F>(
     sde: &VeSde,
     integrator: Integrator,
-    steps: usize,
-    t_end: f64,
+    (steps, t_end): (usize, f64),
     (batch, volume): (usize, usize),
-    (seed, stream, sample0, first_step): (u64, u32, u32, u64),
+    key: DrawKey,
     mut score: F,
-) -> Result<Vec<f64>>
+) -> Result<Draws>
 where
-    F: FnMut(&[f64], f64) -> Result<Vec<f64>>,
+    F: FnMut(&[f64], &[f64]) -> Result<Vec<f64>>,
 {
+    check_schedule(integrator, steps, t_end, &key)?;
+    if integrator.is_ode() {
+        return probability_flow(
+            sde,
+            integrator,
+            (steps, t_end),
+            (batch, volume),
+            key,
+            |x, t, _| Ok((score(x, t)?, Vec::new())),
+        );
+    }
+    let shape = (batch, volume);
+    let mut x = key.normals(shape, 0, 0);
+    x.iter_mut().for_each(|z| *z *= sde.marginal_std(1.0));
+    let dt = (1.0 - t_end) / steps as f64;
+    let mut evaluations = 0;
+    for i in 0..steps {
+        let t = 1.0 - i as f64 * dt;
+        let s = score(&x, &vec![t; batch])?;
+        let h = match integrator {
+            Integrator::Euler { h } => h,
+            _ => 1.0,
+        };
+        let z = key.normals(shape, i + 1, 0);
+        let (drift, noise) = (
+            0.5 * (1.0 + h * h) * sde.g(t).powi(2) * dt,
+            h * sde.g(t) * dt.sqrt(),
+        );
+        for ((xi, si), zi) in x.iter_mut().zip(&s).zip(&z) {
+            *xi += drift * si + noise * zi;
+        }
+        evaluations += 1;
+        if let Integrator::PredictorCorrector {
+            snr,
+            corrector_steps,
+        } = integrator
+        {
+            let eps = 2.0 * snr * snr * (sde.data_variance + sde.marginal_std(t - dt).powi(2));
+            for j in 0..corrector_steps {
+                let s = score(&x, &vec![t - dt; batch])?;
+                let z = key.normals(shape, i + 1, j as u32 + 1);
+                let noise = (2.0 * eps).sqrt();
+                for ((xi, si), zi) in x.iter_mut().zip(&s).zip(&z) {
+                    *xi += eps * si + noise * zi;
+                }
+                evaluations += 1;
+            }
+        }
+    }
+    Ok(Draws {
+        x,
+        log_q: None,
+        evaluations_per_sample: evaluations as f64,
+    })
+}
+
+fn check_schedule(integrator: Integrator, steps: usize, t_end: f64, key: &DrawKey) -> Result<()> {
+    integrator.validate()?;
     if steps == 0 || !(0.0..1.0).contains(&t_end) {
         return Err(Error::InvalidInput(format!(
             "{steps} steps down to t = {t_end}: give at least one step and 0 <= t_end < 1"
         )));
     }
-    if first_step + steps as u64 >= 1 << 32 {
+    if key.first_step + steps as u64 >= 1 << 32 || key.stream >= 256 {
         return Err(Error::InvalidInput(
             "more reverse-process steps than the 2^32 the draws can tell apart".into(),
         ));
     }
-    if let Integrator::Euler { h } = integrator {
-        if !(0.0..=1.0).contains(&h) {
-            return Err(Error::InvalidInput(format!("--h {h}: use 0 <= h <= 1")));
-        }
-    }
-    let normals = |step: usize| -> Vec<f64> {
-        let mut z = vec![0.0; batch * volume];
-        for (b, row) in z.chunks_mut(volume.max(1)).enumerate() {
-            let word = (first_step + step as u64) as u32;
-            philox::fill_normals(row, seed, sample0 + b as u32, word, stream);
-        }
-        z
-    };
-    let mut x: Vec<f64> = normals(0)
-        .into_iter()
-        .map(|z| z * sde.marginal_std(1.0))
-        .collect();
-    let dt = (1.0 - t_end) / steps as f64;
-    for i in 0..steps {
-        let t = 1.0 - i as f64 * dt;
-        let g2 = sde.g(t).powi(2);
-        let s = score(&x, t)?;
-        match integrator {
-            Integrator::Euler { h } => {
-                let z = normals(i + 1);
-                let (drift, noise) = (0.5 * (1.0 + h * h) * g2 * dt, h * sde.g(t) * dt.sqrt());
-                for ((xi, si), zi) in x.iter_mut().zip(&s).zip(&z) {
-                    *xi += drift * si + noise * zi;
-                }
-            }
-            Integrator::Heun => {
-                let (t2, g2b) = (t - dt, sde.g(t - dt).powi(2));
-                let pred: Vec<f64> = x
-                    .iter()
-                    .zip(&s)
-                    .map(|(xi, si)| xi + 0.5 * g2 * dt * si)
-                    .collect();
-                let s2 = score(&pred, t2)?;
-                for ((xi, a), b) in x.iter_mut().zip(&s).zip(&s2) {
-                    *xi += 0.25 * dt * (g2 * a + g2b * b);
-                }
-            }
-        }
-    }
-    Ok(x)
+    Ok(())
 }
 
-/// The probability-flow ODE from t = 1 to `t_end` by Heun's method with the log-density along
-/// the path: d ln p_t(x(t))/dt = −∇·f = ½ g² ∇·s, so
-/// ln q(x_end) = ln N(x_1; 0, σ_1²) − ½ ∫_{t_end}^1 g² ∇·s dt, integrated by the same Heun steps
-/// (exact up to the integrator's O(Δt²) error: the Metropolis correction built on it is exact up
-/// to that). `score_div(x, t)` gives s `[B][V]` and ∇·s `[B]`. Draws keyed as in [`reverse`].
-/// Returns x `[B][V]` and ln q `[B]`.
+/// The probability-flow ODE from t = 1 to `t_end` with the log-density along the path:
+/// d ln p_t(x(t))/dt = −∇·f = ½ g² ∇·s, so
+/// ln q(x_end) = ln N(x_1; 0, σ_1²) − ½ ∫_{t_end}^1 g² ∇·s dt, integrated by the same steps as x
+/// (exact up to the integrator's error: the Metropolis correction built on it is exact up to
+/// that). `integrator` is `Heun` or `Rk45`; `score_div(x, t, rows)` gives s `[B'][V]` and ∇·s
+/// `[B']` at per-sample times t `[B']` for the batch's samples `rows` (all of them for Heun, those
+/// still moving for the adaptive integrator).
 pub fn reverse_ode_with_density<F>(
     sde: &VeSde,
-    steps: usize,
-    t_end: f64,
-    (batch, volume): (usize, usize),
-    (seed, stream, sample0, first_step): (u64, u32, u32, u64),
-    mut score_div: F,
-) -> Result<(Vec<f64>, Vec<f64>)>
+    integrator: Integrator,
+    (steps, t_end): (usize, f64),
+    shape: (usize, usize),
+    key: DrawKey,
+    score_div: F,
+) -> Result<Draws>
 where
-    F: FnMut(&[f64], f64) -> Result<(Vec<f64>, Vec<f64>)>,
+    F: FnMut(&[f64], &[f64], &[usize]) -> Result<(Vec<f64>, Vec<f64>)>,
 {
-    if steps == 0 || !(0.0..1.0).contains(&t_end) || first_step >= 1 << 32 {
-        return Err(Error::InvalidInput(format!(
-            "{steps} steps down to t = {t_end}: give at least one step and 0 <= t_end < 1"
-        )));
+    check_schedule(integrator, steps, t_end, &key)?;
+    if !integrator.is_ode() {
+        return Err(Error::InvalidInput(
+            "the draws' density needs the probability-flow ODE (heun or rk45)".into(),
+        ));
     }
+    let mut d = probability_flow(sde, integrator, (steps, t_end), shape, key, score_div)?;
+    if d.log_q.is_none() {
+        d.log_q = Some(vec![0.0; shape.0]);
+    }
+    Ok(d)
+}
+
+/// The ODE's state: x `[B][V]` and ln q `[B]`, moving in reverse time τ = 1 − t.
+#[derive(Clone)]
+struct OdeState {
+    x: Vec<f64>,
+    l: Vec<f64>,
+}
+
+/// dx/dτ = ½ g² s and d ln q/dτ = −½ g² ∇·s at per-sample times (ln q's rate is zero when the
+/// divergence is not asked for).
+fn flow_velocity<F>(
+    sde: &VeSde,
+    f: &mut F,
+    y: &OdeState,
+    t: &[f64],
+    rows: &[usize],
+) -> Result<OdeState>
+where
+    F: FnMut(&[f64], &[f64], &[usize]) -> Result<(Vec<f64>, Vec<f64>)>,
+{
+    let v = y.x.len() / t.len().max(1);
+    let (s, div) = f(&y.x, t, rows)?;
+    if s.len() != y.x.len() || !(div.is_empty() || div.len() == t.len()) {
+        return Err(Error::InvalidInput(
+            "the score function returned the wrong number of values".into(),
+        ));
+    }
+    let half_g2: Vec<f64> = t.iter().map(|&ti| 0.5 * sde.g(ti).powi(2)).collect();
+    let x = s
+        .iter()
+        .enumerate()
+        .map(|(i, si)| half_g2[i / v.max(1)] * si)
+        .collect();
+    let l = match div.is_empty() {
+        true => vec![0.0; t.len()],
+        false => div.iter().zip(&half_g2).map(|(d, h)| -h * d).collect(),
+    };
+    Ok(OdeState { x, l })
+}
+
+fn probability_flow<F>(
+    sde: &VeSde,
+    integrator: Integrator,
+    (steps, t_end): (usize, f64),
+    (batch, volume): (usize, usize),
+    key: DrawKey,
+    mut f: F,
+) -> Result<Draws>
+where
+    F: FnMut(&[f64], &[f64], &[usize]) -> Result<(Vec<f64>, Vec<f64>)>,
+{
     let s1 = sde.marginal_std(1.0);
-    let mut x = vec![0.0; batch * volume];
-    for (b, row) in x.chunks_mut(volume.max(1)).enumerate() {
-        philox::fill_normals(row, seed, sample0 + b as u32, first_step as u32, stream);
-    }
+    let mut x = key.normals((batch, volume), 0, 0);
     x.iter_mut().for_each(|z| *z *= s1);
     let gauss = |row: &[f64]| -> f64 {
         let n = row.len() as f64;
         -0.5 * row.iter().map(|v| v * v).sum::<f64>() / (s1 * s1)
             - 0.5 * n * (2.0 * std::f64::consts::PI * s1 * s1).ln()
     };
-    let mut log_q: Vec<f64> = x.chunks(volume.max(1)).map(gauss).collect();
-    let dt = (1.0 - t_end) / steps as f64;
-    for i in 0..steps {
-        let t = 1.0 - i as f64 * dt;
-        let (g2, g2b) = (sde.g(t).powi(2), sde.g(t - dt).powi(2));
-        let (s, d) = score_div(&x, t)?;
-        let pred: Vec<f64> = x
-            .iter()
-            .zip(&s)
-            .map(|(a, b)| a + 0.5 * g2 * dt * b)
-            .collect();
-        let (s2, d2) = score_div(&pred, t - dt)?;
-        for ((xi, a), b) in x.iter_mut().zip(&s).zip(&s2) {
-            *xi += 0.25 * dt * (g2 * a + g2b * b);
+    let l = x.chunks(volume.max(1)).map(gauss).collect();
+    let mut y = OdeState { x, l };
+    let mut with_density = false;
+    let mut g = |y: &OdeState, t: &[f64], rows: &[usize]| -> Result<OdeState> {
+        let v = flow_velocity(sde, &mut f, y, t, rows)?;
+        with_density |= v.l.iter().any(|&r| r != 0.0);
+        Ok(v)
+    };
+    let evaluations = match integrator {
+        Integrator::Rk45 { tol } => {
+            dormand_prince(&mut y, volume, (1.0, t_end), tol, steps, &mut g)?
         }
-        for ((l, a), b) in log_q.iter_mut().zip(&d).zip(&d2) {
-            *l -= 0.25 * dt * (g2 * a + g2b * b);
+        _ => {
+            let dt = (1.0 - t_end) / steps as f64;
+            let rows: Vec<usize> = (0..batch).collect();
+            for i in 0..steps {
+                let t = 1.0 - i as f64 * dt;
+                let k1 = g(&y, &vec![t; batch], &rows)?;
+                let pred = axpy(&y, &[(dt, &k1)]);
+                let k2 = g(&pred, &vec![t - dt; batch], &rows)?;
+                y = axpy(&y, &[(0.5 * dt, &k1), (0.5 * dt, &k2)]);
+            }
+            2.0 * steps as f64
+        }
+    };
+    Ok(Draws {
+        x: y.x,
+        log_q: with_density.then_some(y.l),
+        evaluations_per_sample: evaluations,
+    })
+}
+
+/// y + Σ c_k k_k.
+fn axpy(y: &OdeState, terms: &[(f64, &OdeState)]) -> OdeState {
+    let mut out = y.clone();
+    for (c, k) in terms {
+        out.x.iter_mut().zip(&k.x).for_each(|(a, b)| *a += c * b);
+        out.l.iter_mut().zip(&k.l).for_each(|(a, b)| *a += c * b);
+    }
+    out
+}
+
+/// The Dormand–Prince 5(4) tableau (Dormand and Prince, J. Comput. Appl. Math. 6, 19 (1980)):
+/// nodes c, the stages' weights a, the fifth-order weights (the last row of a, so the last stage
+/// is the next step's first) and the difference to the embedded fourth-order weights.
+const DP_C: [f64; 7] = [0.0, 0.2, 0.3, 0.8, 8.0 / 9.0, 1.0, 1.0];
+const DP_A: [[f64; 6]; 7] = [
+    [0.0; 6],
+    [0.2, 0.0, 0.0, 0.0, 0.0, 0.0],
+    [3.0 / 40.0, 9.0 / 40.0, 0.0, 0.0, 0.0, 0.0],
+    [44.0 / 45.0, -56.0 / 15.0, 32.0 / 9.0, 0.0, 0.0, 0.0],
+    [
+        19372.0 / 6561.0,
+        -25360.0 / 2187.0,
+        64448.0 / 6561.0,
+        -212.0 / 729.0,
+        0.0,
+        0.0,
+    ],
+    [
+        9017.0 / 3168.0,
+        -355.0 / 33.0,
+        46732.0 / 5247.0,
+        49.0 / 176.0,
+        -5103.0 / 18656.0,
+        0.0,
+    ],
+    [
+        35.0 / 384.0,
+        0.0,
+        500.0 / 1113.0,
+        125.0 / 192.0,
+        -2187.0 / 6784.0,
+        11.0 / 84.0,
+    ],
+];
+const DP_E: [f64; 7] = [
+    35.0 / 384.0 - 5179.0 / 57600.0,
+    0.0,
+    500.0 / 1113.0 - 7571.0 / 16695.0,
+    125.0 / 192.0 - 393.0 / 640.0,
+    -2187.0 / 6784.0 + 92097.0 / 339200.0,
+    11.0 / 84.0 - 187.0 / 2100.0,
+    -1.0 / 40.0,
+];
+
+/// Rows `idx` of a batch state.
+fn gather(y: &OdeState, idx: &[usize], v: usize) -> OdeState {
+    OdeState {
+        x: idx
+            .iter()
+            .flat_map(|&b| y.x[b * v..(b + 1) * v].iter().copied())
+            .collect(),
+        l: idx.iter().map(|&b| y.l[b]).collect(),
+    }
+}
+
+/// Integrates every sample from `t0` down to `t_end` with its own adaptive step (initial
+/// (t0 − t_end)/`steps`), the samples still moving evaluated together. The error norm is the RMS
+/// over a sample's values of the local error over tol·(1 + max(|y|, |y_new|)). Returns the mean
+/// evaluations per sample.
+fn dormand_prince<G>(
+    y: &mut OdeState,
+    v: usize,
+    (t0, t_end): (f64, f64),
+    tol: f64,
+    steps: usize,
+    g: &mut G,
+) -> Result<f64>
+where
+    G: FnMut(&OdeState, &[f64], &[usize]) -> Result<OdeState>,
+{
+    let batch = y.l.len();
+    let mut t = vec![t0; batch];
+    let mut h = vec![(t0 - t_end) / steps as f64; batch];
+    let mut first: Vec<Option<OdeState>> = vec![None; batch];
+    let mut evaluations = vec![0usize; batch];
+    loop {
+        let live: Vec<usize> = (0..batch).filter(|&b| t[b] - t_end > 1e-12).collect();
+        if live.is_empty() {
+            break;
+        }
+        if live.iter().any(|&b| evaluations[b] > MAX_RK45_EVALUATIONS) {
+            return Err(Error::InvalidInput(format!(
+                "the adaptive ODE integrator needed more than {MAX_RK45_EVALUATIONS} score \
+                 evaluations for one draw: loosen --tol"
+            )));
+        }
+        let hs: Vec<f64> = live.iter().map(|&b| h[b].min(t[b] - t_end)).collect();
+        let y0 = gather(y, &live, v);
+        let times =
+            |c: f64| -> Vec<f64> { live.iter().zip(&hs).map(|(&b, hb)| t[b] - c * hb).collect() };
+        let mut k: Vec<OdeState> = Vec::with_capacity(7);
+        k.push(match live.iter().all(|&b| first[b].is_some()) {
+            true => stack(live.iter().map(|&b| first[b].as_ref().unwrap()), v),
+            false => {
+                live.iter().for_each(|&b| evaluations[b] += 1);
+                g(&y0, &times(0.0), &live)?
+            }
+        });
+        for s in 1..7 {
+            let yi = stage(&y0, &k, &DP_A[s][..s], &hs, v);
+            live.iter().for_each(|&b| evaluations[b] += 1);
+            k.push(g(&yi, &times(DP_C[s]), &live)?);
+        }
+        let y5 = stage(&y0, &k, &DP_A[6], &hs, v);
+        let err = stage(&zero_like(&y0), &k, &DP_E, &hs, v);
+        for (j, &b) in live.iter().enumerate() {
+            let e = error_norm(&y0, &y5, &err, j, v, tol);
+            if e <= 1.0 {
+                y.x[b * v..(b + 1) * v].copy_from_slice(&y5.x[j * v..(j + 1) * v]);
+                y.l[b] = y5.l[j];
+                t[b] -= hs[j];
+                first[b] = Some(gather(&k[6], &[j], v));
+            } else {
+                first[b] = Some(gather(&k[0], &[j], v));
+            }
+            if e.is_nan() {
+                return Err(Error::NonFinite(
+                    "the score is not finite along the probability-flow ODE".into(),
+                ));
+            }
+            // e = 0 gives an infinite power, clamped to the largest growth.
+            let factor = (0.9 * e.powf(-0.2)).clamp(0.2, 5.0);
+            h[b] = hs[j] * if e <= 1.0 { factor } else { factor.min(1.0) };
         }
     }
-    Ok((x, log_q))
+    Ok(evaluations.iter().sum::<usize>() as f64 / batch.max(1) as f64)
+}
+
+/// Rows of single-sample states stacked into a batch.
+fn stack<'a>(rows: impl Iterator<Item = &'a OdeState>, v: usize) -> OdeState {
+    let mut out = OdeState {
+        x: Vec::new(),
+        l: Vec::new(),
+    };
+    for r in rows {
+        out.x.extend_from_slice(&r.x[..v]);
+        out.l.push(r.l[0]);
+    }
+    out
+}
+
+fn zero_like(y: &OdeState) -> OdeState {
+    OdeState {
+        x: vec![0.0; y.x.len()],
+        l: vec![0.0; y.l.len()],
+    }
+}
+
+/// y + h_b Σ_s a_s k_s per sample b.
+fn stage(y: &OdeState, k: &[OdeState], a: &[f64], h: &[f64], v: usize) -> OdeState {
+    let mut out = y.clone();
+    for (ks, &as_) in k.iter().zip(a) {
+        if as_ == 0.0 {
+            continue;
+        }
+        for (i, (o, kv)) in out.x.iter_mut().zip(&ks.x).enumerate() {
+            *o += h[i / v.max(1)] * as_ * kv;
+        }
+        for ((o, kv), hb) in out.l.iter_mut().zip(&ks.l).zip(h) {
+            *o += hb * as_ * kv;
+        }
+    }
+    out
+}
+
+/// Sample j's RMS of err / (tol (1 + max(|y0|, |y1|))) over its sites and ln q.
+fn error_norm(y0: &OdeState, y1: &OdeState, err: &OdeState, j: usize, v: usize, tol: f64) -> f64 {
+    let scaled = |e: f64, a: f64, b: f64| e / (tol * (1.0 + a.abs().max(b.abs())));
+    let mut sum = 0.0;
+    for i in j * v..(j + 1) * v {
+        sum += scaled(err.x[i], y0.x[i], y1.x[i]).powi(2);
+    }
+    sum += scaled(err.l[j], y0.l[j], y1.l[j]).powi(2);
+    (sum / (v + 1) as f64).sqrt()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// For Gaussian data N(0, v) per site the smeared marginal is N(0, v + σ_t²) and the exact
-    /// score is −x/(v + σ_t²): every member of the family ends at variance v (to O(Δt)).
+    const KEY: DrawKey = DrawKey {
+        seed: 1,
+        stream: 9,
+        sample0: 0,
+        first_step: 0,
+    };
+
+    /// The exact score of N(0, v) data per site: the smeared marginal is N(0, v + σ_t²).
+    fn gaussian_score(sde: &VeSde, v: f64, n: usize) -> impl Fn(&[f64], &[f64]) -> Vec<f64> + '_ {
+        move |x, t| {
+            x.iter()
+                .enumerate()
+                .map(|(i, xi)| -xi / (v + sde.marginal_std(t[i / n]).powi(2)))
+                .collect()
+        }
+    }
+
+    /// For Gaussian data every member of the family ends at variance v (to the integrator's
+    /// error), and so do the predictor–corrector and the adaptive ODE.
     #[test]
     fn the_reverse_process_with_the_exact_score_recovers_gaussian_data() {
-        let sde = VeSde::new(25.0).unwrap();
-        let v = 0.7;
+        let (v, n) = (0.7, 64);
+        let sde = VeSde::new(25.0).unwrap().with_data_variance(v).unwrap();
+        let score = gaussian_score(&sde, v, n);
+        let pc = |steps| Integrator::PredictorCorrector {
+            snr: 0.1,
+            corrector_steps: steps,
+        };
         for (integrator, steps) in [
             (Integrator::Euler { h: 1.0 }, 1000),
             (Integrator::Euler { h: 0.5 }, 1000),
             (Integrator::Euler { h: 0.0 }, 1000),
+            (pc(1), 500),
             (Integrator::Heun, 200),
+            (Integrator::Rk45 { tol: 1e-5 }, 10),
         ] {
-            let x = reverse(
-                &sde,
-                integrator,
-                steps,
-                1e-3,
-                (4000, 4),
-                (1, 9, 0, 0),
-                |x, t| {
-                    let var = v + sde.marginal_std(t).powi(2);
-                    Ok(x.iter().map(|xi| -xi / var).collect())
-                },
-            )
+            let d = reverse(&sde, integrator, (steps, 1e-3), (250, n), KEY, |x, t| {
+                Ok(score(x, t))
+            })
             .unwrap();
-            let got = x.iter().map(|a| a * a).sum::<f64>() / x.len() as f64;
+            let got = d.x.iter().map(|a| a * a).sum::<f64>() / d.x.len() as f64;
             // 16 000 values: the variance's relative error is about √(2/16000) ≈ 1.1 %.
             assert!(
                 (got / v - 1.0).abs() < 0.05,
@@ -217,17 +606,39 @@ mod tests {
             );
         }
         assert!(VeSde::new(1.0).is_err());
-        let f = |x: &[f64], _| Ok(x.to_vec());
-        assert!(reverse(
-            &sde,
+        let f = |x: &[f64], _: &[f64]| Ok(x.to_vec());
+        for bad in [
             Integrator::Euler { h: 2.0 },
-            10,
-            0.0,
-            (1, 1),
-            (1, 9, 0, 0),
-            f
-        )
-        .is_err());
+            Integrator::Rk45 { tol: 0.0 },
+            Integrator::PredictorCorrector {
+                snr: f64::NAN,
+                corrector_steps: 1,
+            },
+        ] {
+            assert!(reverse(&sde, bad, (10, 0.0), (1, 1), KEY, f).is_err());
+        }
+    }
+
+    /// Twenty Euler–Maruyama steps overshoot the data's variance (5 % here); Langevin corrector
+    /// steps pull the draws back towards the marginal they are at.
+    #[test]
+    fn corrector_steps_reduce_the_predictors_error() {
+        let (v, n) = (0.7, 64);
+        let sde = VeSde::new(25.0).unwrap().with_data_variance(v).unwrap();
+        let score = gaussian_score(&sde, v, n);
+        let error = |integrator| {
+            let d = reverse(&sde, integrator, (20, 1e-3), (250, n), KEY, |x, t| {
+                Ok(score(x, t))
+            })
+            .unwrap();
+            (d.x.iter().map(|a| a * a).sum::<f64>() / d.x.len() as f64 / v - 1.0).abs()
+        };
+        let em = error(Integrator::Euler { h: 1.0 });
+        let pc = error(Integrator::PredictorCorrector {
+            snr: 0.1,
+            corrector_steps: 4,
+        });
+        assert!(em > 0.03 && pc < 0.5 * em, "EM {em}, PC {pc}");
     }
 
     #[test]
@@ -244,26 +655,71 @@ mod tests {
 
     /// With the exact score of N(0, v) data the ODE's map is linear,
     /// x_end = x_1 √((v + σ_end²)/(v + σ_1²)), so from x_1 ~ N(0, σ_1²) the draws have the exact
-    /// density N(0, σ_1² (v + σ_end²)/(v + σ_1²)): what the integrated log-density must give.
+    /// density N(0, σ_1² (v + σ_end²)/(v + σ_1²)): what the integrated log-density must give,
+    /// by Heun's fixed steps and by the adaptive pair (which needs far fewer evaluations).
     #[test]
     fn the_ode_density_is_the_exact_gaussian_density() {
         let sde = VeSde::new(25.0).unwrap();
         let (v, n, t_end) = (0.7, 3, 1e-3);
-        let (x, lq) = reverse_ode_with_density(&sde, 400, t_end, (50, n), (2, 9, 0, 0), |x, t| {
-            let var = v + sde.marginal_std(t).powi(2);
-            let s = x.iter().map(|xi| -xi / var).collect();
-            Ok((s, vec![-(n as f64) / var; x.len() / n]))
-        })
-        .unwrap();
+        let score = gaussian_score(&sde, v, n);
         let s1 = sde.marginal_std(1.0).powi(2);
         let var = s1 * (v + sde.marginal_std(t_end).powi(2)) / (v + s1);
-        for (row, l) in x.chunks(n).zip(&lq) {
-            let exact = -0.5 * row.iter().map(|a| a * a).sum::<f64>() / var
-                - 0.5 * n as f64 * (2.0 * std::f64::consts::PI * var).ln();
-            assert!(
-                (l - exact).abs() < 1e-4 * exact.abs().max(1.0),
-                "{l} vs {exact}"
-            );
+        for (integrator, steps, tol) in [
+            (Integrator::Heun, 400, 1e-4),
+            (Integrator::Rk45 { tol: 1e-7 }, 10, 1e-5),
+        ] {
+            let d = reverse_ode_with_density(
+                &sde,
+                integrator,
+                (steps, t_end),
+                (50, n),
+                KEY,
+                |x, t, _| {
+                    let div = t
+                        .iter()
+                        .map(|&ti| -(n as f64) / (v + sde.marginal_std(ti).powi(2)))
+                        .collect();
+                    Ok((score(x, t), div))
+                },
+            )
+            .unwrap();
+            for (row, l) in d.x.chunks(n).zip(d.log_q.as_ref().unwrap()) {
+                let exact = -0.5 * row.iter().map(|a| a * a).sum::<f64>() / var
+                    - 0.5 * n as f64 * (2.0 * std::f64::consts::PI * var).ln();
+                assert!(
+                    (l - exact).abs() < tol * exact.abs().max(1.0),
+                    "{integrator:?}: {l} vs {exact}"
+                );
+            }
+            if let Integrator::Rk45 { .. } = integrator {
+                assert!(
+                    d.evaluations_per_sample < 400.0,
+                    "{} evaluations",
+                    d.evaluations_per_sample
+                );
+            }
         }
+    }
+
+    /// The adaptive integrator steps every sample on its own: a draw is the same alone as in a
+    /// batch whose other members need other steps.
+    #[test]
+    fn adaptive_draws_do_not_depend_on_the_batch() {
+        let sde = VeSde::new(25.0).unwrap();
+        let n = 2;
+        // A nonlinear score whose stiffness depends on the sample.
+        let f = |x: &[f64], t: &[f64]| -> Result<Vec<f64>> {
+            Ok(x.iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    -a * (1.0 + 0.3 * a.sin()) / (0.5 + sde.marginal_std(t[i / n]).powi(2))
+                })
+                .collect())
+        };
+        let rk = Integrator::Rk45 { tol: 1e-6 };
+        let all = reverse(&sde, rk, (20, 1e-3), (5, n), KEY, f).unwrap();
+        let key3 = DrawKey { sample0: 3, ..KEY };
+        let alone = reverse(&sde, rk, (20, 1e-3), (1, n), key3, f).unwrap();
+        assert_eq!(alone.x, all.x[3 * n..4 * n]);
     }
 }

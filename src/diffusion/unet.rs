@@ -1,6 +1,6 @@
 //! The score network s_θ(x, t): a small U-Net on the lattice with periodic padding (the
-//! lattice's translations commute with it, up to the even shifts the 2× pooling allows) —
-//! two levels, skip connection, group normalisation, SiLU, and Gaussian Fourier features of t
+//! lattice's translations commute with it, up to the even shifts the 2× pooling allows) or, as in
+//! the paper, zero padding (an open boundary the lattice does not have) — two levels, skip connection, group normalisation, SiLU, and Gaussian Fourier features of t
 //! added per channel in every block. The output is divided by σ_t, the usual parameterisation of
 //! the VE score (Song et al., ICLR 2021).
 
@@ -20,6 +20,8 @@ pub struct ScoreConfig {
     pub frequencies: usize,
     /// Standard deviation of the frequencies.
     pub frequency_scale: f64,
+    /// The convolutions' boundary: [`ConvMode::Periodic`] or [`ConvMode::Zero`].
+    pub padding: ConvMode,
     /// Seed of the initial weights and the frequencies.
     pub seed: u64,
 }
@@ -31,6 +33,7 @@ impl Default for ScoreConfig {
             groups: 4,
             frequencies: 16,
             frequency_scale: 16.0,
+            padding: ConvMode::Periodic,
             seed: 1,
         }
     }
@@ -69,7 +72,8 @@ impl ScoreNet {
             && c0 % config.groups == 0
             && c1 % config.groups == 0
             && config.frequencies > 0
-            && config.frequency_scale.is_finite();
+            && config.frequency_scale.is_finite()
+            && matches!(config.padding, ConvMode::Periodic | ConvMode::Zero);
         if !ok {
             return Err(Error::InvalidInput(format!(
                 "a score network of {config:?} on {dims:?}: extents even and at least 6, channel \
@@ -127,7 +131,7 @@ impl ScoreNet {
         emb: &Var<T>,
     ) -> Result<Var<T>> {
         let p = |part: &str| tape.param(store, &format!("score.{name}.{part}"));
-        let y = tape.conv2d(h, &p("conv.w")?, Some(&p("conv.b")?), ConvMode::Periodic)?;
+        let y = tape.conv2d(h, &p("conv.w")?, Some(&p("conv.b")?), self.config.padding)?;
         let time = tape.linear(emb, &p("time.w")?, &p("time.b")?)?;
         let (b, c) = (time.shape()[0], time.shape()[1]);
         let y = tape.add(&y, &tape.reshape(&time, &[b, c, 1, 1])?)?;
@@ -174,7 +178,7 @@ impl ScoreNet {
             &u0,
             &tape.param(store, "score.out.w")?,
             Some(&tape.param(store, "score.out.b")?),
-            ConvMode::Periodic,
+            self.config.padding,
         )?;
         let inv: Vec<f64> = t
             .iter()
@@ -215,32 +219,34 @@ impl ScoreNet {
         tape.mean_all(&tape.square(&r)?)
     }
 
-    /// s_θ(x, t) of configurations x `[B, V]` at one time t, without recording.
+    /// s_θ(x, t) of configurations x `[B, V]` at per-sample times t `[B]`, without recording.
     pub fn evaluate<T: Real>(
         &self,
         store: &ParamStore<T>,
         sde: &VeSde,
         x: &[f64],
-        t: f64,
+        t: &[f64],
     ) -> Result<Vec<f64>> {
-        let v = self.dims[0] * self.dims[1];
-        let b = x.len() / v;
         let tape = Tape::new(store.ctx());
         tape.set_grad_enabled(false);
-        let xv = tape.constant(
-            store
-                .ctx()
-                .from_f64(&[b, 1, self.dims[0], self.dims[1]], x)?,
-        );
-        let s: Tensor<T> = self
-            .score(&tape, store, sde, &xv, &vec![t; b])?
-            .value()
-            .copy()?;
+        let xv = tape.constant(store.ctx().from_f64(&self.batch_shape(x, t)?, x)?);
+        let s: Tensor<T> = self.score(&tape, store, sde, &xv, t)?.value().copy()?;
         s.to_f64()
     }
-}
 
-impl ScoreNet {
+    /// `[B, 1, H, W]` of x `[B, V]` with B = t.len().
+    fn batch_shape(&self, x: &[f64], t: &[f64]) -> Result<[usize; 4]> {
+        let [h, w] = self.dims;
+        if x.len() != t.len() * h * w {
+            return Err(Error::InvalidInput(format!(
+                "{} values for {} configurations of {h}x{w}",
+                x.len(),
+                t.len()
+            )));
+        }
+        Ok([t.len(), 1, h, w])
+    }
+
     /// s_θ(x, t) `[B, V]` and its exact divergence Σ_i ∂s_i/∂x_i per sample `[B]`, by V
     /// vector–Jacobian products on one recorded forward pass (seed: site i of every sample;
     /// the samples are independent, so one product gives ∂s_i/∂x_i of all of them).
@@ -249,35 +255,84 @@ impl ScoreNet {
         store: &ParamStore<T>,
         sde: &VeSde,
         x: &[f64],
-        t: f64,
+        t: &[f64],
     ) -> Result<(Vec<f64>, Vec<f64>)> {
-        let v = self.dims[0] * self.dims[1];
-        let b = x.len() / v.max(1);
-        let ctx = store.ctx();
-        let shape = [b, 1, self.dims[0], self.dims[1]];
-        let mut input = ParamStore::new(ctx);
-        input.insert("x", ctx.from_f64(&shape, x)?);
-        let tape = Tape::new(ctx);
-        let xv = tape.param(&input, "x")?;
-        let s = self.score(&tape, store, sde, &xv, &vec![t; b])?;
-        let values = s.value().to_f64()?;
+        let jac = InputJacobian::record(self, store, sde, x, t)?;
+        let (b, v) = (t.len(), self.dims[0] * self.dims[1]);
         let mut div = vec![0.0; b];
         let mut seed = vec![0.0; b * v];
         for i in 0..v {
-            for k in 0..b {
-                seed[k * v + i] = 1.0;
-            }
-            let g = tape.backward_seeded(&s, ctx.from_f64(&shape, &seed)?, i + 1 < v)?;
-            let dx = g
-                .get("x")
-                .ok_or_else(|| Error::InvalidInput("the score does not depend on x".into()))?
-                .to_f64()?;
+            (0..b).for_each(|k| seed[k * v + i] = 1.0);
+            let dx = jac.vjp(&seed, i + 1 < v)?;
             for (k, d) in div.iter_mut().enumerate() {
                 *d += dx[k * v + i];
                 seed[k * v + i] = 0.0;
             }
         }
-        Ok((values, div))
+        Ok((jac.values, div))
+    }
+
+    /// s_θ(x, t) `[B, V]` and Hutchinson's unbiased estimate of its divergence per sample,
+    /// (1/P) Σ_p ε_pᵀ (∂s/∂x) ε_p over the P probe vectors `probes` (each `[B][V]`, entries ±1:
+    /// Hutchinson, Commun. Stat. Simul. Comput. 18, 1059 (1989)) — P products instead of V.
+    pub fn score_and_divergence_estimate<T: Real>(
+        &self,
+        store: &ParamStore<T>,
+        sde: &VeSde,
+        (x, t): (&[f64], &[f64]),
+        probes: &[Vec<f64>],
+    ) -> Result<(Vec<f64>, Vec<f64>)> {
+        let jac = InputJacobian::record(self, store, sde, x, t)?;
+        let v = self.dims[0] * self.dims[1];
+        let mut div = vec![0.0; t.len()];
+        for (p, eps) in probes.iter().enumerate() {
+            let dx = jac.vjp(eps, p + 1 < probes.len())?;
+            for ((d, e), g) in div.iter_mut().zip(eps.chunks(v)).zip(dx.chunks(v)) {
+                *d += e.iter().zip(g).map(|(a, b)| a * b).sum::<f64>() / probes.len() as f64;
+            }
+        }
+        Ok((jac.values, div))
+    }
+}
+
+/// One recorded forward pass of the score with the weights frozen, for products with its
+/// Jacobian with respect to the input.
+struct InputJacobian<T: Real> {
+    tape: Tape<T>,
+    out: Var<T>,
+    shape: [usize; 4],
+    values: Vec<f64>,
+}
+
+impl<T: Real> InputJacobian<T> {
+    fn record(
+        net: &ScoreNet,
+        store: &ParamStore<T>,
+        sde: &VeSde,
+        x: &[f64],
+        t: &[f64],
+    ) -> Result<Self> {
+        let shape = net.batch_shape(x, t)?;
+        let tape = Tape::new(store.ctx());
+        tape.set_params_frozen(true);
+        let xv = tape.watch("x", store.ctx().from_f64(&shape, x)?);
+        let out = net.score(&tape, store, sde, &xv, t)?;
+        let values = out.value().to_f64()?;
+        Ok(InputJacobian {
+            tape,
+            out,
+            shape,
+            values,
+        })
+    }
+
+    /// seedᵀ ∂s/∂x `[B][V]`; with `retain` the recording stays for further products.
+    fn vjp(&self, seed: &[f64], retain: bool) -> Result<Vec<f64>> {
+        let seed = self.tape.ctx().from_f64(&self.shape, seed)?;
+        let g = self.tape.backward_seeded(&self.out, seed, retain)?;
+        g.get("x")
+            .ok_or_else(|| Error::InvalidInput("the score does not depend on x".into()))?
+            .to_f64()
     }
 }
 

@@ -381,11 +381,13 @@ fn wrap(v: i64, n: i64) -> usize {
     v.rem_euclid(n) as usize
 }
 
+/// Whether output `dst` reads `src` under causal `mode` (1 exclusive, 2 inclusive; 0 and the
+/// zero padding 3 mask by position, not by order).
 fn allowed(mode: i32, dst: usize, src: usize) -> bool {
     match mode {
-        0 => true,
         1 => src < dst,
-        _ => src <= dst,
+        2 => src <= dst,
+        _ => true,
     }
 }
 
@@ -471,7 +473,7 @@ fn im2col<T: Real>(
                 let dst = &mut col[tap * plane..(tap + 1) * plane];
                 rotate_into(dst, &shifted[kx * plane..(kx + 1) * plane], by);
                 if c.mode != 0 {
-                    causal_zero(dst, c, inverse, (oy, offset(kx, kw)));
+                    mask_zero(dst, c, inverse, (oy, offset(kx, kw)));
                 }
             }
         }
@@ -549,21 +551,25 @@ fn im2col_gather<T: Real>(
                 let sign = if inverse { -1 } else { 1 };
                 let oy = sign * (ky as i64 - (c.kh / 2) as i64);
                 let ox = sign * (kx as i64 - (c.kw / 2) as i64);
-                causal_zero(dst, c, inverse, (oy, ox));
+                mask_zero(dst, c, inverse, (oy, ox));
             }
         }
     }
 }
 
-/// Zeroes the entries of one im2col row that the causal mask forbids: output `here` reads
-/// `there` (forward), or `there` reads `here` (inverse).
-fn causal_zero<T: Real>(dst: &mut [T], c: &ConvSpec, inverse: bool, (oy, ox): (i64, i64)) {
+/// Zeroes the entries of one im2col row that the mode forbids: output `here` reads `there`
+/// (forward), or `there` reads `here` (inverse); with zero padding, every entry whose unwrapped
+/// `there` lies outside the lattice.
+fn mask_zero<T: Real>(dst: &mut [T], c: &ConvSpec, inverse: bool, (oy, ox): (i64, i64)) {
     let (h, wd) = (c.h as usize, c.w as usize);
+    let inside = |v: i64, n: usize| (0..n as i64).contains(&v);
     for py in 0..h {
         let sy = wrap(py as i64 + oy, h as i64);
         for (px, v) in dst[py * wd..(py + 1) * wd].iter_mut().enumerate() {
             let (here, there) = (py * wd + px, sy * wd + wrap(px as i64 + ox, wd as i64));
-            let ok = if inverse {
+            let ok = if c.mode == 3 {
+                inside(py as i64 + oy, h) && inside(px as i64 + ox, wd)
+            } else if inverse {
                 allowed(c.mode, there, here)
             } else {
                 allowed(c.mode, here, there)

@@ -99,6 +99,9 @@ pub enum ConvMode {
     CausalExclusive,
     /// As `CausalExclusive`, also seeing itself (mask B).
     CausalInclusive,
+    /// Zero padding: a tap reaching past the lattice's edge reads 0 (the open boundary of image
+    /// networks, e.g. the U-Net of Wang, Aarts, Zhou, arXiv:2309.17082).
+    Zero,
 }
 
 /// Broadcast geometry (`struct Bcast` in `nn.cu`).
@@ -146,7 +149,7 @@ pub struct ConvSpec {
     pub kh: i32,
     /// Kernel width.
     pub kw: i32,
-    /// 0 periodic, 1 causal exclusive, 2 causal inclusive.
+    /// 0 periodic, 1 causal exclusive, 2 causal inclusive, 3 zero padding.
     pub mode: i32,
 }
 // SAFETY: plain repr(C) integers, laid out as in nn.cu.
@@ -595,6 +598,7 @@ pub fn conv_spec(x: &[usize], w: &[usize], mode: ConvMode) -> Result<ConvSpec> {
         ConvMode::Periodic => 0,
         ConvMode::CausalExclusive => 1,
         ConvMode::CausalInclusive => 2,
+        ConvMode::Zero => 3,
     };
     let i = |v: usize| v as i32;
     Ok(ConvSpec {

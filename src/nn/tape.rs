@@ -101,6 +101,7 @@ pub struct Tape<T: Real> {
     epoch: Cell<u64>,
     nodes: RefCell<Vec<Node<T>>>,
     recording: Cell<bool>,
+    frozen: Cell<bool>,
 }
 
 impl<T: Real> Tape<T> {
@@ -112,6 +113,7 @@ impl<T: Real> Tape<T> {
             epoch: Cell::new(0),
             nodes: RefCell::new(Vec::new()),
             recording: Cell::new(true),
+            frozen: Cell::new(false),
         }
     }
 
@@ -123,6 +125,13 @@ impl<T: Real> Tape<T> {
     /// Switches recording on or off (off: sampling pays nothing for the tape).
     pub fn set_grad_enabled(&self, on: bool) {
         self.recording.set(on);
+    }
+
+    /// With `on`, [`Tape::param`] hands out parameters as constants while the ops are still
+    /// recorded: a backward pass then gives gradients with respect to [`Tape::watch`]ed inputs
+    /// only and skips the weight gradients (e.g. input Jacobians of a trained network).
+    pub fn set_params_frozen(&self, on: bool) {
+        self.frozen.set(on);
     }
 
     /// Number of recorded nodes.
@@ -249,17 +258,33 @@ impl<T: Real> Tape<T> {
     /// A trainable parameter of `store`.
     pub fn param(&self, store: &ParamStore<T>, name: &str) -> Result<Var<T>> {
         let value = store.shared(name)?;
-        if !self.recording.get() {
+        if self.frozen.get() {
             return Ok(Var {
                 value,
                 origin: None,
             });
         }
+        Ok(self.leaf(name, value))
+    }
+
+    /// An input whose gradient the backward pass reports under `name` (also while the parameters
+    /// are frozen).
+    pub fn watch(&self, name: &str, value: Tensor<T>) -> Var<T> {
+        self.leaf(name, Arc::new(value))
+    }
+
+    fn leaf(&self, name: &str, value: Arc<Tensor<T>>) -> Var<T> {
+        if !self.recording.get() {
+            return Var {
+                value,
+                origin: None,
+            };
+        }
         let node = self.push(Node::Leaf(name.to_string()));
-        Ok(Var {
+        Var {
             value,
             origin: Some(self.origin(node, 0)),
-        })
+        }
     }
 
     /// y = f(x) elementwise.
