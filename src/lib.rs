@@ -37,6 +37,7 @@ pub mod run;
 pub mod sampler;
 pub mod spectral;
 pub mod theory;
+pub mod timing;
 pub mod training;
 
 pub use device::Device;

@@ -301,6 +301,9 @@ enum BenchWhat {
     /// Autoregressive-network (CAN, 2D XY) training steps/s and samples/s of cached and naive
     /// generation.
     Can(can_cli::BenchCanArgs),
+    /// Score-network (diffusion) training samples/s and score evaluations/s, hence
+    /// configurations/s of an N-step sampler.
+    Diffusion(diffusion_cli::BenchDiffusionArgs),
 }
 
 #[derive(Args)]
@@ -734,6 +737,9 @@ fn main() -> ExitCode {
         Command::Bench {
             what: BenchWhat::Can(a),
         } => can_cli::cmd_bench_can(a),
+        Command::Bench {
+            what: BenchWhat::Diffusion(a),
+        } => diffusion_cli::cmd_bench_diffusion(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

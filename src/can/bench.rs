@@ -5,8 +5,6 @@
 //! samples per second of cached generation, and of naive generation (a whole forward pass per
 //! site) for the saving.
 
-use std::time::Instant;
-
 use super::generate::DrawKey;
 use super::model::CanConfig;
 use super::train::{CanStepStats, CanTrainConfig, CanTrainer, STREAM_CAN_SAMPLE};
@@ -15,6 +13,7 @@ use crate::error::Result;
 use crate::lattice::Lattice;
 use crate::nn::{Ctx, Tape};
 use crate::theory::xy::Xy;
+use crate::timing::units_per_second;
 
 /// Training batch of the reference.
 pub const TRAIN_BATCH: usize = 64;
@@ -98,17 +97,17 @@ impl CanBench {
     /// generation for as long (each after one untimed warm-up call).
     pub fn run(&mut self, seconds: f64, sample_batch: usize) -> Result<CanFigures> {
         self.train_step()?;
-        let train = rate(seconds, || self.train_step().map(|_| 1))?;
+        let train = units_per_second(seconds, || self.train_step().map(|_| 1))?;
         let fixed = self.draw(0, TRAIN_BATCH)?;
         self.grad_step(&fixed)?;
-        let grad = rate(seconds, || self.grad_step(&fixed).map(|_| 1))?;
+        let grad = units_per_second(seconds, || self.grad_step(&fixed).map(|_| 1))?;
         let mut i = 0;
-        let cached = rate(seconds, || {
+        let cached = units_per_second(seconds, || {
             i += 1;
             self.draw(i, sample_batch).map(|_| sample_batch)
         })?;
         let naive_batch = sample_batch.min(64);
-        let naive = rate(seconds, || {
+        let naive = units_per_second(seconds, || {
             i += 1;
             self.draw_naive(i, naive_batch).map(|_| naive_batch)
         })?;
@@ -120,14 +119,4 @@ impl CanBench {
             sample_batch,
         })
     }
-}
-
-/// Units per second of `f` (which returns how many it did), called until `seconds` have passed.
-fn rate(seconds: f64, mut f: impl FnMut() -> Result<usize>) -> Result<f64> {
-    let start = Instant::now();
-    let mut units = 0;
-    while units == 0 || start.elapsed().as_secs_f64() < seconds {
-        units += f()?;
-    }
-    Ok(units as f64 / start.elapsed().as_secs_f64())
 }

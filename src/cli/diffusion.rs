@@ -243,3 +243,93 @@ fn cmd_sample(a: DiffusionSampleArgs) -> Result<()> {
     };
     run_and_print(&cfg, &a.device, &a.out, &a.files)
 }
+
+#[derive(Args)]
+pub struct BenchDiffusionArgs {
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Lattice extents (2D, even, at least 6).
+    #[arg(long, default_value = "32x32")]
+    dims: String,
+    /// Seconds to time training, and as many for score evaluations.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Configurations per score evaluation (the sampling batch).
+    #[arg(long, default_value_t = 256)]
+    sample_batch: usize,
+    /// Sampler steps (score evaluations per draw) of the configurations-per-second figure.
+    #[arg(long, default_value_t = 500)]
+    steps: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn cmd_bench_diffusion(a: BenchDiffusionArgs) -> Result<()> {
+    use latticeml::diffusion::bench::{DiffusionBench, TRAIN_BATCH};
+    use latticeml::io::json::Json;
+    super::check_seconds(a.seconds)?;
+    if a.sample_batch == 0 || a.sample_batch > 1 << 20 || a.steps == 0 {
+        return Err(Error::InvalidInput(format!(
+            "--sample-batch {} (1 to 2^20) and --steps {} (at least 1)",
+            a.sample_batch, a.steps
+        )));
+    }
+    let (device, why) = Device::from_name(&a.device)?;
+    let lattice = latticeml::lattice::Lattice::parse(&a.dims)?;
+    let dims = match lattice.extents() {
+        [h, w] => [*h, *w],
+        _ => {
+            return Err(Error::InvalidInput(format!(
+                "--dims {}: the score network is 2D",
+                a.dims
+            )))
+        }
+    };
+    let mut bench = DiffusionBench::new(&device, dims)?;
+    if !a.json {
+        eprintln!("latticeml: {why}");
+        println!(
+            "score U-Net on {} (channels 16, 32, 4 groups, 16 frequencies, periodic), f32, {}",
+            a.dims,
+            device.describe()
+        );
+    }
+    let f = bench.run(a.seconds, a.sample_batch)?;
+    let per_config = f.configurations_per_second(a.steps);
+    if a.json {
+        print!(
+            "{}",
+            Json::obj([
+                ("device", Json::Str(device.describe())),
+                ("dims", Json::Str(a.dims.clone())),
+                ("train_batch", Json::Num(TRAIN_BATCH as f64)),
+                (
+                    "train_samples_per_second",
+                    Json::Num(f.train_samples_per_second)
+                ),
+                ("sample_batch", Json::Num(f.sample_batch as f64)),
+                (
+                    "evaluations_per_second",
+                    Json::Num(f.evaluations_per_second)
+                ),
+                ("sampler_steps", Json::Num(a.steps as f64)),
+                ("configurations_per_second", Json::Num(per_config)),
+            ])
+            .pretty()
+        );
+    } else {
+        println!(
+            "  training:          {:>9.1} samples/s (batch {TRAIN_BATCH})\n  score evaluations: \
+             {:>9.1} configurations/s (batch {})\n  sampling:          {:>9.2} configurations/s \
+             ({} steps)",
+            f.train_samples_per_second,
+            f.evaluations_per_second,
+            f.sample_batch,
+            per_config,
+            a.steps
+        );
+    }
+    Ok(())
+}

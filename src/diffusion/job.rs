@@ -277,19 +277,19 @@ pub fn train(
             for (b, row) in z.chunks_mut(v).enumerate() {
                 philox::fill_normals(row, job.seed, b as u32, step, STREAM_NOISE);
             }
-            let tape = Tape::new(&ctx);
-            let loss = net.dsm_loss(&tape, &store, &sde, (&x0, &t, &z))?;
-            let value = loss.value().to_f64()?[0];
+            let mut model = Trainee {
+                net: &net,
+                weights: &mut store,
+                ema: &mut ema,
+                adam: &mut adam,
+            };
+            let value = model.step(&sde, (&x0, &t, &z), job.ema)?;
             if !value.is_finite() {
                 return Err(Error::NonFinite(format!(
                     "the score-matching loss is {value} at epoch {epoch}: lower --lr"
                 )));
             }
             sum += value * idx.len() as f64;
-            let grads = tape.backward(&loss)?;
-            drop(loss);
-            adam.step(&mut store, &grads)?;
-            update_ema(&mut ema, &store, job.ema)?;
         }
         last = sum / n as f64;
         log.push_str(&format!(
@@ -340,6 +340,38 @@ fn shuffle(n: usize, seed: u64, epoch: u64) -> Result<Vec<usize>> {
         order.swap(i, ((u * (i + 1) as f64) as usize).min(i));
     }
     Ok(order)
+}
+
+/// A network with its trained weights, their moving average and the optimiser: what one
+/// training step changes.
+pub struct Trainee<'a> {
+    /// The network.
+    pub net: &'a ScoreNet,
+    /// The trained weights.
+    pub weights: &'a mut ParamStore<f32>,
+    /// Their exponential moving average (the model).
+    pub ema: &'a mut ParamStore<f32>,
+    /// The optimiser.
+    pub adam: &'a mut Adam<f32>,
+}
+
+impl Trainee<'_> {
+    /// One step of denoising score matching on data x0 `[B][V]` at times t `[B]` with noise z
+    /// `[B][V]`: the loss, its gradient, Adam, and the moving average with decay `ema`. Returns
+    /// the loss (before the step).
+    pub fn step(&mut self, sde: &VeSde, batch: (&[f64], &[f64], &[f64]), ema: f64) -> Result<f64> {
+        let tape = Tape::new(self.weights.ctx());
+        let loss = self.net.dsm_loss(&tape, self.weights, sde, batch)?;
+        let value = loss.value().to_f64()?[0];
+        if !value.is_finite() {
+            return Ok(value);
+        }
+        let grads = tape.backward(&loss)?;
+        drop(loss);
+        self.adam.step(self.weights, &grads)?;
+        update_ema(self.ema, self.weights, ema)?;
+        Ok(value)
+    }
 }
 
 /// ema ← d·ema + (1 − d)·θ for every parameter, on the parameters' device.

@@ -3,6 +3,7 @@
 //! with its denoising score-matching loss ([`unet`]); training on a run's configurations ([`job`])
 //! and the raw draws as a [`crate::sampler::Sampler`] ([`sampler`]).
 
+pub mod bench;
 pub mod job;
 pub mod sampler;
 pub mod sde;

@@ -3,8 +3,6 @@
 //! periodic), f32. Training steps per second at batch 64 (prior draws, flow, action, reverse-KL
 //! loss, backward, Adam) and samples per second of drawing from the flow (forward only, no tape).
 
-use std::time::Instant;
-
 use super::job::field_scale;
 use super::target::Target;
 use super::train::{sample, Proposals, StepStats, TrainConfig, Trainer, STREAM_FLOW_SAMPLE};
@@ -15,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::lattice::Lattice;
 use crate::nn::Ctx;
 use crate::theory::TheoryConfig;
+use crate::timing::units_per_second;
 
 /// Training batch of the reference.
 pub const TRAIN_BATCH: usize = 64;
@@ -95,24 +94,16 @@ impl FlowBench {
     /// as long (each after one untimed warm-up call).
     pub fn run(&mut self, seconds: f64, sample_batch: usize) -> Result<FlowFigures> {
         self.train_step()?;
-        let start = Instant::now();
-        let mut steps = 0usize;
-        while steps == 0 || start.elapsed().as_secs_f64() < seconds {
-            self.train_step()?;
-            steps += 1;
-        }
-        let train = steps as f64 / start.elapsed().as_secs_f64();
+        let train = units_per_second(seconds, || self.train_step().map(|_| 1))?;
         self.draw(0, sample_batch)?;
-        let start = Instant::now();
         let mut batches = 0u64;
-        while batches == 0 || start.elapsed().as_secs_f64() < seconds {
+        let samples = units_per_second(seconds, || {
             batches += 1;
-            self.draw(batches, sample_batch)?;
-        }
+            self.draw(batches, sample_batch).map(|_| sample_batch)
+        })?;
         Ok(FlowFigures {
             train_steps_per_second: train,
-            samples_per_second: (batches as usize * sample_batch) as f64
-                / start.elapsed().as_secs_f64(),
+            samples_per_second: samples,
             sample_batch,
         })
     }

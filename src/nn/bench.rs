@@ -3,7 +3,6 @@
 //! loss, in lattice samples per second.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::layers::{Activation, ConvStack};
 use super::params::ParamStore;
@@ -12,6 +11,7 @@ use super::tensor::{Ctx, Tensor};
 use crate::device::{memory, Device};
 use crate::error::Result;
 use crate::philox;
+use crate::timing::units_per_second;
 
 /// Batch size of the reference stack.
 pub const BATCH: usize = 256;
@@ -70,13 +70,7 @@ impl ConvStackBench {
     /// Samples per second over at least `min_seconds` (after one warm-up step).
     pub fn samples_per_second(&self, min_seconds: f64) -> Result<f64> {
         self.step()?;
-        let start = Instant::now();
-        let mut steps = 0usize;
-        while steps == 0 || start.elapsed().as_secs_f64() < min_seconds {
-            self.step()?;
-            steps += 1;
-        }
-        Ok((steps * BATCH) as f64 / start.elapsed().as_secs_f64())
+        units_per_second(min_seconds, || self.step().map(|_| BATCH))
     }
 
     /// Multiply–adds of one forward pass per sample.
