@@ -396,6 +396,7 @@ pub fn run_team(
     let global = sampler.global_proposals();
     let checked = sampler.stalls_are_failures();
     let mut files: Vec<String> = RUN_FILES.iter().map(|f| f.to_string()).collect();
+    files.extend(sampler.extra_files().into_iter().map(String::from));
     files.extend((1..team.size()).map(rank_checkpoint));
     let manifest = Manifest {
         command: "sample".into(),

@@ -66,6 +66,11 @@ pub trait Sampler: Send {
     fn global_proposals(&self) -> bool {
         true
     }
+    /// Files this sampler's command writes into the run directory beside the run's own (listed
+    /// in its manifest so that `--force` replaces them too).
+    fn extra_files(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
     /// Whether a chain rejecting every proposal for many updates (20 in the run's check) means it
     /// is broken (HMC with too large a step). An independence sampler (a flow) rejects long runs
     /// legitimately after a proposal of large weight, so it says no.

@@ -187,6 +187,15 @@ fn train_resume_and_sample_from_the_command_line() {
     for key in ["\"chi2\"", "\"absM\"", "\"binder\"", "\"exact\": false"] {
         assert!(summary.contains(key), "{key} missing from {summary}");
     }
+    // The histograms of the model's draws beside the training ensemble's (200 measured rows of
+    // the training run: 2 chains × 100 trajectories after thermalisation; 16 draws).
+    let svg = std::fs::read_to_string(std::path::Path::new(&s).join("histograms.svg")).unwrap();
+    assert!(svg.contains("training ensemble (200)") && svg.contains("diffusion model (16)"));
+    // It belongs to the run: --force replaces it with the rest.
+    ok(&format!(
+        "diffusion sample --model {a} --samples 8 --chains 8 --steps 5 --out {s} --device cpu \
+         --force"
+    ));
     // With --mh: the ODE's draws with their density, through independence Metropolis.
     let mh = dir("diff-mh");
     ok(&format!(

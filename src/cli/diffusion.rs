@@ -241,7 +241,15 @@ fn cmd_sample(a: DiffusionSampleArgs) -> Result<()> {
         save_every: a.files.save_every,
         checkpoint_every: a.files.checkpoint_every,
     };
-    run_and_print(&cfg, &a.device, &a.out, &a.files)
+    run_and_print(&cfg, &a.device, &a.out, &a.files)?;
+    let missing = latticeml::diffusion::report::write_histograms(&a.out, &model.data)?;
+    if let Some(why) = missing {
+        eprintln!(
+            "note: {} shows the model's draws alone: the training run is not readable ({why})",
+            latticeml::diffusion::report::HISTOGRAM_FILE
+        );
+    }
+    Ok(())
 }
 
 #[derive(Args)]

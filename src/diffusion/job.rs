@@ -399,6 +399,8 @@ pub struct LoadedDiffusion {
     pub params: ParamStore<f32>,
     /// Epochs trained.
     pub epochs: u64,
+    /// The run directory of the training data.
+    pub data: PathBuf,
 }
 
 /// Loads `dir/diffusion.json` and `dir/model.safetensors` onto `device`, checking that the
@@ -461,5 +463,9 @@ pub fn load(dir: &Path, device: &Device) -> Result<LoadedDiffusion> {
         net,
         params,
         epochs: big("epochs")?,
+        data: match j.get("data") {
+            Some(Json::Str(d)) => PathBuf::from(d),
+            _ => return Err(f.bad("data")),
+        },
     })
 }

@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod job;
+pub mod report;
 pub mod sampler;
 pub mod sde;
 pub mod unet;

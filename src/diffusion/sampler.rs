@@ -281,6 +281,10 @@ impl Sampler for DiffusionSampler {
         s
     }
 
+    fn extra_files(&self) -> Vec<&'static str> {
+        vec![super::report::HISTOGRAM_FILE]
+    }
+
     fn stalls_are_failures(&self) -> bool {
         false
     }

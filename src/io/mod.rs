@@ -7,6 +7,7 @@ pub mod json;
 pub mod npy;
 pub mod outdir;
 pub mod stream;
+pub mod svg;
 
 use std::io::Write;
 use std::path::Path;
