@@ -64,7 +64,8 @@ fn panel(s: &mut String, p: &Panel, bins: usize, x0: f64) {
     let (mut lo, mut hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
         (a.min(v), b.max(v))
     });
-    if !(lo < hi) {
+    // Empty (infinite bounds) or one value: a unit range around it.
+    if lo >= hi || !lo.is_finite() {
         (lo, hi) = if lo.is_finite() {
             (lo - 0.5, lo + 0.5)
         } else {
