@@ -435,3 +435,109 @@ fn a_trained_score_matches_the_free_fields_exact_score() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+/// Per-configuration ⟨φ²⟩ and time-slice correlator Σ_t S(t)S(t+τ)/L (S(t) the sum over the
+/// slice) of configurations `[N][L·L]`.
+fn phi2_and_slices(configs: &[f64], l: usize) -> Vec<Vec<f64>> {
+    configs
+        .chunks(l * l)
+        .map(|c| {
+            let s: Vec<f64> = c.chunks(l).map(|row| row.iter().sum()).collect();
+            let mut out = vec![c.iter().map(|a| a * a).sum::<f64>() / (l * l) as f64];
+            out.extend(
+                (0..=l / 2)
+                    .map(|tau| (0..l).map(|t| s[t] * s[(t + tau) % l]).sum::<f64>() / l as f64),
+            );
+            out
+        })
+        .collect()
+}
+
+/// Mean and standard error of rows grouped into `groups` blocks (independent chains or
+/// independent draws): the error from the spread of the block means.
+fn block_mean(rows: &[Vec<f64>], groups: usize) -> Vec<(f64, f64)> {
+    let per = rows.len() / groups;
+    (0..rows[0].len())
+        .map(|k| {
+            let means: Vec<f64> = (0..groups)
+                .map(|g| {
+                    rows[g * per..(g + 1) * per]
+                        .iter()
+                        .map(|r| r[k])
+                        .sum::<f64>()
+                        / per as f64
+                })
+                .collect();
+            let m = means.iter().sum::<f64>() / groups as f64;
+            let var = means.iter().map(|a| (a - m).powi(2)).sum::<f64>() / (groups - 1) as f64;
+            (m, (var / groups as f64).sqrt())
+        })
+        .collect()
+}
+
+/// The free field's ⟨φ²⟩ and time-slice correlator from a trained score network against the
+/// exact propagator: raw reverse-SDE draws (the model's error shows) and the Metropolis-corrected
+/// probability-flow ODE (exact up to the integrator's error). Long: run with `--ignored`.
+#[test]
+#[ignore]
+fn free_field_draws_match_the_exact_propagator() {
+    let dir = |name: &str| common::fresh_dir(name).to_str().unwrap().to_string();
+    let (run, model, em, mh) = (
+        dir("diff-ffd-run"),
+        dir("diff-ffd-model"),
+        dir("diff-ffd-em"),
+        dir("diff-ffd-mh"),
+    );
+    let (l, field) = (8, FreeField { l: 8, kappa: 0.2 });
+    ok(&format!(
+        "sample --theory phi4 --dims 8x8 --kappa 0.2 --lambda 0 --trajectories 2100 --therm 100 \
+         --chains 4 --save-every 2 --out {run} --device cpu"
+    ));
+    ok(&format!(
+        "diffusion train --data {run} --epochs 100 --channels 8,16 --out {model} --device cpu"
+    ));
+    ok(&format!(
+        "diffusion sample --model {model} --samples 1024 --chains 256 --steps 500 --out {em} \
+         --device cpu"
+    ));
+    ok(&format!(
+        "diffusion sample --model {model} --samples 1280 --chains 64 --sampler ode --steps 50 \
+         --mh --out {mh} --device cpu"
+    ));
+    let g = field.kernel(|c| c);
+    let exact: Vec<f64> = std::iter::once(g[0])
+        .chain((0..=l / 2).map(|tau| l as f64 * g[tau * l..(tau + 1) * l].iter().sum::<f64>()))
+        .collect();
+    let read = |d: &str| {
+        let bytes = std::fs::read(std::path::Path::new(d).join("configs.npy")).unwrap();
+        latticeml::io::npy::decode(&bytes).unwrap()
+    };
+    for (name, d) in [("reverse SDE (raw)", &em), ("ODE + MH", &mh)] {
+        let (shape, configs) = read(d);
+        // [saved, chains, L, L]: drop the start; blocks are chains (MH) or draws (raw).
+        let (saved, chains) = (shape[0], shape[1]);
+        let rows = phi2_and_slices(&configs[chains * l * l..], l);
+        let by_chain: Vec<Vec<f64>> = (0..chains)
+            .flat_map(|c| (0..saved - 1).map(move |s| s * chains + c))
+            .map(|i| rows[i].clone())
+            .collect();
+        let got = block_mean(&by_chain, chains);
+        for (k, ((m, e), x)) in got.iter().zip(&exact).enumerate() {
+            let what = if k == 0 {
+                "<phi^2>".to_string()
+            } else {
+                format!("C({})", k - 1)
+            };
+            eprintln!(
+                "{name}: {what} = {m:.4} ± {e:.4}  (exact {x:.4}, {:+.1}σ)",
+                (m - x) / e
+            );
+            if name == "ODE + MH" {
+                assert!((m - x).abs() < 4.0 * e, "{name} {what}: {m} ± {e} vs {x}");
+            }
+        }
+    }
+    for d in [&run, &model, &em, &mh] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}

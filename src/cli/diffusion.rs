@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use latticeml::diffusion::job::{padding_of, train, DiffusionJob};
+use latticeml::diffusion::job::{padding_of, train, Augment, DiffusionJob};
 use latticeml::diffusion::sampler::{Divergence, DrawSettings};
 use latticeml::diffusion::{Integrator, ScoreConfig};
 use latticeml::hmc::Start;
@@ -54,6 +54,10 @@ pub struct DiffusionTrainArgs {
     /// sigma of the variance-exploding SDE.
     #[arg(long, default_value_t = 25.0)]
     sigma: f64,
+    /// Exact symmetries applied to every training sample at random: none, or shift and/or flip
+    /// (lattice translations; the sign φ → −φ, for ensembles of the symmetric phase).
+    #[arg(long, default_value = "shift")]
+    augment: String,
     /// Seed of the initial weights, the shuffles, the times and the noise.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -162,6 +166,7 @@ fn cmd_train(a: DiffusionTrainArgs) -> Result<()> {
         lr: a.lr,
         ema: a.ema,
         seed: a.seed,
+        augment: Augment::parse(&a.augment)?,
     };
     job.validate()?;
     let o = with_progress(&a.device, job.epochs, "epochs", |d, p| {
