@@ -96,10 +96,12 @@ pub fn pool2<T: Real>(
     dev.for_chunks(h * w, y, None, |first, out, _| {
         for (k, plane) in out.chunks_mut(h * w).enumerate() {
             let src = &x[(first + k) * 4 * h * w..(first + k + 1) * 4 * h * w];
-            for (i, o) in plane.iter_mut().enumerate() {
-                let (a, b) = (i / w, i % w);
-                let s = (2 * a) * 2 * w + 2 * b;
-                *o = scale * (src[s] + src[s + 1] + src[s + 2 * w] + src[s + 2 * w + 1]);
+            // Row by row: coarse row a reads fine rows 2a and 2a + 1.
+            for (row, pair) in plane.chunks_mut(w).zip(src.chunks(4 * w)) {
+                let (top, bottom) = pair.split_at(2 * w);
+                for ((o, t), u) in row.iter_mut().zip(top.chunks(2)).zip(bottom.chunks(2)) {
+                    *o = scale * (t[0] + t[1] + u[0] + u[1]);
+                }
             }
         }
     })
@@ -117,9 +119,14 @@ pub fn unpool2<T: Real>(
     dev.for_chunks(4 * h * w, y, None, |first, out, _| {
         for (k, plane) in out.chunks_mut(4 * h * w).enumerate() {
             let src = &x[(first + k) * h * w..(first + k + 1) * h * w];
-            for (i, o) in plane.iter_mut().enumerate() {
-                let (a, b) = (i / (2 * w), i % (2 * w));
-                *o = scale * src[(a / 2) * w + b / 2];
+            // Row by row: fine rows 2a and 2a + 1 repeat coarse row a, each value twice.
+            for (rows, coarse) in plane.chunks_mut(4 * w).zip(src.chunks(w)) {
+                for row in rows.chunks_mut(2 * w) {
+                    for (o, &c) in row.chunks_mut(2).zip(coarse) {
+                        o[0] = scale * c;
+                        o[1] = scale * c;
+                    }
+                }
             }
         }
     })
