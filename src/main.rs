@@ -1277,8 +1277,26 @@ fn check_seconds(seconds: f64) -> Result<()> {
     Ok(())
 }
 
-fn cmd_bench_flow(a: BenchFlowArgs) -> Result<()> {
-    use latticeml::flow::bench::{FlowBench, TRAIN_BATCH};
+/// What the network benchmarks (`bench flow|can|diffusion`) share: their common flags.
+struct NetBench<'a> {
+    device: &'a str,
+    dims: &'a str,
+    seconds: f64,
+    sample_batch: usize,
+    json: bool,
+}
+
+/// Checks `--seconds` and `--sample-batch`, picks the device, prints `header(device)` (not with
+/// `--json`), runs `run(device, lattice)` for its figures as JSON members and as text, and
+/// prints them (JSON after the device and the extents).
+fn net_bench(
+    a: NetBench,
+    header: impl FnOnce(&str) -> String,
+    run: impl FnOnce(
+        &Device,
+        latticeml::lattice::Lattice,
+    ) -> Result<(Vec<(&'static str, Json)>, String)>,
+) -> Result<()> {
     check_seconds(a.seconds)?;
     if a.sample_batch == 0 || a.sample_batch > 1 << 20 {
         return Err(Error::InvalidInput(format!(
@@ -1286,41 +1304,60 @@ fn cmd_bench_flow(a: BenchFlowArgs) -> Result<()> {
             a.sample_batch
         )));
     }
-    let (device, why) = Device::from_name(&a.device)?;
-    let lattice = latticeml::lattice::Lattice::parse(&a.dims)?;
-    let mut bench = FlowBench::new(&device, lattice)?;
+    let (device, why) = Device::from_name(a.device)?;
+    let lattice = latticeml::lattice::Lattice::parse(a.dims)?;
     if !a.json {
         eprintln!("latticeml: {why}");
-        println!(
-            "flow on phi4 {} (m2 = -4, lambda0 = 8): 16 couplings, conv 1→8→8→2 3×3, f32, {}",
-            a.dims,
-            device.describe()
-        );
+        println!("{}", header(&device.describe()));
     }
-    let f = bench.run(a.seconds, a.sample_batch)?;
+    let (members, text) = run(&device, lattice)?;
     if a.json {
-        print!(
-            "{}",
-            Json::obj([
-                ("device", Json::Str(device.describe())),
-                ("dims", Json::Str(a.dims.clone())),
+        let mut all = vec![
+            ("device", Json::Str(device.describe())),
+            ("dims", Json::Str(a.dims.to_string())),
+        ];
+        all.extend(members);
+        print!("{}", Json::obj(all).pretty());
+    } else {
+        println!("{text}");
+    }
+    Ok(())
+}
+
+fn cmd_bench_flow(a: BenchFlowArgs) -> Result<()> {
+    use latticeml::flow::bench::{FlowBench, TRAIN_BATCH};
+    let frame = NetBench {
+        device: &a.device,
+        dims: &a.dims,
+        seconds: a.seconds,
+        sample_batch: a.sample_batch,
+        json: a.json,
+    };
+    let header = |d: &str| {
+        format!(
+            "flow on phi4 {} (m2 = -4, lambda0 = 8): 16 couplings, conv 1→8→8→2 3×3, f32, {d}",
+            a.dims
+        )
+    };
+    net_bench(frame, header, |device, lattice| {
+        let f = FlowBench::new(device, lattice)?.run(a.seconds, a.sample_batch)?;
+        Ok((
+            vec![
                 ("train_batch", Json::Num(TRAIN_BATCH as f64)),
                 (
                     "train_steps_per_second",
-                    Json::Num(f.train_steps_per_second)
+                    Json::Num(f.train_steps_per_second),
                 ),
                 ("sample_batch", Json::Num(f.sample_batch as f64)),
                 ("samples_per_second", Json::Num(f.samples_per_second)),
-            ])
-            .pretty()
-        );
-    } else {
-        println!(
-            "  training: {:>8.1} steps/s (batch {TRAIN_BATCH})\n  sampling: {:>8.1} samples/s (batch {})",
-            f.train_steps_per_second, f.samples_per_second, f.sample_batch
-        );
-    }
-    Ok(())
+            ],
+            format!(
+                "  training: {:>8.1} steps/s (batch {TRAIN_BATCH})\n  sampling: {:>8.1} samples/s \
+                 (batch {})",
+                f.train_steps_per_second, f.samples_per_second, f.sample_batch
+            ),
+        ))
+    })
 }
 
 fn cmd_bench_nn(a: BenchNnArgs) -> Result<()> {

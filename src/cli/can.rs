@@ -14,7 +14,7 @@ use latticeml::nn::layers::Activation;
 use latticeml::run::RunConfig;
 use latticeml::sampler::SamplerConfig;
 use latticeml::theory::LocalAlgorithm;
-use latticeml::{Device, Error, Result};
+use latticeml::{Error, Result};
 
 use super::{claim_of, run_and_print, with_progress, RunFileArgs, TheoryArgs};
 
@@ -313,63 +313,43 @@ pub struct BenchCanArgs {
 pub fn cmd_bench_can(a: BenchCanArgs) -> Result<()> {
     use latticeml::can::bench::{CanBench, TRAIN_BATCH};
     use latticeml::io::json::Json;
-    super::check_seconds(a.seconds)?;
-    if a.sample_batch == 0 || a.sample_batch > 1 << 20 {
-        return Err(Error::InvalidInput(format!(
-            "--sample-batch {} must be between 1 and 2^20",
-            a.sample_batch
-        )));
-    }
-    let (device, why) = Device::from_name(&a.device)?;
-    let lattice = latticeml::lattice::Lattice::parse(&a.dims)?;
-    let mut bench = CanBench::new(&device, lattice)?;
-    if !a.json {
-        eprintln!("latticeml: {why}");
-        println!(
+    let frame = super::NetBench {
+        device: &a.device,
+        dims: &a.dims,
+        seconds: a.seconds,
+        sample_batch: a.sample_batch,
+        json: a.json,
+    };
+    let header = |d: &str| {
+        format!(
             "CAN on xy {} (beta = 1): 16 channels, mask A + 2 residual mask-B layers 5×5, 4 Beta \
-             components, f32, {}",
-            a.dims,
-            device.describe()
-        );
-    }
-    let f = bench.run(a.seconds, a.sample_batch)?;
-    if a.json {
-        print!(
-            "{}",
-            Json::obj([
-                ("device", Json::Str(device.describe())),
-                ("dims", Json::Str(a.dims.clone())),
+             components, f32, {d}",
+            a.dims
+        )
+    };
+    super::net_bench(frame, header, |device, lattice| {
+        let f = CanBench::new(device, lattice)?.run(a.seconds, a.sample_batch)?;
+        let saving = f.samples_per_second / f.naive_samples_per_second;
+        Ok((
+            vec![
                 ("train_batch", Json::Num(TRAIN_BATCH as f64)),
-                (
-                    "train_steps_per_second",
-                    Json::Num(f.train_steps_per_second)
-                ),
+                ("train_steps_per_second", Json::Num(f.train_steps_per_second)),
                 ("grad_steps_per_second", Json::Num(f.grad_steps_per_second)),
                 ("sample_batch", Json::Num(f.sample_batch as f64)),
                 ("samples_per_second", Json::Num(f.samples_per_second)),
-                (
-                    "naive_samples_per_second",
-                    Json::Num(f.naive_samples_per_second)
-                ),
-                (
-                    "cached_over_naive",
-                    Json::Num(f.samples_per_second / f.naive_samples_per_second)
-                ),
-            ])
-            .pretty()
-        );
-    } else {
-        println!(
-            "  training:          {:>9.2} steps/s (batch {TRAIN_BATCH})\n  gradient only:     \
-             {:>9.2} steps/s (fixed batch)\n  cached generation: {:>9.1} samples/s (batch {})\n  \
-             naive generation:  {:>9.1} samples/s ({:.0}× slower)",
-            f.train_steps_per_second,
-            f.grad_steps_per_second,
-            f.samples_per_second,
-            f.sample_batch,
-            f.naive_samples_per_second,
-            f.samples_per_second / f.naive_samples_per_second
-        );
-    }
-    Ok(())
+                ("naive_samples_per_second", Json::Num(f.naive_samples_per_second)),
+                ("cached_over_naive", Json::Num(saving)),
+            ],
+            format!(
+                "  training:          {:>9.2} steps/s (batch {TRAIN_BATCH})\n  gradient only:     \
+                 {:>9.2} steps/s (fixed batch)\n  cached generation: {:>9.1} samples/s (batch {})\n  \
+                 naive generation:  {:>9.1} samples/s ({saving:.0}× slower)",
+                f.train_steps_per_second,
+                f.grad_steps_per_second,
+                f.samples_per_second,
+                f.sample_batch,
+                f.naive_samples_per_second,
+            ),
+        ))
+    })
 }

@@ -282,67 +282,53 @@ pub struct BenchDiffusionArgs {
 pub fn cmd_bench_diffusion(a: BenchDiffusionArgs) -> Result<()> {
     use latticeml::diffusion::bench::{DiffusionBench, TRAIN_BATCH};
     use latticeml::io::json::Json;
-    super::check_seconds(a.seconds)?;
-    if a.sample_batch == 0 || a.sample_batch > 1 << 20 || a.steps == 0 {
-        return Err(Error::InvalidInput(format!(
-            "--sample-batch {} (1 to 2^20) and --steps {} (at least 1)",
-            a.sample_batch, a.steps
-        )));
+    if a.steps == 0 {
+        return Err(Error::InvalidInput("--steps must be at least 1".into()));
     }
-    let (device, why) = Device::from_name(&a.device)?;
-    let lattice = latticeml::lattice::Lattice::parse(&a.dims)?;
-    let dims = match lattice.extents() {
-        [h, w] => [*h, *w],
-        _ => {
-            return Err(Error::InvalidInput(format!(
-                "--dims {}: the score network is 2D",
-                a.dims
-            )))
-        }
+    let frame = super::NetBench {
+        device: &a.device,
+        dims: &a.dims,
+        seconds: a.seconds,
+        sample_batch: a.sample_batch,
+        json: a.json,
     };
-    let mut bench = DiffusionBench::new(&device, dims)?;
-    if !a.json {
-        eprintln!("latticeml: {why}");
-        println!(
-            "score U-Net on {} (channels 16, 32, 4 groups, 16 frequencies, periodic), f32, {}",
-            a.dims,
-            device.describe()
-        );
-    }
-    let f = bench.run(a.seconds, a.sample_batch)?;
-    let per_config = f.configurations_per_second(a.steps);
-    if a.json {
-        print!(
-            "{}",
-            Json::obj([
-                ("device", Json::Str(device.describe())),
-                ("dims", Json::Str(a.dims.clone())),
+    let header = |d: &str| {
+        format!(
+            "score U-Net on {} (channels 16, 32, 4 groups, 16 frequencies, periodic), f32, {d}",
+            a.dims
+        )
+    };
+    super::net_bench(frame, header, |device, lattice| {
+        let dims = match lattice.extents() {
+            [h, w] => [*h, *w],
+            _ => {
+                return Err(Error::InvalidInput(format!(
+                    "--dims {}: the score network is 2D",
+                    a.dims
+                )))
+            }
+        };
+        let f = DiffusionBench::new(device, dims)?.run(a.seconds, a.sample_batch)?;
+        let per_config = f.configurations_per_second(a.steps);
+        Ok((
+            vec![
                 ("train_batch", Json::Num(TRAIN_BATCH as f64)),
-                (
-                    "train_samples_per_second",
-                    Json::Num(f.train_samples_per_second)
-                ),
+                ("train_samples_per_second", Json::Num(f.train_samples_per_second)),
                 ("sample_batch", Json::Num(f.sample_batch as f64)),
-                (
-                    "evaluations_per_second",
-                    Json::Num(f.evaluations_per_second)
-                ),
+                ("evaluations_per_second", Json::Num(f.evaluations_per_second)),
                 ("sampler_steps", Json::Num(a.steps as f64)),
                 ("configurations_per_second", Json::Num(per_config)),
-            ])
-            .pretty()
-        );
-    } else {
-        println!(
-            "  training:          {:>9.1} samples/s (batch {TRAIN_BATCH})\n  score evaluations: \
-             {:>9.1} configurations/s (batch {})\n  sampling:          {:>9.2} configurations/s \
-             ({} steps)",
-            f.train_samples_per_second,
-            f.evaluations_per_second,
-            f.sample_batch,
-            per_config,
-            a.steps
-        );
-    }
-    Ok(())
+            ],
+            format!(
+                "  training:          {:>9.1} samples/s (batch {TRAIN_BATCH})\n  score evaluations: \
+                 {:>9.1} configurations/s (batch {})\n  sampling:          {:>9.2} configurations/s \
+                 ({} steps)",
+                f.train_samples_per_second,
+                f.evaluations_per_second,
+                f.sample_batch,
+                per_config,
+                a.steps
+            ),
+        ))
+    })
 }
