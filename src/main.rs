@@ -204,6 +204,27 @@ fn with_progress<R>(
 }
 
 /// The production run of `cfg` into `out` with the file flags `files`, and its table.
+/// Chains listed one by one up to this many; beyond, their range and median.
+const LISTED_CHAINS: usize = 16;
+
+/// The acceptance line of the table: every chain's, or for many chains the lowest, the median
+/// and the highest.
+fn chain_acceptances(chains: &[latticeml::run::ChainStats]) -> String {
+    let mut a: Vec<f64> = chains.iter().map(|c| c.acceptance).collect();
+    if a.len() <= LISTED_CHAINS {
+        let each: Vec<String> = a.iter().map(|x| format!("{x:.2}")).collect();
+        return format!("acceptance per chain: {}", each.join(" "));
+    }
+    a.sort_by(f64::total_cmp);
+    format!(
+        "acceptance per chain ({} chains): lowest {:.2}, median {:.2}, highest {:.2}",
+        a.len(),
+        a[0],
+        a[a.len() / 2],
+        a[a.len() - 1]
+    )
+}
+
 fn run_and_print(
     cfg: &RunConfig,
     device: &str,
@@ -1035,12 +1056,7 @@ fn print_table(o: &RunOutcome) {
         "{} updates   {:.3e} site-updates/s on {}",
         o.trajectories, o.site_steps_per_second, o.device
     );
-    let accs: Vec<String> = o
-        .chains
-        .iter()
-        .map(|c| format!("{:.2}", c.acceptance))
-        .collect();
-    println!("acceptance per chain: {}", accs.join(" "));
+    println!("{}", chain_acceptances(&o.chains));
     let worst = o
         .replicas
         .iter()
