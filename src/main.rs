@@ -451,7 +451,7 @@ struct SpectralArgs {
     /// Points of the ω-grid.
     #[arg(long, default_value_t = 500)]
     omega_points: usize,
-    /// nn, nn-p2p, nn-p2p-signfree, mem, mem-classic, tikhonov, tikhonov-lcurve, tsvd, or all.
+    /// nn, nn-p2p, nn-p2p-signfree, mem, mem-classic, br, tikhonov, tikhonov-lcurve, tsvd, or all.
     #[arg(long, default_value = "all")]
     method: String,
     /// Adam steps of the neural methods.
@@ -1523,7 +1523,7 @@ fn cmd_spectral(a: SpectralArgs) -> Result<()> {
     kind.check_points(&data.x)?;
     let (device, _) = Device::from_name(&a.device)?;
     let names: Vec<&str> = if a.method == "all" {
-        vec!["nn", "nn-p2p", "mem", "tikhonov", "tsvd"]
+        vec!["nn", "nn-p2p", "mem", "br", "tikhonov", "tsvd"]
     } else {
         vec![a.method.as_str()]
     };

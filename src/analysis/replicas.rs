@@ -61,7 +61,7 @@ pub fn chi2_q(x: f64, dof: usize) -> f64 {
 
 /// ln Γ(x) for x > 0: Lanczos' approximation (g = 7, nine terms; relative error ~1e-15),
 /// with the reflection-free form valid for x ≥ ½ and the recurrence below it.
-fn ln_gamma(x: f64) -> f64 {
+pub(crate) fn ln_gamma(x: f64) -> f64 {
     const G: f64 = 7.0;
     const C: [f64; 9] = [
         0.999_999_999_999_809_9,

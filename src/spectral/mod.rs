@@ -2,6 +2,7 @@
 //! representations trained through the autodiff tape, beside MEM, Tikhonov and TSVD — all through
 //! one interface, [`reconstruct`].
 
+pub mod br;
 pub mod classical;
 pub mod data;
 pub mod kernel;
@@ -33,6 +34,12 @@ pub enum Method {
         /// Constant default model.
         default_model: Option<f64>,
     },
+    /// The Bayesian reconstruction of Burnier and Rothkopf ([`br`]) with a constant default model
+    /// (fitted when `None`).
+    Br {
+        /// Constant default model.
+        default_model: Option<f64>,
+    },
     /// Tikhonov with α by GCV or the L-curve.
     Tikhonov(AlphaRule),
     /// Truncated SVD, cut by the discrepancy principle.
@@ -40,7 +47,7 @@ pub enum Method {
 }
 
 impl Method {
-    /// `nn`, `nn-p2p`, `nn-p2p-signfree`, `mem`, `mem-classic`, `tikhonov`, `tikhonov-lcurve` or `tsvd`.
+    /// `nn`, `nn-p2p`, `nn-p2p-signfree`, `mem`, `mem-classic`, `br`, `tikhonov`, `tikhonov-lcurve` or `tsvd`.
     pub fn from_name(name: &str) -> Result<Self> {
         Ok(match name {
             "nn" => Method::Neural(NnOptions::new(NnKind::List)),
@@ -48,12 +55,13 @@ impl Method {
             "nn-p2p-signfree" => Method::Neural(NnOptions::new(NnKind::PointToPoint { positive: false })),
             "mem" => Method::Mem { alpha: MemAlpha::Bryan, default_model: None },
             "mem-classic" => Method::Mem { alpha: MemAlpha::Classic, default_model: None },
+            "br" => Method::Br { default_model: None },
             "tikhonov" => Method::Tikhonov(AlphaRule::Gcv),
             "tikhonov-lcurve" => Method::Tikhonov(AlphaRule::LCurve),
             "tsvd" => Method::Tsvd,
             _ => {
                 return Err(Error::InvalidInput(format!(
-                    "unknown method '{name}': use nn, nn-p2p, nn-p2p-signfree, mem, mem-classic, tikhonov, tikhonov-lcurve, tsvd or all"
+                    "unknown method '{name}': use nn, nn-p2p, nn-p2p-signfree, mem, mem-classic, br, tikhonov, tikhonov-lcurve, tsvd or all"
                 )))
             }
         })
@@ -75,6 +83,7 @@ impl Method {
                 alpha: MemAlpha::Classic,
                 ..
             } => "mem-classic".into(),
+            Method::Br { .. } => "br".into(),
             Method::Tikhonov(AlphaRule::Gcv) => "tikhonov".into(),
             Method::Tikhonov(AlphaRule::LCurve) => "tikhonov-lcurve".into(),
             Method::Tsvd => "tsvd".into(),
@@ -154,19 +163,16 @@ pub fn reconstruct(p: &Problem, method: &Method, device: &Device) -> Result<Reco
             let band = s.sigma.as_ref().map(|sd| band_of(&s.rho, sd));
             (s.rho, band, Some(s.choice))
         }
+        Method::Br { default_model } => {
+            let m0 = default_model_of(*default_model, &aw, &gw)?;
+            let s = br::br(&aw, &p.grid.weights, &gw, &vec![m0; p.grid.len()])?;
+            (s.rho, None, Some(("alpha", s.alpha)))
+        }
         Method::Mem {
             alpha,
             default_model,
         } => {
-            let m0 = match default_model {
-                Some(m) if *m > 0.0 && m.is_finite() => *m,
-                Some(m) => {
-                    return Err(Error::InvalidInput(format!(
-                        "default model {m} must be positive"
-                    )))
-                }
-                None => flat_default(&aw, &gw),
-            };
+            let m0 = default_model_of(*default_model, &aw, &gw)?;
             // B = A_w without the quadrature weights.
             let mut b = aw.clone();
             for i in 0..b.rows {
@@ -304,6 +310,17 @@ pub fn reconstruct_many(
 }
 
 /// The constant m₀ that best fits the data alone (least squares), floored at a small positive value.
+/// The constant default model given, or fitted to the data ([`flat_default`]).
+fn default_model_of(given: Option<f64>, aw: &Matrix, gw: &[f64]) -> Result<f64> {
+    match given {
+        Some(m) if m > 0.0 && m.is_finite() => Ok(m),
+        Some(m) => Err(Error::InvalidInput(format!(
+            "default model {m} must be positive"
+        ))),
+        None => Ok(flat_default(aw, gw)),
+    }
+}
+
 pub(crate) fn flat_default(aw: &Matrix, gw: &[f64]) -> f64 {
     let col: Vec<f64> = (0..aw.rows).map(|i| aw.row(i).iter().sum()).collect();
     let m = linalg::dot(&col, gw) / linalg::dot(&col, &col).max(1e-300);
