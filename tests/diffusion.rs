@@ -498,11 +498,11 @@ fn free_field_draws_match_the_exact_propagator() {
     ));
     ok(&format!(
         "diffusion sample --model {model} --samples 1024 --chains 256 --steps 500 --out {em} \
-         --device cpu"
+         --save-every 1 --device cpu"
     ));
     ok(&format!(
         "diffusion sample --model {model} --samples 1280 --chains 64 --sampler ode --steps 50 \
-         --mh --out {mh} --device cpu"
+         --mh --out {mh} --save-every 1 --device cpu"
     ));
     let g = field.kernel(|c| c);
     let exact: Vec<f64> = std::iter::once(g[0])
