@@ -96,7 +96,14 @@ fn kernels_match_closed_forms_and_quadrature() {
 #[test]
 fn classical_methods_reproduce_precise_data() {
     let (p, truth) = bw1_problem(1e-5, 100, 500, 20.0);
-    for name in ["tikhonov", "tikhonov-lcurve", "tsvd", "mem", "mem-classic", "br"] {
+    for name in [
+        "tikhonov",
+        "tikhonov-lcurve",
+        "tsvd",
+        "mem",
+        "mem-classic",
+        "br",
+    ] {
         let r = reconstruct(&p, &Method::from_name(name).unwrap(), &cpu()).unwrap();
         let m = metrics(&p.grid, &r.rho, &truth);
         println!(
