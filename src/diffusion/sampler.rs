@@ -56,6 +56,7 @@ pub struct DrawSettings {
 impl DrawSettings {
     /// Checks the combination.
     pub fn validate(&self) -> Result<()> {
+        self.integrator.validate()?;
         if self.steps == 0 {
             return Err(Error::InvalidInput("--steps must be at least 1".into()));
         }

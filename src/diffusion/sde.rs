@@ -94,23 +94,25 @@ impl Integrator {
         matches!(self, Integrator::Heun | Integrator::Rk45 { .. })
     }
 
-    fn validate(&self) -> Result<()> {
-        let ok = match *self {
-            Integrator::Euler { h } => (0.0..=1.0).contains(&h),
+    /// Checks the integrator's parameters.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: String| Err(Error::InvalidInput(what));
+        match *self {
+            Integrator::Euler { h } if !(0.0..=1.0).contains(&h) => {
+                bad(format!("--h {h}: use 0 <= h <= 1"))
+            }
+            Integrator::PredictorCorrector { snr, .. } if !(snr.is_finite() && snr > 0.0) => bad(
+                format!("--snr {snr}: use a positive signal-to-noise ratio (0.16 in the papers)"),
+            ),
             Integrator::PredictorCorrector {
-                snr,
-                corrector_steps,
-            } => snr.is_finite() && snr > 0.0 && corrector_steps <= 255,
-            Integrator::Heun => true,
-            Integrator::Rk45 { tol } => tol.is_finite() && tol > 0.0 && tol < 1.0,
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::InvalidInput(format!(
-                "{self:?}: use 0 <= h <= 1, a positive finite snr with at most 255 corrector \
-                 steps, and 0 < tol < 1"
-            )))
+                corrector_steps, ..
+            } if corrector_steps > 255 => bad(format!(
+                "--corrector-steps {corrector_steps}: use at most 255"
+            )),
+            Integrator::Rk45 { tol } if !(tol.is_finite() && tol > 0.0 && tol < 1.0) => {
+                bad(format!("--tol {tol}: use 0 < tol < 1 (1e-5 is usual)"))
+            }
+            _ => Ok(()),
         }
     }
 }
