@@ -231,6 +231,25 @@ fn train_resume_and_sample_from_the_command_line() {
         summary.contains("\"evaluations_per_draw\": 30"),
         "{summary}"
     );
+    // Sampling resumes bit-identically, the adaptive integrator's evaluation count included.
+    let (whole, part) = (dir("diff-whole"), dir("diff-part"));
+    let draw = |samples: u32, out: &str, more: &str| {
+        ok(&format!(
+            "diffusion sample --model {a} --samples {samples} --chains 4 --sampler rk45 --tol 1e-3 \
+             --save-every 1 --out {out} --device cpu {more}"
+        ))
+    };
+    draw(16, &whole, "");
+    draw(8, &part, "");
+    draw(16, &part, "--resume");
+    let (w, p) = (std::path::Path::new(&whole), std::path::Path::new(&part));
+    common::assert_same_run_files(w, p, "diffusion sample --resume");
+    let evals = |d: &std::path::Path| {
+        let text = std::fs::read_to_string(d.join("summary.json")).unwrap();
+        let at = text.find("\"evaluations_per_draw\"").unwrap();
+        text[at..].lines().next().unwrap().to_string()
+    };
+    assert_eq!(evals(w), evals(p));
     let em_mh = format!("diffusion sample --model {a} --mh --sampler em --out {b}-z");
     common::refused(
         &em_mh.split_whitespace().collect::<Vec<_>>(),
@@ -251,7 +270,7 @@ fn train_resume_and_sample_from_the_command_line() {
         format!("diffusion sample --model {a} --sampler rk9 --out {b}-y"),
         "--sampler rk9",
     );
-    for d in [&run, &a, &b, &s, &xy, &mh, &rk, &pc, &zp] {
+    for d in [&run, &a, &b, &s, &xy, &mh, &rk, &pc, &zp, &whole, &part] {
         let _ = std::fs::remove_dir_all(d);
     }
 }

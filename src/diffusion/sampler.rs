@@ -366,11 +366,21 @@ impl Sampler for DiffusionSampler {
     }
 
     fn state(&self) -> Result<Vec<(String, Vec<f64>)>> {
-        Ok(self.chains.state())
+        let mut s = self.chains.state();
+        s.push(("evaluations".into(), vec![self.evaluations]));
+        Ok(s)
     }
 
     fn restore(&mut self, done: u64, state: &[(String, Vec<f64>)]) -> Result<()> {
         self.chains.restore(state)?;
+        self.evaluations = match crate::sampler::saved(state, "evaluations")? {
+            [e] if e.is_finite() && *e >= 0.0 => *e,
+            _ => {
+                return Err(Error::InvalidInput(
+                    "the saved count of score evaluations does not fit".into(),
+                ))
+            }
+        };
         self.done = done;
         Ok(())
     }
