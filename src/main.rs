@@ -127,12 +127,8 @@ struct FlowTrainArgs {
     /// Output (model) directory.
     #[arg(long, default_value = "latticeml-flow")]
     out: PathBuf,
-    /// Continue the training stored in --out (same parameters; --steps may grow).
-    #[arg(long, conflicts_with = "force")]
-    resume: bool,
-    /// Replace the results of an earlier command in --out.
-    #[arg(long)]
-    force: bool,
+    #[command(flatten)]
+    claim: TrainClaimArgs,
 }
 
 #[derive(Args)]
@@ -263,7 +259,7 @@ fn cmd_flow_train(a: FlowTrainArgs) -> Result<()> {
     job.flow.validate()?;
     job.train.validate()?;
     let o = with_progress(&a.device, a.steps, "steps", |d, p| {
-        train(&job, d, &a.out, claim_of(a.resume, a.force), p)
+        train(&job, d, &a.out, a.claim.claim(), p)
     })?;
     println!(
         "step {}: loss {:.4}  ESS/sample {:.3}  acceptance {:.3}  ({:.1} steps/s)",
@@ -702,6 +698,23 @@ struct RunFileArgs {
 }
 
 impl RunFileArgs {
+    fn claim(&self) -> Claim {
+        claim_of(self.resume, self.force)
+    }
+}
+
+/// How a training command treats an occupied model directory (`flow|can|diffusion train`).
+#[derive(Args)]
+struct TrainClaimArgs {
+    /// Continue the training stored in --out (same parameters; the steps or epochs may grow).
+    #[arg(long, conflicts_with = "force")]
+    resume: bool,
+    /// Replace the results of an earlier command in --out.
+    #[arg(long)]
+    force: bool,
+}
+
+impl TrainClaimArgs {
     fn claim(&self) -> Claim {
         claim_of(self.resume, self.force)
     }

@@ -110,12 +110,8 @@ pub struct CanTrainArgs {
     /// Output (model) directory.
     #[arg(long, default_value = "latticeml-can")]
     out: PathBuf,
-    /// Continue the training stored in --out (same parameters; --steps may grow).
-    #[arg(long, conflicts_with = "force")]
-    resume: bool,
-    /// Replace the results of an earlier command in --out.
-    #[arg(long)]
-    force: bool,
+    #[command(flatten)]
+    claim: super::TrainClaimArgs,
 }
 
 #[derive(Args)]
@@ -193,7 +189,7 @@ pub fn cmd_can(what: CanWhat) -> Result<()> {
 fn cmd_train(a: CanTrainArgs) -> Result<()> {
     let job = a.net.job(a.couplings.config()?)?;
     let o = with_progress(&a.net.device, job.steps, "steps", |d, p| {
-        train(&job, d, &a.out, claim_of(a.resume, a.force), None, p)
+        train(&job, d, &a.out, a.claim.claim(), None, p)
     })?;
     println!(
         "step {}: beta {:.4}  F/V {:.5} (variance {:.3e})  ESS/sample {:.3}  acceptance {:.3}  \

@@ -13,7 +13,7 @@ use latticeml::run::RunConfig;
 use latticeml::sampler::SamplerConfig;
 use latticeml::{Device, Error, Result};
 
-use super::{claim_of, run_and_print, with_progress, RunFileArgs};
+use super::{run_and_print, with_progress, RunFileArgs};
 
 #[derive(Subcommand)]
 pub enum DiffusionWhat {
@@ -67,12 +67,8 @@ pub struct DiffusionTrainArgs {
     /// Output (model) directory.
     #[arg(long, default_value = "latticeml-diffusion")]
     out: PathBuf,
-    /// Continue the training stored in --out (same parameters; --epochs may grow).
-    #[arg(long, conflicts_with = "force")]
-    resume: bool,
-    /// Replace the results of an earlier command in --out.
-    #[arg(long)]
-    force: bool,
+    #[command(flatten)]
+    claim: super::TrainClaimArgs,
 }
 
 #[derive(Args)]
@@ -170,7 +166,7 @@ fn cmd_train(a: DiffusionTrainArgs) -> Result<()> {
     };
     job.validate()?;
     let o = with_progress(&a.device, job.epochs, "epochs", |d, p| {
-        train(&job, d, &a.out, claim_of(a.resume, a.force), p)
+        train(&job, d, &a.out, a.claim.claim(), p)
     })?;
     println!(
         "epoch {}: loss {:.5}  ({:.1} training samples/s)",
