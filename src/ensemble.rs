@@ -11,8 +11,8 @@ use std::ops::Range;
 
 use crate::error::{Error, Result};
 
-/// The ranks running one ensemble, and the two collective operations the production run needs.
-/// Every rank calls the same operations in the same order.
+/// The ranks running one ensemble or one decomposed lattice ([`crate::domain`]), and the
+/// operations between them. Every rank calls the same collective operations in the same order.
 pub trait Team {
     /// This process's rank, 0 ≤ rank < size; rank 0 writes the files.
     fn rank(&self) -> usize;
@@ -23,6 +23,14 @@ pub trait Team {
     fn gather(&self, local: &[f64]) -> Option<Vec<f64>>;
     /// Whether `ok` holds on every rank (a barrier).
     fn all_ok(&self, ok: bool) -> bool;
+    /// Every rank receives the concatenation, in rank order, of every rank's `local`.
+    fn all_gather(&self, local: &[f64]) -> Vec<f64>;
+    /// Sends `send` to rank `to` while receiving `recv.len()` values from rank `from` (the halo
+    /// exchange's shift; `to` and `from` may be this rank).
+    fn exchange(&self, send: &[f64], to: usize, recv: &mut [f64], from: usize);
+    /// The personalised all-to-all: `send` holds `counts_out[r]` values for each rank r, in rank
+    /// order; returns the `counts_in[r]` values each rank r sent here, in rank order.
+    fn all_to_all(&self, send: &[f64], counts_out: &[usize], counts_in: &[usize]) -> Vec<f64>;
 }
 
 /// The single process: every operation is local.
@@ -41,6 +49,15 @@ impl Team for Solo {
     }
     fn all_ok(&self, ok: bool) -> bool {
         ok
+    }
+    fn all_gather(&self, local: &[f64]) -> Vec<f64> {
+        local.to_vec()
+    }
+    fn exchange(&self, send: &[f64], _to: usize, recv: &mut [f64], _from: usize) {
+        recv.copy_from_slice(send);
+    }
+    fn all_to_all(&self, send: &[f64], _counts_out: &[usize], _counts_in: &[usize]) -> Vec<f64> {
+        send.to_vec()
     }
 }
 
@@ -82,23 +99,40 @@ pub fn agree<T>(team: &dyn Team, result: Result<T>) -> Result<T> {
 /// The MPI world as a [`Team`] (the `mpi` feature): run under `mpirun -np N`.
 #[cfg(feature = "mpi")]
 pub mod mpi {
-    use mpi::datatype::PartitionMut;
+    use mpi::datatype::{Partition, PartitionMut};
     use mpi::topology::SimpleCommunicator;
     use mpi::traits::*;
     use mpi::Count;
 
     /// The ranks of `MPI_COMM_WORLD`. Keep the [`mpi::environment::Universe`] alive while it is
-    /// used (MPI is finalised when the universe drops).
+    /// used (MPI is finalised when the universe drops). It holds no handle, so it can move into
+    /// a sampler's backend (the domain decomposition's halo exchange).
     pub struct MpiTeam {
-        world: SimpleCommunicator,
+        _private: (),
+    }
+
+    /// MPI counts and displacements of consecutive blocks of `counts` values.
+    fn layout(counts: &[usize]) -> (Vec<Count>, Vec<Count>) {
+        let counts: Vec<Count> = counts.iter().map(|&c| c as Count).collect();
+        let displs = counts
+            .iter()
+            .scan(0, |at, &c| {
+                let d = *at;
+                *at += c;
+                Some(d)
+            })
+            .collect();
+        (counts, displs)
     }
 
     impl MpiTeam {
         /// The team of the world communicator of `universe`.
-        pub fn new(universe: &mpi::environment::Universe) -> Self {
-            MpiTeam {
-                world: universe.world(),
-            }
+        pub fn new(_universe: &mpi::environment::Universe) -> Self {
+            MpiTeam { _private: () }
+        }
+
+        fn world(&self) -> SimpleCommunicator {
+            SimpleCommunicator::world()
         }
 
         /// Initialises MPI (once per process) and returns the universe, to be kept alive, with
@@ -114,39 +148,35 @@ pub mod mpi {
         /// This rank's index among the ranks on its node, and their number (to share the node's
         /// cores or GPUs: [`crate::Device::for_local_rank`]).
         pub fn node_local(&self) -> (usize, usize) {
-            let node = self.world.split_shared(self.world.rank());
+            let world = self.world();
+            let node = world.split_shared(world.rank());
             (node.rank() as usize, node.size() as usize)
         }
     }
 
     impl super::Team for MpiTeam {
         fn rank(&self) -> usize {
-            self.world.rank() as usize
+            self.world().rank() as usize
         }
 
         fn size(&self) -> usize {
-            self.world.size() as usize
+            self.world().size() as usize
         }
 
         fn gather(&self, local: &[f64]) -> Option<Vec<f64>> {
-            let root = self.world.process_at_rank(0);
+            let world = self.world();
+            let root = world.process_at_rank(0);
             let n = local.len() as Count;
-            if self.world.rank() != 0 {
+            if world.rank() != 0 {
                 root.gather_into(&n);
                 root.gather_varcount_into(local);
                 return None;
             }
-            let mut counts = vec![0 as Count; self.world.size() as usize];
+            let mut counts = vec![0 as Count; world.size() as usize];
             root.gather_into_root(&n, &mut counts[..]);
-            let displs: Vec<Count> = counts
-                .iter()
-                .scan(0, |at, &c| {
-                    let d = *at;
-                    *at += c;
-                    Some(d)
-                })
-                .collect();
-            let mut all = vec![0.0; counts.iter().map(|&c| c as usize).sum()];
+            let sizes: Vec<usize> = counts.iter().map(|&c| c as usize).collect();
+            let (counts, displs) = layout(&sizes);
+            let mut all = vec![0.0; sizes.iter().sum()];
             let mut partition = PartitionMut::new(&mut all[..], counts, &displs[..]);
             root.gather_varcount_into_root(local, &mut partition);
             Some(all)
@@ -154,12 +184,44 @@ pub mod mpi {
 
         fn all_ok(&self, ok: bool) -> bool {
             let mut all = 0u8;
-            self.world.all_reduce_into(
+            self.world().all_reduce_into(
                 &u8::from(ok),
                 &mut all,
                 mpi::collective::SystemOperation::min(),
             );
             all == 1
+        }
+
+        fn all_gather(&self, local: &[f64]) -> Vec<f64> {
+            let world = self.world();
+            let mut counts = vec![0 as Count; world.size() as usize];
+            world.all_gather_into(&(local.len() as Count), &mut counts[..]);
+            let sizes: Vec<usize> = counts.iter().map(|&c| c as usize).collect();
+            let (counts, displs) = layout(&sizes);
+            let mut all = vec![0.0; sizes.iter().sum()];
+            let mut partition = PartitionMut::new(&mut all[..], counts, &displs[..]);
+            world.all_gather_varcount_into(local, &mut partition);
+            all
+        }
+
+        fn exchange(&self, send: &[f64], to: usize, recv: &mut [f64], from: usize) {
+            let world = self.world();
+            let (dest, source) = (
+                world.process_at_rank(to as i32),
+                world.process_at_rank(from as i32),
+            );
+            mpi::point_to_point::send_receive_into(send, &dest, recv, &source);
+        }
+
+        fn all_to_all(&self, send: &[f64], counts_out: &[usize], counts_in: &[usize]) -> Vec<f64> {
+            let (oc, od) = layout(counts_out);
+            let (ic, id) = layout(counts_in);
+            let mut all = vec![0.0; counts_in.iter().sum()];
+            let outgoing = Partition::new(send, oc, &od[..]);
+            let mut incoming = PartitionMut::new(&mut all[..], ic, &id[..]);
+            self.world()
+                .all_to_all_varcount_into(&outgoing, &mut incoming);
+            all
         }
     }
 }

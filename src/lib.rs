@@ -21,6 +21,7 @@ pub mod can;
 pub mod csd;
 pub mod device;
 pub mod diffusion;
+pub mod domain;
 pub mod ensemble;
 pub mod error;
 pub mod exact;

@@ -4,6 +4,7 @@
 //! `summary.json`, `checkpoint`), all written atomically.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::analysis::{gamma_primary, replica_consistency, Estimate, ReplicaCheck};
@@ -379,25 +380,83 @@ pub fn run_team(
     progress: &mut dyn FnMut(u64, u64),
     team: &dyn Team,
 ) -> Result<Option<RunOutcome>> {
+    run_shared(cfg, device, out, claim, progress, team, None)
+}
+
+/// [`run`] with the lattice of every chain cut by `grid` over the ranks of `team`
+/// ([`crate::domain`], HMC only): every rank runs every chain on its box, and the files — the
+/// checkpoint included, written by rank 0 — are those of one process, so a decomposed run
+/// resumes on any grid or on one process. Rank 0 returns the outcome, the others `None`.
+pub fn run_decomposed(
+    cfg: &RunConfig,
+    out: &Path,
+    claim: Claim,
+    progress: &mut dyn FnMut(u64, u64),
+    team: Arc<dyn Team + Send + Sync>,
+    grid: &[usize],
+) -> Result<Option<RunOutcome>> {
+    let device = Device::Cpu(crate::device::CpuDevice::with_threads(1));
+    let view = team.clone();
+    run_shared(
+        cfg,
+        &device,
+        out,
+        claim,
+        progress,
+        view.as_ref(),
+        Some((team, grid)),
+    )
+}
+
+/// The body of [`run_team`] (chains shared out, `domain` None) and [`run_decomposed`].
+#[allow(clippy::too_many_arguments)]
+fn run_shared(
+    cfg: &RunConfig,
+    device: &Device,
+    out: &Path,
+    claim: Claim,
+    progress: &mut dyn FnMut(u64, u64),
+    team: &dyn Team,
+    domain: Option<(Arc<dyn Team + Send + Sync>, &[usize])>,
+) -> Result<Option<RunOutcome>> {
     cfg.validate()?;
-    check_team(team, cfg.chains)?;
+    let decomposed = domain.is_some();
+    if !decomposed {
+        check_team(team, cfg.chains)?;
+    }
     let root = team.rank() == 0;
-    let mine = share(cfg.chains, team.rank(), team.size());
+    // Ranks holding their own chains, each with its checkpoint; 1 when the lattice is cut.
+    let shares = if decomposed { 1 } else { team.size() };
+    let mine = match decomposed {
+        true => 0..cfg.chains,
+        false => share(cfg.chains, team.rank(), team.size()),
+    };
     let action = cfg.theory.build()?;
     let lat = action.lattice().clone();
     let names = action.primary_names();
     let ncols = FIXED_COLS + names.len();
-    let built = cfg
-        .sampler
-        .build(action.clone(), mine.len(), device)
-        .and_then(|mut s| s.set_first_chain(mine.start).map(|()| s));
+    let built = match domain {
+        Some((all, grid)) => cfg
+            .sampler
+            .build_decomposed(action.clone(), cfg.chains, all, grid),
+        None => cfg
+            .sampler
+            .build(action.clone(), mine.len(), device)
+            .and_then(|mut s| s.set_first_chain(mine.start).map(|()| s)),
+    };
     let mut sampler = agree(team, built)?;
-    let identity = cfg.identity(action.as_ref(), sampler.as_ref(), team.size());
+    // Rank 0's copy of every rank's rows: gathered from the chains' ranks, or, with a cut
+    // lattice, its own (every rank computed the same global values).
+    let collect = |local: &[f64]| match decomposed {
+        true => root.then(|| local.to_vec()),
+        false => team.gather(local),
+    };
+    let identity = cfg.identity(action.as_ref(), sampler.as_ref(), shares);
     let global = sampler.global_proposals();
     let checked = sampler.stalls_are_failures();
     let mut files: Vec<String> = RUN_FILES.iter().map(|f| f.to_string()).collect();
     files.extend(sampler.extra_files().into_iter().map(String::from));
-    files.extend((1..team.size()).map(rank_checkpoint));
+    files.extend((1..shares).map(rank_checkpoint));
     let manifest = Manifest {
         command: "sample".into(),
         parameters: identity.clone(),
@@ -408,7 +467,7 @@ pub fn run_team(
         .then(|| OutputDir::claim(out, &manifest, claim))
         .transpose();
     let _dir = agree(team, claimed)?;
-    let ckpt_path = out.join(if root {
+    let ckpt_path = out.join(if root || decomposed {
         "checkpoint".to_string()
     } else {
         rank_checkpoint(team.rank())
@@ -438,13 +497,13 @@ pub fn run_team(
         seconds += start.elapsed().as_secs_f64();
         site_updates += sampler.site_updates() as f64;
         let (rows, slices) = agree(team, measured)?;
-        let (rows, slices) = (team.gather(&rows), team.gather(&slices));
+        let (rows, slices) = (collect(&rows), collect(&slices));
         let save = t >= cfg.therm && (t + 1 - cfg.therm).is_multiple_of(cfg.save_every);
         let configs = match save {
             true => agree(team, sampler.fields())?,
             false => Vec::new(),
         };
-        let configs = save.then(|| team.gather(&configs)).flatten();
+        let configs = save.then(|| collect(&configs)).flatten();
         let written = match (&mut streams, rows, slices) {
             (Some(s), Some(rows), Some(slices)) => s.write(cfg, ncols, &rows, &slices, configs),
             _ => Ok(()),
@@ -455,8 +514,11 @@ pub fn run_team(
         let end_of_therm = done == cfg.therm;
         if done.is_multiple_of(cfg.checkpoint_every) || done == cfg.trajectories || end_of_therm {
             let synced = streams.as_mut().map_or(Ok(Vec::new()), |s| s.sync());
-            let written = synced
-                .and_then(|at| write_checkpoint(&ckpt_path, &identity, sampler.as_ref(), &at));
+            // With a cut lattice every rank builds the state (a collective) and rank 0 writes.
+            let writes = root || !decomposed;
+            let written = synced.and_then(|at| {
+                write_checkpoint(&ckpt_path, &identity, sampler.as_ref(), &at, writes)
+            });
             agree(team, written)?;
         }
         if end_of_therm {
@@ -689,8 +751,12 @@ fn write_checkpoint(
     identity: &str,
     sampler: &dyn Sampler,
     files: &[f64],
+    write: bool,
 ) -> Result<()> {
     let mut arrays = sampler.state()?;
+    if !write {
+        return Ok(());
+    }
     arrays.push(("files".into(), files.to_vec()));
     let ck = Checkpoint {
         header: format!("{identity}trajectories_done={}", sampler.updates_done()),

@@ -253,6 +253,29 @@ impl SamplerConfig {
         }
     }
 
+    /// The sampler for `chains` chains of `theory` with the lattice cut by `grid` over the ranks
+    /// of `team` ([`crate::domain`]); HMC only.
+    pub fn build_decomposed(
+        &self,
+        theory: Arc<dyn Theory>,
+        chains: usize,
+        team: Arc<dyn crate::ensemble::Team + Send + Sync>,
+        grid: &[usize],
+    ) -> Result<Box<dyn Sampler>> {
+        check_offers(theory.as_ref(), self.name())?;
+        match self {
+            SamplerConfig::Hmc(p) => Ok(Box::new(HmcSampler::decomposed(
+                theory, chains, *p, team, grid,
+            )?)),
+            other => Err(crate::error::Error::InvalidInput(format!(
+                "--decompose runs --algorithm hmc, not {}; run {} without --decompose (its chains \
+                 then spread over the ranks)",
+                other.name(),
+                other.name()
+            ))),
+        }
+    }
+
     /// The sampler for `chains` chains of `theory` on `device`; an algorithm the theory does not
     /// offer is an error naming the pairs that exist.
     pub fn build(

@@ -4,11 +4,11 @@
 
 mod common;
 
+use common::team::thread_team;
+
 use std::path::Path;
-use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 
-use latticeml::ensemble::Team;
 use latticeml::hmc::{HmcParams, Integrator, Start};
 use latticeml::io::outdir::Claim;
 use latticeml::run::{run, run_team, RunConfig};
@@ -216,88 +216,6 @@ fn an_autoregressive_network_runs_a_share_of_an_ensemble_as_those_chains_of_the_
     };
     check_share(&xy, &with_sweeps);
     let _ = std::fs::remove_dir_all(&model);
-}
-
-/// A team of threads of this process, with the collectives done over channels: the production
-/// run's MPI path exercised without MPI.
-struct ThreadTeam {
-    rank: usize,
-    size: usize,
-    /// Rank 0: a channel from every other rank; the others: the channel to rank 0.
-    inbox: Vec<Receiver<Vec<f64>>>,
-    up: Option<Sender<Vec<f64>>>,
-    /// Rank 0: a channel to every other rank; the others: the channel from rank 0.
-    outbox: Vec<Sender<bool>>,
-    down: Option<Receiver<bool>>,
-}
-
-fn thread_team(size: usize) -> Vec<ThreadTeam> {
-    let mut root = ThreadTeam {
-        rank: 0,
-        size,
-        inbox: Vec::new(),
-        up: None,
-        outbox: Vec::new(),
-        down: None,
-    };
-    let mut others = Vec::new();
-    for rank in 1..size {
-        let (up, inbox) = channel();
-        let (outbox, down) = channel();
-        root.inbox.push(inbox);
-        root.outbox.push(outbox);
-        others.push(ThreadTeam {
-            rank,
-            size,
-            inbox: Vec::new(),
-            up: Some(up),
-            outbox: Vec::new(),
-            down: Some(down),
-        });
-    }
-    std::iter::once(root).chain(others).collect()
-}
-
-impl Team for ThreadTeam {
-    fn rank(&self) -> usize {
-        self.rank
-    }
-    fn size(&self) -> usize {
-        self.size
-    }
-    fn gather(&self, local: &[f64]) -> Option<Vec<f64>> {
-        match &self.up {
-            Some(up) => {
-                up.send(local.to_vec()).unwrap();
-                None
-            }
-            None => {
-                let mut all = local.to_vec();
-                for r in &self.inbox {
-                    all.extend(r.recv().unwrap());
-                }
-                Some(all)
-            }
-        }
-    }
-    fn all_ok(&self, ok: bool) -> bool {
-        match (&self.up, &self.down) {
-            (Some(up), Some(down)) => {
-                up.send(vec![f64::from(u8::from(ok))]).unwrap();
-                down.recv().unwrap()
-            }
-            _ => {
-                let all = self
-                    .inbox
-                    .iter()
-                    .fold(ok, |a, r| r.recv().unwrap()[0] == 1.0 && a);
-                for s in &self.outbox {
-                    s.send(all).unwrap();
-                }
-                all
-            }
-        }
-    }
 }
 
 fn run_config(trajectories: u64) -> RunConfig {

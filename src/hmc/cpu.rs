@@ -185,12 +185,32 @@ pub fn energy_chunks(
     dev.map_indexed(&mut out, |i| {
         let range = chunk_range(i / 2, v, per);
         if i % 2 == 0 {
-            p[range].iter().fold(0.0, |s, &x| s + 0.5 * x * x)
+            kinetic_chunk(&p[range])
         } else {
-            dens[range].iter().sum()
+            action_chunk(&dens[range])
         }
     });
     Ok(out)
+}
+
+/// Σ½p² over one reduction chunk, in site order (shared with [`crate::hmc::domain`], whose
+/// decomposed sums must be these, bit for bit).
+pub(crate) fn kinetic_chunk(p: &[f64]) -> f64 {
+    p.iter().fold(0.0, |s, &x| s + 0.5 * x * x)
+}
+
+/// Σ of the action densities of one reduction chunk, in site order.
+pub(crate) fn action_chunk(dens: &[f64]) -> f64 {
+    dens.iter().sum()
+}
+
+/// Σφ (`k` = 0), Σφ² (1) or Σφ⁴ (2) over one reduction chunk, in site order.
+pub(crate) fn moment_chunk(s: &[f64], k: usize) -> f64 {
+    match k {
+        0 => s.iter().sum(),
+        1 => s.iter().fold(0.0, |a, &x| a + x * x),
+        _ => s.iter().fold(0.0, |a, &x| a + x * x * x * x),
+    }
 }
 
 /// The sites of chunk `block` of a segmented reduction (`chunk_range` in `kernels/common.cuh`).
@@ -212,12 +232,7 @@ pub fn moment_chunks(dev: &CpuDevice, phi: &[f64], seg_len: usize) -> Result<Vec
     let per = chunks_per_segment(seg_len);
     let mut flat = vec![0.0; 3 * per * (phi.len() / seg_len)];
     dev.map_indexed(&mut flat, |i| {
-        let s = &phi[chunk_range(i / 3, seg_len, per)];
-        match i % 3 {
-            0 => s.iter().sum(),
-            1 => s.iter().fold(0.0, |a, &x| a + x * x),
-            _ => s.iter().fold(0.0, |a, &x| a + x * x * x * x),
-        }
+        moment_chunk(&phi[chunk_range(i / 3, seg_len, per)], i % 3)
     });
     Ok(flat)
 }

@@ -7,6 +7,7 @@
 pub mod cpu;
 pub mod cuda;
 pub mod cuda_fourier;
+pub mod domain;
 pub mod fft;
 pub mod fourier;
 pub mod sampler;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 
 use crate::action::Action;
 use crate::device::Device;
+use crate::ensemble::Team;
 use crate::error::{Error, Result};
 use crate::philox;
 
@@ -257,6 +259,24 @@ pub trait HmcBackend: Send {
     }
 }
 
+/// Refuses invalid parameters, no chains, and batches beyond the kernels' 32-bit indices.
+fn check_batch_size(params: &HmcParams, action: &dyn Action, chains: usize) -> Result<()> {
+    params.validate()?;
+    if chains == 0 {
+        return Err(Error::InvalidInput("need at least one chain".into()));
+    }
+    let volume = action.lattice().volume();
+    if chains
+        .checked_mul(volume)
+        .is_none_or(|n| n > u32::MAX as usize / 2)
+    {
+        return Err(Error::InvalidInput(format!(
+            "{chains} chains of {volume} sites exceed 2^31 values; use fewer chains"
+        )));
+    }
+    Ok(())
+}
+
 /// An HMC sampler running `chains` independent chains of one action on one device.
 pub struct Hmc {
     action: Arc<dyn Action>,
@@ -279,19 +299,8 @@ impl Hmc {
         params: HmcParams,
         device: &Device,
     ) -> Result<Self> {
-        params.validate()?;
-        if chains == 0 {
-            return Err(Error::InvalidInput("need at least one chain".into()));
-        }
+        check_batch_size(&params, action.as_ref(), chains)?;
         let volume = action.lattice().volume();
-        if chains
-            .checked_mul(volume)
-            .is_none_or(|n| n > u32::MAX as usize / 2)
-        {
-            return Err(Error::InvalidInput(format!(
-                "{chains} chains of {volume} sites exceed 2^31 values; use fewer chains"
-            )));
-        }
         // Field, next field, saved field, momenta and a scratch batch, 8 bytes per value.
         crate::device::memory::check(
             device,
@@ -303,6 +312,30 @@ impl Hmc {
             Device::Cpu(d) => Box::new(cpu::CpuHmc::new(d.clone(), action.as_ref(), chains)),
             Device::Cuda(d) => Box::new(cuda::CudaHmc::new(d.clone(), action.as_ref(), chains)?),
         };
+        Self::with_backend(action, chains, params, backend)
+    }
+
+    /// A sampler whose lattice is cut by `grid` (ranks per axis) over the ranks of `team`
+    /// ([`domain`]): every rank calls this and then every method in the same order; the
+    /// trajectories are bit-identical to [`Hmc::new`] on the CPU running the whole lattice.
+    pub fn decomposed(
+        action: Arc<dyn Action>,
+        chains: usize,
+        params: HmcParams,
+        team: Arc<dyn Team + Send + Sync>,
+        grid: &[usize],
+    ) -> Result<Self> {
+        check_batch_size(&params, action.as_ref(), chains)?;
+        let backend = Box::new(domain::DomainHmc::new(action.as_ref(), chains, team, grid)?);
+        Self::with_backend(action, chains, params, backend)
+    }
+
+    fn with_backend(
+        action: Arc<dyn Action>,
+        chains: usize,
+        params: HmcParams,
+        backend: Box<dyn HmcBackend>,
+    ) -> Result<Self> {
         let mut hmc = Hmc {
             action,
             chains,

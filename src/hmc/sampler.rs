@@ -14,6 +14,7 @@ use std::sync::Arc;
 use super::{Hmc, HmcParams, MAX_STEPS};
 use crate::action::ObservableSet;
 use crate::device::Device;
+use crate::ensemble::Team;
 use crate::error::{Error, Result};
 use crate::io::json::Json;
 use crate::lattice::Lattice;
@@ -57,6 +58,30 @@ impl HmcSampler {
         params: HmcParams,
         device: &Device,
     ) -> Result<Self> {
+        Self::around(theory, params, |action| {
+            Hmc::new(action, chains, params, device)
+        })
+    }
+
+    /// HMC with the lattice cut by `grid` over the ranks of `team` ([`Hmc::decomposed`]).
+    pub fn decomposed(
+        theory: Arc<dyn Theory>,
+        chains: usize,
+        params: HmcParams,
+        team: Arc<dyn Team + Send + Sync>,
+        grid: &[usize],
+    ) -> Result<Self> {
+        Self::around(theory, params, |action| {
+            Hmc::decomposed(action, chains, params, team, grid)
+        })
+    }
+
+    /// The sampler around the [`Hmc`] that `hmc` builds for the theory's action.
+    fn around(
+        theory: Arc<dyn Theory>,
+        params: HmcParams,
+        hmc: impl FnOnce(Arc<dyn crate::action::Action>) -> Result<Hmc>,
+    ) -> Result<Self> {
         let name = theory.name();
         let action = theory.clone().scalar_action().ok_or_else(|| {
             Error::InvalidInput(format!("{name} has no force for HMC or Langevin"))
@@ -66,7 +91,7 @@ impl HmcSampler {
             production_steps: params.steps,
             set: action.observable_set(),
             lattice: action.lattice().clone(),
-            hmc: Hmc::new(action, chains, params, device)?,
+            hmc: hmc(action)?,
             theory,
             action: Vec::new(),
         })

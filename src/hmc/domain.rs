@@ -1,0 +1,369 @@
+//! The HMC backend of a lattice decomposed over the ranks of a [`Team`] ([`crate::domain`]):
+//! each rank holds its box with a one-site halo on every side, exchanges the halo faces with
+//! its neighbours before each force (and action) evaluation, draws its momenta from Philox keyed
+//! by the global site, and reduces energies and moments in the single-process order
+//! ([`OrderedReduction`]). The trajectory — ΔH, every accept/reject decision, the fields — is
+//! therefore bit-identical to [`super::cpu::CpuHmc`] running the whole lattice in one process;
+//! every rank computes the same totals and takes the same decisions.
+//!
+//! The arithmetic per site is that of [`super::cpu::kick_drift`] and
+//! [`super::cpu::energy_chunks`], in the same order of operations (`tests/domain.rs` checks the
+//! bits). An undecomposed axis exchanges with its own rank, which is the periodic wrap.
+//!
+//! Communication per fused update: two faces per decomposed axis of every chain, 8 bytes per
+//! face site; per trajectory two ordered reductions (one all-to-all of the box's values and an
+//! all-gather of chunk sums each).
+
+use std::sync::Arc;
+
+use super::cpu::{action_chunk, check_len, kinetic_chunk, moment_chunk};
+use super::{fourier::FourierMass, moments_from_flat, split_energies, HmcBackend, SliceMoments};
+use crate::action::{Action, ForceLaw, ScalarCouplings};
+use crate::device::geometry::sum_chunks;
+use crate::domain::{Decomposition, OrderedReduction};
+use crate::ensemble::Team;
+use crate::error::{Error, Result};
+use crate::philox;
+
+/// Padded indices of one axis's faces and halos in one chain's padded box.
+struct Faces {
+    /// Interior sites at the top (x = n − 1), sent up; the halo below (x = −1) they fill on the
+    /// upper neighbour has the same order.
+    top: Vec<usize>,
+    bottom: Vec<usize>,
+    /// Halo sites below (x = −1) and above (x = n).
+    below: Vec<usize>,
+    above: Vec<usize>,
+}
+
+/// One rank's share of a decomposed HMC batch.
+pub struct DomainHmc {
+    team: Arc<dyn Team + Send + Sync>,
+    dec: Decomposition,
+    couplings: ScalarCouplings,
+    chains: usize,
+    /// Padded strides (extents + 2 per axis) and volume.
+    strides: Vec<usize>,
+    padded: usize,
+    /// Padded index of the first site of every interior row (along the last axis).
+    rows: Vec<usize>,
+    /// Per site of the box, whether it lies on the global first or last plane of the last axis
+    /// (where the single-process forward sum adds 0.0; see `row_neighbour_sums`).
+    row_end: Vec<bool>,
+    /// Global index of every site of the box.
+    sites: Vec<usize>,
+    faces: Vec<Faces>,
+    phi: Vec<f64>,
+    phi_next: Vec<f64>,
+    phi_saved: Vec<f64>,
+    /// Momenta, `[chain][box site]` without halo.
+    p: Vec<f64>,
+    /// Whether the halo holds the neighbours' current faces.
+    halo_fresh: bool,
+    energy_plan: OrderedReduction,
+    slice_plan: OrderedReduction,
+}
+
+impl DomainHmc {
+    /// This rank's share of `chains` chains of `action` cut by `grid` over `team`.
+    pub fn new(
+        action: &dyn Action,
+        chains: usize,
+        team: Arc<dyn Team + Send + Sync>,
+        grid: &[usize],
+    ) -> Result<Self> {
+        let couplings = action.couplings();
+        if couplings.law != ForceLaw::Polynomial {
+            return Err(Error::InvalidInput(
+                "--decompose runs the polynomial (φ⁴, oscillator) actions; run the XY model on \
+                 one process"
+                    .into(),
+            ));
+        }
+        let global = action.lattice();
+        let dec = Decomposition::new(global, grid, team.rank(), team.size())?;
+        let ext: Vec<usize> = dec.local_extents().iter().map(|&n| n + 2).collect();
+        let padded: usize = ext.iter().product();
+        let n = chains.saturating_mul(padded);
+        crate::device::memory::check_host(
+            5 * 8 * n as u128,
+            "this rank's box of the decomposed lattice",
+            "use fewer chains or more ranks",
+        )?;
+        let mut strides = vec![1; ext.len()];
+        for mu in (0..ext.len().saturating_sub(1)).rev() {
+            strides[mu] = strides[mu + 1] * ext[mu + 1];
+        }
+        let interior = interior_sites(dec.local_extents(), &strides);
+        let l = *dec.local_extents().last().unwrap_or(&1);
+        let last = *global.extents().last().unwrap_or(&1);
+        let sites = dec.global_sites(dec.rank());
+        let row_end = sites
+            .iter()
+            .map(|&g| g % last == 0 || g % last == last - 1)
+            .collect();
+        let faces = (0..ext.len())
+            .map(|mu| faces(dec.local_extents(), &strides, &interior, mu))
+            .collect();
+        let energy_plan = OrderedReduction::new(&dec, chains, global.volume())?;
+        let slice_plan = OrderedReduction::new(&dec, chains, global.slice_volume())?;
+        Ok(DomainHmc {
+            team,
+            couplings,
+            chains,
+            rows: interior.iter().step_by(l).copied().collect(),
+            row_end,
+            sites,
+            faces,
+            strides,
+            padded,
+            phi: vec![0.0; n],
+            phi_next: vec![0.0; n],
+            phi_saved: vec![0.0; n],
+            p: vec![0.0; chains * dec.local_volume()],
+            halo_fresh: false,
+            energy_plan,
+            slice_plan,
+            dec,
+        })
+    }
+
+    /// Fills every halo from the neighbours (a no-op while it is current).
+    fn exchange_halo(&mut self) {
+        if self.halo_fresh {
+            return;
+        }
+        let pv = self.padded;
+        for (mu, f) in self.faces.iter().enumerate() {
+            let (up, down) = (self.dec.neighbour(mu, true), self.dec.neighbour(mu, false));
+            for (send, fill, to, from) in [
+                (&f.top, &f.below, up, down),
+                (&f.bottom, &f.above, down, up),
+            ] {
+                let out: Vec<f64> = (0..self.chains)
+                    .flat_map(|c| send.iter().map(move |&i| c * pv + i))
+                    .map(|i| self.phi[i])
+                    .collect();
+                let mut got = vec![0.0; out.len()];
+                self.team.exchange(&out, to, &mut got, from);
+                let targets = (0..self.chains).flat_map(|c| fill.iter().map(move |&i| c * pv + i));
+                for (i, x) in targets.zip(got) {
+                    self.phi[i] = x;
+                }
+            }
+        }
+        self.halo_fresh = true;
+    }
+
+    /// The box's fields without halo, `[chain][box site]`.
+    fn interior(&self) -> Vec<f64> {
+        let l = *self.dec.local_extents().last().unwrap_or(&1);
+        (0..self.chains)
+            .flat_map(|c| {
+                self.rows
+                    .iter()
+                    .flat_map(move |&b| &self.phi[c * self.padded + b..c * self.padded + b + l])
+            })
+            .copied()
+            .collect()
+    }
+
+    /// Per box site of every chain, the single-process action density (forward neighbours).
+    fn densities(&mut self) -> Vec<f64> {
+        self.exchange_halo();
+        let (l, d) = (
+            *self.dec.local_extents().last().unwrap_or(&1),
+            self.strides.len(),
+        );
+        let mut dens = Vec::with_capacity(self.p.len());
+        for c in 0..self.chains {
+            let phi = &self.phi[c * self.padded..(c + 1) * self.padded];
+            for (r, &b) in self.rows.iter().enumerate() {
+                for k in 0..l {
+                    let i = b + k;
+                    // The single-process forward sum adds 0.0 at the ends of a row.
+                    let mut f = if self.row_end[r * l + k] {
+                        phi[i + 1] + 0.0
+                    } else {
+                        phi[i + 1]
+                    };
+                    for &st in &self.strides[..d - 1] {
+                        f += phi[i + st];
+                    }
+                    dens.push(self.couplings.site_action(phi[i], f));
+                }
+            }
+        }
+        dens
+    }
+}
+
+/// Padded indices of the interior sites, in the box's row-major order.
+fn interior_sites(local: &[usize], strides: &[usize]) -> Vec<usize> {
+    let n: usize = local.iter().product();
+    (0..n)
+        .map(|s| {
+            let mut rest = s;
+            let mut at = 0;
+            for mu in (0..local.len()).rev() {
+                at += (rest % local[mu] + 1) * strides[mu];
+                rest /= local[mu];
+            }
+            at
+        })
+        .collect()
+}
+
+/// The faces and halos of axis `mu`.
+fn faces(local: &[usize], strides: &[usize], interior: &[usize], mu: usize) -> Faces {
+    let (n, st) = (local[mu], strides[mu]);
+    let at = |i: usize| (i / st) % (n + 2);
+    let top: Vec<usize> = interior.iter().copied().filter(|&i| at(i) == n).collect();
+    let bottom: Vec<usize> = interior.iter().copied().filter(|&i| at(i) == 1).collect();
+    Faces {
+        below: top.iter().map(|&i| i - n * st).collect(),
+        above: bottom.iter().map(|&i| i + n * st).collect(),
+        top,
+        bottom,
+    }
+}
+
+impl HmcBackend for DomainHmc {
+    fn refresh_momenta(&mut self, seed: u64, chain0: u32, step: u32, stream: u32) -> Result<()> {
+        let key = philox::key_from_seed(seed);
+        let lv = self.sites.len();
+        for (c, chain) in self.p.chunks_mut(lv.max(1)).enumerate() {
+            let word = chain0 + c as u32;
+            // Sites 2k and 2k+1 share one Philox block (as in `philox::fill_normals`).
+            let mut cached: Option<(usize, (f64, f64))> = None;
+            for (x, &g) in chain.iter_mut().zip(&self.sites) {
+                let pair = match cached {
+                    Some((k, z)) if k == g / 2 => z,
+                    _ => {
+                        let block = [(g / 2) as u32, word, step, stream];
+                        let z = philox::normal_pair(philox::philox4x32_10(block, key));
+                        cached = Some((g / 2, z));
+                        z
+                    }
+                };
+                *x = if g % 2 == 0 { pair.0 } else { pair.1 };
+            }
+        }
+        Ok(())
+    }
+
+    fn kick_drift(&mut self, kick: f64, drift: f64) -> Result<()> {
+        self.exchange_halo();
+        let (l, d, lv) = (
+            *self.dec.local_extents().last().unwrap_or(&1),
+            self.strides.len(),
+            self.sites.len(),
+        );
+        let c = &self.couplings;
+        for chain in 0..self.chains {
+            let range = chain * self.padded..(chain + 1) * self.padded;
+            let phi = &self.phi[range.clone()];
+            let next = &mut self.phi_next[range];
+            let p = &mut self.p[chain * lv..(chain + 1) * lv];
+            for (r, &b) in self.rows.iter().enumerate() {
+                for k in 0..l {
+                    let i = b + k;
+                    // Neighbour sum in `row_neighbour_sums`'s order: last axis up + down, then
+                    // each other axis up, down.
+                    let mut nb = phi[i + 1] + phi[i - 1];
+                    for &st in &self.strides[..d - 1] {
+                        nb += phi[i + st];
+                        nb += phi[i - st];
+                    }
+                    let pi = &mut p[r * l + k];
+                    *pi += kick * c.site_force(phi[i], nb);
+                    next[i] = phi[i] + drift * *pi;
+                }
+            }
+        }
+        if drift != 0.0 {
+            std::mem::swap(&mut self.phi, &mut self.phi_next);
+            self.halo_fresh = false;
+        }
+        Ok(())
+    }
+
+    fn energies(&mut self) -> Result<(Vec<f64>, Vec<f64>)> {
+        let dens = self.densities();
+        let flat = self
+            .energy_plan
+            .chunk_results(self.team.as_ref(), &[&self.p, &dens], 2, |x| {
+                vec![kinetic_chunk(x[0]), action_chunk(x[1])]
+            });
+        let per = self.energy_plan.chunks_per_segment();
+        Ok(split_energies(&sum_chunks(&flat, 2, per)))
+    }
+
+    fn save_fields(&mut self) -> Result<()> {
+        self.phi_saved.copy_from_slice(&self.phi);
+        Ok(())
+    }
+
+    fn restore_fields(&mut self, which: &[bool]) -> Result<()> {
+        check_len(which.len(), self.chains)?;
+        let pv = self.padded;
+        for (c, _) in which.iter().enumerate().filter(|(_, &w)| w) {
+            self.phi[c * pv..(c + 1) * pv].copy_from_slice(&self.phi_saved[c * pv..(c + 1) * pv]);
+        }
+        self.halo_fresh = false;
+        Ok(())
+    }
+
+    fn slice_moments(&mut self) -> Result<SliceMoments> {
+        let phi = self.interior();
+        let flat = self
+            .slice_plan
+            .chunk_results(self.team.as_ref(), &[&phi], 3, |x| {
+                (0..3).map(|k| moment_chunk(x[0], k)).collect()
+            });
+        let per = self.slice_plan.chunks_per_segment();
+        Ok(moments_from_flat(&sum_chunks(&flat, 3, per)))
+    }
+
+    /// Collective: every rank must call it.
+    fn fields(&self) -> Result<Vec<f64>> {
+        let all = self.team.all_gather(&self.interior());
+        self.dec.assemble(&all, self.chains)
+    }
+
+    fn set_fields(&mut self, phi: &[f64]) -> Result<()> {
+        check_len(phi.len(), self.chains * self.dec.global().volume())?;
+        let mine = self.dec.scatter(phi)?;
+        let (l, lv) = (
+            *self.dec.local_extents().last().unwrap_or(&1),
+            self.sites.len(),
+        );
+        for (c, chain) in mine.chunks(lv.max(1)).enumerate() {
+            for (&b, row) in self.rows.iter().zip(chain.chunks(l)) {
+                let at = c * self.padded + b;
+                self.phi[at..at + l].copy_from_slice(row);
+            }
+        }
+        self.halo_fresh = false;
+        Ok(())
+    }
+
+    /// Collective: every rank must call it.
+    fn momenta(&self) -> Result<Vec<f64>> {
+        let all = self.team.all_gather(&self.p);
+        self.dec.assemble(&all, self.chains)
+    }
+
+    fn set_momenta(&mut self, p: &[f64]) -> Result<()> {
+        check_len(p.len(), self.chains * self.dec.global().volume())?;
+        self.p = self.dec.scatter(p)?;
+        Ok(())
+    }
+
+    fn set_fourier_mass(&mut self, _mass: FourierMass) -> Result<()> {
+        Err(Error::InvalidInput(
+            "Fourier acceleration needs the whole lattice's FFT: run fa-hmc without --decompose"
+                .into(),
+        ))
+    }
+}

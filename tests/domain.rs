@@ -1,0 +1,156 @@
+//! Domain decomposition: HMC on one lattice cut over a team of ranks (threads here, MPI ranks in
+//! `tests/mpi.rs`) is bit-identical to one process running the whole lattice — every ΔH, every
+//! accept/reject decision, the fields and the per-slice moments — for every decomposition.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::team::thread_team;
+use latticeml::action::{Action, Oscillator, Phi4};
+use latticeml::ensemble::Team;
+use latticeml::hmc::{Hmc, HmcParams, Integrator};
+use latticeml::{Device, Lattice};
+
+fn phi4(dims: &[usize]) -> Arc<dyn Action> {
+    // Near the 2D transition, so that some trajectories are rejected.
+    Arc::new(Phi4::new(Lattice::new(dims).unwrap(), 0.27, 0.022).unwrap())
+}
+
+fn params(integrator: Integrator) -> HmcParams {
+    HmcParams {
+        tau: 1.0,
+        steps: 6,
+        integrator,
+        seed: 5,
+    }
+}
+
+/// ΔH bits and decisions of every trajectory, then the fields' and slice moments' bits.
+type Record = (Vec<u64>, Vec<bool>, Vec<u64>, Vec<u64>);
+
+fn record(hmc: &mut Hmc, trajectories: usize) -> Record {
+    let (mut dh, mut acc) = (Vec::new(), Vec::new());
+    for _ in 0..trajectories {
+        let s = hmc.trajectory().unwrap();
+        dh.extend(s.delta_h.iter().map(|x| x.to_bits()));
+        acc.extend(s.accepted);
+    }
+    let fields = hmc.fields().unwrap().iter().map(|x| x.to_bits()).collect();
+    let moments = hmc
+        .slice_moments()
+        .unwrap()
+        .iter()
+        .flatten()
+        .map(|x| x.to_bits())
+        .collect();
+    (dh, acc, fields, moments)
+}
+
+fn solo(action: &Arc<dyn Action>, chains: usize, p: HmcParams, n: usize) -> Record {
+    let device = Device::Cpu(common::cpu());
+    let mut hmc = Hmc::new(action.clone(), chains, p, &device).unwrap();
+    record(&mut hmc, n)
+}
+
+/// Every rank's record of the same run on `grid`.
+fn decomposed(
+    action: &Arc<dyn Action>,
+    chains: usize,
+    p: HmcParams,
+    n: usize,
+    grid: &[usize],
+) -> Vec<Record> {
+    let size = grid.iter().product();
+    let handles: Vec<_> = thread_team(size)
+        .into_iter()
+        .map(|team| {
+            let (action, grid) = (action.clone(), grid.to_vec());
+            std::thread::spawn(move || {
+                let team: Arc<dyn Team + Send + Sync> = Arc::new(team);
+                let mut hmc = Hmc::decomposed(action, chains, p, team, &grid).unwrap();
+                record(&mut hmc, n)
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+fn check(action: Arc<dyn Action>, chains: usize, p: HmcParams, n: usize, grids: &[&[usize]]) {
+    let want = solo(&action, chains, p, n);
+    assert!(want.1.iter().any(|&a| a), "nothing accepted");
+    assert!(
+        want.1.iter().any(|&a| !a),
+        "nothing rejected: the test cannot see decisions"
+    );
+    for grid in grids {
+        for (rank, got) in decomposed(&action, chains, p, n, grid).iter().enumerate() {
+            assert!(
+                got == &want,
+                "grid {grid:?}, rank {rank} differs from one process"
+            );
+        }
+    }
+}
+
+#[test]
+fn two_dimensional_trajectories_are_those_of_one_process() {
+    // 96 × 80 sites: two reduction chunks per chain, the second split over ranks.
+    let p = HmcParams {
+        tau: 1.0,
+        steps: 4,
+        ..params(Integrator::Leapfrog)
+    };
+    check(
+        phi4(&[96, 80]),
+        2,
+        p,
+        6,
+        &[&[1, 1], &[2, 1], &[1, 2], &[2, 2], &[3, 2], &[1, 4]],
+    );
+}
+
+#[test]
+fn four_dimensional_trajectories_are_those_of_one_process() {
+    let action: Arc<dyn Action> =
+        Arc::new(Phi4::new(Lattice::new(&[6, 4, 4, 4]).unwrap(), 0.12, 0.05).unwrap());
+    let p = HmcParams {
+        tau: 1.0,
+        steps: 2,
+        ..params(Integrator::Omelyan)
+    };
+    check(
+        action,
+        3,
+        p,
+        8,
+        &[&[2, 1, 1, 2], &[1, 2, 2, 1], &[3, 1, 2, 1]],
+    );
+}
+
+#[test]
+fn the_oscillator_path_decomposes_too() {
+    let action: Arc<dyn Action> = Arc::new(Oscillator::new(0.5, 1.0, 1.4, 10.0, 40).unwrap());
+    let p = HmcParams {
+        tau: 2.0,
+        steps: 12,
+        ..params(Integrator::Leapfrog)
+    };
+    check(action, 2, p, 10, &[&[2], &[4], &[5]]);
+}
+
+#[test]
+fn impossible_decompositions_are_refused_with_the_fix() {
+    let action = phi4(&[6, 6]);
+    let refuse = |grid: &[usize], size: usize, want: &str| {
+        let team: Arc<dyn Team + Send + Sync> = Arc::new(thread_team(size).remove(0));
+        let e = Hmc::decomposed(action.clone(), 1, params(Integrator::Leapfrog), team, grid)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains(want), "{grid:?} on {size}: {e}");
+    };
+    refuse(&[4, 1], 4, "not a multiple");
+    refuse(&[2, 2], 2, "mpirun -np 4");
+    refuse(&[2, 2, 1], 4, "axes");
+}
