@@ -60,6 +60,9 @@ pub struct DomainHmc {
     p: Vec<f64>,
     /// Whether the halo holds the neighbours' current faces.
     halo_fresh: bool,
+    /// Send and receive buffers of the halo exchange (the largest face of every chain).
+    out: Vec<f64>,
+    got: Vec<f64>,
     energy_plan: OrderedReduction,
     slice_plan: OrderedReduction,
 }
@@ -102,9 +105,10 @@ impl DomainHmc {
             .iter()
             .map(|&g| g % last == 0 || g % last == last - 1)
             .collect();
-        let faces = (0..ext.len())
+        let faces: Vec<Faces> = (0..ext.len())
             .map(|mu| faces(dec.local_extents(), &strides, &interior, mu))
             .collect();
+        let largest = faces.iter().map(|f: &Faces| f.top.len()).max().unwrap_or(0);
         let energy_plan = OrderedReduction::new(&dec, chains, global.volume())?;
         let slice_plan = OrderedReduction::new(&dec, chains, global.slice_volume())?;
         Ok(DomainHmc {
@@ -122,6 +126,8 @@ impl DomainHmc {
             phi_saved: vec![0.0; n],
             p: vec![0.0; chains * dec.local_volume()],
             halo_fresh: false,
+            out: vec![0.0; chains * largest],
+            got: vec![0.0; chains * largest],
             energy_plan,
             slice_plan,
             dec,
@@ -140,19 +146,53 @@ impl DomainHmc {
                 (&f.top, &f.below, up, down),
                 (&f.bottom, &f.above, down, up),
             ] {
-                let out: Vec<f64> = (0..self.chains)
-                    .flat_map(|c| send.iter().map(move |&i| c * pv + i))
-                    .map(|i| self.phi[i])
-                    .collect();
-                let mut got = vec![0.0; out.len()];
-                self.team.exchange(&out, to, &mut got, from);
-                let targets = (0..self.chains).flat_map(|c| fill.iter().map(move |&i| c * pv + i));
-                for (i, x) in targets.zip(got) {
-                    self.phi[i] = x;
+                for c in 0..self.chains {
+                    let chain = &mut self.phi[c * pv..(c + 1) * pv];
+                    if to == self.dec.rank() {
+                        // An undecomposed axis: the periodic wrap within the box.
+                        for (&s, &t) in send.iter().zip(fill.iter()) {
+                            chain[t] = chain[s];
+                        }
+                    } else {
+                        let n = send.len();
+                        self.out[c * n..(c + 1) * n]
+                            .iter_mut()
+                            .zip(send.iter())
+                            .for_each(|(o, &s)| *o = chain[s]);
+                    }
+                }
+                if to == self.dec.rank() {
+                    continue;
+                }
+                let n = self.chains * send.len();
+                self.team
+                    .exchange(&self.out[..n], to, &mut self.got[..n], from);
+                for c in 0..self.chains {
+                    let chain = &mut self.phi[c * pv..(c + 1) * pv];
+                    let got = &self.got[c * fill.len()..(c + 1) * fill.len()];
+                    for (&t, &x) in fill.iter().zip(got) {
+                        chain[t] = x;
+                    }
                 }
             }
         }
         self.halo_fresh = true;
+    }
+
+    /// Exchanges the halo now, current or not (to time the communication alone).
+    pub fn refresh_halo(&mut self) {
+        self.halo_fresh = false;
+        self.exchange_halo();
+    }
+
+    /// Bytes this rank sends to other ranks per halo exchange (faces along decomposed axes;
+    /// an undecomposed axis wraps within the rank).
+    pub fn halo_bytes(&self) -> usize {
+        let faces: usize = (0..self.faces.len())
+            .filter(|&mu| self.dec.grid()[mu] > 1)
+            .map(|mu| self.faces[mu].top.len() + self.faces[mu].bottom.len())
+            .sum();
+        8 * self.chains * faces
     }
 
     /// The box's fields without halo, `[chain][box site]`.
@@ -260,24 +300,32 @@ impl HmcBackend for DomainHmc {
             self.sites.len(),
         );
         let c = &self.couplings;
+        let mut nb = vec![0.0; l];
         for chain in 0..self.chains {
             let range = chain * self.padded..(chain + 1) * self.padded;
             let phi = &self.phi[range.clone()];
             let next = &mut self.phi_next[range];
             let p = &mut self.p[chain * lv..(chain + 1) * lv];
-            for (r, &b) in self.rows.iter().enumerate() {
-                for k in 0..l {
-                    let i = b + k;
-                    // Neighbour sum in `row_neighbour_sums`'s order: last axis up + down, then
-                    // each other axis up, down.
-                    let mut nb = phi[i + 1] + phi[i - 1];
-                    for &st in &self.strides[..d - 1] {
-                        nb += phi[i + st];
-                        nb += phi[i - st];
+            for (&b, pr) in self.rows.iter().zip(p.chunks_mut(l)) {
+                // Row by row, so that the loops vectorise; per site the neighbour sum in
+                // `row_neighbour_sums`'s order: last axis up + down, then each other axis up, down.
+                for ((a, &up), &dn) in nb.iter_mut().zip(&phi[b + 1..]).zip(&phi[b - 1..]) {
+                    *a = up + dn;
+                }
+                for &st in &self.strides[..d - 1] {
+                    for ((a, &up), &dn) in nb.iter_mut().zip(&phi[b + st..]).zip(&phi[b - st..]) {
+                        *a += up;
+                        *a += dn;
                     }
-                    let pi = &mut p[r * l + k];
-                    *pi += kick * c.site_force(phi[i], nb);
-                    next[i] = phi[i] + drift * *pi;
+                }
+                let x = &phi[b..b + l];
+                for ((pi, &xi), &n) in pr.iter_mut().zip(x).zip(&nb) {
+                    *pi += kick * c.site_force(xi, n);
+                }
+                if drift != 0.0 {
+                    for ((ni, &xi), &pi) in next[b..b + l].iter_mut().zip(x).zip(pr.iter()) {
+                        *ni = xi + drift * pi;
+                    }
                 }
             }
         }
