@@ -7,7 +7,8 @@
 //! mpirun -np 2 target/release/examples/domain_scaling 1024x1024 2x1 200
 //! ```
 //! Arguments: global extents, ranks per axis, updates timed (default 100). Rank 0 prints one
-//! line: ranks, grid, box, MD site-updates/s per rank and in all, halo share, halo bytes.
+//! line: ranks, grid, box, MD site-updates/s per rank and in all, halo share and time, bytes sent
+//! to other ranks per update.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -56,13 +57,15 @@ fn main() -> latticeml::Result<()> {
     let per_rank = (dec.local_volume() * updates) as f64 / update;
     if team.rank() == 0 {
         println!(
-            "ranks {} grid {} box {} site-updates/s per rank {:.3e} all {:.3e} halo share {:.1}% halo bytes/update {}",
+            "ranks {} grid {} box {} site-updates/s per rank {:.3e} all {:.3e} halo share {:.1}% \
+             halo {:.1} us/update, {} bytes sent/update",
             team.size(),
             latticeml::domain::grid_name(&grid),
             latticeml::domain::grid_name(dec.local_extents()),
             per_rank,
             per_rank * team.size() as f64,
             100.0 * halo / update,
+            1e6 * halo / updates as f64,
             hmc.halo_bytes()
         );
     }

@@ -151,6 +151,15 @@ fn command_line_values() {
         &["sample", "--algorithm", "swendsen", "--out", &o],
         "unknown algorithm 'swendsen'",
     );
+    // A decomposition needs as many MPI ranks as boxes (and, without the mpi build, MPI).
+    refused(
+        &["sample", "--decompose", "2x2", "--out", &o],
+        "mpirun -np 4",
+    );
+    refused(
+        &["sample", "--decompose", "2xz", "--out", &o],
+        "positive rank counts",
+    );
     refused(
         &[
             "sample",
