@@ -213,6 +213,24 @@ module latticeml
       integer(c_size_t), value :: len
     end function
 
+    integer(c_int) function latticeml_sampler_get_fields_device(sampler, dptr, len, stream) &
+        bind(C, name="latticeml_sampler_get_fields_device")
+      import :: c_int, c_ptr, c_int64_t, c_size_t
+      type(c_ptr), value :: sampler
+      integer(c_int64_t), value :: dptr
+      integer(c_size_t), value :: len
+      type(c_ptr), value :: stream
+    end function
+
+    integer(c_int) function latticeml_sampler_set_fields_device(sampler, dptr, len, stream) &
+        bind(C, name="latticeml_sampler_set_fields_device")
+      import :: c_int, c_ptr, c_int64_t, c_size_t
+      type(c_ptr), value :: sampler
+      integer(c_int64_t), value :: dptr
+      integer(c_size_t), value :: len
+      type(c_ptr), value :: stream
+    end function
+
     integer(c_int) function latticeml_sampler_checkpoint(sampler, path) &
         bind(C, name="latticeml_sampler_checkpoint")
       import :: c_int, c_ptr, c_char

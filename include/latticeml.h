@@ -277,6 +277,37 @@ int latticeml_sampler_get_fields(const struct latticeml_sampler *sampler, double
 // doubles.
 int latticeml_sampler_set_fields(struct latticeml_sampler *sampler, const double *buf, size_t len);
 
+// Copies the fields, `[chain][site]` (raw: XY angles unwrapped), into the caller's CUDA device
+// buffer `dptr` (a `CUdeviceptr` of `len` = chains × volume doubles, from `cudaMalloc` or
+// `cuMemAlloc` on the sampler's device), device to device, on the caller's `stream` (a
+// `cudaStream_t`/`CUstream`, or NULL for the legacy default stream): after the sampler's queued
+// work, before work the caller queues on `stream` later. The host does not wait; latticeml
+// keeps no reference to the buffer or the stream after the call. A sampler on the CPU refuses
+// (`LATTICEML_ERR_INVALID_INPUT`), as do a null, misaligned, too short or other-device pointer.
+//
+// # Safety
+// `sampler` must be a live handle; `stream` NULL or a live stream of the device's primary
+// context (the CUDA runtime's); `dptr` must stay allocated until the copy has run on `stream`.
+int latticeml_sampler_get_fields_device(struct latticeml_sampler *sampler,
+                                        uint64_t dptr,
+                                        size_t len,
+                                        void *stream);
+
+// Sets the fields from the caller's CUDA device buffer `dptr` (`[chain][site]`, `len` =
+// chains × volume doubles), device to device, after the work queued on the caller's `stream`
+// (NULL: the legacy default stream); work the caller queues on `stream` afterwards may
+// overwrite the buffer. The values are not checked for NaN here: a non-finite action stops
+// the next trajectory with `LATTICEML_ERR_NON_FINITE`. Refusals as for
+// `latticeml_sampler_get_fields_device`.
+//
+// # Safety
+// `sampler` must be a live handle used by no other thread; `stream` and `dptr` as for
+// `latticeml_sampler_get_fields_device`.
+int latticeml_sampler_set_fields_device(struct latticeml_sampler *sampler,
+                                        uint64_t dptr,
+                                        size_t len,
+                                        void *stream);
+
 // Writes the sampler's complete state (fields, counters, anything its chain depends on) to
 // `path`, atomically. An existing file is replaced only when it is a checkpoint of this same
 // chain (same theory, chains and sampler parameters); anything else there is refused, never

@@ -105,6 +105,23 @@ pub trait Sampler: Send {
             self.parameters().lines().next().unwrap_or("")
         )))
     }
+    /// Copies the fields, `[chain][site]` as [`Sampler::fields`] but raw (angles unwrapped), into
+    /// (`to_external`) or from a caller's CUDA buffer, device to device; samplers whose fields
+    /// are not on a GPU refuse.
+    ///
+    /// # Safety
+    /// As [`crate::device::CudaDevice::exchange_external`].
+    unsafe fn exchange_fields_external(
+        &mut self,
+        _ext: crate::device::cuda::ExternalBuffer,
+        _to_external: bool,
+    ) -> Result<()> {
+        Err(crate::error::Error::InvalidInput(format!(
+            "device buffers: this sampler ({}) keeps its fields in host memory; use the host \
+             get/set calls",
+            self.parameters().lines().next().unwrap_or("")
+        )))
+    }
     /// Named arrays that, with [`Sampler::updates_done`], restore the sampler exactly.
     fn state(&self) -> Result<Vec<(String, Vec<f64>)>>;
     /// Restores a state saved by [`Sampler::state`] after `done` updates.

@@ -258,6 +258,69 @@ fn cuda_and_cpu_hmc_agree_trajectory_by_trajectory() {
     }
 }
 
+/// A caller's device buffer on its own stream: fields go out and come in device to device, in
+/// order with both streams' work; bad pointers and lengths are refused before anything is queued.
+#[test]
+fn cuda_fields_move_through_a_callers_device_buffer() {
+    use cudarc::driver::DevicePtr;
+    use latticeml::device::cuda::ExternalBuffer;
+    let Some(gpu) = common::gpu("cuda_fields_move_through_a_callers_device_buffer") else {
+        return;
+    };
+    let action: Arc<dyn Action> =
+        Arc::new(Phi4::new(Lattice::new(&[16, 12]).unwrap(), 0.2, 0.1).unwrap());
+    let params = HmcParams {
+        tau: 1.0,
+        steps: 8,
+        integrator: Integrator::Omelyan,
+        seed: 5,
+    };
+    let mut hmc = Hmc::new(action, 4, params, &Device::Cuda(gpu.clone())).unwrap();
+    let n = 4 * 16 * 12;
+    let theirs = gpu.context().new_stream().unwrap();
+    let mut buf = theirs.alloc_zeros::<f64>(n).unwrap();
+    let (ptr, sync) = buf.device_ptr(&theirs);
+    drop(sync);
+    let ext = ExternalBuffer {
+        ptr,
+        len: n,
+        stream: theirs.cu_stream() as usize,
+    };
+    for _ in 0..3 {
+        hmc.trajectory().unwrap();
+        unsafe { hmc.exchange_fields_external(ext, true) }.unwrap();
+        let out = theirs.clone_dtoh(&buf).unwrap();
+        assert_eq!(out, hmc.fields().unwrap(), "fields out");
+    }
+    let start = random_batch(n, 9);
+    theirs.memcpy_htod(&start, &mut buf).unwrap();
+    unsafe { hmc.exchange_fields_external(ext, false) }.unwrap();
+    assert_eq!(hmc.fields().unwrap(), start, "fields in");
+    let bad = [
+        (ExternalBuffer { len: n - 1, ..ext }, "needed"),
+        (
+            ExternalBuffer {
+                ptr: ptr + 4,
+                ..ext
+            },
+            "aligned",
+        ),
+        (
+            ExternalBuffer {
+                ptr: start.as_ptr() as u64,
+                ..ext
+            },
+            "not device memory",
+        ),
+    ];
+    for (b, why) in bad {
+        let e = unsafe { hmc.exchange_fields_external(b, true) }
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(why), "{e}");
+    }
+}
+
 /// Fourier-accelerated HMC on the GPU (its own FFT kernels) against the CPU backend (rustfft),
 /// on a power-of-two lattice (FFT stages) and one with other extents (direct DFTs).
 #[test]

@@ -1,10 +1,11 @@
 //! Sampler handles: a batch of independent chains of one theory on one device, advanced by HMC,
 //! Fourier-accelerated HMC, or a local/cluster update, exactly as `latticeml sample` runs them.
 
-use std::ffi::{c_char, c_int};
+use std::ffi::{c_char, c_int, c_void};
 use std::path::Path;
 use std::sync::Arc;
 
+use latticeml::device::cuda::ExternalBuffer;
 use latticeml::hmc::{HmcParams, Integrator, Start};
 use latticeml::io::checkpoint::Checkpoint;
 use latticeml::io::{read, write_atomic};
@@ -365,6 +366,66 @@ pub unsafe extern "C" fn latticeml_sampler_set_fields(
         }
         s.sampler.set_fields(values)
     })
+}
+
+/// Copies the fields, `[chain][site]` (raw: XY angles unwrapped), into the caller's CUDA device
+/// buffer `dptr` (a `CUdeviceptr` of `len` = chains × volume doubles, from `cudaMalloc` or
+/// `cuMemAlloc` on the sampler's device), device to device, on the caller's `stream` (a
+/// `cudaStream_t`/`CUstream`, or NULL for the legacy default stream): after the sampler's queued
+/// work, before work the caller queues on `stream` later. The host does not wait; latticeml
+/// keeps no reference to the buffer or the stream after the call. A sampler on the CPU refuses
+/// (`LATTICEML_ERR_INVALID_INPUT`), as do a null, misaligned, too short or other-device pointer.
+///
+/// # Safety
+/// `sampler` must be a live handle; `stream` NULL or a live stream of the device's primary
+/// context (the CUDA runtime's); `dptr` must stay allocated until the copy has run on `stream`.
+#[no_mangle]
+pub unsafe extern "C" fn latticeml_sampler_get_fields_device(
+    sampler: *mut latticeml_sampler,
+    dptr: u64,
+    len: usize,
+    stream: *mut c_void,
+) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract (both calls).
+        let s = unsafe { handle_mut(sampler, "sampler") }?;
+        let ext = external(dptr, len, stream);
+        unsafe { s.sampler.exchange_fields_external(ext, true) }
+    })
+}
+
+/// Sets the fields from the caller's CUDA device buffer `dptr` (`[chain][site]`, `len` =
+/// chains × volume doubles), device to device, after the work queued on the caller's `stream`
+/// (NULL: the legacy default stream); work the caller queues on `stream` afterwards may
+/// overwrite the buffer. The values are not checked for NaN here: a non-finite action stops
+/// the next trajectory with `LATTICEML_ERR_NON_FINITE`. Refusals as for
+/// `latticeml_sampler_get_fields_device`.
+///
+/// # Safety
+/// `sampler` must be a live handle used by no other thread; `stream` and `dptr` as for
+/// `latticeml_sampler_get_fields_device`.
+#[no_mangle]
+pub unsafe extern "C" fn latticeml_sampler_set_fields_device(
+    sampler: *mut latticeml_sampler,
+    dptr: u64,
+    len: usize,
+    stream: *mut c_void,
+) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract (both calls).
+        let s = unsafe { handle_mut(sampler, "sampler") }?;
+        let ext = external(dptr, len, stream);
+        unsafe { s.sampler.exchange_fields_external(ext, false) }
+    })
+}
+
+/// The caller's buffer as the library takes it.
+fn external(dptr: u64, len: usize, stream: *mut c_void) -> ExternalBuffer {
+    ExternalBuffer {
+        ptr: dptr,
+        len,
+        stream: stream as usize,
+    }
 }
 
 /// Writes the sampler's complete state (fields, counters, anything its chain depends on) to

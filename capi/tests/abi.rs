@@ -215,6 +215,22 @@ fn lengths_and_values_are_checked_at_the_boundary() {
             2,
             "value 7 is NaN",
         );
+        // Device buffers need a sampler on a GPU: a CPU sampler refuses, whatever the pointer.
+        expect(
+            latticeml_sampler_get_fields_device(s, 0x1000, n, null_mut()),
+            1,
+            "host memory",
+        );
+        expect(
+            latticeml_sampler_set_fields_device(s, 0x1000, n, null_mut()),
+            1,
+            "host memory",
+        );
+        expect(
+            latticeml_sampler_get_fields_device(null_mut(), 0x1000, n, null_mut()),
+            1,
+            "null",
+        );
         assert_eq!(latticeml_sampler_run(s, 5, &mut result), 0);
         let (mut updates, mut chains) = (0usize, 0usize);
         assert_eq!(latticeml_result_shape(result, &mut updates, &mut chains), 0);

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream};
+use cudarc::driver::{sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream};
 use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions, Ptx};
 
 use crate::error::{Error, Result};
@@ -215,6 +215,19 @@ pub fn compile(family: &KernelFamily, arch: &str) -> Result<Ptx> {
     Ok(ptx)
 }
 
+/// A caller's CUDA buffer of `f64`: a device pointer (`CUdeviceptr`) in the sampler's device's
+/// primary context — the one the CUDA runtime uses — its length in values, and the stream
+/// (`CUstream`, 0 for the legacy default stream) that orders the caller's work on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExternalBuffer {
+    /// The device pointer.
+    pub ptr: u64,
+    /// Values (`f64`) it holds.
+    pub len: usize,
+    /// The caller's stream, as an integer.
+    pub stream: usize,
+}
+
 struct Inner {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
@@ -299,6 +312,96 @@ impl CudaDevice {
     /// The CUDA context.
     pub fn context(&self) -> &Arc<CudaContext> {
         &self.inner.ctx
+    }
+
+    /// Copies `ours` into the caller's device buffer `ext` (`to_external`) or `ext` into `ours`,
+    /// device to device, ordered after the work already queued on both the caller's stream and
+    /// ours, and before any work queued on either afterwards; the host does not wait. The
+    /// pointer is checked (non-null, aligned, an allocation of this device holding `ext.len`
+    /// values) before anything is queued. latticeml keeps nothing of `ext` after the call.
+    ///
+    /// # Safety
+    /// `ext.stream` must be 0 (the legacy default stream) or a live stream of this device's
+    /// primary context, and `ext.ptr` must stay allocated until the copy has run on that stream
+    /// (i.e. until work the caller queues on it afterwards runs). The checks catch a wrong
+    /// device, length or a pointer that is not device memory, not a freed-and-reused range.
+    pub unsafe fn exchange_external(
+        &self,
+        ours: &mut CudaSlice<f64>,
+        ext: ExternalBuffer,
+        to_external: bool,
+    ) -> Result<()> {
+        self.check_external(ext, ours.len())?;
+        let ctx = self.context();
+        // SAFETY: the caller's contract on the stream and the allocation (checked above to be
+        // device memory of this device large enough for `ext.len` doubles).
+        let theirs_stream = unsafe { ctx.wrap_borrowed_stream(ext.stream as sys::CUstream) };
+        let mut theirs: CudaSlice<f64> =
+            unsafe { theirs_stream.upgrade_device_ptr(ext.ptr, ext.len) };
+        let ours_stream = self.stream();
+        let (copying, other) = match to_external {
+            true => (&theirs_stream, ours_stream),
+            false => (ours_stream, &theirs_stream),
+        };
+        let copied = copying
+            .join(other)
+            .and_then(|()| match to_external {
+                true => copying.memcpy_dtod(ours, &mut theirs),
+                false => copying.memcpy_dtod(&theirs, ours),
+            })
+            .and_then(|()| other.join(copying));
+        // The caller owns the allocation: never free it.
+        theirs.leak();
+        Ok(copied?)
+    }
+
+    /// Refuses a null, misaligned or too short external buffer, or one on another device.
+    fn check_external(&self, ext: ExternalBuffer, want: usize) -> Result<()> {
+        let bad = |why: String| Err(Error::InvalidInput(format!("device buffer: {why}")));
+        if ext.len != want {
+            return bad(format!("{} values given, {want} needed", ext.len));
+        }
+        if ext.ptr == 0 || !ext.ptr.is_multiple_of(8) {
+            return bad(format!(
+                "pointer {:#x} is null or not 8-byte aligned",
+                ext.ptr
+            ));
+        }
+        self.context().bind_to_thread()?;
+        let (mut base, mut size) = (0 as sys::CUdeviceptr, 0usize);
+        // SAFETY: plain queries writing into the two locals; any pointer value is allowed.
+        let found = unsafe { sys::cuMemGetAddressRange_v2(&mut base, &mut size, ext.ptr) };
+        if found != sys::CUresult::CUDA_SUCCESS {
+            return bad(format!(
+                "{:#x} is not device memory of this context ({found:?})",
+                ext.ptr
+            ));
+        }
+        let end = ext.ptr.saturating_add(8 * ext.len as u64);
+        if end > base.saturating_add(size as u64) {
+            return bad(format!(
+                "the allocation at {:#x} holds {} bytes past the pointer, {} needed",
+                ext.ptr,
+                base + size as u64 - ext.ptr,
+                8 * ext.len
+            ));
+        }
+        let mut ordinal: i32 = -1;
+        // SAFETY: the attribute is an int written into `ordinal`.
+        let asked = unsafe {
+            sys::cuPointerGetAttribute(
+                (&mut ordinal as *mut i32).cast(),
+                sys::CUpointer_attribute::CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL,
+                ext.ptr,
+            )
+        };
+        if asked != sys::CUresult::CUDA_SUCCESS || ordinal as usize != self.inner.ordinal {
+            return bad(format!(
+                "the pointer belongs to device {ordinal}, the sampler runs on cuda:{}",
+                self.inner.ordinal
+            ));
+        }
+        Ok(())
     }
 
     /// Measured device-to-device copy bandwidth in GB/s (bytes read + bytes written per second),

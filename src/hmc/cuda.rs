@@ -382,6 +382,19 @@ impl HmcBackend for CudaHmc {
         Ok(super::moments_from_flat(&sum_chunks(&flat, 3, per)))
     }
 
+    unsafe fn exchange_fields_external(
+        &mut self,
+        ext: crate::device::cuda::ExternalBuffer,
+        to_external: bool,
+    ) -> Result<()> {
+        // SAFETY: the caller's contract.
+        unsafe {
+            self.k
+                .dev
+                .exchange_external(&mut self.phi, ext, to_external)
+        }
+    }
+
     fn fields(&self) -> Result<Vec<f64>> {
         Ok(self.k.dev.stream().clone_dtoh(&self.phi)?)
     }

@@ -16,6 +16,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use crate::action::Action;
+use crate::device::cuda::ExternalBuffer;
 use crate::device::Device;
 use crate::ensemble::Team;
 use crate::error::{Error, Result};
@@ -256,6 +257,22 @@ pub trait HmcBackend: Send {
     /// Waits for queued work (a no-op on the CPU).
     fn synchronize(&self) -> Result<()> {
         Ok(())
+    }
+    /// Copies the fields to (`to_external`) or from a caller's device buffer, on the device
+    /// ([`crate::device::CudaDevice::exchange_external`]); only a GPU backend has them there.
+    ///
+    /// # Safety
+    /// As [`crate::device::CudaDevice::exchange_external`].
+    unsafe fn exchange_fields_external(
+        &mut self,
+        _ext: ExternalBuffer,
+        _to_external: bool,
+    ) -> Result<()> {
+        Err(Error::InvalidInput(
+            "the fields live in host memory on this device: device buffers need a sampler on \
+             cuda (use the host get/set calls)"
+                .into(),
+        ))
     }
 }
 
@@ -511,6 +528,21 @@ impl Hmc {
     pub fn set_fields(&mut self, phi: &[f64]) -> Result<()> {
         self.check_batch("fields", phi)?;
         self.backend.set_fields(phi)
+    }
+
+    /// Copies the fields, `[chain][site]`, into (`to_external`) or from a caller's device
+    /// buffer without a trip through host memory (a CUDA sampler only). Fields set this way are
+    /// not checked for NaN; a non-finite action stops the next trajectory with an error.
+    ///
+    /// # Safety
+    /// As [`crate::device::CudaDevice::exchange_external`].
+    pub unsafe fn exchange_fields_external(
+        &mut self,
+        ext: ExternalBuffer,
+        to_external: bool,
+    ) -> Result<()> {
+        // SAFETY: the caller's contract.
+        unsafe { self.backend.exchange_fields_external(ext, to_external) }
     }
 
     /// The momenta, `[chain][site]`.

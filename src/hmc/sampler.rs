@@ -257,6 +257,18 @@ impl Sampler for HmcSampler {
         self.hmc.set_fields(phi)
     }
 
+    unsafe fn exchange_fields_external(
+        &mut self,
+        ext: crate::device::cuda::ExternalBuffer,
+        to_external: bool,
+    ) -> Result<()> {
+        if !to_external {
+            self.action.clear();
+        }
+        // SAFETY: the caller's contract.
+        unsafe { self.hmc.exchange_fields_external(ext, to_external) }
+    }
+
     fn state(&self) -> Result<Vec<(String, Vec<f64>)>> {
         Ok(vec![
             ("fields".into(), self.hmc.fields()?),
