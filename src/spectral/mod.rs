@@ -2,6 +2,7 @@
 //! representations trained through the autodiff tape, beside MEM, Tikhonov and TSVD — all through
 //! one interface, [`reconstruct`].
 
+pub mod aim;
 pub mod br;
 pub mod classical;
 pub mod data;
