@@ -3,9 +3,11 @@
 //!
 //! H = Σ_σ ε_d n_σ + U n_↑ n_↓ + hybridisation with a bath, whose effect on the impurity is
 //! Δ(ω) = −iΓ (a wide flat band) or Δ(ω) = ΓD/(ω + iD) (a Lorentzian band of half-width D, the
-//! same Γ = πV²ρ_c(0)). Hartree–Fock: ε_HF = ε_d + U n_σ with n_σ the occupation of
-//! G_HF(ω) = 1/(ω − ε_HF − Δ(ω)), solved self-consistently. The second-order self-energy with
-//! the HF propagators (Yamada, Prog. Theor. Phys. 53, 970 (1975); Horvatić and Zlatić,
+//! same Γ = πV²ρ_c(0)). The Hartree level ε_H = ε_d + U n_σ defines G₀(ω) = 1/(ω − ε_H − Δ(ω));
+//! n_σ is made self-consistent with the occupation of the final second-order G (charge
+//! consistency: with n_σ from G₀ alone, plain Hartree–Fock plus second order violates it away
+//! from half filling, e.g. n_d = 1.04 against 2n_σ = 0.59 at U = 8Γ, ε_d = −0.2U). The
+//! second-order self-energy with the propagators G₀ (Yamada, Prog. Theor. Phys. 53, 970 (1975); Horvatić and Zlatić,
 //! phys. stat. sol. (b) 111, 65 (1982)):
 //!
 //! Im Σ(ω) = −πU² ∫dε₁dε₂dε₃ ρ₀(ε₁)ρ₀(ε₂)ρ₀(ε₃) δ(ω + ε₃ − ε₁ − ε₂)
@@ -87,9 +89,9 @@ pub struct ImpuritySolution {
     pub rho: Vec<f64>,
     /// Re Σ⁽²⁾(ω) and Im Σ⁽²⁾(ω).
     pub sigma: Vec<Complex<f64>>,
-    /// The Hartree–Fock level ε_d + U n_σ.
+    /// The Hartree level ε_d + U n_σ (n_σ = n_d/2, self-consistent).
     pub eps_hf: f64,
-    /// The Hartree–Fock occupation per spin.
+    /// The occupation per spin of the Hartree propagator G₀ that Σ⁽²⁾ is built on.
     pub n_hf: f64,
     /// The occupation n_d = 2∫f ρ (both spins) of the second-order spectral function.
     pub n_d: f64,
@@ -165,16 +167,36 @@ impl Impurity {
             .collect()
     }
 
-    /// ∫f(ω)ρ(ω)dω on the grid, plus the weight of the (occupied) tail below the grid, estimated
-    /// from ρ's 1/ω² decay.
+    /// ∫f(ω)ρ(ω)dω = ½ − ½∫tanh(ω/2T)ρ(ω)dω (ρ has unit weight), the integral over the grid's
+    /// symmetric part (ω_1 … ω_{n−1}) plus the tails beyond it estimated from ρ's 1/ω² decay, so
+    /// that a particle–hole symmetric ρ gives exactly ½.
     fn occupation(&self, omega: &[f64], rho: &[f64], h: f64) -> f64 {
-        let inside: f64 = omega
+        let n = omega.len();
+        let inside: f64 = omega[1..]
             .iter()
-            .zip(rho)
-            .map(|(&w, &r)| self.fermi(w) * r)
+            .zip(&rho[1..])
+            .map(|(&w, &r)| (0.5 * w / self.temperature).tanh() * r)
             .sum::<f64>()
             * h;
-        inside + rho[0] * omega[0].abs()
+        let (below, above) = (rho[1] * omega[1].abs(), rho[n - 1] * omega[n - 1].abs());
+        0.5 - 0.5 * (inside + above - below)
+    }
+
+    /// The Hartree–Fock occupation per spin: the root of n_occ(G₀(ε_d + U n)) − n, which
+    /// decreases in n.
+    fn hartree_fock(&self, omega: &[f64], h: f64) -> f64 {
+        let zero = vec![Complex::new(0.0, 0.0); omega.len()];
+        let (mut lo, mut hi) = (0.0f64, 1.0f64);
+        for _ in 0..60 {
+            let n = 0.5 * (lo + hi);
+            let rho = self.spectral(omega, self.eps_d + self.u * n, &zero);
+            if self.occupation(omega, &rho, h) > n {
+                lo = n;
+            } else {
+                hi = n;
+            }
+        }
+        0.5 * (lo + hi)
     }
 
     /// The second-order solution on `grid`.
@@ -183,22 +205,22 @@ impl Impurity {
         let omega = grid.omegas();
         let h = grid.step();
         let zero = vec![Complex::new(0.0, 0.0); omega.len()];
-        // Hartree–Fock: n − n_occ(ε_d + U n) decreases in n; bisect on [0, 1].
-        let (mut lo, mut hi) = (0.0f64, 1.0f64);
-        for _ in 0..60 {
-            let n = 0.5 * (lo + hi);
-            let rho = self.spectral(&omega, self.eps_d + self.u * n, &zero);
-            if self.occupation(&omega, &rho, h) > n {
-                lo = n;
-            } else {
-                hi = n;
-            }
-        }
-        let n_hf = 0.5 * (lo + hi);
-        let eps_hf = self.eps_d + self.u * n_hf;
-        let rho0 = self.spectral(&omega, eps_hf, &zero);
-        let sigma = self.second_order(&omega, &rho0, h);
-        let rho = self.spectral(&omega, eps_hf, &sigma);
+        // The Hartree level ε_d + U n with n the occupation of the second-order G built on it:
+        // n − n_occ decreases in n; bisect on [0, 1].
+        let at = |n: f64| {
+            let level = self.eps_d + self.u * n;
+            let rho0 = self.spectral(&omega, level, &zero);
+            let sigma = self.second_order(&omega, &rho0, h);
+            let rho = self.spectral(&omega, level, &sigma);
+            (level, rho0, sigma, rho)
+        };
+        let excess = |n: f64| {
+            let (_, _, _, rho) = at(n);
+            self.occupation(&omega, &rho, h) - n
+        };
+        let n = root_near(excess, self.hartree_fock(&omega, h));
+        let (eps_hf, rho0, sigma, rho) = at(n);
+        let n_hf = self.occupation(&omega, &rho0, h);
         let mid = omega.len() / 2;
         let slope = (sigma[mid + 1].re - sigma[mid - 1].re) / (2.0 * h);
         let weight = rho.iter().sum::<f64>() * h
@@ -219,16 +241,18 @@ impl Impurity {
     /// Σ⁽²⁾(ω) from the HF spectral function ρ₀ (module documentation).
     fn second_order(&self, omega: &[f64], rho0: &[f64], h: f64) -> Vec<Complex<f64>> {
         let n = omega.len();
-        let empty: Vec<f64> = omega
-            .iter()
-            .zip(rho0)
-            .map(|(&w, &r)| r * self.fermi(-w))
-            .collect();
-        let filled: Vec<f64> = omega
-            .iter()
-            .zip(rho0)
-            .map(|(&w, &r)| r * self.fermi(w))
-            .collect();
+        // Only ω_1 … ω_{n−1}, which are symmetric about 0, so that particle–hole symmetry is exact
+        // on the grid (ω_0 has no partner).
+        let part = |sign: f64| -> Vec<f64> {
+            let mut v: Vec<f64> = omega
+                .iter()
+                .zip(rho0)
+                .map(|(&w, &r)| r * self.fermi(sign * w))
+                .collect();
+            v[0] = 0.0;
+            v
+        };
+        let (empty, filled) = (part(-1.0), part(1.0));
         // g(ω) ↦ g(−ω) on the grid: ω_{n−j} = −ω_j (j = 0 has no partner).
         let reflect = |g: &[f64]| {
             (0..n)
@@ -245,11 +269,12 @@ impl Impurity {
         let particles = triple(&mut conv, &empty, &empty, &reflect(&filled));
         let holes = triple(&mut conv, &filled, &filled, &reflect(&empty));
         let pi = std::f64::consts::PI;
-        let im: Vec<f64> = particles
+        let mut im: Vec<f64> = particles
             .iter()
             .zip(&holes)
             .map(|(p, q)| -pi * self.u * self.u * (p + q))
             .collect();
+        im[0] = 0.0;
         // Re Σ(ω) = −(1/π) ∫ Im Σ(ω′)/(ω − ω′) dω′, the principal value by a kernel zero at 0.
         let kernel: Vec<f64> = (0..2 * n)
             .map(|k| {
@@ -267,6 +292,172 @@ impl Impurity {
             .map(|j| Complex::new(-hilbert[j + n] / pi, im[j]))
             .collect()
     }
+}
+
+/// Names of the physical parameters stored with each spectrum of a [`Library`].
+pub const PARAM_NAMES: [&str; 5] = ["u_over_gamma", "eps_d_over_u", "n_d", "z", "mean_omega"];
+
+/// What a [`Library`] spans: every (U/Γ, ε_d/U) pair of the two lists, in units of Γ.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LibrarySpec {
+    /// The values of U/Γ.
+    pub u: Vec<f64>,
+    /// The values of ε_d/U (−1/2: particle–hole symmetric).
+    pub eps_ratio: Vec<f64>,
+    /// Temperature T/Γ.
+    pub temperature: f64,
+    /// The bath (its width in units of Γ).
+    pub bath: Bath,
+    /// Output points, on [−half_width, half_width] (ends included).
+    pub points: usize,
+    /// Output range in units of Γ.
+    pub half_width: f64,
+}
+
+/// Normalised spectral functions on one grid with the parameters of each.
+#[derive(Clone, Debug)]
+pub struct Library {
+    /// The output frequencies (units of Γ).
+    pub omega: Vec<f64>,
+    /// `[spectrum][ω]`, each with Σ ρ Δω = 1 on the grid.
+    pub spectra: Vec<f64>,
+    /// `[spectrum][PARAM_NAMES]`.
+    pub params: Vec<f64>,
+}
+
+impl Library {
+    /// Number of spectra.
+    pub fn len(&self) -> usize {
+        self.params.len() / PARAM_NAMES.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.params.is_empty()
+    }
+}
+
+/// The spectra of every impurity of `spec`, solved with U = 0 excluded (U/Γ > 0 required).
+pub fn library(spec: &LibrarySpec) -> Result<Library> {
+    if spec.u.is_empty()
+        || spec.eps_ratio.is_empty()
+        || spec.u.iter().any(|&u| !(u.is_finite() && u > 0.0))
+        || spec.eps_ratio.iter().any(|e| !e.is_finite())
+    {
+        return Err(Error::InvalidInput(
+            "the library needs positive finite U/Γ values and finite ε_d/U values".into(),
+        ));
+    }
+    if spec.points < 8 || !(spec.half_width.is_finite() && spec.half_width > 0.0) {
+        return Err(Error::InvalidInput(format!(
+            "output grid of {} points over ±{}: need at least 8 points and a positive range",
+            spec.points, spec.half_width
+        )));
+    }
+    let omega: Vec<f64> = (0..spec.points)
+        .map(|j| spec.half_width * (2.0 * j as f64 / (spec.points - 1) as f64 - 1.0))
+        .collect();
+    let dw = omega[1] - omega[0];
+    let pairs: Vec<(f64, f64)> = spec
+        .u
+        .iter()
+        .flat_map(|&u| spec.eps_ratio.iter().map(move |&r| (u, r)))
+        .collect();
+    // One row per impurity: its spectrum, then its parameters; rows solved in parallel.
+    let width = omega.len() + PARAM_NAMES.len();
+    let mut rows = vec![0.0; pairs.len() * width];
+    let failed = std::sync::Mutex::new(None);
+    crate::device::CpuDevice::new().for_heavy_chunks(width, &mut rows, |first, part, _| {
+        for (k, row) in part.chunks_mut(width).enumerate() {
+            let (u, r) = pairs[first + k];
+            match library_row(spec, &omega, dw, u, r) {
+                Ok(v) => row.copy_from_slice(&v),
+                Err(e) => *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e),
+            }
+        }
+    })?;
+    if let Some(e) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
+    let m = omega.len();
+    Ok(Library {
+        spectra: rows.chunks(width).flat_map(|r| r[..m].to_vec()).collect(),
+        params: rows.chunks(width).flat_map(|r| r[m..].to_vec()).collect(),
+        omega,
+    })
+}
+
+/// One impurity's normalised spectrum on `omega` followed by its [`PARAM_NAMES`].
+fn library_row(spec: &LibrarySpec, omega: &[f64], dw: f64, u: f64, r: f64) -> Result<Vec<f64>> {
+    let imp = Impurity {
+        u,
+        eps_d: r * u,
+        gamma: 1.0,
+        temperature: spec.temperature,
+        bath: spec.bath,
+    };
+    let scale = 2.0 * (imp.eps_d.abs() + u + 10.0);
+    let grid = FrequencyGrid {
+        points: 1 << 14,
+        half_width: scale.max(80.0).max(spec.half_width),
+    };
+    let s = imp.solve(&grid)?;
+    let mut rho: Vec<f64> = omega
+        .iter()
+        .map(|&w| interpolate(&s.omega, &s.rho, w))
+        .collect();
+    let norm = rho.iter().sum::<f64>() * dw;
+    rho.iter_mut().for_each(|x| *x /= norm);
+    let mean = omega.iter().zip(&rho).map(|(w, x)| w * x).sum::<f64>() * dw;
+    rho.extend([u, r, s.n_d, s.z, mean]);
+    Ok(rho)
+}
+
+/// y(x) by linear interpolation on the increasing grid `xs` (0 outside it).
+fn interpolate(xs: &[f64], ys: &[f64], x: f64) -> f64 {
+    let i = xs.partition_point(|&v| v <= x);
+    if i == 0 || i == xs.len() {
+        return 0.0;
+    }
+    let t = (x - xs[i - 1]) / (xs[i] - xs[i - 1]);
+    ys[i - 1] + t * (ys[i] - ys[i - 1])
+}
+
+/// A root of `f` on [0, 1] nearest `start` (within a factor of two): brackets of growing
+/// half-width around `start` until `f` changes sign on one side, then bisection. The
+/// second-order charge self-consistency can have three roots at strong coupling, the outer two
+/// breaking particle–hole symmetry; this keeps the one continuously connected to Hartree–Fock
+/// (at particle–hole symmetry, n = ½ itself, whichever way f crosses zero there).
+fn root_near(f: impl Fn(f64) -> f64, start: f64) -> f64 {
+    let f0 = f(start);
+    if f0 == 0.0 {
+        return start;
+    }
+    let changes = |x: f64| f(x).signum() != f0.signum();
+    let mut step = 1e-3;
+    let (mut a, mut b) = loop {
+        let (lo, hi) = ((start - step).max(0.0), (start + step).min(1.0));
+        if changes(lo) {
+            break (lo, start);
+        }
+        if changes(hi) {
+            break (start, hi);
+        }
+        if lo == 0.0 && hi == 1.0 {
+            return start;
+        }
+        step *= 2.0;
+    };
+    let fa = f(a).signum();
+    for _ in 0..34 {
+        let m = 0.5 * (a + b);
+        if f(m).signum() == fa {
+            a = m;
+        } else {
+            b = m;
+        }
+    }
+    0.5 * (a + b)
 }
 
 /// Linear convolutions by FFT, planned once for a padded length.
@@ -379,7 +570,7 @@ mod tests {
         }
     }
 
-    /// The spectral weight of Σ⁽²⁾ is U² n_σ(1 − n_σ) of the HF propagator, and ρ is normalised
+    /// The spectral weight of Σ⁽²⁾ is U² n₀(1 − n₀) of the propagator it is built on, ρ is normalised
     /// and causal, for symmetric, asymmetric and Lorentzian-bath impurities.
     #[test]
     fn sum_rules_hold() {
@@ -400,7 +591,7 @@ mod tests {
             let h = grid().step();
             // On the grid, plus the 1/ω² tails beyond it.
             let n = s.omega.len();
-            let tails = (s.sigma[0].im + s.sigma[n - 1].im) * grid().half_width;
+            let tails = (s.sigma[1].im + s.sigma[n - 1].im) * s.omega[n - 1];
             let weight =
                 -(s.sigma.iter().map(|c| c.im).sum::<f64>() * h + tails) / std::f64::consts::PI;
             let want = imp.u * imp.u * s.n_hf * (1.0 - s.n_hf);
@@ -411,6 +602,41 @@ mod tests {
             assert!((s.weight - 1.0).abs() < 2e-3, "{imp:?}: ∫ρ = {}", s.weight);
             assert!(s.sigma.iter().all(|c| c.im <= 1e-12), "{imp:?}: Im Σ > 0");
         }
+    }
+
+    #[test]
+    fn a_library_is_normalised_and_symmetric_at_half_filling() {
+        let spec = LibrarySpec {
+            u: vec![1.0, 8.0],
+            eps_ratio: vec![-0.5, -0.2],
+            temperature: 0.01,
+            bath: Bath::Flat,
+            points: 101,
+            half_width: 10.0,
+        };
+        let lib = library(&spec).unwrap();
+        assert_eq!(lib.len(), 4);
+        let m = lib.omega.len();
+        for (k, rho) in lib.spectra.chunks(m).enumerate() {
+            let w = rho.iter().sum::<f64>() * (lib.omega[1] - lib.omega[0]);
+            assert!((w - 1.0).abs() < 1e-12 && rho.iter().all(|&x| x >= 0.0));
+            let p = &lib.params[k * PARAM_NAMES.len()..(k + 1) * PARAM_NAMES.len()];
+            if p[1] == -0.5 {
+                // ρ(ω) = ρ(−ω), n_d = 1, ⟨ω⟩ = 0.
+                assert!(
+                    (0..m).all(|j| (rho[j] - rho[m - 1 - j]).abs() < 1e-6),
+                    "{p:?}"
+                );
+                assert!((p[2] - 1.0).abs() < 2e-3 && p[4].abs() < 1e-6, "{p:?}");
+            } else {
+                // Level above the middle: less than half filled, weight shifted up.
+                assert!(p[2] < 1.0 && p[4] > 0.0, "{p:?}");
+            }
+        }
+        // U = 8Γ: Hubbard bands near ±U/2 beside a central peak.
+        let rho = &lib.spectra[2 * m..3 * m];
+        let at = |w: f64| rho[((w + 10.0) / 0.2).round() as usize];
+        assert!(at(4.0) > at(2.4) && at(0.0) > at(2.4), "{:?}", &rho[50..81]);
     }
 
     #[test]
