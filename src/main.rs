@@ -11,6 +11,8 @@ use clap::{Args, Parser, Subcommand};
 mod can_cli;
 #[path = "cli/diffusion.rs"]
 mod diffusion_cli;
+#[path = "cli/vae.rs"]
+mod vae_cli;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use latticeml::action::Phi4;
@@ -63,6 +65,12 @@ enum Command {
     Diffusion {
         #[command(subcommand)]
         what: diffusion_cli::DiffusionWhat,
+    },
+    /// A variational autoencoder of Anderson-impurity spectral functions: solve a library,
+    /// train, encode and decode.
+    Vae {
+        #[command(subcommand)]
+        what: vae_cli::VaeWhat,
     },
     /// Throughput benchmarks.
     Bench {
@@ -761,6 +769,7 @@ fn main() -> ExitCode {
         } => cmd_flow_sample(a),
         Command::Can { what } => can_cli::cmd_can(what),
         Command::Diffusion { what } => diffusion_cli::cmd_diffusion(what),
+        Command::Vae { what } => vae_cli::cmd_vae(what),
         Command::Bench {
             what: BenchWhat::Hmc(a),
         } => cmd_bench_hmc(a),

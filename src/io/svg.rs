@@ -42,6 +42,82 @@ pub fn histograms(panels: &[Panel], bins: usize) -> String {
     s
 }
 
+/// One scatter panel: points (x, y) coloured by a third quantity.
+pub struct ScatterPanel<'a> {
+    /// Title (the colouring quantity).
+    pub title: &'a str,
+    /// Abscissae.
+    pub x: &'a [f64],
+    /// Ordinates.
+    pub y: &'a [f64],
+    /// The value that sets each point's colour (blue = smallest, red = largest).
+    pub colour: &'a [f64],
+}
+
+/// Scatter panels side by side with axis labels `labels` (x, y); colours run from blue to red
+/// over each panel's range of `colour`, whose ends are printed under the panel.
+pub fn scatter(panels: &[ScatterPanel], labels: (&str, &str)) -> String {
+    let width = W * panels.len().max(1) as f64;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{H}\" \
+         font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" \
+         fill=\"white\"/>\n"
+    );
+    for (k, p) in panels.iter().enumerate() {
+        scatter_panel(&mut s, p, labels, k as f64 * W);
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+/// The finite range of `v`, widened to a unit range when empty or a single value.
+fn range(v: &[f64]) -> (f64, f64) {
+    let (lo, hi) = v
+        .iter()
+        .filter(|x| x.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+            (a.min(x), b.max(x))
+        });
+    match (lo.is_finite(), lo < hi) {
+        (true, true) => (lo, hi),
+        (true, false) => (lo - 0.5, lo + 0.5),
+        _ => (0.0, 1.0),
+    }
+}
+
+fn scatter_panel(s: &mut String, p: &ScatterPanel, (xl, yl): (&str, &str), x0: f64) {
+    let ((xa, xb), (ya, yb), (ca, cb)) = (range(p.x), range(p.y), range(p.colour));
+    let (pw, ph) = (W - 2.0 * MARGIN, H - 2.0 * MARGIN);
+    let _ = writeln!(
+        s,
+        "<rect x=\"{}\" y=\"{MARGIN}\" width=\"{pw}\" height=\"{ph}\" fill=\"none\" \
+         stroke=\"black\"/>\n<text x=\"{}\" y=\"25\" text-anchor=\"middle\" \
+         font-size=\"14\">{} (blue {ca:.3} … red {cb:.3})</text>\n<text x=\"{}\" y=\"{}\" \
+         text-anchor=\"middle\">{xl}: {xa:.3} … {xb:.3}</text>\n<text x=\"{}\" y=\"{}\" \
+         text-anchor=\"start\">{yl}: {ya:.3} … {yb:.3}</text>",
+        x0 + MARGIN,
+        x0 + W / 2.0,
+        p.title,
+        x0 + W / 2.0,
+        H - MARGIN + 18.0,
+        x0 + MARGIN,
+        MARGIN - 5.0,
+    );
+    for ((&x, &y), &c) in p.x.iter().zip(p.y).zip(p.colour) {
+        if !(x.is_finite() && y.is_finite() && c.is_finite()) {
+            continue;
+        }
+        let t = (c - ca) / (cb - ca);
+        let (r, b) = ((255.0 * t) as u8, (255.0 * (1.0 - t)) as u8);
+        let _ = writeln!(
+            s,
+            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"rgb({r},60,{b})\"/>",
+            x0 + MARGIN + (x - xa) / (xb - xa) * pw,
+            H - MARGIN - (y - ya) / (yb - ya) * ph
+        );
+    }
+}
+
 /// Densities of `values` in `bins` equal bins on [lo, hi].
 fn density(values: &[f64], (lo, hi): (f64, f64), bins: usize) -> Vec<f64> {
     let mut counts = vec![0.0; bins];

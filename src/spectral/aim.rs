@@ -207,10 +207,11 @@ impl Impurity {
         let zero = vec![Complex::new(0.0, 0.0); omega.len()];
         // The Hartree level ε_d + U n with n the occupation of the second-order G built on it:
         // n − n_occ decreases in n; bisect on [0, 1].
+        let conv = std::cell::RefCell::new(Convolver::new(4 * omega.len()));
         let at = |n: f64| {
             let level = self.eps_d + self.u * n;
             let rho0 = self.spectral(&omega, level, &zero);
-            let sigma = self.second_order(&omega, &rho0, h);
+            let sigma = self.second_order(&omega, &rho0, h, &mut conv.borrow_mut());
             let rho = self.spectral(&omega, level, &sigma);
             (level, rho0, sigma, rho)
         };
@@ -239,7 +240,13 @@ impl Impurity {
     }
 
     /// Σ⁽²⁾(ω) from the HF spectral function ρ₀ (module documentation).
-    fn second_order(&self, omega: &[f64], rho0: &[f64], h: f64) -> Vec<Complex<f64>> {
+    fn second_order(
+        &self,
+        omega: &[f64],
+        rho0: &[f64],
+        h: f64,
+        conv: &mut Convolver,
+    ) -> Vec<Complex<f64>> {
         let n = omega.len();
         // Only ω_1 … ω_{n−1}, which are symmetric about 0, so that particle–hole symmetry is exact
         // on the grid (ω_0 has no partner).
@@ -259,15 +266,14 @@ impl Impurity {
                 .map(|j| if j == 0 { 0.0 } else { g[n - j] })
                 .collect::<Vec<_>>()
         };
-        let mut conv = Convolver::new(4 * n);
         // (a ∗ b ∗ c)(ω_j) sits at index j + n of the full linear convolution of three grids.
         let triple = |conv: &mut Convolver, a: &[f64], b: &[f64], c: &[f64]| -> Vec<f64> {
             let ab = conv.linear(a, b, h);
             let abc = conv.linear(&ab, c, h);
             abc[n..2 * n].to_vec()
         };
-        let particles = triple(&mut conv, &empty, &empty, &reflect(&filled));
-        let holes = triple(&mut conv, &filled, &filled, &reflect(&empty));
+        let particles = triple(conv, &empty, &empty, &reflect(&filled));
+        let holes = triple(conv, &filled, &filled, &reflect(&empty));
         let pi = std::f64::consts::PI;
         let mut im: Vec<f64> = particles
             .iter()
@@ -465,16 +471,28 @@ struct Convolver {
     len: usize,
     forward: Arc<dyn Fft<f64>>,
     inverse: Arc<dyn Fft<f64>>,
+    /// The two padded transforms and the transforms' scratch, reused by every convolution.
+    fa: Vec<Complex<f64>>,
+    fb: Vec<Complex<f64>>,
+    scratch: Vec<Complex<f64>>,
 }
 
 impl Convolver {
     fn new(len: usize) -> Self {
         let len = len.next_power_of_two();
         let mut planner = FftPlanner::new();
+        let (forward, inverse) = (planner.plan_fft_forward(len), planner.plan_fft_inverse(len));
+        let scratch = forward
+            .get_inplace_scratch_len()
+            .max(inverse.get_inplace_scratch_len());
+        let zero = Complex::new(0.0, 0.0);
         Convolver {
             len,
-            forward: planner.plan_fft_forward(len),
-            inverse: planner.plan_fft_inverse(len),
+            forward,
+            inverse,
+            fa: vec![zero; len],
+            fb: vec![zero; len],
+            scratch: vec![zero; scratch],
         }
     }
 
@@ -482,20 +500,24 @@ impl Convolver {
     fn linear(&mut self, a: &[f64], b: &[f64], h: f64) -> Vec<f64> {
         let out = a.len() + b.len() - 1;
         debug_assert!(out <= self.len);
-        let pad = |x: &[f64]| {
-            let mut v: Vec<Complex<f64>> = x.iter().map(|&r| Complex::new(r, 0.0)).collect();
+        let pad = |x: &[f64], v: &mut Vec<Complex<f64>>| {
+            v.clear();
+            v.extend(x.iter().map(|&r| Complex::new(r, 0.0)));
             v.resize(self.len, Complex::new(0.0, 0.0));
-            v
         };
-        let (mut fa, mut fb) = (pad(a), pad(b));
-        self.forward.process(&mut fa);
-        self.forward.process(&mut fb);
-        for (x, y) in fa.iter_mut().zip(&fb) {
+        pad(a, &mut self.fa);
+        pad(b, &mut self.fb);
+        self.forward
+            .process_with_scratch(&mut self.fa, &mut self.scratch);
+        self.forward
+            .process_with_scratch(&mut self.fb, &mut self.scratch);
+        for (x, y) in self.fa.iter_mut().zip(&self.fb) {
             *x *= y;
         }
-        self.inverse.process(&mut fa);
+        self.inverse
+            .process_with_scratch(&mut self.fa, &mut self.scratch);
         let scale = h / self.len as f64;
-        fa[..out].iter().map(|c| c.re * scale).collect()
+        self.fa[..out].iter().map(|c| c.re * scale).collect()
     }
 }
 

@@ -11,6 +11,8 @@ pub mod linalg;
 pub mod mock;
 pub mod neural;
 pub mod report;
+pub mod vae;
+pub mod vae_job;
 
 use std::time::Instant;
 
