@@ -439,8 +439,8 @@ struct SpectralArgs {
     /// Seed of the mock noise and of the networks.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// kl, exp, finite-t or finite-t-reg (default: kl for p,value,error data and mock data, exp
-    /// for tau,value,error data).
+    /// kl, exp, finite-t, finite-t-reg or fermi (fermionic, all omega; default: kl for
+    /// p,value,error data and mock data, exp for tau,value,error data).
     #[arg(long)]
     kernel: Option<String>,
     /// Inverse temperature for the finite-temperature kernels.

@@ -110,6 +110,29 @@ fn a_vae_learns_the_impurity_library() {
     for s in spectra.chunks(shape[1]) {
         assert!((s.iter().sum::<f64>() * dw - 1.0).abs() < 1e-9);
     }
+    // The decoder as a prior: MEM with the decoded default beats MEM with a flat one on the
+    // held-out spectra's mock data.
+    let prior = fresh_dir("vae-prior");
+    ok(&[
+        "vae",
+        "prior",
+        "--model",
+        &s(&model),
+        "--data",
+        &s(&lib),
+        "--taus",
+        "21",
+        "--out",
+        &s(&prior),
+    ]);
+    let p = json(&prior.join("summary.json"));
+    let l1 = |m: &str| p["methods"][m]["l1"].as_f64().unwrap();
+    assert!(l1("mem-vae") < l1("mem"), "{p}");
+    assert!(
+        p["methods"]["mem"]["chi2_per_point"].as_f64().unwrap() < 2.0,
+        "{p}"
+    );
+    let _ = std::fs::remove_dir_all(&prior);
     // The wrong file for the model, an occupied directory, a bad bath: exit status 2.
     refused(
         &[

@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use latticeml::spectral::aim::{Bath, LibrarySpec};
 use latticeml::spectral::vae::VaeConfig;
 use latticeml::spectral::vae_job;
+use latticeml::spectral::vae_prior::PriorSettings;
 use latticeml::{Error, Result};
 
 use super::{claim_of, with_progress};
@@ -24,6 +25,38 @@ pub enum VaeWhat {
     Encode(ApplyArgs),
     /// Spectra of latents (an .npy [n, latent]) -> spectra.npy.
     Decode(ApplyArgs),
+    /// The decoder as a prior: reconstruct the held-out library spectra from mock
+    /// imaginary-time data (fermionic kernel) by MEM, by a fit over the latent space, and by
+    /// MEM with the decoded spectrum as default model; prior.csv and summary.json.
+    Prior(PriorArgs),
+}
+
+#[derive(Args)]
+pub struct PriorArgs {
+    /// The model directory of `latticeml vae train`.
+    #[arg(long)]
+    model: PathBuf,
+    /// The library it was trained on.
+    #[arg(long)]
+    data: PathBuf,
+    /// Inverse temperature of the mock data (units of 1/Gamma).
+    #[arg(long, default_value_t = 10.0)]
+    beta: f64,
+    /// Points tau on [0, beta].
+    #[arg(long, default_value_t = 41)]
+    taus: usize,
+    /// Relative noise of G(tau).
+    #[arg(long, default_value_t = 1e-3)]
+    noise: f64,
+    /// Seed of the noise.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Output directory.
+    #[arg(long, default_value = "latticeml-vae-prior")]
+    out: PathBuf,
+    /// Replace what is in --out.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Args)]
@@ -122,6 +155,7 @@ pub fn cmd_vae(what: VaeWhat) -> Result<()> {
         VaeWhat::Train(a) => cmd_train(*a),
         VaeWhat::Encode(a) => cmd_apply(a, true),
         VaeWhat::Decode(a) => cmd_apply(a, false),
+        VaeWhat::Prior(a) => cmd_prior(a),
     }
 }
 
@@ -243,5 +277,36 @@ fn cmd_apply(a: ApplyArgs, encode: bool) -> Result<()> {
     )?;
     let what = if encode { "latent.npy" } else { "spectra.npy" };
     println!("{n} rows -> {}/{what}", a.out.display());
+    Ok(())
+}
+
+fn cmd_prior(a: PriorArgs) -> Result<()> {
+    let settings = PriorSettings {
+        beta: a.beta,
+        taus: a.taus,
+        noise: a.noise,
+        seed: a.seed,
+    };
+    let (device, _) = latticeml::Device::from_name("cpu")?;
+    let rows = vae_job::prior(
+        &a.model,
+        &a.data,
+        &settings,
+        &device,
+        &a.out,
+        claim_of(false, a.force),
+    )?;
+    println!(
+        "{:<8} {:>12} {:>10} {:>10}",
+        "method", "chi2/N", "L1", "MSE"
+    );
+    for (m, c, l1, mse) in vae_job::prior_means(&rows) {
+        println!("{m:<8} {c:>12.3} {l1:>10.4} {mse:>10.5}");
+    }
+    println!(
+        "{} held-out spectra; files in {}/",
+        rows.len() / 3,
+        a.out.display()
+    );
     Ok(())
 }

@@ -20,10 +20,16 @@ pub enum KernelKind {
         /// Inverse temperature β.
         beta: f64,
     },
+    /// Finite temperature, fermionic, for G(τ) = −⟨c(τ)c†⟩ up to sign:
+    /// K(τ, ω) = e^{−τω}/(1 + e^{−βω}), all ω.
+    Fermionic {
+        /// Inverse temperature β.
+        beta: f64,
+    },
 }
 
 impl KernelKind {
-    /// Parses `kl`, `exp`, `finite-t` or `finite-t-reg` (the last two need β).
+    /// Parses `kl`, `exp`, `finite-t`, `finite-t-reg` or `fermi` (the last three need β).
     pub fn from_name(name: &str, beta: Option<f64>) -> Result<Self> {
         let need_beta = || {
             beta.filter(|b| b.is_finite() && *b > 0.0)
@@ -34,8 +40,9 @@ impl KernelKind {
             "exp" => Ok(KernelKind::Exponential),
             "finite-t" => Ok(KernelKind::FiniteT { beta: need_beta()? }),
             "finite-t-reg" => Ok(KernelKind::FiniteTRegularised { beta: need_beta()? }),
+            "fermi" => Ok(KernelKind::Fermionic { beta: need_beta()? }),
             _ => Err(Error::InvalidInput(format!(
-                "unknown kernel '{name}': use kl, exp, finite-t or finite-t-reg"
+                "unknown kernel '{name}': use kl, exp, finite-t, finite-t-reg or fermi"
             ))),
         }
     }
@@ -59,7 +66,9 @@ impl KernelKind {
                 ))),
                 None => Ok(()),
             },
-            KernelKind::FiniteT { beta } | KernelKind::FiniteTRegularised { beta } => {
+            KernelKind::FiniteT { beta }
+            | KernelKind::FiniteTRegularised { beta }
+            | KernelKind::Fermionic { beta } => {
                 match x.iter().find(|&&t| !(0.0..=beta).contains(&t)) {
                     Some(t) => Err(Error::InvalidInput(format!(
                         "tau = {t} lies outside [0, beta = {beta}]"
@@ -82,6 +91,15 @@ impl KernelKind {
                     2.0 / beta
                 } else {
                     w * (w * (x - beta / 2.0)).cosh() / (w * beta / 2.0).sinh()
+                }
+            }
+            // Written so that no exponent is positive: e^{−τω}/(1 + e^{−βω}) for ω ≥ 0,
+            // e^{(β−τ)ω}/(1 + e^{βω}) for ω < 0.
+            KernelKind::Fermionic { beta } => {
+                if w >= 0.0 {
+                    (-x * w).exp() / (1.0 + (-beta * w).exp())
+                } else {
+                    ((beta - x) * w).exp() / (1.0 + (beta * w).exp())
                 }
             }
         }
@@ -184,4 +202,27 @@ pub fn kernel_matrix(kind: KernelKind, x: &[f64], grid: &OmegaGrid) -> Result<Ma
         ));
     }
     Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fermionic kernel: K(0, ω) + K(β, ω) = 1 (G(0) + G(β) = ∫ρ), finite for large |ω|,
+    /// continuous at ω = 0 where it is e^{−0}/2 at τ = 0.
+    #[test]
+    fn the_fermionic_kernel_has_its_identities() {
+        let k = KernelKind::Fermionic { beta: 10.0 };
+        for w in [-800.0, -3.0, -1e-9, 0.0, 1e-9, 0.5, 800.0] {
+            let sum = k.eval(0.0, w) + k.eval(10.0, w);
+            assert!((sum - 1.0).abs() < 1e-12, "ω = {w}: {sum}");
+            for t in [0.0, 2.5, 7.0, 10.0] {
+                assert!(k.eval(t, w).is_finite() && k.eval(t, w) >= 0.0);
+            }
+        }
+        assert!((k.eval(0.0, 0.0) - 0.5).abs() < 1e-15);
+        assert!((k.eval(3.0, 1e-12) - k.eval(3.0, -1e-12)).abs() < 1e-10);
+        assert!(KernelKind::from_name("fermi", None).is_err());
+        assert!(k.check_points(&[11.0]).is_err());
+    }
 }

@@ -13,6 +13,7 @@ pub mod neural;
 pub mod report;
 pub mod vae;
 pub mod vae_job;
+pub mod vae_prior;
 
 use std::time::Instant;
 

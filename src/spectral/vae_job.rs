@@ -10,6 +10,7 @@ use std::path::Path;
 
 use super::aim::{library, Bath, Library, LibrarySpec, PARAM_NAMES};
 use super::vae::{reconstruction_errors, Vae, VaeConfig, VaeStep};
+use super::vae_prior::{compare, PriorRow, PriorSettings};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::io::json::{Fields, Json};
@@ -28,6 +29,7 @@ const TRAIN_CSV: &str = "train.csv";
 const LATENT: &str = "latent.npy";
 const LATENT_SVG: &str = "latent.svg";
 const SUMMARY: &str = "summary.json";
+const PRIOR_CSV: &str = "prior.csv";
 
 /// Solves the library of `spec` and writes it to `out`.
 pub fn write_library(spec: &LibrarySpec, out: &Path, claim: Claim) -> Result<Library> {
@@ -175,7 +177,7 @@ pub fn train(
     write_atomic(&out.join(TRAIN_CSV), csv.as_bytes())?;
     write_atomic(
         &out.join(VAE_JSON),
-        model_json(&vae, &lib.omega).pretty().as_bytes(),
+        model_json(&vae, &lib.omega, holdout).pretty().as_bytes(),
     )?;
     let latent = vae.encode(&lib.spectra)?;
     let l = config.latent;
@@ -363,9 +365,10 @@ fn isotonic(y: &[f64]) -> Vec<f64> {
         .collect()
 }
 
-fn model_json(vae: &Vae, omega: &[f64]) -> Json {
+fn model_json(vae: &Vae, omega: &[f64], holdout: f64) -> Json {
     let c = &vae.config;
     Json::obj([
+        ("holdout", Json::Num(holdout)),
         ("format", Json::Str("latticeml-vae-1".into())),
         ("latent", Json::Num(c.latent as f64)),
         ("hidden", Json::Num(c.hidden as f64)),
@@ -381,14 +384,19 @@ fn model_json(vae: &Vae, omega: &[f64]) -> Json {
     ])
 }
 
-/// The trained model of a directory written by [`train`].
-pub fn load_model(dir: &Path, device: &Device) -> Result<Vae> {
+/// The parsed `vae.json` of a model directory.
+fn model_record(dir: &Path) -> Result<Json> {
     let path = dir.join(VAE_JSON);
     let text = String::from_utf8_lossy(&read(&path)?).into_owned();
-    let json = Json::parse(&text).map_err(|e| Error::BadFile {
+    Json::parse(&text).map_err(|e| Error::BadFile {
         path: path.display().to_string(),
         reason: e.to_string(),
-    })?;
+    })
+}
+
+/// The trained model of a directory written by [`train`].
+pub fn load_model(dir: &Path, device: &Device) -> Result<Vae> {
+    let json = model_record(dir)?;
     let f = Fields::new(&json, VAE_JSON);
     f.format("latticeml-vae-1")?;
     let config = VaeConfig {
@@ -470,6 +478,88 @@ pub fn apply(
         &npy::encode(&[shape[0], w], &result),
     )?;
     Ok(shape[0])
+}
+
+/// The decoder as a prior ([`super::vae_prior`]) on mock imaginary-time data of the library
+/// spectra the model in `model` held out; writes `prior.csv` (per spectrum and method) and
+/// `summary.json` (means per method) to `out`. Returns the rows.
+pub fn prior(
+    model: &Path,
+    data: &Path,
+    settings: &PriorSettings,
+    device: &Device,
+    out: &Path,
+    claim: Claim,
+) -> Result<Vec<PriorRow>> {
+    settings.validate()?;
+    let vae = load_model(model, device)?;
+    let json = model_record(model)?;
+    let holdout = Fields::new(&json, VAE_JSON).num("holdout")?;
+    let lib = read_library(data)?;
+    let (_, held_out) = split(lib.len(), holdout, vae.config.seed);
+    if held_out.is_empty() {
+        return Err(Error::InvalidInput(
+            "the model held out no spectra (trained with --holdout 0): nothing unseen to test on"
+                .into(),
+        ));
+    }
+    let manifest = Manifest {
+        command: "vae prior".into(),
+        parameters: format!(
+            "model={}\ndata={}\n{settings:?}\n",
+            model.display(),
+            data.display()
+        ),
+        files: vec![PRIOR_CSV.into(), SUMMARY.into()],
+    };
+    let dir = OutputDir::claim(out, &manifest, claim)?;
+    let rows = compare(&vae, &lib.omega, &lib.spectra, &held_out, settings)?;
+    let mut csv = String::from("spectrum,method,chi2_per_point,l1,mse\n");
+    for r in &rows {
+        csv.push_str(&format!(
+            "{},{},{},{},{}\n",
+            r.spectrum, r.method, r.chi2, r.l1, r.mse
+        ));
+    }
+    write_atomic(&dir.path().join(PRIOR_CSV), csv.as_bytes())?;
+    let methods = prior_means(&rows).into_iter().map(|(m, c, l1, mse)| {
+        (
+            m.to_string(),
+            Json::obj([
+                ("chi2_per_point", Json::Num(c)),
+                ("l1", Json::Num(l1)),
+                ("mse", Json::Num(mse)),
+            ]),
+        )
+    });
+    let summary = Json::obj([
+        ("spectra", Json::Num(held_out.len() as f64)),
+        ("beta", Json::Num(settings.beta)),
+        ("taus", Json::Num(settings.taus as f64)),
+        ("noise", Json::Num(settings.noise)),
+        ("methods", Json::obj(methods)),
+    ]);
+    write_atomic(&dir.path().join(SUMMARY), summary.pretty().as_bytes())?;
+    Ok(rows)
+}
+
+/// Per method (in order of appearance): mean χ²/N, L1 and MSE.
+pub fn prior_means(rows: &[PriorRow]) -> Vec<(&'static str, f64, f64, f64)> {
+    let mut methods: Vec<&'static str> = Vec::new();
+    for r in rows {
+        if !methods.contains(&r.method) {
+            methods.push(r.method);
+        }
+    }
+    methods
+        .into_iter()
+        .map(|m| {
+            let of: Vec<&PriorRow> = rows.iter().filter(|r| r.method == m).collect();
+            let n = of.len() as f64;
+            let mean = |f: fn(&PriorRow) -> f64| of.iter().map(|r| f(r)).sum::<f64>() / n;
+            (m, mean(|r| r.chi2), mean(|r| r.l1), mean(|r| r.mse))
+        })
+        .collect()
 }
 
 fn summary_json(o: &VaeOutcome, logged: &[VaeStep]) -> Json {
