@@ -1624,9 +1624,10 @@ fn cmd_spectral(a: SpectralArgs) -> Result<()> {
         }
         eprint!("running {name}…\r");
         let r = spectral::reconstruct(&problem, &method, &device)?;
-        let m = truth
-            .as_ref()
-            .map(|t| spectral::metrics(&problem.grid, &r.rho, t));
+        let m = truth.as_ref().map(|t| spectral::Metrics {
+            coverage: r.band.as_ref().map(|b| spectral::band_coverage(b, t)),
+            ..spectral::metrics(&problem.grid, &r.rho, t)
+        });
         let dir = if a.method == "all" {
             a.out.join(&r.method)
         } else {

@@ -83,6 +83,7 @@ pub fn summary(r: &Reconstruction, m: Option<&Metrics>, extra: &[(&str, Json)]) 
                 ("mse", Json::Num(m.mse)),
                 ("kl", Json::Num(m.kl)),
                 ("peaks", peaks),
+                ("band_coverage", m.coverage.map_or(Json::Null, Json::Num)),
             ]),
         ));
     }
