@@ -386,12 +386,8 @@ pub unsafe extern "C" fn latticeml_sampler_get_fields_device(
     len: usize,
     stream: *mut c_void,
 ) -> c_int {
-    guard(|| {
-        // SAFETY: the caller's contract (both calls).
-        let s = unsafe { handle_mut(sampler, "sampler") }?;
-        let ext = external(dptr, len, stream);
-        unsafe { s.sampler.exchange_fields_external(ext, true) }
-    })
+    // SAFETY: the caller's contract.
+    unsafe { device_fields(sampler, dptr, len, stream, true) }
 }
 
 /// Sets the fields from the caller's CUDA device buffer `dptr` (`[chain][site]`, `len` =
@@ -411,21 +407,31 @@ pub unsafe extern "C" fn latticeml_sampler_set_fields_device(
     len: usize,
     stream: *mut c_void,
 ) -> c_int {
+    // SAFETY: the caller's contract.
+    unsafe { device_fields(sampler, dptr, len, stream, false) }
+}
+
+/// Both device-buffer calls: the fields to (`to_external`) or from the caller's buffer.
+///
+/// # Safety
+/// As `latticeml_sampler_get_fields_device`.
+unsafe fn device_fields(
+    sampler: *mut latticeml_sampler,
+    dptr: u64,
+    len: usize,
+    stream: *mut c_void,
+    to_external: bool,
+) -> c_int {
     guard(|| {
         // SAFETY: the caller's contract (both calls).
         let s = unsafe { handle_mut(sampler, "sampler") }?;
-        let ext = external(dptr, len, stream);
-        unsafe { s.sampler.exchange_fields_external(ext, false) }
+        let ext = ExternalBuffer {
+            ptr: dptr,
+            len,
+            stream: stream as usize,
+        };
+        unsafe { s.sampler.exchange_fields_external(ext, to_external) }
     })
-}
-
-/// The caller's buffer as the library takes it.
-fn external(dptr: u64, len: usize, stream: *mut c_void) -> ExternalBuffer {
-    ExternalBuffer {
-        ptr: dptr,
-        len,
-        stream: stream as usize,
-    }
 }
 
 /// Writes the sampler's complete state (fields, counters, anything its chain depends on) to

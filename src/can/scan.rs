@@ -64,29 +64,13 @@ pub struct ScanPoint {
 /// Updates per chain discarded before measuring.
 const THERM: u64 = 10;
 
-/// Parses `first:last:step` or a comma-separated list of couplings.
+/// Parses `first:last:step` or a comma-separated list of couplings, all positive.
 pub fn parse_betas(s: &str) -> Result<Vec<f64>> {
-    let bad = || {
-        Error::InvalidInput(format!(
-            "--betas {s}: give first:last:step (e.g. 0.6:1.4:0.1) or a comma-separated list of \
-             positive couplings"
-        ))
-    };
-    let num = |x: &str| x.trim().parse::<f64>().map_err(|_| bad());
-    let betas: Vec<f64> = match s.split(':').collect::<Vec<_>>()[..] {
-        [a, b, d] => {
-            let (a, b, d) = (num(a)?, num(b)?, num(d)?);
-            if !(d > 0.0 && b >= a && (b - a) / d < 1000.0) {
-                return Err(bad());
-            }
-            let n = ((b - a) / d + 1e-9).floor() as usize;
-            (0..=n).map(|i| a + i as f64 * d).collect()
-        }
-        [_] => s.split(',').map(num).collect::<Result<_>>()?,
-        _ => return Err(bad()),
-    };
-    if betas.is_empty() || betas.iter().any(|b| !(b.is_finite() && *b > 0.0)) {
-        return Err(bad());
+    let betas = crate::io::parse_values(s, "betas", "0.6:1.4:0.1")?;
+    if betas.iter().any(|b| *b <= 0.0) {
+        return Err(Error::InvalidInput(format!(
+            "--betas {s}: every coupling must be positive"
+        )));
     }
     Ok(betas)
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
+use latticeml::io::parse_values;
 use latticeml::spectral::aim::{Bath, LibrarySpec};
 use latticeml::spectral::vae::VaeConfig;
 use latticeml::spectral::vae_job;
@@ -159,38 +160,6 @@ pub fn cmd_vae(what: VaeWhat) -> Result<()> {
     }
 }
 
-/// `first:last:step` (inclusive) or a comma-separated list of finite values.
-fn values(s: &str, flag: &str) -> Result<Vec<f64>> {
-    let bad = || {
-        Error::InvalidInput(format!(
-            "--{flag} {s}: give first:last:step (e.g. 0.5:8:0.5) or a comma-separated list"
-        ))
-    };
-    let num = |x: &str| {
-        x.trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|v| v.is_finite())
-            .ok_or_else(bad)
-    };
-    let v: Vec<f64> = match s.split(':').collect::<Vec<_>>()[..] {
-        [a, b, d] => {
-            let (a, b, d) = (num(a)?, num(b)?, num(d)?);
-            if !(d > 0.0 && b >= a && (b - a) / d < 10_000.0) {
-                return Err(bad());
-            }
-            let n = ((b - a) / d + 1e-9).floor() as usize;
-            (0..=n).map(|i| a + i as f64 * d).collect()
-        }
-        [_] => s.split(',').map(num).collect::<Result<_>>()?,
-        _ => return Err(bad()),
-    };
-    if v.is_empty() {
-        return Err(bad());
-    }
-    Ok(v)
-}
-
 fn bath(s: &str) -> Result<Bath> {
     if s == "flat" {
         return Ok(Bath::Flat);
@@ -205,8 +174,8 @@ fn bath(s: &str) -> Result<Bath> {
 
 fn cmd_library(a: LibraryArgs) -> Result<()> {
     let spec = LibrarySpec {
-        u: values(&a.u, "u")?,
-        eps_ratio: values(&a.eps_ratio, "eps-ratio")?,
+        u: parse_values(&a.u, "u", "0.5:8:0.5")?,
+        eps_ratio: parse_values(&a.eps_ratio, "eps-ratio", "-1:0:0.05")?,
         temperature: a.temperature,
         bath: bath(&a.bath)?,
         points: a.points,

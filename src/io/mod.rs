@@ -14,6 +14,40 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
+/// A list of numbers as a command line gives it: `first:last:step` (inclusive, at most 10 000
+/// values) or comma-separated values, all finite; `flag` and `example` name it in the error.
+pub fn parse_values(s: &str, flag: &str, example: &str) -> Result<Vec<f64>> {
+    let bad = || {
+        Error::InvalidInput(format!(
+            "--{flag} {s}: give first:last:step (e.g. {example}) or a comma-separated list of \
+             numbers"
+        ))
+    };
+    let num = |x: &str| {
+        x.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+            .ok_or_else(bad)
+    };
+    let v: Vec<f64> = match s.split(':').collect::<Vec<_>>()[..] {
+        [a, b, d] => {
+            let (a, b, d) = (num(a)?, num(b)?, num(d)?);
+            if !(d > 0.0 && b >= a && (b - a) / d < 10_000.0) {
+                return Err(bad());
+            }
+            let n = ((b - a) / d + 1e-9).floor() as usize;
+            (0..=n).map(|i| a + i as f64 * d).collect()
+        }
+        [_] => s.split(',').map(num).collect::<Result<_>>()?,
+        _ => return Err(bad()),
+    };
+    if v.is_empty() {
+        return Err(bad());
+    }
+    Ok(v)
+}
+
 /// Wraps an I/O error with the path it concerns.
 pub fn io_err(path: &Path, source: std::io::Error) -> Error {
     Error::Io {

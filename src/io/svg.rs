@@ -29,17 +29,22 @@ const MARGIN: f64 = 45.0;
 /// every series normalised to unit area (a probability density).
 pub fn histograms(panels: &[Panel], bins: usize) -> String {
     let bins = bins.max(1);
-    let width = W * panels.len().max(1) as f64;
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{H}\" \
-         font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" \
-         fill=\"white\"/>\n"
-    );
+    let mut s = prelude(panels.len());
     for (k, p) in panels.iter().enumerate() {
         panel(&mut s, p, bins, k as f64 * W);
     }
     s.push_str("</svg>\n");
     s
+}
+
+/// The opening of a figure of `panels` panels side by side, on white.
+fn prelude(panels: usize) -> String {
+    let width = W * panels.max(1) as f64;
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{H}\" \
+         font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" \
+         fill=\"white\"/>\n"
+    )
 }
 
 /// One scatter panel: points (x, y) coloured by a third quantity.
@@ -57,12 +62,7 @@ pub struct ScatterPanel<'a> {
 /// Scatter panels side by side with axis labels `labels` (x, y); colours run from blue to red
 /// over each panel's range of `colour`, whose ends are printed under the panel.
 pub fn scatter(panels: &[ScatterPanel], labels: (&str, &str)) -> String {
-    let width = W * panels.len().max(1) as f64;
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{H}\" \
-         font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" \
-         fill=\"white\"/>\n"
-    );
+    let mut s = prelude(panels.len());
     for (k, p) in panels.iter().enumerate() {
         scatter_panel(&mut s, p, labels, k as f64 * W);
     }
