@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo build --release --features mpi --example domain_scaling
-//! mpirun -np 2 target/release/examples/domain_scaling 1024x1024 2x1 200
+//! LATTICEML_THREADS=1 mpirun -np 2 target/release/examples/domain_scaling 1024x1024 2x1 200
 //! ```
 //! Arguments: global extents, ranks per axis, updates timed (default 100). Rank 0 prints one
 //! line: ranks, grid, box, MD site-updates/s per rank and in all, halo share and time, bytes sent
@@ -35,7 +35,9 @@ fn main() -> latticeml::Result<()> {
     let (_universe, team) = MpiTeam::init()?;
     let team: Arc<dyn Team + Send + Sync> = Arc::new(team);
     let action: Arc<dyn Action> = Arc::new(Phi4::new(Lattice::new(&dims)?, 0.27, 0.022)?);
-    let mut hmc = DomainHmc::new(action.as_ref(), 1, team.clone(), &grid)?;
+    // Threads per rank: LATTICEML_THREADS (all cores when unset).
+    let dev = latticeml::device::CpuDevice::new();
+    let mut hmc = DomainHmc::new(action.as_ref(), 1, team.clone(), &grid, dev)?;
     hmc.set_fields(&Start::Hot.fields(action.as_ref(), 0..1, 1))?;
     hmc.refresh_momenta(1, 0, 0, 0)?;
     let timed = |hmc: &mut DomainHmc, f: &dyn Fn(&mut DomainHmc) -> latticeml::Result<()>| {

@@ -963,9 +963,13 @@ fn sample_decomposed(
     let grid = latticeml::domain::Decomposition::parse_grid(grid)?;
     let cfg = run_config(a)?;
     let root = team.rank() == 0;
+    // The ranks on a node share its cores (LATTICEML_THREADS overrides).
+    let (local, locals) = team.node_local();
+    let name = if a.device == "auto" { "cpu" } else { &a.device };
+    let (device, why) = Device::for_local_rank(name, local, locals)?;
     if root {
         eprintln!(
-            "latticeml: {} ranks, lattice cut {} (CPU, one thread per rank)",
+            "latticeml: {} ranks, lattice cut {}; {why}",
             team.size(),
             latticeml::domain::grid_name(&grid)
         );
@@ -976,6 +980,7 @@ fn sample_decomposed(
     }
     let outcome = latticeml::run::run_decomposed(
         &cfg,
+        &device,
         &a.out,
         a.files.claim(),
         &mut |done, _| bar.set_position(done),

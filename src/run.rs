@@ -387,25 +387,19 @@ pub fn run_team(
 /// ([`crate::domain`], HMC only): every rank runs every chain on its box, and the files — the
 /// checkpoint included, written by rank 0 — are those of one process, so a decomposed run
 /// resumes on any grid or on one process. Rank 0 returns the outcome, the others `None`.
+#[allow(clippy::too_many_arguments)]
 pub fn run_decomposed(
     cfg: &RunConfig,
+    device: &Device,
     out: &Path,
     claim: Claim,
     progress: &mut dyn FnMut(u64, u64),
     team: Arc<dyn Team + Send + Sync>,
     grid: &[usize],
 ) -> Result<Option<RunOutcome>> {
-    let device = Device::Cpu(crate::device::CpuDevice::with_threads(1));
     let view = team.clone();
-    run_shared(
-        cfg,
-        &device,
-        out,
-        claim,
-        progress,
-        view.as_ref(),
-        Some((team, grid)),
-    )
+    let domain = Some((team, grid));
+    run_shared(cfg, device, out, claim, progress, view.as_ref(), domain)
 }
 
 /// The body of [`run_team`] (chains shared out, `domain` None) and [`run_decomposed`].
@@ -436,9 +430,10 @@ fn run_shared(
     let names = action.primary_names();
     let ncols = FIXED_COLS + names.len();
     let built = match domain {
-        Some((all, grid)) => cfg
-            .sampler
-            .build_decomposed(action.clone(), cfg.chains, all, grid),
+        Some((all, grid)) => {
+            cfg.sampler
+                .build_decomposed(action.clone(), cfg.chains, all, grid, device)
+        }
         None => cfg
             .sampler
             .build(action.clone(), mine.len(), device)

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use common::team::thread_team;
 use latticeml::action::{Action, Oscillator, Phi4};
+use latticeml::device::CpuDevice;
 use latticeml::ensemble::Team;
 use latticeml::hmc::{Hmc, HmcParams, Integrator};
 use latticeml::{Device, Lattice};
@@ -67,8 +68,10 @@ fn decomposed(
         .map(|team| {
             let (action, grid) = (action.clone(), grid.to_vec());
             std::thread::spawn(move || {
+                // Different thread counts per rank: the update must not depend on them.
+                let dev = CpuDevice::with_threads(1 + team.rank() % 2);
                 let team: Arc<dyn Team + Send + Sync> = Arc::new(team);
-                let mut hmc = Hmc::decomposed(action, chains, p, team, &grid).unwrap();
+                let mut hmc = Hmc::decomposed(action, chains, p, team, &grid, dev).unwrap();
                 record(&mut hmc, n)
             })
         })
@@ -110,6 +113,17 @@ fn two_dimensional_trajectories_are_those_of_one_process() {
     );
 }
 
+/// Boxes large enough that their slabs are shared out over threads.
+#[test]
+fn threaded_boxes_are_those_of_one_process() {
+    let p = HmcParams {
+        tau: 1.55,
+        steps: 2,
+        ..params(Integrator::Leapfrog)
+    };
+    check(phi4(&[256, 160]), 2, p, 8, &[&[2, 1], &[1, 2]]);
+}
+
 #[test]
 fn four_dimensional_trajectories_are_those_of_one_process() {
     let action: Arc<dyn Action> =
@@ -144,10 +158,18 @@ fn impossible_decompositions_are_refused_with_the_fix() {
     let action = phi4(&[6, 6]);
     let refuse = |grid: &[usize], size: usize, want: &str| {
         let team: Arc<dyn Team + Send + Sync> = Arc::new(thread_team(size).remove(0));
-        let e = Hmc::decomposed(action.clone(), 1, params(Integrator::Leapfrog), team, grid)
-            .err()
-            .expect("refused")
-            .to_string();
+        let dev = CpuDevice::with_threads(1);
+        let e = Hmc::decomposed(
+            action.clone(),
+            1,
+            params(Integrator::Leapfrog),
+            team,
+            grid,
+            dev,
+        )
+        .err()
+        .expect("refused")
+        .to_string();
         assert!(e.contains(want), "{grid:?} on {size}: {e}");
     };
     refuse(&[4, 1], 4, "not a multiple");

@@ -20,6 +20,7 @@ use super::cpu::{action_chunk, check_len, kinetic_chunk, moment_chunk};
 use super::{fourier::FourierMass, moments_from_flat, split_energies, HmcBackend, SliceMoments};
 use crate::action::{Action, ForceLaw, ScalarCouplings};
 use crate::device::geometry::sum_chunks;
+use crate::device::CpuDevice;
 use crate::domain::{Decomposition, OrderedReduction};
 use crate::ensemble::Team;
 use crate::error::{Error, Result};
@@ -47,6 +48,14 @@ pub struct DomainHmc {
     padded: usize,
     /// Padded index of the first site of every interior row (along the last axis).
     rows: Vec<usize>,
+    /// The box cut for threads: `slabs` slabs of `slab` padded values from padded index
+    /// `first_slab` on (axis-0 planes; the whole row in 1D), each with its rows at
+    /// `slab_rows` (offsets from the slab's start).
+    slab: usize,
+    slabs: usize,
+    first_slab: usize,
+    slab_rows: Vec<usize>,
+    dev: CpuDevice,
     /// Per site of the box, whether it lies on the global first or last plane of the last axis
     /// (where the single-process forward sum adds 0.0; see `row_neighbour_sums`).
     row_end: Vec<bool>,
@@ -56,7 +65,7 @@ pub struct DomainHmc {
     phi: Vec<f64>,
     phi_next: Vec<f64>,
     phi_saved: Vec<f64>,
-    /// Momenta, `[chain][box site]` without halo.
+    /// Momenta, padded like φ (the halo unused), so that a slab of p and of φ_next line up.
     p: Vec<f64>,
     /// Whether the halo holds the neighbours' current faces.
     halo_fresh: bool,
@@ -74,6 +83,7 @@ impl DomainHmc {
         chains: usize,
         team: Arc<dyn Team + Send + Sync>,
         grid: &[usize],
+        dev: CpuDevice,
     ) -> Result<Self> {
         let couplings = action.couplings();
         if couplings.law != ForceLaw::Polynomial {
@@ -109,6 +119,17 @@ impl DomainHmc {
             .map(|mu| faces(dec.local_extents(), &strides, &interior, mu))
             .collect();
         let largest = faces.iter().map(|f: &Faces| f.top.len()).max().unwrap_or(0);
+        let (slab, slabs, first_slab) = match ext.len() {
+            1 => (l, 1, 1),
+            _ => (strides[0], dec.local_extents()[0], strides[0]),
+        };
+        let slab_rows = interior
+            .iter()
+            .step_by(l)
+            .copied()
+            .filter(|&b| b < first_slab + slab)
+            .map(|b| b - first_slab)
+            .collect();
         let energy_plan = OrderedReduction::new(&dec, chains, global.volume())?;
         let slice_plan = OrderedReduction::new(&dec, chains, global.slice_volume())?;
         Ok(DomainHmc {
@@ -116,6 +137,11 @@ impl DomainHmc {
             couplings,
             chains,
             rows: interior.iter().step_by(l).copied().collect(),
+            slab,
+            slabs,
+            first_slab,
+            slab_rows,
+            dev,
             row_end,
             sites,
             faces,
@@ -124,7 +150,7 @@ impl DomainHmc {
             phi: vec![0.0; n],
             phi_next: vec![0.0; n],
             phi_saved: vec![0.0; n],
-            p: vec![0.0; chains * dec.local_volume()],
+            p: vec![0.0; n],
             halo_fresh: false,
             out: vec![0.0; chains * largest],
             got: vec![0.0; chains * largest],
@@ -195,46 +221,67 @@ impl DomainHmc {
         8 * self.chains * faces
     }
 
-    /// The box's fields without halo, `[chain][box site]`.
-    fn interior(&self) -> Vec<f64> {
+    /// The box's values of a padded array `x` without halo, `[chain][box site]`.
+    fn interior(&self, x: &[f64]) -> Vec<f64> {
         let l = *self.dec.local_extents().last().unwrap_or(&1);
         (0..self.chains)
             .flat_map(|c| {
                 self.rows
                     .iter()
-                    .flat_map(move |&b| &self.phi[c * self.padded + b..c * self.padded + b + l])
+                    .flat_map(move |&b| &x[c * self.padded + b..c * self.padded + b + l])
             })
             .copied()
             .collect()
     }
 
+    /// Writes `[chain][box site]` values into the interior of the padded array `x`.
+    fn set_interior(&self, x: &mut [f64], values: &[f64]) {
+        let l = *self.dec.local_extents().last().unwrap_or(&1);
+        for (c, chain) in values.chunks(self.sites.len().max(1)).enumerate() {
+            for (&b, row) in self.rows.iter().zip(chain.chunks(l)) {
+                let at = c * self.padded + b;
+                x[at..at + l].copy_from_slice(row);
+            }
+        }
+    }
+
     /// Per box site of every chain, the single-process action density (forward neighbours).
-    fn densities(&mut self) -> Vec<f64> {
+    fn densities(&mut self) -> Result<Vec<f64>> {
         self.exchange_halo();
         let (l, d) = (
             *self.dec.local_extents().last().unwrap_or(&1),
             self.strides.len(),
         );
-        let mut dens = Vec::with_capacity(self.p.len());
-        for c in 0..self.chains {
-            let phi = &self.phi[c * self.padded..(c + 1) * self.padded];
-            for (r, &b) in self.rows.iter().enumerate() {
-                for k in 0..l {
-                    let i = b + k;
-                    // The single-process forward sum adds 0.0 at the ends of a row.
-                    let mut f = if self.row_end[r * l + k] {
-                        phi[i + 1] + 0.0
-                    } else {
-                        phi[i + 1]
-                    };
-                    for &st in &self.strides[..d - 1] {
-                        f += phi[i + st];
+        let (first, slab, pv, slabs) = (self.first_slab, self.slab, self.padded, self.slabs);
+        let (rows, strides, c) = (&self.slab_rows, &self.strides[..d - 1], &self.couplings);
+        let row_end = &self.row_end;
+        let per_slab = rows.len() * l;
+        for chain in 0..self.chains {
+            let phi = &self.phi[chain * pv..(chain + 1) * pv];
+            let start = chain * pv + first;
+            let out = &mut self.phi_next[start..start + slabs * slab];
+            self.dev.for_chunks(slab, out, None, |s0, part, _| {
+                for (k, slab_out) in part.chunks_mut(slab).enumerate() {
+                    let base = first + (s0 + k) * slab;
+                    for (r, &off) in rows.iter().enumerate() {
+                        for j in 0..l {
+                            let i = base + off + j;
+                            // The single-process forward sum adds 0.0 at the ends of a row.
+                            let mut f = match row_end[(s0 + k) * per_slab + r * l + j] {
+                                true => phi[i + 1] + 0.0,
+                                false => phi[i + 1],
+                            };
+                            for &st in strides {
+                                f += phi[i + st];
+                            }
+                            slab_out[off + j] = c.site_action(phi[i], f);
+                        }
                     }
-                    dens.push(self.couplings.site_action(phi[i], f));
                 }
-            }
+            })?;
         }
-        dens
+        // φ_next is free between updates: it held the densities.
+        Ok(self.interior(&self.phi_next))
     }
 }
 
@@ -271,8 +318,8 @@ fn faces(local: &[usize], strides: &[usize], interior: &[usize], mu: usize) -> F
 impl HmcBackend for DomainHmc {
     fn refresh_momenta(&mut self, seed: u64, chain0: u32, step: u32, stream: u32) -> Result<()> {
         let key = philox::key_from_seed(seed);
-        let lv = self.sites.len();
-        for (c, chain) in self.p.chunks_mut(lv.max(1)).enumerate() {
+        let mut fresh = vec![0.0; self.chains * self.sites.len()];
+        for (c, chain) in fresh.chunks_mut(self.sites.len().max(1)).enumerate() {
             let word = chain0 + c as u32;
             // Sites 2k and 2k+1 share one Philox block (as in `philox::fill_normals`).
             let mut cached: Option<(usize, (f64, f64))> = None;
@@ -289,45 +336,59 @@ impl HmcBackend for DomainHmc {
                 *x = if g % 2 == 0 { pair.0 } else { pair.1 };
             }
         }
+        let mut p = std::mem::take(&mut self.p);
+        self.set_interior(&mut p, &fresh);
+        self.p = p;
         Ok(())
     }
 
     fn kick_drift(&mut self, kick: f64, drift: f64) -> Result<()> {
         self.exchange_halo();
-        let (l, d, lv) = (
+        let (l, d) = (
             *self.dec.local_extents().last().unwrap_or(&1),
             self.strides.len(),
-            self.sites.len(),
         );
-        let c = &self.couplings;
-        let mut nb = vec![0.0; l];
+        let (first, slab, pv, slabs) = (self.first_slab, self.slab, self.padded, self.slabs);
+        let (rows, strides, c) = (&self.slab_rows, &self.strides[..d - 1], &self.couplings);
         for chain in 0..self.chains {
-            let range = chain * self.padded..(chain + 1) * self.padded;
-            let phi = &self.phi[range.clone()];
-            let next = &mut self.phi_next[range];
-            let p = &mut self.p[chain * lv..(chain + 1) * lv];
-            for (&b, pr) in self.rows.iter().zip(p.chunks_mut(l)) {
-                // Row by row, so that the loops vectorise; per site the neighbour sum in
-                // `row_neighbour_sums`'s order: last axis up + down, then each other axis up, down.
-                for ((a, &up), &dn) in nb.iter_mut().zip(&phi[b + 1..]).zip(&phi[b - 1..]) {
-                    *a = up + dn;
-                }
-                for &st in &self.strides[..d - 1] {
-                    for ((a, &up), &dn) in nb.iter_mut().zip(&phi[b + st..]).zip(&phi[b - st..]) {
-                        *a += up;
-                        *a += dn;
+            let phi = &self.phi[chain * pv..(chain + 1) * pv];
+            let start = chain * pv + first;
+            let p = &mut self.p[start..start + slabs * slab];
+            let next = &mut self.phi_next[start..start + slabs * slab];
+            // Slabs (axis-0 planes) over the threads, row by row within a slab so that the
+            // loops vectorise; per site the neighbour sum in `row_neighbour_sums`'s order: last
+            // axis up + down, then each other axis up, down.
+            self.dev.for_chunks(slab, p, Some(next), |s0, p, next| {
+                let Some(next) = next else { return };
+                let mut nb = vec![0.0; l];
+                for (k, (ps, ns)) in p.chunks_mut(slab).zip(next.chunks_mut(slab)).enumerate() {
+                    let base = first + (s0 + k) * slab;
+                    for &off in rows {
+                        let b = base + off;
+                        for ((a, &up), &dn) in nb.iter_mut().zip(&phi[b + 1..]).zip(&phi[b - 1..]) {
+                            *a = up + dn;
+                        }
+                        for &st in strides {
+                            let (ups, dns) = (&phi[b + st..], &phi[b - st..]);
+                            for ((a, &up), &dn) in nb.iter_mut().zip(ups).zip(dns) {
+                                *a += up;
+                                *a += dn;
+                            }
+                        }
+                        let x = &phi[b..b + l];
+                        let pr = &mut ps[off..off + l];
+                        for ((pi, &xi), &n) in pr.iter_mut().zip(x).zip(&nb) {
+                            *pi += kick * c.site_force(xi, n);
+                        }
+                        if drift != 0.0 {
+                            let nr = &mut ns[off..off + l];
+                            for ((ni, &xi), &pi) in nr.iter_mut().zip(x).zip(pr.iter()) {
+                                *ni = xi + drift * pi;
+                            }
+                        }
                     }
                 }
-                let x = &phi[b..b + l];
-                for ((pi, &xi), &n) in pr.iter_mut().zip(x).zip(&nb) {
-                    *pi += kick * c.site_force(xi, n);
-                }
-                if drift != 0.0 {
-                    for ((ni, &xi), &pi) in next[b..b + l].iter_mut().zip(x).zip(pr.iter()) {
-                        *ni = xi + drift * pi;
-                    }
-                }
-            }
+            })?;
         }
         if drift != 0.0 {
             std::mem::swap(&mut self.phi, &mut self.phi_next);
@@ -337,10 +398,11 @@ impl HmcBackend for DomainHmc {
     }
 
     fn energies(&mut self) -> Result<(Vec<f64>, Vec<f64>)> {
-        let dens = self.densities();
+        let dens = self.densities()?;
+        let p = self.interior(&self.p);
         let flat = self
             .energy_plan
-            .chunk_results(self.team.as_ref(), &[&self.p, &dens], 2, |x| {
+            .chunk_results(self.team.as_ref(), &[&p, &dens], 2, |x| {
                 vec![kinetic_chunk(x[0]), action_chunk(x[1])]
             });
         let per = self.energy_plan.chunks_per_segment();
@@ -363,7 +425,7 @@ impl HmcBackend for DomainHmc {
     }
 
     fn slice_moments(&mut self) -> Result<SliceMoments> {
-        let phi = self.interior();
+        let phi = self.interior(&self.phi);
         let flat = self
             .slice_plan
             .chunk_results(self.team.as_ref(), &[&phi], 3, |x| {
@@ -375,36 +437,32 @@ impl HmcBackend for DomainHmc {
 
     /// Collective: every rank must call it.
     fn fields(&self) -> Result<Vec<f64>> {
-        let all = self.team.all_gather(&self.interior());
+        let all = self.team.all_gather(&self.interior(&self.phi));
         self.dec.assemble(&all, self.chains)
     }
 
     fn set_fields(&mut self, phi: &[f64]) -> Result<()> {
         check_len(phi.len(), self.chains * self.dec.global().volume())?;
         let mine = self.dec.scatter(phi)?;
-        let (l, lv) = (
-            *self.dec.local_extents().last().unwrap_or(&1),
-            self.sites.len(),
-        );
-        for (c, chain) in mine.chunks(lv.max(1)).enumerate() {
-            for (&b, row) in self.rows.iter().zip(chain.chunks(l)) {
-                let at = c * self.padded + b;
-                self.phi[at..at + l].copy_from_slice(row);
-            }
-        }
+        let mut x = std::mem::take(&mut self.phi);
+        self.set_interior(&mut x, &mine);
+        self.phi = x;
         self.halo_fresh = false;
         Ok(())
     }
 
     /// Collective: every rank must call it.
     fn momenta(&self) -> Result<Vec<f64>> {
-        let all = self.team.all_gather(&self.p);
+        let all = self.team.all_gather(&self.interior(&self.p));
         self.dec.assemble(&all, self.chains)
     }
 
     fn set_momenta(&mut self, p: &[f64]) -> Result<()> {
         check_len(p.len(), self.chains * self.dec.global().volume())?;
-        self.p = self.dec.scatter(p)?;
+        let mine = self.dec.scatter(p)?;
+        let mut x = std::mem::take(&mut self.p);
+        self.set_interior(&mut x, &mine);
+        self.p = x;
         Ok(())
     }
 
