@@ -245,6 +245,20 @@ impl DomainHmc {
         }
     }
 
+    /// The whole batch `[chain][site]` of the padded array `x` of every rank (collective).
+    fn gathered(&self, x: &[f64]) -> Result<Vec<f64>> {
+        let all = self.team.all_gather(&self.interior(x));
+        self.dec.assemble(&all, self.chains)
+    }
+
+    /// Writes this rank's part of the whole batch `global` into the padded array `x`.
+    fn scatter_into(&self, x: &mut [f64], global: &[f64]) -> Result<()> {
+        check_len(global.len(), self.chains * self.dec.global().volume())?;
+        let mine = self.dec.scatter(global)?;
+        self.set_interior(x, &mine);
+        Ok(())
+    }
+
     /// Per box site of every chain, the single-process action density (forward neighbours).
     fn densities(&mut self) -> Result<Vec<f64>> {
         self.exchange_halo();
@@ -437,33 +451,27 @@ impl HmcBackend for DomainHmc {
 
     /// Collective: every rank must call it.
     fn fields(&self) -> Result<Vec<f64>> {
-        let all = self.team.all_gather(&self.interior(&self.phi));
-        self.dec.assemble(&all, self.chains)
+        self.gathered(&self.phi)
     }
 
     fn set_fields(&mut self, phi: &[f64]) -> Result<()> {
-        check_len(phi.len(), self.chains * self.dec.global().volume())?;
-        let mine = self.dec.scatter(phi)?;
         let mut x = std::mem::take(&mut self.phi);
-        self.set_interior(&mut x, &mine);
+        let set = self.scatter_into(&mut x, phi);
         self.phi = x;
         self.halo_fresh = false;
-        Ok(())
+        set
     }
 
     /// Collective: every rank must call it.
     fn momenta(&self) -> Result<Vec<f64>> {
-        let all = self.team.all_gather(&self.interior(&self.p));
-        self.dec.assemble(&all, self.chains)
+        self.gathered(&self.p)
     }
 
     fn set_momenta(&mut self, p: &[f64]) -> Result<()> {
-        check_len(p.len(), self.chains * self.dec.global().volume())?;
-        let mine = self.dec.scatter(p)?;
         let mut x = std::mem::take(&mut self.p);
-        self.set_interior(&mut x, &mine);
+        let set = self.scatter_into(&mut x, p);
         self.p = x;
-        Ok(())
+        set
     }
 
     fn set_fourier_mass(&mut self, _mass: FourierMass) -> Result<()> {
