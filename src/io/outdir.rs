@@ -210,7 +210,8 @@ fn refuse_if_occupied(dir: &Path, old: Option<&Manifest>) -> Result<()> {
         None => format!("other files ({})", others.join(", ")),
     };
     Err(Error::InvalidInput(format!(
-        "{} holds {what}: continue that run with --resume, replace it with --force, or choose another --out",
+        "{} holds {what}: replace it with --force or choose another --out (commands that take \
+         --resume continue such a run with it)",
         dir.display()
     )))
 }
