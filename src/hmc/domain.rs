@@ -27,15 +27,27 @@ use crate::error::{Error, Result};
 use crate::philox;
 
 /// Padded indices of one axis's faces and halos in one chain's padded box.
+/// Runs of consecutive padded indices (start, length): a face of an axis other than the last is
+/// whole rows, copied as slices.
 struct Faces {
-    /// Interior sites at the top (x = n − 1), sent up; the halo below (x = −1) they fill on the
-    /// upper neighbour has the same order.
-    top: Vec<usize>,
-    bottom: Vec<usize>,
-    /// Halo sites below (x = −1) and above (x = n).
-    below: Vec<usize>,
-    above: Vec<usize>,
+    /// Interior sites at the top (x = n − 1), sent up, and at the bottom (x = 0), sent down.
+    top: Vec<(usize, usize)>,
+    bottom: Vec<(usize, usize)>,
+    /// How far the halo below (x = −1) lies under the top face, and the halo above (x = n) over
+    /// the bottom face: the runs that fill the halo are the faces' runs shifted by this.
+    shift: usize,
+    /// Sites per face.
+    sites: usize,
 }
+
+/// One direction of a halo exchange: the face's runs, where each run lands in the halo, the
+/// rank sent to and the rank received from.
+type Way<'a> = (
+    &'a [(usize, usize)],
+    &'a dyn Fn(usize) -> usize,
+    usize,
+    usize,
+);
 
 /// One rank's share of a decomposed HMC batch.
 pub struct DomainHmc {
@@ -118,7 +130,7 @@ impl DomainHmc {
         let faces: Vec<Faces> = (0..ext.len())
             .map(|mu| faces(dec.local_extents(), &strides, &interior, mu))
             .collect();
-        let largest = faces.iter().map(|f: &Faces| f.top.len()).max().unwrap_or(0);
+        let largest = faces.iter().map(|f: &Faces| f.sites).max().unwrap_or(0);
         let (slab, slabs, first_slab) = match ext.len() {
             1 => (l, 1, 1),
             _ => (strides[0], dec.local_extents()[0], strides[0]),
@@ -168,36 +180,41 @@ impl DomainHmc {
         let pv = self.padded;
         for (mu, f) in self.faces.iter().enumerate() {
             let (up, down) = (self.dec.neighbour(mu, true), self.dec.neighbour(mu, false));
-            for (send, fill, to, from) in [
-                (&f.top, &f.below, up, down),
-                (&f.bottom, &f.above, down, up),
-            ] {
-                for c in 0..self.chains {
-                    let chain = &mut self.phi[c * pv..(c + 1) * pv];
-                    if to == self.dec.rank() {
-                        // An undecomposed axis: the periodic wrap within the box.
-                        for (&s, &t) in send.iter().zip(fill.iter()) {
-                            chain[t] = chain[s];
-                        }
-                    } else {
-                        let n = send.len();
-                        self.out[c * n..(c + 1) * n]
-                            .iter_mut()
-                            .zip(send.iter())
-                            .for_each(|(o, &s)| *o = chain[s]);
-                    }
-                }
+            // (face runs, where its halo lies relative to them, to, from): the top face fills the
+            // upper neighbour's lower halo, the bottom face the lower neighbour's upper halo.
+            let below = |i: usize| i - f.shift;
+            let above = |i: usize| i + f.shift;
+            let ways: [Way; 2] = [(&f.top, &below, up, down), (&f.bottom, &above, down, up)];
+            for (runs, target, to, from) in ways {
                 if to == self.dec.rank() {
+                    // An undecomposed axis: the periodic wrap within the box.
+                    for c in 0..self.chains {
+                        let chain = &mut self.phi[c * pv..(c + 1) * pv];
+                        for &(s, len) in runs {
+                            chain.copy_within(s..s + len, target(s));
+                        }
+                    }
                     continue;
                 }
-                let n = self.chains * send.len();
+                let n = f.sites;
+                for c in 0..self.chains {
+                    let chain = &self.phi[c * pv..(c + 1) * pv];
+                    let mut at = c * n;
+                    for &(s, len) in runs {
+                        self.out[at..at + len].copy_from_slice(&chain[s..s + len]);
+                        at += len;
+                    }
+                }
+                let total = self.chains * n;
                 self.team
-                    .exchange(&self.out[..n], to, &mut self.got[..n], from);
+                    .exchange(&self.out[..total], to, &mut self.got[..total], from);
                 for c in 0..self.chains {
                     let chain = &mut self.phi[c * pv..(c + 1) * pv];
-                    let got = &self.got[c * fill.len()..(c + 1) * fill.len()];
-                    for (&t, &x) in fill.iter().zip(got) {
-                        chain[t] = x;
+                    let mut at = c * n;
+                    for &(s, len) in runs {
+                        let t = target(s);
+                        chain[t..t + len].copy_from_slice(&self.got[at..at + len]);
+                        at += len;
                     }
                 }
             }
@@ -216,7 +233,7 @@ impl DomainHmc {
     pub fn halo_bytes(&self) -> usize {
         let faces: usize = (0..self.faces.len())
             .filter(|&mu| self.dec.grid()[mu] > 1)
-            .map(|mu| self.faces[mu].top.len() + self.faces[mu].bottom.len())
+            .map(|mu| 2 * self.faces[mu].sites)
             .sum();
         8 * self.chains * faces
     }
@@ -322,11 +339,23 @@ fn faces(local: &[usize], strides: &[usize], interior: &[usize], mu: usize) -> F
     let top: Vec<usize> = interior.iter().copied().filter(|&i| at(i) == n).collect();
     let bottom: Vec<usize> = interior.iter().copied().filter(|&i| at(i) == 1).collect();
     Faces {
-        below: top.iter().map(|&i| i - n * st).collect(),
-        above: bottom.iter().map(|&i| i + n * st).collect(),
-        top,
-        bottom,
+        sites: top.len(),
+        top: runs(&top),
+        bottom: runs(&bottom),
+        shift: n * st,
     }
+}
+
+/// Increasing indices as runs of consecutive ones (start, length).
+fn runs(idx: &[usize]) -> Vec<(usize, usize)> {
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for &i in idx {
+        match out.last_mut() {
+            Some((s, len)) if *s + *len == i => *len += 1,
+            _ => out.push((i, 1)),
+        }
+    }
+    out
 }
 
 impl HmcBackend for DomainHmc {
