@@ -179,6 +179,9 @@ impl DomainHmc {
         }
         let pv = self.padded;
         for (mu, f) in self.faces.iter().enumerate() {
+            if mu + 1 == self.faces.len() && self.wrap_last() {
+                continue;
+            }
             let (up, down) = (self.dec.neighbour(mu, true), self.dec.neighbour(mu, false));
             // (face runs, where its halo lies relative to them, to, from): the top face fills the
             // upper neighbour's lower halo, the bottom face the lower neighbour's upper halo.
@@ -220,6 +223,12 @@ impl DomainHmc {
             }
         }
         self.halo_fresh = true;
+    }
+
+    /// Whether the last (contiguous) axis is not cut: its rows then wrap within the box in the
+    /// update itself, and its halo is never filled.
+    fn wrap_last(&self) -> bool {
+        self.dec.grid().last() == Some(&1)
     }
 
     /// Exchanges the halo now, current or not (to time the communication alone).
@@ -284,6 +293,7 @@ impl DomainHmc {
             self.strides.len(),
         );
         let (first, slab, pv, slabs) = (self.first_slab, self.slab, self.padded, self.slabs);
+        let wrap_last = self.wrap_last();
         let (rows, strides, c) = (&self.slab_rows, &self.strides[..d - 1], &self.couplings);
         let row_end = &self.row_end;
         let per_slab = rows.len() * l;
@@ -298,9 +308,15 @@ impl DomainHmc {
                         for j in 0..l {
                             let i = base + off + j;
                             // The single-process forward sum adds 0.0 at the ends of a row.
-                            let mut f = match row_end[(s0 + k) * per_slab + r * l + j] {
-                                true => phi[i + 1] + 0.0,
+                            // The forward neighbour, wrapping within the row when the last
+                            // axis is not cut.
+                            let up = match wrap_last && j + 1 == l {
+                                true => phi[base + off],
                                 false => phi[i + 1],
+                            };
+                            let mut f = match row_end[(s0 + k) * per_slab + r * l + j] {
+                                true => up + 0.0,
+                                false => up,
                             };
                             for &st in strides {
                                 f += phi[i + st];
@@ -392,6 +408,7 @@ impl HmcBackend for DomainHmc {
             self.strides.len(),
         );
         let (first, slab, pv, slabs) = (self.first_slab, self.slab, self.padded, self.slabs);
+        let wrap_last = self.wrap_last();
         let (rows, strides, c) = (&self.slab_rows, &self.strides[..d - 1], &self.couplings);
         for chain in 0..self.chains {
             let phi = &self.phi[chain * pv..(chain + 1) * pv];
@@ -410,6 +427,13 @@ impl HmcBackend for DomainHmc {
                         let b = base + off;
                         for ((a, &up), &dn) in nb.iter_mut().zip(&phi[b + 1..]).zip(&phi[b - 1..]) {
                             *a = up + dn;
+                        }
+                        if wrap_last {
+                            // The row wraps within the box (no last-axis halo is kept):
+                            // `row_neighbour_sums`' ends.
+                            let row = &phi[b..b + l];
+                            nb[0] = row[1 % l] + row[l - 1];
+                            nb[l - 1] = row[0] + row[l.saturating_sub(2)];
                         }
                         for &st in strides {
                             let (ups, dns) = (&phi[b + st..], &phi[b - st..]);
