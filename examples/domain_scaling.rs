@@ -51,10 +51,7 @@ fn main() -> latticeml::Result<()> {
     };
     timed(&mut hmc, &|h| h.kick_drift(1e-3, 1e-3))?; // warm-up
     let update = timed(&mut hmc, &|h| h.kick_drift(1e-3, 1e-3))?;
-    let halo = timed(&mut hmc, &|h| {
-        h.refresh_halo();
-        Ok(())
-    })?;
+    let halo = timed(&mut hmc, &|h| h.refresh_halo())?;
     let dec = Decomposition::new(action.lattice(), &grid, team.rank(), team.size())?;
     let per_rank = (dec.local_volume() * updates) as f64 / update;
     if team.rank() == 0 {

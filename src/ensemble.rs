@@ -26,8 +26,9 @@ pub trait Team {
     /// Every rank receives the concatenation, in rank order, of every rank's `local`.
     fn all_gather(&self, local: &[f64]) -> Vec<f64>;
     /// Sends `send` to rank `to` while receiving `recv.len()` values from rank `from` (the halo
-    /// exchange's shift; `to` and `from` may be this rank).
-    fn exchange(&self, send: &[f64], to: usize, recv: &mut [f64], from: usize);
+    /// exchange's shift; `to` and `from` may be this rank); a message of another length is an
+    /// error.
+    fn exchange(&self, send: &[f64], to: usize, recv: &mut [f64], from: usize) -> Result<()>;
     /// The personalised all-to-all: `send` holds `counts_out[r]` values for each rank r, in rank
     /// order; returns the `counts_in[r]` values each rank r sent here, in rank order.
     fn all_to_all(&self, send: &[f64], counts_out: &[usize], counts_in: &[usize]) -> Vec<f64>;
@@ -53,12 +54,24 @@ impl Team for Solo {
     fn all_gather(&self, local: &[f64]) -> Vec<f64> {
         local.to_vec()
     }
-    fn exchange(&self, send: &[f64], _to: usize, recv: &mut [f64], _from: usize) {
+    fn exchange(&self, send: &[f64], _to: usize, recv: &mut [f64], _from: usize) -> Result<()> {
+        check_message(send.len(), recv.len())?;
         recv.copy_from_slice(send);
+        Ok(())
     }
     fn all_to_all(&self, send: &[f64], _counts_out: &[usize], _counts_in: &[usize]) -> Vec<f64> {
         send.to_vec()
     }
+}
+
+/// Refuses a received message of `got` values where `want` were expected.
+pub fn check_message(got: usize, want: usize) -> Result<()> {
+    if got == want {
+        return Ok(());
+    }
+    Err(Error::InvalidInput(format!(
+        "a rank sent {got} values where {want} were expected: the ranks disagree about the run"
+    )))
 }
 
 /// The chains of `total` that rank `rank` of `size` runs: contiguous blocks in rank order, the
@@ -204,13 +217,23 @@ pub mod mpi {
             all
         }
 
-        fn exchange(&self, send: &[f64], to: usize, recv: &mut [f64], from: usize) {
+        fn exchange(
+            &self,
+            send: &[f64],
+            to: usize,
+            recv: &mut [f64],
+            from: usize,
+        ) -> crate::Result<()> {
             let world = self.world();
             let (dest, source) = (
                 world.process_at_rank(to as i32),
                 world.process_at_rank(from as i32),
             );
-            mpi::point_to_point::send_receive_into(send, &dest, recv, &source);
+            let status = mpi::point_to_point::send_receive_into(send, &dest, recv, &source);
+            super::check_message(
+                status.count(f64::equivalent_datatype()) as usize,
+                recv.len(),
+            )
         }
 
         fn all_to_all(&self, send: &[f64], counts_out: &[usize], counts_in: &[usize]) -> Vec<f64> {
@@ -229,6 +252,14 @@ pub mod mpi {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_of_the_wrong_length_is_an_error() {
+        let mut recv = [0.0; 3];
+        assert!(Solo.exchange(&[1.0, 2.0], 0, &mut recv, 0).is_err());
+        Solo.exchange(&[1.0, 2.0, 3.0], 0, &mut recv, 0).unwrap();
+        assert_eq!(recv, [1.0, 2.0, 3.0]);
+    }
 
     #[test]
     fn shares_tile_the_chains_in_rank_order() {

@@ -173,9 +173,9 @@ impl DomainHmc {
     }
 
     /// Fills every halo from the neighbours (a no-op while it is current).
-    fn exchange_halo(&mut self) {
+    fn exchange_halo(&mut self) -> Result<()> {
         if self.halo_fresh {
-            return;
+            return Ok(());
         }
         let pv = self.padded;
         for (mu, f) in self.faces.iter().enumerate() {
@@ -210,7 +210,7 @@ impl DomainHmc {
                 }
                 let total = self.chains * n;
                 self.team
-                    .exchange(&self.out[..total], to, &mut self.got[..total], from);
+                    .exchange(&self.out[..total], to, &mut self.got[..total], from)?;
                 for c in 0..self.chains {
                     let chain = &mut self.phi[c * pv..(c + 1) * pv];
                     let mut at = c * n;
@@ -223,6 +223,7 @@ impl DomainHmc {
             }
         }
         self.halo_fresh = true;
+        Ok(())
     }
 
     /// Whether the last (contiguous) axis is not cut: its rows then wrap within the box in the
@@ -232,9 +233,9 @@ impl DomainHmc {
     }
 
     /// Exchanges the halo now, current or not (to time the communication alone).
-    pub fn refresh_halo(&mut self) {
+    pub fn refresh_halo(&mut self) -> Result<()> {
         self.halo_fresh = false;
-        self.exchange_halo();
+        self.exchange_halo()
     }
 
     /// Bytes this rank sends to other ranks per halo exchange (faces along decomposed axes;
@@ -287,7 +288,7 @@ impl DomainHmc {
 
     /// Per box site of every chain, the single-process action density (forward neighbours).
     fn densities(&mut self) -> Result<Vec<f64>> {
-        self.exchange_halo();
+        self.exchange_halo()?;
         let (l, d) = (
             *self.dec.local_extents().last().unwrap_or(&1),
             self.strides.len(),
@@ -402,7 +403,7 @@ impl HmcBackend for DomainHmc {
     }
 
     fn kick_drift(&mut self, kick: f64, drift: f64) -> Result<()> {
-        self.exchange_halo();
+        self.exchange_halo()?;
         let (l, d) = (
             *self.dec.local_extents().last().unwrap_or(&1),
             self.strides.len(),

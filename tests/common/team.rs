@@ -81,9 +81,18 @@ impl Team for ThreadTeam {
         }
         (0..self.size).flat_map(|r| self.recv(r)).collect()
     }
-    fn exchange(&self, send: &[f64], to: usize, recv: &mut [f64], from: usize) {
+    fn exchange(
+        &self,
+        send: &[f64],
+        to: usize,
+        recv: &mut [f64],
+        from: usize,
+    ) -> latticeml::Result<()> {
         self.send(to, send);
-        recv.copy_from_slice(&self.recv(from));
+        let got = self.recv(from);
+        latticeml::ensemble::check_message(got.len(), recv.len())?;
+        recv.copy_from_slice(&got);
+        Ok(())
     }
     fn all_to_all(&self, send: &[f64], counts_out: &[usize], counts_in: &[usize]) -> Vec<f64> {
         let mut at = 0;
