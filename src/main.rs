@@ -461,7 +461,7 @@ struct SpectralArgs {
     /// Adam steps of the neural methods.
     #[arg(long)]
     steps: Option<usize>,
-    /// Restarts of the neural methods (their spread is the band).
+    /// Restarts of the neural methods (their spread is the band; with --samples, networks per sample, default 1).
     #[arg(long)]
     restarts: Option<usize>,
     /// auto, cpu, cuda or cuda:N (for the neural methods).
@@ -1736,6 +1736,8 @@ fn spectral_samples(
     if let Method::Neural(o) = &mut method {
         o.seed = a.seed;
         o.steps = a.steps.unwrap_or(o.steps);
+        // The samples' spread is the band; restarts per sample only when asked for.
+        o.restarts = a.restarts.unwrap_or(1);
     }
     let rs = spectral::reconstruct_many(problem, &values, &method, device)?;
     let (nw, k) = (problem.grid.len(), rs.len() as f64);

@@ -106,6 +106,9 @@ pub struct Problem {
     pub grid: OmegaGrid,
 }
 
+/// The lower and upper edge of an uncertainty band.
+pub type Band = (Vec<f64>, Vec<f64>);
+
 /// A regularisation parameter as chosen by a method, e.g. ("alpha", 1e-6) or ("cut", 12).
 pub type Choice = (&'static str, f64);
 
@@ -119,7 +122,7 @@ pub struct Reconstruction {
     /// ρ(ω).
     pub rho: Vec<f64>,
     /// Lower and upper edge of the uncertainty band, where the method gives one.
-    pub band: Option<(Vec<f64>, Vec<f64>)>,
+    pub band: Option<Band>,
     /// The data reproduced by ρ (A ρ).
     pub reproduced: Vec<f64>,
     /// χ² of the reproduced data.
@@ -144,18 +147,36 @@ fn chi2(p: &Problem, a: &Matrix, rho: &[f64]) -> Result<(Vec<f64>, f64)> {
     Ok((rep, linalg::dot(&r, &r)))
 }
 
+/// ρ ± σ as the (lower, upper) band.
+fn band_of(rho: &[f64], sd: &[f64]) -> Band {
+    (
+        rho.iter().zip(sd).map(|(r, s)| r - s).collect(),
+        rho.iter().zip(sd).map(|(r, s)| r + s).collect(),
+    )
+}
+
+/// The mean of several networks' spectra, with their standard deviation as the band.
+fn restart_mean(rhos: &[Vec<f64>]) -> (Vec<f64>, Band) {
+    let k = rhos.len() as f64;
+    let nw = rhos.first().map_or(0, |r| r.len());
+    let mean: Vec<f64> = (0..nw)
+        .map(|j| rhos.iter().map(|x| x[j]).sum::<f64>() / k)
+        .collect();
+    let sd: Vec<f64> = (0..nw)
+        .map(|j| {
+            (rhos.iter().map(|x| (x[j] - mean[j]).powi(2)).sum::<f64>() / (k - 1.0).max(1.0)).sqrt()
+        })
+        .collect();
+    let band = band_of(&mean, &sd);
+    (mean, band)
+}
+
 /// Reconstructs ρ by `method`; `device` runs the neural methods.
 pub fn reconstruct(p: &Problem, method: &Method, device: &Device) -> Result<Reconstruction> {
     p.data.validate()?;
     let start = Instant::now();
     let a = kernel_matrix(p.kind, &p.data.x, &p.grid)?;
     let (aw, gw) = p.data.whiten(&a)?;
-    let band_of = |rho: &[f64], sd: &[f64]| -> (Vec<f64>, Vec<f64>) {
-        (
-            rho.iter().zip(sd).map(|(r, s)| r - s).collect(),
-            rho.iter().zip(sd).map(|(r, s)| r + s).collect(),
-        )
-    };
     let (rho, band, choice) = match method {
         Method::Tikhonov(rule) => {
             let s = classical::tikhonov(&aw, &gw, *rule)?;
@@ -193,19 +214,7 @@ pub fn reconstruct(p: &Problem, method: &Method, device: &Device) -> Result<Reco
             (s.rho, band, Some(s.choice))
         }
         Method::Neural(opts) => {
-            let r = neural::train(device, &aw, &gw, &p.grid, opts)?;
-            let k = r.rhos.len() as f64;
-            let mean: Vec<f64> = (0..p.grid.len())
-                .map(|j| r.rhos.iter().map(|x| x[j]).sum::<f64>() / k)
-                .collect();
-            let sd: Vec<f64> = (0..p.grid.len())
-                .map(|j| {
-                    (r.rhos.iter().map(|x| (x[j] - mean[j]).powi(2)).sum::<f64>()
-                        / (k - 1.0).max(1.0))
-                    .sqrt()
-                })
-                .collect();
-            let band = band_of(&mean, &sd);
+            let (mean, band) = restart_mean(&neural::train(device, &aw, &gw, &p.grid, opts)?.rhos);
             (mean, Some(band), None)
         }
     };
@@ -247,11 +256,14 @@ pub fn reconstruct_many(
         .iter()
         .map(|v| template.data.whiten_values(v))
         .collect::<Result<_>>()?;
-    let rhos: Vec<(Vec<f64>, Option<Choice>)> = match method {
+    let rhos: Vec<(Vec<f64>, Option<Band>, Option<Choice>)> = match method {
         Method::Neural(o) if o.kind == NnKind::List => {
             neural::train_list_batched(device, &aw, &gws, o)?
-                .into_iter()
-                .map(|r| (r, None))
+                .iter()
+                .map(|r| {
+                    let (mean, band) = restart_mean(r);
+                    (mean, Some(band), None)
+                })
                 .collect()
         }
         Method::Tikhonov(_) | Method::Tsvd => {
@@ -262,7 +274,8 @@ pub fn reconstruct_many(
                         Method::Tikhonov(rule) => classical::tikhonov_svd(&d, g, *rule)?,
                         _ => classical::tsvd_svd(&d, g)?,
                     };
-                    Ok((s.rho, Some(s.choice)))
+                    let band = s.sigma.as_ref().map(|sd| band_of(&s.rho, sd));
+                    Ok((s.rho, band, Some(s.choice)))
                 })
                 .collect::<Result<_>>()?
         }
@@ -285,7 +298,7 @@ pub fn reconstruct_many(
     let per = start.elapsed().as_secs_f64() / values.len().max(1) as f64;
     rhos.into_iter()
         .zip(values)
-        .map(|((rho, choice), v)| {
+        .map(|((rho, band, choice), v)| {
             let data = Correlator {
                 value: v.clone(),
                 ..template.data.clone()
@@ -302,7 +315,7 @@ pub fn reconstruct_many(
                 method: method.name(),
                 omega: template.grid.omega.clone(),
                 rho,
-                band: None,
+                band,
                 reproduced,
                 chi2: c2,
                 chi2_per_point: c2 / v.len() as f64,
