@@ -1,0 +1,368 @@
+//! `latticeml spectral`: spectral functions from Euclidean correlators by every method of
+//! `latticeml::spectral`, one mock or input correlator, many samples, or many noise draws.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use latticeml::io::json::Json;
+use latticeml::io::outdir::{Claim, Manifest, OutputDir};
+use latticeml::{Device, Error, Result};
+
+#[derive(Args)]
+pub struct SpectralArgs {
+    /// CSV with header p,value,error (or tau,value,error).
+    #[arg(long, conflicts_with = "mock")]
+    input: Option<PathBuf>,
+    /// Full covariance of the data (CSV of numbers, no header).
+    #[arg(long, requires = "input")]
+    cov: Option<PathBuf>,
+    /// Many data vectors measured like --input (e.g. bootstrap samples): CSV of numbers, one per row;
+    /// all are reconstructed in one batched run, and the band is their spread.
+    #[arg(long, requires = "input")]
+    samples: Option<PathBuf>,
+    /// Built-in mock instead of --input: bw1, bw2, gauss2, nonpositive, or paper (the Shi–Wang–Zhou benchmark).
+    #[arg(long)]
+    mock: Option<String>,
+    /// Mock noise: relative size (or absolute, with --noise-kind absolute).
+    #[arg(long, default_value_t = 1e-4, allow_hyphen_values = true)]
+    noise: f64,
+    /// relative, absolute or momentum (σ = noise·D·p/Δp, as in the benchmark paper).
+    #[arg(long, default_value = "relative")]
+    noise_kind: String,
+    /// Mock data points: x from --x-min to --x-max.
+    #[arg(long, default_value_t = 100)]
+    points: usize,
+    /// First mock data point (p or τ).
+    #[arg(long, default_value_t = 0.2, allow_hyphen_values = true)]
+    x_min: f64,
+    /// Last mock data point.
+    #[arg(long, default_value_t = 20.0, allow_hyphen_values = true)]
+    x_max: f64,
+    /// Seed of the mock noise and of the networks.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// kl, exp, finite-t, finite-t-reg or fermi (fermionic, all omega; default: kl for
+    /// p,value,error data and mock data, exp for tau,value,error data).
+    #[arg(long)]
+    kernel: Option<String>,
+    /// Inverse temperature for the finite-temperature kernels.
+    #[arg(long)]
+    beta: Option<f64>,
+    /// Smallest ω.
+    #[arg(long, default_value_t = 0.04, allow_hyphen_values = true)]
+    omega_min: f64,
+    /// Largest ω.
+    #[arg(long, default_value_t = 20.0, allow_hyphen_values = true)]
+    omega_max: f64,
+    /// Points of the ω-grid.
+    #[arg(long, default_value_t = 500)]
+    omega_points: usize,
+    /// nn, nn-p2p, nn-p2p-signfree, mem, mem-classic, br, tikhonov, tikhonov-lcurve, tsvd, or all.
+    #[arg(long, default_value = "all")]
+    method: String,
+    /// Adam steps of the neural methods.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Restarts of the neural methods (their spread is the band; with --samples, networks per sample, default 1).
+    #[arg(long)]
+    restarts: Option<usize>,
+    /// auto, cpu, cuda or cuda:N (for the neural methods).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Output directory.
+    #[arg(long, default_value = "spectral-out")]
+    out: PathBuf,
+    /// Replace the results of an earlier command in --out.
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn cmd_spectral(a: SpectralArgs) -> Result<()> {
+    use latticeml::spectral::{self, data::Axis, kernel, mock, report, Method, Problem};
+    if a.cov.is_some() && a.input.is_none() {
+        return Err(Error::InvalidInput(
+            "--cov describes the errors of --input data; mock data take their noise from --noise"
+                .into(),
+        ));
+    }
+    let input = match &a.input {
+        Some(path) => Some(spectral::data::Correlator::read_csv_axis(path)?),
+        None => None,
+    };
+    let points = input.as_ref().map_or(a.points, |(d, _)| d.x.len());
+    // The ω grid with its weights, then the kernel matrix with an SVD's copies of it.
+    latticeml::device::memory::check_host(
+        8 * (a.omega_points as u128) * (2 + 4 * points as u128),
+        &format!("a reconstruction on {} omega points", a.omega_points),
+        "use fewer --omega-points",
+    )?;
+    let paper = a.mock.as_deref() == Some("paper");
+    let axis = input.as_ref().map(|(_, axis)| *axis);
+    let kind = match (a.kernel.as_deref(), axis) {
+        _ if paper => kernel::KernelKind::KallenLehmann,
+        (None, Some(Axis::Time)) => kernel::KernelKind::Exponential,
+        (None, _) => kernel::KernelKind::KallenLehmann,
+        (Some(name), _) => {
+            let k = kernel::KernelKind::from_name(name, a.beta)?;
+            if let Some(axis) = axis.filter(|&ax| !k.takes(ax)) {
+                return Err(Error::InvalidInput(format!(
+                    "the data are {} but --kernel {name} takes {}: use {}",
+                    if axis == Axis::Time {
+                        "times (tau,value,error)"
+                    } else {
+                        "momenta (p,value,error)"
+                    },
+                    if axis == Axis::Time {
+                        "momenta"
+                    } else {
+                        "times"
+                    },
+                    if axis == Axis::Time {
+                        "--kernel exp, finite-t or finite-t-reg"
+                    } else {
+                        "--kernel kl"
+                    }
+                )));
+            }
+            k
+        }
+    };
+    let grid = kernel::OmegaGrid::uniform(a.omega_min, a.omega_max, a.omega_points)?;
+    let (data, truth) = match (input, &a.mock) {
+        (Some((d, _)), _) => (
+            match &a.cov {
+                Some(c) => d.with_cov_csv(c)?,
+                None => d,
+            },
+            None,
+        ),
+        (None, Some(name)) => {
+            let spec = mock::Spectrum::named(if paper { "bw2" } else { name })?;
+            let total = spec.abs_integral(0.0, 1000.0, 400_000);
+            let inside = spec.abs_integral(grid.omega[0], grid.omega[grid.len() - 1], 200_000);
+            if total - inside > 0.01 * total {
+                return Err(Error::InvalidInput(format!(
+                    "the ω-grid [{}, {}] misses {:.1}% of the spectral function's weight; widen --omega-min/--omega-max",
+                    a.omega_min,
+                    a.omega_max,
+                    100.0 * (total - inside) / total
+                )));
+            }
+            if a.points < 2 || a.x_max.partial_cmp(&a.x_min) != Some(std::cmp::Ordering::Greater) {
+                return Err(Error::InvalidInput(
+                    "mock data need --points >= 2 and --x-max > --x-min".into(),
+                ));
+            }
+            let x: Vec<f64> = (0..a.points)
+                .map(|i| a.x_min + (a.x_max - a.x_min) * i as f64 / (a.points - 1) as f64)
+                .collect();
+            let noise = match (paper, a.noise_kind.as_str()) {
+                (true, _) | (_, "momentum") => mock::Noise::MomentumScaled(a.noise),
+                (_, "relative") => mock::Noise::Relative(a.noise),
+                (_, "absolute") => mock::Noise::Absolute(a.noise),
+                (_, k) => {
+                    return Err(Error::InvalidInput(format!(
+                        "unknown noise kind '{k}': use relative, absolute or momentum"
+                    )))
+                }
+            };
+            if !(a.noise > 0.0 && a.noise.is_finite()) {
+                return Err(Error::InvalidInput(format!(
+                    "--noise {} must be positive",
+                    a.noise
+                )));
+            }
+            let t = spec.on(&grid);
+            let amat = kernel::kernel_matrix(kind, &x, &grid)?;
+            (mock::mock_data(&amat, &t, &x, &noise, a.seed)?, Some(t))
+        }
+        (None, None) => {
+            return Err(Error::InvalidInput(
+                "give --input data.csv or --mock bw1|bw2|gauss2|nonpositive|paper".into(),
+            ))
+        }
+    };
+    kind.check_points(&data.x)?;
+    let (device, _) = Device::from_name(&a.device)?;
+    let names: Vec<&str> = if a.method == "all" {
+        vec!["nn", "nn-p2p", "mem", "br", "tikhonov", "tsvd"]
+    } else {
+        vec![a.method.as_str()]
+    };
+    let _out = claim_spectral_out(&a, &names)?;
+    let problem = Problem { data, kind, grid };
+    let mut poor_fit = false;
+    if let Some(path) = &a.samples {
+        return spectral_samples(&a, &problem, path, &device);
+    }
+    println!(
+        "{:<16} {:>10} {:>12} {:>12} {:>10} {:>9}  peaks (position/width)",
+        "method", "chi2/N", "MSE", "KL", "rel L2", "seconds"
+    );
+    for name in names {
+        let mut method = Method::from_name(name)?;
+        if let Method::Neural(o) = &mut method {
+            o.seed = a.seed;
+            o.steps = a.steps.unwrap_or(o.steps);
+            o.restarts = a.restarts.unwrap_or(o.restarts);
+        }
+        eprint!("running {name}…\r");
+        let r = spectral::reconstruct(&problem, &method, &device)?;
+        let m = truth.as_ref().map(|t| spectral::Metrics {
+            coverage: r.band.as_ref().map(|b| spectral::band_coverage(b, t)),
+            ..spectral::metrics(&problem.grid, &r.rho, t)
+        });
+        let dir = if a.method == "all" {
+            a.out.join(&r.method)
+        } else {
+            a.out.clone()
+        };
+        report::write(&dir, &r, &problem.data, truth.as_deref(), m.as_ref(), &[])?;
+        let f = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.3e}"));
+        // The three highest peaks (all of them are in summary.json).
+        let pk: Vec<String> = m.as_ref().map_or(Vec::new(), |m| {
+            let height = |p: f64| {
+                r.omega
+                    .iter()
+                    .position(|&o| o == p)
+                    .map_or(0.0, |j| r.rho[j])
+            };
+            let mut by_height = m.peaks.clone();
+            by_height.sort_by(|a, b| height(b.0).total_cmp(&height(a.0)));
+            by_height
+                .iter()
+                .take(3)
+                .map(|(p, w)| format!("{p:.2}/{w:.2}"))
+                .collect()
+        });
+        let flag = if r.chi2_per_point > 3.0 { "*" } else { " " };
+        poor_fit |= r.chi2_per_point > 3.0;
+        println!(
+            "{:<16} {:>10.3}{flag}{:>12} {:>12} {:>10} {:>9.2}  {}",
+            r.method,
+            r.chi2_per_point,
+            f(m.as_ref().map(|m| m.mse)),
+            f(m.as_ref().map(|m| m.kl)),
+            f(m.as_ref().map(|m| m.relative_l2)),
+            r.seconds,
+            pk.join(" ")
+        );
+    }
+    if poor_fit {
+        println!("* chi2/N > 3: the method cannot reproduce these data (MEM and the positive networks assume rho >= 0;");
+        println!("  a sign-changing spectrum needs tikhonov, tsvd or nn-p2p-signfree), or it needs more --steps");
+    }
+    println!("files in {}/", a.out.display());
+    Ok(())
+}
+
+/// Claims `--out` for `spectral` (held until the command ends): its files, or one directory per
+/// method with `--method all`.
+fn claim_spectral_out(a: &SpectralArgs, names: &[&str]) -> Result<OutputDir> {
+    let files: Vec<String> = if a.method == "all" {
+        names.iter().map(|n| format!("{n}/")).collect()
+    } else {
+        [
+            "rho.csv",
+            "rho.npy",
+            "fit.csv",
+            "summary.json",
+            "rho.svg",
+            "samples.npy",
+        ]
+        .iter()
+        .map(|f| f.to_string())
+        .collect()
+    };
+    let source = match (&a.input, &a.mock) {
+        (Some(p), _) => format!("input={}", p.display()),
+        (None, m) => format!("mock={}", m.as_deref().unwrap_or("")),
+    };
+    let manifest = Manifest {
+        command: "spectral".into(),
+        parameters: format!(
+            "{source}\nmethod={}\nkernel={}\nomega={}:{}:{}\nseed={}\n",
+            a.method,
+            a.kernel.as_deref().unwrap_or("auto"),
+            a.omega_min,
+            a.omega_max,
+            a.omega_points,
+            a.seed
+        ),
+        files,
+    };
+    let claim = if a.force { Claim::Force } else { Claim::Fresh };
+    OutputDir::claim(&a.out, &manifest, claim)
+}
+
+/// `--samples`: every data vector reconstructed in one batched run; writes the mean with the
+/// samples' standard deviation as the band, and every sample's ρ in `samples.npy`.
+fn spectral_samples(
+    a: &SpectralArgs,
+    problem: &latticeml::spectral::Problem,
+    path: &std::path::Path,
+    device: &Device,
+) -> Result<()> {
+    use latticeml::spectral::{self, report, Method, Reconstruction};
+    if a.method == "all" {
+        return Err(Error::InvalidInput(
+            "--samples takes one --method (nn batches best; tikhonov and tsvd share one SVD)"
+                .into(),
+        ));
+    }
+    let values = problem.data.read_samples(path)?;
+    let mut method = Method::from_name(&a.method)?;
+    if let Method::Neural(o) = &mut method {
+        o.seed = a.seed;
+        o.steps = a.steps.unwrap_or(o.steps);
+        // The samples' spread is the band; restarts per sample only when asked for.
+        o.restarts = a.restarts.unwrap_or(1);
+    }
+    let rs = spectral::reconstruct_many(problem, &values, &method, device)?;
+    let (nw, k) = (problem.grid.len(), rs.len() as f64);
+    let mean: Vec<f64> = (0..nw)
+        .map(|j| rs.iter().map(|r| r.rho[j]).sum::<f64>() / k)
+        .collect();
+    let sd: Vec<f64> = (0..nw)
+        .map(|j| {
+            (rs.iter().map(|r| (r.rho[j] - mean[j]).powi(2)).sum::<f64>() / (k - 1.0).max(1.0))
+                .sqrt()
+        })
+        .collect();
+    let kmat = spectral::kernel::kernel_matrix(problem.kind, &problem.data.x, &problem.grid)?;
+    let chi2_mean = rs.iter().map(|r| r.chi2_per_point).sum::<f64>() / k;
+    let agg = Reconstruction {
+        method: format!("{} ({} samples)", rs[0].method, rs.len()),
+        omega: problem.grid.omega.clone(),
+        band: Some((
+            mean.iter().zip(&sd).map(|(m, s)| m - s).collect(),
+            mean.iter().zip(&sd).map(|(m, s)| m + s).collect(),
+        )),
+        reproduced: kmat.mul_vec(&mean),
+        rho: mean,
+        chi2: chi2_mean * problem.data.x.len() as f64,
+        chi2_per_point: chi2_mean,
+        choice: None,
+        seconds: rs.iter().map(|r| r.seconds).sum(),
+    };
+    let extra = [
+        ("samples", Json::Num(k)),
+        ("mean_chi2_per_point_over_samples", Json::Num(chi2_mean)),
+    ];
+    report::write(&a.out, &agg, &problem.data, None, None, &extra)?;
+    let all: Vec<f64> = rs.iter().flat_map(|r| r.rho.iter().copied()).collect();
+    latticeml::io::write_atomic(
+        &a.out.join("samples.npy"),
+        &latticeml::io::npy::encode(&[rs.len(), nw], &all),
+    )?;
+    println!(
+        "{}: {} samples, mean chi2/N {:.3}, {:.2} s in all; files in {}/",
+        agg.method,
+        rs.len(),
+        chi2_mean,
+        agg.seconds,
+        a.out.display()
+    );
+    Ok(())
+}
