@@ -435,7 +435,10 @@ fn a_trained_score_matches_the_free_fields_exact_score() {
     for t in [0.02, 0.1, 0.3, 0.6] {
         let b = x0.len() / 64;
         let net = score_error(&m, &field, x0, t, &|x| {
-            m.net.evaluate(&m.params, &m.sde, x, &vec![t; b]).unwrap()
+            let centred: Vec<f64> = x.iter().map(|a| a - m.data_mean).collect();
+            m.net
+                .evaluate(&m.params, &m.sde, &centred, &vec![t; b])
+                .unwrap()
         });
         let s2 = m.sde.marginal_std(t).powi(2);
         let local = score_error(&m, &field, x0, t, &|x| {

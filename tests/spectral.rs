@@ -452,6 +452,59 @@ fn command_line_writes_files_and_refuses_a_grid_that_misses_the_spectrum() {
     );
 }
 
+/// `--draws`: one benchmark.csv row per (draw, method), the noiseless data first, and the table
+/// with the calibration factor; bad band settings exit 2 before anything is written.
+#[test]
+fn command_line_benchmarks_noise_draws_and_checks_band_settings() {
+    let dir = common::fresh_dir("spectral-draws");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "spectral",
+            "--mock",
+            "bw2",
+            "--omega-points",
+            "200",
+            "--out",
+            dir.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        std::process::Command::new(common::binary())
+            .args(&args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--draws", "2", "--method", "tsvd", "--band", "bootstrap"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("scale for 68%"), "{text}");
+    let csv = std::fs::read_to_string(dir.join("benchmark.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows.len(), 4, "{csv}");
+    assert!(rows[0].starts_with("draw,seed,method,chi2_per_point,mse,kl,relative_l2,coverage"));
+    assert!(rows[1].starts_with("noiseless,-,tsvd,") && rows[3].starts_with("2,2,tsvd,"));
+    let coverage: f64 = rows[2].split(',').nth(7).unwrap().parse().unwrap();
+    assert!((0.0..=1.0).contains(&coverage), "{coverage}");
+    for (extra, says) in [
+        (&["--band", "wide"][..], "native or bootstrap"),
+        (&["--band-scale", "0"][..], "--band-scale"),
+        (
+            &["--band", "bootstrap", "--band-samples", "1"][..],
+            "--band-samples",
+        ),
+    ] {
+        let mut args = vec!["--method", "tsvd", "--force"];
+        args.extend_from_slice(extra);
+        let bad = run(&args);
+        let err = String::from_utf8_lossy(&bad.stderr);
+        assert_eq!(bad.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(err.contains(says), "{extra:?}: {err}");
+    }
+}
+
 #[test]
 fn many_correlators_match_one_by_one_reconstructions() {
     let (p, _) = bw1_problem(1e-3, 30, 120, 10.0);

@@ -21,6 +21,11 @@ pub struct SpectralArgs {
     /// all are reconstructed in one batched run, and the band is their spread.
     #[arg(long, requires = "input")]
     samples: Option<PathBuf>,
+    /// Benchmark on a mock over N noise draws (seeds --seed, --seed + 1, …) and the noiseless
+    /// data: every method's chi2/N, MSE, KL, relative L2 and band coverage per draw in
+    /// benchmark.csv, and their means.
+    #[arg(long, requires = "mock")]
+    draws: Option<u64>,
     /// Built-in mock instead of --input: bw1, bw2, gauss2, nonpositive, or paper (the Shi–Wang–Zhou benchmark).
     #[arg(long)]
     mock: Option<String>,
@@ -70,6 +75,19 @@ pub struct SpectralArgs {
     /// auto, cpu, cuda or cuda:N (for the neural methods).
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// How the band is made: native (each method's own: the networks' restarts, MEM's posterior,
+    /// Tikhonov's and TSVD's propagated noise) or bootstrap (the methods' RMS error at a spectrum
+    /// like the reconstruction, from --band-samples data vectors drawn around its fit; calibrated
+    /// to hold the truth near the nominal 68 %). Default: bootstrap for nn, native for the rest.
+    #[arg(long)]
+    band: Option<String>,
+    /// Data vectors of the bootstrap band.
+    #[arg(long, default_value_t = 16)]
+    band_samples: usize,
+    /// Multiply the band's half-widths by this calibration factor (`--draws` on mocks like the
+    /// data reports the factor that gives 68 %).
+    #[arg(long, default_value_t = 1.0)]
+    band_scale: f64,
     /// Output directory.
     #[arg(long, default_value = "spectral-out")]
     out: PathBuf,
@@ -79,7 +97,8 @@ pub struct SpectralArgs {
 }
 
 pub fn cmd_spectral(a: SpectralArgs) -> Result<()> {
-    use latticeml::spectral::{self, data::Axis, kernel, mock, report, Method, Problem};
+    use latticeml::spectral::{self, data::Axis, kernel, mock, report, Problem};
+    check_band_args(&a)?;
     if a.cov.is_some() && a.input.is_none() {
         return Err(Error::InvalidInput(
             "--cov describes the errors of --input data; mock data take their noise from --noise"
@@ -175,7 +194,18 @@ pub fn cmd_spectral(a: SpectralArgs) -> Result<()> {
             }
             let t = spec.on(&grid);
             let amat = kernel::kernel_matrix(kind, &x, &grid)?;
-            (mock::mock_data(&amat, &t, &x, &noise, a.seed)?, Some(t))
+            let data = mock::mock_data(&amat, &t, &x, &noise, a.seed)?;
+            if let Some(n) = a.draws {
+                kind.check_points(&data.x)?;
+                let source = MockSource {
+                    a: amat,
+                    truth: t,
+                    x,
+                    noise,
+                };
+                return spectral_draws(&a, n, &Problem { data, kind, grid }, &source);
+            }
+            (data, Some(t))
         }
         (None, None) => {
             return Err(Error::InvalidInput(
@@ -185,11 +215,7 @@ pub fn cmd_spectral(a: SpectralArgs) -> Result<()> {
     };
     kind.check_points(&data.x)?;
     let (device, _) = Device::from_name(&a.device)?;
-    let names: Vec<&str> = if a.method == "all" {
-        vec!["nn", "nn-p2p", "mem", "br", "tikhonov", "tsvd"]
-    } else {
-        vec![a.method.as_str()]
-    };
+    let names = method_names(&a);
     let _out = claim_spectral_out(&a, &names)?;
     let problem = Problem { data, kind, grid };
     let mut poor_fit = false;
@@ -201,14 +227,9 @@ pub fn cmd_spectral(a: SpectralArgs) -> Result<()> {
         "method", "chi2/N", "MSE", "KL", "rel L2", "seconds"
     );
     for name in names {
-        let mut method = Method::from_name(name)?;
-        if let Method::Neural(o) = &mut method {
-            o.seed = a.seed;
-            o.steps = a.steps.unwrap_or(o.steps);
-            o.restarts = a.restarts.unwrap_or(o.restarts);
-        }
+        let method = method_of(&a, name)?;
         eprint!("running {name}…\r");
-        let r = spectral::reconstruct(&problem, &method, &device)?;
+        let (r, _) = banded(&a, &problem, &method, &device)?;
         let m = truth.as_ref().map(|t| spectral::Metrics {
             coverage: r.band.as_ref().map(|b| spectral::band_coverage(b, t)),
             ..spectral::metrics(&problem.grid, &r.rho, t)
@@ -257,10 +278,81 @@ pub fn cmd_spectral(a: SpectralArgs) -> Result<()> {
     Ok(())
 }
 
+/// The methods `--method` names (`all`: every principal one).
+fn method_names(a: &SpectralArgs) -> Vec<&str> {
+    if a.method == "all" {
+        vec!["nn", "nn-p2p", "mem", "br", "tikhonov", "tsvd"]
+    } else {
+        vec![a.method.as_str()]
+    }
+}
+
+/// `method`'s reconstruction with the band `--band` asks for, widened by `--band-scale`, and
+/// the band before widening.
+fn banded(
+    a: &SpectralArgs,
+    problem: &latticeml::spectral::Problem,
+    method: &latticeml::spectral::Method,
+    device: &Device,
+) -> Result<(
+    latticeml::spectral::Reconstruction,
+    Option<latticeml::spectral::Band>,
+)> {
+    use latticeml::spectral;
+    let mut r = spectral::reconstruct_with_band(problem, method, band_of(a, method)?, device)?;
+    let raw = r.band.clone();
+    r.band = raw
+        .as_ref()
+        .map(|b| spectral::widen(b, &r.rho, a.band_scale));
+    Ok((r, raw))
+}
+
+/// Refuses band settings that cannot work, before `--out` is touched.
+fn check_band_args(a: &SpectralArgs) -> Result<()> {
+    if !(a.band_scale.is_finite() && a.band_scale > 0.0) {
+        return Err(Error::InvalidInput(format!(
+            "--band-scale {} must be positive",
+            a.band_scale
+        )));
+    }
+    if a.band_samples < 2 {
+        return Err(Error::InvalidInput(format!(
+            "a bootstrap band needs at least 2 samples, not {}: raise --band-samples",
+            a.band_samples
+        )));
+    }
+    band_of(a, &latticeml::spectral::Method::Tsvd).map(|_| ())
+}
+
+/// The band `--band` asks for (or the method's default).
+fn band_of(
+    a: &SpectralArgs,
+    method: &latticeml::spectral::Method,
+) -> Result<latticeml::spectral::BandKind> {
+    use latticeml::spectral::BandKind;
+    match &a.band {
+        Some(name) => BandKind::from_name(name, a.band_samples, a.seed),
+        None => Ok(BandKind::default_for(method, a.band_samples, a.seed)),
+    }
+}
+
+/// The method `name` with the command line's network settings.
+fn method_of(a: &SpectralArgs, name: &str) -> Result<latticeml::spectral::Method> {
+    let mut method = latticeml::spectral::Method::from_name(name)?;
+    if let latticeml::spectral::Method::Neural(o) = &mut method {
+        o.seed = a.seed;
+        o.steps = a.steps.unwrap_or(o.steps);
+        o.restarts = a.restarts.unwrap_or(o.restarts);
+    }
+    Ok(method)
+}
+
 /// Claims `--out` for `spectral` (held until the command ends): its files, or one directory per
 /// method with `--method all`.
 fn claim_spectral_out(a: &SpectralArgs, names: &[&str]) -> Result<OutputDir> {
-    let files: Vec<String> = if a.method == "all" {
+    let files: Vec<String> = if a.draws.is_some() {
+        vec!["benchmark.csv".into()]
+    } else if a.method == "all" {
         names.iter().map(|n| format!("{n}/")).collect()
     } else {
         [
@@ -305,6 +397,11 @@ fn spectral_samples(
     device: &Device,
 ) -> Result<()> {
     use latticeml::spectral::{self, report, Method, Reconstruction};
+    if a.band.is_some() {
+        return Err(Error::InvalidInput(
+            "with --samples the band is the samples' spread: drop --band".into(),
+        ));
+    }
     if a.method == "all" {
         return Err(Error::InvalidInput(
             "--samples takes one --method (nn batches best; tikhonov and tsvd share one SVD)"
@@ -365,4 +462,128 @@ fn spectral_samples(
         a.out.display()
     );
     Ok(())
+}
+
+/// A mock's ingredients, for drawing its data again with other seeds.
+struct MockSource {
+    a: latticeml::spectral::linalg::Matrix,
+    truth: Vec<f64>,
+    x: Vec<f64>,
+    noise: latticeml::spectral::mock::Noise,
+}
+
+/// `--draws N`: every method on the noiseless mock data (the exact A·ρ with the noise model's
+/// errors) and on N noise draws; one row per (draw, method) in benchmark.csv, then a table of the
+/// noiseless MSE and the draws' mean MSE, KL, χ²/N and band coverage.
+fn spectral_draws(
+    a: &SpectralArgs,
+    n: u64,
+    template: &latticeml::spectral::Problem,
+    src: &MockSource,
+) -> Result<()> {
+    use latticeml::spectral::{self, mock, Problem};
+    if n == 0 {
+        return Err(Error::InvalidInput("--draws needs at least 1 draw".into()));
+    }
+    let (device, _) = Device::from_name(&a.device)?;
+    let names = method_names(a);
+    let methods: Vec<_> = names
+        .iter()
+        .map(|name| method_of(a, name))
+        .collect::<Result<_>>()?;
+    let _out = claim_spectral_out(a, &names)?;
+    let mut csv =
+        String::from("draw,seed,method,chi2_per_point,mse,kl,relative_l2,coverage,seconds\n");
+    // Per method: noiseless MSE, [MSE, KL, χ²/N, coverage] of each draw, and the draws' pooled
+    // ratios of error to (unscaled) band half-width.
+    type Row = (f64, Vec<[f64; 4]>, Vec<f64>);
+    let mut table: Vec<Row> = vec![(f64::NAN, Vec::new(), Vec::new()); names.len()];
+    for draw in 0..=n {
+        let seed = a.seed + draw.saturating_sub(1);
+        let mut data = mock::mock_data(&src.a, &src.truth, &src.x, &src.noise, seed)?;
+        if draw == 0 {
+            data.value = src.a.mul_vec(&src.truth);
+        }
+        let problem = Problem {
+            data,
+            ..template.clone()
+        };
+        for ((name, method), row) in names.iter().zip(&methods).zip(table.iter_mut()) {
+            eprint!("draw {draw}/{n}: {name}…        \r");
+            let (r, raw) = banded(a, &problem, method, &device)?;
+            if let (Some(b), true) = (&raw, draw > 0) {
+                row.2.extend(spectral::band_ratios(b, &r.rho, &src.truth));
+            }
+            let m = spectral::metrics(&problem.grid, &r.rho, &src.truth);
+            let cover = r
+                .band
+                .as_ref()
+                .map_or(f64::NAN, |b| spectral::band_coverage(b, &src.truth));
+            csv += &format!(
+                "{},{},{name},{:e},{:e},{:e},{:e},{:e},{:e}\n",
+                if draw == 0 {
+                    "noiseless".to_string()
+                } else {
+                    draw.to_string()
+                },
+                if draw == 0 {
+                    "-".to_string()
+                } else {
+                    seed.to_string()
+                },
+                r.chi2_per_point,
+                m.mse,
+                m.kl,
+                m.relative_l2,
+                cover,
+                r.seconds
+            );
+            if draw == 0 {
+                row.0 = m.mse;
+            } else {
+                row.1.push([m.mse, m.kl, r.chi2_per_point, cover]);
+            }
+        }
+    }
+    eprint!("{:40}\r", "");
+    latticeml::io::write_atomic(&a.out.join("benchmark.csv"), csv.as_bytes())?;
+    println!(
+        "{:<16} {:>10} {:>22} {:>10} {:>10} {:>9} {:>12}",
+        "method", "noiseless", "MSE over draws", "KL", "chi2/N", "coverage", "scale for 68%"
+    );
+    for (name, (clean, rows, ratios)) in names.iter().zip(&table) {
+        let col = |k: usize| -> Vec<f64> { rows.iter().map(|r| r[k]).collect() };
+        let (mse, sd) = mean_sd(&col(0));
+        let c68 = spectral::calibration_scale(ratios, 0.6827);
+        println!(
+            "{name:<16} {clean:>10.3} {:>22} {:>10.3} {:>10.3} {:>9} {:>12}",
+            format!("{mse:.3} ± {sd:.3}"),
+            mean_sd(&col(1)).0,
+            mean_sd(&col(2)).0,
+            match mean_sd(&col(3)).0 {
+                c if c.is_finite() => format!("{:.0} %", 100.0 * c),
+                _ => "-".into(),
+            },
+            if c68.is_nan() {
+                "-".into()
+            } else {
+                format!("{c68:.3}")
+            }
+        );
+    }
+    println!(
+        "(means over {n} draws, seeds {}..={}; ± the draws' standard deviation; coverage of the truth by the ±1σ band, nominally 68 %;\n the scale for 68 %: the --band-scale at which the draws' bands together would hold the truth at 68 % of the points)",
+        a.seed,
+        a.seed + n - 1
+    );
+    println!("files in {}/", a.out.display());
+    Ok(())
+}
+
+/// Mean and standard deviation (n − 1) of `v`.
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let k = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / k;
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (k - 1.0).max(1.0);
+    (mean, var.sqrt())
 }

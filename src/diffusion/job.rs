@@ -207,7 +207,7 @@ pub fn data_of_run(dir: &Path, lattice: &Lattice) -> Result<Vec<f64>> {
 }
 
 impl DiffusionJob {
-    fn record(&self, theory: &TheoryConfig, epochs: u64, data_variance: f64) -> Json {
+    fn record(&self, theory: &TheoryConfig, epochs: u64, (mean, variance): (f64, f64)) -> Json {
         Json::obj([
             ("format", Json::Str(FORMAT.into())),
             ("theory", theory.to_json()),
@@ -225,7 +225,8 @@ impl DiffusionJob {
             ("frequencies", Json::Num(self.net.frequencies as f64)),
             ("frequency_scale", Json::Num(self.net.frequency_scale)),
             ("padding", Json::Str(padding_name(self.net.padding).into())),
-            ("data_variance", Json::Num(data_variance)),
+            ("data_mean", Json::Num(mean)),
+            ("data_variance", Json::Num(variance)),
             ("init_seed", Json::Str(self.net.seed.to_string())),
             ("sigma", Json::Num(self.sigma)),
             ("batch", Json::Num(self.batch as f64)),
@@ -278,11 +279,23 @@ pub fn train(
     job.validate()?;
     let theory = theory_of_run(&job.data)?;
     let lattice = theory.build()?.lattice().clone();
-    let data = data_of_run(&job.data, &lattice)?;
+    let mut data = data_of_run(&job.data, &lattice)?;
     let (h, w) = (lattice.extents()[0], lattice.extents()[1]);
     let v = h * w;
     let n = data.len() / v;
-    let data_variance = data.iter().map(|x| x * x).sum::<f64>() / data.len() as f64;
+    // The network learns the fluctuations about the ensemble's mean field: its group norms
+    // cannot see the size of a constant field, which in the broken phase is most of φ. With
+    // sign flips the augmented ensemble's mean is zero.
+    let mean = if job.augment.flip {
+        0.0
+    } else {
+        data.iter().sum::<f64>() / data.len() as f64
+    };
+    data.iter_mut().for_each(|x| *x -= mean);
+    let moments = (
+        mean,
+        data.iter().map(|x| x * x).sum::<f64>() / data.len() as f64,
+    );
     let sde = VeSde::new(job.sigma)?;
     let ctx = Ctx::<f32>::new(device.clone());
     let mut store = ParamStore::new(&ctx);
@@ -292,7 +305,7 @@ pub fn train(
         ema.insert(&name, store.get(&name)?.copy()?);
     }
     let mut adam = Adam::new(job.lr);
-    let mut identity = job.record(&theory, 0, data_variance);
+    let mut identity = job.record(&theory, 0, moments);
     if let Json::Obj(items) = &mut identity {
         items.retain(|(k, _)| k != "epochs");
     }
@@ -380,9 +393,7 @@ pub fn train(
         write_atomic(&out.join("train.csv"), log.as_bytes())?;
         write_atomic(
             &out.join(RECORD_FILE),
-            job.record(&theory, epoch + 1, data_variance)
-                .pretty()
-                .as_bytes(),
+            job.record(&theory, epoch + 1, moments).pretty().as_bytes(),
         )?;
         progress(epoch + 1, job.epochs);
     }
@@ -475,6 +486,9 @@ pub struct LoadedDiffusion {
     pub params: ParamStore<f32>,
     /// Epochs trained.
     pub epochs: u64,
+    /// The training ensemble's mean field, subtracted before training: the network's score is
+    /// that of φ − `data_mean`, and draws are shifted back.
+    pub data_mean: f64,
     /// The run directory of the training data.
     pub data: PathBuf,
 }
@@ -539,6 +553,11 @@ pub fn load(dir: &Path, device: &Device) -> Result<LoadedDiffusion> {
         net,
         params,
         epochs: big("epochs")?,
+        // Records written before the shift existed trained on φ itself.
+        data_mean: match j.get("data_mean") {
+            None => 0.0,
+            Some(_) => num("data_mean")?,
+        },
         data: match j.get("data") {
             Some(Json::Str(d)) => PathBuf::from(d),
             _ => return Err(f.bad("data")),

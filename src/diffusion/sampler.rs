@@ -202,10 +202,15 @@ impl DiffusionSampler {
         };
         let shape = (self.chains.chains(), v);
         let (m, schedule) = (&self.model, (steps, T_MIN));
+        let shifted = |mut d: Draws| {
+            d.x.iter_mut().for_each(|x| *x += m.data_mean);
+            d
+        };
         if !mh {
             return reverse(&m.sde, integrator, schedule, shape, key, |x, t| {
                 m.net.evaluate(&m.params, &m.sde, x, t)
-            });
+            })
+            .map(shifted);
         }
         let eps = match divergence {
             Divergence::Exact => Vec::new(),
@@ -224,6 +229,7 @@ impl DiffusionSampler {
             m.net
                 .score_and_divergence_estimate(&m.params, &m.sde, (x, t), &live)
         })
+        .map(shifted)
     }
 }
 

@@ -3,6 +3,7 @@
 //! one interface, [`reconstruct`].
 
 pub mod aim;
+pub mod band;
 pub mod br;
 pub mod classical;
 pub mod data;
@@ -17,6 +18,9 @@ pub mod vae_prior;
 
 use std::time::Instant;
 
+pub use band::{
+    band_coverage, band_ratios, calibration_scale, reconstruct_with_band, widen, BandKind,
+};
 use classical::{AlphaRule, MemAlpha, MemOptions};
 use data::Correlator;
 use kernel::{kernel_matrix, KernelKind, OmegaGrid};
@@ -366,17 +370,6 @@ pub struct Metrics {
     pub coverage: Option<f64>,
 }
 
-/// The fraction of points j with lo_j ≤ truth_j ≤ hi_j.
-pub fn band_coverage((lo, hi): &(Vec<f64>, Vec<f64>), truth: &[f64]) -> f64 {
-    let inside = lo
-        .iter()
-        .zip(hi)
-        .zip(truth)
-        .filter(|((l, h), t)| *l <= *t && *t <= *h)
-        .count();
-    inside as f64 / truth.len().max(1) as f64
-}
-
 /// Compares `rho` with `truth` on `grid`.
 pub fn metrics(grid: &OmegaGrid, rho: &[f64], truth: &[f64]) -> Metrics {
     let l2 = grid
@@ -438,29 +431,4 @@ pub fn peaks(omega: &[f64], rho: &[f64]) -> Vec<(f64, f64)> {
         }
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Coverage on a case with a known answer: a ±1σ band around Gaussian noise covers the
-    /// truth at 68.3 % of the points (to the binomial error), and exact counts on a small case.
-    #[test]
-    fn band_coverage_counts_points_inside() {
-        let truth = [1.0, 2.0, 3.0, 4.0];
-        let band = (vec![0.5, 2.1, 2.0, 4.0], vec![1.5, 2.5, 3.0, 5.0]);
-        assert_eq!(band_coverage(&band, &truth), 0.75);
-        let n = 20_000;
-        let mut noise = vec![0.0; n];
-        crate::philox::fill_normals(&mut noise, 3, 0, 0, 0);
-        let truth = vec![0.0; n];
-        let band = (
-            noise.iter().map(|z| z - 1.0).collect(),
-            noise.iter().map(|z| z + 1.0).collect(),
-        );
-        let c = band_coverage(&band, &truth);
-        let sd = (0.6827 * 0.3173 / n as f64).sqrt();
-        assert!((c - 0.6827).abs() < 4.0 * sd, "{c}");
-    }
 }
