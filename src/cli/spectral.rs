@@ -229,7 +229,7 @@ pub fn cmd_spectral(a: SpectralArgs) -> Result<()> {
     for name in names {
         let method = method_of(&a, name)?;
         eprint!("running {name}…\r");
-        let (r, _) = banded(&a, &problem, &method, &device)?;
+        let (r, _) = banded(&a, (&problem, &method, a.seed), &device)?;
         let m = truth.as_ref().map(|t| spectral::Metrics {
             coverage: r.band.as_ref().map(|b| spectral::band_coverage(b, t)),
             ..spectral::metrics(&problem.grid, &r.rho, t)
@@ -287,19 +287,23 @@ fn method_names(a: &SpectralArgs) -> Vec<&str> {
     }
 }
 
-/// `method`'s reconstruction with the band `--band` asks for, widened by `--band-scale`, and
-/// the band before widening.
+/// `method`'s reconstruction with the band `--band` asks for (a bootstrap's noise keyed by
+/// `seed`), widened by `--band-scale`, and the band before widening.
 fn banded(
     a: &SpectralArgs,
-    problem: &latticeml::spectral::Problem,
-    method: &latticeml::spectral::Method,
+    (problem, method, seed): (
+        &latticeml::spectral::Problem,
+        &latticeml::spectral::Method,
+        u64,
+    ),
     device: &Device,
 ) -> Result<(
     latticeml::spectral::Reconstruction,
     Option<latticeml::spectral::Band>,
 )> {
     use latticeml::spectral;
-    let mut r = spectral::reconstruct_with_band(problem, method, band_of(a, method)?, device)?;
+    let band = band_of(a, method, seed)?;
+    let mut r = spectral::reconstruct_with_band(problem, method, band, device)?;
     let raw = r.band.clone();
     r.band = raw
         .as_ref()
@@ -321,18 +325,19 @@ fn check_band_args(a: &SpectralArgs) -> Result<()> {
             a.band_samples
         )));
     }
-    band_of(a, &latticeml::spectral::Method::Tsvd).map(|_| ())
+    band_of(a, &latticeml::spectral::Method::Tsvd, a.seed).map(|_| ())
 }
 
-/// The band `--band` asks for (or the method's default).
+/// The band `--band` asks for (or the method's default), a bootstrap keyed by `seed`.
 fn band_of(
     a: &SpectralArgs,
     method: &latticeml::spectral::Method,
+    seed: u64,
 ) -> Result<latticeml::spectral::BandKind> {
     use latticeml::spectral::BandKind;
     match &a.band {
-        Some(name) => BandKind::from_name(name, a.band_samples, a.seed),
-        None => Ok(BandKind::default_for(method, a.band_samples, a.seed)),
+        Some(name) => BandKind::from_name(name, a.band_samples, seed),
+        None => Ok(BandKind::default_for(method, a.band_samples, seed)),
     }
 }
 
@@ -473,7 +478,7 @@ struct MockSource {
 }
 
 /// `--draws N`: every method on the noiseless mock data (the exact A·ρ with the noise model's
-/// errors) and on N noise draws; one row per (draw, method) in benchmark.csv, then a table of the
+/// errors) and on N noise draws, each draw (and its networks) seeded as `--seed S` alone would be; one row per (draw, method) in benchmark.csv, then a table of the
 /// noiseless MSE and the draws' mean MSE, KL, χ²/N and band coverage.
 fn spectral_draws(
     a: &SpectralArgs,
@@ -509,8 +514,14 @@ fn spectral_draws(
             ..template.clone()
         };
         for ((name, method), row) in names.iter().zip(&methods).zip(table.iter_mut()) {
+            // The networks start from the draw's seed, as `--seed S` alone would.
+            let mut method = method.clone();
+            if let latticeml::spectral::Method::Neural(o) = &mut method {
+                o.seed = seed;
+            }
+            let method = &method;
             eprint!("draw {draw}/{n}: {name}…        \r");
-            let (r, raw) = banded(a, &problem, method, &device)?;
+            let (r, raw) = banded(a, (&problem, method, seed), &device)?;
             if let (Some(b), true) = (&raw, draw > 0) {
                 row.2.extend(spectral::band_ratios(b, &r.rho, &src.truth));
             }
