@@ -209,6 +209,8 @@ pub enum SamplerConfig {
         seed: u64,
         /// The integrator, its steps, and the Metropolis correction.
         draws: crate::diffusion::sampler::DrawSettings,
+        /// HMC parameters and trajectories run after each independence step (None: none).
+        hmc_between: Option<(HmcParams, usize)>,
     },
     /// A local update of the theory's own (checkerboard Metropolis, overrelaxation, heat-bath).
     Local {
@@ -229,7 +231,12 @@ impl SamplerConfig {
                 crate::hmc::fourier::check_mass(*m2)
             }
             SamplerConfig::Local { algorithm, .. } => algorithm.validate(),
-            SamplerConfig::Diffusion { draws, .. } => draws.validate(),
+            SamplerConfig::Diffusion {
+                draws, hmc_between, ..
+            } => {
+                draws.validate()?;
+                check_hmc_between(hmc_between)
+            }
             SamplerConfig::Can { local_between, .. } => match local_between {
                 Some((_, 0)) => Err(crate::error::Error::InvalidInput(
                     "--local-between 0: give at least one sweep, or leave the flag out".into(),
@@ -237,13 +244,7 @@ impl SamplerConfig {
                 Some((a, _)) => a.validate(),
                 None => Ok(()),
             },
-            SamplerConfig::Flow { hmc_between, .. } => match hmc_between {
-                Some((_, 0)) => Err(crate::error::Error::InvalidInput(
-                    "--hmc-between 0: give at least one trajectory, or leave the flag out".into(),
-                )),
-                Some((p, _)) => p.validate(),
-                None => Ok(()),
-            },
+            SamplerConfig::Flow { hmc_between, .. } => check_hmc_between(hmc_between),
             SamplerConfig::Mala { epsilon, .. } | SamplerConfig::Langevin { epsilon, .. } => {
                 if epsilon.is_finite() && *epsilon > 0.0 {
                     Ok(())
@@ -330,16 +331,8 @@ impl SamplerConfig {
                 hmc_between,
             } => {
                 let mut flow = FlowSampler::new(theory.clone(), &model, chains, seed, device)?;
-                if let Some((params, k)) = hmc_between {
-                    // Its own Philox key: with the flow's, the HMC accept uniforms of trajectory t
-                    // would be the flow's of update t (both use STREAM_ACCEPT, keyed by chain and
-                    // step), correlating the two decisions.
-                    let params = HmcParams {
-                        seed: params.seed ^ BETWEEN_KEY,
-                        ..params
-                    };
-                    let hmc = HmcSampler::new(theory, chains, params, device)?;
-                    flow.interleave(Box::new(hmc), k)?;
+                if let Some((hmc, k)) = between_hmc(&theory, chains, hmc_between, device)? {
+                    flow.interleave(hmc, k)?;
                 }
                 Box::new(flow)
             }
@@ -360,14 +353,23 @@ impl SamplerConfig {
                 }
                 Box::new(can)
             }
-            SamplerConfig::Diffusion { model, seed, draws } => {
-                Box::new(crate::diffusion::sampler::DiffusionSampler::new(
-                    theory,
+            SamplerConfig::Diffusion {
+                model,
+                seed,
+                draws,
+                hmc_between,
+            } => {
+                let mut diffusion = crate::diffusion::sampler::DiffusionSampler::new(
+                    theory.clone(),
                     &model,
                     (chains, seed),
                     draws,
                     device,
-                )?)
+                )?;
+                if let Some((hmc, k)) = between_hmc(&theory, chains, hmc_between, device)? {
+                    diffusion.interleave(hmc, k)?;
+                }
+                Box::new(diffusion)
             }
             SamplerConfig::Local { algorithm, seed } => {
                 let sweeper = theory.sweeper(algorithm, chains, seed, device)?;
@@ -375,4 +377,36 @@ impl SamplerConfig {
             }
         })
     }
+}
+
+/// `--hmc-between K` needs at least one trajectory and valid HMC parameters.
+fn check_hmc_between(hmc_between: &Option<(HmcParams, usize)>) -> Result<()> {
+    match hmc_between {
+        Some((_, 0)) => Err(crate::error::Error::InvalidInput(
+            "--hmc-between 0: give at least one trajectory, or leave the flag out".into(),
+        )),
+        Some((p, _)) => p.validate(),
+        None => Ok(()),
+    }
+}
+
+/// The HMC run between a generative model's independence steps, and its trajectories per step.
+/// It gets its own Philox key: with the model's, the HMC accept uniforms of trajectory t would be
+/// the independence step's of update t (both use STREAM_ACCEPT, keyed by chain and step),
+/// correlating the two decisions.
+fn between_hmc(
+    theory: &Arc<dyn Theory>,
+    chains: usize,
+    hmc_between: Option<(HmcParams, usize)>,
+    device: &Device,
+) -> Result<Option<(Box<dyn Sampler>, usize)>> {
+    let Some((params, k)) = hmc_between else {
+        return Ok(None);
+    };
+    let params = HmcParams {
+        seed: params.seed ^ BETWEEN_KEY,
+        ..params
+    };
+    let hmc = HmcSampler::new(theory.clone(), chains, params, device)?;
+    Ok(Some((Box::new(hmc), k)))
 }

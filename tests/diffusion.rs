@@ -250,6 +250,33 @@ fn train_resume_and_sample_from_the_command_line() {
         text[at..].lines().next().unwrap().to_string()
     };
     assert_eq!(evals(w), evals(p));
+    // HMC between the independence steps (the moved chains' ln q by the forward ODE): it runs,
+    // reports the HMC's acceptance, and resumes bit-identically.
+    let (hw, hp) = (dir("diff-hybrid-whole"), dir("diff-hybrid-part"));
+    let hybrid = |samples: u32, out: &str, more: &str| {
+        ok(&format!(
+            "diffusion sample --model {a} --samples {samples} --chains 4 --steps 4 --sampler ode \
+             --mh --hmc-between 2 --hmc-md-steps 8 --save-every 1 --out {out} --device cpu {more}"
+        ))
+    };
+    hybrid(12, &hw, "");
+    hybrid(8, &hp, "");
+    hybrid(12, &hp, "--resume");
+    let (w, p) = (std::path::Path::new(&hw), std::path::Path::new(&hp));
+    common::assert_same_run_files(w, p, "diffusion sample --hmc-between --resume");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(w.join("summary.json")).unwrap()).unwrap();
+    let between = &summary["updates_between"];
+    assert_eq!(between["updates"].as_f64(), Some(2.0), "{summary}");
+    let acc = between["acceptance"].as_f64().unwrap();
+    // (A model of four epochs proposes rough configurations, where HMC accepts little.)
+    assert!((0.0..=1.0).contains(&acc), "HMC acceptance {acc}");
+    common::refused(
+        &format!("diffusion sample --model {a} --hmc-between 2 --out {b}-h")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        "--sampler ode --mh",
+    );
     let em_mh = format!("diffusion sample --model {a} --mh --sampler em --out {b}-z");
     common::refused(
         &em_mh.split_whitespace().collect::<Vec<_>>(),
@@ -270,7 +297,9 @@ fn train_resume_and_sample_from_the_command_line() {
         format!("diffusion sample --model {a} --sampler rk9 --out {b}-y"),
         "--sampler rk9",
     );
-    for d in [&run, &a, &b, &s, &xy, &mh, &rk, &pc, &zp, &whole, &part] {
+    for d in [
+        &run, &a, &b, &s, &xy, &mh, &rk, &pc, &zp, &whole, &part, &hw, &hp,
+    ] {
         let _ = std::fs::remove_dir_all(d);
     }
 }

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use latticeml::diffusion::job::{padding_of, train, Augment, DiffusionJob};
 use latticeml::diffusion::sampler::{Divergence, DrawSettings};
 use latticeml::diffusion::{Integrator, ScoreConfig};
-use latticeml::hmc::Start;
+use latticeml::hmc::{HmcParams, Integrator as HmcIntegrator, Start};
 use latticeml::run::RunConfig;
 use latticeml::sampler::SamplerConfig;
 use latticeml::{Device, Error, Result};
@@ -112,6 +112,17 @@ pub struct DiffusionSampleArgs {
     /// Probe vectors of --divergence hutchinson.
     #[arg(long, default_value_t = 4)]
     probes: usize,
+    /// HMC trajectories after every independence step (with --sampler ode --mh): exact still
+    /// (to the ODE's error in ln q), and they move chains the model's proposals leave stuck; the
+    /// moved configurations' ln q comes from the ODE integrated forward.
+    #[arg(long)]
+    hmc_between: Option<usize>,
+    /// Trajectory length of --hmc-between.
+    #[arg(long, default_value_t = 1.0, requires = "hmc_between")]
+    hmc_tau: f64,
+    /// Molecular-dynamics steps per trajectory of --hmc-between (Omelyan 2MN).
+    #[arg(long, default_value_t = 4, requires = "hmc_between")]
+    hmc_md_steps: usize,
     /// Configurations drawn together (the chains of the run).
     #[arg(long, default_value_t = 64)]
     chains: usize,
@@ -237,6 +248,15 @@ fn cmd_sample(a: DiffusionSampleArgs) -> Result<()> {
                 mh: a.mh,
                 divergence,
             },
+            hmc_between: a.hmc_between.map(|k| {
+                let params = HmcParams {
+                    tau: a.hmc_tau,
+                    steps: a.hmc_md_steps,
+                    integrator: HmcIntegrator::Omelyan,
+                    seed: a.seed,
+                };
+                (params, k)
+            }),
         },
         start: Start::from_name("hot")?,
         save_every: a.files.save_every,

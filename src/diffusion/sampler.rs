@@ -11,11 +11,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::job::{load, LoadedDiffusion, T_MIN};
-use super::sde::{reverse, reverse_ode_with_density, DrawKey, Draws, Integrator};
+use super::sde::{ode_log_density, reverse, reverse_ode_with_density, DrawKey, Draws, Integrator};
 use crate::action::Action;
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::independence::IndependenceChains;
+use crate::independence::{Between, IndependenceChains};
 use crate::io::json::Json;
 use crate::philox;
 use crate::sampler::{ChainMeasurement, Sampler, UpdateStats};
@@ -117,6 +117,8 @@ pub struct DiffusionSampler {
     /// The chains, their log weights and the reweighting sums (without `mh` every draw is kept
     /// and no weight is computed).
     chains: IndependenceChains,
+    /// Updates of another sampler after every independence step.
+    between: Option<Between>,
 }
 
 impl DiffusionSampler {
@@ -159,7 +161,96 @@ impl DiffusionSampler {
             seed,
             first_chain: 0,
             done: 0,
+            between: None,
         })
+    }
+
+    /// Runs `k` updates of `local` (e.g. HMC of the same theory and chains) after every
+    /// independence step. Each leaves e^{−S} invariant, so the chain stays exact (to the ODE's
+    /// error in ln q); the local updates move chains the model's proposals leave stuck. The moved
+    /// configurations' ln q comes from the probability-flow ODE integrated forward
+    /// ([`ode_log_density`]), which needs the fixed-step ODE (`--sampler ode`) with `--mh`.
+    pub fn interleave(&mut self, local: Box<dyn Sampler>, k: usize) -> Result<()> {
+        if !(self.settings.mh && self.settings.integrator == Integrator::Heun) {
+            return Err(Error::InvalidInput(
+                "updates between the draws need their weights: use --sampler ode --mh".into(),
+            ));
+        }
+        self.between = Some(Between::new(local, k, self.chains())?);
+        Ok(())
+    }
+
+    /// The key of this update's draws.
+    fn key(&self) -> DrawKey {
+        DrawKey {
+            seed: self.seed,
+            stream: STREAM_DIFFUSION_SAMPLE,
+            sample0: self.first_chain,
+            first_step: self.done * (self.settings.steps as u64 + 1),
+        }
+    }
+
+    /// s and ∇·s (exact, or Hutchinson's estimate with the probes `eps` `[P][batch][V]`) of the
+    /// centred configurations x `[B'][V]` of the batch's samples `rows`.
+    fn score_div(
+        &self,
+        eps: &[Vec<f64>],
+        (x, t, rows): (&[f64], &[f64], &[usize]),
+    ) -> Result<(Vec<f64>, Vec<f64>)> {
+        let m = &self.model;
+        if eps.is_empty() {
+            return m.net.score_and_divergence(&m.params, &m.sde, x, t);
+        }
+        let v = self.theory.lattice().volume();
+        let rows_of = |e: &Vec<f64>| -> Vec<f64> {
+            rows.iter()
+                .flat_map(|&b| e[b * v..(b + 1) * v].iter().copied())
+                .collect()
+        };
+        let live: Vec<Vec<f64>> = eps.iter().map(rows_of).collect();
+        m.net
+            .score_and_divergence_estimate(&m.params, &m.sde, (x, t), &live)
+    }
+
+    /// Hutchinson's probes for draws of `key`, none for the exact divergence.
+    fn probes_for(&self, key: &DrawKey) -> Vec<Vec<f64>> {
+        match self.settings.divergence {
+            Divergence::Exact => Vec::new(),
+            Divergence::Hutchinson { probes: p } => {
+                probes(key, p, (self.chains(), self.theory.lattice().volume()))
+            }
+        }
+    }
+
+    /// The updates between independence steps, then the moved chains' log w from the forward
+    /// ODE (its probes keyed by the step word after the draw's).
+    fn run_between(&mut self) -> Result<()> {
+        let Some(between) = self.between.as_mut() else {
+            return Ok(());
+        };
+        let moved = between.run(self.chains.current())?;
+        let mean = self.model.data_mean;
+        let centred: Vec<f64> = moved.iter().map(|x| x - mean).collect();
+        let key = DrawKey {
+            first_step: self.key().first_step + 1,
+            ..self.key()
+        };
+        let eps = self.probes_for(&key);
+        let log_q = ode_log_density(
+            &self.model.sde,
+            (self.settings.steps, T_MIN),
+            &centred,
+            self.chains(),
+            |x, t, rows| self.score_div(&eps, (x, t, rows)),
+        )?;
+        self.evaluations += 2.0 * self.settings.steps as f64;
+        let v = self.theory.lattice().volume();
+        let log_w: Vec<f64> = moved
+            .chunks(v)
+            .zip(&log_q)
+            .map(|(phi, q)| -self.action.action(phi) - q)
+            .collect();
+        self.chains.set(&moved, Some(&log_w))
     }
 
     fn integrator_name(&self) -> String {
@@ -192,14 +283,9 @@ impl DiffusionSampler {
             integrator,
             steps,
             mh,
-            divergence,
+            ..
         } = self.settings;
-        let key = DrawKey {
-            seed: self.seed,
-            stream: STREAM_DIFFUSION_SAMPLE,
-            sample0: self.first_chain,
-            first_step: self.done * (steps as u64 + 1),
-        };
+        let key = self.key();
         let shape = (self.chains.chains(), v);
         let (m, schedule) = (&self.model, (steps, T_MIN));
         let shifted = |mut d: Draws| {
@@ -212,22 +298,9 @@ impl DiffusionSampler {
             })
             .map(shifted);
         }
-        let eps = match divergence {
-            Divergence::Exact => Vec::new(),
-            Divergence::Hutchinson { probes: p } => probes(&key, p, shape),
-        };
+        let eps = self.probes_for(&key);
         reverse_ode_with_density(&m.sde, integrator, schedule, shape, key, |x, t, rows| {
-            if eps.is_empty() {
-                return m.net.score_and_divergence(&m.params, &m.sde, x, t);
-            }
-            let rows_of = |e: &Vec<f64>| -> Vec<f64> {
-                rows.iter()
-                    .flat_map(|&b| e[b * v..(b + 1) * v].iter().copied())
-                    .collect()
-            };
-            let live: Vec<Vec<f64>> = eps.iter().map(rows_of).collect();
-            m.net
-                .score_and_divergence_estimate(&m.params, &m.sde, (x, t), &live)
+            self.score_div(&eps, (x, t, rows))
         })
         .map(shifted)
     }
@@ -253,7 +326,10 @@ impl Sampler for DiffusionSampler {
             self.settings.mh,
             self.divergence_name(),
             self.seed
-        )
+        ) + &self
+            .between
+            .as_ref()
+            .map_or(String::new(), Between::parameters)
     }
 
     fn summary(&self) -> Vec<(&'static str, Json)> {
@@ -282,6 +358,10 @@ impl Sampler for DiffusionSampler {
                 (
                     "reweighted",
                     self.chains.reweighted(self.theory.primary_names()),
+                ),
+                (
+                    "updates_between",
+                    self.between.as_ref().map_or(Json::Null, Between::summary),
                 ),
             ]);
         }
@@ -331,6 +411,7 @@ impl Sampler for DiffusionSampler {
         if !mh {
             stats.delta_h.iter_mut().for_each(|d| *d = f64::NAN);
         }
+        self.run_between()?;
         self.done += 1;
         Ok(stats)
     }
@@ -341,7 +422,11 @@ impl Sampler for DiffusionSampler {
 
     fn set_first_chain(&mut self, first: usize) -> Result<()> {
         self.first_chain = crate::sampler::first_chain_word(first, self.chains())?;
-        self.chains.set_first_chain(first)
+        self.chains.set_first_chain(first)?;
+        match &mut self.between {
+            Some(b) => b.set_first_chain(first),
+            None => Ok(()),
+        }
     }
 
     fn updates_done(&self) -> u64 {
@@ -349,7 +434,8 @@ impl Sampler for DiffusionSampler {
     }
 
     fn site_updates(&self) -> u64 {
-        (self.chains() * self.theory.lattice().volume() * self.settings.steps) as u64
+        let own = (self.chains() * self.theory.lattice().volume() * self.settings.steps) as u64;
+        own + self.between.as_ref().map_or(0, Between::site_updates)
     }
 
     fn measure(&mut self) -> Result<Vec<ChainMeasurement>> {
@@ -374,6 +460,9 @@ impl Sampler for DiffusionSampler {
     fn state(&self) -> Result<Vec<(String, Vec<f64>)>> {
         let mut s = self.chains.state();
         s.push(("evaluations".into(), vec![self.evaluations]));
+        if let Some(b) = &self.between {
+            s.extend(b.state()?);
+        }
         Ok(s)
     }
 
@@ -387,6 +476,9 @@ impl Sampler for DiffusionSampler {
                 ))
             }
         };
+        if let Some(between) = self.between.as_mut() {
+            between.restore(done, state)?;
+        }
         self.done = done;
         Ok(())
     }
