@@ -304,8 +304,6 @@ fn train_resume_and_sample_from_the_command_line() {
     }
 }
 
-/// The exact divergence of the score network (V vector–Jacobian products) against central finite
-/// differences of the network's own score, in f64.
 /// The broken phase (κ = 0.5, φ ≈ 4.8 on every site): the network learns the fluctuations
 /// about the ensemble's mean field, recorded as `data_mean`, and draws are shifted back. A model
 /// of ten epochs already centres its draws on the ensemble's magnetisation (without the shift its
@@ -365,6 +363,8 @@ fn broken_phase_draws_sit_at_the_ensembles_mean_field() {
     );
 }
 
+/// The exact divergence of the score network (V vector–Jacobian products) against central finite
+/// differences of the network's own score, in f64.
 #[test]
 fn the_divergence_of_the_score_is_its_jacobians_trace() {
     let ctx = Ctx::<f64>::new(Device::Cpu(common::cpu()));

@@ -521,21 +521,19 @@ fn many_correlators_match_one_by_one_reconstructions() {
                 .collect()
         })
         .collect();
+    // One correlator's reconstruction on its own.
+    let alone = |v: &[f64], method: &Method| {
+        let data = Correlator {
+            value: v.to_vec(),
+            ..p.data.clone()
+        };
+        let problem = Problem { data, ..p.clone() };
+        reconstruct(&problem, method, &cpu()).unwrap()
+    };
     for method in [Method::Tikhonov(AlphaRule::Gcv), Method::Tsvd] {
         let many = latticeml::spectral::reconstruct_many(&p, &values, &method, &cpu()).unwrap();
         for (v, r) in values.iter().zip(&many) {
-            let single = reconstruct(
-                &Problem {
-                    data: Correlator {
-                        value: v.clone(),
-                        ..p.data.clone()
-                    },
-                    ..p.clone()
-                },
-                &method,
-                &cpu(),
-            )
-            .unwrap();
+            let single = alone(v, &method);
             assert!(
                 common::max_rel_diff(&r.rho, &single.rho) < 1e-12,
                 "{}",
@@ -552,18 +550,7 @@ fn many_correlators_match_one_by_one_reconstructions() {
     let nn = latticeml::spectral::reconstruct_many(&p, &values, &Method::Neural(o.clone()), &cpu())
         .unwrap();
     for (v, r) in values.iter().zip(&nn) {
-        let single = reconstruct(
-            &Problem {
-                data: Correlator {
-                    value: v.clone(),
-                    ..p.data.clone()
-                },
-                ..p.clone()
-            },
-            &Method::Neural(o.clone()),
-            &cpu(),
-        )
-        .unwrap();
+        let single = alone(v, &Method::Neural(o.clone()));
         assert_eq!(r.rho, single.rho);
         assert_eq!(r.band, single.band);
         assert!(r.chi2_per_point < 2.0, "chi2/N {}", r.chi2_per_point);

@@ -234,6 +234,17 @@ mod tests {
         }
     }
 
+    /// `n` standard normals (seed `seed`) and the band ± `half` about them.
+    fn noise_band(n: usize, seed: u64, half: f64) -> (Vec<f64>, Band) {
+        let mut noise = vec![0.0; n];
+        crate::philox::fill_normals(&mut noise, seed, 0, 0, 0);
+        let band = (
+            noise.iter().map(|z| z - half).collect(),
+            noise.iter().map(|z| z + half).collect(),
+        );
+        (noise, band)
+    }
+
     /// Coverage on a case with a known answer: a ±1σ band around Gaussian noise covers the
     /// truth at 68.3 % of the points (to the binomial error), and exact counts on a small case.
     #[test]
@@ -242,14 +253,8 @@ mod tests {
         let band = (vec![0.5, 2.1, 2.0, 4.0], vec![1.5, 2.5, 3.0, 5.0]);
         assert_eq!(band_coverage(&band, &truth), 0.75);
         let n = 20_000;
-        let mut noise = vec![0.0; n];
-        crate::philox::fill_normals(&mut noise, 3, 0, 0, 0);
-        let truth = vec![0.0; n];
-        let band = (
-            noise.iter().map(|z| z - 1.0).collect(),
-            noise.iter().map(|z| z + 1.0).collect(),
-        );
-        let c = band_coverage(&band, &truth);
+        let (_, band) = noise_band(n, 3, 1.0);
+        let c = band_coverage(&band, &vec![0.0; n]);
         let sd = (0.6827 * 0.3173 / n as f64).sqrt();
         assert!((c - 0.6827).abs() < 4.0 * sd, "{c}");
     }
@@ -258,13 +263,8 @@ mod tests {
     #[test]
     fn calibration_finds_the_factor_that_restores_coverage() {
         let n = 20_000;
-        let mut noise = vec![0.0; n];
-        crate::philox::fill_normals(&mut noise, 4, 0, 0, 0);
+        let (noise, narrow) = noise_band(n, 4, 0.5);
         let truth = vec![0.0; n];
-        let narrow = (
-            noise.iter().map(|z| z - 0.5).collect(),
-            noise.iter().map(|z| z + 0.5).collect(),
-        );
         let c = calibration_scale(&band_ratios(&narrow, &noise, &truth), 0.6827);
         assert!((c - 2.0).abs() < 0.05, "{c}");
         let cover = band_coverage(&widen(&narrow, &noise, c), &truth);
