@@ -66,6 +66,20 @@ impl Matrix {
         out
     }
 
+    /// self · selfᵀ, by dot products of rows (both triangles from one).
+    pub fn gram(&self) -> Matrix {
+        let n = self.rows;
+        let mut g = Matrix::zeros(n, n);
+        for i in 0..n {
+            for k in 0..=i {
+                let v = dot(self.row(i), self.row(k));
+                g.data[i * n + k] = v;
+                g.data[k * n + i] = v;
+            }
+        }
+        g
+    }
+
     /// self · other.
     pub fn matmul(&self, other: &Matrix) -> Matrix {
         let mut m = Matrix::zeros(self.rows, other.cols);
@@ -257,4 +271,24 @@ pub fn solve_lower(l: &Matrix, b: &[f64]) -> Vec<f64> {
         x[i] = (x[i] - s) / l.at(i, i);
     }
     x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Gram matrix by row dots equals the product with the transpose.
+    #[test]
+    fn gram_is_the_product_with_the_transpose() {
+        let a = Matrix {
+            rows: 3,
+            cols: 5,
+            data: (0..15).map(|i| ((i * 7) % 11) as f64 - 4.5).collect(),
+        };
+        let g = a.gram();
+        let p = a.matmul(&a.t());
+        for (x, y) in g.data.iter().zip(&p.data) {
+            assert!((x - y).abs() < 1e-12 * y.abs().max(1.0), "{x} vs {y}");
+        }
+    }
 }

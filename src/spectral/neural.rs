@@ -566,7 +566,7 @@ fn polish(
         let jac = reduced_a.jacobians(&store, spectra)?;
         let mut normal: Vec<(Matrix, f64)> = vec![(Matrix::zeros(0, 0), 0.0); active.len()];
         host.map_indexed(&mut normal, |i| {
-            let jjt = jac[i].matmul(&jac[i].t());
+            let jjt = jac[i].gram();
             let m = jjt.rows;
             let scale = (0..m).map(|k| jjt.at(k, k)).sum::<f64>() / m as f64;
             (jjt, scale)
