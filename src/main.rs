@@ -895,6 +895,9 @@ fn sample_decomposed(
     use latticeml::ensemble::Team;
     let grid = latticeml::domain::Decomposition::parse_grid(grid)?;
     let cfg = run_config(a)?;
+    // A grid that does not fit the lattice or the ranks is refused before anything is said.
+    let lattice = cfg.theory.build()?.lattice().clone();
+    latticeml::domain::Decomposition::new(&lattice, &grid, team.rank(), team.size())?;
     let root = team.rank() == 0;
     // The ranks on a node share its cores (LATTICEML_THREADS overrides).
     let (local, locals) = team.node_local();
