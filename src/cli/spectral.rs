@@ -69,16 +69,18 @@ pub struct SpectralArgs {
     /// Adam steps of the neural methods.
     #[arg(long)]
     steps: Option<usize>,
-    /// Restarts of the neural methods (their spread is the band; with --samples, networks per sample, default 1).
+    /// Restarts of the neural methods, averaged (their spread is the native band; with --samples,
+    /// networks per sample, default 1).
     #[arg(long)]
     restarts: Option<usize>,
     /// auto, cpu, cuda or cuda:N (for the neural methods).
     #[arg(long, default_value = "cpu")]
     device: String,
     /// How the band is made: native (each method's own: the networks' restarts, MEM's posterior,
-    /// Tikhonov's and TSVD's propagated noise) or bootstrap (the methods' RMS error at a spectrum
-    /// like the reconstruction, from --band-samples data vectors drawn around its fit; calibrated
-    /// to hold the truth near the nominal 68 %). Default: bootstrap for nn, native for the rest.
+    /// Tikhonov's and TSVD's propagated noise; they miss the regulariser's bias) or bootstrap (the
+    /// method's RMS error, bias included, at a spectrum like the reconstruction, from
+    /// --band-samples data vectors drawn around its fit; --band-scale calibrates it). Default:
+    /// bootstrap for nn, native for the rest.
     #[arg(long)]
     band: Option<String>,
     /// Data vectors of the bootstrap band.
