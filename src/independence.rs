@@ -26,6 +26,8 @@ pub struct IndependenceChains {
     reweighting: Reweighting,
     /// Name of the configurations in saved states.
     fields_name: &'static str,
+    /// The sums of every rank's chains, once pooled for the summary ([`IndependenceChains::pool`]).
+    pooled: Option<Reweighting>,
 }
 
 impl IndependenceChains {
@@ -46,6 +48,7 @@ impl IndependenceChains {
             log_w: vec![f64::NAN; chains],
             reweighting: Reweighting::new(primaries),
             fields_name,
+            pooled: None,
         }
     }
 
@@ -75,9 +78,28 @@ impl IndependenceChains {
         self.reweighting.add(log_w, o)
     }
 
-    /// The reweighting sums.
+    /// Pools the reweighting sums of every rank of `team` (in rank order) for the summary; the
+    /// rank's own sums, which checkpoints save, stay as they are. Every rank must call it.
+    pub fn pool(&mut self, team: &dyn crate::ensemble::Team) -> Result<()> {
+        let own = self.reweighting.to_vec();
+        let all = team.all_gather(&own);
+        if own.is_empty() || !all.len().is_multiple_of(own.len()) {
+            return Err(Error::InvalidInput(
+                "the ranks' reweighting sums do not fit together".into(),
+            ));
+        }
+        let observables = self.reweighting.estimates().len();
+        let mut total = Reweighting::new(observables);
+        for part in all.chunks(own.len()) {
+            total.merge(&Reweighting::from_vec(part, observables)?)?;
+        }
+        self.pooled = Some(total);
+        Ok(())
+    }
+
+    /// The reweighting sums (every rank's, once pooled).
     pub fn reweighting(&self) -> &Reweighting {
-        &self.reweighting
+        self.pooled.as_ref().unwrap_or(&self.reweighting)
     }
 
     /// The Metropolis step of update `step`: chain c moves to `proposals[c]` (log weight
@@ -152,7 +174,7 @@ impl IndependenceChains {
         Json::Obj(
             names
                 .iter()
-                .zip(self.reweighting.estimates())
+                .zip(self.reweighting().estimates())
                 .map(|(n, (v, e))| {
                     let entry = Json::obj([("value", Json::Num(v)), ("error", Json::Num(e))]);
                     (n.to_string(), entry)

@@ -526,6 +526,9 @@ fn run_shared(
             agree(team, checked)?;
         }
     }
+    // What the summary pools over the ranks' shares (independence samplers' reweighting).
+    let pooled = sampler.pool_summary(team);
+    agree(team, pooled)?;
     let finished = match streams {
         Some(streams) => {
             let site_rate = site_updates / seconds.max(1e-300);

@@ -77,6 +77,12 @@ pub trait Sampler: Send {
     fn stalls_are_failures(&self) -> bool {
         self.global_proposals()
     }
+    /// Pools what the summary reports over every rank of `team` when each rank runs a share of
+    /// the chains (an independence sampler's reweighting sums); a collective call, made by every
+    /// rank before the summary. Samplers whose summary covers their chains alone do nothing.
+    fn pool_summary(&mut self, _team: &dyn crate::ensemble::Team) -> Result<()> {
+        Ok(())
+    }
     /// What to change when the acceptance is low (printed with the warning).
     fn low_acceptance_advice(&self) -> &'static str {
         "increase --steps (or lower --tau)"

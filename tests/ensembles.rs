@@ -154,7 +154,38 @@ fn a_flow_sampler_runs_a_share_of_an_ensemble_as_those_chains_of_the_whole() {
         hmc_between: Some((params, 2)),
     };
     check_share(&phi4(), &with_hmc);
-    let _ = std::fs::remove_dir_all(&model);
+    // Run on a team, the summary's reweighted estimates and ESS cover every rank's proposals:
+    // they equal one process's to rounding (each rank sums its own, the ranks are then merged).
+    let cfg = RunConfig {
+        chains: 6,
+        trajectories: 30,
+        therm: 5,
+        sampler: flow,
+        ..run_config(30)
+    };
+    let solo = common::fresh_dir("ensemble-flow-solo");
+    let device = Device::Cpu(latticeml::device::CpuDevice::with_threads(1));
+    run(&cfg, &device, &solo, Claim::Fresh, &mut |_, _| {}).unwrap();
+    let team = common::fresh_dir("ensemble-flow-team");
+    let ranks = team_run(&cfg, 3, &team, Claim::Fresh);
+    assert!(ranks.iter().all(|r| r.is_ok()), "{ranks:?}");
+    let summary = |d: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(d.join("summary.json")).unwrap()).unwrap()
+    };
+    let (one, three) = (summary(&solo), summary(&team));
+    let close = |a: &serde_json::Value, b: &serde_json::Value| {
+        let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+        assert!((a - b).abs() <= 1e-9 * b.abs().max(1e-12), "{a} vs {b}");
+    };
+    close(&three["ess_per_sample"], &one["ess_per_sample"]);
+    for name in ["M", "absM", "M2"] {
+        let (t, o) = (&three["reweighted"][name], &one["reweighted"][name]);
+        close(&t["value"], &o["value"]);
+        close(&t["error"], &o["error"]);
+    }
+    for d in [&model, &solo, &team] {
+        let _ = std::fs::remove_dir_all(d);
+    }
 }
 
 #[test]

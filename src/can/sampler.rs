@@ -185,6 +185,10 @@ impl Sampler for CanSampler {
         ]
     }
 
+    fn pool_summary(&mut self, team: &dyn crate::ensemble::Team) -> Result<()> {
+        self.independence.pool(team)
+    }
+
     fn stalls_are_failures(&self) -> bool {
         false
     }

@@ -372,6 +372,10 @@ impl Sampler for DiffusionSampler {
         vec![super::report::HISTOGRAM_FILE]
     }
 
+    fn pool_summary(&mut self, team: &dyn crate::ensemble::Team) -> Result<()> {
+        self.chains.pool(team)
+    }
+
     fn stalls_are_failures(&self) -> bool {
         false
     }

@@ -103,6 +103,43 @@ impl Reweighting {
             .collect()
     }
 
+    /// Adds the sums of `other` (proposals of another batch, e.g. another MPI rank's chains),
+    /// both brought to the larger reference log w.
+    pub fn merge(&mut self, other: &Reweighting) -> Result<()> {
+        if other.obs.len() != self.obs.len() {
+            return Err(Error::InvalidInput(format!(
+                "merging reweighting sums of {} and {} observables",
+                other.obs.len(),
+                self.obs.len()
+            )));
+        }
+        let max = self.max.max(other.max);
+        // A side without weights (max = −∞) contributes its count only.
+        let scale = |m: f64| {
+            if m == f64::NEG_INFINITY {
+                0.0
+            } else {
+                (m - max).exp()
+            }
+        };
+        let (a, b) = (scale(self.max), scale(other.max));
+        let (a2, b2) = (a * a, b * b);
+        self.w = [
+            self.w[0] * a + other.w[0] * b,
+            self.w[1] * a2 + other.w[1] * b2,
+        ];
+        for (s, o) in self.obs.iter_mut().zip(&other.obs) {
+            *s = [
+                s[0] * a + o[0] * b,
+                s[1] * a2 + o[1] * b2,
+                s[2] * a2 + o[2] * b2,
+            ];
+        }
+        self.n += other.n;
+        self.max = max;
+        Ok(())
+    }
+
     /// The sums as a flat list (for checkpoints).
     pub fn to_vec(&self) -> Vec<f64> {
         let mut v = vec![self.max, self.n, self.w[0], self.w[1]];
@@ -131,6 +168,42 @@ impl Reweighting {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sums over two halves merged equal the sums over the whole, whichever half holds the
+    /// largest weight, and with a half of zero weights.
+    #[test]
+    fn merged_halves_equal_the_whole() {
+        let terms: Vec<(f64, f64)> = (0..40)
+            .map(|i| ((i as f64 * 0.37).sin() * 30.0, (i as f64 * 0.11).cos()))
+            .collect();
+        let sums = |t: &[(f64, f64)]| {
+            let mut r = Reweighting::new(1);
+            t.iter().for_each(|&(lw, o)| r.add(lw, &[o]).unwrap());
+            r
+        };
+        let whole = sums(&terms);
+        for cut in [0, 7, 20, 40] {
+            let mut a = sums(&terms[..cut]);
+            a.merge(&sums(&terms[cut..])).unwrap();
+            for (x, y) in a.to_vec().iter().zip(whole.to_vec()) {
+                assert!(
+                    (x - y).abs() <= 1e-12 * y.abs().max(1e-300),
+                    "cut {cut}: {x} vs {y}"
+                );
+            }
+        }
+        let mut zero = Reweighting::new(1);
+        zero.add(f64::NEG_INFINITY, &[0.5]).unwrap();
+        let mut a = whole.clone();
+        a.merge(&zero).unwrap();
+        let expected = whole.ess_per_sample() * 40.0 / 41.0;
+        assert!(
+            (a.ess_per_sample() - expected).abs() < 1e-14,
+            "{}",
+            a.ess_per_sample()
+        );
+        assert!(a.merge(&Reweighting::new(2)).is_err());
+    }
 
     /// Importance sampling of a N(1, 1) target from N(0, 2²) proposals: ⟨x⟩ = 1, ⟨x²⟩ = 2 within
     /// the estimated errors, and the sums do not depend on the weights' overall scale.
