@@ -34,6 +34,25 @@ pub trait Team {
     fn all_to_all(&self, send: &[f64], counts_out: &[usize], counts_in: &[usize]) -> Vec<f64>;
 }
 
+/// The element-wise sums of every rank's `local` (all of one length), added in rank order: every
+/// rank calls it and receives the same sums.
+pub fn all_sum(team: &dyn Team, local: &[f64]) -> Result<Vec<f64>> {
+    let all = team.all_gather(local);
+    if all.len() != local.len() * team.size() {
+        return Err(crate::error::Error::InvalidInput(format!(
+            "summing {} values per rank over {} ranks, {} arrived",
+            local.len(),
+            team.size(),
+            all.len()
+        )));
+    }
+    let mut sums = vec![0.0; local.len()];
+    for part in all.chunks(local.len().max(1)) {
+        sums.iter_mut().zip(part).for_each(|(s, v)| *s += v);
+    }
+    Ok(sums)
+}
+
 /// The single process: every operation is local.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Solo;

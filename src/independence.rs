@@ -220,6 +220,8 @@ pub struct Between {
     updates: usize,
     /// Σ accepted and the number of its updates' chain-proposals, for its acceptance rate.
     accepted: [f64; 2],
+    /// Those sums over every rank, once pooled for the summary ([`Between::pool`]).
+    pooled: Option<[f64; 2]>,
 }
 
 impl Between {
@@ -236,7 +238,15 @@ impl Between {
             sampler,
             updates,
             accepted: [0.0; 2],
+            pooled: None,
         })
+    }
+
+    /// Pools the acceptance sums of every rank of `team` for the summary (every rank calls it).
+    pub fn pool(&mut self, team: &dyn crate::ensemble::Team) -> Result<()> {
+        let sums = crate::ensemble::all_sum(team, &self.accepted)?;
+        self.pooled = Some([sums[0], sums[1]]);
+        Ok(())
     }
 
     /// Keys the interleaved sampler's draws by global chain indices from `first`.
@@ -318,7 +328,10 @@ impl Between {
             ("sampler", Json::Obj(sampler)),
             (
                 "acceptance",
-                Json::Num(self.accepted[0] / self.accepted[1].max(1.0)),
+                Json::Num({
+                    let [a, n] = self.pooled.unwrap_or(self.accepted);
+                    a / n.max(1.0)
+                }),
             ),
         ])
     }

@@ -154,38 +154,56 @@ fn a_flow_sampler_runs_a_share_of_an_ensemble_as_those_chains_of_the_whole() {
         hmc_between: Some((params, 2)),
     };
     check_share(&phi4(), &with_hmc);
-    // Run on a team, the summary's reweighted estimates and ESS cover every rank's proposals:
-    // they equal one process's to rounding (each rank sums its own, the ranks are then merged).
-    let cfg = RunConfig {
-        chains: 6,
-        trajectories: 30,
-        therm: 5,
-        sampler: flow,
-        ..run_config(30)
-    };
-    let solo = common::fresh_dir("ensemble-flow-solo");
+    // Run on a team, the summary's reweighted estimates, ESS and the HMC's acceptance cover
+    // every rank's chains: one process's to rounding.
+    for sampler in [flow, with_hmc] {
+        let cfg = RunConfig {
+            chains: 6,
+            trajectories: 30,
+            therm: 5,
+            sampler,
+            ..run_config(30)
+        };
+        let (one, three) = summaries_alone_and_on_a_team(&cfg, "flow");
+        close(&three["ess_per_sample"], &one["ess_per_sample"]);
+        for name in ["M", "absM", "M2"] {
+            let (t, o) = (&three["reweighted"][name], &one["reweighted"][name]);
+            close(&t["value"], &o["value"]);
+            close(&t["error"], &o["error"]);
+        }
+        let between = |s: &serde_json::Value| s["updates_between"]["acceptance"].clone();
+        if !between(&one).is_null() {
+            close(&between(&three), &between(&one));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&model);
+}
+
+/// `summary.json` of `cfg` run by one process and by a team of 3 thread ranks.
+fn summaries_alone_and_on_a_team(
+    cfg: &RunConfig,
+    name: &str,
+) -> (serde_json::Value, serde_json::Value) {
+    let solo = common::fresh_dir(&format!("ensemble-{name}-solo"));
     let device = Device::Cpu(latticeml::device::CpuDevice::with_threads(1));
-    run(&cfg, &device, &solo, Claim::Fresh, &mut |_, _| {}).unwrap();
-    let team = common::fresh_dir("ensemble-flow-team");
-    let ranks = team_run(&cfg, 3, &team, Claim::Fresh);
+    run(cfg, &device, &solo, Claim::Fresh, &mut |_, _| {}).unwrap();
+    let team = common::fresh_dir(&format!("ensemble-{name}-team"));
+    let ranks = team_run(cfg, 3, &team, Claim::Fresh);
     assert!(ranks.iter().all(|r| r.is_ok()), "{ranks:?}");
     let summary = |d: &Path| -> serde_json::Value {
         serde_json::from_slice(&std::fs::read(d.join("summary.json")).unwrap()).unwrap()
     };
-    let (one, three) = (summary(&solo), summary(&team));
-    let close = |a: &serde_json::Value, b: &serde_json::Value| {
-        let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
-        assert!((a - b).abs() <= 1e-9 * b.abs().max(1e-12), "{a} vs {b}");
-    };
-    close(&three["ess_per_sample"], &one["ess_per_sample"]);
-    for name in ["M", "absM", "M2"] {
-        let (t, o) = (&three["reweighted"][name], &one["reweighted"][name]);
-        close(&t["value"], &o["value"]);
-        close(&t["error"], &o["error"]);
-    }
-    for d in [&model, &solo, &team] {
+    let both = (summary(&solo), summary(&team));
+    for d in [&solo, &team] {
         let _ = std::fs::remove_dir_all(d);
     }
+    both
+}
+
+/// Two summary numbers equal to rounding.
+fn close(a: &serde_json::Value, b: &serde_json::Value) {
+    let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+    assert!((a - b).abs() <= 1e-9 * b.abs().max(1e-12), "{a} vs {b}");
 }
 
 #[test]
@@ -246,6 +264,29 @@ fn an_autoregressive_network_runs_a_share_of_an_ensemble_as_those_chains_of_the_
         )),
     };
     check_share(&xy, &with_sweeps);
+    // On a team the free energies (variational and reweighted) and the sweeps' acceptance
+    // cover every rank's chains.
+    let cfg = RunConfig {
+        theory: TheoryConfig::Xy {
+            lattice: Lattice::new(&[4, 4]).unwrap(),
+            beta: 1.0,
+        },
+        chains: 6,
+        trajectories: 30,
+        therm: 5,
+        sampler: with_sweeps,
+        ..run_config(30)
+    };
+    let (one, three) = summaries_alone_and_on_a_team(&cfg, "can");
+    for kind in ["variational", "reweighted"] {
+        let (t, o) = (&three["free_energy"][kind], &one["free_energy"][kind]);
+        close(&t["value"], &o["value"]);
+        close(&t["error"], &o["error"]);
+    }
+    close(
+        &three["updates_between"]["acceptance"],
+        &one["updates_between"]["acceptance"],
+    );
     let _ = std::fs::remove_dir_all(&model);
 }
 

@@ -33,6 +33,8 @@ pub struct CanSampler {
     independence: IndependenceChains,
     /// Σ f, Σ f² over every draw, f = (ln q + βE)/(βV) (the variational free energy per site).
     variational: [f64; 3],
+    /// Those sums over every rank, once pooled for the summary.
+    variational_pooled: Option<[f64; 3]>,
     /// Local updates after every independence step.
     between: Option<Between>,
     /// The network's weights packed for generation (fixed while sampling).
@@ -83,6 +85,7 @@ impl CanSampler {
             first_chain: 0,
             done: 0,
             variational: [0.0; 3],
+            variational_pooled: None,
             between: None,
             packed: Vec::new(),
         })
@@ -124,7 +127,7 @@ impl CanSampler {
     /// Per site: the variational free energy F_q with its error, and the reweighted F with its
     /// (delta-method) error.
     pub fn free_energies(&self) -> [(f64, f64); 2] {
-        let [n, s, s2] = self.variational;
+        let [n, s, s2] = self.variational_pooled.unwrap_or(self.variational);
         let mean = s / n;
         let var = (s2 / n - mean * mean).max(0.0) * n / (n - 1.0).max(1.0);
         let (beta, v) = (self.xy.beta(), self.theory.lattice().volume() as f64);
@@ -186,7 +189,10 @@ impl Sampler for CanSampler {
     }
 
     fn pool_summary(&mut self, team: &dyn crate::ensemble::Team) -> Result<()> {
-        self.independence.pool(team)
+        self.independence.pool(team)?;
+        let v = crate::ensemble::all_sum(team, &self.variational)?;
+        self.variational_pooled = Some([v[0], v[1], v[2]]);
+        self.between.as_mut().map_or(Ok(()), |b| b.pool(team))
     }
 
     fn stalls_are_failures(&self) -> bool {

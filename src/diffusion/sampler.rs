@@ -373,7 +373,8 @@ impl Sampler for DiffusionSampler {
     }
 
     fn pool_summary(&mut self, team: &dyn crate::ensemble::Team) -> Result<()> {
-        self.chains.pool(team)
+        self.chains.pool(team)?;
+        self.between.as_mut().map_or(Ok(()), |b| b.pool(team))
     }
 
     fn stalls_are_failures(&self) -> bool {

@@ -348,7 +348,8 @@ impl Sampler for FlowSampler {
     }
 
     fn pool_summary(&mut self, team: &dyn crate::ensemble::Team) -> Result<()> {
-        self.independence.pool(team)
+        self.independence.pool(team)?;
+        self.between.as_mut().map_or(Ok(()), |b| b.pool(team))
     }
 
     fn stalls_are_failures(&self) -> bool {
