@@ -3,7 +3,7 @@
 //! do not depend on the number of threads; batches too small to repay a wake-up run serially.
 
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 
@@ -209,12 +209,18 @@ struct State {
     remaining: usize,
     panicked: Option<Box<dyn std::any::Any + Send>>,
     shutdown: bool,
+    /// Workers asleep on `work` (the caller wakes them only when there are some).
+    sleepers: usize,
+    /// Whether the caller sleeps on `done` (the last task wakes it only then).
+    caller_sleeps: bool,
 }
 
 struct Shared {
     state: Mutex<State>,
     /// Mirror of `State::generation`, polled by idle workers before they sleep.
     generation: AtomicU64,
+    /// Mirror of `State::remaining`, polled by the caller before it sleeps.
+    remaining: AtomicUsize,
     work: Condvar,
     done: Condvar,
 }
@@ -237,8 +243,11 @@ impl Pool {
                 remaining: 0,
                 panicked: None,
                 shutdown: false,
+                sleepers: 0,
+                caller_sleeps: false,
             }),
             generation: AtomicU64::new(0),
+            remaining: AtomicUsize::new(0),
             work: Condvar::new(),
             done: Condvar::new(),
         });
@@ -263,23 +272,38 @@ impl Pool {
         let job: JobPtr = JobPtr(unsafe {
             std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static (dyn Fn(usize) + Sync)>(f)
         });
-        {
+        let sleepers = {
             let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
             st.generation += 1;
             st.job = Some(job);
             st.tasks = tasks;
             st.next = 0;
             st.remaining = tasks;
+            self.shared.remaining.store(tasks, Ordering::Release);
             self.shared
                 .generation
                 .store(st.generation, Ordering::Release);
+            st.sleepers
+        };
+        // Spinning workers see the new generation by themselves; a futex wake-up is a syscall.
+        if sleepers > 0 {
+            self.shared.work.notify_all();
         }
-        self.shared.work.notify_all();
         take_tasks(&self.shared);
+        // The other tasks of a small job end within microseconds: poll before sleeping, since a
+        // sleeping caller's wake-up can cost more than the task (tens of µs on a VM).
+        for _ in 0..SPINS {
+            if self.shared.remaining.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            std::hint::spin_loop();
+        }
         let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
         while st.remaining > 0 {
+            st.caller_sleeps = true;
             st = self.shared.done.wait(st).unwrap_or_else(|e| e.into_inner());
         }
+        st.caller_sleeps = false;
         st.job = None;
         if let Some(p) = st.panicked.take() {
             drop(st);
@@ -310,7 +334,8 @@ fn take_tasks(shared: &Shared) {
             st.panicked.get_or_insert(p);
         }
         st.remaining -= 1;
-        if st.remaining == 0 {
+        shared.remaining.store(st.remaining, Ordering::Release);
+        if st.remaining == 0 && st.caller_sleeps {
             shared.done.notify_all();
         }
     }
@@ -332,7 +357,9 @@ fn worker(shared: &Shared) {
         {
             let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
             while st.generation == seen && !st.shutdown {
+                st.sleepers += 1;
                 st = shared.work.wait(st).unwrap_or_else(|e| e.into_inner());
+                st.sleepers -= 1;
             }
             if st.shutdown {
                 return;
