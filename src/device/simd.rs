@@ -103,3 +103,99 @@ macro_rules! dispatch {
     };
 }
 pub(crate) use dispatch;
+
+/// Moves an 8 × 8 block of f32: `dst[b·dst_stride + a] = src[a·src_stride + b]` for a, b < 8,
+/// with AVX shuffles where `level` has them (eight loads, 24 shuffles and eight stores instead
+/// of 64 single moves). Returns false, touching nothing, where the level has no AVX or a
+/// slice is too short for the block; the caller then moves the values one by one.
+pub(crate) fn transpose8_f32(
+    level: Level,
+    src: &[f32],
+    src_stride: usize,
+    dst: &mut [f32],
+    dst_stride: usize,
+) -> bool {
+    let fits = |stride: usize| stride.checked_mul(7).and_then(|v| v.checked_add(8));
+    let (Some(need_src), Some(need_dst)) = (fits(src_stride), fits(dst_stride)) else {
+        return false;
+    };
+    if level == Level::Baseline || src.len() < need_src || dst.len() < need_dst {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if level.supported() {
+            // SAFETY: AVX is part of every level above the baseline, which this CPU supports;
+            // rows a·stride .. a·stride + 8 for a < 8 lie inside both slices (checked above).
+            unsafe { transpose8_avx(src.as_ptr(), src_stride, dst.as_mut_ptr(), dst_stride) };
+            return true;
+        }
+    }
+    false
+}
+
+/// The AVX body of [`transpose8_f32`] (the classic unpack / shuffle / lane-permute sequence).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn transpose8_avx(src: *const f32, ss: usize, dst: *mut f32, ds: usize) {
+    use std::arch::x86_64::*;
+    let r: [__m256; 8] = std::array::from_fn(|a| _mm256_loadu_ps(src.add(a * ss)));
+    let t = [
+        _mm256_unpacklo_ps(r[0], r[1]),
+        _mm256_unpackhi_ps(r[0], r[1]),
+        _mm256_unpacklo_ps(r[2], r[3]),
+        _mm256_unpackhi_ps(r[2], r[3]),
+        _mm256_unpacklo_ps(r[4], r[5]),
+        _mm256_unpackhi_ps(r[4], r[5]),
+        _mm256_unpacklo_ps(r[6], r[7]),
+        _mm256_unpackhi_ps(r[6], r[7]),
+    ];
+    let u = [
+        _mm256_shuffle_ps::<0x44>(t[0], t[2]),
+        _mm256_shuffle_ps::<0xEE>(t[0], t[2]),
+        _mm256_shuffle_ps::<0x44>(t[1], t[3]),
+        _mm256_shuffle_ps::<0xEE>(t[1], t[3]),
+        _mm256_shuffle_ps::<0x44>(t[4], t[6]),
+        _mm256_shuffle_ps::<0xEE>(t[4], t[6]),
+        _mm256_shuffle_ps::<0x44>(t[5], t[7]),
+        _mm256_shuffle_ps::<0xEE>(t[5], t[7]),
+    ];
+    for b in 0..4 {
+        _mm256_storeu_ps(
+            dst.add(b * ds),
+            _mm256_permute2f128_ps::<0x20>(u[b], u[b + 4]),
+        );
+        _mm256_storeu_ps(
+            dst.add((b + 4) * ds),
+            _mm256_permute2f128_ps::<0x31>(u[b], u[b + 4]),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shuffled block is the transpose, at every level (strides wider than the block).
+    #[test]
+    fn transpose8_moves_every_value() {
+        let src: Vec<f32> = (0..8 * 11).map(|v| v as f32).collect();
+        for level in Level::available() {
+            let mut dst = vec![-1.0f32; 8 * 13];
+            let done = transpose8_f32(level, &src, 11, &mut dst, 13);
+            assert_eq!(done, level != Level::Baseline);
+            if !done {
+                continue;
+            }
+            for a in 0..8 {
+                for b in 0..8 {
+                    assert_eq!(dst[b * 13 + a], src[a * 11 + b], "{level:?} ({a}, {b})");
+                }
+            }
+            assert!(dst.iter().filter(|&&v| v == -1.0).count() == 8 * 13 - 64);
+        }
+        // Too short a slice: refused, nothing written.
+        let mut short = vec![0.0f32; 8 * 13 - 6];
+        assert!(!transpose8_f32(Level::Avx2, &src, 11, &mut short, 13));
+    }
+}

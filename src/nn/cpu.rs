@@ -6,6 +6,10 @@ use super::tensor::Real;
 use crate::device::{simd, CpuDevice};
 use crate::error::{Error, Result};
 
+mod lanes;
+mod tanh;
+pub use tanh::tanh_f32;
+
 fn sigm<T: Real>(x: T) -> T {
     T::from_f64(1.0) / (T::from_f64(1.0) + (-x).exp())
 }
@@ -164,9 +168,27 @@ macro_rules! specialise_binary {
     };
 }
 
+/// y = tanh x, compiled for the CPU's SIMD level (the f32 tanh vectorises there).
+#[inline(always)]
+fn tanh_rows<T: Real>(x: &[T], y: &mut [T]) {
+    for (out, &xi) in y.iter_mut().zip(x) {
+        *out = xi.tanh();
+    }
+}
+
+simd::dispatch! {
+    /// [`tanh_rows`] compiled for `level`.
+    fn tanh_rows_at = tanh_rows<T: Real>(x: &[T], y: &mut [T])
+}
+
 /// y = f(x).
 pub fn unary<T: Real>(dev: &CpuDevice, op: Unary, x: &[T], y: &mut [T]) -> Result<()> {
     check_len("unary input", x.len(), y.len())?;
+    if op == Unary::Tanh {
+        return dev.for_chunks(1, y, None, |first, chunk, _| {
+            tanh_rows_at(simd::level(), &x[first..first + chunk.len()], chunk)
+        });
+    }
     specialise_unary!(op, o => dev.for_chunks(1, y, None, |first, chunk, _| {
         for (out, &xi) in chunk.iter_mut().zip(&x[first..]) {
             *out = unary_f(o(), xi);
@@ -488,12 +510,10 @@ const GATHER_BELOW_WIDTH: usize = 32;
 /// plane that tap reads for output `site` (or, with `inverse`, the transposed gather).
 fn gather_table(c: &ConvSpec, inverse: bool) -> Vec<u32> {
     let (h, wd, kh, kw) = (c.h as usize, c.w as usize, c.kh as usize, c.kw as usize);
-    let sign = if inverse { -1 } else { 1 };
     let mut table = Vec::with_capacity(kh * kw * h * wd);
     for ky in 0..kh {
         for kx in 0..kw {
-            let oy = sign * (ky as i64 - (kh / 2) as i64);
-            let ox = sign * (kx as i64 - (kw / 2) as i64);
+            let (oy, ox) = tap_offset(c, inverse, (ky, kx));
             for py in 0..h {
                 let sy = wrap(py as i64 + oy, h as i64);
                 for px in 0..wd {
@@ -547,11 +567,8 @@ fn im2col_gather<T: Real>(
                 *d = src[o as usize];
             }
             if c.mode != 0 {
-                let (ky, kx) = (tap / c.kw as usize, tap % c.kw as usize);
-                let sign = if inverse { -1 } else { 1 };
-                let oy = sign * (ky as i64 - (c.kh / 2) as i64);
-                let ox = sign * (kx as i64 - (c.kw / 2) as i64);
-                mask_zero(dst, c, inverse, (oy, ox));
+                let tap_yx = (tap / c.kw as usize, tap % c.kw as usize);
+                mask_zero(dst, c, inverse, tap_offset(c, inverse, tap_yx));
             }
         }
     }
@@ -560,25 +577,39 @@ fn im2col_gather<T: Real>(
 /// Zeroes the entries of one im2col row that the mode forbids: output `here` reads `there`
 /// (forward), or `there` reads `here` (inverse); with zero padding, every entry whose unwrapped
 /// `there` lies outside the lattice.
-fn mask_zero<T: Real>(dst: &mut [T], c: &ConvSpec, inverse: bool, (oy, ox): (i64, i64)) {
-    let (h, wd) = (c.h as usize, c.w as usize);
-    let inside = |v: i64, n: usize| (0..n as i64).contains(&v);
-    for py in 0..h {
-        let sy = wrap(py as i64 + oy, h as i64);
-        for (px, v) in dst[py * wd..(py + 1) * wd].iter_mut().enumerate() {
-            let (here, there) = (py * wd + px, sy * wd + wrap(px as i64 + ox, wd as i64));
-            let ok = if c.mode == 3 {
-                inside(py as i64 + oy, h) && inside(px as i64 + ox, wd)
-            } else if inverse {
-                allowed(c.mode, there, here)
-            } else {
-                allowed(c.mode, here, there)
-            };
-            if !ok {
-                *v = T::zero();
-            }
+fn mask_zero<T: Real>(dst: &mut [T], c: &ConvSpec, inverse: bool, offset: (i64, i64)) {
+    let wd = c.w as usize;
+    for (site, v) in dst.iter_mut().enumerate() {
+        if !tap_open(c, inverse, offset, (site / wd, site % wd)) {
+            *v = T::zero();
         }
     }
+}
+
+/// Whether the im2col entry of output site (py, px) for the tap at `offset` (oy, ox) holds a
+/// value under the mode of `c`, or is zero (causal masks, zero padding).
+fn tap_open(c: &ConvSpec, inverse: bool, (oy, ox): (i64, i64), (py, px): (usize, usize)) -> bool {
+    let (h, wd) = (c.h as usize, c.w as usize);
+    let inside = |v: i64, n: usize| (0..n as i64).contains(&v);
+    if c.mode == 3 {
+        return inside(py as i64 + oy, h) && inside(px as i64 + ox, wd);
+    }
+    let here = py * wd + px;
+    let there = wrap(py as i64 + oy, h as i64) * wd + wrap(px as i64 + ox, wd as i64);
+    if inverse {
+        allowed(c.mode, there, here)
+    } else {
+        allowed(c.mode, here, there)
+    }
+}
+
+/// The offset (oy, ox) that tap (ky, kx) of `c` reads at (negated for the inverse gather).
+fn tap_offset(c: &ConvSpec, inverse: bool, (ky, kx): (usize, usize)) -> (i64, i64) {
+    let sign = if inverse { -1 } else { 1 };
+    (
+        sign * (ky as i64 - (c.kh / 2) as i64),
+        sign * (kx as i64 - (c.kw / 2) as i64),
+    )
 }
 
 /// out[i][s] = Σ_k a[i·k_n + k] · b[k][s] for i < m, s < n: R rows × C columns of accumulators
@@ -711,7 +742,26 @@ fn check_conv(c: &ConvSpec, x: usize, w: usize, y: usize) -> Result<()> {
 /// `[Co, Ci·KH·KW]`.
 pub fn conv2d<T: Real>(dev: &CpuDevice, x: &[T], w: &[T], y: &mut [T], c: &ConvSpec) -> Result<()> {
     check_conv(c, x.len(), w.len(), y.len())?;
-    im2col_gemm(dev, x, c.ci as usize, w, y, c.co as usize, c, false)
+    convolve(dev, x, c.ci as usize, w, y, c.co as usize, c, false)
+}
+
+/// [`im2col_gemm`], or the same sums with the samples in the lanes where that is faster.
+#[allow(clippy::too_many_arguments)]
+fn convolve<T: Real>(
+    dev: &CpuDevice,
+    src: &[T],
+    src_ch: usize,
+    weights: &[T],
+    out: &mut [T],
+    out_ch: usize,
+    c: &ConvSpec,
+    inverse: bool,
+) -> Result<()> {
+    if lanes::suits(c) {
+        lanes::convolve(dev, src, src_ch, weights, out, out_ch, c, inverse)
+    } else {
+        im2col_gemm(dev, src, src_ch, weights, out, out_ch, c, inverse)
+    }
 }
 
 /// ∂L/∂x: per sample, the inverse im2col of ∂L/∂y and one GEMM with the weights rearranged to
@@ -734,7 +784,7 @@ pub fn conv2d_grad_input<T: Real>(
             }
         }
     }
-    im2col_gemm(dev, dy, co_n, &wt, dx, ci_n, c, true)
+    convolve(dev, dy, co_n, &wt, dx, ci_n, c, true)
 }
 
 /// Σ a[j]·b[j]: eight interleaved lanes in `T` over leaves of 256 products (32 per lane), the
@@ -872,8 +922,8 @@ simd::dispatch! {
     fn weight_dots_at = weight_dots<T: Real>(dy: &[T], col: &[T], part: &mut [f64], plane: usize)
 }
 
-/// ∂L/∂w: per sample the products ∂L/∂y · colᵀ (parallel over samples), then the per-sample
-/// parts summed in sample order (in f64), so the result does not depend on the thread count.
+/// ∂L/∂w: per sample the products ∂L/∂y · colᵀ (parallel over samples; with the samples in
+/// the lanes on small planes), then the per-sample parts summed in sample order (in f64), so the result does not depend on the thread count.
 pub fn conv2d_grad_weight<T: Real>(
     dev: &CpuDevice,
     dy: &[T],
@@ -882,15 +932,38 @@ pub fn conv2d_grad_weight<T: Real>(
     c: &ConvSpec,
 ) -> Result<()> {
     check_conv(c, x.len(), dw.len(), dy.len())?;
-    let (ci_n, co_n, plane, bn) = (
-        c.ci as usize,
-        c.co as usize,
-        (c.h * c.w) as usize,
-        c.b as usize,
-    );
+    let (ci_n, co_n, bn) = (c.ci as usize, c.co as usize, c.b as usize);
     let k_n = ci_n * (c.kh * c.kw) as usize;
     let mut parts = vec![0.0f64; bn * co_n * k_n];
-    dev.for_heavy_chunks(co_n * k_n, &mut parts, |first, chunk, _| {
+    if lanes::suits(c) {
+        lanes::weight_grad_parts(dev, dy, x, &mut parts, c)?;
+    } else {
+        im2col_weight_parts(dev, dy, x, &mut parts, c)?;
+    }
+    let n = co_n * k_n;
+    dev.for_chunks(1, dw, None, |first, chunk, _| {
+        for (i, o) in chunk.iter_mut().enumerate() {
+            let mut acc = 0.0;
+            for b in 0..bn {
+                acc += parts[b * n + first + i];
+            }
+            *o = T::from_f64(acc);
+        }
+    })
+}
+
+/// Per-sample parts of ∂L/∂w (`[b][co·K + k]`, f64): per sample the products ∂L/∂y · colᵀ;
+/// parallel over samples.
+fn im2col_weight_parts<T: Real>(
+    dev: &CpuDevice,
+    dy: &[T],
+    x: &[T],
+    parts: &mut [f64],
+    c: &ConvSpec,
+) -> Result<()> {
+    let (ci_n, co_n, plane) = (c.ci as usize, c.co as usize, (c.h * c.w) as usize);
+    let k_n = ci_n * (c.kh * c.kw) as usize;
+    dev.for_heavy_chunks(co_n * k_n, parts, |first, chunk, _| {
         let (mut col, mut shifted) = (vec![T::zero(); k_n * plane], Vec::new());
         for (s, part) in chunk.chunks_mut(co_n * k_n).enumerate() {
             let b = first + s;
@@ -904,16 +977,6 @@ pub fn conv2d_grad_weight<T: Real>(
             );
             let dyb = &dy[b * co_n * plane..(b + 1) * co_n * plane];
             weight_dots_at(simd::level(), dyb, &col, part, plane);
-        }
-    })?;
-    let n = co_n * k_n;
-    dev.for_chunks(1, dw, None, |first, chunk, _| {
-        for (i, o) in chunk.iter_mut().enumerate() {
-            let mut acc = 0.0;
-            for b in 0..bn {
-                acc += parts[b * n + first + i];
-            }
-            *o = T::from_f64(acc);
         }
     })
 }

@@ -58,7 +58,7 @@ pub trait Real:
 }
 
 macro_rules! real_impl {
-    ($t:ty, $name:literal, $st:literal) => {
+    ($t:ty, $name:literal, $st:literal, $tanh:path) => {
         impl Real for $t {
             const NAME: &'static str = $name;
             const SAFETENSORS: &'static str = $st;
@@ -78,7 +78,7 @@ macro_rules! real_impl {
                 <$t>::ln_1p(self)
             }
             fn tanh(self) -> Self {
-                <$t>::tanh(self)
+                $tanh(self)
             }
             fn abs(self) -> Self {
                 <$t>::abs(self)
@@ -89,8 +89,9 @@ macro_rules! real_impl {
         }
     };
 }
-real_impl!(f32, "f32", "F32");
-real_impl!(f64, "f64", "F64");
+// f32's tanh is the CPU backend's vectorisable one (libm's `tanhf` is a call per value).
+real_impl!(f32, "f32", "F32", super::cpu::tanh_f32);
+real_impl!(f64, "f64", "F64", f64::tanh);
 
 /// Storage of one tensor.
 pub enum Buffer<T: Real> {
