@@ -7,6 +7,7 @@ use crate::device::{simd, CpuDevice};
 use crate::error::{Error, Result};
 
 mod lanes;
+pub mod stack;
 mod tanh;
 pub use tanh::tanh_f32;
 
@@ -774,6 +775,13 @@ pub fn conv2d_grad_input<T: Real>(
     c: &ConvSpec,
 ) -> Result<()> {
     check_conv(c, dx.len(), w.len(), dy.len())?;
+    let wt = inverse_weights(w, c);
+    convolve(dev, dy, c.co as usize, &wt, dx, c.ci as usize, c, true)
+}
+
+/// The weights `[Co, Ci, KH, KW]` of `c` rearranged to `[Ci, Co·KH·KW]`, as the inverse
+/// gather of ∂L/∂x reads them.
+fn inverse_weights<T: Real>(w: &[T], c: &ConvSpec) -> Vec<T> {
     let (ci_n, co_n, taps) = (c.ci as usize, c.co as usize, (c.kh * c.kw) as usize);
     let k_n = co_n * taps;
     let mut wt = vec![T::zero(); ci_n * k_n];
@@ -784,7 +792,7 @@ pub fn conv2d_grad_input<T: Real>(
             }
         }
     }
-    convolve(dev, dy, co_n, &wt, dx, ci_n, c, true)
+    wt
 }
 
 /// Σ a[j]·b[j]: eight interleaved lanes in `T` over leaves of 256 products (32 per lane), the
@@ -940,8 +948,15 @@ pub fn conv2d_grad_weight<T: Real>(
     } else {
         im2col_weight_parts(dev, dy, x, &mut parts, c)?;
     }
-    let n = co_n * k_n;
-    dev.for_chunks(1, dw, None, |first, chunk, _| {
+    sum_samples(dev, &parts, bn, dw)
+}
+
+/// out[e] = Σ_b parts[b·len + e] for the `len = out.len()` entries, summed in f64 in sample
+/// order (so the result does not depend on the thread count).
+fn sum_samples<T: Real>(dev: &CpuDevice, parts: &[f64], bn: usize, out: &mut [T]) -> Result<()> {
+    let n = out.len();
+    check_len("per-sample parts", parts.len(), bn.saturating_mul(n))?;
+    dev.for_chunks(1, out, None, |first, chunk, _| {
         for (i, o) in chunk.iter_mut().enumerate() {
             let mut acc = 0.0;
             for b in 0..bn {

@@ -181,7 +181,8 @@ pub struct AdamHyper {
 // SAFETY: plain repr(C) doubles and an int, laid out as in nn.cu.
 unsafe impl DeviceRepr for AdamHyper {}
 
-fn check_size(n: usize) -> Result<()> {
+/// Refuses tensors too large for the kernels' 32-bit indices.
+pub(crate) fn check_size(n: usize) -> Result<()> {
     if n >= 1 << 31 {
         return Err(Error::InvalidInput(format!(
             "tensor of {n} elements: kernels take fewer than 2^31"

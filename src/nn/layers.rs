@@ -128,25 +128,24 @@ impl ConvStack {
         ]
     }
 
-    /// The forward pass.
+    /// The forward pass: one [`Tape::conv_stack`] (periodic convolutions, the activation
+    /// between layers, tanh after the last).
     pub fn forward<T: Real>(
         &self,
         tape: &Tape<T>,
         store: &ParamStore<T>,
         x: &Var<T>,
     ) -> Result<Var<T>> {
-        let layers = self.channels.len() - 1;
-        let mut h = x.clone();
-        for i in 0..layers {
-            let w = tape.param(store, &format!("{}.{i}.w", self.name))?;
-            let b = tape.param(store, &format!("{}.{i}.b", self.name))?;
-            h = tape.conv2d(&h, &w, Some(&b), ConvMode::Periodic)?;
-            h = if i + 1 < layers {
-                tape.unary(self.activation.unary(), &h)?
-            } else {
-                tape.tanh(&h)?
-            };
+        let n = self.channels.len() - 1;
+        let mut layers = Vec::with_capacity(n);
+        for i in 0..n {
+            layers.push((
+                tape.param(store, &format!("{}.{i}.w", self.name))?,
+                tape.param(store, &format!("{}.{i}.b", self.name))?,
+            ));
         }
-        Ok(h)
+        let mut acts = vec![self.activation.unary(); n];
+        acts[n - 1] = Unary::Tanh;
+        tape.conv_stack(x, &layers, &acts, ConvMode::Periodic)
     }
 }

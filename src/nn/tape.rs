@@ -18,6 +18,7 @@ use std::sync::Arc;
 use super::kernels::{self, Binary, ConvMode, Unary};
 use super::op::{Backward, Op};
 use super::ops::conv::Conv2dOp;
+use super::ops::conv_stack::ConvStackOp;
 use super::ops::elementwise::{BinaryOp, UnaryOp};
 use super::ops::matmul::MatmulOp;
 use super::ops::reduce::SumOp;
@@ -189,10 +190,7 @@ impl<T: Real> Tape<T> {
     /// Runs `op` on `inputs` and, when recording and some input carries a gradient, records it.
     /// Returns one `Var` per output.
     pub fn apply_multi(&self, op: impl Op<T>, inputs: &[&Var<T>]) -> Result<Vec<Var<T>>> {
-        let mut need = false;
-        for v in inputs {
-            need |= self.node_of(v)?.is_some();
-        }
+        let record = self.records(inputs)?;
         let values: Vec<&Tensor<T>> = inputs.iter().map(|v| &*v.value).collect();
         let outputs: Vec<Arc<Tensor<T>>> = op.forward(&values)?.into_iter().map(Arc::new).collect();
         if outputs.is_empty() {
@@ -201,7 +199,7 @@ impl<T: Real> Tape<T> {
                 op.name()
             )));
         }
-        if !(need && self.recording.get()) {
+        if !record {
             return Ok(outputs
                 .into_iter()
                 .map(|value| Var {
@@ -223,6 +221,16 @@ impl<T: Real> Tape<T> {
                 origin: Some(self.origin(node, slot)),
             })
             .collect())
+    }
+
+    /// Whether an op applied to `inputs` is recorded: the tape records and some input carries a
+    /// gradient (an error for inputs of another tape or epoch, as in [`Tape::apply_multi`]).
+    pub fn records(&self, inputs: &[&Var<T>]) -> Result<bool> {
+        let mut need = false;
+        for v in inputs {
+            need |= self.node_of(v)?.is_some();
+        }
+        Ok(need && self.recording.get())
     }
 
     /// [`Tape::apply_multi`] for an op with one output.
@@ -408,6 +416,29 @@ impl<T: Real> Tape<T> {
                 self.add(&y, &b3)
             }
         }
+    }
+
+    /// A stack of convolutions of x `[B, C, H, W]`, each plus its bias and followed by its
+    /// activation: `layers` holds (w `[Co, Ci, KH, KW]`, b `[Co]`) per layer, `acts` the
+    /// activations ([`ConvStackOp`]: one op, in the CPU's lanes where that is faster).
+    pub fn conv_stack(
+        &self,
+        x: &Var<T>,
+        layers: &[(Var<T>, Var<T>)],
+        acts: &[Unary],
+        mode: ConvMode,
+    ) -> Result<Var<T>> {
+        let mut inputs = vec![x];
+        for (w, b) in layers {
+            inputs.extend([w, b]);
+        }
+        let op = ConvStackOp {
+            mode,
+            acts: acts.to_vec(),
+            keep: self.records(&inputs)?,
+        };
+        let mut out = self.apply_multi(op, &inputs)?;
+        Ok(out.swap_remove(0))
     }
 
     /// Periodic (or causal) 1D convolution of x `[B, Ci, N]` with w `[Co, Ci, K]`, plus bias `[Co]`.

@@ -17,7 +17,7 @@ use crate::error::Result;
 use std::rc::Rc;
 
 /// Samples per block: the width of an output row.
-const LANES: usize = 32;
+pub(super) const LANES: usize = 32;
 
 /// Whether convolution `c` is better done with samples in the lanes: small planes (where the
 /// im2col path gathers through a table anyway) and enough samples to fill the lanes. (Both
@@ -51,8 +51,8 @@ fn read_table(c: &ConvSpec, channels: usize, inverse: bool) -> Vec<u32> {
     table
 }
 
-/// The geometry a read table is built for: (h, w, kh, kw, mode, channels, inverse).
-type Key = (i32, i32, i32, i32, i32, usize, bool);
+/// The geometry a read table is built for: (h, w, kh, kw, mode, channels, inverse, k-major).
+type Key = (i32, i32, i32, i32, i32, usize, bool, bool);
 
 thread_local! {
     /// Read tables by geometry, built once per thread.
@@ -61,24 +61,51 @@ thread_local! {
 }
 
 /// The cached [`read_table`] of `c`.
-fn cached_read_table(c: &ConvSpec, channels: usize, inverse: bool) -> Rc<Vec<u32>> {
-    let key = (c.h, c.w, c.kh, c.kw, c.mode, channels, inverse);
+pub(super) fn cached_read_table(c: &ConvSpec, channels: usize, inverse: bool) -> Rc<Vec<u32>> {
+    cached(c, channels, inverse, false)
+}
+
+/// The cached forward read table of `c` (input channels `c.ci`) transposed to `[k][site]`, as
+/// [`weight_parts_at`] reads it.
+pub(super) fn cached_reads_by_k(c: &ConvSpec) -> Rc<Vec<u32>> {
+    cached(c, c.ci as usize, false, true)
+}
+
+/// A read table from the thread's cache, built on first use.
+fn cached(c: &ConvSpec, channels: usize, inverse: bool, k_major: bool) -> Rc<Vec<u32>> {
+    let key = (c.h, c.w, c.kh, c.kw, c.mode, channels, inverse, k_major);
     TABLES.with(|t| {
         let mut tables = t.borrow_mut();
         if let Some((_, table)) = tables.iter().find(|(k, _)| *k == key) {
             return table.clone();
         }
-        let table = Rc::new(read_table(c, channels, inverse));
+        let table = read_table(c, channels, inverse);
+        let table = Rc::new(if k_major {
+            by_k(&table, (c.h * c.w) as usize)
+        } else {
+            table
+        });
         tables.push((key, table.clone()));
         table
     })
 }
 
+/// A read table `[site][k]` transposed to `[k][site]`.
+fn by_k(table: &[u32], plane: usize) -> Vec<u32> {
+    let k_n = table.len() / plane;
+    let mut reads = vec![0u32; table.len()];
+    for (site, row) in table.chunks_exact(k_n).enumerate() {
+        for (k, &r) in row.iter().enumerate() {
+            reads[k * plane + site] = r;
+        }
+    }
+    reads
+}
+
 /// `rows[i·LANES + lane] = samples[lane][i]` for the `n` samples of `len` values each, lanes
-/// past `n` zero, and one zero row after the last.
-fn transpose_in<T: Real>(samples: &[T], len: usize, rows: &mut Vec<T>) {
+/// past `n` zero, and one zero row after the last (`rows` holds `(len + 1)·LANES` values).
+pub(super) fn transpose_in<T: Real>(samples: &[T], len: usize, rows: &mut [T]) {
     let n = samples.len() / len;
-    rows.resize((len + 1) * LANES, T::zero());
     if n < LANES {
         rows.fill(T::zero());
     } else {
@@ -88,7 +115,7 @@ fn transpose_in<T: Real>(samples: &[T], len: usize, rows: &mut Vec<T>) {
 }
 
 /// The inverse of [`transpose_in`] for the samples `out` has room for.
-fn transpose_out<T: Real>(rows: &[T], len: usize, out: &mut [T]) {
+pub(super) fn transpose_out<T: Real>(rows: &[T], len: usize, out: &mut [T]) {
     transpose(rows, LANES, out, len, [len, out.len() / len]);
 }
 
@@ -195,7 +222,7 @@ fn products<T: Real>(w: &[T], src: &[T], table: &[u32], out: &mut [T], dims: [us
 
 simd::dispatch! {
     /// [`products`] compiled for `level`.
-    fn products_at = products<T: Real>(w: &[T], src: &[T], table: &[u32], out: &mut [T], dims: [usize; 3])
+    pub(super) fn products_at = products<T: Real>(w: &[T], src: &[T], table: &[u32], out: &mut [T], dims: [usize; 3])
 }
 
 /// `out = weights ⋆ src` per sample (as the im2col path's `im2col_gemm`): `src` has `src_ch`
@@ -222,6 +249,7 @@ pub(super) fn convolve<T: Real>(
             let b0 = first + block * LANES;
             let n = o.len() / (out_ch * plane);
             let samples = &src[b0 * src_ch * plane..(b0 + n) * src_ch * plane];
+            rows.resize((src_ch * plane + 1) * LANES, T::zero());
             transpose_in(samples, src_ch * plane, &mut rows);
             products_at(
                 level,
@@ -315,18 +343,19 @@ fn dots_tiles<T: Real, const Q: usize>(
     }
 }
 
-/// parts[lane][co·K + k] = Σ_site dy[co][site] · x(table[site][k]) for every lane below `n`,
-/// summed as the im2col path's `dot8` sums each sample's dot. `dy` is `[co·plane + site][lane]`;
-/// `reads` is the read table transposed to `[k][site]`.
+/// parts[lane·stride + offset + co·K + k] = Σ_site dy[co][site] · x(table[site][k]) for every
+/// lane below `n`, summed as the im2col path's `dot8` sums each sample's dot. `dy` is
+/// `[co·plane + site][lane]`; `reads` is the read table transposed to `[k][site]`.
 #[inline(always)]
-fn weight_parts<T: Real>(dy: &[T], x: &[T], reads: &[u32], parts: &mut [f64], dims: [usize; 4]) {
-    let [co_n, plane, k_n, n] = dims;
+fn weight_parts<T: Real>(dy: &[T], x: &[T], reads: &[u32], parts: &mut [f64], dims: [usize; 6]) {
+    let [co_n, plane, k_n, n, stride, offset] = dims;
     let mut sums = vec![[0.0f64; LANES]; k_n];
     for co in 0..co_n {
         let dyc = &dy[co * plane * LANES..(co + 1) * plane * LANES];
         dots_tiles::<T, 4>(dyc, x, reads, &mut sums, [0, k_n, plane]);
-        for (lane, part) in parts.chunks_exact_mut(co_n * k_n).take(n).enumerate() {
-            for (p, s) in part[co * k_n..(co + 1) * k_n].iter_mut().zip(&sums) {
+        let at = offset + co * k_n;
+        for (lane, part) in parts.chunks_mut(stride).take(n).enumerate() {
+            for (p, s) in part[at..at + k_n].iter_mut().zip(&sums) {
                 *p = s[lane];
             }
         }
@@ -335,7 +364,7 @@ fn weight_parts<T: Real>(dy: &[T], x: &[T], reads: &[u32], parts: &mut [f64], di
 
 simd::dispatch! {
     /// [`weight_parts`] compiled for `level`.
-    fn weight_parts_at = weight_parts<T: Real>(dy: &[T], x: &[T], reads: &[u32], parts: &mut [f64], dims: [usize; 4])
+    pub(super) fn weight_parts_at = weight_parts<T: Real>(dy: &[T], x: &[T], reads: &[u32], parts: &mut [f64], dims: [usize; 6])
 }
 
 /// Per-sample parts of ∂L/∂w (`[b][co·K + k]`, f64) as the im2col path computes them: x's
@@ -351,14 +380,9 @@ pub(super) fn weight_grad_parts<T: Real>(
     let k_n = ci_n * (c.kh * c.kw) as usize;
     let level = simd::level();
     dev.for_heavy_chunks(co_n * k_n, parts, |first, chunk, _| {
-        let table = cached_read_table(c, ci_n, false);
-        let mut reads = vec![0u32; k_n * plane];
-        for (site, row) in table.chunks_exact(k_n).enumerate() {
-            for (k, &r) in row.iter().enumerate() {
-                reads[k * plane + site] = r;
-            }
-        }
-        let (mut xs, mut dys) = (Vec::new(), Vec::new());
+        let reads = cached_reads_by_k(c);
+        let mut xs = vec![T::zero(); (ci_n * plane + 1) * LANES];
+        let mut dys = vec![T::zero(); (co_n * plane + 1) * LANES];
         for (block, p) in chunk.chunks_mut(LANES * co_n * k_n).enumerate() {
             let b0 = first + block * LANES;
             let n = p.len() / (co_n * k_n);
@@ -369,7 +393,8 @@ pub(super) fn weight_grad_parts<T: Real>(
             );
             let dyb = &dy[b0 * co_n * plane..(b0 + n) * co_n * plane];
             transpose_in(dyb, co_n * plane, &mut dys);
-            weight_parts_at(level, &dys, &xs, &reads, p, [co_n, plane, k_n, n]);
+            let dims = [co_n, plane, k_n, n, co_n * k_n, 0];
+            weight_parts_at(level, &dys, &xs, &reads, p, dims);
         }
     })
 }

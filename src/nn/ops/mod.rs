@@ -3,6 +3,7 @@
 //! `Op` (here or anywhere else) and, for convenience, a method on [`super::tape::Tape`].
 
 pub mod conv;
+pub mod conv_stack;
 pub mod elementwise;
 pub mod matmul;
 pub mod reduce;
