@@ -11,7 +11,7 @@ use cudarc::driver::{CudaSlice, PushKernelArg};
 
 use crate::device::cuda::FLOW;
 use crate::device::geometry::{elementwise, one_block_each};
-use crate::device::CpuDevice;
+use crate::device::{simd, CpuDevice};
 use crate::error::{Error, Result};
 use crate::nn::kernels::check_len;
 use crate::nn::tensor::Buffer;
@@ -107,15 +107,12 @@ pub fn forward<T: Real>(
                 &st[2 * b * v..(2 * b + 1) * v],
                 &st[(2 * b + 1) * v..(2 * b + 2) * v],
             );
-            for i in 0..v {
-                yb[i] = if mask[i] != T::zero() {
-                    xb[i]
-                } else if dir == Direction::Forward {
-                    xb[i] * s[i].exp() + t[i]
-                } else {
-                    (xb[i] - t[i]) * (-s[i]).exp()
-                };
-            }
+            move_row_at(
+                simd::level(),
+                [xb, s, t, mask],
+                yb,
+                dir == Direction::Forward,
+            );
         }
     })?;
     for (o, p) in logdet.iter_mut().zip(parts) {
@@ -150,43 +147,90 @@ pub fn backward<T: Real>(
         )));
     }
     let v = g.volume;
+    let forward = dir == Direction::Forward;
     dev.for_chunks(v.max(1), dx, None, |first, rows, _| {
         for (k, dxb) in rows.chunks_mut(v).enumerate() {
             let b = first + k;
-            for i in 0..v {
-                let j = b * v + i;
-                dxb[i] = if mask[i] != T::zero() {
-                    gy[j]
-                } else {
-                    let s = st[2 * b * v + i];
-                    gy[j]
-                        * if dir == Direction::Forward {
-                            s.exp()
-                        } else {
-                            (-s).exp()
-                        }
-                };
-            }
+            let (gyb, s) = (&gy[b * v..(b + 1) * v], &st[2 * b * v..(2 * b + 1) * v]);
+            input_grad_row_at(simd::level(), [gyb, s, mask], dxb, forward);
         }
     })?;
     dev.for_chunks(2 * v.max(1), dst, None, |first, rows, _| {
         for (k, row) in rows.chunks_mut(2 * v).enumerate() {
             let b = first + k;
-            let (ds, dt) = row.split_at_mut(v);
-            for i in 0..v {
-                let j = b * v + i;
-                (ds[i], dt[i]) = if mask[i] != T::zero() {
-                    (T::zero(), T::zero())
-                } else {
-                    let s = st[2 * b * v + i];
-                    match dir {
-                        Direction::Forward => (gy[j] * x[j] * s.exp() + gld[b], gy[j]),
-                        Direction::Inverse => (-gy[j] * y[j] - gld[b], -(gy[j] * (-s).exp())),
-                    }
-                };
-            }
+            let at = b * v..(b + 1) * v;
+            let s = &st[2 * b * v..(2 * b + 1) * v];
+            let rows = [&gy[at.clone()], &x[at.clone()], &y[at], s, mask];
+            st_grad_row_at(simd::level(), rows, gld[b], row, forward);
         }
     })
+}
+
+/// One sample's y: frozen sites (mask ≠ 0) copied, the others x e^s + t (`forward`) or
+/// (x − t) e^{−s}. Branch-free (e^{±s} is computed everywhere and selected), so it vectorises.
+#[inline(always)]
+fn move_row<T: Real>([x, s, t, mask]: [&[T]; 4], y: &mut [T], forward: bool) {
+    let sites = y.iter_mut().zip(x).zip(s).zip(t).zip(mask);
+    if forward {
+        for ((((y, &x), &s), &t), &m) in sites {
+            let moved = x * s.exp() + t;
+            *y = if m != T::zero() { x } else { moved };
+        }
+    } else {
+        for ((((y, &x), &s), &t), &m) in sites {
+            let moved = (x - t) * (-s).exp();
+            *y = if m != T::zero() { x } else { moved };
+        }
+    }
+}
+
+simd::dispatch! {
+    /// [`move_row`] compiled for `level`.
+    fn move_row_at = move_row<T: Real>(rows: [&[T]; 4], y: &mut [T], forward: bool)
+}
+
+/// One sample's ∂L/∂x: gy at frozen sites, gy e^{±s} at the others.
+#[inline(always)]
+fn input_grad_row<T: Real>([gy, s, mask]: [&[T]; 3], dx: &mut [T], forward: bool) {
+    let sign = T::from_f64(if forward { 1.0 } else { -1.0 });
+    for (((d, &g), &s), &m) in dx.iter_mut().zip(gy).zip(s).zip(mask) {
+        let moved = g * (sign * s).exp();
+        *d = if m != T::zero() { g } else { moved };
+    }
+}
+
+simd::dispatch! {
+    /// [`input_grad_row`] compiled for `level`.
+    fn input_grad_row_at = input_grad_row<T: Real>(rows: [&[T]; 3], dx: &mut [T], forward: bool)
+}
+
+/// One sample's ∂L/∂s and ∂L/∂t (`dst` = [ds | dt]): zero at frozen sites; forward
+/// (gy x e^s + gld, gy), inverse (−gy y − gld, −gy e^{−s}).
+#[inline(always)]
+fn st_grad_row<T: Real>([gy, x, y, s, mask]: [&[T]; 5], gld: T, dst: &mut [T], forward: bool) {
+    let (ds, dt) = dst.split_at_mut(gy.len());
+    let sites = ds
+        .iter_mut()
+        .zip(dt.iter_mut())
+        .zip(gy)
+        .zip(x)
+        .zip(y)
+        .zip(s)
+        .zip(mask);
+    for ((((((ds, dt), &g), &x), &y), &s), &m) in sites {
+        let (a, b) = match forward {
+            true => (g * x * s.exp() + gld, g),
+            false => (-g * y - gld, -(g * (-s).exp())),
+        };
+        let frozen = m != T::zero();
+        *ds = if frozen { T::zero() } else { a };
+        *dt = if frozen { T::zero() } else { b };
+    }
+}
+
+simd::dispatch! {
+    /// [`st_grad_row`] compiled for `level`.
+    fn st_grad_row_at = st_grad_row<T: Real>(rows: [&[T]; 5], gld: T, dst: &mut [T], forward: bool)
 }
 
 fn cuda_forward<T: Real>(

@@ -6,10 +6,10 @@ use super::tensor::Real;
 use crate::device::{simd, CpuDevice};
 use crate::error::{Error, Result};
 
+mod elementary;
 mod lanes;
 pub mod stack;
-mod tanh;
-pub use tanh::tanh_f32;
+pub use elementary::{exp_f32, tanh_f32};
 
 fn sigm<T: Real>(x: T) -> T {
     T::from_f64(1.0) / (T::from_f64(1.0) + (-x).exp())

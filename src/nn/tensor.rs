@@ -58,7 +58,7 @@ pub trait Real:
 }
 
 macro_rules! real_impl {
-    ($t:ty, $name:literal, $st:literal, $tanh:path) => {
+    ($t:ty, $name:literal, $st:literal, $exp:path, $tanh:path) => {
         impl Real for $t {
             const NAME: &'static str = $name;
             const SAFETENSORS: &'static str = $st;
@@ -69,7 +69,7 @@ macro_rules! real_impl {
                 self as f64
             }
             fn exp(self) -> Self {
-                <$t>::exp(self)
+                $exp(self)
             }
             fn ln(self) -> Self {
                 <$t>::ln(self)
@@ -89,9 +89,9 @@ macro_rules! real_impl {
         }
     };
 }
-// f32's tanh is the CPU backend's vectorisable one (libm's `tanhf` is a call per value).
-real_impl!(f32, "f32", "F32", super::cpu::tanh_f32);
-real_impl!(f64, "f64", "F64", f64::tanh);
+// f32's exp and tanh are the CPU backend's vectorisable ones (libm's are a call per value).
+real_impl!(f32, "f32", "F32", super::cpu::exp_f32, super::cpu::tanh_f32);
+real_impl!(f64, "f64", "F64", f64::exp, f64::tanh);
 
 /// Storage of one tensor.
 pub enum Buffer<T: Real> {
