@@ -8,7 +8,6 @@ use crate::error::{Error, Result};
 
 mod elementary;
 mod lanes;
-pub mod stack;
 pub use elementary::{exp_f32, tanh_f32};
 
 fn sigm<T: Real>(x: T) -> T {
@@ -168,6 +167,9 @@ macro_rules! specialise_binary {
         }
     };
 }
+
+// After the macros above, which it uses.
+pub mod stack;
 
 /// y = tanh x, compiled for the CPU's SIMD level (the f32 tanh vectorises there).
 #[inline(always)]
@@ -696,21 +698,31 @@ fn gemm<T: Real>(a: &[T], b: &[T], out: &mut [T], m: usize, n: usize, k_n: usize
     gemm_at(level, a, b, out, [m, n, k_n, wide])
 }
 
-/// Per sample: im2col of `src` (`src_ch` planes; inverse gather when `inverse`), then
-/// `out = weights · col` with `weights` as `[out_ch, src_ch·KH·KW]`; parallel over samples.
-#[allow(clippy::too_many_arguments)]
-fn im2col_gemm<T: Real>(
-    dev: &CpuDevice,
-    src: &[T],
+/// What a convolution's paths take: `src` with `src_ch` planes per sample, the weights as
+/// `[out_ch, src_ch·KH·KW]`, the geometry, and whether the gather is the inverse one (∂L/∂x).
+#[derive(Clone, Copy)]
+struct Operands<'a, T> {
+    src: &'a [T],
     src_ch: usize,
-    weights: &[T],
-    out: &mut [T],
+    weights: &'a [T],
     out_ch: usize,
-    c: &ConvSpec,
+    c: &'a ConvSpec,
     inverse: bool,
-) -> Result<()> {
-    let plane = (c.h * c.w) as usize;
-    let k_n = src_ch * (c.kh * c.kw) as usize;
+}
+
+impl<T> Operands<'_, T> {
+    /// Sites per plane, and the length of a weight row (`src_ch·KH·KW`).
+    fn sizes(&self) -> (usize, usize) {
+        let c = self.c;
+        ((c.h * c.w) as usize, self.src_ch * (c.kh * c.kw) as usize)
+    }
+}
+
+/// Per sample: im2col of `src` (inverse gather when `inverse`), then `out = weights · col`;
+/// parallel over samples.
+fn im2col_gemm<T: Real>(dev: &CpuDevice, ops: Operands<'_, T>, out: &mut [T]) -> Result<()> {
+    let ((plane, k_n), c) = (ops.sizes(), ops.c);
+    let (src, src_ch, weights, out_ch) = (ops.src, ops.src_ch, ops.weights, ops.out_ch);
     dev.for_heavy_chunks(out_ch * plane, out, |first, chunk, _| {
         let (mut col, mut shifted) = (vec![T::zero(); k_n * plane], Vec::new());
         for (s, o) in chunk.chunks_mut(out_ch * plane).enumerate() {
@@ -719,7 +731,7 @@ fn im2col_gemm<T: Real>(
                 &src[b * src_ch * plane..(b + 1) * src_ch * plane],
                 src_ch,
                 c,
-                inverse,
+                ops.inverse,
                 &mut col,
                 &mut shifted,
             );
@@ -743,25 +755,23 @@ fn check_conv(c: &ConvSpec, x: usize, w: usize, y: usize) -> Result<()> {
 /// `[Co, Ci·KH·KW]`.
 pub fn conv2d<T: Real>(dev: &CpuDevice, x: &[T], w: &[T], y: &mut [T], c: &ConvSpec) -> Result<()> {
     check_conv(c, x.len(), w.len(), y.len())?;
-    convolve(dev, x, c.ci as usize, w, y, c.co as usize, c, false)
+    let ops = Operands {
+        src: x,
+        src_ch: c.ci as usize,
+        weights: w,
+        out_ch: c.co as usize,
+        c,
+        inverse: false,
+    };
+    convolve(dev, ops, y)
 }
 
 /// [`im2col_gemm`], or the same sums with the samples in the lanes where that is faster.
-#[allow(clippy::too_many_arguments)]
-fn convolve<T: Real>(
-    dev: &CpuDevice,
-    src: &[T],
-    src_ch: usize,
-    weights: &[T],
-    out: &mut [T],
-    out_ch: usize,
-    c: &ConvSpec,
-    inverse: bool,
-) -> Result<()> {
-    if lanes::suits(c) {
-        lanes::convolve(dev, src, src_ch, weights, out, out_ch, c, inverse)
+fn convolve<T: Real>(dev: &CpuDevice, ops: Operands<'_, T>, out: &mut [T]) -> Result<()> {
+    if lanes::suits(ops.c) {
+        lanes::convolve(dev, ops, out)
     } else {
-        im2col_gemm(dev, src, src_ch, weights, out, out_ch, c, inverse)
+        im2col_gemm(dev, ops, out)
     }
 }
 
@@ -776,7 +786,15 @@ pub fn conv2d_grad_input<T: Real>(
 ) -> Result<()> {
     check_conv(c, dx.len(), w.len(), dy.len())?;
     let wt = inverse_weights(w, c);
-    convolve(dev, dy, c.co as usize, &wt, dx, c.ci as usize, c, true)
+    let ops = Operands {
+        src: dy,
+        src_ch: c.co as usize,
+        weights: &wt,
+        out_ch: c.ci as usize,
+        c,
+        inverse: true,
+    };
+    convolve(dev, ops, dx)
 }
 
 /// The weights `[Co, Ci, KH, KW]` of `c` rearranged to `[Ci, Co·KH·KW]`, as the inverse

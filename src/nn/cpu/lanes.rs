@@ -11,7 +11,7 @@
 //! Every sum runs over k (or over the sites) in the order the im2col path sums it, with a
 //! multiply and an add per term, so both paths give the same bits; `lane_tests` checks it.
 
-use super::{tap_offset, tap_open, ConvSpec, Real, DOT_LEAF};
+use super::{tap_offset, tap_open, ConvSpec, Operands, Real, DOT_LEAF};
 use crate::device::{simd, CpuDevice};
 use crate::error::Result;
 use std::rc::Rc;
@@ -225,25 +225,17 @@ simd::dispatch! {
     pub(super) fn products_at = products<T: Real>(w: &[T], src: &[T], table: &[u32], out: &mut [T], dims: [usize; 3])
 }
 
-/// `out = weights ⋆ src` per sample (as the im2col path's `im2col_gemm`): `src` has `src_ch`
-/// planes per sample, `weights` is `[out_ch, src_ch·KH·KW]`; blocks of [`LANES`] samples,
-/// parallel over samples.
-#[allow(clippy::too_many_arguments)]
+/// `out = weights ⋆ src` per sample (as the im2col path's `im2col_gemm`); blocks of [`LANES`]
+/// samples, parallel over samples.
 pub(super) fn convolve<T: Real>(
     dev: &CpuDevice,
-    src: &[T],
-    src_ch: usize,
-    weights: &[T],
+    ops: Operands<'_, T>,
     out: &mut [T],
-    out_ch: usize,
-    c: &ConvSpec,
-    inverse: bool,
 ) -> Result<()> {
-    let plane = (c.h * c.w) as usize;
-    let k_n = src_ch * (c.kh * c.kw) as usize;
-    let level = simd::level();
+    let ((plane, k_n), level) = (ops.sizes(), simd::level());
+    let (src, src_ch, out_ch) = (ops.src, ops.src_ch, ops.out_ch);
     dev.for_heavy_chunks(out_ch * plane, out, |first, chunk, _| {
-        let table = cached_read_table(c, src_ch, inverse);
+        let table = cached_read_table(ops.c, src_ch, ops.inverse);
         let (mut rows, mut outs) = (Vec::new(), vec![T::zero(); out_ch * plane * LANES]);
         for (block, o) in chunk.chunks_mut(LANES * out_ch * plane).enumerate() {
             let b0 = first + block * LANES;
@@ -253,7 +245,7 @@ pub(super) fn convolve<T: Real>(
             transpose_in(samples, src_ch * plane, &mut rows);
             products_at(
                 level,
-                weights,
+                ops.weights,
                 &rows,
                 &table,
                 &mut outs,
@@ -419,12 +411,20 @@ mod lane_tests {
             values::<T>(co * ci * taps, 2),
             values::<T>(b * co * plane, 3),
         );
-        let run = |lanes: bool, src: &[T], src_ch, wts: &[T], out_ch, inverse| {
+        let run = |lanes: bool, src: &[T], src_ch, weights: &[T], out_ch, inverse| {
             let mut out = vec![T::zero(); b * out_ch * plane];
+            let ops = Operands {
+                src,
+                src_ch,
+                weights,
+                out_ch,
+                c: &c,
+                inverse,
+            };
             let r = if lanes {
-                convolve(dev, src, src_ch, wts, &mut out, out_ch, &c, inverse)
+                convolve(dev, ops, &mut out)
             } else {
-                im2col_gemm(dev, src, src_ch, wts, &mut out, out_ch, &c, inverse)
+                im2col_gemm(dev, ops, &mut out)
             };
             r.expect("convolution");
             out

@@ -152,20 +152,10 @@ fn bias_act<T: Real>(z: &mut [T], a: &mut [T], bias: &[T], act: Unary, row: usiz
         .zip(bias)
     {
         // One loop per activation, so the function folds into it and the loop vectorises.
-        macro_rules! each {
-            ($f:expr) => {{
-                for (zv, av) in zc.iter_mut().zip(ac.iter_mut()) {
-                    *zv += bc;
-                    *av = unary_f($f, *zv);
-                }
-            }};
-        }
-        match act {
-            Unary::Tanh => each!(Unary::Tanh),
-            Unary::LeakyRelu(slope) => each!(Unary::LeakyRelu(slope)),
-            Unary::Silu => each!(Unary::Silu),
-            other => each!(other),
-        }
+        specialise_unary!(act, o => for (zv, av) in zc.iter_mut().zip(ac.iter_mut()) {
+            *zv += bc;
+            *av = unary_f(o(), *zv);
+        })
     }
 }
 
@@ -189,24 +179,14 @@ fn act_grad<T: Real>(
         let at = c * row;
         let (zc, ac, dac) = (&z[at..at + row], &a[at..at + row], &da[at..at + row]);
         *sum = [0.0; LANES];
-        macro_rules! each {
-            ($f:expr) => {{
-                let site_rows = dzc.chunks_exact_mut(LANES).zip(zc.chunks_exact(LANES));
-                for (site, (d, zs)) in site_rows.enumerate() {
-                    let (at_a, at_da) = (&ac[site * LANES..], &dac[site * LANES..]);
-                    for lane in 0..LANES {
-                        d[lane] = unary_df($f, zs[lane], at_a[lane], at_da[lane]);
-                        sum[lane] += d[lane].to_f64();
-                    }
-                }
-            }};
-        }
-        match act {
-            Unary::Tanh => each!(Unary::Tanh),
-            Unary::LeakyRelu(slope) => each!(Unary::LeakyRelu(slope)),
-            Unary::Silu => each!(Unary::Silu),
-            other => each!(other),
-        }
+        let site_rows = dzc.chunks_exact_mut(LANES).zip(zc.chunks_exact(LANES));
+        specialise_unary!(act, o => for (site, (d, zs)) in site_rows.enumerate() {
+            let (at_a, at_da) = (&ac[site * LANES..], &dac[site * LANES..]);
+            for lane in 0..LANES {
+                d[lane] = unary_df(o(), zs[lane], at_a[lane], at_da[lane]);
+                sum[lane] += d[lane].to_f64();
+            }
+        })
     }
 }
 
@@ -272,19 +252,11 @@ pub fn forward<T: Real>(
         }
     }
     // Each block's output rows and activation buffer, handed to the task that runs it.
-    let mut outs = Vec::with_capacity(blocks.len());
-    let mut rest_y = y;
-    let mut rest_saved = saved;
-    for &(_, n) in &blocks {
-        let (yb, ry) = std::mem::take(&mut rest_y).split_at_mut(n * len_out);
-        rest_y = ry;
-        let sb = rest_saved.take().map(|s| {
-            let (sb, rs) = s.split_at_mut(layout.len);
-            rest_saved = Some(rs);
-            sb
-        });
-        outs.push(Mutex::new(Some((yb, sb))));
-    }
+    let ys = per_block(Some(y), blocks.iter().map(|&(_, n)| n * len_out));
+    let kept = per_block(saved, blocks.iter().map(|_| layout.len));
+    let outs: Vec<_> = (ys.into_iter().zip(kept))
+        .map(|(yb, sb)| Mutex::new(yb.map(|yb| (yb, sb))))
+        .collect();
     each_block(dev, blocks.len(), |k, scratch: &mut Vec<T>| {
         let Some((yb, sb)) = outs[k].lock().ok().and_then(|mut o| o.take()) else {
             return;
@@ -301,6 +273,17 @@ pub fn forward<T: Real>(
         forward_block(layers, params, xb, yb, buf, &layout);
     });
     Ok(())
+}
+
+/// `buf` cut into consecutive pieces of the given lengths, one per block (all None without `buf`).
+fn per_block<U>(buf: Option<&mut [U]>, lens: impl Iterator<Item = usize>) -> Vec<Option<&mut [U]>> {
+    let mut rest = buf;
+    lens.map(|len| {
+        let (piece, tail) = rest.take()?.split_at_mut(len);
+        rest = Some(tail);
+        Some(piece)
+    })
+    .collect()
 }
 
 /// Runs `f(block, scratch)` for blocks 0..`count`: each thread claims the next block until none
@@ -467,21 +450,12 @@ pub fn backward<T: Real>(
         .collect();
     let (len_in, len_out) = (layers[0].conv.ci as usize, gy.len() / batch);
     let len_in = len_in * layout.plane;
-    let mut tasks = Vec::with_capacity(blocks.len());
-    let (mut rest_dx, mut rest_parts) = (dx, Some(&mut parts[..]).filter(|_| want_params));
-    for &(_, n) in &blocks {
-        let dxb = rest_dx.take().map(|d| {
-            let (b, r) = d.split_at_mut(n * len_in);
-            rest_dx = Some(r);
-            b
-        });
-        let pb = rest_parts.take().map(|p| {
-            let (b, r) = p.split_at_mut(n * stride);
-            rest_parts = Some(r);
-            b
-        });
-        tasks.push(Mutex::new(Some((dxb, pb))));
-    }
+    let dxs = per_block(dx, blocks.iter().map(|&(_, n)| n * len_in));
+    let wanted = Some(&mut parts[..]).filter(|_| want_params);
+    let ps = per_block(wanted, blocks.iter().map(|&(_, n)| n * stride));
+    let tasks: Vec<_> = (dxs.into_iter().zip(ps))
+        .map(|pair| Mutex::new(Some(pair)))
+        .collect();
     each_block(dev, blocks.len(), |k, scratch: &mut Vec<T>| {
         let Some((dx, parts)) = tasks[k].lock().ok().and_then(|mut t| t.take()) else {
             return;
