@@ -171,32 +171,39 @@ macro_rules! specialise_binary {
 // After the macros above, which it uses.
 pub mod stack;
 
-/// y = tanh x, compiled for the CPU's SIMD level (the f32 tanh vectorises there).
+/// y = f(x) for one row, one loop per function (so it folds into the loop, which vectorises:
+/// exp and tanh in f32 are branch-free, [`elementary`]).
 #[inline(always)]
-fn tanh_rows<T: Real>(x: &[T], y: &mut [T]) {
-    for (out, &xi) in y.iter_mut().zip(x) {
-        *out = xi.tanh();
-    }
+fn unary_rows<T: Real>(op: Unary, x: &[T], y: &mut [T]) {
+    specialise_unary!(op, o => for (out, &xi) in y.iter_mut().zip(x) {
+        *out = unary_f(o(), xi);
+    })
 }
 
 simd::dispatch! {
-    /// [`tanh_rows`] compiled for `level`.
-    fn tanh_rows_at = tanh_rows<T: Real>(x: &[T], y: &mut [T])
+    /// [`unary_rows`] compiled for `level`.
+    fn unary_rows_at = unary_rows<T: Real>(op: Unary, x: &[T], y: &mut [T])
+}
+
+/// dx = f′(x, y)·dy for one row.
+#[inline(always)]
+fn unary_grad_rows<T: Real>(op: Unary, [x, y, dy]: [&[T]; 3], dx: &mut [T]) {
+    specialise_unary!(op, o => for (((out, &xi), &yi), &di) in dx.iter_mut().zip(x).zip(y).zip(dy) {
+        *out = unary_df(o(), xi, yi, di);
+    })
+}
+
+simd::dispatch! {
+    /// [`unary_grad_rows`] compiled for `level`.
+    fn unary_grad_rows_at = unary_grad_rows<T: Real>(op: Unary, xyd: [&[T]; 3], dx: &mut [T])
 }
 
 /// y = f(x).
 pub fn unary<T: Real>(dev: &CpuDevice, op: Unary, x: &[T], y: &mut [T]) -> Result<()> {
     check_len("unary input", x.len(), y.len())?;
-    if op == Unary::Tanh {
-        return dev.for_chunks(1, y, None, |first, chunk, _| {
-            tanh_rows_at(simd::level(), &x[first..first + chunk.len()], chunk)
-        });
-    }
-    specialise_unary!(op, o => dev.for_chunks(1, y, None, |first, chunk, _| {
-        for (out, &xi) in chunk.iter_mut().zip(&x[first..]) {
-            *out = unary_f(o(), xi);
-        }
-    }))
+    dev.for_chunks(1, y, None, |first, chunk, _| {
+        unary_rows_at(simd::level(), op, &x[first..first + chunk.len()], chunk)
+    })
 }
 
 /// dx = f′(x)·dy.
@@ -212,13 +219,11 @@ pub fn unary_grad<T: Real>(
     check_len("unary_grad x", x.len(), n)?;
     check_len("unary_grad y", y.len(), n)?;
     check_len("unary_grad dy", dy.len(), n)?;
-    specialise_unary!(op, o => dev.for_chunks(1, dx, None, |first, chunk, _| {
-        let m = chunk.len();
-        let (xs, ys, ds) = (&x[first..first + m], &y[first..first + m], &dy[first..first + m]);
-        for (((out, &xi), &yi), &di) in chunk.iter_mut().zip(xs).zip(ys).zip(ds) {
-            *out = unary_df(o(), xi, yi, di);
-        }
-    }))
+    dev.for_chunks(1, dx, None, |first, chunk, _| {
+        let at = first..first + chunk.len();
+        let rows = [&x[at.clone()], &y[at.clone()], &dy[at]];
+        unary_grad_rows_at(simd::level(), op, rows, chunk)
+    })
 }
 
 /// One row of a broadcast: out[t] = f(a[oa + t·sa], b[ob + t·sb]) with the strides 0 or 1, the
@@ -1127,5 +1132,53 @@ mod simd_tests {
             }
         }
         eprintln!("instruction sets here: {:?}", Level::available());
+    }
+
+    /// Every elementwise function and its gradient, at every level, computes what `unary_f`
+    /// and `unary_df` compute value by value (including ±∞, NaN and large arguments).
+    #[test]
+    fn dispatched_elementwise_rows_are_bit_identical() {
+        let mut x = values(1000, 5);
+        x.iter_mut().step_by(7).for_each(|v| *v *= 40.0);
+        x.extend([
+            0.0,
+            -0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            95.0,
+            -110.0,
+        ]);
+        let (y, dy) = (values(x.len(), 6), values(x.len(), 7));
+        let ops = [
+            Unary::Exp,
+            Unary::Log,
+            Unary::Tanh,
+            Unary::Sigmoid,
+            Unary::Softplus,
+            Unary::LeakyRelu(0.01),
+            Unary::Silu,
+            Unary::Scale(-1.5),
+            Unary::Shift(0.25),
+            Unary::Square,
+        ];
+        // Bits, with every NaN as one (a NaN's sign and payload carry nothing).
+        let bits = |v: &[f32]| {
+            let canonical = |x: &f32| if x.is_nan() { u32::MAX } else { x.to_bits() };
+            v.iter().map(canonical).collect::<Vec<_>>()
+        };
+        for op in ops {
+            let want: Vec<f32> = x.iter().map(|&v| unary_f(op, v)).collect();
+            let want_grad: Vec<f32> = (0..x.len())
+                .map(|i| unary_df(op, x[i], y[i], dy[i]))
+                .collect();
+            for level in Level::available() {
+                let mut got = vec![0.0f32; x.len()];
+                unary_rows_at(level, op, &x, &mut got);
+                assert_eq!(bits(&got), bits(&want), "{op:?} at {level:?}");
+                unary_grad_rows_at(level, op, [&x, &y, &dy], &mut got);
+                assert_eq!(bits(&got), bits(&want_grad), "{op:?}′ at {level:?}");
+            }
+        }
     }
 }
