@@ -72,15 +72,27 @@ fn in_lanes<T: Real>(x: &Tensor<T>, layers: &[StackLayer]) -> bool {
     matches!(x.buf(), Buffer::Cpu(_)) && stack::suits(layers)
 }
 
+/// A CPU tensor's values (an error for a CUDA one).
+fn host<T: Real>(t: &Tensor<T>) -> Result<&[T]> {
+    match t.buf() {
+        Buffer::Cpu(v) => Ok(v),
+        Buffer::Cuda(_) => Err(mixed()),
+    }
+}
+
+/// A CPU tensor's values, to write.
+fn host_mut<T: Real>(t: &mut Tensor<T>) -> Result<&mut [T]> {
+    match t.buf_mut() {
+        Buffer::Cpu(v) => Ok(v),
+        Buffer::Cuda(_) => Err(mixed()),
+    }
+}
+
 /// The CPU slices of the parameters, `(w_i, b_i)` per layer.
 fn param_slices<'a, T: Real>(inputs: &[&'a Tensor<T>]) -> Result<Vec<(&'a [T], &'a [T])>> {
-    let slice = |t: &'a Tensor<T>| match t.buf() {
-        Buffer::Cpu(v) => Ok(&v[..]),
-        Buffer::Cuda(_) => Err(mixed()),
-    };
     inputs[1..]
         .chunks_exact(2)
-        .map(|p| Ok((slice(p[0])?, slice(p[1])?)))
+        .map(|p| Ok((host(p[0])?, host(p[1])?)))
         .collect()
 }
 
@@ -98,17 +110,8 @@ impl ConvStackOp {
             false => None,
         };
         let params = param_slices(inputs)?;
-        let saved = match kept.as_mut().map(|k| k.buf_mut()) {
-            Some(Buffer::Cpu(s)) => Some(&mut s[..]),
-            Some(Buffer::Cuda(_)) => return Err(mixed()),
-            None => None,
-        };
-        match (x.buf(), y.buf_mut()) {
-            (Buffer::Cpu(xs), Buffer::Cpu(ys)) => {
-                stack::forward(dev, layers, &params, xs, ys, saved)?
-            }
-            _ => return Err(mixed()),
-        }
+        let saved = kept.as_mut().map(host_mut).transpose()?;
+        stack::forward(dev, layers, &params, host(x)?, host_mut(&mut y)?, saved)?;
         Ok(std::iter::once(y).chain(kept).collect())
     }
 
@@ -155,35 +158,17 @@ impl ConvStackOp {
                 grads.push(x.ctx().empty(t.shape())?);
             }
         }
-        let (saved, gy) = match (b.output(1).buf(), b.grad(0)?.buf()) {
-            (Buffer::Cpu(s), Buffer::Cpu(g)) => (s, g),
-            _ => return Err(mixed()),
-        };
-        let mut slices = Vec::with_capacity(grads.len());
-        for g in grads.iter_mut() {
-            match g.buf_mut() {
-                Buffer::Cpu(v) => slices.push(&mut v[..]),
-                Buffer::Cuda(_) => return Err(mixed()),
-            }
-        }
         let (mut dw, mut db) = (Vec::new(), Vec::new());
-        for (k, s) in slices.into_iter().enumerate() {
-            if k % 2 == 0 {
-                dw.push(s);
-            } else {
-                db.push(s);
-            }
+        for (k, g) in grads.iter_mut().enumerate() {
+            let side = if k % 2 == 0 { &mut dw } else { &mut db };
+            side.push(host_mut(g)?);
         }
-        let dx_slice = match dx.as_mut().map(|d| d.buf_mut()) {
-            Some(Buffer::Cpu(v)) => Some(&mut v[..]),
-            Some(Buffer::Cuda(_)) => return Err(mixed()),
-            None => None,
-        };
         let out = StackGrads {
-            dx: dx_slice,
+            dx: dx.as_mut().map(host_mut).transpose()?,
             dw,
             db,
         };
+        let (saved, gy) = (host(b.output(1))?, host(b.grad(0)?)?);
         stack::backward(dev, layers, &params, saved, gy, out)?;
         let mut result = vec![dx];
         let mut grads = grads.into_iter();
