@@ -5,8 +5,11 @@
 //! ```text
 //! cargo build --release --features mpi --example domain_scaling
 //! LATTICEML_THREADS=1 mpirun -np 2 target/release/examples/domain_scaling 1024x1024 2x1 200
+//! mpirun -np 8 target/release/examples/domain_scaling 128x128x128x128 2x2x2x1 100 cuda
 //! ```
-//! Arguments: global extents, ranks per axis, updates timed (default 100). Rank 0 prints one
+//! Arguments: global extents, ranks per axis, updates timed (default 100), device (`cpu`, the
+//! default, or `cuda`: one GPU per rank, faces through the host or, built with `--features
+//! mpi,nccl`, over NCCL). Rank 0 prints one
 //! line: ranks, grid, box, MD site-updates/s per rank and in all, halo share and time, bytes sent
 //! to other ranks per update.
 
@@ -18,13 +21,14 @@ use latticeml::domain::Decomposition;
 use latticeml::ensemble::{mpi::MpiTeam, Team};
 use latticeml::hmc::domain::DomainHmc;
 use latticeml::hmc::{HmcBackend, Start};
-use latticeml::Lattice;
+use latticeml::{Device, Lattice};
 
 fn main() -> latticeml::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let usage = || {
         latticeml::Error::InvalidInput(
-            "usage: domain_scaling EXTENTS GRID [UPDATES], e.g. 1024x1024 2x1 100".into(),
+            "usage: domain_scaling EXTENTS GRID [UPDATES [cpu|cuda]], e.g. 1024x1024 2x1 100"
+                .into(),
         )
     };
     let dims = Decomposition::parse_grid(args.get(1).ok_or_else(usage)?)?;
@@ -33,11 +37,13 @@ fn main() -> latticeml::Result<()> {
         .get(3)
         .map_or(Ok(100), |s| s.parse().map_err(|_| usage()))?;
     let (_universe, team) = MpiTeam::init()?;
+    let (local, locals) = team.node_local();
+    // Threads per rank on the CPU: LATTICEML_THREADS, else the node's cores shared out.
+    let name = args.get(4).map_or("cpu", String::as_str);
+    let (dev, _) = Device::for_local_rank(name, local, locals)?;
     let team: Arc<dyn Team + Send + Sync> = Arc::new(team);
     let action: Arc<dyn Action> = Arc::new(Phi4::new(Lattice::new(&dims)?, 0.27, 0.022)?);
-    // Threads per rank: LATTICEML_THREADS (all cores when unset).
-    let dev = latticeml::device::CpuDevice::new();
-    let mut hmc = DomainHmc::new(action.as_ref(), 1, team.clone(), &grid, dev)?;
+    let mut hmc = DomainHmc::new(action.as_ref(), 1, team.clone(), &grid, &dev)?;
     hmc.set_fields(&Start::Hot.fields(action.as_ref(), 0..1, 1))?;
     hmc.refresh_momenta(1, 0, 0, 0)?;
     let timed = |hmc: &mut DomainHmc, f: &dyn Fn(&mut DomainHmc) -> latticeml::Result<()>| {
@@ -46,6 +52,7 @@ fn main() -> latticeml::Result<()> {
         for _ in 0..updates {
             f(hmc)?;
         }
+        hmc.synchronize()?;
         team.all_ok(true);
         Ok::<f64, latticeml::Error>(t.elapsed().as_secs_f64())
     };
@@ -57,7 +64,7 @@ fn main() -> latticeml::Result<()> {
     if team.rank() == 0 {
         println!(
             "ranks {} grid {} box {} site-updates/s per rank {:.3e} all {:.3e} halo share {:.1}% \
-             halo {:.1} us/update, {} bytes sent/update",
+             halo {:.1} us/update, {} bytes sent/update, {}",
             team.size(),
             latticeml::domain::grid_name(&grid),
             latticeml::domain::grid_name(dec.local_extents()),
@@ -65,7 +72,8 @@ fn main() -> latticeml::Result<()> {
             per_rank * team.size() as f64,
             100.0 * halo / update,
             1e6 * halo / updates as f64,
-            hmc.halo_bytes()
+            hmc.halo_bytes(),
+            dev.describe()
         );
     }
     Ok(())

@@ -53,6 +53,36 @@ pub fn all_sum(team: &dyn Team, local: &[f64]) -> Result<Vec<f64>> {
     Ok(sums)
 }
 
+/// Rank 0's `bytes` on every rank (collective: the other ranks pass `None`), or `None` on every
+/// rank when rank 0 has none to give. Carried by [`Team::all_gather`] as one exact small integer
+/// per value (an NCCL communicator's id, say).
+pub fn broadcast_bytes(team: &dyn Team, bytes: Option<&[u8]>) -> Result<Option<Vec<u8>>> {
+    let mine: Vec<f64> = match (team.rank(), bytes) {
+        (0, Some(b)) => std::iter::once(1.0)
+            .chain(b.iter().map(|&x| f64::from(x)))
+            .collect(),
+        (0, None) => vec![0.0],
+        _ => Vec::new(),
+    };
+    let all = team.all_gather(&mine);
+    match all.split_first() {
+        Some((&1.0, rest)) => {
+            let ok = |v: f64| v.fract() == 0.0 && (0.0..=255.0).contains(&v);
+            match rest.iter().all(|&v| ok(v)) {
+                true => Ok(Some(rest.iter().map(|&v| v as u8).collect())),
+                false => Err(crate::error::Error::InvalidInput(
+                    "a broadcast arrived with values that are not bytes".into(),
+                )),
+            }
+        }
+        Some((&0.0, _)) => Ok(None),
+        _ => Err(crate::error::Error::InvalidInput(format!(
+            "a broadcast from rank 0 arrived as {} values without its flag",
+            all.len()
+        ))),
+    }
+}
+
 /// The single process: every operation is local.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Solo;

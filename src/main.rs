@@ -899,10 +899,10 @@ fn sample_decomposed(
     let lattice = cfg.theory.build()?.lattice().clone();
     latticeml::domain::Decomposition::new(&lattice, &grid, team.rank(), team.size())?;
     let root = team.rank() == 0;
-    // The ranks on a node share its cores (LATTICEML_THREADS overrides).
+    // One GPU per rank where there are GPUs; else the ranks on a node share its cores
+    // (LATTICEML_THREADS overrides). Either way the trajectories are one process's.
     let (local, locals) = team.node_local();
-    let name = if a.device == "auto" { "cpu" } else { &a.device };
-    let (device, why) = Device::for_local_rank(name, local, locals)?;
+    let (device, why) = Device::for_local_rank(&a.device, local, locals)?;
     if root {
         eprintln!(
             "latticeml: {} ranks, lattice cut {}; {why}",

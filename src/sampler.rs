@@ -288,19 +288,9 @@ impl SamplerConfig {
         device: &Device,
     ) -> Result<Box<dyn Sampler>> {
         check_offers(theory.as_ref(), self.name())?;
-        let Device::Cpu(dev) = device else {
-            return Err(crate::error::Error::InvalidInput(
-                "--decompose runs on the CPU: give --device cpu".into(),
-            ));
-        };
         match self {
             SamplerConfig::Hmc(p) => Ok(Box::new(HmcSampler::decomposed(
-                theory,
-                chains,
-                *p,
-                team,
-                grid,
-                dev.clone(),
+                theory, chains, *p, team, grid, device,
             )?)),
             other => Err(crate::error::Error::InvalidInput(format!(
                 "--decompose runs --algorithm hmc, not {}; run {} without --decompose (its chains \

@@ -54,32 +54,49 @@ fn solo(action: &Arc<dyn Action>, chains: usize, p: HmcParams, n: usize) -> Reco
     record(&mut hmc, n)
 }
 
-/// Every rank's record of the same run on `grid`.
+/// Every rank's record of the same run on `grid`, rank r's box on `device(r)`.
 fn decomposed(
     action: &Arc<dyn Action>,
     chains: usize,
     p: HmcParams,
     n: usize,
     grid: &[usize],
+    device: &(dyn Fn(usize) -> Device + Sync),
 ) -> Vec<Record> {
     let size = grid.iter().product();
-    let handles: Vec<_> = thread_team(size)
-        .into_iter()
-        .map(|team| {
-            let (action, grid) = (action.clone(), grid.to_vec());
-            std::thread::spawn(move || {
-                // Different thread counts per rank: the update must not depend on them.
-                let dev = CpuDevice::with_threads(1 + team.rank() % 2);
-                let team: Arc<dyn Team + Send + Sync> = Arc::new(team);
-                let mut hmc = Hmc::decomposed(action, chains, p, team, &grid, dev).unwrap();
-                record(&mut hmc, n)
+    std::thread::scope(|s| {
+        let handles: Vec<_> = thread_team(size)
+            .into_iter()
+            .map(|team| {
+                let (action, grid, dev) = (action.clone(), grid.to_vec(), device(team.rank()));
+                s.spawn(move || {
+                    let team: Arc<dyn Team + Send + Sync> = Arc::new(team);
+                    let mut hmc = Hmc::decomposed(action, chains, p, team, &grid, &dev).unwrap();
+                    record(&mut hmc, n)
+                })
             })
-        })
-        .collect();
-    handles.into_iter().map(|h| h.join().unwrap()).collect()
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// Different thread counts per rank: the update must not depend on them.
+fn threads_by_rank(rank: usize) -> Device {
+    Device::Cpu(CpuDevice::with_threads(1 + rank % 2))
 }
 
 fn check(action: Arc<dyn Action>, chains: usize, p: HmcParams, n: usize, grids: &[&[usize]]) {
+    check_on(action, chains, p, n, grids, &threads_by_rank);
+}
+
+fn check_on(
+    action: Arc<dyn Action>,
+    chains: usize,
+    p: HmcParams,
+    n: usize,
+    grids: &[&[usize]],
+    device: &(dyn Fn(usize) -> Device + Sync),
+) {
     let want = solo(&action, chains, p, n);
     assert!(want.1.iter().any(|&a| a), "nothing accepted");
     assert!(
@@ -87,13 +104,54 @@ fn check(action: Arc<dyn Action>, chains: usize, p: HmcParams, n: usize, grids: 
         "nothing rejected: the test cannot see decisions"
     );
     for grid in grids {
-        for (rank, got) in decomposed(&action, chains, p, n, grid).iter().enumerate() {
+        for (rank, got) in decomposed(&action, chains, p, n, grid, device)
+            .iter()
+            .enumerate()
+        {
             assert!(
                 got == &want,
-                "grid {grid:?}, rank {rank} differs from one process"
+                "grid {grid:?}, rank {rank} ({}) differs from one process",
+                device(rank).describe()
             );
         }
     }
+}
+
+/// Boxes on the GPU (`kernels/domain.cu`, without FMA contraction) follow the CPU's single
+/// process bit for bit, alone and beside boxes on the CPU; the faces travel through the host.
+#[test]
+fn cuda_boxes_are_those_of_one_process() {
+    let Some(gpu) = common::gpu("cuda_boxes_are_those_of_one_process") else {
+        return;
+    };
+    let on_gpu = |_: usize| Device::Cuda(gpu.clone());
+    let mixed = |rank: usize| match rank % 2 {
+        0 => Device::Cuda(gpu.clone()),
+        _ => threads_by_rank(rank),
+    };
+    let p = HmcParams {
+        tau: 1.0,
+        steps: 4,
+        ..params(Integrator::Leapfrog)
+    };
+    let grids: &[&[usize]] = &[&[1, 1], &[2, 1], &[1, 2], &[2, 2], &[3, 2]];
+    check_on(phi4(&[96, 80]), 2, p, 6, grids, &on_gpu);
+    check_on(phi4(&[96, 80]), 2, p, 6, &[&[2, 2], &[1, 4]], &mixed);
+    let action: Arc<dyn Action> =
+        Arc::new(Phi4::new(Lattice::new(&[6, 4, 4, 4]).unwrap(), 0.12, 0.05).unwrap());
+    let p = HmcParams {
+        tau: 1.0,
+        steps: 2,
+        ..params(Integrator::Omelyan)
+    };
+    check_on(action, 3, p, 8, &[&[2, 1, 1, 2], &[1, 1, 1, 1]], &on_gpu);
+    let osc: Arc<dyn Action> = Arc::new(Oscillator::new(0.5, 1.0, 1.4, 10.0, 40).unwrap());
+    let p = HmcParams {
+        tau: 2.0,
+        steps: 12,
+        ..params(Integrator::Leapfrog)
+    };
+    check_on(osc, 2, p, 10, &[&[1], &[4]], &on_gpu);
 }
 
 #[test]
@@ -165,7 +223,7 @@ fn impossible_decompositions_are_refused_with_the_fix() {
             params(Integrator::Leapfrog),
             team,
             grid,
-            dev,
+            &Device::Cpu(dev),
         )
         .err()
         .expect("refused")

@@ -9,6 +9,7 @@ use common::team::thread_team;
 use std::path::Path;
 use std::sync::Arc;
 
+use latticeml::ensemble::Team;
 use latticeml::hmc::{HmcParams, Integrator, Start};
 use latticeml::io::outdir::Claim;
 use latticeml::run::{run, run_team, RunConfig};
@@ -65,6 +66,32 @@ fn check_share(t: &Arc<dyn Theory>, config: &SamplerConfig) -> f64 {
     assert_ne!(other, part_fields, "{what}");
     let accepted: f64 = part_stats.iter().map(|s| f64::from_bits(s[1])).sum();
     1.0 - accepted / part_stats.len() as f64
+}
+
+/// Rank 0's bytes reach every rank exactly (all 256 values, in order), and rank 0's "none"
+/// reaches every rank as none.
+#[test]
+fn rank_zeros_bytes_reach_every_rank() {
+    let bytes: Vec<u8> = (0..=255u8).rev().chain([0, 255, 128]).collect();
+    for give in [true, false] {
+        let got: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = thread_team(3)
+                .into_iter()
+                .map(|team| {
+                    let b = bytes.clone();
+                    s.spawn(move || {
+                        let mine = (team.rank() == 0 && give).then_some(&b[..]);
+                        latticeml::ensemble::broadcast_bytes(&team, mine).unwrap()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (rank, g) in got.iter().enumerate() {
+            let want = give.then(|| bytes.clone());
+            assert_eq!(g, &want, "rank {rank}, rank 0 gives: {give}");
+        }
+    }
 }
 
 #[test]

@@ -15,7 +15,7 @@ use latticeml::can::generate::DrawKey;
 use latticeml::can::mixture::{self, MixtureShape};
 use latticeml::can::{Can, CanConfig};
 use latticeml::device::cuda::{
-    KernelFamily, CAN, CLUSTER, FAMILIES, FLOW, FOURIER, ISING, NN, PHILOX, SCALAR_HMC,
+    KernelFamily, CAN, CLUSTER, DOMAIN, FAMILIES, FLOW, FOURIER, ISING, NN, PHILOX, SCALAR_HMC,
     SCALAR_LOCAL, UNET, XY,
 };
 use latticeml::device::geometry::{self, chunks_per_segment, sum_chunks, REDUCE_CHUNK};
@@ -23,6 +23,9 @@ use latticeml::device::CpuDevice;
 use latticeml::flow::coupling::{self, Direction, Geometry};
 use latticeml::hmc::cpu as hmc_cpu;
 use latticeml::hmc::cuda::{GpuCouplings, GpuGeom};
+use latticeml::hmc::domain::cpu::{box_densities, box_kick_drift};
+use latticeml::hmc::domain::cuda::BoxGeom;
+use latticeml::hmc::domain::BoxGeometry;
 use latticeml::hmc::fft;
 use latticeml::nn::cpu as nn_cpu;
 use latticeml::nn::kernels::{bcast_spec, conv_spec, reduce_spec, AdamHyper};
@@ -255,6 +258,187 @@ fn long_slice_cases(h: &Harness, cpu: &CpuDevice) {
         .val(&(REDUCE_CHUNK as u32));
     launch(h, "moment_chunks", &cfg, &mut a, Order::Ascending);
     assert_close("long-slice moments", &out, &want, 1e-12);
+}
+
+// ---------------------------------------------------------------------------------------------
+// domain.cu
+
+/// Boxes of decomposed lattices: 1D to 4D, wrapping and cut last axes, boxes at the global ends
+/// of the last axis and inside it.
+fn boxes() -> Vec<BoxGeometry> {
+    let b = |local: &[usize], off: usize, global: usize, wrap: bool| {
+        BoxGeometry::new(local, off, global, CHAINS, wrap).unwrap()
+    };
+    vec![
+        b(&[7], 0, 7, true),
+        b(&[5], 5, 10, false),
+        b(&[3, 5], 0, 5, true),
+        b(&[4, 3], 0, 6, false),
+        b(&[4, 3], 3, 6, false),
+        b(&[2, 3, 4], 4, 12, false),
+        b(&[2, 2, 3, 2], 0, 2, true),
+        b(&[1, 2, 1, 3], 3, 9, false),
+    ]
+}
+
+/// Bit-for-bit equality (−0.0 and +0.0 differ).
+fn assert_bits(what: &str, got: &[f64], want: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert_eq!(
+            g.to_bits(),
+            w.to_bits(),
+            "{what}: value {i}: {g} against {w}"
+        );
+    }
+}
+
+fn domain_cases(h: &Harness, cpu: &CpuDevice) {
+    let c = ScalarCouplings {
+        hop: 0.37,
+        u0: 0.1,
+        u2: 0.45,
+        u4: 0.21,
+        law: ForceLaw::Polynomial,
+    };
+    // Where a sign of zero survives the density (u0 = −0.0, a negative φ² term), the "+ 0.0" at
+    // a row's end shows: a 1D box's last site, φ = +0.0, with the forward neighbour −0.0.
+    let signed_zeros = ScalarCouplings {
+        u0: -0.0,
+        u2: -0.45,
+        ..c
+    };
+    for g in boxes() {
+        box_update_cases(h, cpu, &g, &c);
+        box_update_cases(h, cpu, &g, &signed_zeros);
+        box_copy_cases(h, &g);
+    }
+}
+
+/// The updates and action densities against `box_kick_drift` and `box_densities`, bit for bit.
+fn box_update_cases(h: &Harness, cpu: &CpuDevice, g: &BoxGeometry, c: &ScalarCouplings) {
+    let (d, n, sites) = (g.local().len(), CHAINS * g.padded(), CHAINS * g.sites());
+    let (bg, gc) = (BoxGeom::from(g), GpuCouplings::from(*c));
+    // Random φ everywhere, halo included (as if exchanged); one exact zero and one −0.0 in the
+    // interior, where the single process's "+ 0.0" at a row's end shows.
+    let mut phi = randn(n, 21);
+    phi[g.interior_indices()[0]] = -0.0;
+    phi[g.interior_indices()[g.sites() - 1]] = 0.0;
+    let p0 = randn(n, 22);
+    let (kick, drift) = (0.3, 0.7);
+    let (mut want_p, mut want_next) = (p0.clone(), vec![0.0; n]);
+    box_kick_drift(cpu, g, c, &phi, &mut want_p, &mut want_next, kick, drift).unwrap();
+    let mut want_kick = p0.clone();
+    let mut unused = vec![0.0; n];
+    box_kick_drift(cpu, g, c, &phi, &mut want_kick, &mut unused, kick, 0.0).unwrap();
+    let mut dens = vec![0.0; n];
+    box_densities(cpu, g, c, &phi, &mut dens).unwrap();
+    let want_dens = g.interior(&dens).unwrap();
+    for cfg in with_small_grid(geometry::elementwise(sites).unwrap()) {
+        for order in ORDERS {
+            let (mut p, mut next) = (p0.clone(), vec![0.0; n]);
+            let mut a = Args::new();
+            a.input(&phi).output(&mut p).output(&mut next);
+            a.val(&bg).val(&gc).val(&kick).val(&drift);
+            launch(h, &format!("box_kick_drift_d{d}"), &cfg, &mut a, order);
+            assert_bits("box_kick_drift p", &p, &want_p);
+            assert_bits("box_kick_drift phi", &next, &want_next);
+
+            let mut p = p0.clone();
+            let mut a = Args::new();
+            a.input(&phi).output(&mut p).val(&bg).val(&gc).val(&kick);
+            launch(h, &format!("box_kick_d{d}"), &cfg, &mut a, order);
+            assert_bits("box_kick p", &p, &want_kick);
+
+            let mut out = vec![f64::NAN; sites];
+            let mut a = Args::new();
+            a.input(&phi).output(&mut out).val(&bg).val(&gc);
+            launch(h, &format!("box_densities_d{d}"), &cfg, &mut a, order);
+            assert_bits("box_densities", &out, &want_dens);
+        }
+    }
+}
+
+/// The interior and face copies against `BoxGeometry`'s and the faces' definitions.
+fn box_copy_cases(h: &Harness, g: &BoxGeometry) {
+    let (n, pv) = (CHAINS * g.padded(), g.padded() as u32);
+    let x = randn(n, 23);
+    let u32s = |v: Vec<usize>| v.into_iter().map(|i| i as u32).collect::<Vec<u32>>();
+    let interior = u32s(g.interior_indices().to_vec());
+    let m = interior.len() as u32;
+    let values = randn(CHAINS * g.sites(), 24);
+    let mut want_set = x.clone();
+    g.set_interior(&mut want_set, &values).unwrap();
+    let want_interior = g.interior(&x).unwrap();
+    let cfg = geometry::elementwise(CHAINS * g.sites()).unwrap();
+    for order in ORDERS {
+        let mut out = vec![f64::NAN; CHAINS * g.sites()];
+        let mut a = Args::new();
+        a.input(&x).output(&mut out).input(&interior);
+        a.val(&m).val(&pv).val(&(CHAINS as u32));
+        launch(h, "box_gather", &cfg, &mut a, order);
+        assert_bits("box_gather interior", &out, &want_interior);
+
+        let mut y = x.clone();
+        let mut a = Args::new();
+        a.output(&mut y).input(&values).input(&interior);
+        a.val(&m).val(&pv).val(&(CHAINS as u32)).val(&0i32);
+        launch(h, "box_scatter", &cfg, &mut a, order);
+        assert_bits("box_scatter interior", &y, &want_set);
+    }
+    for mu in 0..g.local().len() {
+        let faces = g.faces(mu);
+        for top in [true, false] {
+            let (runs, shift) = faces.side(top);
+            let idx: Vec<u32> = u32s(runs.iter().flat_map(|&(s, len)| s..s + len).collect());
+            let k = idx.len() as u32;
+            let shift = shift as i32;
+            let got = randn(CHAINS * idx.len(), 25);
+            // Received values land at the face's sites shifted into the halo; the wrap copies
+            // the face itself there.
+            let (mut want_unpack, mut want_wrap) = (x.clone(), x.clone());
+            for chain in 0..CHAINS {
+                let base = chain * g.padded();
+                for (j, &i) in idx.iter().enumerate() {
+                    let t = (base as i64 + i as i64 + shift as i64) as usize;
+                    want_unpack[t] = got[chain * idx.len() + j];
+                    want_wrap[t] = x[base + i as usize];
+                }
+            }
+            let cfg = geometry::elementwise(CHAINS * idx.len()).unwrap();
+            for order in ORDERS {
+                let mut y = x.clone();
+                let mut a = Args::new();
+                a.output(&mut y).input(&got).input(&idx);
+                a.val(&k).val(&pv).val(&(CHAINS as u32)).val(&shift);
+                launch(h, "box_scatter", &cfg, &mut a, order);
+                assert_bits("box_scatter face", &y, &want_unpack);
+
+                let mut y = x.clone();
+                let mut a = Args::new();
+                a.output(&mut y).input(&idx);
+                a.val(&k).val(&pv).val(&(CHAINS as u32)).val(&shift);
+                launch(h, "box_wrap", &cfg, &mut a, order);
+                assert_bits("box_wrap", &y, &want_wrap);
+            }
+        }
+    }
+    // Restore the chains whose flag is set, halo included.
+    let flags: Vec<u8> = (0..CHAINS).map(|c| (c % 2) as u8).collect();
+    let saved = randn(n, 26);
+    let mut want = x.clone();
+    for (c, _) in flags.iter().enumerate().filter(|(_, &f)| f == 1) {
+        let r = c * g.padded()..(c + 1) * g.padded();
+        want[r.clone()].copy_from_slice(&saved[r]);
+    }
+    for cfg in with_small_grid(geometry::elementwise(n).unwrap()) {
+        let mut y = x.clone();
+        let mut a = Args::new();
+        a.output(&mut y).input(&saved).input(&flags);
+        a.val(&pv).val(&(CHAINS as u32));
+        launch(h, "box_restore", &cfg, &mut a, Order::Descending);
+        assert_bits("box_restore", &y, &want);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1382,6 +1566,7 @@ fn cases_for(family: &KernelFamily) -> fn(&Harness, &CpuDevice) {
     match family.name() {
         n if n == PHILOX.name() => |h, _| philox_cases(h),
         n if n == SCALAR_HMC.name() => hmc_cases,
+        n if n == DOMAIN.name() => domain_cases,
         n if n == FOURIER.name() => fourier_cases,
         n if n == CLUSTER.name() => cluster_cases,
         n if n == ISING.name() => ising_cases,

@@ -19,6 +19,8 @@ pub struct KernelFamily {
     name: &'static str,
     headers: &'static [&'static str],
     source: &'static str,
+    /// NVRTC options beyond the architecture and language standard.
+    options: &'static [&'static str],
     hash: u64,
 }
 
@@ -51,8 +53,29 @@ impl KernelFamily {
             name,
             headers,
             source,
+            options: &[],
             hash: fnv1a(h, source),
         }
+    }
+
+    /// The same family compiled with the NVRTC `options` as well (part of the cache key).
+    pub const fn with_options(self, options: &'static [&'static str]) -> Self {
+        let mut h = self.hash;
+        let mut i = 0;
+        while i < options.len() {
+            h = fnv1a(h, options[i]);
+            i += 1;
+        }
+        KernelFamily {
+            options,
+            hash: h,
+            ..self
+        }
+    }
+
+    /// The NVRTC options this family adds.
+    pub fn options(&self) -> &'static [&'static str] {
+        self.options
     }
 
     /// Family name (the file stem).
@@ -148,10 +171,20 @@ pub const CAN: KernelFamily = KernelFamily::new(
 pub const UNET: KernelFamily =
     KernelFamily::new("unet", &[COMMON_H], include_str!("../../kernels/unet.cu"));
 
+/// The padded boxes of a lattice decomposed over ranks (`kernels/domain.cu`). Without FMA
+/// contraction, so that a GPU's box computes the CPU's bits.
+pub const DOMAIN: KernelFamily = KernelFamily::new(
+    "domain",
+    &[COMMON_H, LATTICE_H, SCALAR_H],
+    include_str!("../../kernels/domain.cu"),
+)
+.with_options(&["--fmad=false"]);
+
 /// Every kernel family, for the NVRTC compile test and the CPU kernel harness.
 pub const FAMILIES: &[KernelFamily] = &[
     PHILOX,
     SCALAR_HMC,
+    DOMAIN,
     FOURIER,
     SCALAR_LOCAL,
     CLUSTER,
@@ -198,8 +231,10 @@ pub fn compile(family: &KernelFamily, arch: &str) -> Result<Ptx> {
     if let Some(p) = cache.get(&key) {
         return Ok(p.clone());
     }
+    let mut options = vec![format!("--gpu-architecture={arch}"), "--std=c++17".into()];
+    options.extend(family.options.iter().map(|o| o.to_string()));
     let opts = CompileOptions {
-        options: vec![format!("--gpu-architecture={arch}"), "--std=c++17".into()],
+        options,
         name: Some(format!("{}.cu", family.name)),
         ..Default::default()
     };

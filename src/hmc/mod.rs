@@ -333,19 +333,20 @@ impl Hmc {
     }
 
     /// A sampler whose lattice is cut by `grid` (ranks per axis) over the ranks of `team`
-    /// ([`domain`]), each rank's box updated by the threads of `dev`: every rank calls this and
-    /// then every method in the same order; the trajectories are bit-identical to [`Hmc::new`]
-    /// on the CPU running the whole lattice, for any grid and thread counts.
+    /// ([`domain`]), each rank's box on `device` (the host's threads, or one GPU per rank): every
+    /// rank calls this and then every method in the same order; the trajectories are
+    /// bit-identical to [`Hmc::new`] on the CPU running the whole lattice, for any grid, thread
+    /// counts and devices.
     pub fn decomposed(
         action: Arc<dyn Action>,
         chains: usize,
         params: HmcParams,
         team: Arc<dyn Team + Send + Sync>,
         grid: &[usize],
-        dev: crate::device::CpuDevice,
+        device: &Device,
     ) -> Result<Self> {
         check_batch_size(&params, action.as_ref(), chains)?;
-        let box_ = domain::DomainHmc::new(action.as_ref(), chains, team, grid, dev)?;
+        let box_ = domain::DomainHmc::new(action.as_ref(), chains, team, grid, device)?;
         let backend = Box::new(box_);
         Self::with_backend(action, chains, params, backend)
     }

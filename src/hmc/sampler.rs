@@ -70,10 +70,10 @@ impl HmcSampler {
         params: HmcParams,
         team: Arc<dyn Team + Send + Sync>,
         grid: &[usize],
-        dev: crate::device::CpuDevice,
+        device: &Device,
     ) -> Result<Self> {
         Self::around(theory, params, |action| {
-            Hmc::decomposed(action, chains, params, team, grid, dev)
+            Hmc::decomposed(action, chains, params, team, grid, device)
         })
     }
 

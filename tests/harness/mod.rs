@@ -28,6 +28,9 @@ const CXX_FLAGS: &[&str] = &[
     "-fno-gnu-unique",
     // _longjmp between fiber stacks is what the fortified longjmp check forbids.
     "-U_FORTIFY_SOURCE",
+    // No fused multiply-adds, as NVRTC's --fmad=false for the families that ask for it (domain):
+    // their kernels must give their twins' bits.
+    "-ffp-contract=off",
     "-w",
 ];
 
