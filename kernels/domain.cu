@@ -151,3 +151,55 @@ extern "C" __global__ void box_restore(double* __restrict__ phi, const double* _
     }
 }
 LATTICEML_KERNEL(box_restore)
+
+// The reductions of a decomposed lattice where the values move between GPUs (NCCL): the plan of
+// src/domain.rs (OrderedReduction) as index lists, so the sums are the single process's, bit
+// for bit: every chunk of 4096 consecutive global sites summed in site order by one thread.
+
+// send[j * k + q] = (q == 0 ? a : b)[order[j]] for q < k (k = 1 or 2 inputs, [chain][box site]).
+extern "C" __global__ void reduce_pack(const double* __restrict__ a, const double* __restrict__ b,
+                                       double* __restrict__ send, const unsigned* __restrict__ order,
+                                       unsigned n, unsigned k) {
+    GRID_STRIDE(j, n) {
+        send[j * k] = a[order[j]];
+        if (k == 2) send[j * k + 1] = b[order[j]];
+    }
+}
+LATTICEML_KERNEL(reduce_pack)
+
+// ordered[q * span + place[i]] = got[i * k + q]: the received values in global order.
+extern "C" __global__ void reduce_place(const double* __restrict__ got, double* __restrict__ ordered,
+                                        const unsigned* __restrict__ place, unsigned n, unsigned k,
+                                        unsigned span) {
+    GRID_STRIDE(i, n) {
+        for (unsigned q = 0; q < k; ++q) ordered[q * span + place[i]] = got[i * k + q];
+    }
+}
+LATTICEML_KERNEL(reduce_place)
+
+// One thread per (chunk, result) over this rank's chunks [bounds[2c], bounds[2c+1]) of the
+// span; the twins are kinetic_chunk, action_chunk and moment_chunk (src/hmc/cpu.rs).
+// kind 0, energies: out[2c] = sum of 0.5 x^2 of input 0, out[2c+1] = sum of input 1.
+// kind 1, moments: out[3c + m] = sum of x, x^2, x^4 (m = 0, 1, 2) of input 0.
+extern "C" __global__ void chunk_sums(const double* __restrict__ ordered, double* __restrict__ out,
+                                      const unsigned* __restrict__ bounds, unsigned chunks,
+                                      unsigned span, unsigned kind) {
+    unsigned width = kind == 0 ? 2u : 3u;
+    GRID_STRIDE(t, chunks * width) {
+        unsigned c = t / width, w = t - c * width;
+        unsigned begin = bounds[2 * c], end = bounds[2 * c + 1];
+        double s = 0.0;
+        if (kind == 0 && w == 0) {
+            for (unsigned i = begin; i < end; ++i) s = s + 0.5 * ordered[i] * ordered[i];
+        } else if (kind == 0) {
+            for (unsigned i = begin; i < end; ++i) s = s + ordered[span + i];
+        } else {
+            for (unsigned i = begin; i < end; ++i) {
+                double x = ordered[i];
+                s = s + (w == 0 ? x : w == 1 ? x * x : x * x * x * x);
+            }
+        }
+        out[t] = s;
+    }
+}
+LATTICEML_KERNEL(chunk_sums)

@@ -233,6 +233,28 @@ pub struct OrderedReduction {
     place: Vec<usize>,
     /// This rank's chunks, as global value ranges relative to the first of them.
     chunks: Vec<Range<usize>>,
+    /// Chunks owned by every rank.
+    owned: Vec<usize>,
+}
+
+/// An [`OrderedReduction`]'s plan: values `[chain][box site]` are sent in `send_order`,
+/// `counts_out[r]` of them to rank r; `counts_in[r]` arrive from rank r, in rank order, and the
+/// i-th lands at `place[i]` in this rank's span of global values; each of this rank's `chunks`
+/// (ranges of that span) is summed in order, and rank r owns `owned[r]` consecutive chunks.
+#[derive(Clone, Copy, Debug)]
+pub struct ReductionLayout<'a> {
+    /// Box values in the order they are sent.
+    pub send_order: &'a [usize],
+    /// Values sent to each rank.
+    pub counts_out: &'a [usize],
+    /// Values received from each rank.
+    pub counts_in: &'a [usize],
+    /// Where each received value lands in this rank's span.
+    pub place: &'a [usize],
+    /// This rank's chunks within its span.
+    pub chunks: &'a [Range<usize>],
+    /// Chunks owned by each rank.
+    pub owned: &'a [usize],
 }
 
 impl OrderedReduction {
@@ -248,6 +270,7 @@ impl OrderedReduction {
         let total = chains * (v / seg_len) * per;
         let size = dec.size();
         let owned: Vec<Range<usize>> = (0..size).map(|r| share(total, r, size)).collect();
+        let owned_counts = owned.iter().map(|o| o.len()).collect();
         // The chunk of global value g, and the rank owning it.
         let chunk_of = |g: usize| (g / seg_len) * per + (g % seg_len) / REDUCE_CHUNK;
         let owner = |chunk: usize| owned.partition_point(|o| o.end <= chunk);
@@ -297,7 +320,21 @@ impl OrderedReduction {
             counts_in,
             place,
             chunks,
+            owned: owned_counts,
         })
+    }
+
+    /// The plan as index lists, for a device that moves and sums the values itself (the GPU
+    /// boxes' NCCL path): the same moves and the same order of summation.
+    pub fn layout(&self) -> ReductionLayout<'_> {
+        ReductionLayout {
+            send_order: &self.send_order,
+            counts_out: &self.counts_out,
+            counts_in: &self.counts_in,
+            place: &self.place,
+            chunks: &self.chunks,
+            owned: &self.owned,
+        }
     }
 
     /// Chunks per segment (for [`crate::device::geometry::sum_chunks`]).

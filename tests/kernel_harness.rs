@@ -20,12 +20,13 @@ use latticeml::device::cuda::{
 };
 use latticeml::device::geometry::{self, chunks_per_segment, sum_chunks, REDUCE_CHUNK};
 use latticeml::device::CpuDevice;
+use latticeml::domain::{Decomposition, OrderedReduction};
 use latticeml::flow::coupling::{self, Direction, Geometry};
 use latticeml::hmc::cpu as hmc_cpu;
 use latticeml::hmc::cuda::{GpuCouplings, GpuGeom};
 use latticeml::hmc::domain::cpu::{box_densities, box_kick_drift};
 use latticeml::hmc::domain::cuda::BoxGeom;
-use latticeml::hmc::domain::BoxGeometry;
+use latticeml::hmc::domain::{BoxGeometry, ChunkSums};
 use latticeml::hmc::fft;
 use latticeml::nn::cpu as nn_cpu;
 use latticeml::nn::kernels::{bcast_spec, conv_spec, reduce_spec, AdamHyper};
@@ -313,6 +314,106 @@ fn domain_cases(h: &Harness, cpu: &CpuDevice) {
         box_update_cases(h, cpu, &g, &signed_zeros);
         box_copy_cases(h, &g);
     }
+    for grid in [[1, 1], [2, 2], [1, 4], [3, 1]] {
+        reduction_cases(h, &grid, ChunkSums::Energies);
+        reduction_cases(h, &grid, ChunkSums::Moments);
+    }
+}
+
+/// The reductions of GPU boxes linked by NCCL, with the all-to-all and the all-gather done here
+/// by hand over every rank's plan: pack, place and chunk sums give the single process's chunk
+/// sums bit for bit (3 chunks per chain of 72 × 120 sites, chunks cut across ranks).
+fn reduction_cases(h: &Harness, grid: &[usize], sums: ChunkSums) {
+    let lat = Lattice::new(&[72, 120]).unwrap();
+    let (v, size) = (lat.volume(), grid.iter().product::<usize>());
+    let seg = match sums {
+        ChunkSums::Energies => v,
+        ChunkSums::Moments => lat.slice_volume(),
+    };
+    let k = sums.inputs();
+    let global: Vec<Vec<f64>> = (0..k).map(|q| randn(CHAINS * v, 30 + q as u32)).collect();
+    // One process: every segment's chunks of REDUCE_CHUNK values, summed in order.
+    let mut want = Vec::new();
+    for s in 0..CHAINS * v / seg {
+        for c in (0..seg).step_by(REDUCE_CHUNK) {
+            let r = s * seg + c..s * seg + (c + REDUCE_CHUNK).min(seg);
+            let x: Vec<&[f64]> = global.iter().map(|g| &g[r.clone()]).collect();
+            want.extend(sums.chunk(&x));
+        }
+    }
+    let decs: Vec<Decomposition> = (0..size)
+        .map(|r| Decomposition::new(&lat, grid, r, size).unwrap())
+        .collect();
+    let plans: Vec<OrderedReduction> = decs
+        .iter()
+        .map(|d| OrderedReduction::new(d, CHAINS, seg).unwrap())
+        .collect();
+    let u32s = |v: &mut dyn Iterator<Item = usize>| v.map(|i| i as u32).collect::<Vec<u32>>();
+    // Every rank packs its box's values in its plan's order.
+    let sent: Vec<Vec<f64>> = decs
+        .iter()
+        .zip(&plans)
+        .map(|(d, plan)| {
+            let local: Vec<Vec<f64>> = global.iter().map(|g| d.scatter(g).unwrap()).collect();
+            let order = u32s(&mut plan.layout().send_order.iter().copied());
+            let n = order.len() as u32;
+            let mut send = vec![f64::NAN; k * order.len()];
+            let mut a = Args::new();
+            a.input(&local[0]).input(&local[k - 1]).output(&mut send);
+            a.input(&order).val(&n).val(&(k as u32));
+            launch(
+                h,
+                "reduce_pack",
+                &geometry::elementwise(order.len()).unwrap(),
+                &mut a,
+                Order::Descending,
+            );
+            send
+        })
+        .collect();
+    let mut got_all = Vec::new();
+    for (r, plan) in plans.iter().enumerate() {
+        let l = plan.layout();
+        // The all-to-all: from each rank in rank order, its values for rank r.
+        let mut got = Vec::new();
+        for (src, p) in plans.iter().enumerate() {
+            let counts = p.layout().counts_out;
+            let at: usize = counts[..r].iter().sum::<usize>() * k;
+            got.extend_from_slice(&sent[src][at..at + counts[r] * k]);
+        }
+        assert_eq!(
+            got.len(),
+            k * l.counts_in.iter().sum::<usize>(),
+            "rank {r} receives"
+        );
+        let place = u32s(&mut l.place.iter().copied());
+        let span = l.chunks.last().map_or(0, |c| c.end);
+        let mut ordered = vec![f64::NAN; k * span];
+        let mut a = Args::new();
+        a.input(&got).output(&mut ordered).input(&place);
+        a.val(&(place.len() as u32))
+            .val(&(k as u32))
+            .val(&(span as u32));
+        launch(
+            h,
+            "reduce_place",
+            &geometry::elementwise(place.len()).unwrap(),
+            &mut a,
+            Order::Ascending,
+        );
+        let bounds = u32s(&mut l.chunks.iter().flat_map(|c| [c.start, c.end]));
+        let chunks = l.chunks.len();
+        let mut mine = vec![f64::NAN; chunks * sums.width()];
+        let kind = u32::from(sums == ChunkSums::Moments);
+        for cfg in with_small_grid(geometry::elementwise(mine.len()).unwrap()) {
+            let mut a = Args::new();
+            a.input(&ordered).output(&mut mine).input(&bounds);
+            a.val(&(chunks as u32)).val(&(span as u32)).val(&kind);
+            launch(h, "chunk_sums", &cfg, &mut a, Order::Descending);
+        }
+        got_all.extend(mine);
+    }
+    assert_bits(&format!("{sums:?} over grid {grid:?}"), &got_all, &want);
 }
 
 /// The updates and action densities against `box_kick_drift` and `box_densities`, bit for bit.

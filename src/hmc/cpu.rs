@@ -201,13 +201,15 @@ pub(crate) fn kinetic_chunk(p: &[f64]) -> f64 {
 
 /// Σ of the action densities of one reduction chunk, in site order.
 pub(crate) fn action_chunk(dens: &[f64]) -> f64 {
-    dens.iter().sum()
+    // An explicit fold from +0.0 (what `Sum` starts from has changed between Rust versions):
+    // the GPU's ordered chunk sums (`kernels/domain.cu`) start there too.
+    dens.iter().fold(0.0, |s, &x| s + x)
 }
 
 /// Σφ (`k` = 0), Σφ² (1) or Σφ⁴ (2) over one reduction chunk, in site order.
 pub(crate) fn moment_chunk(s: &[f64], k: usize) -> f64 {
     match k {
-        0 => s.iter().sum(),
+        0 => s.iter().fold(0.0, |a, &x| a + x),
         1 => s.iter().fold(0.0, |a, &x| a + x * x),
         _ => s.iter().fold(0.0, |a, &x| a + x * x * x * x),
     }

@@ -1,14 +1,16 @@
 //! A rank's box on one GPU: the kernels of `kernels/domain.cu`, twins of [`super::cpu`]. The
 //! halo faces are gathered into a staging buffer on the device and travel either through the
 //! host over the team (MPI) or, with the `nccl` feature and NCCL present on every rank, from GPU
-//! to GPU ([`NcclLink`]). The per-trajectory reductions copy the interior to the host.
+//! to GPU ([`NcclLink`]). The reductions follow the same link: over NCCL the values move and are
+//! summed on the GPUs in the single process's order; without it the interior goes to the host.
 
 use cudarc::driver::{CudaFunction, CudaSlice, DeviceRepr, PushKernelArg};
 
-use super::{BoxGeometry, BoxStore, Field};
+use super::{BoxGeometry, BoxStore, ChunkSums, Field};
 use crate::action::ScalarCouplings;
 use crate::device::cuda::DOMAIN;
 use crate::device::{geometry, CudaDevice, Device};
+use crate::domain::OrderedReduction;
 use crate::ensemble::Team;
 use crate::error::Result;
 use crate::hmc::cpu::check_len;
@@ -78,6 +80,9 @@ struct BoxKernels {
     scatter: CudaFunction,
     wrap: CudaFunction,
     restore: CudaFunction,
+    reduce_pack: CudaFunction,
+    reduce_place: CudaFunction,
+    chunk_sums: CudaFunction,
 }
 
 impl BoxKernels {
@@ -95,6 +100,9 @@ impl BoxKernels {
             scatter: f("box_scatter")?,
             wrap: f("box_wrap")?,
             restore: f("box_restore")?,
+            reduce_pack: f("reduce_pack")?,
+            reduce_place: f("reduce_place")?,
+            chunk_sums: f("chunk_sums")?,
         })
     }
 
@@ -237,6 +245,131 @@ impl BoxKernels {
     }
 }
 
+impl BoxKernels {
+    /// The values `[chain][box site]` of the plan's inputs (`b` unused with one input) in the
+    /// order they are sent, interleaved.
+    fn reduce_pack(
+        &self,
+        a: &CudaSlice<f64>,
+        b: &CudaSlice<f64>,
+        plan: &mut DevicePlan,
+    ) -> Result<()> {
+        let (n, k) = (plan.order.len(), plan.inputs);
+        check_len(a.len().min(b.len()), self.compact_len())?;
+        check_len(plan.send.len(), n * k)?;
+        let (n32, k32) = (n as u32, k as u32);
+        let mut l = self.dev.stream().launch_builder(&self.reduce_pack);
+        l.arg(a)
+            .arg(b)
+            .arg(&mut plan.send)
+            .arg(&plan.order)
+            .arg(&n32)
+            .arg(&k32);
+        // SAFETY: matches reduce_pack; the order indexes the box's values (the plan's
+        // construction), and `send` holds n·k values (checked).
+        unsafe { l.launch(geometry::elementwise(n)?) }?;
+        Ok(())
+    }
+
+    /// The received values into the span in global order, then this rank's chunk sums into
+    /// `plan.mine`.
+    fn reduce_sum(&self, plan: &mut DevicePlan, sums: ChunkSums) -> Result<()> {
+        let (n, k, span) = (plan.place.len(), plan.inputs, plan.span);
+        check_len(plan.got.len(), n * k)?;
+        check_len(plan.ordered.len(), span * k)?;
+        let (n32, k32, span32) = (n as u32, k as u32, span as u32);
+        let mut l = self.dev.stream().launch_builder(&self.reduce_place);
+        l.arg(&plan.got)
+            .arg(&mut plan.ordered)
+            .arg(&plan.place)
+            .arg(&n32)
+            .arg(&k32)
+            .arg(&span32);
+        // SAFETY: matches reduce_place; every place is below the span (the plan's construction).
+        unsafe { l.launch(geometry::elementwise(n)?) }?;
+        let chunks = plan.bounds.len() / 2;
+        let width = sums.width();
+        check_len(plan.mine.len().min(chunks * width), chunks * width)?;
+        let kind = u32::from(sums == ChunkSums::Moments);
+        let chunks32 = chunks as u32;
+        let mut l = self.dev.stream().launch_builder(&self.chunk_sums);
+        l.arg(&plan.ordered)
+            .arg(&mut plan.mine)
+            .arg(&plan.bounds)
+            .arg(&chunks32)
+            .arg(&span32)
+            .arg(&kind);
+        // SAFETY: matches chunk_sums; the bounds lie within the span, `mine` holds a result per
+        // chunk and width (checked).
+        unsafe { l.launch(geometry::elementwise(chunks * width)?) }?;
+        Ok(())
+    }
+}
+
+/// An [`OrderedReduction`] on the device: its index lists and buffers, uploaded once.
+struct DevicePlan {
+    inputs: usize,
+    order: CudaSlice<u32>,
+    place: CudaSlice<u32>,
+    /// This rank's chunks as (begin, end) pairs in its span.
+    bounds: CudaSlice<u32>,
+    /// Values (times `inputs`) sent to and received from each rank: read by the NCCL link only.
+    #[cfg_attr(not(feature = "nccl"), allow(dead_code))]
+    counts_out: Vec<usize>,
+    #[cfg_attr(not(feature = "nccl"), allow(dead_code))]
+    counts_in: Vec<usize>,
+    owned: Vec<usize>,
+    span: usize,
+    send: CudaSlice<f64>,
+    got: CudaSlice<f64>,
+    ordered: CudaSlice<f64>,
+    /// This rank's chunk results, padded with zeros to the most chunks any rank owns (an NCCL
+    /// all-gather moves equal counts).
+    mine: CudaSlice<f64>,
+    all: CudaSlice<f64>,
+}
+
+impl DevicePlan {
+    fn new(dev: &CudaDevice, plan: &OrderedReduction, sums: ChunkSums) -> Result<Self> {
+        let s = dev.stream();
+        let l = plan.layout();
+        let u32s = |v: &mut dyn Iterator<Item = usize>| -> Result<CudaSlice<u32>> {
+            let v: Vec<u32> = v.map(|i| i as u32).collect();
+            Ok(s.clone_htod(&v)?)
+        };
+        let k = sums.inputs();
+        let span = l.chunks.last().map_or(0, |c| c.end);
+        let most = l.owned.iter().copied().max().unwrap_or(0);
+        let width = sums.width();
+        Ok(DevicePlan {
+            inputs: k,
+            order: u32s(&mut l.send_order.iter().copied())?,
+            place: u32s(&mut l.place.iter().copied())?,
+            bounds: u32s(&mut l.chunks.iter().flat_map(|c| [c.start, c.end]))?,
+            counts_out: l.counts_out.to_vec(),
+            counts_in: l.counts_in.to_vec(),
+            owned: l.owned.to_vec(),
+            span,
+            send: s.alloc_zeros(k * l.send_order.len().max(1))?,
+            got: s.alloc_zeros(k * l.place.len().max(1))?,
+            ordered: s.alloc_zeros(k * span.max(1))?,
+            mine: s.alloc_zeros(most * width)?,
+            all: s.alloc_zeros(l.owned.len() * most * width)?,
+        })
+    }
+
+    /// Every rank's results, unpadded, in chunk order.
+    fn results(&self, dev: &CudaDevice, width: usize) -> Result<Vec<f64>> {
+        let all = dev.stream().clone_dtoh(&self.all)?;
+        let most = self.owned.iter().copied().max().unwrap_or(0) * width;
+        Ok(all
+            .chunks(most.max(1))
+            .zip(&self.owned)
+            .flat_map(|(part, &n)| part[..n * width].iter().copied())
+            .collect())
+    }
+}
+
 /// A rank's box on one GPU.
 pub struct CudaBox {
     k: BoxKernels,
@@ -253,6 +386,8 @@ pub struct CudaBox {
     stage_in: CudaSlice<f64>,
     flags: CudaSlice<u8>,
     link: Option<NcclLink>,
+    /// The reduction plans on the device (energies, moments), made on first use.
+    plans: [Option<DevicePlan>; 2],
 }
 
 impl CudaBox {
@@ -293,6 +428,7 @@ impl CudaBox {
             stage_in: s.alloc_zeros(compact)?,
             flags: s.alloc_zeros(geom.chains)?,
             link: NcclLink::open(&dev, team)?,
+            plans: [None, None],
             geom,
         })
     }
@@ -375,6 +511,37 @@ impl BoxStore for CudaBox {
         self.k
             .scatter(&mut self.phi, &face.idx, face.shift, &self.stage_in)?;
         Ok(true)
+    }
+
+    fn reduce_direct(
+        &mut self,
+        sums: ChunkSums,
+        plan: &OrderedReduction,
+        c: &ScalarCouplings,
+    ) -> Result<Option<Vec<f64>>> {
+        let Some(link) = &self.link else {
+            return Ok(None);
+        };
+        // The inputs, [chain][box site]: p and the densities, or φ.
+        match sums {
+            ChunkSums::Energies => {
+                self.k.densities(c, &self.phi, &mut self.stage_out)?;
+                self.k.gather(&self.p, &self.interior, &mut self.stage_in)?;
+            }
+            ChunkSums::Moments => self
+                .k
+                .gather(&self.phi, &self.interior, &mut self.stage_in)?,
+        }
+        let slot = &mut self.plans[usize::from(sums == ChunkSums::Moments)];
+        let dp = match slot {
+            Some(dp) => dp,
+            None => slot.insert(DevicePlan::new(&self.k.dev, plan, sums)?),
+        };
+        self.k.reduce_pack(&self.stage_in, &self.stage_out, dp)?;
+        link.all_to_all(dp)?;
+        self.k.reduce_sum(dp, sums)?;
+        link.all_gather(&dp.mine, &mut dp.all)?;
+        Ok(Some(dp.results(&self.k.dev, sums.width())?))
     }
 
     fn save(&mut self) -> Result<()> {
@@ -478,6 +645,44 @@ impl NcclLink {
         closed.map_err(nccl_error)?;
         Ok(())
     }
+
+    /// The reduction's personalised all-to-all, `plan.send` → `plan.got` (counts per rank times
+    /// the inputs per value), as one group of sends and receives.
+    fn all_to_all(&self, plan: &mut DevicePlan) -> Result<()> {
+        use cudarc::nccl::{group_end, group_start};
+        let k = plan.inputs;
+        group_start().map_err(nccl_error)?;
+        let mut queued = Ok(());
+        let (mut at_out, mut at_in) = (0, 0);
+        for (r, (&out, &inn)) in plan.counts_out.iter().zip(&plan.counts_in).enumerate() {
+            let peer = r as i32;
+            if out > 0 && queued.is_ok() {
+                queued = self
+                    .comm
+                    .send(&plan.send.slice(at_out..at_out + k * out), peer);
+            }
+            if inn > 0 && queued.is_ok() {
+                queued = self
+                    .comm
+                    .recv(&mut plan.got.slice_mut(at_in..at_in + k * inn), peer)
+                    .map(|_| ());
+            }
+            at_out += k * out;
+            at_in += k * inn;
+        }
+        let closed = group_end();
+        queued.map_err(nccl_error)?;
+        closed.map_err(nccl_error)?;
+        Ok(())
+    }
+
+    /// Every rank's `mine` (of one length), in rank order, into `all`.
+    fn all_gather(&self, mine: &CudaSlice<f64>, all: &mut CudaSlice<f64>) -> Result<()> {
+        self.comm
+            .all_gather(mine, all)
+            .map(|_| ())
+            .map_err(nccl_error)
+    }
 }
 
 #[cfg(feature = "nccl")]
@@ -503,6 +708,14 @@ impl NcclLink {
         _from: usize,
         _n: usize,
     ) -> Result<()> {
+        match self.0 {}
+    }
+
+    fn all_to_all(&self, _plan: &mut DevicePlan) -> Result<()> {
+        match self.0 {}
+    }
+
+    fn all_gather(&self, _mine: &CudaSlice<f64>, _all: &mut CudaSlice<f64>) -> Result<()> {
         match self.0 {}
     }
 }

@@ -14,9 +14,11 @@
 //! undecomposed axis exchanges with its own rank, which is the periodic wrap.
 //!
 //! Halo faces travel through host memory over the team (MPI), or between GPUs directly where
-//! the rank has an NCCL link ([`cuda::NcclLink`], feature `nccl`). The reductions always go
-//! through the host: one process's order of summation is what makes every decomposition give the
-//! same bits, and a collective's own reduction order (NCCL's or MPI's) is not fixed.
+//! the rank has an NCCL link ([`cuda::NcclLink`], feature `nccl`). So do the reductions' values:
+//! with a link, the plan of [`OrderedReduction`] runs on the GPUs (an NCCL all-to-all of the
+//! box's values, each chunk summed in site order by one GPU thread, an NCCL all-gather of the
+//! chunk sums), never a collective's own sum, whose order is not fixed: one process's order of
+//! summation is what makes every decomposition give the same bits.
 //!
 //! Communication per fused update: two faces per decomposed axis of every chain, 8 bytes per
 //! face site; per trajectory two ordered reductions (one all-to-all of the box's values and an
@@ -226,6 +228,43 @@ impl Faces {
     }
 }
 
+/// What a decomposed reduction sums per chunk of [`crate::device::geometry::REDUCE_CHUNK`]
+/// global values: the single process's per-chunk functions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChunkSums {
+    /// (Σ½p², Σ action density), from the momenta and the densities.
+    Energies,
+    /// (Σφ, Σφ², Σφ⁴) per time slice, from the fields.
+    Moments,
+}
+
+impl ChunkSums {
+    /// Inputs per value.
+    pub fn inputs(self) -> usize {
+        match self {
+            ChunkSums::Energies => 2,
+            ChunkSums::Moments => 1,
+        }
+    }
+
+    /// Results per chunk.
+    pub fn width(self) -> usize {
+        match self {
+            ChunkSums::Energies => 2,
+            ChunkSums::Moments => 3,
+        }
+    }
+
+    /// One chunk's results from its values of every input, in site order: the CPU twin of
+    /// `chunk_sums` in `kernels/domain.cu`.
+    pub fn chunk(self, x: &[&[f64]]) -> Vec<f64> {
+        match self {
+            ChunkSums::Energies => vec![kinetic_chunk(x[0]), action_chunk(x[1])],
+            ChunkSums::Moments => (0..3).map(|k| moment_chunk(x[0], k)).collect(),
+        }
+    }
+}
+
 /// Which padded batch of a box.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Field {
@@ -271,6 +310,17 @@ pub trait BoxStore: Send {
         _from: usize,
     ) -> Result<bool> {
         Ok(false)
+    }
+    /// Every rank's chunk results of `sums` by `plan`, in chunk order, with the values moved and
+    /// summed where the boxes live (collective); `None` when the store has no direct link (the
+    /// host then reduces over the team).
+    fn reduce_direct(
+        &mut self,
+        _sums: ChunkSums,
+        _plan: &OrderedReduction,
+        _couplings: &crate::action::ScalarCouplings,
+    ) -> Result<Option<Vec<f64>>> {
+        Ok(None)
     }
     /// φ_saved ← φ.
     fn save(&mut self) -> Result<()>;
@@ -403,6 +453,27 @@ impl DomainHmc {
         8 * self.chains * faces
     }
 
+    /// Every chunk's results of `sums` in the single process's order (collective): where the
+    /// boxes live when they are linked directly, else through the host over the team.
+    fn reduce(&mut self, sums: ChunkSums) -> Result<Vec<f64>> {
+        let plan = match sums {
+            ChunkSums::Energies => &self.energy_plan,
+            ChunkSums::Moments => &self.slice_plan,
+        };
+        if let Some(flat) = self.store.reduce_direct(sums, plan, &self.couplings)? {
+            return Ok(flat);
+        }
+        let inputs = match sums {
+            ChunkSums::Energies => vec![
+                self.store.interior(Field::Momenta)?,
+                self.store.densities(&self.couplings)?,
+            ],
+            ChunkSums::Moments => vec![self.store.interior(Field::Phi)?],
+        };
+        let local: Vec<&[f64]> = inputs.iter().map(Vec::as_slice).collect();
+        Ok(plan.chunk_results(self.team.as_ref(), &local, sums.width(), |x| sums.chunk(x)))
+    }
+
     /// The whole batch `[chain][site]` of `field` of every rank (collective).
     fn gathered(&self, field: Field) -> Result<Vec<f64>> {
         let all = self.team.all_gather(&self.store.interior(field)?);
@@ -480,13 +551,7 @@ impl HmcBackend for DomainHmc {
 
     fn energies(&mut self) -> Result<(Vec<f64>, Vec<f64>)> {
         self.exchange_halo()?;
-        let dens = self.store.densities(&self.couplings)?;
-        let p = self.store.interior(Field::Momenta)?;
-        let flat = self
-            .energy_plan
-            .chunk_results(self.team.as_ref(), &[&p, &dens], 2, |x| {
-                vec![kinetic_chunk(x[0]), action_chunk(x[1])]
-            });
+        let flat = self.reduce(ChunkSums::Energies)?;
         let per = self.energy_plan.chunks_per_segment();
         Ok(split_energies(&sum_chunks(&flat, 2, per)))
     }
@@ -503,12 +568,7 @@ impl HmcBackend for DomainHmc {
     }
 
     fn slice_moments(&mut self) -> Result<SliceMoments> {
-        let phi = self.store.interior(Field::Phi)?;
-        let flat = self
-            .slice_plan
-            .chunk_results(self.team.as_ref(), &[&phi], 3, |x| {
-                (0..3).map(|k| moment_chunk(x[0], k)).collect()
-            });
+        let flat = self.reduce(ChunkSums::Moments)?;
         let per = self.slice_plan.chunks_per_segment();
         Ok(moments_from_flat(&sum_chunks(&flat, 3, per)))
     }
