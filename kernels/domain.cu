@@ -37,6 +37,22 @@ __device__ __forceinline__ unsigned box_site(unsigned s, const BoxGeom& g, int* 
     return at;
 }
 
+// Padded index in the batch of interior value k ([chain][box site]); *j = its position along the
+// last axis.
+template <int D>
+__device__ __forceinline__ unsigned box_value(unsigned k, const BoxGeom& g, int* j) {
+    unsigned chain = k / g.sites;
+    return chain * g.padded + box_site<D>(k - chain * g.sites, g, j);
+}
+
+// phi one site up (step 1) or down (step -1) the last axis from padded index i at position j of
+// its row: the halo, or the other end of the row when the last axis is not cut.
+__device__ __forceinline__ double row_step(const double* __restrict__ phi, unsigned i, int j, int step,
+                                           int l, const BoxGeom& g) {
+    if (g.wrap_last && j == (step > 0 ? l - 1 : 0)) return phi[i - step * (l - 1)];
+    return phi[i + step];
+}
+
 // One fused molecular-dynamics update of every interior site: p += kick * F(phi), and with DRIFT
 // phi_new = phi + drift * p. Neighbour sum in the twin's order: last axis up + down, then every
 // other axis up, down.
@@ -46,12 +62,9 @@ __device__ __forceinline__ void box_update(const double* __restrict__ phi, doubl
                                            const Couplings& c, double kick, double drift) {
     int l = g.ext[D - 1];
     GRID_STRIDE(k, g.sites * g.chains) {
-        unsigned chain = k / g.sites;
         int j;
-        unsigned i = chain * g.padded + box_site<D>(k - chain * g.sites, g, &j);
-        double up = (g.wrap_last && j == l - 1) ? phi[i - (l - 1)] : phi[i + 1];
-        double dn = (g.wrap_last && j == 0) ? phi[i + (l - 1)] : phi[i - 1];
-        double nb = up + dn;
+        unsigned i = box_value<D>(k, g, &j);
+        double nb = row_step(phi, i, j, 1, l, g) + row_step(phi, i, j, -1, l, g);
 #pragma unroll
         for (int mu = 0; mu < D - 1; ++mu) {
             nb += phi[i + g.stride[mu]];
@@ -72,10 +85,9 @@ __device__ __forceinline__ void box_action(const double* __restrict__ phi, doubl
                                            const BoxGeom& g, const Couplings& c) {
     int l = g.ext[D - 1];
     GRID_STRIDE(k, g.sites * g.chains) {
-        unsigned chain = k / g.sites;
         int j;
-        unsigned i = chain * g.padded + box_site<D>(k - chain * g.sites, g, &j);
-        double up = (g.wrap_last && j == l - 1) ? phi[i - (l - 1)] : phi[i + 1];
+        unsigned i = box_value<D>(k, g, &j);
+        double up = row_step(phi, i, j, 1, l, g);
         int x = g.last_offset + j;
         double f = (x == 0 || x == g.last_global - 1) ? up + 0.0 : up;
 #pragma unroll

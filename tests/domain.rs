@@ -80,6 +80,18 @@ fn decomposed(
     })
 }
 
+/// A 4D φ⁴ run with the Omelyan integrator.
+fn four_dimensional() -> (Arc<dyn Action>, HmcParams) {
+    let action: Arc<dyn Action> =
+        Arc::new(Phi4::new(Lattice::new(&[6, 4, 4, 4]).unwrap(), 0.12, 0.05).unwrap());
+    let p = HmcParams {
+        tau: 1.0,
+        steps: 2,
+        ..params(Integrator::Omelyan)
+    };
+    (action, p)
+}
+
 /// Different thread counts per rank: the update must not depend on them.
 fn threads_by_rank(rank: usize) -> Device {
     Device::Cpu(CpuDevice::with_threads(1 + rank % 2))
@@ -137,13 +149,7 @@ fn cuda_boxes_are_those_of_one_process() {
     let grids: &[&[usize]] = &[&[1, 1], &[2, 1], &[1, 2], &[2, 2], &[3, 2]];
     check_on(phi4(&[96, 80]), 2, p, 6, grids, &on_gpu);
     check_on(phi4(&[96, 80]), 2, p, 6, &[&[2, 2], &[1, 4]], &mixed);
-    let action: Arc<dyn Action> =
-        Arc::new(Phi4::new(Lattice::new(&[6, 4, 4, 4]).unwrap(), 0.12, 0.05).unwrap());
-    let p = HmcParams {
-        tau: 1.0,
-        steps: 2,
-        ..params(Integrator::Omelyan)
-    };
+    let (action, p) = four_dimensional();
     check_on(action, 3, p, 8, &[&[2, 1, 1, 2], &[1, 1, 1, 1]], &on_gpu);
     let osc: Arc<dyn Action> = Arc::new(Oscillator::new(0.5, 1.0, 1.4, 10.0, 40).unwrap());
     let p = HmcParams {
@@ -184,13 +190,7 @@ fn threaded_boxes_are_those_of_one_process() {
 
 #[test]
 fn four_dimensional_trajectories_are_those_of_one_process() {
-    let action: Arc<dyn Action> =
-        Arc::new(Phi4::new(Lattice::new(&[6, 4, 4, 4]).unwrap(), 0.12, 0.05).unwrap());
-    let p = HmcParams {
-        tau: 1.0,
-        steps: 2,
-        ..params(Integrator::Omelyan)
-    };
+    let (action, p) = four_dimensional();
     check(
         action,
         3,
