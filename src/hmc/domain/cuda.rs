@@ -391,9 +391,10 @@ pub struct CudaBox {
 }
 
 impl CudaBox {
-    /// Allocates the box on `dev` and, with the `nccl` feature and NCCL on every rank of `team`,
-    /// opens the GPU-to-GPU link (collective: every rank calls it).
-    pub fn new(dev: CudaDevice, geom: BoxGeometry, team: &dyn Team) -> Result<Self> {
+    /// Allocates the box on `dev` and, given the `team` of ranks whose boxes are all on GPUs,
+    /// with the `nccl` feature and NCCL on every rank, opens the GPU-to-GPU link (collective over
+    /// that team: every rank calls it).
+    pub fn new(dev: CudaDevice, geom: BoxGeometry, team: Option<&dyn Team>) -> Result<Self> {
         let n = geom.chains * geom.padded;
         let compact = geom.chains * geom.sites();
         crate::device::memory::check(
@@ -427,7 +428,10 @@ impl CudaBox {
             stage_out: s.alloc_zeros(compact)?,
             stage_in: s.alloc_zeros(compact)?,
             flags: s.alloc_zeros(geom.chains)?,
-            link: NcclLink::open(&dev, team)?,
+            link: match team {
+                Some(team) => NcclLink::open(&dev, team)?,
+                None => None,
+            },
             plans: [None, None],
             geom,
         })

@@ -385,9 +385,15 @@ impl DomainHmc {
             .map(|mu| geom.faces(mu).sites)
             .collect();
         let largest = chains * face_sites.iter().copied().max().unwrap_or(0);
+        // Collective: GPUs link directly only when every rank's box is on a GPU.
+        let all_gpus = team.all_ok(matches!(device, Device::Cuda(_)));
         let store: Box<dyn BoxStore> = match device {
             Device::Cpu(d) => Box::new(cpu::CpuBox::new(d.clone(), geom)?),
-            Device::Cuda(d) => Box::new(cuda::CudaBox::new(d.clone(), geom, team.as_ref())?),
+            Device::Cuda(d) => Box::new(cuda::CudaBox::new(
+                d.clone(),
+                geom,
+                all_gpus.then_some(team.as_ref()),
+            )?),
         };
         let energy_plan = OrderedReduction::new(&dec, chains, global.volume())?;
         let slice_plan = OrderedReduction::new(&dec, chains, global.slice_volume())?;
