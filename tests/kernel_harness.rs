@@ -338,7 +338,7 @@ fn reduction_cases(h: &Harness, grid: &[usize], sums: ChunkSums) {
         for c in (0..seg).step_by(REDUCE_CHUNK) {
             let r = s * seg + c..s * seg + (c + REDUCE_CHUNK).min(seg);
             let x: Vec<&[f64]> = global.iter().map(|g| &g[r.clone()]).collect();
-            want.extend(sums.chunk(&x));
+            want.extend(sums.chunk(&x).unwrap());
         }
     }
     let decs: Vec<Decomposition> = (0..size)
@@ -487,8 +487,7 @@ fn box_copy_cases(h: &Harness, g: &BoxGeometry) {
         launch(h, "box_scatter", &cfg, &mut a, order);
         assert_bits("box_scatter interior", &y, &want_set);
     }
-    for mu in 0..g.local().len() {
-        let faces = g.faces(mu);
+    for faces in g.faces() {
         for top in [true, false] {
             let (runs, shift) = faces.side(top);
             let idx: Vec<u32> = u32s(runs.iter().flat_map(|&(s, len)| s..s + len).collect());

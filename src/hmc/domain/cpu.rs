@@ -182,7 +182,7 @@ impl CpuBox {
         )?;
         Ok(CpuBox {
             dev,
-            faces: (0..geom.local.len()).map(|mu| geom.faces(mu)).collect(),
+            faces: geom.faces(),
             geom,
             phi: vec![0.0; n],
             phi_next: vec![0.0; n],

@@ -405,8 +405,7 @@ impl CudaBox {
         )?;
         let s = dev.stream().clone();
         let mut faces = Vec::with_capacity(geom.local.len());
-        for mu in 0..geom.local.len() {
-            let fc = geom.faces(mu);
+        for fc in geom.faces() {
             let side = |top: bool| -> Result<DeviceFace> {
                 let (runs, shift) = fc.side(top);
                 Ok(DeviceFace {

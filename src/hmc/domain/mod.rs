@@ -181,8 +181,15 @@ impl BoxGeometry {
         Ok(())
     }
 
-    /// The faces and halos of axis `mu`.
-    pub fn faces(&self, mu: usize) -> Faces {
+    /// The faces and halos of every axis, in axis order.
+    pub fn faces(&self) -> Vec<Faces> {
+        (0..self.local.len())
+            .map(|mu| self.axis_faces(mu))
+            .collect()
+    }
+
+    /// The faces and halos of axis `mu` (< the dimension).
+    fn axis_faces(&self, mu: usize) -> Faces {
         let (n, st) = (self.local[mu], self.strides[mu]);
         let at = |i: usize| (i / st) % (n + 2);
         let pick = |x: usize| -> Vec<usize> {
@@ -255,12 +262,17 @@ impl ChunkSums {
         }
     }
 
-    /// One chunk's results from its values of every input, in site order: the CPU twin of
-    /// `chunk_sums` in `kernels/domain.cu`.
-    pub fn chunk(self, x: &[&[f64]]) -> Vec<f64> {
-        match self {
-            ChunkSums::Energies => vec![kinetic_chunk(x[0]), action_chunk(x[1])],
-            ChunkSums::Moments => (0..3).map(|k| moment_chunk(x[0], k)).collect(),
+    /// One chunk's results from its values of every input (`inputs()` slices), in site order:
+    /// the CPU twin of `chunk_sums` in `kernels/domain.cu`.
+    pub fn chunk(self, x: &[&[f64]]) -> Result<Vec<f64>> {
+        match (self, x) {
+            (ChunkSums::Energies, [p, dens]) => Ok(vec![kinetic_chunk(p), action_chunk(dens)]),
+            (ChunkSums::Moments, [phi]) => Ok((0..3).map(|k| moment_chunk(phi, k)).collect()),
+            _ => Err(Error::InvalidInput(format!(
+                "{self:?} sums {} inputs per chunk, {} given",
+                self.inputs(),
+                x.len()
+            ))),
         }
     }
 }
@@ -381,9 +393,7 @@ impl DomainHmc {
             chains,
             dec.grid().last() == Some(&1),
         )?;
-        let face_sites: Vec<usize> = (0..geom.local.len())
-            .map(|mu| geom.faces(mu).sites)
-            .collect();
+        let face_sites: Vec<usize> = geom.faces().iter().map(|f| f.sites).collect();
         let largest = chains * face_sites.iter().copied().max().unwrap_or(0);
         // Collective: GPUs link directly only when every rank's box is on a GPU.
         let all_gpus = team.all_ok(matches!(device, Device::Cuda(_)));
@@ -477,7 +487,13 @@ impl DomainHmc {
             ChunkSums::Moments => vec![self.store.interior(Field::Phi)?],
         };
         let local: Vec<&[f64]> = inputs.iter().map(Vec::as_slice).collect();
-        Ok(plan.chunk_results(self.team.as_ref(), &local, sums.width(), |x| sums.chunk(x)))
+        // The plan hands every chunk `inputs()` slices, so `chunk` cannot refuse them.
+        let nan = vec![f64::NAN; sums.width()];
+        Ok(
+            plan.chunk_results(self.team.as_ref(), &local, sums.width(), |x| {
+                sums.chunk(x).unwrap_or_else(|_| nan.clone())
+            }),
+        )
     }
 
     /// The whole batch `[chain][site]` of `field` of every rank (collective).
@@ -607,5 +623,37 @@ impl HmcBackend for DomainHmc {
 
     fn synchronize(&self) -> Result<()> {
         self.store.synchronize()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_sums_need_their_inputs_and_give_the_sums() {
+        let x = [1.0, -2.0, 3.0];
+        assert_eq!(ChunkSums::Moments.chunk(&[&x]).unwrap(), [2.0, 14.0, 98.0]);
+        assert_eq!(ChunkSums::Energies.chunk(&[&x, &x]).unwrap(), [7.0, 2.0]);
+        assert!(ChunkSums::Energies.chunk(&[&x]).is_err());
+        assert!(ChunkSums::Moments.chunk(&[]).is_err());
+    }
+
+    #[test]
+    fn impossible_boxes_are_refused() {
+        assert!(BoxGeometry::new(&[], 0, 4, 1, true).is_err());
+        assert!(BoxGeometry::new(&[2, 0], 0, 4, 1, false).is_err());
+        assert!(BoxGeometry::new(&[2, 2], 0, 2, 0, true).is_err());
+        assert!(BoxGeometry::new(&[2, 3], 2, 4, 1, false).is_err());
+        assert!(BoxGeometry::new(&[2, 3], 0, 6, 1, true).is_err());
+        assert!(BoxGeometry::new(&[1, 1, 1, 1, 1], 0, 1, 1, true).is_err());
+        assert!(BoxGeometry::new(&[1 << 16, 1 << 16], 0, 1 << 16, 1, true).is_err());
+        let g = BoxGeometry::new(&[2, 3], 3, 6, 2, false).unwrap();
+        assert_eq!((g.sites(), g.padded(), g.faces().len()), (6, 20, 2));
+        // A face of axis 0 is a row of 3; of axis 1 a column of 2.
+        assert_eq!(
+            g.faces().iter().map(|f| f.sites).collect::<Vec<_>>(),
+            [3, 2]
+        );
     }
 }
