@@ -540,6 +540,9 @@ fn runs(idx: &[usize]) -> Vec<(usize, usize)> {
 
 impl HmcBackend for DomainHmc {
     fn refresh_momenta(&mut self, seed: u64, chain0: u32, step: u32, stream: u32) -> Result<()> {
+        // Drawn on the host for GPU boxes too: the Box–Muller transform's log and sin/cos on a
+        // GPU need not give the host's bits, and the momenta must be one process's. It costs one
+        // copy of the box per trajectory (not per MD step).
         let key = philox::key_from_seed(seed);
         let mut fresh = vec![0.0; self.chains * self.sites.len()];
         for (c, chain) in fresh.chunks_mut(self.sites.len().max(1)).enumerate() {
