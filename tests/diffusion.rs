@@ -4,6 +4,7 @@
 
 mod common;
 
+use latticeml::device::CpuDevice;
 use latticeml::diffusion::{ScoreConfig, ScoreNet, VeSde};
 use latticeml::nn::{Adam, ConvMode, Ctx, ParamStore, Tape};
 use latticeml::{philox, Device};
@@ -650,4 +651,72 @@ fn free_field_draws_match_the_exact_propagator() {
     for d in [&run, &model, &em, &mh] {
         let _ = std::fs::remove_dir_all(d);
     }
+}
+
+/// The DSM loss and every parameter's gradient of the score network on `device`, for a fixed
+/// batch (the same initial weights on every device: they are drawn on the host).
+fn loss_and_grads<T: latticeml::nn::Real>(
+    device: Device,
+    (l, batch): (usize, usize),
+) -> (f64, std::collections::BTreeMap<String, Vec<f64>>) {
+    let ctx = Ctx::<T>::new(device);
+    let mut store = ParamStore::new(&ctx);
+    let net = ScoreNet::new(&small(), [l, l], &mut store).unwrap();
+    let sde = VeSde::new(25.0).unwrap();
+    let x0 = normals(batch * l * l, 6, 0);
+    let t: Vec<f64> = (0..batch).map(|b| 0.02 + 0.19 * b as f64).collect();
+    let z = normals(batch * l * l, 7, 0);
+    let tape = Tape::new(&ctx);
+    let loss = net.dsm_loss(&tape, &store, &sde, (&x0, &t, &z)).unwrap();
+    let value = loss.value().to_f64().unwrap()[0];
+    let grads = tape.backward(&loss).unwrap();
+    let grads = grads
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_f64().unwrap()))
+        .collect();
+    (value, grads)
+}
+
+/// The whole U-Net (convolutions, the fused group norm + SiLU, pooling, up-sampling, time
+/// features) on CUDA against the CPU: the loss and the gradient of every parameter.
+#[test]
+fn the_score_network_on_cuda_matches_the_cpu() {
+    let Some(gpu) = common::gpu("the_score_network_on_cuda_matches_the_cpu") else {
+        return;
+    };
+    let (cpu_loss, cpu_grads) = loss_and_grads::<f64>(Device::Cpu(common::cpu()), (8, 5));
+    let (gpu_loss, gpu_grads) = loss_and_grads::<f64>(Device::Cuda(gpu.clone()), (8, 5));
+    assert!(
+        (cpu_loss - gpu_loss).abs() <= 1e-10 * cpu_loss.abs(),
+        "f64 loss {cpu_loss} vs {gpu_loss}"
+    );
+    assert_eq!(
+        cpu_grads.keys().collect::<Vec<_>>(),
+        gpu_grads.keys().collect::<Vec<_>>()
+    );
+    for (k, g) in &cpu_grads {
+        let e = common::max_rel_diff(g, &gpu_grads[k]);
+        assert!(e <= 1e-9, "f64 gradient of {k} differs by {e:e}");
+    }
+    let (cpu_loss, cpu_grads) = loss_and_grads::<f32>(Device::Cpu(common::cpu()), (8, 5));
+    let (gpu_loss, gpu_grads) = loss_and_grads::<f32>(Device::Cuda(gpu), (8, 5));
+    assert!(
+        (cpu_loss - gpu_loss).abs() <= 1e-4 * cpu_loss.abs(),
+        "f32 loss {cpu_loss} vs {gpu_loss}"
+    );
+    for (k, g) in &cpu_grads {
+        let e = common::max_rel_diff(g, &gpu_grads[k]);
+        assert!(e <= 1e-3, "f32 gradient of {k} differs by {e:e}");
+    }
+}
+
+/// The same on two CPU thread counts, on activations large enough to be split over the threads
+/// (16², 20 samples): work is split by groups and samples, sums are not, so the loss and
+/// gradients are bit-identical.
+#[test]
+fn the_score_networks_gradients_do_not_depend_on_the_thread_count() {
+    let one = loss_and_grads::<f32>(Device::Cpu(CpuDevice::with_threads(1)), (16, 20));
+    let three = loss_and_grads::<f32>(Device::Cpu(CpuDevice::with_threads(3)), (16, 20));
+    assert_eq!(one.0.to_bits(), three.0.to_bits());
+    assert_eq!(one.1, three.1);
 }

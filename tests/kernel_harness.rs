@@ -31,6 +31,7 @@ use latticeml::hmc::fft;
 use latticeml::nn::cpu as nn_cpu;
 use latticeml::nn::kernels::{bcast_spec, conv_spec, reduce_spec, AdamHyper};
 use latticeml::nn::layers::Activation;
+use latticeml::nn::ops::group_norm_silu::{self as gns, NormSiluShape};
 use latticeml::nn::ops::unet;
 use latticeml::nn::{Binary, ConvMode, Ctx, ParamStore, Real, Unary};
 use latticeml::theory::ising::cpu as ising_cpu;
@@ -1585,6 +1586,7 @@ fn unet_cases<T: Real>(h: &Harness, cpu: &CpuDevice) {
             );
         }
     }
+    group_norm_silu_cases::<T>(h, cpu);
     for (planes, hh, ww) in [(1usize, 1usize, 1usize), (5, 3, 7)] {
         let fine: Vec<T> = cast(&randn(4 * planes * hh * ww, 43));
         let coarse: Vec<T> = cast(&randn(planes * hh * ww, 44));
@@ -1658,6 +1660,127 @@ fn unet_cases<T: Real>(h: &Harness, cpu: &CpuDevice) {
                 &wide(&want_dt),
                 10.0 * tol::<T>(),
             );
+        }
+    }
+}
+
+/// The fused block tail: forward, backward and the channel fold against their CPU twins, on
+/// one-value planes, planes smaller and larger than a block, one group and several.
+fn group_norm_silu_cases<T: Real>(h: &Harness, cpu: &CpuDevice) {
+    let eps = unet::GROUP_NORM_EPS;
+    for (batch, channels, groups, plane) in [
+        (1usize, 1usize, 1usize, 1usize),
+        (2, 6, 3, 37),
+        (3, 4, 1, 300),
+    ] {
+        let shape = NormSiluShape {
+            batch,
+            channels,
+            groups,
+            plane,
+        };
+        let len = shape.len();
+        let x: Vec<T> = cast(&randn(len, 48));
+        let s: Vec<T> = cast(&randn(batch * channels, 49));
+        let gamma: Vec<T> = cast(&randn(channels, 50));
+        let beta: Vec<T> = cast(&randn(channels, 51));
+        let dy: Vec<T> = cast(&randn(len, 52));
+        let (mut want_y, mut want_n) = (vec![T::zero(); len], vec![T::zero(); len]);
+        let inputs = [&x[..], &s, &gamma, &beta];
+        gns::group_norm_silu(cpu, inputs, [&mut want_y, &mut want_n], &shape, eps).unwrap();
+        let mut want_dx = vec![T::zero(); len];
+        let mut want_parts = vec![0.0f64; 3 * batch * channels];
+        let grad_in = [&x[..], &s, &gamma, &beta, &want_n, &dy];
+        gns::group_norm_silu_grad(cpu, grad_in, &mut want_dx, &mut want_parts, &shape, eps)
+            .unwrap();
+        let mut want_folds = [
+            vec![T::zero(); channels],
+            vec![T::zero(); channels],
+            vec![T::zero(); batch * channels],
+        ];
+        let [wg, wb, ws] = &mut want_folds;
+        gns::channel_fold(&want_parts, [wg, wb, ws], batch).unwrap();
+        let count = batch * groups;
+        let dims = [
+            count as u32,
+            (channels / groups) as u32,
+            plane as u32,
+            channels as u32,
+        ];
+        let cfg = geometry::one_block_each(count).unwrap();
+        for (cfg, order) in with_small_grid(cfg).into_iter().zip(ORDERS) {
+            let (mut y, mut n) = (vec![T::zero(); len], vec![T::zero(); len]);
+            let mut a = Args::new();
+            a.input(&x)
+                .input(&s)
+                .input(&gamma)
+                .input(&beta)
+                .output(&mut y)
+                .output(&mut n);
+            dims.iter().for_each(|d| {
+                a.val(d);
+            });
+            a.val(&eps);
+            launch(h, &name::<T>("group_norm_silu"), &cfg, &mut a, order);
+            assert_close(
+                "group_norm_silu n",
+                &wide(&n),
+                &wide(&want_n),
+                10.0 * tol::<T>(),
+            );
+            assert_close(
+                "group_norm_silu y",
+                &wide(&y),
+                &wide(&want_y),
+                10.0 * tol::<T>(),
+            );
+            let (mut dx, mut parts) = (vec![T::zero(); len], vec![0.0f64; 3 * batch * channels]);
+            let mut a = Args::new();
+            a.input(&x)
+                .input(&s)
+                .input(&gamma)
+                .input(&beta)
+                .input(&want_n)
+                .input(&dy);
+            a.output(&mut dx).output(&mut parts);
+            dims.iter().for_each(|d| {
+                a.val(d);
+            });
+            a.val(&eps);
+            launch(h, &name::<T>("group_norm_silu_grad"), &cfg, &mut a, order);
+            assert_close(
+                "group_norm_silu_grad dx",
+                &wide(&dx),
+                &wide(&want_dx),
+                100.0 * tol::<T>(),
+            );
+            assert_close(
+                "group_norm_silu_grad parts",
+                &parts,
+                &want_parts,
+                100.0 * tol::<T>(),
+            );
+        }
+        for cfg in with_small_grid(geometry::elementwise(batch * channels).unwrap()) {
+            let mut folds = [
+                vec![T::zero(); channels],
+                vec![T::zero(); channels],
+                vec![T::zero(); batch * channels],
+            ];
+            let [g, b, sd] = &mut folds;
+            let mut a = Args::new();
+            a.input(&want_parts).output(g).output(b).output(sd);
+            a.val(&(batch as u32)).val(&(channels as u32));
+            launch(
+                h,
+                &name::<T>("channel_fold"),
+                &cfg,
+                &mut a,
+                Order::Descending,
+            );
+            for (got, want) in folds.iter().zip(&want_folds) {
+                assert_eq!(wide(got), wide(want), "channel_fold");
+            }
         }
     }
 }

@@ -254,6 +254,33 @@ fn group_norm_resampling_and_time_features() {
             t.group_norm(&t.param(s, "x")?, groups)
         });
     }
+    // The fused block tail, on planes shorter and longer than sum8's eight lanes (two channels
+    // per group at least: with one, the shift drops out of the normalisation and ∂L/∂s = 0).
+    for (shape, groups) in [
+        ([2usize, 4, 3, 2], 1usize),
+        ([2, 4, 5, 3], 2),
+        ([1, 8, 3, 3], 4),
+    ] {
+        let [b, c, _, _] = shape;
+        let ps = [
+            p("x", &shape, 34),
+            p("s", &[b, c], 35),
+            p("gamma", &[c], 36),
+            p("beta", &[c], 37),
+        ];
+        check(
+            &format!("group norm + SiLU, {groups} groups"),
+            &ps,
+            &|t, s| {
+                let affine = [
+                    &t.param(s, "s")?,
+                    &t.param(s, "gamma")?,
+                    &t.param(s, "beta")?,
+                ];
+                t.group_norm_silu(&t.param(s, "x")?, affine, groups)
+            },
+        );
+    }
     check("avg_pool2", &[p("x", &[2, 3, 4, 6], 31)], &|t, s| {
         t.avg_pool2(&t.param(s, "x")?)
     });

@@ -593,3 +593,63 @@ fn stale_and_foreign_values_are_errors_not_wrong_gradients() {
     let k = other.constant(c.from_vec(&[2], &[3.0, 4.0]).unwrap());
     assert!(tape.add(&tape.param(&store, "p").unwrap(), &k).is_ok());
 }
+
+/// The fused block tail against the chain of separate ops it replaces (shift, group norm, γ, β,
+/// SiLU) in f32 on the CPU: the same formulas in the same order, so the values and ∂L/∂x agree
+/// bit for bit; ∂L/∂s, ∂L/∂γ, ∂L/∂β are summed in another order and agree to rounding.
+#[test]
+fn fused_group_norm_silu_is_the_chain_of_ops() {
+    let c = ctx::<f32>();
+    let ([b, ch, h, w], groups) = ([3usize, 8, 6, 10], 4usize);
+    let mut store = ParamStore::new(&c);
+    let shapes: [(&str, Vec<usize>); 5] = [
+        ("x", vec![b, ch, h, w]),
+        ("s", vec![b, ch]),
+        ("gamma", vec![ch]),
+        ("beta", vec![ch]),
+        ("r", vec![b, ch, h, w]),
+    ];
+    for (k, (name, shape)) in shapes.iter().enumerate() {
+        let v = randn(shape.iter().product(), 60 + k as u32);
+        store.insert(name, c.from_f64(shape, &v).unwrap());
+    }
+    let run = |fused: bool| {
+        let tape = Tape::new(&c);
+        let p = |n: &str| tape.param(&store, n).unwrap();
+        let (x, s, g, be) = (p("x"), p("s"), p("gamma"), p("beta"));
+        let y = if fused {
+            tape.group_norm_silu(&x, [&s, &g, &be], groups).unwrap()
+        } else {
+            let shifted = tape
+                .add(&x, &tape.reshape(&s, &[b, ch, 1, 1]).unwrap())
+                .unwrap();
+            let n = tape.group_norm(&shifted, groups).unwrap();
+            let n = tape
+                .mul(&n, &tape.reshape(&g, &[ch, 1, 1]).unwrap())
+                .unwrap();
+            let a = tape
+                .add(&n, &tape.reshape(&be, &[ch, 1, 1]).unwrap())
+                .unwrap();
+            tape.silu(&a).unwrap()
+        };
+        let values = y.value().to_vec().unwrap();
+        let loss = tape.sum_all(&tape.mul(&y, &p("r")).unwrap()).unwrap();
+        let grads = tape.backward(&loss).unwrap();
+        let g = |n: &str| grads.get(n).unwrap().to_f64().unwrap();
+        (values, [g("x"), g("s"), g("gamma"), g("beta")])
+    };
+    let ((y_f, g_f), (y_c, g_c)) = (run(true), run(false));
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&y_f), bits(&y_c), "forward values");
+    assert_eq!(g_f[0], g_c[0], "dL/dx");
+    for (k, name) in ["s", "gamma", "beta"].iter().enumerate() {
+        let scale = g_c[k + 1].iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for (a, e) in g_f[k + 1].iter().zip(&g_c[k + 1]) {
+            assert!((a - e).abs() <= 1e-5 * scale, "dL/d{name}: {a} against {e}");
+        }
+        assert!(
+            scale > 1e-3,
+            "dL/d{name} vanishes: the comparison would be vacuous"
+        );
+    }
+}

@@ -36,6 +36,31 @@ fn pool_helpers_refuse_mismatched_buffers_instead_of_reading_past_them() {
         dev.for_chunks(3, &mut a, None, |_, _, _| {}),
         "partial unit",
     );
+    // Paired buffers: both cut into the same number of whole units, or refused.
+    let mut sums = vec![0u32; 1 << 10];
+    invalid(
+        dev.for_paired_chunks((64, &mut a), (2, &mut sums), |_, _, _| {}),
+        "paired unit counts differ",
+    );
+    invalid(
+        dev.for_paired_chunks((64, &mut a), (3, &mut sums), |_, _, _| {}),
+        "paired partial unit",
+    );
+    invalid(
+        dev.for_paired_chunks((0, &mut a), (1, &mut sums), |_, _, _| {}),
+        "paired zero unit",
+    );
+    // Each task sees unit-aligned chunks of both, starting at its first unit.
+    dev.for_paired_chunks((64, &mut a), (1, &mut sums), |first, ca, cb| {
+        assert_eq!(ca.len(), 64 * cb.len());
+        for (k, (unit, s)) in ca.chunks_mut(64).zip(cb.iter_mut()).enumerate() {
+            unit.iter_mut().for_each(|x| *x = (first + k) as f64);
+            *s = (first + k) as u32;
+        }
+    })
+    .unwrap();
+    assert!(sums.iter().enumerate().all(|(i, &s)| s == i as u32));
+    assert!(a.iter().enumerate().all(|(i, &x)| x == (i / 64) as f64));
 }
 
 #[test]
@@ -58,6 +83,55 @@ fn nested_use_of_the_pool_runs_inline_instead_of_deadlocking() {
     .unwrap();
     let n = (1u64 << 15) - 1;
     assert!(outer.iter().all(|&x| x == n * (n + 1) / 2));
+}
+
+#[test]
+fn fused_group_norm_refuses_wrong_shapes_and_lengths() {
+    use latticeml::nn::ops::group_norm_silu::{self as gns, NormSiluShape};
+    let dev = common::cpu();
+    invalid(
+        NormSiluShape::of(&[2, 6, 4], 4),
+        "channels not in whole groups",
+    );
+    invalid(NormSiluShape::of(&[2], 1), "no channel axis");
+    invalid(NormSiluShape::of(&[2, 4, 0], 2), "empty plane");
+    invalid(
+        NormSiluShape::of(&[1 << 16, 1 << 8, 1 << 8], 1),
+        "too large",
+    );
+    let shape = NormSiluShape::of(&[2, 4, 9], 2).unwrap();
+    let (x, s, g) = (vec![0.5f32; 72], vec![0.1f32; 8], vec![1.0f32; 4]);
+    let (mut y, mut n) = (vec![0.0f32; 72], vec![0.0f32; 72]);
+    invalid(
+        gns::group_norm_silu(&dev, [&x, &s[..7], &g, &g], [&mut y, &mut n], &shape, 1e-5),
+        "short shift",
+    );
+    invalid(
+        gns::group_norm_silu(&dev, [&x, &s, &g, &g], [&mut y[..71], &mut n], &shape, 1e-5),
+        "short output",
+    );
+    let no_groups = NormSiluShape { groups: 0, ..shape };
+    invalid(
+        gns::group_norm_silu(&dev, [&x, &s, &g, &g], [&mut y, &mut n], &no_groups, 1e-5),
+        "a hand-made shape without groups",
+    );
+    let (mut dx, mut parts) = (vec![0.0f32; 72], vec![0.0f64; 23]);
+    invalid(
+        gns::group_norm_silu_grad(
+            &dev,
+            [&x, &s, &g, &g, &n, &y],
+            &mut dx,
+            &mut parts,
+            &shape,
+            1e-5,
+        ),
+        "short parts",
+    );
+    let (mut a, mut b, mut c) = (vec![0.0f32; 4], vec![0.0f32; 4], vec![0.0f32; 7]);
+    invalid(
+        gns::channel_fold(&[0.0; 24], [&mut a, &mut b, &mut c], 2),
+        "short ds",
+    );
 }
 
 #[test]

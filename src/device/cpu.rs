@@ -129,6 +129,56 @@ impl CpuDevice {
         Ok(())
     }
 
+    /// As [`CpuDevice::for_chunks`] over two buffers of different element types and unit sizes
+    /// cut at the same units: `f(first_unit, a_chunk, b_chunk)` with `a` in units of `unit_a`
+    /// and `b` in units of `unit_b` (e.g. a group's values and its per-channel sums). Refuses
+    /// buffers that do not hold the same whole number of units.
+    pub fn for_paired_chunks<A, B, F>(
+        &self,
+        (unit_a, a): (usize, &mut [A]),
+        (unit_b, b): (usize, &mut [B]),
+        f: F,
+    ) -> Result<()>
+    where
+        A: Send,
+        B: Send,
+        F: Fn(usize, &mut [A], &mut [B]) + Sync,
+    {
+        check_split(unit_a, a.len(), None)?;
+        check_split(unit_b, b.len(), None)?;
+        let units = a.len() / unit_a;
+        if b.len() / unit_b != units {
+            return Err(Error::InvalidInput(format!(
+                "{units} units of {unit_a} values paired with {} units of {unit_b}",
+                b.len() / unit_b
+            )));
+        }
+        let tasks = if a.len() < SERIAL_BELOW || in_pool_task() {
+            1
+        } else {
+            self.threads().min(units).max(1)
+        };
+        if tasks == 1 {
+            f(0, a, b);
+            return Ok(());
+        }
+        let per = units.div_ceil(tasks);
+        let (pa, pb) = (SendPtr(a.as_mut_ptr()), SendPtr(b.as_mut_ptr()));
+        self.pool.run(tasks, &|i| {
+            let (lo, hi) = ((i * per).min(units), ((i + 1) * per).min(units));
+            // SAFETY: tasks cover disjoint unit ranges [lo, hi) of `a` and `b`, which outlive
+            // `run`.
+            let ca = unsafe {
+                std::slice::from_raw_parts_mut(pa.get().add(lo * unit_a), (hi - lo) * unit_a)
+            };
+            let cb = unsafe {
+                std::slice::from_raw_parts_mut(pb.get().add(lo * unit_b), (hi - lo) * unit_b)
+            };
+            f(lo, ca, cb);
+        });
+        Ok(())
+    }
+
     /// Runs `f(0), …, f(tasks − 1)` in parallel (tasks are claimed in order; each must be
     /// independent). Called from inside a pool task, the tasks run in order on the calling thread.
     pub fn parallel_for<F: Fn(usize) + Sync>(&self, tasks: usize, f: F) {

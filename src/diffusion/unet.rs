@@ -133,13 +133,8 @@ impl ScoreNet {
         let p = |part: &str| tape.param(store, &format!("score.{name}.{part}"));
         let y = tape.conv2d(h, &p("conv.w")?, Some(&p("conv.b")?), self.config.padding)?;
         let time = tape.linear(emb, &p("time.w")?, &p("time.b")?)?;
-        let (b, c) = (time.shape()[0], time.shape()[1]);
-        let y = tape.add(&y, &tape.reshape(&time, &[b, c, 1, 1])?)?;
-        let y = tape.group_norm(&y, self.config.groups)?;
-        let shape = [c, 1, 1];
-        let y = tape.mul(&y, &tape.reshape(&p("gamma")?, &shape)?)?;
-        let y = tape.add(&y, &tape.reshape(&p("beta")?, &shape)?)?;
-        tape.silu(&y)
+        let affine = [&time, &p("gamma")?, &p("beta")?];
+        tape.group_norm_silu(&y, affine, self.config.groups)
     }
 
     /// s_θ(x, t) `[B, 1, H, W]` for x `[B, 1, H, W]` (as a tape value) at times t `[B]`.

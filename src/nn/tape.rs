@@ -20,6 +20,7 @@ use super::op::{Backward, Op};
 use super::ops::conv::Conv2dOp;
 use super::ops::conv_stack::ConvStackOp;
 use super::ops::elementwise::{BinaryOp, UnaryOp};
+use super::ops::group_norm_silu::GroupNormSilu;
 use super::ops::matmul::MatmulOp;
 use super::ops::reduce::SumOp;
 use super::ops::shape::{ConcatOp, ReshapeOp, SplitOp};
@@ -487,6 +488,19 @@ impl<T: Real> Tape<T> {
     /// Group normalisation of x `[B, C, …]` in `groups` groups of channels (no affine part).
     pub fn group_norm(&self, x: &Var<T>, groups: usize) -> Result<Var<T>> {
         self.apply(GroupNorm(groups), &[x])
+    }
+
+    /// SiLU(γ_c · GroupNorm(x + s_bc) + β_c) of x `[B, C, …]` with a shift s `[B, C]` and the
+    /// affine parameters γ, β `[C]`, in `groups` groups of channels: a U-Net block's tail as one
+    /// op ([`GroupNormSilu`]).
+    pub fn group_norm_silu(
+        &self,
+        x: &Var<T>,
+        [s, gamma, beta]: [&Var<T>; 3],
+        groups: usize,
+    ) -> Result<Var<T>> {
+        let mut out = self.apply_multi(GroupNormSilu(groups), &[x, s, gamma, beta])?;
+        Ok(out.swap_remove(0))
     }
 
     /// 2×2 average pooling of x `[B, C, H, W]` (H, W even).

@@ -5,6 +5,7 @@
 pub mod conv;
 pub mod conv_stack;
 pub mod elementwise;
+pub mod group_norm_silu;
 pub mod matmul;
 pub mod reduce;
 pub mod shape;
