@@ -821,6 +821,7 @@ fn sampler_config(a: &HmcArgs, lattice: &Lattice) -> Result<SamplerConfig> {
             seed: a.seed,
             mh: true,
             local_between: None,
+            symmetry: latticeml::can::symmetry::Symmetry::None,
         }),
         "metropolis" | "overrelax" | "heatbath" | "cluster" | "wolff" => {
             local(LocalAlgorithm::from_name(algorithm, a.hits, a.clusters)?)

@@ -205,6 +205,8 @@ pub enum SamplerConfig {
         mh: bool,
         /// A local algorithm and its sweeps run after every independence step (None: none).
         local_between: Option<(LocalAlgorithm, usize)>,
+        /// The symmetries the proposals are averaged over ([`crate::can::symmetry`]).
+        symmetry: crate::can::symmetry::Symmetry,
     },
     /// Raw draws of a trained score network ([`crate::diffusion::sampler`]): the reverse
     /// process per update, not exact.
@@ -337,8 +339,10 @@ impl SamplerConfig {
                 seed,
                 mh,
                 local_between,
+                symmetry,
             } => {
                 let mut can = CanSampler::new(theory.clone(), &model, chains, seed, mh, device)?;
+                can.symmetrise(symmetry)?;
                 if let Some((algorithm, k)) = local_between {
                     // Its own key, as for the flow's HMC: the sweeps' draws must not repeat the
                     // independence step's accept uniforms.

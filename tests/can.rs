@@ -1,11 +1,12 @@
 //! The continuous-mixture autoregressive network (`latticeml::can`): exact log q (normalised on
 //! a 2×2 lattice by quadrature), the causal order, cached generation against naive generation
 //! and against the one-pass log q, the Beta draws against the Beta distribution, and the CUDA
-//! generation against its CPU twin (with a GPU).
+//! generation against its CPU twin (with a GPU), and the symmetrised proposals.
 
 mod common;
 
 use latticeml::can::mixture::{self, SiteDraws};
+use latticeml::can::symmetry::{Symmetry, SymmetryGroup};
 use latticeml::can::{Can, CanConfig, DrawKey};
 use latticeml::nn::layers::Activation;
 use latticeml::nn::{Ctx, ParamStore, Real, Tape};
@@ -156,6 +157,50 @@ fn log_q_is_normalised_on_a_2x2_lattice() {
     assert!((z2 - 1.0).abs() > 5e-3);
 }
 
+/// The symmetrised density q_G (`can::symmetry`): the mean of q over the images gθ, computed
+/// term by term here, and exactly invariant under every map of G — on a square torus (16 maps)
+/// and a rectangle (8).
+#[test]
+fn the_symmetrised_density_averages_q_and_is_invariant() {
+    for dims in [[4usize, 4], [4, 6]] {
+        let (can, store) = network::<f64>(&dims, &small(8));
+        let group = SymmetryGroup::new(Symmetry::All, dims).unwrap();
+        let v = dims[0] * dims[1];
+        let mut theta = vec![0.0; 3 * v];
+        latticeml::philox::fill_normals(&mut theta, 4, 0, 0, 1);
+        let theta: Vec<f64> = theta
+            .iter()
+            .map(|x| latticeml::theory::xy::wrap(2.0 * x))
+            .collect();
+        let lq_g = group.log_density(&can, &store, &theta).unwrap();
+        for (c, th) in theta.chunks(v).enumerate() {
+            let mut image = vec![0.0; v];
+            let mut mean = 0.0;
+            for g in 0..group.len() {
+                group.apply(g, th, &mut image).unwrap();
+                let u: Vec<f64> = can.variables(&image);
+                mean += one_pass_log_q(&can, &store, &u)[0].exp() / group.len() as f64;
+                let moved = group.log_density(&can, &store, &image).unwrap()[0];
+                assert!(
+                    (moved - lq_g[c]).abs() < 1e-9,
+                    "{dims:?}: map {g} changes q_G"
+                );
+            }
+            assert!(
+                (mean.ln() - lq_g[c]).abs() < 1e-9,
+                "{dims:?}: q_G is not the mean"
+            );
+        }
+        // Not vacuous: q itself is not invariant.
+        let mut image = vec![0.0; v];
+        group
+            .apply(group.len() - 1, &theta[..v], &mut image)
+            .unwrap();
+        let q = |t: &[f64]| one_pass_log_q(&can, &store, &can.variables::<f64>(t))[0];
+        assert!((q(&image) - q(&theta[..v])).abs() > 1e-3, "{dims:?}");
+    }
+}
+
 #[test]
 fn site_draws_follow_the_mixture() {
     // One site's mixture: two components, π = (0.3, 0.7), with (a, b) ≈ (1.2, 6), (9, 2.5).
@@ -245,15 +290,17 @@ fn observable(dir: &str, name: &str) -> (f64, f64) {
 
 /// The exactness check of the learned sampler: a network trained briefly on the 4×4 XY model at
 /// β = 1, corrected by independence Metropolis, against HMC on the same lattice — energy,
-/// helicity modulus and vortex density within 4σ (errors with autocorrelations). The longer
+/// helicity modulus and vortex density within 4σ (errors with autocorrelations), also with the
+/// proposals averaged over the lattice's and the angles' symmetries. The longer
 /// checks (L = 8 and 16, β = 0.8, 1.0, 1.2) are in BENCHMARKS.md.
 #[test]
 fn independence_metropolis_over_a_trained_network_agrees_with_hmc() {
-    let (m, nmcmc, hmc, raw) = (
+    let (m, nmcmc, hmc, raw, sym) = (
         fresh("can-model"),
         fresh("can-mh"),
         fresh("can-hmc"),
         fresh("can-raw"),
+        fresh("can-sym"),
     );
     ok(&format!(
         "can train --theory xy --dims 4x4 --beta 1.0 --steps 1500 --anneal 0.99 --lr 3e-3 \
@@ -275,6 +322,19 @@ fn independence_metropolis_over_a_trained_network_agrees_with_hmc() {
             "{name}: network + MH {a} ± {ea} vs HMC {b} ± {eb}"
         );
     }
+    // Proposals averaged over the 16 symmetries of the 4×4 torus and θ → −θ: still exact.
+    ok(&format!(
+        "can sample --model {m} --mh --symmetry all --samples 100000 --chains 32 \
+         --save-every 1000 --device cpu --out {sym}"
+    ));
+    for name in ["energy", "helicity", "vortex_density"] {
+        let ((a, ea), (b, eb)) = (observable(&sym, name), observable(&hmc, name));
+        let sigma = (ea * ea + eb * eb).sqrt();
+        assert!(
+            (a - b).abs() < 4.0 * sigma,
+            "{name}: symmetrised network + MH {a} ± {ea} vs HMC {b} ± {eb}"
+        );
+    }
     // The network's raw draws (no MH) are not exact: its vortex density is visibly low.
     ok(&format!("can sample --model {m} {draws} --out {raw}"));
     let ((a, ea), (b, eb)) = (
@@ -285,7 +345,7 @@ fn independence_metropolis_over_a_trained_network_agrees_with_hmc() {
         (a - b).abs() > 4.0 * (ea * ea + eb * eb).sqrt(),
         "raw draws {a} ± {ea} vs HMC {b} ± {eb}: the test cannot tell an exact sampler from q"
     );
-    for d in [&m, &nmcmc, &hmc, &raw] {
+    for d in [&m, &nmcmc, &hmc, &raw, &sym] {
         let _ = std::fs::remove_dir_all(d);
     }
 }
@@ -368,6 +428,10 @@ fn bad_input_is_refused_clearly() {
     std::fs::write(model.join("can.json"), b"{\"format\": \"latticeml-can-1\"").unwrap();
     refused(&format!("can sample --model {m} --out {o}"), "can.json");
     ok(&(tiny(2, &m) + " --force"));
+    refused(
+        &format!("can sample --model {m} --mh --symmetry rotations --out {o}"),
+        "use none, flip, lattice or all",
+    );
     ok(&tiny(3, &other));
     let weights = std::path::Path::new(&other).join("model.safetensors");
     std::fs::copy(weights, model.join("model.safetensors")).unwrap();

@@ -9,6 +9,7 @@ use common::team::thread_team;
 use std::path::Path;
 use std::sync::Arc;
 
+use latticeml::can::symmetry::Symmetry;
 use latticeml::ensemble::Team;
 use latticeml::hmc::{HmcParams, Integrator, Start};
 use latticeml::io::outdir::Claim;
@@ -273,6 +274,7 @@ fn an_autoregressive_network_runs_a_share_of_an_ensemble_as_those_chains_of_the_
             seed: 3,
             mh,
             local_between: None,
+            symmetry: Symmetry::None,
         };
         let rejected = check_share(&xy, &can);
         assert_eq!(
@@ -289,8 +291,21 @@ fn an_autoregressive_network_runs_a_share_of_an_ensemble_as_those_chains_of_the_
             LocalAlgorithm::from_name("metropolis", None, None).unwrap(),
             2,
         )),
+        symmetry: Symmetry::None,
     };
     check_share(&xy, &with_sweeps);
+    // Symmetrised proposals: each chain's symmetry is keyed by its global index.
+    let symmetrised = SamplerConfig::Can {
+        model: Path::new(m).to_path_buf(),
+        seed: 3,
+        mh: true,
+        local_between: Some((
+            LocalAlgorithm::from_name("metropolis", None, None).unwrap(),
+            1,
+        )),
+        symmetry: Symmetry::All,
+    };
+    check_share(&xy, &symmetrised);
     // On a team the free energies (variational and reweighted) and the sweeps' acceptance
     // cover every rank's chains.
     let cfg = RunConfig {

@@ -9,6 +9,7 @@
 //! - [`train`]: the variational free energy and its REINFORCE gradient.
 //! - [`files`]: the model directory; [`job`]: `can train` with checkpoints and resume.
 //! - [`sampler`]: the network as a [`crate::sampler::Sampler`] (independence Metropolis).
+//! - [`symmetry`]: proposals averaged over the lattice's and the angles' symmetries.
 //! - [`scan`]: training and sampling across β, the helicity modulus and T_KT, vortex maps.
 
 pub mod bench;
@@ -19,6 +20,7 @@ pub mod mixture;
 pub mod model;
 pub mod sampler;
 pub mod scan;
+pub mod symmetry;
 pub mod train;
 
 pub use generate::DrawKey;

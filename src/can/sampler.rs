@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use super::files::{load, LoadedCan};
 use super::generate::DrawKey;
-use super::train::{energies, STREAM_CAN_SAMPLE};
+use super::symmetry::{Symmetry, SymmetryGroup};
+use super::train::{energies, STREAM_CAN_SAMPLE, STREAM_CAN_SYMMETRY};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::independence::{Between, IndependenceChains};
@@ -39,6 +40,8 @@ pub struct CanSampler {
     between: Option<Between>,
     /// The network's weights packed for generation (fixed while sampling).
     packed: Vec<f32>,
+    /// The group the proposals are averaged over (none: q itself).
+    symmetry: Option<SymmetryGroup>,
 }
 
 impl CanSampler {
@@ -88,7 +91,59 @@ impl CanSampler {
             variational_pooled: None,
             between: None,
             packed: Vec::new(),
+            symmetry: None,
         })
+    }
+
+    /// Averages the proposals over `kind` ([`super::symmetry`]): every draw is moved by a
+    /// uniformly chosen symmetry and its density is q_G, |G| forward passes per draw.
+    pub fn symmetrise(&mut self, kind: Symmetry) -> Result<()> {
+        let dims = match self.theory.lattice().extents() {
+            &[h, w] => [h, w],
+            other => {
+                return Err(Error::InvalidInput(format!(
+                    "symmetrised proposals need a 2D lattice, not {other:?}"
+                )))
+            }
+        };
+        self.symmetry = match kind {
+            Symmetry::None => None,
+            _ => Some(SymmetryGroup::new(kind, dims)?),
+        };
+        Ok(())
+    }
+
+    /// ln of the proposal density of configurations θ `[B, V]`: q, or q_G when symmetrised.
+    fn log_proposal(&self, theta: &[f64]) -> Result<Vec<f64>> {
+        let (can, params) = (&self.model.can, &self.model.params);
+        match &self.symmetry {
+            Some(g) => g.log_density(can, params, theta),
+            None => {
+                let u: Vec<f32> = can.variables(theta);
+                let tape = crate::nn::Tape::new(params.ctx());
+                tape.set_grad_enabled(false);
+                can.log_q(&tape, params, &u)?.value().to_f64()
+            }
+        }
+    }
+
+    /// Each chain's draw x moved by its symmetry, with ln q_G; unchanged without symmetrising.
+    fn symmetrised(&self, x: Vec<f64>, lq: Vec<f64>, step: u32) -> Result<(Vec<f64>, Vec<f64>)> {
+        let Some(g) = &self.symmetry else {
+            return Ok((x, lq));
+        };
+        let v = self.theory.lattice().volume();
+        let mut y = vec![0.0; x.len()];
+        for (c, (xc, yc)) in x.chunks(v).zip(y.chunks_mut(v)).enumerate() {
+            let chain = self.first_chain.wrapping_add(c as u32);
+            g.apply(
+                g.choose(self.seed, chain, step, STREAM_CAN_SYMMETRY),
+                xc,
+                yc,
+            )?;
+        }
+        let lq = g.log_density(&self.model.can, &self.model.params, &y)?;
+        Ok((y, lq))
     }
 
     /// Runs `k` updates of `local` (Metropolis or overrelaxation sweeps of the same theory and
@@ -105,11 +160,7 @@ impl CanSampler {
             return Ok(());
         };
         let moved = between.run(self.independence.current())?;
-        let can = &self.model.can;
-        let u: Vec<f32> = can.variables(&moved);
-        let tape = crate::nn::Tape::new(self.model.params.ctx());
-        tape.set_grad_enabled(false);
-        let lq = can.log_q(&tape, &self.model.params, &u)?.value().to_f64()?;
+        let lq = self.log_proposal(&moved)?;
         let beta = self.xy.beta();
         let log_w: Vec<f64> = energies(&self.xy, &moved)
             .iter()
@@ -153,6 +204,9 @@ impl Sampler for CanSampler {
             "algorithm=can\nmodel={}\nmodel_steps={}\nmh={}\nseed={}\n",
             self.model_dir, self.model.record.steps, self.mh, self.seed
         );
+        if let Some(g) = &self.symmetry {
+            p += &format!("symmetry={}\n", g.kind().name());
+        }
         if let Some(between) = &self.between {
             p += &between.parameters();
         }
@@ -170,6 +224,15 @@ impl Sampler for CanSampler {
             ("mh", Json::Bool(self.mh)),
             ("seed", Json::Num(self.seed as f64)),
             ("ess_per_sample", Json::Num(self.ess_per_sample())),
+            (
+                "symmetry",
+                Json::Str(
+                    self.symmetry
+                        .as_ref()
+                        .map_or("none", |g| g.kind().name())
+                        .into(),
+                ),
+            ),
             (
                 "reweighted",
                 self.independence.reweighted(self.theory.primary_names()),
@@ -225,7 +288,7 @@ impl Sampler for CanSampler {
             .model
             .can
             .generate_packed(&self.packed, device, key, chains)?;
-        let theta = self.model.can.angles(&u);
+        let (theta, lq) = self.symmetrised(self.model.can.angles(&u), lq, step)?;
         let e = energies(&self.xy, &theta);
         let (beta, v) = (self.xy.beta(), self.theory.lattice().volume());
         let mut log_w = Vec::with_capacity(chains);

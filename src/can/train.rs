@@ -17,6 +17,8 @@ use crate::theory::xy::Xy;
 pub const STREAM_CAN_TRAIN: u32 = 9;
 /// Philox stream of sampling draws (sample word = chain, step word = update).
 pub const STREAM_CAN_SAMPLE: u32 = 10;
+/// Philox stream of the symmetry applied to each draw of a symmetrised sampler.
+pub const STREAM_CAN_SYMMETRY: u32 = 18;
 
 /// Training hyper-parameters.
 #[derive(Clone, Copy, Debug, PartialEq)]
