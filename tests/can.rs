@@ -504,3 +504,48 @@ fn angles_and_variables_are_inverse_maps() {
     let d = common::max_rel_diff(&lq, &one_pass_log_q(&can, &store, &back));
     assert!(d < 1e-10, "ln q through the variables of θ: {d:e}");
 }
+
+/// `can scan` end to end on 4×4 at β = 0.8 and 1.2 with symmetrised proposals: its table, plot,
+/// vortex maps and summary, and the physics they must show (the helicity modulus grows and the
+/// vortex density falls with β).
+#[test]
+fn a_scan_writes_its_table_plot_and_vortex_maps() {
+    let o = fresh("can-scan");
+    ok(&format!(
+        "can scan --dims 4x4 --betas 0.8,1.2 --steps 200 --warm-steps 100 --kernel 3 \
+         --samples 2000 --chains 16 --symmetry all --device cpu --out {o}"
+    ));
+    let dir = std::path::Path::new(&o);
+    for f in [
+        "scan.svg",
+        "vortices_beta_0.8000.svg",
+        "vortices_beta_1.2000.svg",
+    ] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    let csv = std::fs::read_to_string(dir.join("scan.csv")).unwrap();
+    let rows: Vec<Vec<f64>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(|x| x.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{csv}");
+    let (cold, hot) = if rows[0][0] > rows[1][0] {
+        (&rows[0], &rows[1])
+    } else {
+        (&rows[1], &rows[0])
+    };
+    assert_eq!([hot[0], cold[0]], [0.8, 1.2]);
+    // Columns: beta, T, energy, its error, helicity, its error, vortex density, its error, …
+    assert!(
+        cold[4] - hot[4] > 3.0 * cold[5].hypot(hot[5]),
+        "helicity {csv}"
+    );
+    assert!(
+        hot[6] - cold[6] > 3.0 * hot[7].hypot(cold[7]),
+        "vortex density {csv}"
+    );
+    let manifest = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
+    assert!(manifest.contains("symmetry: All"), "{manifest}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use super::job::{train, CanTrainJob};
 use super::sampler::CanSampler;
+use super::symmetry::Symmetry;
 use crate::analysis::Estimate;
 use crate::device::Device;
 use crate::error::{Error, Result};
@@ -40,6 +41,8 @@ pub struct ScanConfig {
     pub samples: u64,
     /// Chains of the independence Metropolis runs.
     pub chains: usize,
+    /// The symmetries the proposals are averaged over ([`super::symmetry`]).
+    pub symmetry: Symmetry,
 }
 
 /// One β's results.
@@ -192,6 +195,7 @@ fn measure(
 ) -> Result<(ScanPoint, Vec<f64>)> {
     let theory: Arc<dyn Theory> = cfg.theory(beta).build()?;
     let mut s = CanSampler::new(theory.clone(), dir, cfg.chains, 1, true, device)?;
+    s.symmetrise(cfg.symmetry)?;
     s.set_fields(&theory.start_fields(Start::Hot, 0..cfg.chains, 1))?;
     let per_chain = cfg.samples.div_ceil(cfg.chains as u64);
     let names = theory.primary_names().len();

@@ -176,6 +176,9 @@ pub struct CanScanArgs {
     /// Chains of the independence Metropolis runs.
     #[arg(long, default_value_t = 64)]
     chains: usize,
+    /// Average the proposals over symmetries: none, flip, lattice or all (as for `can sample`).
+    #[arg(long, default_value = "none")]
+    symmetry: String,
     /// Output directory.
     #[arg(long, default_value = "latticeml-can-scan")]
     out: PathBuf,
@@ -257,6 +260,7 @@ fn cmd_scan(a: CanScanArgs) -> Result<()> {
         job,
         samples: a.samples,
         chains: a.chains,
+        symmetry: Symmetry::parse(&a.symmetry)?,
     };
     cfg.validate()?;
     let claim = claim_of(false, a.force);
