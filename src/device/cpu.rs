@@ -103,13 +103,7 @@ impl CpuDevice {
     {
         check_split(unit, a.len(), b.as_ref().map(|b| b.len()))?;
         let units = a.len() / unit;
-        // Inside a pool task (nested use) the work runs on the calling thread: waiting for the
-        // pool from one of its own tasks could never finish.
-        let tasks = if serial || in_pool_task() {
-            1
-        } else {
-            self.threads().min(units).max(1)
-        };
+        let tasks = self.tasks_for(units, serial);
         if tasks == 1 {
             f(0, a, b);
             return Ok(());
@@ -153,11 +147,7 @@ impl CpuDevice {
                 b.len() / unit_b
             )));
         }
-        let tasks = if a.len() < SERIAL_BELOW || in_pool_task() {
-            1
-        } else {
-            self.threads().min(units).max(1)
-        };
+        let tasks = self.tasks_for(units, a.len() < SERIAL_BELOW);
         if tasks == 1 {
             f(0, a, b);
             return Ok(());
@@ -177,6 +167,17 @@ impl CpuDevice {
             f(lo, ca, cb);
         });
         Ok(())
+    }
+
+    /// Tasks for `units` units of work: one when `serial` or inside a pool task (nested use
+    /// runs on the calling thread: waiting for the pool from one of its own tasks could never
+    /// finish), else one per thread up to one per unit.
+    fn tasks_for(&self, units: usize, serial: bool) -> usize {
+        if serial || in_pool_task() {
+            1
+        } else {
+            self.threads().min(units).max(1)
+        }
     }
 
     /// Runs `f(0), …, f(tasks − 1)` in parallel (tasks are claimed in order; each must be

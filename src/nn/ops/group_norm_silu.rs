@@ -7,14 +7,13 @@
 //! twins are the functions here. Each value is computed by the chain's own formulas in the same
 //! order, so on the CPU the forward values and ∂L/∂x equal the chain's bit for bit.
 
-use cudarc::driver::{CudaSlice, PushKernelArg};
+use cudarc::driver::PushKernelArg;
 
 use super::super::cpu::{unary_df, unary_f};
 use super::super::kernels::Unary;
 use super::super::op::{Backward, Op};
-use super::super::tensor::{mixed, Buffer, Ctx, Real, Tensor};
-use super::unet::{group_stats, sum8, GROUP_NORM_EPS};
-use crate::device::cuda::UNET;
+use super::super::tensor::{mixed, Buffer, Real, Tensor};
+use super::unet::{cuda_len, group_stats, kernel, sum8, GROUP_NORM_EPS};
 use crate::device::geometry::{elementwise, one_block_each};
 use crate::device::{simd, CpuDevice};
 use crate::error::{Error, Result};
@@ -290,31 +289,6 @@ fn check_len(what: &str, have: usize, need: usize) -> Result<()> {
     if have != need {
         return Err(Error::InvalidInput(format!(
             "group norm + SiLU: {what} holds {have} values where {need} are needed"
-        )));
-    }
-    Ok(())
-}
-
-/// The stream and the `kernels/unet.cu` kernel `name` (`_f32`/`_f64` appended) on `ctx`'s device.
-fn kernel<T: Real>(
-    ctx: &Ctx<T>,
-    name: &str,
-) -> Result<(
-    std::sync::Arc<cudarc::driver::CudaStream>,
-    cudarc::driver::CudaFunction,
-)> {
-    let d = ctx.cuda().ok_or_else(mixed)?;
-    Ok((
-        d.stream().clone(),
-        d.function(&UNET, &format!("{name}_{}", T::NAME))?,
-    ))
-}
-
-fn cuda_len<T>(s: &CudaSlice<T>, need: usize) -> Result<()> {
-    if s.len() < need {
-        return Err(Error::InvalidInput(format!(
-            "a kernel over {need} elements was given a buffer of {}",
-            s.len()
         )));
     }
     Ok(())

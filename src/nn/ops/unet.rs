@@ -208,7 +208,7 @@ fn check_len(have: usize, need: usize) -> Result<()> {
 }
 
 /// The stream and the `kernels/unet.cu` kernel `name` (`_f32`/`_f64` appended) on `ctx`'s device.
-fn kernel<T: Real>(
+pub(super) fn kernel<T: Real>(
     ctx: &Ctx<T>,
     name: &str,
 ) -> Result<(
@@ -235,7 +235,8 @@ macro_rules! launch {
     }};
 }
 
-fn cuda_len<T>(s: &CudaSlice<T>, need: usize) -> Result<()> {
+/// Refuses a launch over `need` elements of a buffer that holds fewer.
+pub(super) fn cuda_len<T>(s: &CudaSlice<T>, need: usize) -> Result<()> {
     if s.len() < need {
         return Err(Error::InvalidInput(format!(
             "a kernel over {need} elements was given a buffer of {}",
