@@ -304,6 +304,14 @@ fn extents(shape: &NormSiluShape) -> [u32; 4] {
     ]
 }
 
+/// Pushes the arguments both block kernels end with: the extents, then ε.
+fn push_extents<'a>(l: &mut cudarc::driver::LaunchArgs<'a>, e: &'a [u32; 4]) {
+    for v in e {
+        l.arg(v);
+    }
+    l.arg(&GROUP_NORM_EPS);
+}
+
 /// y = SiLU(γ_c · GroupNorm(x + s_bc) + β_c) for x `[B, C, …]`, s `[B, C]`, γ, β `[C]`, in
 /// `.0` groups of channels. Outputs y and the normalised values n.
 pub struct GroupNormSilu(pub usize);
@@ -360,18 +368,14 @@ impl<T: Real> Op<T> for GroupNormSilu {
                 shape.check([a.len(), s.len(), g.len(), b.len()])?;
                 cuda_len(yo, shape.len())?;
                 cuda_len(no, shape.len())?;
-                let [count, cpg, plane, channels] = extents(&shape);
+                let e = extents(&shape);
                 let (stream, f) = kernel(ctx, "group_norm_silu")?;
                 let mut l = stream.launch_builder(&f);
                 l.arg(a).arg(s).arg(g).arg(b).arg(yo).arg(no);
-                l.arg(&count)
-                    .arg(&cpg)
-                    .arg(&plane)
-                    .arg(&channels)
-                    .arg(&GROUP_NORM_EPS);
+                push_extents(&mut l, &e);
                 // SAFETY: the argument list is group_norm_silu's (kernels/unet.cu); every buffer
                 // holds what the shape says (checked above).
-                unsafe { l.launch(one_block_each(count as usize)?) }?;
+                unsafe { l.launch(one_block_each(e[0] as usize)?) }?;
             }
             _ => return Err(mixed()),
         }
@@ -438,7 +442,7 @@ impl<T: Real> Op<T> for GroupNormSilu {
                 cuda_len(so, b * c)?;
                 let dev = ctx.cuda().ok_or_else(mixed)?;
                 let mut parts = dev.stream().alloc_zeros::<f64>(3 * b * c)?;
-                let [count, cpg, plane, channels] = extents(&shape);
+                let e = extents(&shape);
                 let (stream, f) = kernel(ctx, "group_norm_silu_grad")?;
                 let mut l = stream.launch_builder(&f);
                 l.arg(a)
@@ -449,14 +453,10 @@ impl<T: Real> Op<T> for GroupNormSilu {
                     .arg(d)
                     .arg(dxo)
                     .arg(&mut parts);
-                l.arg(&count)
-                    .arg(&cpg)
-                    .arg(&plane)
-                    .arg(&channels)
-                    .arg(&GROUP_NORM_EPS);
+                push_extents(&mut l, &e);
                 // SAFETY: the argument list is group_norm_silu_grad's (kernels/unet.cu); every
                 // buffer holds what the shape says (checked above), parts 3·B·C values.
-                unsafe { l.launch(one_block_each(count as usize)?) }?;
+                unsafe { l.launch(one_block_each(e[0] as usize)?) }?;
                 let (stream, f) = kernel(ctx, "channel_fold")?;
                 let (b32, c32) = (b as u32, c as u32);
                 let mut l = stream.launch_builder(&f);
