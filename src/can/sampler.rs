@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::files::{load, LoadedCan};
 use super::generate::DrawKey;
-use super::symmetry::{Symmetry, SymmetryGroup};
+use super::symmetry::{log_q_of, Symmetry, SymmetryGroup};
 use super::train::{energies, STREAM_CAN_SAMPLE, STREAM_CAN_SYMMETRY};
 use crate::device::Device;
 use crate::error::{Error, Result};
@@ -118,12 +118,7 @@ impl CanSampler {
         let (can, params) = (&self.model.can, &self.model.params);
         match &self.symmetry {
             Some(g) => g.log_density(can, params, theta),
-            None => {
-                let u: Vec<f32> = can.variables(theta);
-                let tape = crate::nn::Tape::new(params.ctx());
-                tape.set_grad_enabled(false);
-                can.log_q(&tape, params, &u)?.value().to_f64()
-            }
+            None => log_q_of(can, params, theta),
         }
     }
 

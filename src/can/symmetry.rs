@@ -4,8 +4,8 @@
 //! and applying a uniformly chosen g ∈ G draws from q_G exactly (G is a group, and every g
 //! permutes and reflects angles, so it preserves volume); q_G costs |G| forward passes to
 //! evaluate. The network's raster order and the seam where its last row meets its first are not
-//! symmetric, and its heaviest weights sit there; averaging over G removes what is not, and since
-//! the target is G-invariant the variational free energy can only fall (Jensen). Symmetrising a
+//! symmetric; averaging over G removes the part of its error that is not, and since the target is
+//! G-invariant the variational free energy can only fall (Jensen). Symmetrising a
 //! variational autoregressive network this way: Wu, Wang, Zhang, PRL 122, 080602 (2019) (the Z₂ of
 //! the Ising model).
 
@@ -170,10 +170,7 @@ impl SymmetryGroup {
                 self.apply(g, t, o)?;
             }
         }
-        let tape = Tape::new(store.ctx());
-        tape.set_grad_enabled(false);
-        let u: Vec<T> = can.variables(&images);
-        let lq = can.log_q(&tape, store, &u)?.value().to_f64()?;
+        let lq = log_q_of(can, store, &images)?;
         let ln_k = (k as f64).ln();
         Ok((0..b)
             .map(|i| {
@@ -184,6 +181,14 @@ impl SymmetryGroup {
             })
             .collect())
     }
+}
+
+/// ln q(θ) of configurations θ `[B, V]` in one forward pass, without recording.
+pub fn log_q_of<T: Real>(can: &Can, store: &ParamStore<T>, theta: &[f64]) -> Result<Vec<f64>> {
+    let tape = Tape::new(store.ctx());
+    tape.set_grad_enabled(false);
+    let u: Vec<T> = can.variables(theta);
+    can.log_q(&tape, store, &u)?.value().to_f64()
 }
 
 #[cfg(test)]

@@ -100,25 +100,19 @@ impl NormSiluShape {
     }
 }
 
-/// One channel's row: n = T((v − m)·r) of v = x + s, then y = SiLU(n·γ + β), in the chain's
-/// operations (a T add, the f64 normalisation rounded once, a T multiply and add).
+/// One channel's row of shifted values v = x + s: n = T((v − m)·r), then y = SiLU(n·γ + β), in the
+/// chain's operations (the f64 normalisation rounded once, a T multiply and add).
 #[inline(always)]
-fn forward_row<T: Real>(
-    x: &[T],
-    (s, gamma, beta): (T, T, T),
-    (m, r): (f64, f64),
-    [n, y]: [&mut [T]; 2],
-) {
-    for ((yi, ni), &xi) in y.iter_mut().zip(n.iter_mut()).zip(x) {
-        let v = xi + s;
-        *ni = T::from_f64((v.to_f64() - m) * r);
+fn forward_row<T: Real>(v: &[T], (gamma, beta): (T, T), (m, r): (f64, f64), [n, y]: [&mut [T]; 2]) {
+    for ((yi, ni), &vi) in y.iter_mut().zip(n.iter_mut()).zip(v) {
+        *ni = T::from_f64((vi.to_f64() - m) * r);
         *yi = unary_f(Unary::Silu, *ni * gamma + beta);
     }
 }
 
 simd::dispatch! {
     /// [`forward_row`] compiled for `level`.
-    fn forward_row_at = forward_row<T: Real>(x: &[T], sgb: (T, T, T), mr: (f64, f64), ny: [&mut [T]; 2])
+    fn forward_row_at = forward_row<T: Real>(v: &[T], gb: (T, T), mr: (f64, f64), ny: [&mut [T]; 2])
 }
 
 /// The shifted values v = x + s of group `g` (sample g / G) into `v`.
@@ -154,11 +148,10 @@ pub fn group_norm_silu<T: Real>(
             let g = first + k;
             shifted(x, s, shape, g, &mut v);
             let stats = group_stats(&v, eps);
-            let rows = yg.chunks_mut(plane).zip(ng.chunks_mut(plane)).enumerate();
-            for (j, (yr, nr)) in rows {
-                let (sc, c) = (g * cpg + j, (g * cpg + j) % shape.channels);
-                let xr = &x[sc * plane..(sc + 1) * plane];
-                forward_row_at(level, xr, (s[sc], gamma[c], beta[c]), stats, [nr, yr]);
+            let rows = yg.chunks_mut(plane).zip(ng.chunks_mut(plane));
+            for (j, ((yr, nr), vr)) in rows.zip(v.chunks(plane)).enumerate() {
+                let c = (g * cpg + j) % shape.channels;
+                forward_row_at(level, vr, (gamma[c], beta[c]), stats, [nr, yr]);
             }
         }
     })
