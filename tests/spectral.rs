@@ -452,6 +452,33 @@ fn command_line_writes_files_and_refuses_a_grid_that_misses_the_spectrum() {
     );
 }
 
+/// BR without a stationary point (the paper's mock at momentum noise 10⁻²): the run succeeds,
+/// the table flags the row and says why, and summary.json carries the warning instead of an α.
+#[test]
+fn command_line_flags_br_without_a_stationary_point() {
+    let dir = common::fresh_dir("spectral-br-weak");
+    let out = std::process::Command::new(common::binary())
+        .args([
+            "spectral", "--mock", "paper", "--noise", "1e-2", "--method", "br", "--out",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("! br: BR has no stationary point") && !text.contains("sign-changing"),
+        "{text}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    assert!(summary["warning"].is_string() && summary["alpha"].is_null());
+}
+
 /// `--draws`: one benchmark.csv row per (draw, method), the noiseless data first, and the table
 /// with the calibration factor; bad band settings exit 2 before anything is written.
 #[test]

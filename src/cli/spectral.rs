@@ -220,7 +220,7 @@ pub fn cmd_spectral(a: SpectralArgs) -> Result<()> {
     let names = method_names(&a);
     let _out = claim_spectral_out(&a, &names)?;
     let problem = Problem { data, kind, grid };
-    let mut poor_fit = false;
+    let (mut poor_fit, mut warnings) = (false, Vec::new());
     if let Some(path) = &a.samples {
         return spectral_samples(&a, &problem, path, &device);
     }
@@ -259,8 +259,17 @@ pub fn cmd_spectral(a: SpectralArgs) -> Result<()> {
                 .map(|(p, w)| format!("{p:.2}/{w:.2}"))
                 .collect()
         });
-        let flag = if r.chi2_per_point > 3.0 { "*" } else { " " };
-        poor_fit |= r.chi2_per_point > 3.0;
+        let flag = match (&r.warning, r.chi2_per_point > 3.0) {
+            (Some(w), _) => {
+                warnings.push(format!("! {}: {w}", r.method));
+                "!"
+            }
+            (None, true) => {
+                poor_fit = true;
+                "*"
+            }
+            (None, false) => " ",
+        };
         println!(
             "{:<16} {:>10.3}{flag}{:>12} {:>12} {:>10} {:>9.2}  {}",
             r.method,
@@ -276,6 +285,7 @@ pub fn cmd_spectral(a: SpectralArgs) -> Result<()> {
         println!("* chi2/N > 3: the method cannot reproduce these data (MEM and the positive networks assume rho >= 0;");
         println!("  a sign-changing spectrum needs tikhonov, tsvd or nn-p2p-signfree), or it needs more --steps");
     }
+    warnings.iter().for_each(|w| println!("{w}"));
     println!("files in {}/", a.out.display());
     Ok(())
 }
@@ -448,6 +458,7 @@ fn spectral_samples(
         chi2: chi2_mean * problem.data.x.len() as f64,
         chi2_per_point: chi2_mean,
         choice: None,
+        warning: None,
         seconds: rs.iter().map(|r| r.seconds).sum(),
     };
     let extra = [
@@ -502,9 +513,10 @@ fn spectral_draws(
     let mut csv =
         String::from("draw,seed,method,chi2_per_point,mse,kl,relative_l2,coverage,seconds\n");
     // Per method: noiseless MSE, [MSE, KL, χ²/N, coverage] of each draw, and the draws' pooled
-    // ratios of error to (unscaled) band half-width.
-    type Row = (f64, Vec<[f64; 4]>, Vec<f64>);
-    let mut table: Vec<Row> = vec![(f64::NAN, Vec::new(), Vec::new()); names.len()];
+    // ratios of error to (unscaled) band half-width, and the method's warning with the number of
+    // data sets it was given on.
+    type Row = (f64, Vec<[f64; 4]>, Vec<f64>, Option<(String, usize)>);
+    let mut table: Vec<Row> = vec![(f64::NAN, Vec::new(), Vec::new(), None); names.len()];
     for draw in 0..=n {
         let seed = a.seed + draw.saturating_sub(1);
         let mut data = mock::mock_data(&src.a, &src.truth, &src.x, &src.noise, seed)?;
@@ -524,6 +536,9 @@ fn spectral_draws(
             let method = &method;
             eprint!("draw {draw}/{n}: {name}…        \r");
             let (r, raw) = banded(a, (&problem, method, seed), &device)?;
+            if let Some(w) = &r.warning {
+                row.3.get_or_insert_with(|| (w.clone(), 0)).1 += 1;
+            }
             if let (Some(b), true) = (&raw, draw > 0) {
                 row.2.extend(spectral::band_ratios(b, &r.rho, &src.truth));
             }
@@ -564,7 +579,7 @@ fn spectral_draws(
         "{:<16} {:>10} {:>22} {:>10} {:>10} {:>9} {:>12}",
         "method", "noiseless", "MSE over draws", "KL", "chi2/N", "coverage", "scale for 68%"
     );
-    for (name, (clean, rows, ratios)) in names.iter().zip(&table) {
+    for (name, (clean, rows, ratios, _)) in names.iter().zip(&table) {
         let col = |k: usize| -> Vec<f64> { rows.iter().map(|r| r[k]).collect() };
         let (mse, sd) = mean_sd(&col(0));
         let c68 = spectral::calibration_scale(ratios, 0.6827);
@@ -589,6 +604,11 @@ fn spectral_draws(
         a.seed,
         a.seed + n - 1
     );
+    for (name, (_, _, _, warned)) in names.iter().zip(&table) {
+        if let Some((w, k)) = warned {
+            println!("! {name} on {k} of the {} data sets: {w}", n + 1);
+        }
+    }
     println!("files in {}/", a.out.display());
     Ok(())
 }

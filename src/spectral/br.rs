@@ -17,10 +17,11 @@ const LN_ALPHA_SPAN: f64 = 30.0;
 
 /// A BR solution: ρ and the posterior mean ⟨α⟩ it is stationary at.
 pub struct BrSolution {
-    /// ρ on the grid.
+    /// ρ on the grid; the default model where no stationary point exists.
     pub rho: Vec<f64>,
-    /// ⟨α⟩ given ρ.
-    pub alpha: f64,
+    /// ⟨α⟩ given ρ; `None` where the marginal posterior has no stationary point at finite α
+    /// (its only maximum is then the pole at ρ = m, see [`br`]).
+    pub alpha: Option<f64>,
 }
 
 /// The prior's pieces on the grid: quadrature weights w and default model m.
@@ -30,12 +31,13 @@ struct Prior<'a> {
 }
 
 impl Prior<'_> {
-    /// S(ρ) = Σⱼ wⱼ (1 − ρⱼ/mⱼ + ln(ρⱼ/mⱼ)) ≤ 0.
+    /// S(ρ) = Σⱼ wⱼ (1 − ρⱼ/mⱼ + ln(ρⱼ/mⱼ)) ≤ 0, as ln(1 + d) − d with d = (ρ − m)/m: near
+    /// ρ = m it is −d²/2, which 1 − x + ln x loses to rounding once |d| < 1e-8.
     fn s(&self, rho: &[f64]) -> f64 {
         (0..rho.len())
             .map(|j| {
-                let x = rho[j] / self.m[j];
-                self.w[j] * (1.0 - x + x.ln())
+                let d = (rho[j] - self.m[j]) / self.m[j];
+                self.w[j] * (d.ln_1p() - d)
             })
             .sum()
     }
@@ -160,8 +162,20 @@ fn solve_upper_t(l: &Matrix, b: &[f64]) -> Vec<f64> {
     x
 }
 
+/// Steps in α (a factor √10 each) searched below the strongly regularised start.
+const ALPHA_STEPS: i32 = 40;
+
 /// The BR reconstruction of whitened data g_w = A_w ρ (A_w including the quadrature weights
 /// `w`) with the default model `m`.
+///
+/// The α-marginalised prior has a pole at ρ = m (∝ |S|^−(N/2+1), S quadratic there), so the
+/// method's answer is the finite-α stationary point, α = ⟨α⟩(ρ_α) with ρ_α the maximum at fixed
+/// α. The map α ↦ ⟨α⟩(ρ_α) has up to two fixed points: a repelling one near ρ = m, from above which
+/// the plain iteration runs into the pole, and the attracting one that is the posterior's local
+/// maximum. So α first steps down from a strongly regularised start until ⟨α⟩ ≤ α
+/// (below the repeller), and the iteration then descends onto the maximum. Where ⟨α⟩ > α at
+/// every α, weak data cannot hold ρ away from the pole: no stationary point exists, and the
+/// default model is returned with `alpha: None`.
 pub fn br(aw: &Matrix, w: &[f64], gw: &[f64], m: &[f64]) -> Result<BrSolution> {
     if m.len() != aw.cols || w.len() != aw.cols || gw.len() != aw.rows {
         return Err(Error::InvalidInput(format!(
@@ -179,11 +193,22 @@ pub fn br(aw: &Matrix, w: &[f64], gw: &[f64], m: &[f64]) -> Result<BrSolution> {
         ));
     }
     let prior = Prior { w, m };
-    let mut rho = m.to_vec();
-    // From a strongly regularised start (ρ ≈ m) down to the self-consistent α.
-    let mut alpha = aw.data.iter().map(|a| a * a).sum::<f64>() / w.iter().sum::<f64>();
+    // A strongly regularised start: the prior's curvature α w/m² above the data's.
+    let start = aw.data.iter().map(|a| a * a).sum::<f64>() / w.iter().sum::<f64>();
+    stationary_point(aw, gw, &prior, start)
+}
+
+/// The finite-α stationary point reached from `start` (see [`br`]).
+fn stationary_point(aw: &Matrix, gw: &[f64], prior: &Prior, start: f64) -> Result<BrSolution> {
+    let mut rho = prior.m.to_vec();
+    let Some(mut alpha) = below_the_repeller(aw, gw, prior, start, &mut rho)? else {
+        return Ok(BrSolution {
+            rho: prior.m.to_vec(),
+            alpha: None,
+        });
+    };
     for _ in 0..500 {
-        fixed_alpha(aw, gw, &prior, alpha, &mut rho)?;
+        fixed_alpha(aw, gw, prior, alpha, &mut rho)?;
         let next = prior.mean_alpha(&rho);
         if !next.is_finite() {
             return Err(Error::NonFinite("BR: the mean of alpha diverged".into()));
@@ -191,13 +216,47 @@ pub fn br(aw: &Matrix, w: &[f64], gw: &[f64], m: &[f64]) -> Result<BrSolution> {
         let done = (next / alpha - 1.0).abs() < 1e-8;
         alpha = next;
         if done {
-            fixed_alpha(aw, gw, &prior, alpha, &mut rho)?;
-            return Ok(BrSolution { rho, alpha });
+            fixed_alpha(aw, gw, prior, alpha, &mut rho)?;
+            return Ok(BrSolution {
+                rho,
+                alpha: Some(alpha),
+            });
         }
     }
     Err(Error::NonFinite(
         "BR: alpha did not settle in 500 updates".into(),
     ))
+}
+
+/// The first α of `start`, `start`/√10, … (with `rho` its fixed-α maximum, each warm-started from
+/// the last) at which ⟨α⟩ ≤ α. `None` once ⟨α⟩/α stops falling while still above 1: below its
+/// minimum ⟨α⟩ levels off at about N/|S| while α keeps falling, so no fixed point lies further
+/// down (and the Newton systems of very small α are needlessly ill-conditioned).
+fn below_the_repeller(
+    aw: &Matrix,
+    gw: &[f64],
+    prior: &Prior,
+    start: f64,
+    rho: &mut [f64],
+) -> Result<Option<f64>> {
+    let mut last_ratio = f64::INFINITY;
+    for step in 0..=ALPHA_STEPS {
+        let alpha = start * 10f64.powf(-0.5 * step as f64);
+        fixed_alpha(aw, gw, prior, alpha, rho)?;
+        let mean = prior.mean_alpha(rho);
+        if !mean.is_finite() {
+            return Err(Error::NonFinite("BR: the mean of alpha diverged".into()));
+        }
+        let ratio = mean / alpha;
+        if ratio <= 1.0 {
+            return Ok(Some(alpha));
+        }
+        if ratio >= last_ratio {
+            break;
+        }
+        last_ratio = ratio;
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -225,6 +284,62 @@ mod tests {
                 direct.ln()
             );
         }
+    }
+
+    /// The paper's double-peak mock (KL kernel, 100 momenta, 500 ω) with momentum-scaled noise,
+    /// whitened, and its flat default model.
+    fn paper_mock(noise: f64) -> (Matrix, Vec<f64>, Vec<f64>, Vec<f64>) {
+        use crate::spectral::kernel::{kernel_matrix, KernelKind, OmegaGrid};
+        use crate::spectral::mock::{mock_data, Noise, Spectrum};
+        let grid = OmegaGrid::uniform(0.04, 20.0, 500).unwrap();
+        let x: Vec<f64> = (0..100).map(|i| 0.2 + 0.2 * i as f64).collect();
+        let a = kernel_matrix(KernelKind::KallenLehmann, &x, &grid).unwrap();
+        let truth = Spectrum::named("bw2").unwrap().on(&grid);
+        let data = mock_data(&a, &truth, &x, &Noise::MomentumScaled(noise), 1).unwrap();
+        let (aw, gw) = data.whiten(&a).unwrap();
+        let m = vec![crate::spectral::flat_default(&aw, &gw); grid.len()];
+        (aw, gw, grid.weights, m)
+    }
+
+    /// From a start far above the repelling fixed point, where ⟨α⟩ > α and the plain iteration
+    /// runs into the pole at ρ = m, the solution is the one reached from the usual start.
+    #[test]
+    fn the_stationary_point_does_not_depend_on_the_start() {
+        let (aw, gw, w, m) = paper_mock(1e-3);
+        let prior = Prior { w: &w, m: &m };
+        let start = aw.data.iter().map(|a| a * a).sum::<f64>() / w.iter().sum::<f64>();
+        let high = start * 1e6;
+        let mut rho = m.clone();
+        fixed_alpha(&aw, &gw, &prior, high, &mut rho).unwrap();
+        assert!(
+            prior.mean_alpha(&rho) > 10.0 * high,
+            "the high start is not above the repeller"
+        );
+        let (usual, far) = (
+            stationary_point(&aw, &gw, &prior, start).unwrap(),
+            stationary_point(&aw, &gw, &prior, high).unwrap(),
+        );
+        let (a, b) = (usual.alpha.unwrap(), far.alpha.unwrap());
+        assert!((a / b - 1.0).abs() < 1e-6, "alpha {a} vs {b}");
+        let worst = usual
+            .rho
+            .iter()
+            .zip(&far.rho)
+            .map(|(x, y)| (x / y - 1.0).abs())
+            .fold(0.0, f64::max);
+        assert!(worst < 1e-5, "rho differs by {worst}");
+    }
+
+    /// Weak data: ⟨α⟩ > α at every α, so no stationary point; the default model comes back
+    /// flagged. Ten times more precise data have one.
+    #[test]
+    fn weak_data_have_no_stationary_point() {
+        let (aw, gw, w, m) = paper_mock(1e-2);
+        let s = br(&aw, &w, &gw, &m).unwrap();
+        assert!(s.alpha.is_none() && s.rho == m);
+        let (aw, gw, w, m) = paper_mock(1e-3);
+        let s = br(&aw, &w, &gw, &m).unwrap();
+        assert!(s.alpha.is_some_and(|a| a > 0.0 && a.is_finite()));
     }
 
     /// At the returned ρ the marginal posterior −χ²/2 + ln P(ρ) is stationary: its gradient,

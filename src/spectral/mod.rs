@@ -135,6 +135,9 @@ pub struct Reconstruction {
     pub chi2_per_point: f64,
     /// The regularisation chosen, e.g. ("alpha", 1e-6) or ("cut", 12).
     pub choice: Option<Choice>,
+    /// Why the result should not be trusted, where the method itself knows (e.g. BR without a
+    /// stationary point).
+    pub warning: Option<String>,
     /// Wall-clock seconds.
     pub seconds: f64,
 }
@@ -175,12 +178,18 @@ fn restart_mean(rhos: &[Vec<f64>]) -> (Vec<f64>, Band) {
     (mean, band)
 }
 
+/// What a BR result without a finite-α stationary point says (see [`br::br`]).
+const BR_WITHOUT_STATIONARY_POINT: &str = "BR has no stationary point at finite alpha for these data: \
+     they are too weak to hold rho away from the pole of the alpha-marginalised prior, so the result \
+     is the default model. Use mem, or data with smaller errors";
+
 /// Reconstructs ρ by `method`; `device` runs the neural methods.
 pub fn reconstruct(p: &Problem, method: &Method, device: &Device) -> Result<Reconstruction> {
     p.data.validate()?;
     let start = Instant::now();
     let a = kernel_matrix(p.kind, &p.data.x, &p.grid)?;
     let (aw, gw) = p.data.whiten(&a)?;
+    let mut warning = None;
     let (rho, band, choice) = match method {
         Method::Tikhonov(rule) => {
             let s = classical::tikhonov(&aw, &gw, *rule)?;
@@ -195,7 +204,10 @@ pub fn reconstruct(p: &Problem, method: &Method, device: &Device) -> Result<Reco
         Method::Br { default_model } => {
             let m0 = default_model_of(*default_model, &aw, &gw)?;
             let s = br::br(&aw, &p.grid.weights, &gw, &vec![m0; p.grid.len()])?;
-            (s.rho, None, Some(("alpha", s.alpha)))
+            if s.alpha.is_none() {
+                warning = Some(BR_WITHOUT_STATIONARY_POINT.to_string());
+            }
+            (s.rho, None, s.alpha.map(|a| ("alpha", a)))
         }
         Method::Mem {
             alpha,
@@ -238,6 +250,7 @@ pub fn reconstruct(p: &Problem, method: &Method, device: &Device) -> Result<Reco
         chi2: c2,
         chi2_per_point: c2 / p.data.x.len() as f64,
         choice,
+        warning,
         seconds: start.elapsed().as_secs_f64(),
     })
 }
@@ -324,6 +337,7 @@ pub fn reconstruct_many(
                 chi2: c2,
                 chi2_per_point: c2 / v.len() as f64,
                 choice,
+                warning: None,
                 seconds: per,
             })
         })

@@ -68,6 +68,9 @@ pub fn summary(r: &Reconstruction, m: Option<&Metrics>, extra: &[(&str, Json)]) 
     if let Some((k, v)) = r.choice {
         items.push((k.into(), Json::Num(v)));
     }
+    if let Some(w) = &r.warning {
+        items.push(("warning".into(), Json::Str(w.clone())));
+    }
     if let Some(m) = m {
         let peaks = Json::Arr(
             m.peaks
