@@ -216,6 +216,44 @@ template <typename T> __device__ void adam(T* p, const T* g, T* m, T* v, unsigne
     }
 }
 
+// B independent linear maps at once (e.g. one small network per bootstrap sample): y[b, n] =
+// Σ_h x[b, h] w[b, h, n] + c[b, n], x [B, H], w [B, H, N], c and y [B, N]. The products are formed
+// in T and summed over h in double in ascending order, as the chain mul → sum → add does, so the
+// CPU twin (src/nn/ops/batched_linear.rs) equals that chain bit for bit. One thread per output.
+template <typename T>
+__device__ void batched_linear(const T* x, const T* w, const T* c, T* y, unsigned B, unsigned H, unsigned N) {
+    GRID_STRIDE(i, B * N) {
+        unsigned b = i / N, n = i - b * N;
+        const T* xb = x + (size_t)b * H;
+        const T* wb = w + (size_t)b * H * N + n;
+        double acc = 0.0;
+        for (unsigned h = 0; h < H; ++h) acc += (double)(xb[h] * wb[(size_t)h * N]);
+        y[i] = (T)acc + c[i];
+    }
+}
+
+// ∂L/∂w[b, h, n] = dy[b, n] · x[b, h], one thread per weight.
+template <typename T>
+__device__ void batched_linear_grad_w(const T* x, const T* dy, T* dw, unsigned B, unsigned H, unsigned N) {
+    GRID_STRIDE(i, B * H * N) {
+        unsigned n = i % N, bh = i / N, b = bh / H;
+        dw[i] = dy[(size_t)b * N + n] * x[bh];
+    }
+}
+
+// ∂L/∂x[b, h] = Σ_n dy[b, n] w[b, h, n]: one block per (b, h), striding over the blocks.
+template <typename T>
+__device__ void batched_linear_grad_x(const T* w, const T* dy, T* dx, unsigned B, unsigned H, unsigned N) {
+    for (unsigned bh = blockIdx.x; bh < B * H; bh += gridDim.x) {
+        const T* wr = w + (size_t)bh * N;
+        const T* g = dy + (size_t)(bh / H) * N;
+        double acc = 0.0;
+        for (unsigned n = threadIdx.x; n < N; n += blockDim.x) acc += (double)(g[n] * wr[n]);
+        acc = block_sum(acc);
+        if (threadIdx.x == 0) dx[bh] = (T)acc;
+    }
+}
+
 #define INSTANTIATE_UNARY(NAME, T, S)                                                             \
     extern "C" __global__ void unary_##NAME##_##S(const T* x, T* y, unsigned n, T a) { unary<Fn_##NAME>(x, y, n, a); } \
     LATTICEML_KERNEL(unary_##NAME##_##S)                                                         \
@@ -261,7 +299,16 @@ INSTANTIATE_ELEMENTWISE(double, f64)
         slab_copy(s, d, outer, len, ss, so, ds, dof); }                                                        \
     LATTICEML_KERNEL(slab_copy_##S)                                                                            \
     extern "C" __global__ void adam_##S(T* p, const T* g, T* m, T* v, unsigned n, AdamHyper h) { adam(p, g, m, v, n, h); } \
-    LATTICEML_KERNEL(adam_##S)
+    LATTICEML_KERNEL(adam_##S)                                                                                 \
+    extern "C" __global__ void batched_linear_##S(const T* x, const T* w, const T* c, T* y, unsigned B,        \
+                                                  unsigned H, unsigned N) { batched_linear(x, w, c, y, B, H, N); } \
+    LATTICEML_KERNEL(batched_linear_##S)                                                                       \
+    extern "C" __global__ void batched_linear_grad_w_##S(const T* x, const T* dy, T* dw, unsigned B, unsigned H, \
+                                                         unsigned N) { batched_linear_grad_w(x, dy, dw, B, H, N); } \
+    LATTICEML_KERNEL(batched_linear_grad_w_##S)                                                                \
+    extern "C" __global__ void batched_linear_grad_x_##S(const T* w, const T* dy, T* dx, unsigned B, unsigned H, \
+                                                         unsigned N) { batched_linear_grad_x(w, dy, dx, B, H, N); } \
+    LATTICEML_KERNEL(batched_linear_grad_x_##S)
 
 INSTANTIATE(float, f32)
 INSTANTIATE(double, f64)

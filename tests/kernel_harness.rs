@@ -31,6 +31,7 @@ use latticeml::hmc::fft;
 use latticeml::nn::cpu as nn_cpu;
 use latticeml::nn::kernels::{bcast_spec, conv_spec, reduce_spec, AdamHyper};
 use latticeml::nn::layers::Activation;
+use latticeml::nn::ops::batched_linear::{self as bl, BatchedLinearShape};
 use latticeml::nn::ops::group_norm_silu::{self as gns, NormSiluShape};
 use latticeml::nn::ops::unet;
 use latticeml::nn::{Binary, ConvMode, Ctx, ParamStore, Real, Unary};
@@ -810,7 +811,7 @@ fn conv_cases<T: Real>(h: &Harness, cpu: &CpuDevice) {
     }
 }
 
-fn slab_and_adam_cases<T: Real>(h: &Harness) {
+fn slab_and_adam_cases<T: Real>(h: &Harness, cpu: &CpuDevice) {
     // Concatenate-style copy: 3 rows of 5 into the middle of rows of 9.
     let src: Vec<T> = cast(&randn(3 * 5, 14));
     let g = [3usize, 5, 5, 0, 9, 2];
@@ -857,7 +858,7 @@ fn slab_and_adam_cases<T: Real>(h: &Harness) {
             decoupled,
         };
         let (mut wp, mut wm, mut wv) = (p0.clone(), m0.clone(), v0.clone());
-        nn_cpu::adam(&mut wp, &gr, &mut wm, &mut wv, &hyper).unwrap();
+        nn_cpu::adam(cpu, [&mut wp, &mut wm, &mut wv], &gr, &hyper).unwrap();
         for cfg in with_small_grid(geometry::elementwise(n).unwrap()) {
             let (mut p, mut m, mut v) = (p0.clone(), m0.clone(), v0.clone());
             let mut args = Args::new();
@@ -935,7 +936,73 @@ fn nn_cases<T: Real>(h: &Harness, cpu: &CpuDevice) {
     reduce_cases::<T>(h, cpu);
     matmul_cases::<T>(h, cpu);
     conv_cases::<T>(h, cpu);
-    slab_and_adam_cases::<T>(h);
+    slab_and_adam_cases::<T>(h, cpu);
+    batched_linear_cases::<T>(h, cpu);
+}
+
+/// B linear maps at once, forward and both gradients, against their CPU twins: one map of one
+/// value, and maps with more outputs than a block and rows not a multiple of eight.
+fn batched_linear_cases<T: Real>(h: &Harness, cpu: &CpuDevice) {
+    for (batch, inputs, outputs) in [(1usize, 1usize, 1usize), (3, 11, 300)] {
+        let s = BatchedLinearShape {
+            batch,
+            inputs,
+            outputs,
+        };
+        let x: Vec<T> = cast(&randn(batch * inputs, 53));
+        let w: Vec<T> = cast(&randn(s.weights(), 54));
+        let c: Vec<T> = cast(&randn(batch * outputs, 55));
+        let dy: Vec<T> = cast(&randn(batch * outputs, 56));
+        let mut want_y = vec![T::zero(); batch * outputs];
+        bl::batched_linear(cpu, [&x, &w, &c], &mut want_y, &s).unwrap();
+        let mut want_dw = vec![T::zero(); s.weights()];
+        bl::batched_linear_grad_w(cpu, [&x, &dy], &mut want_dw, &s).unwrap();
+        let mut want_dx = vec![T::zero(); batch * inputs];
+        bl::batched_linear_grad_x(cpu, [&w, &dy], &mut want_dx, &s).unwrap();
+        let dims = [batch as u32, inputs as u32, outputs as u32];
+        let grids = [
+            with_small_grid(geometry::elementwise(batch * outputs).unwrap()),
+            with_small_grid(geometry::elementwise(s.weights()).unwrap()),
+            with_small_grid(geometry::one_block_each(batch * inputs).unwrap()),
+        ];
+        for (k, order) in ORDERS.into_iter().enumerate() {
+            let mut y = vec![T::zero(); want_y.len()];
+            let mut a = Args::new();
+            a.input(&x).input(&w).input(&c).output(&mut y);
+            a.val(&dims[0]).val(&dims[1]).val(&dims[2]);
+            launch(h, &name::<T>("batched_linear"), &grids[0][k], &mut a, order);
+            assert_close("batched_linear", &wide(&y), &wide(&want_y), tol::<T>());
+            let mut dw = vec![T::zero(); want_dw.len()];
+            let mut a = Args::new();
+            a.input(&x).input(&dy).output(&mut dw);
+            a.val(&dims[0]).val(&dims[1]).val(&dims[2]);
+            launch(
+                h,
+                &name::<T>("batched_linear_grad_w"),
+                &grids[1][k],
+                &mut a,
+                order,
+            );
+            assert_eq!(wide(&dw), wide(&want_dw), "batched_linear_grad_w");
+            let mut dx = vec![T::zero(); want_dx.len()];
+            let mut a = Args::new();
+            a.input(&w).input(&dy).output(&mut dx);
+            a.val(&dims[0]).val(&dims[1]).val(&dims[2]);
+            launch(
+                h,
+                &name::<T>("batched_linear_grad_x"),
+                &grids[2][k],
+                &mut a,
+                order,
+            );
+            assert_close(
+                "batched_linear_grad_x",
+                &wide(&dx),
+                &wide(&want_dx),
+                10.0 * tol::<T>(),
+            );
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -291,4 +291,13 @@ fn group_norm_resampling_and_time_features() {
         let w = t.constant(t.ctx().from_vec(&[4], &[0.3, -1.1, 2.0, 0.05])?);
         t.fourier_features(&t.param(s, "t")?, &w)
     });
+    check(
+        "batched linear",
+        &[
+            p("x", &[3, 4], 34),
+            p("w", &[3, 4, 5], 35),
+            p("c", &[3, 5], 36),
+        ],
+        &|t, s| t.batched_linear(&t.param(s, "x")?, &t.param(s, "w")?, &t.param(s, "c")?),
+    );
 }

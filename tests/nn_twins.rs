@@ -20,7 +20,7 @@ fn randn(n: usize, stream: u32) -> Vec<f64> {
 fn run_all_ops<T: Real>(device: Device) -> (f64, BTreeMap<String, Vec<f64>>) {
     let c = Ctx::<T>::new(device);
     let mut s = ParamStore::new(&c);
-    let shapes: [(&str, &[usize]); 9] = [
+    let shapes: [(&str, &[usize]); 11] = [
         ("x", &[3, 2, 5, 6]),
         ("w1", &[4, 2, 3, 3]),
         ("b1", &[4]),
@@ -30,6 +30,8 @@ fn run_all_ops<T: Real>(device: Device) -> (f64, BTreeMap<String, Vec<f64>>) {
         ("lb", &[4]),
         ("m", &[30, 5]),
         ("pos", &[3, 1, 1, 1]),
+        ("bw", &[6, 5, 4]),
+        ("bc", &[6, 4]),
     ];
     for (k, (name, shape)) in shapes.iter().enumerate() {
         let n = shape.iter().product();
@@ -82,11 +84,15 @@ fn run_all_ops<T: Real>(device: Device) -> (f64, BTreeMap<String, Vec<f64>>) {
     let z = t.linear(&y, &p("lw"), &p("lb")).unwrap(); // [6,4]
     let zm = t.mean(&z, &[1]).unwrap(); // [6,1]
     let d = t.sub(&z, &t.mul(&z, &zm).unwrap()).unwrap();
+    let q = t.batched_linear(&y, &p("bw"), &p("bc")).unwrap(); // [6,4]
     let loss = t
         .add(
             &t.mean_all(&t.square(&d).unwrap()).unwrap(),
             &t.sum(&t.sum_all(&y).unwrap(), &[0]).unwrap(),
         )
+        .unwrap();
+    let loss = t
+        .add(&loss, &t.mean_all(&t.tanh(&q).unwrap()).unwrap())
         .unwrap();
     let value = loss.value().to_f64().unwrap()[0];
     let g = t.backward(&loss).unwrap();
@@ -131,7 +137,7 @@ fn the_all_ops_graph_runs_on_the_cpu() {
     assert!(l.is_finite());
     assert_eq!(
         g.len(),
-        9,
+        11,
         "every parameter gets a gradient: {:?}",
         g.keys().collect::<Vec<_>>()
     );

@@ -86,6 +86,67 @@ fn nested_use_of_the_pool_runs_inline_instead_of_deadlocking() {
 }
 
 #[test]
+fn batched_linear_refuses_wrong_shapes_and_lengths() {
+    use latticeml::nn::ops::batched_linear::{self as bl, BatchedLinearShape};
+    let dev = common::cpu();
+    invalid(BatchedLinearShape::of(&[2, 3], &[2, 3], &[2, 4]), "2-D w");
+    invalid(
+        BatchedLinearShape::of(&[3, 3], &[2, 3, 4], &[2, 4]),
+        "x of another batch",
+    );
+    invalid(
+        BatchedLinearShape::of(&[2, 3], &[2, 3, 4], &[2, 5]),
+        "c of other outputs",
+    );
+    invalid(
+        BatchedLinearShape::of(&[2, 0], &[2, 0, 4], &[2, 4]),
+        "no inputs",
+    );
+    invalid(
+        BatchedLinearShape::of(
+            &[1 << 12, 1 << 10],
+            &[1 << 12, 1 << 10, 1 << 10],
+            &[1 << 12, 1 << 10],
+        ),
+        "too large",
+    );
+    invalid(
+        BatchedLinearShape::of(&[2, usize::MAX, 2], &[2, 3, 4], &[2, 4]),
+        "an x whose size overflows",
+    );
+    let s = BatchedLinearShape::of(&[2, 3, 1], &[2, 3, 4], &[2, 1, 4]).unwrap();
+    let (x, w, c) = (vec![0.5f64; 6], vec![0.1f64; 24], vec![1.0f64; 8]);
+    let mut y = vec![0.0f64; 8];
+    invalid(
+        bl::batched_linear(&dev, [&x, &w[..23], &c], &mut y, &s),
+        "short w",
+    );
+    invalid(
+        bl::batched_linear(&dev, [&x, &w, &c], &mut y[..7], &s),
+        "short y",
+    );
+    invalid(
+        bl::batched_linear_grad_x(&dev, [&w, &c], &mut [0.0; 5], &s),
+        "short dx",
+    );
+    invalid(
+        bl::batched_linear_grad_w(&dev, [&x, &c[..7]], &mut [0.0; 24], &s),
+        "short dy",
+    );
+    let huge = BatchedLinearShape {
+        batch: usize::MAX,
+        inputs: 3,
+        outputs: 4,
+    };
+    invalid(
+        bl::batched_linear(&dev, [&x, &w, &c], &mut y, &huge),
+        "a hand-made huge shape",
+    );
+    let empty = BatchedLinearShape { outputs: 0, ..s };
+    assert!(bl::batched_linear_grad_x(&dev, [&[], &[]], &mut [0.0; 6], &empty).is_err());
+}
+
+#[test]
 fn fused_group_norm_refuses_wrong_shapes_and_lengths() {
     use latticeml::nn::ops::group_norm_silu::{self as gns, NormSiluShape};
     let dev = common::cpu();
@@ -210,7 +271,12 @@ fn cpu_twins_refuse_wrong_lengths() {
         decoupled: 1,
     };
     invalid(
-        nn_cpu::adam(&mut [0.0; 4], &x[..3], &mut [0.0; 4], &mut [0.0; 4], &h),
+        nn_cpu::adam(
+            &dev,
+            [&mut [0.0; 4], &mut [0.0; 4], &mut [0.0; 4]],
+            &x[..3],
+            &h,
+        ),
         "adam",
     );
 }

@@ -123,6 +123,38 @@ impl CpuDevice {
         Ok(())
     }
 
+    /// As [`CpuDevice::for_chunks`] over `K` buffers of equal length cut at the same points:
+    /// `f(first, chunks)` with element `first` the chunks' start (e.g. a parameter, its two
+    /// moments). Refuses buffers of different lengths.
+    pub fn for_zipped_chunks<T, F, const K: usize>(&self, bufs: [&mut [T]; K], f: F) -> Result<()>
+    where
+        T: Send,
+        F: Fn(usize, [&mut [T]; K]) + Sync,
+    {
+        let len = bufs.first().map_or(0, |b| b.len());
+        if bufs.iter().any(|b| b.len() != len) {
+            return Err(Error::InvalidInput(format!(
+                "buffers of {:?} values cut together",
+                bufs.iter().map(|b| b.len()).collect::<Vec<_>>()
+            )));
+        }
+        let tasks = self.tasks_for(len, len < SERIAL_BELOW);
+        if tasks == 1 {
+            f(0, bufs);
+            return Ok(());
+        }
+        let per = len.div_ceil(tasks);
+        let ptrs = bufs.map(|b| SendPtr(b.as_mut_ptr()));
+        self.pool.run(tasks, &|i| {
+            let (lo, hi) = ((i * per).min(len), ((i + 1) * per).min(len));
+            // SAFETY: tasks cover disjoint ranges [lo, hi) of every buffer, which outlive `run`.
+            let chunks =
+                ptrs.map(|p| unsafe { std::slice::from_raw_parts_mut(p.get().add(lo), hi - lo) });
+            f(lo, chunks);
+        });
+        Ok(())
+    }
+
     /// As [`CpuDevice::for_chunks`] over two buffers of different element types and unit sizes
     /// cut at the same units: `f(first_unit, a_chunk, b_chunk)` with `a` in units of `unit_a`
     /// and `b` in units of `unit_b` (e.g. a group's values and its per-channel sums). Refuses

@@ -1046,8 +1046,41 @@ pub fn slab_copy<T: Real>(src: &[T], dst: &mut [T], g: [usize; 6]) -> Result<()>
     Ok(())
 }
 
-/// Fused Adam/AdamW update (sequential: parameters are small).
-pub fn adam<T: Real>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], h: &AdamHyper) -> Result<()> {
+/// Adam's update of one run of parameters (see `adam` in nn.cu); every value on its own, so the
+/// SIMD variants compute the same bits.
+#[inline(always)]
+fn adam_rows<T: Real>([p, m, v]: [&mut [T]; 3], g: &[T], h: &AdamHyper) {
+    let f = T::from_f64;
+    for (((pi, mi), vi), &g0) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+        let mut gi = g0 * f(h.gscale);
+        if h.decoupled == 0 {
+            gi += f(h.weight_decay) * *pi;
+        }
+        let mn = f(h.beta1) * *mi + f(1.0 - h.beta1) * gi;
+        let vn = f(h.beta2) * *vi + f(1.0 - h.beta2) * gi * gi;
+        *mi = mn;
+        *vi = vn;
+        let mut step = (mn / f(h.bias1)) / ((vn / f(h.bias2)).sqrt() + f(h.eps));
+        if h.decoupled != 0 {
+            step += f(h.weight_decay) * *pi;
+        }
+        *pi = *pi - f(h.lr) * step;
+    }
+}
+
+simd::dispatch! {
+    /// [`adam_rows`] compiled for `level`.
+    fn adam_rows_at = adam_rows<T: Real>(pmv: [&mut [T]; 3], g: &[T], h: &AdamHyper)
+}
+
+/// One Adam / AdamW step of parameters `p` with gradients `g` and moments `m`, `v`, spread over
+/// the threads.
+pub fn adam<T: Real>(
+    dev: &CpuDevice,
+    [p, m, v]: [&mut [T]; 3],
+    g: &[T],
+    h: &AdamHyper,
+) -> Result<()> {
     let n = p.len();
     if [g.len(), m.len(), v.len()] != [n; 3] {
         return Err(Error::InvalidInput(format!(
@@ -1057,23 +1090,10 @@ pub fn adam<T: Real>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], h: &AdamHyp
             v.len()
         )));
     }
-    let f = T::from_f64;
-    for i in 0..p.len() {
-        let mut gi = g[i] * f(h.gscale);
-        if h.decoupled == 0 {
-            gi += f(h.weight_decay) * p[i];
-        }
-        let mi = f(h.beta1) * m[i] + f(1.0 - h.beta1) * gi;
-        let vi = f(h.beta2) * v[i] + f(1.0 - h.beta2) * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        let mut step = (mi / f(h.bias1)) / ((vi / f(h.bias2)).sqrt() + f(h.eps));
-        if h.decoupled != 0 {
-            step += f(h.weight_decay) * p[i];
-        }
-        p[i] = p[i] - f(h.lr) * step;
-    }
-    Ok(())
+    dev.for_zipped_chunks([p, m, v], |first, pmv| {
+        let len = pmv[0].len();
+        adam_rows_at(simd::level(), pmv, &g[first..first + len], h)
+    })
 }
 
 #[cfg(test)]
@@ -1180,5 +1200,72 @@ mod simd_tests {
                 assert_eq!(bits(&got), bits(&want_grad), "{op:?}′ at {level:?}");
             }
         }
+    }
+
+    /// Adam's update: the same bits at every instruction-set level and on any number of
+    /// threads (a size above the serial threshold, odd so the chunks end unevenly), for Adam and
+    /// AdamW; and one step by hand.
+    #[test]
+    fn adam_is_the_same_at_every_level_and_thread_count() {
+        let n = (1 << 15) + 7;
+        let (p0, g) = (values(n, 11), values(n, 12));
+        let (m0, v0): (Vec<f32>, Vec<f32>) = (
+            values(n, 13).iter().map(|x| 0.1 * x).collect(),
+            values(n, 14).iter().map(|x| 0.01 * x * x).collect(),
+        );
+        for decoupled in [0, 1] {
+            let h = AdamHyper {
+                lr: 1e-2,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: 0.01,
+                gscale: 0.7,
+                bias1: 0.19,
+                bias2: 0.002,
+                decoupled,
+            };
+            let run = |threads: usize, level: Option<Level>| {
+                let (mut p, mut m, mut v) = (p0.clone(), m0.clone(), v0.clone());
+                match level {
+                    Some(l) => adam_rows_at(l, [&mut p, &mut m, &mut v], &g, &h),
+                    None => adam(
+                        &CpuDevice::with_threads(threads),
+                        [&mut p, &mut m, &mut v],
+                        &g,
+                        &h,
+                    )
+                    .unwrap(),
+                }
+                [p, m, v].map(|x| x.iter().map(|y| y.to_bits()).collect::<Vec<_>>())
+            };
+            let want = run(1, Some(Level::Baseline));
+            for level in Level::available() {
+                assert_eq!(run(1, Some(level)), want, "{level:?}");
+            }
+            assert_eq!(run(1, None), want, "one thread");
+            assert_eq!(run(3, None), want, "three threads");
+        }
+        // One value by hand: m = 0.1·g, v = 0.001·g², p −= lr·m̂/(√v̂ + ε) with m̂ = m/0.1.
+        let h = AdamHyper {
+            lr: 0.5,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 0.0,
+            weight_decay: 0.0,
+            gscale: 1.0,
+            bias1: 0.1,
+            bias2: 0.001,
+            decoupled: 1,
+        };
+        let (mut p, mut m, mut v) = ([1.0f64], [0.0f64], [0.0f64]);
+        adam(
+            &CpuDevice::with_threads(1),
+            [&mut p, &mut m, &mut v],
+            &[2.0],
+            &h,
+        )
+        .unwrap();
+        assert!((p[0] - 0.5).abs() < 1e-12 && (m[0] - 0.2).abs() < 1e-15);
     }
 }

@@ -13,7 +13,7 @@ fn device<T: Real>(ctx: &Ctx<T>) -> Result<&CudaDevice> {
     ctx.cuda().ok_or_else(mixed)
 }
 
-fn func<T: Real>(ctx: &Ctx<T>, name: &str) -> Result<(CudaDevice, CudaFunction)> {
+pub(super) fn func<T: Real>(ctx: &Ctx<T>, name: &str) -> Result<(CudaDevice, CudaFunction)> {
     let d = device(ctx)?;
     Ok((d.clone(), d.function(&NN, &format!("{name}_{}", T::NAME))?))
 }

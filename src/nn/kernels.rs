@@ -708,7 +708,7 @@ pub fn adam<T: Real>(
     let n = g.len();
     match (p.buf_mut(), g.buf(), m.buf_mut(), v.buf_mut()) {
         (Buffer::Cpu(p), Buffer::Cpu(g), Buffer::Cpu(m), Buffer::Cpu(v)) => {
-            cpu::adam(p, g, m, v, h)?
+            cpu::adam(ctx.cpu().ok_or_else(mixed)?, [p, m, v], g, h)?
         }
         (Buffer::Cuda(p), Buffer::Cuda(g), Buffer::Cuda(m), Buffer::Cuda(v)) => {
             cuda::adam(&ctx, p, g, m, v, h, n)?

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use super::kernels::{self, Binary, ConvMode, Unary};
 use super::op::{Backward, Op};
+use super::ops::batched_linear::BatchedLinear;
 use super::ops::conv::Conv2dOp;
 use super::ops::conv_stack::ConvStackOp;
 use super::ops::elementwise::{BinaryOp, UnaryOp};
@@ -516,6 +517,12 @@ impl<T: Real> Tape<T> {
     /// Gaussian Fourier features `[B, 2E]` of times t `[B]` with fixed frequencies w `[E]`.
     pub fn fourier_features(&self, t: &Var<T>, w: &Var<T>) -> Result<Var<T>> {
         self.apply(FourierFeatures, &[t, w])
+    }
+
+    /// B independent linear maps y_b = x_b W_b + c_b: x `[B, H]`, w `[B, H, N]`, c `[B, N]`
+    /// (x and c may carry extra unit axes) → y `[B, N]`, without the `[B, H, N]` product.
+    pub fn batched_linear(&self, x: &Var<T>, w: &Var<T>, c: &Var<T>) -> Result<Var<T>> {
+        self.apply(BatchedLinear, &[x, w, c])
     }
 
     /// Runs the backward pass from a one-element `loss`, returns the parameters' gradients and

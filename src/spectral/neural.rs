@@ -368,12 +368,9 @@ fn init_list_networks(
 
 /// ρ of every list network as `[B, Nω]` (B and Nω from the parameters).
 fn list_spectra(t: &Tape<f64>, s: &ParamStore<f64>) -> Result<Var<f64>> {
-    let shape = s.get("l2.w")?.shape().to_vec();
-    let (b, nw) = (shape[0], shape[2]);
     let hid = t.tanh(&t.add(&t.param(s, "l1.w")?, &t.param(s, "l1.b")?)?)?; // [B,H,1]
-    let prod = t.mul(&hid, &t.param(s, "l2.w")?)?; // [B,H,Nω]
-    let out = t.add(&t.sum(&prod, &[1])?, &t.param(s, "l2.b")?)?; // [B,1,Nω]
-    t.reshape(&t.softplus(&out)?, &[b, nw])
+    let out = t.batched_linear(&hid, &t.param(s, "l2.w")?, &t.param(s, "l2.b")?)?; // [B,Nω]
+    t.softplus(&out)
 }
 
 /// ρ of B independent networks as `[B, Nω]`, every parameter tensor carrying the network as its

@@ -2,6 +2,7 @@
 //! [`super::op::Op`] with its forward and backward passes. Adding an op: a type implementing
 //! `Op` (here or anywhere else) and, for convenience, a method on [`super::tape::Tape`].
 
+pub mod batched_linear;
 pub mod conv;
 pub mod conv_stack;
 pub mod elementwise;
