@@ -1,5 +1,6 @@
 //! Spectral reconstruction at the benchmark paper's size (100 momenta, 500 ω points): one NN
-//! training step (forward + backward + Adam) of each representation, and a full MEM solve.
+//! training step (forward + backward + Adam) of each representation, 100 list networks trained
+//! together, and a full MEM solve.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use latticeml::device::CpuDevice;
@@ -39,6 +40,11 @@ fn spectral(c: &mut Criterion) {
             b.iter(|| reconstruct(&problem, &Method::Neural(o.clone()), &device).unwrap())
         });
     }
+    // The batched list networks of `latticeml bench spectral`: 100 networks, ten timed steps
+    // (plus the data and one untimed step, as that command does).
+    g.bench_function("list_batched_100_x10", |b| {
+        b.iter(|| latticeml::spectral::bench::list_training(&device, 100, 10).unwrap())
+    });
     g.bench_function("mem_bryan_full_solve", |b| {
         b.iter(|| {
             reconstruct(

@@ -331,6 +331,9 @@ enum BenchWhat {
     /// Score-network (diffusion) training samples/s and score evaluations/s, hence
     /// configurations/s of an N-step sampler.
     Diffusion(diffusion_cli::BenchDiffusionArgs),
+    /// Batched spectral reconstruction: Adam network-steps/s of B list networks trained
+    /// together (as for bootstrap samples) at the benchmark paper's problem size.
+    Spectral(spectral_cli::BenchSpectralArgs),
 }
 
 #[derive(Args)]
@@ -721,6 +724,9 @@ fn main() -> ExitCode {
         Command::Bench {
             what: BenchWhat::Diffusion(a),
         } => diffusion_cli::cmd_bench_diffusion(a),
+        Command::Bench {
+            what: BenchWhat::Spectral(a),
+        } => spectral_cli::cmd_bench_spectral(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -127,6 +127,10 @@ fn command_line_values() {
     refused(&["bench", "nn", "--seconds", "inf"], "--seconds inf");
     refused(&["bench", "hmc", "--updates", "0"], "--updates 0");
     refused(
+        &["bench", "spectral", "--networks", "0", "--device", "cpu"],
+        "1 to 100000 networks",
+    );
+    refused(
         &["bench", "nn", "--sizes", "20000", "--device", "cpu"],
         "use smaller --sizes",
     );

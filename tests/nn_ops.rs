@@ -3,7 +3,7 @@
 
 mod common;
 
-use latticeml::nn::optim::{Adam, Schedule};
+use latticeml::nn::optim::{Adam, DecayOn, Schedule};
 use latticeml::nn::tape::Tape;
 use latticeml::nn::{
     kernels, safetensors, Backward, Binary, ConvMode, Ctx, Op, ParamStore, Real, Tensor, Unary,
@@ -702,4 +702,48 @@ fn batched_linear_is_the_chain_of_ops() {
     }
     check::<f32>();
     check::<f64>();
+}
+
+/// Adam's coupled weight decay on the weights only (`DecayOn::Weights`, decay 2λ) is the L2
+/// penalty λ Σ w² over the `*.w` parameters on the tape, bit for bit, and leaves biases alone.
+#[test]
+fn weight_decay_on_weights_is_the_l2_penalty_of_the_weights() {
+    let c = ctx::<f64>();
+    let lam = 0.03;
+    let mut start = ParamStore::new(&c);
+    start.insert("l.w", c.from_f64(&[4, 3], &randn(12, 80)).unwrap());
+    start.insert("l.b", c.from_f64(&[3], &randn(3, 81)).unwrap());
+    let target = randn(12, 82);
+    // None: the penalty on the tape; Some(on): Adam's decay 2λ on those parameters instead.
+    let run = |decay: Option<DecayOn>| {
+        let mut s = ParamStore::new(&c);
+        for k in ["l.w", "l.b"] {
+            s.insert(k, start.get(k).unwrap().copy().unwrap());
+        }
+        let mut adam = Adam::<f64>::new(0.05);
+        if let Some(on) = decay {
+            (adam.decay_on, adam.weight_decay) = (on, 2.0 * lam);
+        }
+        for _ in 0..3 {
+            let t = Tape::new(&c);
+            let (w, b) = (t.param(&s, "l.w").unwrap(), t.param(&s, "l.b").unwrap());
+            let r = t.constant(c.from_f64(&[4, 3], &target).unwrap());
+            let y = t.add(&t.tanh(&w).unwrap(), &b).unwrap();
+            let mut loss = t
+                .sum_all(&t.square(&t.sub(&y, &r).unwrap()).unwrap())
+                .unwrap();
+            if decay.is_none() {
+                let pen = t.sum_all(&t.square(&w).unwrap()).unwrap();
+                loss = t.add(&loss, &t.scale(&pen, lam).unwrap()).unwrap();
+            }
+            let g = t.backward(&loss).unwrap();
+            drop((w, b, y, loss));
+            adam.step(&mut s, &g).unwrap();
+        }
+        ["l.w", "l.b"].map(|k| s.get(k).unwrap().to_f64().unwrap())
+    };
+    let tape = run(None);
+    assert_eq!(run(Some(DecayOn::Weights)), tape);
+    let all = run(Some(DecayOn::All));
+    assert_ne!(all[1], tape[1], "decaying the biases too must differ");
 }

@@ -479,6 +479,34 @@ fn command_line_flags_br_without_a_stationary_point() {
     assert!(summary["warning"].is_string() && summary["alpha"].is_null());
 }
 
+/// `bench spectral --json`: the batched list networks' throughput as one JSON object.
+#[test]
+fn bench_spectral_reports_network_steps_per_second() {
+    let out = std::process::Command::new(common::binary())
+        .args([
+            "bench",
+            "spectral",
+            "--device",
+            "cpu",
+            "--networks",
+            "3",
+            "--steps",
+            "4",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["networks"], 3.0);
+    assert!(j["network_steps_per_second"].as_f64().unwrap() > 0.0);
+    assert_eq!(j["bytes_per_network_step"], 10.0 * 32.0 * 500.0 * 8.0);
+}
+
 /// `--draws`: one benchmark.csv row per (draw, method), the noiseless data first, and the table
 /// with the calibration factor; bad band settings exit 2 before anything is written.
 #[test]

@@ -620,3 +620,58 @@ fn mean_sd(v: &[f64]) -> (f64, f64) {
     let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (k - 1.0).max(1.0);
     (mean, var.sqrt())
 }
+
+#[derive(Args)]
+pub struct BenchSpectralArgs {
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// List networks trained together (e.g. bootstrap samples).
+    #[arg(long, default_value_t = 100)]
+    networks: usize,
+    /// Adam steps to time (after one untimed step).
+    #[arg(long, default_value_t = 200)]
+    steps: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `latticeml bench spectral`: batched list-network training at the paper's problem size.
+pub fn cmd_bench_spectral(a: BenchSpectralArgs) -> Result<()> {
+    use latticeml::spectral::bench::{self, HIDDEN, MOMENTA, OMEGA_POINTS};
+    let (device, why) = Device::from_name(&a.device)?;
+    if !a.json {
+        eprintln!("latticeml: {why}");
+        println!(
+            "{} list networks (hidden {HIDDEN}, f64) on the paper's problem ({MOMENTA} momenta, {OMEGA_POINTS} ω), Adam, {}",
+            a.networks,
+            device.describe()
+        );
+    }
+    let f = bench::list_training(&device, a.networks, a.steps)?;
+    let (rate, gbs) = (f.network_steps_per_second(), f.effective_gb_per_second());
+    if a.json {
+        let j = Json::obj([
+            ("device", Json::Str(device.describe())),
+            ("networks", Json::Num(f.networks as f64)),
+            ("steps", Json::Num(f.steps as f64)),
+            ("seconds", Json::Num(f.seconds)),
+            ("network_steps_per_second", Json::Num(rate)),
+            (
+                "bytes_per_network_step",
+                Json::Num(bench::bytes_per_network_step()),
+            ),
+            ("effective_gb_per_second", Json::Num(gbs)),
+        ]);
+        print!("{}", j.pretty());
+    } else {
+        println!(
+            "{} steps in {:.2} s: {rate:.0} network-steps/s, {gbs:.1} GB/s effective (fused minimum {:.2} MB per network-step)",
+            f.steps,
+            f.seconds,
+            bench::bytes_per_network_step() / 1e6
+        );
+    }
+    Ok(())
+}

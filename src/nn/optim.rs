@@ -57,6 +57,8 @@ pub struct Adam<T: Real> {
     pub eps: f64,
     /// Weight decay (L2 in the gradient for Adam, decoupled for AdamW).
     pub weight_decay: f64,
+    /// Which parameters the weight decay acts on.
+    pub decay_on: DecayOn,
     /// AdamW when true.
     pub decoupled: bool,
     /// Clip the global gradient norm to this value when set.
@@ -84,6 +86,7 @@ impl<T: Real> Adam<T> {
             betas: (0.9, 0.999),
             eps: 1e-8,
             weight_decay: 0.0,
+            decay_on: DecayOn::All,
             decoupled: false,
             clip_norm: None,
             schedule: Schedule::Constant,
@@ -150,14 +153,43 @@ impl<T: Real> Adam<T> {
             bias2: 1.0 - self.betas.1.powi(t),
             decoupled: self.decoupled as i32,
         };
+        let undecayed = AdamHyper {
+            weight_decay: 0.0,
+            ..h
+        };
         for (name, g) in grads.iter() {
             let (m, v) = self
                 .moments
                 .get_mut(name)
                 .ok_or_else(|| Error::InvalidInput(name.clone()))?;
-            kernels::adam(params.get_mut(name)?, g, m, v, &h)?;
+            let h = if self.decay_on.covers(name) {
+                &h
+            } else {
+                &undecayed
+            };
+            kernels::adam(params.get_mut(name)?, g, m, v, h)?;
         }
         Ok(StepInfo { lr, grad_norm })
+    }
+}
+
+/// The parameters weight decay acts on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecayOn {
+    /// Every parameter.
+    All,
+    /// Weights only: parameters named `*.w` (layers' biases `*.b` are left alone). With coupled
+    /// decay (Adam, not AdamW) this is the gradient of the penalty (decay/2)·Σ w² over the
+    /// weights, without the penalty's passes over them on the tape.
+    Weights,
+}
+
+impl DecayOn {
+    fn covers(self, name: &str) -> bool {
+        match self {
+            DecayOn::All => true,
+            DecayOn::Weights => name.ends_with(".w"),
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod aim;
 pub mod band;
+pub mod bench;
 pub mod br;
 pub mod classical;
 pub mod data;

@@ -7,7 +7,7 @@ use super::kernel::OmegaGrid;
 use super::linalg::{self, Matrix};
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::nn::optim::{Adam, Schedule};
+use crate::nn::optim::{Adam, DecayOn, Schedule};
 use crate::nn::tape::{Tape, Var};
 use std::sync::Arc;
 
@@ -141,20 +141,6 @@ fn softplus_inverse(level: f64) -> f64 {
     level.exp_m1().ln()
 }
 
-/// Σ of the squared weights (biases are not penalised).
-fn weight_penalty(t: &Tape<f64>, s: &ParamStore<f64>) -> Result<Var<f64>> {
-    let mut total: Option<Var<f64>> = None;
-    for name in s.names().into_iter().filter(|n| n.ends_with(".w")) {
-        let sq = t.sum_all(&t.square(&t.param(s, &name)?)?)?;
-        let sq = t.reshape(&sq, &[1])?;
-        total = Some(match total {
-            None => sq,
-            Some(prev) => t.add(&prev, &sq)?,
-        });
-    }
-    total.ok_or_else(|| Error::InvalidInput("model without weights".into()))
-}
-
 /// Trains `opts.restarts` networks on the whitened problem and returns their spectra. The list
 /// representation runs through [`train_list_batched`] with one correlator, so a reconstruction is
 /// the same alone and inside a batch of bootstrap samples.
@@ -246,8 +232,10 @@ fn informative(aw: &Matrix) -> Matrix {
 type Residual<'a> = dyn Fn(&Tape<f64>, &ParamStore<f64>) -> Result<Var<f64>> + 'a;
 
 /// Adam on χ²/N (summed over every residual, `n` points per correlator) plus the L2 weight
-/// penalty, whose strength falls linearly from `opts.reg` to zero over the first 70% of the steps;
-/// the learning rate decays by a cosine to 1% of `opts.lr`.
+/// penalty λ Σ w², whose strength falls linearly from `opts.reg` to zero over the first 70% of
+/// the steps; the learning rate decays by a cosine to 1% of `opts.lr`. The penalty enters as its
+/// gradient 2λw, Adam's coupled weight decay on the weights (`*.w`): the same bits as the
+/// penalty on the tape, without its four passes over the weights.
 fn fit_adam(
     store: &mut ParamStore<f64>,
     opts: &NnOptions,
@@ -260,19 +248,15 @@ fn fit_adam(
         total: opts.steps,
         min_lr: opts.lr * 0.01,
     };
+    adam.decay_on = DecayOn::Weights;
     let anneal = (0.7 * opts.steps as f64).max(1.0);
     for step in 0..opts.steps {
         let t = Tape::new(&ctx);
         let res = residual(&t, store)?;
         let chi2 = t.scale(&t.reshape(&t.sum_all(&t.square(&res)?)?, &[1])?, 1.0 / n)?;
-        let lam = opts.reg * (1.0 - step as f64 / anneal).max(0.0);
-        let loss = if lam > 0.0 {
-            t.add(&chi2, &t.scale(&weight_penalty(&t, store)?, lam)?)?
-        } else {
-            chi2
-        };
-        let grads = t.backward(&loss)?;
-        drop((res, loss));
+        adam.weight_decay = 2.0 * opts.reg * (1.0 - step as f64 / anneal).max(0.0);
+        let grads = t.backward(&chi2)?;
+        drop((res, chi2));
         adam.step(store, &grads)?;
     }
     Ok(())
