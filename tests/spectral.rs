@@ -216,9 +216,9 @@ fn batched_list_networks_fit_every_correlator() {
     o.restarts = 1;
     o.polish_iters = 0;
     o.steps = 1;
-    let before = train_list_batched(&cpu(), &aw, &gws, &o).unwrap();
+    let before = train_list_batched(&cpu(), &aw, &gws, &o, &mut |_, _| {}).unwrap();
     o.steps = 1500;
-    let after = train_list_batched(&cpu(), &aw, &gws, &o).unwrap();
+    let after = train_list_batched(&cpu(), &aw, &gws, &o, &mut |_, _| {}).unwrap();
     for b in 0..3 {
         let (c0, c1) = (chi2(&before[b][0], &gws[b]), chi2(&after[b][0], &gws[b]));
         println!("correlator {b}: chi2/N {c0:.3e} -> {c1:.3e}");
@@ -586,7 +586,9 @@ fn many_correlators_match_one_by_one_reconstructions() {
         reconstruct(&problem, method, &cpu()).unwrap()
     };
     for method in [Method::Tikhonov(AlphaRule::Gcv), Method::Tsvd] {
-        let many = latticeml::spectral::reconstruct_many(&p, &values, &method, &cpu()).unwrap();
+        let many =
+            latticeml::spectral::reconstruct_many(&p, &values, &method, &cpu(), &mut |_, _| {})
+                .unwrap();
         for (v, r) in values.iter().zip(&many) {
             let single = alone(v, &method);
             assert!(
@@ -602,8 +604,22 @@ fn many_correlators_match_one_by_one_reconstructions() {
     let mut o = NnOptions::new(NnKind::List);
     o.steps = 400;
     o.restarts = 2;
-    let nn = latticeml::spectral::reconstruct_many(&p, &values, &Method::Neural(o.clone()), &cpu())
-        .unwrap();
+    // Progress counts the Adam steps, then the LM iterations of the one group, up to its total.
+    let mut heard: Vec<(u64, u64)> = Vec::new();
+    let nn = latticeml::spectral::reconstruct_many(
+        &p,
+        &values,
+        &Method::Neural(o.clone()),
+        &cpu(),
+        &mut |d, t| heard.push((d, t)),
+    )
+    .unwrap();
+    let total = (o.steps + o.polish_iters) as u64;
+    assert!(heard
+        .windows(2)
+        .all(|w| w[0].0 <= w[1].0 && w[0].0 <= w[0].1));
+    assert_eq!(heard.last(), Some(&(total, total)));
+    assert!(heard.iter().any(|&(d, _)| d == o.steps as u64));
     for (v, r) in values.iter().zip(&nn) {
         let single = alone(v, &Method::Neural(o.clone()));
         assert_eq!(r.rho, single.rho);

@@ -433,7 +433,17 @@ fn spectral_samples(
         // The samples' spread is the band; restarts per sample only when asked for.
         o.restarts = a.restarts.unwrap_or(1);
     }
-    let rs = spectral::reconstruct_many(problem, &values, &method, device)?;
+    let unit = match method {
+        Method::Neural(_) => "Adam steps + LM iterations",
+        _ => "samples",
+    };
+    let bar = super::bar(0, unit)?;
+    let rs = spectral::reconstruct_many(problem, &values, &method, device, &mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
+    let rs = rs?;
     let (nw, k) = (problem.grid.len(), rs.len() as f64);
     let mean: Vec<f64> = (0..nw)
         .map(|j| rs.iter().map(|r| r.rho[j]).sum::<f64>() / k)

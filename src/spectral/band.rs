@@ -104,7 +104,7 @@ pub fn bootstrap_band(
     if let Method::Neural(o) = &mut one {
         o.restarts = 1;
     }
-    let rs = reconstruct_many(p, &values, &one, device)?;
+    let rs = reconstruct_many(p, &values, &one, device, &mut |_, _| {})?;
     let half: Vec<f64> = (0..rho_hat.len())
         .map(|j| {
             let ms = rs

@@ -79,10 +79,10 @@ pub fn list_training(device: &Device, networks: usize, steps: usize) -> Result<S
     let (aw, gws) = problem(networks)?;
     let mut opts = NnOptions::new(NnKind::List);
     (opts.hidden, opts.restarts, opts.polish_iters, opts.steps) = (HIDDEN, 1, 0, 1);
-    train_list_batched(device, &aw, &gws, &opts)?;
+    train_list_batched(device, &aw, &gws, &opts, &mut |_, _| {})?;
     opts.steps = steps;
     let start = Instant::now();
-    train_list_batched(device, &aw, &gws, &opts)?;
+    train_list_batched(device, &aw, &gws, &opts, &mut |_, _| {})?;
     Ok(SpectralFigures {
         networks,
         steps,

@@ -259,12 +259,14 @@ pub fn reconstruct(p: &Problem, method: &Method, device: &Device) -> Result<Reco
 /// Reconstructs many data vectors measured at the same points with the same errors (e.g. bootstrap
 /// samples of one correlator, given by `template`), in one batched run where the method allows:
 /// the list networks train together ([`neural::train_list_batched`], one set of launches on the
-/// GPU) and Tikhonov and TSVD share one SVD; other methods run one by one.
+/// GPU) and Tikhonov and TSVD share one SVD; other methods run one by one. `progress` hears
+/// (done, total): the networks' Adam steps and LM iterations, or the data vectors done.
 pub fn reconstruct_many(
     template: &Problem,
     values: &[Vec<f64>],
     method: &Method,
     device: &Device,
+    progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Vec<Reconstruction>> {
     template.data.validate()?;
     let start = Instant::now();
@@ -276,7 +278,7 @@ pub fn reconstruct_many(
         .collect::<Result<_>>()?;
     let rhos: Vec<(Vec<f64>, Option<Band>, Option<Choice>)> = match method {
         Method::Neural(o) if o.kind == NnKind::List => {
-            neural::train_list_batched(device, &aw, &gws, o)?
+            neural::train_list_batched(device, &aw, &gws, o, progress)?
                 .iter()
                 .map(|r| {
                     let (mean, band) = restart_mean(r);
@@ -298,9 +300,11 @@ pub fn reconstruct_many(
                 .collect::<Result<_>>()?
         }
         _ => {
+            let total = values.len() as u64;
             return values
                 .iter()
-                .map(|v| {
+                .enumerate()
+                .map(|(i, v)| {
                     let p = Problem {
                         data: Correlator {
                             value: v.clone(),
@@ -308,9 +312,11 @@ pub fn reconstruct_many(
                         },
                         ..template.clone()
                     };
-                    reconstruct(&p, method, device)
+                    let r = reconstruct(&p, method, device);
+                    progress(i as u64 + 1, total);
+                    r
                 })
-                .collect()
+                .collect();
         }
     };
     let per = start.elapsed().as_secs_f64() / values.len().max(1) as f64;

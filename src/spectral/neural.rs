@@ -153,7 +153,7 @@ pub fn train(
 ) -> Result<NnResult> {
     opts.validate()?;
     if opts.kind == NnKind::List {
-        let mut rhos = train_list_batched(device, aw, &[gw.to_vec()], opts)?;
+        let mut rhos = train_list_batched(device, aw, &[gw.to_vec()], opts, &mut |_, _| {})?;
         return Ok(NnResult {
             rhos: rhos.pop().unwrap_or_default(),
         });
@@ -174,7 +174,9 @@ pub fn train(
         let mut store = ParamStore::new(&ctx);
         let model = Model::new(&ctx, &mut store, grid, opts, restart_seed(opts, r), level)?;
         // The point-to-point net is smooth in ω and gains from the balanced residual.
-        fit_adam(&mut store, opts, n, &|t, s| {
+        let mut quiet = |_: u64, _: u64| {};
+        let mut silent = Progress::new(&mut quiet);
+        fit_adam(&mut store, opts, n, &mut silent, &|t, s| {
             let pred = t.matmul(&t.constant_shared(&pa), &model.rho(t, s)?)?;
             t.sub(&pred, &t.constant_shared(&pg))
         })?;
@@ -184,8 +186,8 @@ pub fn train(
             &mut store,
             &spectra,
             (&full, &reduced),
-            opts.polish_iters,
-            JACOBIAN_BYTES,
+            (opts.polish_iters, JACOBIAN_BYTES),
+            &mut silent,
         )?;
         let t = Tape::new(&ctx);
         t.set_grad_enabled(false);
@@ -240,6 +242,7 @@ fn fit_adam(
     store: &mut ParamStore<f64>,
     opts: &NnOptions,
     n: f64,
+    progress: &mut Progress<'_>,
     residual: &Residual<'_>,
 ) -> Result<()> {
     let ctx = store.ctx().clone();
@@ -258,8 +261,38 @@ fn fit_adam(
         let grads = t.backward(&chi2)?;
         drop((res, chi2));
         adam.step(store, &grads)?;
+        progress.advance(1);
     }
     Ok(())
+}
+
+/// Reports a batched training's progress as (done, total) in units of Adam steps and LM
+/// iterations; the total grows once the LM polish knows its number of groups, and a group that
+/// stops early jumps to its end.
+pub(crate) struct Progress<'a> {
+    done: u64,
+    total: u64,
+    report: &'a mut dyn FnMut(u64, u64),
+}
+
+impl<'a> Progress<'a> {
+    fn new(report: &'a mut dyn FnMut(u64, u64)) -> Self {
+        Progress {
+            done: 0,
+            total: 0,
+            report,
+        }
+    }
+
+    fn advance(&mut self, units: u64) {
+        self.done += units;
+        (self.report)(self.done, self.total.max(self.done));
+    }
+
+    fn set_total(&mut self, total: u64) {
+        self.total = total;
+        (self.report)(self.done, self.total.max(self.done));
+    }
 }
 
 /// The list representation for many correlators at once (e.g. bootstrap samples): `opts.restarts`
@@ -272,8 +305,11 @@ pub fn train_list_batched(
     aw: &Matrix,
     gws: &[Vec<f64>],
     opts: &NnOptions,
+    progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Vec<Vec<Vec<f64>>>> {
     opts.validate()?;
+    let mut progress = Progress::new(progress);
+    progress.set_total((opts.steps + opts.polish_iters) as u64);
     let (rows, nw, k) = (aw.rows, aw.cols, opts.restarts);
     if gws.is_empty() || gws.iter().any(|g| g.len() != rows) {
         return Err(Error::InvalidInput(format!(
@@ -295,7 +331,7 @@ pub fn train_list_batched(
     let full = Fit::new(&ctx, aw, &targets)?;
     // The list representation's free components would be left unconstrained by the balanced
     // residual the point-to-point net uses (see `preconditioned`), so Adam sees χ² itself.
-    fit_adam(&mut store, opts, rows as f64, &|t, s| {
+    fit_adam(&mut store, opts, rows as f64, &mut progress, &|t, s| {
         full.residual(t, &list_spectra(t, s)?)
     })?;
     let um = informative(aw);
@@ -308,8 +344,8 @@ pub fn train_list_batched(
         &mut store,
         &list_spectra,
         (&full, &reduced),
-        opts.polish_iters,
-        JACOBIAN_BYTES,
+        (opts.polish_iters, JACOBIAN_BYTES),
+        &mut progress,
     )?;
     let t = Tape::new(&ctx);
     t.set_grad_enabled(false);
@@ -491,14 +527,16 @@ fn polish_in_groups(
     store: &mut ParamStore<f64>,
     spectra: &Spectra<'_>,
     (full, reduced): (&Fit, &Fit),
-    iters: usize,
-    budget: usize,
+    (iters, budget): (usize, usize),
+    progress: &mut Progress<'_>,
 ) -> Result<()> {
     let nets = full.targets.len();
     let mut flat = flat_params(store, nets)?;
     let per_net = 8 * reduced.rows() * flat.first().map_or(1, |f| f.len());
     let group = (budget / per_net.max(1)).clamp(1, nets);
-    for lo in (0..nets).step_by(group) {
+    let start = progress.done;
+    progress.set_total(start + (nets.div_ceil(group) * iters) as u64);
+    for (k, lo) in (0..nets).step_by(group).enumerate() {
         let idx: Vec<usize> = (lo..(lo + group).min(nets)).collect();
         let fits = (&full.select(&idx)?, &reduced.select(&idx)?);
         polish(
@@ -508,7 +546,10 @@ fn polish_in_groups(
             spectra,
             fits,
             iters,
+            progress,
         )?;
+        let end = start + ((k + 1) * iters) as u64;
+        progress.advance(end.saturating_sub(progress.done));
     }
     *store = store_of(store, nets, &flat)?;
     Ok(())
@@ -530,6 +571,7 @@ fn polish(
     spectra: &Spectra<'_>,
     (full, reduced): (&Fit, &Fit),
     iters: usize,
+    progress: &mut Progress<'_>,
 ) -> Result<()> {
     let target = DISCREPANCY_TAU * full.rows() as f64;
     let host = crate::device::CpuDevice::new();
@@ -600,6 +642,7 @@ fn polish(
             }
         }
         active = still;
+        progress.advance(1);
     }
     Ok(())
 }
@@ -632,7 +675,17 @@ mod tests {
         let run = |budget: usize, iters: usize| {
             let mut store = ParamStore::new(&ctx);
             init_list_networks(&mut store, &[1, 2, 3], &[0.5, 1.0, 1.5], 4, nw).unwrap();
-            polish_in_groups(&mut store, &list_spectra, (&full, &full), iters, budget).unwrap();
+            let mut quiet = |_: u64, _: u64| {};
+            let mut progress = Progress::new(&mut quiet);
+            let fits = (&full, &full);
+            polish_in_groups(
+                &mut store,
+                &list_spectra,
+                fits,
+                (iters, budget),
+                &mut progress,
+            )
+            .unwrap();
             (
                 full.chi2(&store, &list_spectra).unwrap(),
                 flat_params(&store, nets).unwrap(),
