@@ -747,3 +747,21 @@ fn weight_decay_on_weights_is_the_l2_penalty_of_the_weights() {
     let all = run(Some(DecayOn::All));
     assert_ne!(all[1], tape[1], "decaying the biases too must differ");
 }
+
+/// The pool serves a freed size again without allocating; `release_pooled` empties it, so the
+/// next tensor of that size is a fresh allocation.
+#[test]
+fn released_pools_allocate_afresh() {
+    let c = ctx::<f64>();
+    drop(c.zeros(&[1000]).unwrap());
+    let after_first = c.fresh_allocations();
+    drop(c.zeros(&[1000]).unwrap());
+    assert_eq!(
+        c.fresh_allocations(),
+        after_first,
+        "a pooled buffer was not reused"
+    );
+    c.release_pooled();
+    drop(c.zeros(&[1000]).unwrap());
+    assert_eq!(c.fresh_allocations(), after_first + 1);
+}

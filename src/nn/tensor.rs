@@ -167,6 +167,15 @@ impl<T: Real> Ctx<T> {
         self.pool.lock().map(|p| p.fresh).unwrap_or(0)
     }
 
+    /// Hands every pooled buffer back to the allocator (or the device). The pool keeps the free
+    /// buffers of every size it has seen; a caller whose sizes keep changing (a shrinking set of
+    /// active networks) calls this when they change, so that the pool does not grow with each.
+    pub fn release_pooled(&self) {
+        if let Ok(mut p) = self.pool.lock() {
+            p.free.clear();
+        }
+    }
+
     /// A buffer of `len` elements with unspecified contents (from the pool when one is free).
     fn take(&self, len: usize) -> Result<Buffer<T>> {
         {

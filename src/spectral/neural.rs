@@ -269,7 +269,7 @@ fn fit_adam(
 /// Reports a batched training's progress as (done, total) in units of Adam steps and LM
 /// iterations; the total grows once the LM polish knows its number of groups, and a group that
 /// stops early jumps to its end.
-pub(crate) struct Progress<'a> {
+struct Progress<'a> {
     done: u64,
     total: u64,
     report: &'a mut dyn FnMut(u64, u64),
@@ -640,6 +640,10 @@ fn polish(
             if improved[i] && chi2[b] > target {
                 still.push(b);
             }
+        }
+        if still.len() != active.len() {
+            // The next iteration's tensors have new sizes: drop this size's pooled buffers.
+            template.ctx().release_pooled();
         }
         active = still;
         progress.advance(1);
