@@ -376,35 +376,80 @@ pub fn matmul<T: Real>(
     // B as [k][n] rows, so the inner loop runs over contiguous memory.
     let bt: Vec<T>;
     let brow: &[T] = if tb {
-        bt = (0..k * n).map(|i| b[(i % n) * k + i / n]).collect();
+        // Row kk of the [k][n] copy is column kk of B's [n][k] rows: one pass, no divisions.
+        let mut t = vec![T::zero(); k * n];
+        for (j, col) in b.chunks_exact(k.max(1)).take(n).enumerate() {
+            for (kk, &v) in col.iter().enumerate() {
+                t[kk * n + j] = v;
+            }
+        }
+        bt = t;
         &bt
     } else {
         b
     };
-    // Each entry sums k products: in `T` over leaves of MATMUL_LEAF terms, the leaves in f64,
-    // so a long sum (a weight gradient over a large batch) keeps f64 accuracy in f32.
     dev.for_chunks(n.max(1), c, None, |first_row, rows, _| {
-        let (mut wide, mut part) = (vec![0.0f64; n], vec![T::zero(); n]);
-        for (r, crow) in rows.chunks_mut(n).enumerate() {
-            let i = first_row + r;
-            wide.iter_mut().for_each(|x| *x = 0.0);
-            for k0 in (0..k).step_by(MATMUL_LEAF) {
-                part.iter_mut().for_each(|x| *x = T::zero());
-                for kk in k0..k.min(k0 + MATMUL_LEAF) {
-                    let aik = if ta { a[kk * m + i] } else { a[i * k + kk] };
-                    for (cij, &bkj) in part.iter_mut().zip(&brow[kk * n..(kk + 1) * n]) {
-                        *cij += aik * bkj;
-                    }
-                }
-                for (w, &p) in wide.iter_mut().zip(&part) {
-                    *w += p.to_f64();
+        let spec = MatmulRows {
+            a,
+            b: brow,
+            first_row,
+            m,
+            n,
+            k,
+            ta,
+        };
+        matmul_rows_at(simd::level(), &spec, rows)
+    })
+}
+
+/// The operands of a run of output rows of [`matmul`]: A (transposed when `ta`), B as `[k][n]`
+/// rows, and the first row's index.
+struct MatmulRows<'a, T> {
+    a: &'a [T],
+    b: &'a [T],
+    first_row: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    ta: bool,
+}
+
+/// Rows `first_row…` of C. Each entry sums k products: in `T` over leaves of MATMUL_LEAF terms,
+/// the leaves in f64, so a long sum (a weight gradient over a large batch) keeps f64 accuracy in
+/// f32. Every output column is its own chain of additions, so the SIMD variants (which vectorise
+/// across columns) compute the same bits.
+#[inline(always)]
+fn matmul_rows<T: Real>(s: &MatmulRows<'_, T>, rows: &mut [T]) {
+    let (m, n, k) = (s.m, s.n, s.k);
+    let (mut wide, mut part) = (vec![0.0f64; n], vec![T::zero(); n]);
+    for (r, crow) in rows.chunks_mut(n).enumerate() {
+        let i = s.first_row + r;
+        wide.iter_mut().for_each(|x| *x = 0.0);
+        for k0 in (0..k).step_by(MATMUL_LEAF) {
+            part.iter_mut().for_each(|x| *x = T::zero());
+            for kk in k0..k.min(k0 + MATMUL_LEAF) {
+                let aik = if s.ta {
+                    s.a[kk * m + i]
+                } else {
+                    s.a[i * k + kk]
+                };
+                for (cij, &bkj) in part.iter_mut().zip(&s.b[kk * n..(kk + 1) * n]) {
+                    *cij += aik * bkj;
                 }
             }
-            for (cij, &w) in crow.iter_mut().zip(&wide) {
-                *cij = T::from_f64(w);
+            for (w, &p) in wide.iter_mut().zip(&part) {
+                *w += p.to_f64();
             }
         }
-    })
+        for (cij, &w) in crow.iter_mut().zip(&wide) {
+            *cij = T::from_f64(w);
+        }
+    }
+}
+
+simd::dispatch! {
+    /// [`matmul_rows`] compiled for `level`.
+    fn matmul_rows_at = matmul_rows<T: Real>(s: &MatmulRows<'_, T>, rows: &mut [T])
 }
 
 fn wrap(v: i64, n: i64) -> usize {
@@ -1267,5 +1312,44 @@ mod simd_tests {
         )
         .unwrap();
         assert!((p[0] - 0.5).abs() < 1e-12 && (m[0] - 0.2).abs() < 1e-15);
+    }
+
+    /// The tape's matmul rows: the same bits at every level, in f32 and f64, with A transposed
+    /// or not and k beyond one leaf of MATMUL_LEAF terms.
+    #[test]
+    fn matmul_rows_are_the_same_at_every_level() {
+        fn check<T: Real>() {
+            for (m, n, k, ta) in [(3, 37, 40, false), (5, 100, 500, true), (1, 1, 1, false)] {
+                let cast = |v: Vec<f32>| v.iter().map(|&x| T::from_f64(x as f64)).collect();
+                let (a, b): (Vec<T>, Vec<T>) = (cast(values(m * k, 21)), cast(values(k * n, 22)));
+                let s = MatmulRows {
+                    a: &a,
+                    b: &b,
+                    first_row: 0,
+                    m,
+                    n,
+                    k,
+                    ta,
+                };
+                let mut want = vec![T::zero(); m * n];
+                matmul_rows_at(Level::Baseline, &s, &mut want);
+                for level in Level::available() {
+                    let mut got = vec![T::zero(); m * n];
+                    matmul_rows_at(level, &s, &mut got);
+                    let bits = |v: &[T]| v.iter().map(|x| x.to_f64().to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&got), bits(&want), "{} {level:?} {m}x{n}x{k}", T::NAME);
+                }
+                // Entry (0, 0) against a direct f64 sum.
+                let exact: f64 = (0..k)
+                    .map(|j| {
+                        let aij = if ta { a[j * m] } else { a[j] };
+                        aij.to_f64() * b[j * n].to_f64()
+                    })
+                    .sum();
+                assert!((want[0].to_f64() - exact).abs() < 1e-4 * (1.0 + exact.abs()));
+            }
+        }
+        check::<f32>();
+        check::<f64>();
     }
 }
