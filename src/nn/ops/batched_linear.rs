@@ -230,47 +230,34 @@ impl<T: Real> Op<T> for BatchedLinear {
     fn backward(&self, bw: &Backward<'_, T>) -> Result<Vec<Option<Tensor<T>>>> {
         let (x, w, dy) = (bw.input(0), bw.input(1), bw.grad(0)?);
         let s = BatchedLinearShape::of(x.shape(), w.shape(), bw.input(2).shape())?;
-        let ctx = x.ctx();
-        let dx = if bw.needs(0) {
-            let mut dx = ctx.empty(x.shape())?;
-            match (w.buf(), dy.buf(), dx.buf_mut()) {
-                (Buffer::Cpu(wv), Buffer::Cpu(g), Buffer::Cpu(o)) => {
-                    batched_linear_grad_x(ctx.cpu().ok_or_else(mixed)?, [wv, g], o, &s)?
-                }
-                (Buffer::Cuda(wv), Buffer::Cuda(g), Buffer::Cuda(o)) => launch(
-                    ctx,
-                    "batched_linear_grad_x",
-                    one_block_each(s.x_len())?,
-                    &[(wv, s.weights()), (g, s.y_len())],
-                    (o, s.x_len()),
+        let grad_x: GradientOf<T> = (batched_linear_grad_x, "batched_linear_grad_x");
+        let dx = bw
+            .needs(0)
+            .then(|| {
+                let cfg = one_block_each(s.x_len())?;
+                gradient(
+                    grad_x,
+                    cfg,
+                    [(w, s.weights()), (dy, s.y_len())],
+                    x.shape(),
                     &s,
-                )?,
-                _ => return Err(mixed()),
-            }
-            Some(dx)
-        } else {
-            None
-        };
-        let dw = if bw.needs(1) {
-            let mut dw = ctx.empty(w.shape())?;
-            match (x.buf(), dy.buf(), dw.buf_mut()) {
-                (Buffer::Cpu(xv), Buffer::Cpu(g), Buffer::Cpu(o)) => {
-                    batched_linear_grad_w(ctx.cpu().ok_or_else(mixed)?, [xv, g], o, &s)?
-                }
-                (Buffer::Cuda(xv), Buffer::Cuda(g), Buffer::Cuda(o)) => launch(
-                    ctx,
-                    "batched_linear_grad_w",
-                    elementwise(s.weights())?,
-                    &[(xv, s.x_len()), (g, s.y_len())],
-                    (o, s.weights()),
+                )
+            })
+            .transpose()?;
+        let grad_w: GradientOf<T> = (batched_linear_grad_w, "batched_linear_grad_w");
+        let dw = bw
+            .needs(1)
+            .then(|| {
+                let cfg = elementwise(s.weights())?;
+                gradient(
+                    grad_w,
+                    cfg,
+                    [(x, s.x_len()), (dy, s.y_len())],
+                    w.shape(),
                     &s,
-                )?,
-                _ => return Err(mixed()),
-            }
-            Some(dw)
-        } else {
-            None
-        };
+                )
+            })
+            .transpose()?;
         let dc = if bw.needs(2) {
             let mut dc = dy.copy()?;
             dc.set_shape(bw.input(2).shape())?;
@@ -280,6 +267,36 @@ impl<T: Real> Op<T> for BatchedLinear {
         };
         Ok(vec![dx, dw, dc])
     }
+}
+
+/// A gradient's CPU twin and kernel, both taking two inputs to one output.
+type GradientOf<T> = (
+    fn(&CpuDevice, [&[T]; 2], &mut [T], &BatchedLinearShape) -> Result<()>,
+    &'static str,
+);
+
+/// One gradient, shaped `shape`, from the inputs (each with the values its kernel reads) by the
+/// twin or, on CUDA, the kernel launched with `cfg`.
+fn gradient<T: Real>(
+    (twin, name): GradientOf<T>,
+    cfg: LaunchConfig,
+    [(a, na), (b, nb)]: [(&Tensor<T>, usize); 2],
+    shape: &[usize],
+    s: &BatchedLinearShape,
+) -> Result<Tensor<T>> {
+    let ctx = a.ctx();
+    let mut out = ctx.empty(shape)?;
+    let len = out.len();
+    match (a.buf(), b.buf(), out.buf_mut()) {
+        (Buffer::Cpu(av), Buffer::Cpu(bv), Buffer::Cpu(o)) => {
+            twin(ctx.cpu().ok_or_else(mixed)?, [av, bv], o, s)?
+        }
+        (Buffer::Cuda(av), Buffer::Cuda(bv), Buffer::Cuda(o)) => {
+            launch(ctx, name, cfg, &[(av, na), (bv, nb)], (o, len), s)?
+        }
+        _ => return Err(mixed()),
+    }
+    Ok(out)
 }
 
 /// Launches `name` with the inputs, the output and the extents (B, H, N), each buffer checked
