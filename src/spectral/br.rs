@@ -193,7 +193,8 @@ pub fn br(aw: &Matrix, w: &[f64], gw: &[f64], m: &[f64]) -> Result<BrSolution> {
         ));
     }
     let prior = Prior { w, m };
-    // A strongly regularised start: the prior's curvature α w/m² above the data's.
+    // A strongly regularised start (ρ ≈ m): α of the size of the data's curvature, ‖A_w‖²
+    // (Frobenius) per unit of quadrature weight.
     let start = aw.data.iter().map(|a| a * a).sum::<f64>() / w.iter().sum::<f64>();
     stationary_point(aw, gw, &prior, start)
 }
