@@ -178,6 +178,7 @@ __device__ double can_relative_angle(double ref, double u) {
 struct CanNet {
     int h, w, kh, kw;  // lattice and kernel extents (kernel centred at kh/2, kw/2)
     int c;             // hidden channels
+    int cin;           // input features per site: 2 (cos φ, sin φ) or 6 (with the running means)
     int res;           // residual mask-B layers after the mask-A layer
     int k;             // mixture components
     int act;           // 0 leaky ReLU (slope), 1 tanh, 2 SiLU
@@ -215,10 +216,12 @@ __device__ T can_site_conv(const T* wt, const T* bias, const T* h, int ci, int c
 // Cached generation (fast PixelCNN sampling): one block per sample walks the sites in raster
 // order; at each site it computes every layer's activations at that site only (all earlier
 // sites' are final, so the whole network costs one forward pass), samples u, and adds ln q.
-// wpack: layer 0 wt [taps][2][c] and bias [c]; each residual layer wt [taps][c][c] and bias [c];
-// the 1×1 head [3K][c] and bias [3K]. Scratch act [B][res + 1][V][c], xin [B][V][2] (cos φ, sin φ
-// of the angles relative to site 0, φ_s = θ_s − θ_0), phi [B][V]. Outputs u [B, V] and ln q [B]
-// (the density of θ, per sample).
+// wpack: layer 0 wt [taps][cin][c] and bias [c]; each residual layer wt [taps][c][c] and bias [c];
+// the 1×1 head [3K][c] and bias [3K]. Scratch act [B][res + 1][V][c], xin [B][V][cin] (cos φ,
+// sin φ of the angles relative to site 0, φ_s = θ_s − θ_0, then with cin = 6 the means of those
+// over all earlier sites and over the last W), phi [B][3V + 2] (the angles, then the running sums
+// [V + 1][2]; twin of generate::RunningSums). Outputs u [B, V] and ln q [B] (the density of θ, per
+// sample).
 template <typename T>
 __device__ void can_generate(const T* wpack, T* act, T* xin, double* phi, T* u, double* logq, CanNet n,
                              unsigned batch, unsigned sample0, unsigned step, unsigned stream,
@@ -226,18 +229,18 @@ __device__ void can_generate(const T* wpack, T* act, T* xin, double* phi, T* u, 
     __shared__ double head[3 * CAN_MAX_K];
     int v = n.h * n.w, taps = n.kh * n.kw, nh = 3 * n.k;
     const T* w0 = wpack;
-    const T* b0 = w0 + (size_t)taps * n.c * 2;
+    const T* b0 = w0 + (size_t)taps * n.c * n.cin;
     const T* wres = b0 + n.c;
     size_t res_stride = (size_t)taps * n.c * n.c + n.c;
     const T* wh = wres + res_stride * n.res;
     const T* bh = wh + (size_t)nh * n.c;
     for (unsigned b = blockIdx.x; b < batch; b += gridDim.x) {
         T* hb = act + (size_t)b * (n.res + 1) * v * n.c;
-        T* xb = xin + (size_t)b * v * 2;
+        T* xb = xin + (size_t)b * v * n.cin;
         double lq = 0.0;
         for (int s = 0; s < v; ++s) {
             for (int co = threadIdx.x; co < n.c; co += blockDim.x)
-                hb[(size_t)s * n.c + co] = can_act(can_site_conv(w0, b0, xb, 2, n.c, co, s, 0, n), n);
+                hb[(size_t)s * n.c + co] = can_act(can_site_conv(w0, b0, xb, n.cin, n.c, co, s, 0, n), n);
             __syncthreads();
             for (int l = 0; l < n.res; ++l) {
                 const T* wl = wres + res_stride * l;
@@ -258,7 +261,7 @@ __device__ void can_generate(const T* wpack, T* act, T* xin, double* phi, T* u, 
             __syncthreads();
             if (threadIdx.x == 0) {
                 CanDraws r = {(unsigned)s, sample0 + b, step, stream, 0u, k0, k1};
-                double* pb = phi + (size_t)b * v;
+                double* pb = phi + (size_t)b * (3 * v + 2);
                 T us;
                 if (s == 0) {
                     // The first angle is uniform (the model is exactly U(1) invariant).
@@ -274,8 +277,21 @@ __device__ void can_generate(const T* wpack, T* act, T* xin, double* phi, T* u, 
                 u[(size_t)b * v + s] = us;
                 double sn, cs;
                 sincos(pb[s], &sn, &cs);
-                xb[2 * s] = (T)cs;
-                xb[2 * s + 1] = (T)sn;
+                T* xs = xb + (size_t)s * n.cin;
+                xs[0] = (T)cs;
+                xs[1] = (T)sn;
+                double* pre = pb + v;  // pre[2j + c] = Σ_{i<j} (cos, sin)_c
+                if (s == 0) pre[0] = pre[1] = 0.0;
+                pre[2 * s + 2] = pre[2 * s] + cs;
+                pre[2 * s + 3] = pre[2 * s + 1] + sn;
+                if (n.cin == 6) {
+                    int lo = s > n.w ? s - n.w : 0;
+                    for (int c = 0; c < 2; ++c) {
+                        double p = pre[2 * s + c];
+                        xs[2 + c] = (T)(s == 0 ? 0.0 : p / (double)s);
+                        xs[4 + c] = (T)(s == lo ? 0.0 : (p - pre[2 * lo + c]) / (double)(s - lo));
+                    }
+                }
             }
             __syncthreads();
         }

@@ -27,7 +27,16 @@ fn small(seed: u64) -> CanConfig {
         kernel: 3,
         components: 3,
         activation: Activation::Silu,
+        running_means: false,
         seed,
+    }
+}
+
+/// [`small`] with the running-mean inputs.
+fn with_means(seed: u64) -> CanConfig {
+    CanConfig {
+        running_means: true,
+        ..small(seed)
     }
 }
 
@@ -50,14 +59,17 @@ fn one_pass_log_q<T: Real>(can: &Can, store: &ParamStore<T>, u: &[T]) -> Vec<f64
 
 #[test]
 fn cached_generation_draws_what_naive_generation_draws_and_its_log_q_is_the_one_pass_log_q() {
-    for (dims, act) in [
-        (vec![4, 6], Activation::Silu),
-        (vec![6, 4], Activation::LeakyRelu(0.1)),
-        (vec![2, 2], Activation::Tanh),
+    for (dims, act, running_means) in [
+        (vec![4, 6], Activation::Silu, false),
+        (vec![6, 4], Activation::LeakyRelu(0.1), false),
+        (vec![2, 2], Activation::Tanh, false),
+        (vec![5, 4], Activation::Silu, true),
+        (vec![2, 2], Activation::Tanh, true),
     ] {
         let config = CanConfig {
             activation: act,
             kernel: if dims[0] == 2 { 2 } else { 3 },
+            running_means,
             ..small(3)
         };
         let (can, store) = network::<f64>(&dims, &config);
@@ -81,8 +93,13 @@ fn cached_generation_draws_what_naive_generation_draws_and_its_log_q_is_the_one_
 
 #[test]
 fn a_later_site_never_changes_an_earlier_conditional_and_a_global_rotation_none() {
+    causal_order(small(5));
+    causal_order(with_means(5));
+}
+
+fn causal_order(config: CanConfig) {
     let (h, w) = (4, 6);
-    let (can, store) = network::<f64>(&[h, w], &small(5));
+    let (can, store) = network::<f64>(&[h, w], &config);
     let tape = Tape::new(store.ctx());
     tape.set_grad_enabled(false);
     let (u, _) = can.generate(&store, KEY, 1).unwrap();
@@ -116,10 +133,15 @@ fn a_later_site_never_changes_an_earlier_conditional_and_a_global_rotation_none(
 /// smooths the Beta densities' end points), 18 points per axis.
 #[test]
 fn log_q_is_normalised_on_a_2x2_lattice() {
+    normalised_on_2x2(small(6));
+    normalised_on_2x2(with_means(6));
+}
+
+fn normalised_on_2x2(config: CanConfig) {
     // A 2×2 kernel reaches back one site along each axis: every site sees every earlier one.
     let config = CanConfig {
         kernel: 2,
-        ..small(6)
+        ..config
     };
     let (can, store) = network::<f64>(&[2, 2], &config);
     // Gauss–Legendre nodes would do; the midpoint rule after the substitution converges fast

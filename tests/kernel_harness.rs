@@ -1569,13 +1569,19 @@ fn can_mixture_cases<T: Real>(h: &Harness, cpu: &CpuDevice) {
 fn can_generate_cases<T: Real>(h: &Harness) {
     let ctx = Ctx::<T>::new(Device::Cpu(common::cpu()));
     // Odd lattices (the raster wrap), both kernel parities, more channels than a warp.
-    for (dims, kernel, channels) in [([3usize, 5usize], 3usize, 5usize), ([4, 4], 2, 40)] {
+    // With and without the running-mean inputs.
+    for (dims, kernel, channels, running_means) in [
+        ([3usize, 5usize], 3usize, 5usize, false),
+        ([4, 4], 2, 40, false),
+        ([5, 3], 3, 7, true),
+    ] {
         let config = CanConfig {
             channels,
             residual: 2,
             kernel,
             components: 3,
             activation: Activation::LeakyRelu(0.2),
+            running_means,
             seed: 9,
         };
         let mut store = ParamStore::new(&ctx);
@@ -1596,12 +1602,12 @@ fn can_generate_cases<T: Real>(h: &Harness) {
             let v = can.volume();
             let mut act = vec![T::zero(); batch * can.spec().scratch_len()];
             let (mut xin, mut u, mut q) = (
-                vec![T::zero(); 2 * batch * v],
+                vec![T::zero(); can.spec().inputs() * batch * v],
                 vec![T::zero(); batch * v],
                 vec![0.0f64; batch],
             );
             let mut a = Args::new();
-            let mut phi = vec![0.0f64; batch * v];
+            let mut phi = vec![0.0f64; batch * can.spec().angle_scratch_len()];
             a.input(&w).output(&mut act).output(&mut xin);
             a.output(&mut phi).output(&mut u).output(&mut q);
             a.val(can.spec())

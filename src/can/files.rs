@@ -44,7 +44,7 @@ impl CanRecord {
             Activation::LeakyRelu(a) => a,
             _ => 0.0,
         };
-        Json::obj([
+        let mut record = Json::obj([
             ("format", Json::Str(FORMAT.into())),
             ("theory", self.theory.to_json()),
             ("channels", n(self.net.channels as f64)),
@@ -59,7 +59,13 @@ impl CanRecord {
             ("seed", s(self.train.seed)),
             ("anneal", n(self.train.anneal)),
             ("steps", s(self.steps)),
-        ])
+        ]);
+        // Written only when set, so records (and resume identities) of networks without it are
+        // what they were before the option existed.
+        if let (true, Json::Obj(items)) = (self.net.running_means, &mut record) {
+            items.push(("running_means".into(), Json::Bool(true)));
+        }
+        record
     }
 
     /// Reads a record; every missing or malformed member is an error naming it.
@@ -82,6 +88,7 @@ impl CanRecord {
                 kernel: int("kernel")?,
                 components: int("components")?,
                 activation,
+                running_means: f.flag_or("running_means", false)?,
                 seed: big("init_seed")?,
             },
             train: CanTrainConfig {
@@ -165,4 +172,46 @@ pub fn load(dir: &Path, device: &Device) -> Result<LoadedCan> {
         can,
         params,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lattice::Lattice;
+
+    fn record(running_means: bool) -> CanRecord {
+        CanRecord {
+            theory: TheoryConfig::Xy {
+                lattice: Lattice::new(&[4, 4]).unwrap(),
+                beta: 1.0,
+            },
+            net: CanConfig {
+                running_means,
+                ..CanConfig::default()
+            },
+            train: CanTrainConfig {
+                batch: 8,
+                lr: 1e-3,
+                seed: 3,
+                anneal: 0.99,
+            },
+            steps: 10,
+        }
+    }
+
+    #[test]
+    fn the_running_means_flag_round_trips_and_older_records_lack_it() {
+        for means in [false, true] {
+            let j = record(means).to_json();
+            assert_eq!(CanRecord::from_json(&j).unwrap(), record(means));
+            // Records without the option are written as before it existed.
+            assert_eq!(j.get("running_means").is_some(), means);
+        }
+        let text = record(true)
+            .to_json()
+            .pretty()
+            .replace("\"running_means\": true", "\"running_means\": 1");
+        let err = CanRecord::from_json(&Json::parse(&text).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("running_means"), "{err}");
+    }
 }

@@ -31,6 +31,8 @@ pub struct NetSpec {
     pub kw: i32,
     /// Hidden channels.
     pub c: i32,
+    /// Input features per site: [`INPUTS`] (cos φ, sin φ) or [`INPUTS_WITH_MEANS`].
+    pub cin: i32,
     /// Residual (mask-B) layers after the mask-A layer.
     pub res: i32,
     /// Mixture components.
@@ -54,15 +56,23 @@ impl NetSpec {
     fn channels(&self) -> usize {
         self.c as usize
     }
+    /// Input features per site.
+    pub fn inputs(&self) -> usize {
+        self.cin as usize
+    }
     /// Values of the packed weights.
     pub fn packed_len(&self) -> usize {
         let (t, c, nh) = (self.taps(), self.channels(), 3 * self.k as usize);
-        t * 2 * c + c + self.res as usize * (t * c * c + c) + nh * c + nh
+        t * self.inputs() * c + c + self.res as usize * (t * c * c + c) + nh * c + nh
     }
-    /// Scratch values per sample: every layer's activations `[res + 1][V][C]` (the kernel also
-    /// takes the relative angles `[V]` in f64).
+    /// Scratch values per sample: every layer's activations `[res + 1][V][C]`.
     pub fn scratch_len(&self) -> usize {
         (self.res as usize + 1) * self.volume() * self.channels()
+    }
+    /// f64 scratch values per sample of `can_generate`: the relative angles `[V]` and the
+    /// running sums `[V + 1][2]` ([`RunningSums`]).
+    pub fn angle_scratch_len(&self) -> usize {
+        3 * self.volume() + 2
     }
     /// The activation code of `a`.
     pub fn activation_code(a: Activation) -> (i32, f64) {
@@ -79,6 +89,7 @@ impl NetSpec {
             && self.kh >= 1
             && self.kw >= 1
             && self.c >= 1
+            && (self.cin == INPUTS as i32 || self.cin == INPUTS_WITH_MEANS as i32)
             && self.res >= 0
             && (1..=MAX_COMPONENTS as i32).contains(&self.k)
             && (0..=2).contains(&self.act)
@@ -90,6 +101,53 @@ impl NetSpec {
             )));
         }
         Ok(())
+    }
+}
+
+/// Input features per site without running means: (cos φ, sin φ) of the angle relative to site 0.
+pub const INPUTS: usize = 2;
+/// Input features per site with running means: (cos φ, sin φ), then the mean of (cos φ, sin φ)
+/// over all earlier sites and over the last W earlier sites (the row behind the site).
+pub const INPUTS_WITH_MEANS: usize = 6;
+
+/// The running sums behind the input features, Σ_{j<s} (cos φ_j, sin φ_j), filled site by site
+/// in raster order. A PixelCNN's conditional of site s sees only a window of earlier sites; the
+/// running means hand every site the direction of the whole past and of the row behind it, the
+/// long-wavelength information a near-critical XY configuration carries beyond any window. They
+/// depend on earlier sites only, so the order stays causal. Twin of the sums in `can_generate`
+/// (the same additions in the same order).
+pub struct RunningSums {
+    pre: Vec<[f64; 2]>,
+    w: usize,
+}
+
+impl RunningSums {
+    /// Sums for a lattice of `v` sites, `w` columns wide.
+    pub fn new(v: usize, w: usize) -> Self {
+        RunningSums {
+            pre: vec![[0.0; 2]; v + 1],
+            w,
+        }
+    }
+
+    /// The features of site s with relative angle φ_s: (cos φ_s, sin φ_s, the mean of (cos, sin)
+    /// over sites < s, the mean over sites s − W..s − 1 (fewer near the start); means of no sites
+    /// are 0). Sites must come in order s = 0, 1, … (site 0 restarts the sums).
+    pub fn features(&mut self, s: usize, phi: f64) -> [f64; INPUTS_WITH_MEANS] {
+        let (sn, cs) = phi.sin_cos();
+        let p = self.pre[s];
+        self.pre[s + 1] = [p[0] + cs, p[1] + sn];
+        let lo = s.saturating_sub(self.w);
+        let mean = |a: f64, b: f64, n: usize| if n == 0 { 0.0 } else { (a - b) / n as f64 };
+        let q = self.pre[lo];
+        [
+            cs,
+            sn,
+            mean(p[0], 0.0, s),
+            mean(p[1], 0.0, s),
+            mean(p[0], q[0], s - lo),
+            mean(p[1], q[1], s - lo),
+        ]
     }
 }
 
@@ -178,8 +236,8 @@ fn site_conv<T: Real>(
 }
 
 /// One sample's generation (the body of one block of `can_generate`): fills `u` `[V]` and
-/// returns ln q(θ). `act` is the sample's scratch `[res + 1][V][C]`, `xin` `[V][2]` (cos, sin of
-/// the angles relative to site 0).
+/// returns ln q(θ). `act` is the sample's scratch `[res + 1][V][C]`, `xin` `[V][cin]` (the
+/// input features of [`RunningSums::features`]).
 fn generate_one<T: Real>(
     wpack: &[T],
     n: &NetSpec,
@@ -190,7 +248,8 @@ fn generate_one<T: Real>(
     u: &mut [T],
 ) -> f64 {
     let (v, t, c, nh) = (n.volume(), n.taps(), n.channels(), 3 * n.k as usize);
-    let (w0, rest) = wpack.split_at(t * 2 * c);
+    let cin = n.inputs();
+    let (w0, rest) = wpack.split_at(t * cin * c);
     let (b0, rest) = rest.split_at(c);
     let res_stride = t * c * c + c;
     let (wres, rest) = rest.split_at(res_stride * n.res as usize);
@@ -199,10 +258,11 @@ fn generate_one<T: Real>(
     let mut head = vec![0.0f64; nh];
     let mut phi = vec![0.0f64; v];
     let ww = n.w as usize;
+    let mut sums = RunningSums::new(v, ww);
     let mut lq = 0.0;
     for s in 0..v {
         acc.copy_from_slice(b0);
-        site_conv(w0, xin, 2, s, false, n, &mut acc);
+        site_conv(w0, xin, cin, s, false, n, &mut acc);
         for (o, &a) in act[s * c..(s + 1) * c].iter_mut().zip(&acc) {
             *o = activate(a, n);
         }
@@ -239,9 +299,10 @@ fn generate_one<T: Real>(
             lq += site_log_density(&head, u[s].to_f64());
             phi[s] = relative_angle(phi[reference(s, ww)], u[s].to_f64());
         }
-        let (sn, cs) = phi[s].sin_cos();
-        xin[2 * s] = T::from_f64(cs);
-        xin[2 * s + 1] = T::from_f64(sn);
+        let f = sums.features(s, phi[s]);
+        for (x, &fv) in xin[cin * s..cin * (s + 1)].iter_mut().zip(&f) {
+            *x = T::from_f64(fv);
+        }
     }
     lq
 }
@@ -275,7 +336,7 @@ pub fn generate<T: Real>(
     let mut rows: Vec<(f64, Vec<T>)> = (0..batch).map(|_| (0.0, vec![T::zero(); v])).collect();
     dev.for_heavy_chunks(1, &mut rows, |first, chunk, _| {
         let mut act = vec![T::zero(); n.scratch_len()];
-        let mut xin = vec![T::zero(); 2 * v];
+        let mut xin = vec![T::zero(); n.inputs() * v];
         for (k, (lq, row)) in chunk.iter_mut().enumerate() {
             let sample = key.sample0 + (first + k) as u32;
             xin.iter_mut().for_each(|x| *x = T::zero());
@@ -303,7 +364,8 @@ fn sample_range(key: DrawKey, batch: usize) -> Result<()> {
 
 /// Samples per launch of `can_generate`, so the scratch stays under 256 MiB.
 fn launch_batch<T: Real>(n: &NetSpec) -> usize {
-    let per = (n.scratch_len() + 2 * n.volume()) * std::mem::size_of::<T>() + 8 * n.volume();
+    let per = (n.scratch_len() + n.inputs() * n.volume()) * std::mem::size_of::<T>()
+        + 8 * n.angle_scratch_len();
     ((256usize << 20) / per.max(1)).clamp(1, 65_535)
 }
 
@@ -328,8 +390,8 @@ pub fn generate_cuda<T: Real>(
     let mut start = 0;
     while start < batch {
         let b = per_launch.min(batch - start);
-        let mut xin = stream.alloc_zeros::<T>(b * 2 * v)?;
-        let mut phi = stream.alloc_zeros::<f64>(b * v)?;
+        let mut xin = stream.alloc_zeros::<T>(b * n.inputs() * v)?;
+        let mut phi = stream.alloc_zeros::<f64>(b * n.angle_scratch_len())?;
         let mut du = stream.alloc_zeros::<T>(b * v)?;
         let mut dq = stream.alloc_zeros::<f64>(b)?;
         let (bn, s0) = (b as u32, key.sample0 + start as u32);

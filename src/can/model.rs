@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use super::generate::{self, pack_layer, reference, relative_angle, DrawKey, NetSpec};
+use super::generate::{self, pack_layer, reference, relative_angle, DrawKey, NetSpec, RunningSums};
 use super::mixture::{self, sample_site, BetaMixture, SiteDraws};
 use crate::device::Device;
 use crate::error::{Error, Result};
@@ -36,6 +36,9 @@ pub struct CanConfig {
     pub components: usize,
     /// The activation.
     pub activation: Activation,
+    /// Whether every site also sees the running means of the earlier sites' (cos φ, sin φ)
+    /// ([`generate::RunningSums`]).
+    pub running_means: bool,
     /// Seed of the initial weights.
     pub seed: u64,
 }
@@ -48,12 +51,22 @@ impl Default for CanConfig {
             kernel: 5,
             components: 4,
             activation: Activation::Silu,
+            running_means: false,
             seed: 1,
         }
     }
 }
 
 impl CanConfig {
+    /// Input features per site.
+    pub fn inputs(&self) -> usize {
+        if self.running_means {
+            generate::INPUTS_WITH_MEANS
+        } else {
+            generate::INPUTS
+        }
+    }
+
     /// Checks the sizes.
     pub fn validate(&self) -> Result<()> {
         if self.channels == 0 || self.channels > 1024 {
@@ -109,8 +122,8 @@ impl Can {
     ) -> Result<Self> {
         let can = Self::shape_only(config, lattice)?;
         let (c, k, kk) = (config.channels, config.kernel, 3 * config.components);
-        let s = config.seed;
-        store.init_layer(IN, &[c, 2, k, k], 2 * k * k, c, s)?;
+        let (s, cin) = (config.seed, config.inputs());
+        store.init_layer(IN, &[c, cin, k, k], cin * k * k, c, s)?;
         for l in 0..config.residual {
             let seed = s.wrapping_add(1 + l as u64);
             store.init_layer(&res_name(l), &[c, c, k, k], c * k * k, c, seed)?;
@@ -145,6 +158,7 @@ impl Can {
             kh: config.kernel as i32,
             kw: config.kernel as i32,
             c: config.channels as i32,
+            cin: config.inputs() as i32,
             res: config.residual as i32,
             k: config.components as i32,
             act,
@@ -180,7 +194,7 @@ impl Can {
             3 * self.config.components,
         );
         let mut v = vec![
-            (format!("{IN}.w"), vec![c, 2, k, k]),
+            (format!("{IN}.w"), vec![c, self.config.inputs(), k, k]),
             (format!("{IN}.b"), vec![c]),
         ];
         for l in 0..self.config.residual {
@@ -254,24 +268,26 @@ impl Can {
             .collect()
     }
 
-    /// The network's input `[B, 2, H, W]`: (cos φ, sin φ) of the angles relative to site 0, for
-    /// the variables u `[B, V]`. Relative inputs and the uniform first site make q exactly
+    /// The network's input `[B, cin, H, W]` for the variables u `[B, V]`: (cos φ, sin φ) of the
+    /// angles relative to site 0 and, with running means, their means over earlier sites
+    /// ([`generate::RunningSums`]). Relative inputs and the uniform first site make q exactly
     /// invariant under global rotations.
     pub fn features<T: Real>(&self, ctx: &Ctx<T>, u: &[T]) -> Result<Tensor<T>> {
         let v = self.volume().max(1);
-        let b = u.len() / v;
-        let mut x = vec![T::zero(); 2 * u.len()];
-        for (c, xs) in u.chunks(v).zip(x.chunks_mut(2 * v)) {
+        let (b, cin) = (u.len() / v, self.config.inputs());
+        let mut x = vec![T::zero(); cin * u.len()];
+        for (c, xs) in u.chunks(v).zip(x.chunks_mut(cin * v)) {
+            let mut sums = RunningSums::new(v, self.spec.w as usize);
             for (site, p) in self.relative_angles(c).into_iter().enumerate() {
-                let (sn, cs) = p.sin_cos();
-                xs[site] = T::from_f64(cs);
-                xs[v + site] = T::from_f64(sn);
+                for (ch, f) in sums.features(site, p).into_iter().take(cin).enumerate() {
+                    xs[ch * v + site] = T::from_f64(f);
+                }
             }
         }
-        ctx.from_vec(&[b, 2, self.spec.h as usize, self.spec.w as usize], &x)
+        ctx.from_vec(&[b, cin, self.spec.h as usize, self.spec.w as usize], &x)
     }
 
-    /// The raw outputs `[B, 3K, H, W]` for input features `x` `[B, 2, H, W]`.
+    /// The raw outputs `[B, 3K, H, W]` for input features `x` `[B, cin, H, W]`.
     pub fn outputs<T: Real>(
         &self,
         tape: &Tape<T>,
@@ -345,7 +361,8 @@ impl Can {
         );
         let get = |n: String| store.get(&n).and_then(Tensor::to_vec);
         let mut out = Vec::with_capacity(self.spec.packed_len());
-        pack_layer(&get(format!("{IN}.w"))?, c, 2, taps, &mut out);
+        let cin = self.config.inputs();
+        pack_layer(&get(format!("{IN}.w"))?, c, cin, taps, &mut out);
         out.extend(get(format!("{IN}.b"))?);
         for l in 0..self.config.residual {
             pack_layer(&get(format!("{}.w", res_name(l)))?, c, c, taps, &mut out);

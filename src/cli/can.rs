@@ -53,6 +53,10 @@ pub struct NetArgs {
     /// Negative slope of the leaky ReLU.
     #[arg(long, default_value_t = 0.01)]
     slope: f64,
+    /// Give every site the running means of the earlier sites' (cos, sin): over the whole past
+    /// and over the row behind it (long-wavelength information beyond the kernels' window).
+    #[arg(long)]
+    running_means: bool,
     /// Samples per training step.
     #[arg(long, default_value_t = 64)]
     batch: usize,
@@ -86,6 +90,7 @@ impl NetArgs {
                 kernel: self.kernel,
                 components: self.components,
                 activation: Activation::parse(&self.activation, self.slope)?,
+                running_means: self.running_means,
                 seed: self.seed,
             },
             train: CanTrainConfig {

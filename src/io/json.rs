@@ -155,6 +155,16 @@ impl<'a> Fields<'a> {
             .ok_or_else(|| self.bad(key))
     }
 
+    /// A flag that files written before it existed lack: absent means `default`; anything but
+    /// `true` or `false` is an error.
+    pub fn flag_or(&self, key: &str, default: bool) -> Result<bool> {
+        match self.json.get(key) {
+            None => Ok(default),
+            Some(Json::Bool(b)) => Ok(*b),
+            Some(_) => Err(self.bad(key)),
+        }
+    }
+
     /// A 64-bit integer stored as a decimal string (seeds, step counts: beyond f64's 2⁵³).
     pub fn big(&self, key: &str) -> Result<u64> {
         match self.json.get(key) {
