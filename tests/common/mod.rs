@@ -77,8 +77,45 @@ pub fn latticeml(args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// A path for a directory of this test process, removed first if it exists.
+/// The prefixes of the temporary files and directories the tests make, each followed by the
+/// test process's id.
+const TEMP_PREFIXES: [&str; 5] = [
+    "latticeml-test-",
+    "latticeml-msg-",
+    "latticeml-st-",
+    "latticeml-py-",
+    "latticeml-spectral-",
+];
+
+/// Removes what earlier test processes left in the temporary directory (their outputs stay for
+/// inspection until the next run): entries with a test prefix whose process is gone. Only where
+/// `/proc` says which processes live; elsewhere nothing is removed.
+fn sweep_stale_temp() {
+    let (tmp, proc) = (std::env::temp_dir(), Path::new("/proc"));
+    let Ok(entries) = std::fs::read_dir(&tmp) else {
+        return;
+    };
+    if !proc.join("self").exists() {
+        return;
+    }
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = TEMP_PREFIXES.iter().find_map(|p| name.strip_prefix(p)) else {
+            continue;
+        };
+        let pid = rest.split('-').next().unwrap_or("");
+        if !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) && !proc.join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path())
+                .or_else(|_| std::fs::remove_file(entry.path()));
+        }
+    }
+}
+
+/// A path for a directory of this test process, removed first if it exists. The first call
+/// also removes the directories of earlier test processes that have exited.
 pub fn fresh_dir(name: &str) -> PathBuf {
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    SWEEP.call_once(sweep_stale_temp);
     let d = std::env::temp_dir().join(format!("latticeml-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     d
