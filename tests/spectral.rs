@@ -479,6 +479,72 @@ fn command_line_flags_br_without_a_stationary_point() {
     assert!(summary["warning"].is_string() && summary["alpha"].is_null());
 }
 
+/// `--samples` with BR on weak data: the aggregate says on how many samples BR had no stationary
+/// point, in the table and in summary.json.
+#[test]
+fn command_line_counts_the_samples_br_flags() {
+    let dir = common::fresh_dir("spectral-br-samples");
+    let run = |args: &[&str], out: &std::path::Path| {
+        let out = std::process::Command::new(common::binary())
+            .args(args)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{err}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mock = dir.join("mock");
+    run(
+        &[
+            "spectral", "--mock", "paper", "--noise", "1e-2", "--method", "br",
+        ],
+        &mock,
+    );
+    // The mock's data and errors as an input file, and two samples: the data and the fit.
+    let fit = std::fs::read_to_string(mock.join("fit.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = fit
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    let mut input = String::from("p,value,error\n");
+    rows.iter()
+        .for_each(|r| input += &format!("{},{},{}\n", r[0], r[1], r[3]));
+    let sample = |k: usize| rows.iter().map(|r| r[k]).collect::<Vec<_>>().join(",");
+    std::fs::write(dir.join("input.csv"), input).unwrap();
+    std::fs::write(
+        dir.join("samples.csv"),
+        format!("{}\n{}\n", sample(1), sample(2)),
+    )
+    .unwrap();
+    let (input, samples) = (dir.join("input.csv"), dir.join("samples.csv"));
+    let text = run(
+        &[
+            "spectral",
+            "--input",
+            input.to_str().unwrap(),
+            "--samples",
+            samples.to_str().unwrap(),
+            "--method",
+            "br",
+        ],
+        &dir.join("out"),
+    );
+    assert!(
+        text.contains("on 2 of 2 samples: BR has no stationary point"),
+        "{text}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("out/summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["samples_with_warning"], 2.0);
+    assert!(summary["warning"]
+        .as_str()
+        .unwrap()
+        .starts_with("on 2 of 2"));
+}
+
 /// `bench spectral --json`: the batched list networks' throughput as one JSON object.
 #[test]
 fn bench_spectral_reports_network_steps_per_second() {

@@ -456,6 +456,11 @@ fn spectral_samples(
         .collect();
     let kmat = spectral::kernel::kernel_matrix(problem.kind, &problem.data.x, &problem.grid)?;
     let chi2_mean = rs.iter().map(|r| r.chi2_per_point).sum::<f64>() / k;
+    // A method's warning (BR without a stationary point) on some samples: how many, and why.
+    let warned: Vec<&String> = rs.iter().filter_map(|r| r.warning.as_ref()).collect();
+    let warning = warned
+        .first()
+        .map(|w| format!("on {} of {} samples: {w}", warned.len(), rs.len()));
     let agg = Reconstruction {
         method: format!("{} ({} samples)", rs[0].method, rs.len()),
         omega: problem.grid.omega.clone(),
@@ -468,12 +473,13 @@ fn spectral_samples(
         chi2: chi2_mean * problem.data.x.len() as f64,
         chi2_per_point: chi2_mean,
         choice: None,
-        warning: None,
+        warning,
         seconds: rs.iter().map(|r| r.seconds).sum(),
     };
     let extra = [
         ("samples", Json::Num(k)),
         ("mean_chi2_per_point_over_samples", Json::Num(chi2_mean)),
+        ("samples_with_warning", Json::Num(warned.len() as f64)),
     ];
     report::write(&a.out, &agg, &problem.data, None, None, &extra)?;
     let all: Vec<f64> = rs.iter().flat_map(|r| r.rho.iter().copied()).collect();
@@ -489,6 +495,9 @@ fn spectral_samples(
         agg.seconds,
         a.out.display()
     );
+    if let Some(w) = &agg.warning {
+        println!("! {}: {w}", rs[0].method);
+    }
     Ok(())
 }
 

@@ -246,7 +246,9 @@ fn below_the_repeller(
         fixed_alpha(aw, gw, prior, alpha, rho)?;
         let mean = prior.mean_alpha(rho);
         if !mean.is_finite() {
-            return Err(Error::NonFinite("BR: the mean of alpha diverged".into()));
+            // ρ sits on the pole (S = 0: data the default model reproduces): ⟨α⟩ = ∞ here and
+            // no finite stationary point lies below.
+            return Ok(None);
         }
         let ratio = mean / alpha;
         if ratio <= 1.0 {
@@ -341,6 +343,16 @@ mod tests {
         let (aw, gw, w, m) = paper_mock(1e-3);
         let s = br(&aw, &w, &gw, &m).unwrap();
         assert!(s.alpha.is_some_and(|a| a > 0.0 && a.is_finite()));
+    }
+
+    /// Data the default model reproduces exactly (g = A m): ρ = m at every α, S = 0 and ⟨α⟩ = ∞,
+    /// so no finite stationary point; the default model comes back flagged, not an error.
+    #[test]
+    fn data_of_the_default_model_have_no_stationary_point() {
+        let (aw, _, w, m) = paper_mock(1e-3);
+        let gw = aw.mul_vec(&m);
+        let s = br(&aw, &w, &gw, &m).unwrap();
+        assert!(s.alpha.is_none() && s.rho == m);
     }
 
     /// At the returned ρ the marginal posterior −χ²/2 + ln P(ρ) is stationary: its gradient,
