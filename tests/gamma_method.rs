@@ -84,6 +84,47 @@ fn derived_quantity_agrees_with_jackknife_and_the_exact_value() {
     );
 }
 
+/// Chains that sample one distribution keep the Γ-method's error (the scatter test passes);
+/// chains each stuck about its own offset (a slow mode the automatic window cuts off: Γ(t) has a
+/// small floor the window never reaches) get the chains' scatter, whose exact value is known.
+#[test]
+fn chains_scattering_beyond_the_gamma_error_get_the_scatter() {
+    let (n, reps) = (10_000, 32);
+    let data = ar1(0.5, n, reps);
+    let refs: Vec<&[f64]> = data.iter().map(|d| d.as_slice()).collect();
+    let e = gamma_primary(&refs);
+    assert_eq!(e.note, None);
+    // Each chain's offset: a second, slow component of variance s².
+    let s = 0.05;
+    let mut offsets = vec![0.0; reps];
+    philox::fill_normals(&mut offsets, 32, 0, 0, 0);
+    let stuck: Vec<Vec<f64>> = data
+        .iter()
+        .zip(&offsets)
+        .map(|(d, o)| d.iter().map(|x| x + s * o).collect())
+        .collect();
+    let refs: Vec<&[f64]> = stuck.iter().map(|d| d.as_slice()).collect();
+    let e = gamma_primary(&refs);
+    // Var of the grand mean: the AR(1) part 2τ/(N R) plus s²/R.
+    let tau = 1.5;
+    let exact = (2.0 * tau / (n * reps) as f64 + s * s / reps as f64).sqrt();
+    let window_only = (2.0 * tau / (n * reps) as f64).sqrt();
+    println!(
+        "error {:.5}, exact {exact:.5}, the window's {window_only:.5}",
+        e.error
+    );
+    assert_eq!(
+        e.note,
+        Some(latticeml::analysis::gamma::NOTE_CHAINS_SCATTER)
+    );
+    // The scatter of 32 chains is good to about 1/√62 = 13 %.
+    assert!(
+        (e.error / exact - 1.0).abs() < 0.4,
+        "{} vs {exact}",
+        e.error
+    );
+}
+
 #[test]
 fn constant_series_is_reported_instead_of_given_a_zero_error() {
     // A constant series from a Monte Carlo chain means a stuck chain: its error is unknown, not 0.

@@ -2,6 +2,9 @@
 //! (2004) 143): autocorrelation-aware errors with the automatic window, for primary observables
 //! and for derived quantities f(⟨a₁⟩, …, ⟨aₙ⟩) by linearisation. Independent chains are replicas.
 
+use super::jackknife::jackknife;
+use super::replicas::chi2_q;
+
 /// A value with its error and integrated autocorrelation time (in units of measurements).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Estimate {
@@ -25,6 +28,19 @@ pub const NOTE_CONSTANT: &str = "no fluctuations: the series is constant (a stuc
 /// a few per cent), or no window satisfying the automatic criterion.
 pub const NOTE_TOO_SHORT: &str =
     "series too short for its autocorrelation (fewer than 50 tau_int): error and tau_int unreliable";
+
+/// [`Estimate::note`] when independent chains scatter more than the Γ-method's error allows: a
+/// slow mode (a chain that sticks after a draw of large weight, a sector it rarely leaves) that
+/// the automatic window cuts off. The error given is then the chains' scatter.
+pub const NOTE_CHAINS_SCATTER: &str = "the chains scatter more than the Gamma-method error allows \
+     (slow modes beyond its window): the error is the chains' scatter (leave-one-chain-out \
+     jackknife)";
+
+/// Replicas from which their scatter is tested against the Γ-method's error.
+const MIN_REPLICAS: usize = 4;
+
+/// Significance at which the chains' scatter overrules the Γ-method's error.
+const SCATTER_LEVEL: f64 = 0.05;
 
 /// Measurements per τ_int below which [`NOTE_TOO_SHORT`] is attached.
 pub const MIN_TAUS: f64 = 50.0;
@@ -76,6 +92,10 @@ pub fn gamma_derived<F: Fn(&[f64]) -> f64>(replicas: &[Vec<Vec<f64>>], f: F) -> 
         })
         .collect();
     let (error, tau_int, tau_int_error, note) = gamma_window(&deltas, n_total);
+    let (error, note) = match chains_scatter(replicas, &f, error) {
+        Some(scatter) => (scatter, Some(NOTE_CHAINS_SCATTER)),
+        None => (error, note),
+    };
     Estimate {
         value,
         error,
@@ -83,6 +103,25 @@ pub fn gamma_derived<F: Fn(&[f64]) -> f64>(replicas: &[Vec<Vec<f64>>], f: F) -> 
         tau_int_error,
         note,
     }
+}
+
+/// The chains' own error of f, the leave-one-chain-out jackknife, where it is significantly
+/// larger than the Γ-method's `error`. Independent chains' means scatter with the variance of
+/// one chain's mean whatever the autocorrelations, so (R − 1) σ²_jack/σ²_Γ is χ² with R − 1
+/// degrees of freedom if σ_Γ is right; below Q = 5 % it is not, and the scatter is the honest
+/// error (the χ² check of replicas that Wolff recommends, applied to the combined error).
+fn chains_scatter<F: Fn(&[f64]) -> f64>(
+    replicas: &[Vec<Vec<f64>>],
+    f: &F,
+    error: f64,
+) -> Option<f64> {
+    let r = replicas.len();
+    if r < MIN_REPLICAS || !(error > 0.0 && error.is_finite()) {
+        return None;
+    }
+    let scatter = jackknife(replicas, 1, f).error;
+    let chi2 = (r - 1) as f64 * (scatter / error).powi(2);
+    (chi2_q(chi2, r - 1) < SCATTER_LEVEL).then_some(scatter)
 }
 
 /// ∂f/∂ā_α by central differences with a step on the scale of each observable's fluctuations.
