@@ -11,11 +11,12 @@ use clap::{Args, Parser, Subcommand};
 mod can_cli;
 #[path = "cli/diffusion.rs"]
 mod diffusion_cli;
+#[path = "cli/progress.rs"]
+mod progress;
 #[path = "cli/spectral.rs"]
 mod spectral_cli;
 #[path = "cli/vae.rs"]
 mod vae_cli;
-use indicatif::{ProgressBar, ProgressStyle};
 
 use latticeml::action::Phi4;
 use latticeml::csd::{run_csd, CsdConfig};
@@ -182,15 +183,8 @@ fn claim_of(resume: bool, force: bool) -> Claim {
     }
 }
 
-fn bar(total: u64, unit: &str) -> Result<ProgressBar> {
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template(&format!(
-            "{{bar:40}} {{pos}}/{{len}} {unit}  {{per_sec}}  eta {{eta}}"
-        ))
-        .map_err(|e| Error::InvalidInput(e.to_string()))?,
-    );
-    Ok(bar)
+fn bar(total: u64, unit: &str) -> Result<progress::Progress> {
+    progress::Progress::new(total, unit)
 }
 
 /// Runs `f` on the device `device` (printing why it was chosen) with a progress bar of `total`
@@ -873,9 +867,9 @@ fn cmd_sample(a: HmcArgs) -> Result<()> {
     let (local, locals) = team.node_local();
     let (device, why) = Device::for_local_rank(&a.device, local, locals)?;
     eprintln!("latticeml rank {}/{}: {why}", team.rank(), team.size());
-    let bar = trajectory_bar(cfg.trajectories)?;
+    let mut bar = trajectory_bar(cfg.trajectories)?;
     if team.rank() != 0 {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        bar.hide();
     }
     let outcome = latticeml::run::run_team(
         &cfg,
@@ -917,9 +911,9 @@ fn sample_decomposed(
             latticeml::domain::grid_name(&grid)
         );
     }
-    let bar = trajectory_bar(cfg.trajectories)?;
+    let mut bar = trajectory_bar(cfg.trajectories)?;
     if !root {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        bar.hide();
     }
     let outcome = latticeml::run::run_decomposed(
         &cfg,
@@ -954,13 +948,8 @@ fn cmd_sample(a: HmcArgs) -> Result<()> {
 }
 
 /// The progress bar of a run of `total` trajectories.
-fn trajectory_bar(total: u64) -> Result<ProgressBar> {
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} trajectories  {per_sec}  eta {eta}")
-            .map_err(|e| Error::InvalidInput(e.to_string()))?,
-    );
-    Ok(bar)
+fn trajectory_bar(total: u64) -> Result<progress::Progress> {
+    bar(total, "trajectories")
 }
 
 fn sample_alone(a: HmcArgs) -> Result<()> {
