@@ -389,21 +389,11 @@ fn bad_input_is_rejected_clearly() {
     assert!(Method::from_name("maxent").is_err());
 }
 
-#[test]
-fn command_line_writes_files_and_refuses_a_grid_that_misses_the_spectrum() {
-    let dir = std::env::temp_dir().join(format!("latticeml-spectral-{}", std::process::id()));
+/// Runs `latticeml` with `args`, asserts that it succeeded (showing its stderr), and returns its
+/// stdout.
+fn succeeds(args: &[&str]) -> String {
     let out = std::process::Command::new(common::binary())
-        .args([
-            "spectral",
-            "--mock",
-            "bw2",
-            "--method",
-            "tikhonov",
-            "--omega-points",
-            "200",
-            "--out",
-            dir.to_str().unwrap(),
-        ])
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -411,6 +401,23 @@ fn command_line_writes_files_and_refuses_a_grid_that_misses_the_spectrum() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn command_line_writes_files_and_refuses_a_grid_that_misses_the_spectrum() {
+    let dir = std::env::temp_dir().join(format!("latticeml-spectral-{}", std::process::id()));
+    succeeds(&[
+        "spectral",
+        "--mock",
+        "bw2",
+        "--method",
+        "tikhonov",
+        "--omega-points",
+        "200",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
     let rho = std::fs::read_to_string(dir.join("rho.csv")).unwrap();
     assert!(rho.starts_with("omega,rho,rho_lo,rho_hi\n") && rho.lines().count() == 201);
     let summary: serde_json::Value =
@@ -457,19 +464,17 @@ fn command_line_writes_files_and_refuses_a_grid_that_misses_the_spectrum() {
 #[test]
 fn command_line_flags_br_without_a_stationary_point() {
     let dir = common::fresh_dir("spectral-br-weak");
-    let out = std::process::Command::new(common::binary())
-        .args([
-            "spectral", "--mock", "paper", "--noise", "1e-2", "--method", "br", "--out",
-        ])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = succeeds(&[
+        "spectral",
+        "--mock",
+        "paper",
+        "--noise",
+        "1e-2",
+        "--method",
+        "br",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
     assert!(
         text.contains("! br: BR has no stationary point") && !text.contains("sign-changing"),
         "{text}"
@@ -485,15 +490,7 @@ fn command_line_flags_br_without_a_stationary_point() {
 fn command_line_counts_the_samples_br_flags() {
     let dir = common::fresh_dir("spectral-br-samples");
     let run = |args: &[&str], out: &std::path::Path| {
-        let out = std::process::Command::new(common::binary())
-            .args(args)
-            .arg("--out")
-            .arg(out)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "{err}");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        succeeds(&[args, &["--out", out.to_str().unwrap()]].concat())
     };
     let mock = dir.join("mock");
     run(
@@ -548,26 +545,18 @@ fn command_line_counts_the_samples_br_flags() {
 /// `bench spectral --json`: the batched list networks' throughput as one JSON object.
 #[test]
 fn bench_spectral_reports_network_steps_per_second() {
-    let out = std::process::Command::new(common::binary())
-        .args([
-            "bench",
-            "spectral",
-            "--device",
-            "cpu",
-            "--networks",
-            "3",
-            "--steps",
-            "4",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = succeeds(&[
+        "bench",
+        "spectral",
+        "--device",
+        "cpu",
+        "--networks",
+        "3",
+        "--steps",
+        "4",
+        "--json",
+    ]);
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(j["networks"], 3.0);
     assert!(j["network_steps_per_second"].as_f64().unwrap() > 0.0);
     assert_eq!(j["bytes_per_network_step"], 10.0 * 32.0 * 500.0 * 8.0);
