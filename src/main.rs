@@ -183,10 +183,6 @@ fn claim_of(resume: bool, force: bool) -> Claim {
     }
 }
 
-fn bar(total: u64, unit: &str) -> Result<progress::Progress> {
-    progress::Progress::new(total, unit)
-}
-
 /// Runs `f` on the device `device` (printing why it was chosen) with a progress bar of `total`
 /// `unit`s that `f` advances.
 fn with_progress<R>(
@@ -197,7 +193,7 @@ fn with_progress<R>(
 ) -> Result<R> {
     let (device, why) = Device::from_name(device)?;
     eprintln!("latticeml: {why}");
-    let progress = bar(total, unit)?;
+    let progress = progress::Progress::new(total, unit)?;
     let outcome = f(&device, &mut |d, _| progress.set_position(d));
     progress.finish_and_clear();
     outcome
@@ -949,7 +945,7 @@ fn cmd_sample(a: HmcArgs) -> Result<()> {
 
 /// The progress bar of a run of `total` trajectories.
 fn trajectory_bar(total: u64) -> Result<progress::Progress> {
-    bar(total, "trajectories")
+    progress::Progress::new(total, "trajectories")
 }
 
 fn sample_alone(a: HmcArgs) -> Result<()> {

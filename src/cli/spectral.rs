@@ -437,7 +437,7 @@ fn spectral_samples(
         Method::Neural(_) => "Adam steps + LM iterations",
         _ => "samples",
     };
-    let bar = super::bar(0, unit)?;
+    let bar = super::progress::Progress::new(0, unit)?;
     let rs = spectral::reconstruct_many(problem, &values, &method, device, &mut |done, total| {
         bar.set_length(total);
         bar.set_position(done);
