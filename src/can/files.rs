@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use super::data::DataTerm;
 use super::model::{Can, CanConfig};
 use super::train::CanTrainConfig;
 use crate::device::Device;
@@ -31,6 +32,8 @@ pub struct CanRecord {
     pub net: CanConfig,
     /// The training hyper-parameters.
     pub train: CanTrainConfig,
+    /// The forward-KL term on an ensemble, when the training has one.
+    pub data: Option<DataTerm>,
     /// Training steps done.
     pub steps: u64,
 }
@@ -62,8 +65,14 @@ impl CanRecord {
         ]);
         // Written only when set, so records (and resume identities) of networks without it are
         // what they were before the option existed.
-        if let (true, Json::Obj(items)) = (self.net.running_means, &mut record) {
-            items.push(("running_means".into(), Json::Bool(true)));
+        if let Json::Obj(items) = &mut record {
+            if self.net.running_means {
+                items.push(("running_means".into(), Json::Bool(true)));
+            }
+            if let Some(d) = &self.data {
+                items.push(("data".into(), Json::Str(d.run.display().to_string())));
+                items.push(("data_weight".into(), n(d.weight)));
+            }
         }
         record
     }
@@ -97,9 +106,20 @@ impl CanRecord {
                 seed: big("seed")?,
                 anneal: num("anneal")?,
             },
+            data: match f.get("data") {
+                None => None,
+                Some(Json::Str(run)) => Some(DataTerm {
+                    run: run.into(),
+                    weight: num("data_weight")?,
+                }),
+                Some(_) => return Err(bad("data")),
+            },
             steps: big("steps")?,
         };
         record.net.validate()?;
+        if let Some(d) = &record.data {
+            d.validate().map_err(|_| bad("data_weight"))?;
+        }
         record.train.validate()?;
         record.xy()?;
         Ok(record)
@@ -195,6 +215,7 @@ mod tests {
                 seed: 3,
                 anneal: 0.99,
             },
+            data: None,
             steps: 10,
         }
     }

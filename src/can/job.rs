@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use super::data::{DataTerm, Ensemble};
 use super::files::{xy_of, CanRecord, MODEL_FILE, OPTIMISER_FILE, RECORD_FILE};
 use super::model::CanConfig;
 use super::train::{CanStepStats, CanTrainConfig, CanTrainer};
@@ -31,6 +32,8 @@ pub struct CanTrainJob {
     pub net: CanConfig,
     /// Batch, learning rate, seed, annealing.
     pub train: CanTrainConfig,
+    /// λ·KL(p‖q) on a run's configurations added to the loss, when given.
+    pub data: Option<DataTerm>,
     /// Total training steps (a resume trains up to this many).
     pub steps: u64,
     /// Log (and checkpoint) every this many steps.
@@ -52,6 +55,7 @@ impl CanTrainJob {
             theory: self.theory.clone(),
             net: self.net.clone(),
             train: self.train,
+            data: self.data.clone(),
             steps,
         }
     }
@@ -78,6 +82,9 @@ impl CanTrainJob {
         }
         self.net.validate()?;
         self.train.validate()?;
+        if let Some(d) = &self.data {
+            d.validate()?;
+        }
         xy_of(&self.theory).map(|_| ())
     }
 }
@@ -95,6 +102,9 @@ pub fn train(
     job.validate()?;
     let ctx = Ctx::<f32>::new(device.clone());
     let mut trainer = CanTrainer::new(&ctx, &job.net, xy_of(&job.theory)?, job.train)?;
+    if let Some(d) = &job.data {
+        trainer.set_data(Ensemble::load(&d.run, &job.theory)?, d.weight)?;
+    }
     let manifest = Manifest {
         command: "can train".into(),
         parameters: job.identity(),

@@ -7,12 +7,14 @@
 //! - [`model`]: the network, exact log q in one forward pass.
 //! - [`generate`]: cached generation, one forward pass per configuration (CUDA + CPU twin).
 //! - [`train`]: the variational free energy and its REINFORCE gradient.
+//! - [`data`]: the forward KL on an ensemble of a standard sampler, added to the training loss.
 //! - [`files`]: the model directory; [`job`]: `can train` with checkpoints and resume.
 //! - [`sampler`]: the network as a [`crate::sampler::Sampler`] (independence Metropolis).
 //! - [`symmetry`]: proposals averaged over the lattice's and the angles' symmetries.
 //! - [`scan`]: training and sampling across β, the helicity modulus and T_KT, vortex maps.
 
 pub mod bench;
+pub mod data;
 pub mod files;
 pub mod generate;
 pub mod job;

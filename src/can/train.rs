@@ -4,8 +4,10 @@
 //! the baseline b (Wu, Wang, Zhang, PRL 122, 080602 (2019); for the XY model Wang et al., CPL
 //! 39, 120502 (2022)). β is annealed, β_t = β(1 − aᵗ⁺¹), so the network first learns the
 //! disordered phase. Every draw is keyed by (site, sample, step): a resumed training is
-//! bit-identical.
+//! bit-identical. With an ensemble of a standard sampler ([`super::data`]) the loss gains
+//! λ·KL(p‖q), whose gradient −λ⟨∇ ln q⟩_data is taken in the same forward pass.
 
+use super::data::Ensemble;
 use super::generate::DrawKey;
 use super::model::{Can, CanConfig};
 use crate::error::{Error, Result};
@@ -82,6 +84,7 @@ pub struct CanTrainer<T: Real> {
     adam: Adam<T>,
     xy: Xy,
     config: CanTrainConfig,
+    data: Option<(Ensemble, f64)>,
     step: u64,
 }
 
@@ -103,6 +106,7 @@ impl<T: Real> CanTrainer<T> {
             adam: Adam::new(train.lr),
             xy,
             config: train,
+            data: None,
             step: 0,
         })
     }
@@ -121,6 +125,13 @@ impl<T: Real> CanTrainer<T> {
             self.adam.restore(steps as usize, a)?;
         }
         self.step = steps;
+        Ok(())
+    }
+
+    /// Adds λ·KL(p‖q) on `ensemble` to the loss (see [`super::data`]).
+    pub fn set_data(&mut self, ensemble: Ensemble, weight: f64) -> Result<()> {
+        super::data::check_weight(weight)?;
+        self.data = Some((ensemble, weight));
         Ok(())
     }
 
@@ -169,9 +180,16 @@ impl<T: Real> CanTrainer<T> {
         }
         let ctx = self.store.ctx().clone();
         let tape = Tape::new(&ctx);
-        let log_q = self.can.log_q(&tape, &self.store, &u)?;
-        let c: Vec<f64> = f.iter().map(|x| (x - mean) / b as f64).collect();
-        let weights = tape.constant(ctx.from_f64(&[b], &c)?);
+        let mut c: Vec<f64> = f.iter().map(|x| (x - mean) / b as f64).collect();
+        let mut x = u;
+        if let Some((ensemble, lambda)) = &self.data {
+            // −λ/B Σ ln q(data): the forward KL's gradient, in the same pass as REINFORCE's.
+            let d = ensemble.batch(self.config.seed, step32, b)?;
+            x.extend(self.can.variables::<T>(&d));
+            c.extend(std::iter::repeat_n(-lambda / b as f64, b));
+        }
+        let log_q = self.can.log_q(&tape, &self.store, &x)?;
+        let weights = tape.constant(ctx.from_f64(&[c.len()], &c)?);
         let loss = tape.sum_all(&tape.mul(&weights, &log_q)?)?;
         let grads = tape.backward(&loss)?;
         drop((log_q, weights, loss));

@@ -1,17 +1,20 @@
 //! `latticeml can train|sample|scan`: continuous-mixture autoregressive networks for the 2D XY
 //! model (the library side is `latticeml::can`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
-use latticeml::can::files::CanRecord;
+use latticeml::can::data::DataTerm;
+use latticeml::can::files::{self, CanRecord};
 use latticeml::can::job::{train, CanTrainJob};
 use latticeml::can::symmetry::Symmetry;
 use latticeml::can::train::CanTrainConfig;
 use latticeml::can::CanConfig;
+use latticeml::device::Device;
 use latticeml::hmc::Start;
 use latticeml::nn::layers::Activation;
+use latticeml::nn::ParamStore;
 use latticeml::run::RunConfig;
 use latticeml::sampler::SamplerConfig;
 use latticeml::theory::LocalAlgorithm;
@@ -99,6 +102,7 @@ impl NetArgs {
                 seed: self.seed,
                 anneal: self.anneal,
             },
+            data: None,
             steps: self.steps,
             log_every: self.log_every,
         };
@@ -113,6 +117,18 @@ pub struct CanTrainArgs {
     couplings: TheoryArgs,
     #[command(flatten)]
     net: NetArgs,
+    /// Also minimise lambda KL(p||q) on the configurations of this run (`latticeml sample
+    /// --theory xy` on the same lattice and beta; each draw moved by a random symmetry): the
+    /// network then covers p, and an independence sampler does not stick on its rare draws.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// lambda of --data: the loss is KL(q||p) + lambda KL(p||q).
+    #[arg(long, default_value_t = 1.0, requires = "data")]
+    data_weight: f64,
+    /// Start from the weights of this model directory (the same architecture and lattice), e.g.
+    /// to fine-tune a network with --data; the step count and the annealing start afresh.
+    #[arg(long, conflicts_with = "resume")]
+    init: Option<PathBuf>,
     /// Output (model) directory.
     #[arg(long, default_value = "latticeml-can")]
     out: PathBuf,
@@ -200,10 +216,43 @@ pub fn cmd_can(what: CanWhat) -> Result<()> {
     }
 }
 
+/// The weights of the model in `dir`, checked to be those of `job`'s network.
+fn warm_start(dir: &Path, job: &CanTrainJob, device: &Device) -> Result<ParamStore<f32>> {
+    let loaded = files::load(dir, device)?;
+    let same = CanConfig {
+        seed: job.net.seed,
+        ..loaded.record.net.clone()
+    } == job.net
+        && loaded.record.theory.build()?.lattice() == job.theory.build()?.lattice();
+    if !same {
+        return Err(Error::InvalidInput(format!(
+            "--init {}: its network or lattice differs from this one (give the same --dims, \
+             --channels, --residual, --kernel, --components, --activation and --running-means)",
+            dir.display()
+        )));
+    }
+    Ok(loaded.params)
+}
+
 fn cmd_train(a: CanTrainArgs) -> Result<()> {
-    let job = a.net.job(a.couplings.config()?)?;
+    let mut job = a.net.job(a.couplings.config()?)?;
+    if let Some(run) = a.data {
+        // Absolute, so that a resume from another directory still finds it.
+        let run = std::fs::canonicalize(&run)
+            .map_err(|e| Error::InvalidInput(format!("--data {}: {e}", run.display())))?;
+        job.data = Some(DataTerm {
+            run,
+            weight: a.data_weight,
+        });
+        job.validate()?;
+    }
     let o = with_progress(&a.net.device, job.steps, "steps", |d, p| {
-        train(&job, d, &a.out, a.claim.claim(), None, p)
+        let warm = a
+            .init
+            .as_deref()
+            .map(|dir| warm_start(dir, &job, d))
+            .transpose()?;
+        train(&job, d, &a.out, a.claim.claim(), warm, p)
     })?;
     println!(
         "step {}: beta {:.4}  F/V {:.5} (variance {:.3e})  ESS/sample {:.3}  acceptance {:.3}  \

@@ -14,8 +14,7 @@ use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::io::json::{Fields, Json};
 use crate::io::outdir::{Claim, Manifest, OutputDir};
-use crate::io::{npy, read, write_atomic};
-use crate::lattice::Lattice;
+use crate::io::{read, run_dir, write_atomic};
 use crate::nn::{safetensors, Adam, ConvMode, Ctx, ParamStore, Tape};
 use crate::philox;
 use crate::theory::TheoryConfig;
@@ -144,66 +143,15 @@ impl Augment {
     }
 }
 
-/// The theory of a run directory, from its `summary.json` (φ⁴ on a 2D lattice).
-pub fn theory_of_run(dir: &Path) -> Result<TheoryConfig> {
-    let path = dir.join("summary.json");
-    let bad = |why: &str| Error::BadFile {
-        path: path.display().to_string(),
-        reason: why.into(),
-    };
-    let text = String::from_utf8(read(&path)?).map_err(|_| bad("not UTF-8"))?;
-    let j = Json::parse(&text).map_err(|e| bad(&e.to_string()))?;
-    let num = |k: &str| match j.get("parameters").and_then(|p| p.get(k)) {
-        Some(Json::Num(v)) => Ok(*v),
-        _ => Err(bad(&format!("no parameter {k}"))),
-    };
-    let extents: Vec<usize> = match j.get("lattice") {
-        Some(Json::Arr(v)) => v
-            .iter()
-            .map(|x| match x {
-                Json::Num(n) if *n >= 1.0 && n.fract() == 0.0 => Ok(*n as usize),
-                _ => Err(bad("bad lattice")),
-            })
-            .collect::<Result<_>>()?,
-        _ => return Err(bad("no lattice")),
-    };
-    match j.get("theory") {
-        Some(Json::Str(t)) if t == "phi4" && extents.len() == 2 => Ok(TheoryConfig::Phi4 {
-            lattice: Lattice::new(&extents)?,
-            kappa: num("kappa")?,
-            lambda: num("lambda")?,
-        }),
+/// The theory of a run directory (2D φ⁴ only: the score network and its physics checks are φ⁴'s).
+fn theory_of_run(dir: &Path) -> Result<TheoryConfig> {
+    match run_dir::theory_of_run(dir)? {
+        t @ TheoryConfig::Phi4 { .. } if t.build()?.lattice().extents().len() == 2 => Ok(t),
         _ => Err(Error::InvalidInput(format!(
             "{}: diffusion models train on 2D phi4 runs (latticeml sample --theory phi4 --dims LxL)",
             dir.display()
         ))),
     }
-}
-
-/// The configurations of a run directory, `[N][V]`, and the lattice extents.
-pub fn data_of_run(dir: &Path, lattice: &Lattice) -> Result<Vec<f64>> {
-    let path = dir.join("configs.npy");
-    let (shape, data) = npy::decode(&read(&path)?).map_err(|e| Error::BadFile {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    })?;
-    let v = lattice.volume();
-    if shape.len() < 3 || shape[shape.len() - 2..] != lattice.extents()[..] || data.is_empty() {
-        return Err(Error::BadFile {
-            path: path.display().to_string(),
-            reason: format!(
-                "shape {shape:?} is not [saved, chains, {:?}]",
-                lattice.extents()
-            ),
-        });
-    }
-    if data.iter().any(|x| !x.is_finite()) || data.len() % v != 0 {
-        return Err(Error::BadFile {
-            path: path.display().to_string(),
-            reason: "non-finite or incomplete configurations".into(),
-        });
-    }
-    Ok(data)
 }
 
 impl DiffusionJob {
@@ -279,7 +227,7 @@ pub fn train(
     job.validate()?;
     let theory = theory_of_run(&job.data)?;
     let lattice = theory.build()?.lattice().clone();
-    let mut data = data_of_run(&job.data, &lattice)?;
+    let mut data = run_dir::configs_of_run(&job.data, &lattice)?;
     let (h, w) = (lattice.extents()[0], lattice.extents()[1]);
     let v = h * w;
     let n = data.len() / v;

@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod json;
 pub mod npy;
 pub mod outdir;
+pub mod run_dir;
 pub mod stream;
 pub mod svg;
 
