@@ -481,6 +481,12 @@ fn training_on_an_ensemble_raises_its_likelihood() {
         "{} --init {plain} --data {run}",
         train(10, &other)
     ));
+    let summary = std::path::Path::new(&other).join("summary.json");
+    let summary = std::fs::read_to_string(summary).unwrap();
+    assert!(
+        summary.contains(&format!("\"init\": \"{plain}\"")),
+        "{summary}"
+    );
     for d in [&run, &plain, &data, &half, &other] {
         let _ = std::fs::remove_dir_all(d);
     }

@@ -2,10 +2,10 @@
 //! checkpoint at every log line, so that `--resume` continues bit-identically, and writes
 //! `train.csv` (step, β, F, its variance, ESS, acceptance, seconds so far) and `summary.json`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::data::{DataTerm, Ensemble};
-use super::files::{xy_of, CanRecord, MODEL_FILE, OPTIMISER_FILE, RECORD_FILE};
+use super::files::{self, xy_of, CanRecord, MODEL_FILE, OPTIMISER_FILE, RECORD_FILE};
 use super::model::CanConfig;
 use super::train::{CanStepStats, CanTrainConfig, CanTrainer};
 use crate::device::Device;
@@ -34,6 +34,9 @@ pub struct CanTrainJob {
     pub train: CanTrainConfig,
     /// λ·KL(p‖q) on a run's configurations added to the loss, when given.
     pub data: Option<DataTerm>,
+    /// Start from the weights of this model directory (the same network and lattice) instead
+    /// of fresh ones; recorded in `summary.json`, not part of the training's identity.
+    pub init: Option<PathBuf>,
     /// Total training steps (a resume trains up to this many).
     pub steps: u64,
     /// Log (and checkpoint) every this many steps.
@@ -89,14 +92,13 @@ impl CanTrainJob {
     }
 }
 
-/// Trains `job` into `out`, starting from the weights `warm` when given (a scan's previous β);
-/// `progress(done, total)` after every step.
+/// Trains `job` into `out`, starting from the weights of `job.init` when given (a fine-tuning, a
+/// scan's previous β); `progress(done, total)` after every step.
 pub fn train(
     job: &CanTrainJob,
     device: &Device,
     out: &Path,
     claim: Claim,
-    warm: Option<ParamStore<f32>>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<CanTrainOutcome> {
     job.validate()?;
@@ -105,6 +107,10 @@ pub fn train(
     if let Some(d) = &job.data {
         trainer.set_data(Ensemble::load(&d.run, &job.theory)?, d.weight)?;
     }
+    let warm = match (&job.init, claim) {
+        (Some(dir), c) if c != Claim::Resume => Some(warm_start(dir, job, device)?),
+        _ => None,
+    };
     let manifest = Manifest {
         command: "can train".into(),
         parameters: job.identity(),
@@ -140,6 +146,24 @@ pub fn train(
         last: d.last,
         steps_per_second: d.steps_per_second,
     })
+}
+
+/// The weights of the model in `dir`, checked to be those of `job`'s network on its lattice.
+fn warm_start(dir: &Path, job: &CanTrainJob, device: &Device) -> Result<ParamStore<f32>> {
+    let loaded = files::load(dir, device)?;
+    let same_net = CanConfig {
+        seed: job.net.seed,
+        ..loaded.record.net.clone()
+    } == job.net;
+    let same_lattice = loaded.record.theory.build()?.lattice() == job.theory.build()?.lattice();
+    if !(same_net && same_lattice) {
+        return Err(Error::InvalidInput(format!(
+            "--init {}: its network or lattice differs from this one (give the same --dims, \
+             --channels, --residual, --kernel, --components, --activation and --running-means)",
+            dir.display()
+        )));
+    }
+    Ok(loaded.params)
 }
 
 /// A training in its directory, for the shared loop.
@@ -241,5 +265,12 @@ fn write_summary(out: &Path, job: &CanTrainJob, last: &CanStepStats, rate: f64) 
         ("steps_per_second", Json::Num(rate)),
         ("batch", Json::Num(job.train.batch as f64)),
     ]);
+    let j = match (&job.init, j) {
+        (Some(dir), Json::Obj(mut items)) => {
+            items.push(("init".into(), Json::Str(dir.display().to_string())));
+            Json::Obj(items)
+        }
+        (_, j) => j,
+    };
     write_atomic(&out.join(SUMMARY), j.pretty().as_bytes())
 }

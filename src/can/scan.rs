@@ -21,7 +21,6 @@ use crate::io::json::Json;
 use crate::io::outdir::{Claim, Manifest, OutputDir};
 use crate::io::write_atomic;
 use crate::lattice::Lattice;
-use crate::nn::safetensors;
 use crate::sampler::Sampler;
 use crate::theory::xy::Xy;
 use crate::theory::{Theory, TheoryConfig};
@@ -137,7 +136,7 @@ pub fn scan(
     let dir = OutputDir::claim(out, &manifest, claim)?;
     let out = dir.path();
     let mut points = Vec::new();
-    let mut warm = None;
+    let mut previous: Option<PathBuf> = None;
     for (i, &beta) in cfg.betas.iter().enumerate() {
         let model: PathBuf = out.join("models").join(label(beta));
         let mut job = cfg.job.clone();
@@ -146,19 +145,8 @@ pub fn scan(
             job.steps = cfg.warm_steps;
             job.train.anneal = 0.0;
         }
-        train(
-            &job,
-            device,
-            &model,
-            Claim::Force,
-            warm.take(),
-            &mut |_, _| {},
-        )?;
-        let ctx = crate::nn::Ctx::<f32>::new(device.clone());
-        warm = Some(safetensors::load(
-            &ctx,
-            &model.join(super::files::MODEL_FILE),
-        )?);
+        job.init = previous.replace(model.clone());
+        train(&job, device, &model, Claim::Force, &mut |_, _| {})?;
         let (point, last) = measure(cfg, beta, &model, device)?;
         let xy = Xy::new(cfg.lattice.clone(), beta)?;
         write_atomic(

@@ -1,20 +1,18 @@
 //! `latticeml can train|sample|scan`: continuous-mixture autoregressive networks for the 2D XY
 //! model (the library side is `latticeml::can`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
 use latticeml::can::data::DataTerm;
-use latticeml::can::files::{self, CanRecord};
+use latticeml::can::files::CanRecord;
 use latticeml::can::job::{train, CanTrainJob};
 use latticeml::can::symmetry::Symmetry;
 use latticeml::can::train::CanTrainConfig;
 use latticeml::can::CanConfig;
-use latticeml::device::Device;
 use latticeml::hmc::Start;
 use latticeml::nn::layers::Activation;
-use latticeml::nn::ParamStore;
 use latticeml::run::RunConfig;
 use latticeml::sampler::SamplerConfig;
 use latticeml::theory::LocalAlgorithm;
@@ -103,6 +101,7 @@ impl NetArgs {
                 anneal: self.anneal,
             },
             data: None,
+            init: None,
             steps: self.steps,
             log_every: self.log_every,
         };
@@ -216,26 +215,9 @@ pub fn cmd_can(what: CanWhat) -> Result<()> {
     }
 }
 
-/// The weights of the model in `dir`, checked to be those of `job`'s network.
-fn warm_start(dir: &Path, job: &CanTrainJob, device: &Device) -> Result<ParamStore<f32>> {
-    let loaded = files::load(dir, device)?;
-    let same = CanConfig {
-        seed: job.net.seed,
-        ..loaded.record.net.clone()
-    } == job.net
-        && loaded.record.theory.build()?.lattice() == job.theory.build()?.lattice();
-    if !same {
-        return Err(Error::InvalidInput(format!(
-            "--init {}: its network or lattice differs from this one (give the same --dims, \
-             --channels, --residual, --kernel, --components, --activation and --running-means)",
-            dir.display()
-        )));
-    }
-    Ok(loaded.params)
-}
-
 fn cmd_train(a: CanTrainArgs) -> Result<()> {
     let mut job = a.net.job(a.couplings.config()?)?;
+    job.init = a.init;
     if let Some(run) = a.data {
         // Absolute, so that a resume from another directory still finds it.
         let run = std::fs::canonicalize(&run)
@@ -247,12 +229,7 @@ fn cmd_train(a: CanTrainArgs) -> Result<()> {
         job.validate()?;
     }
     let o = with_progress(&a.net.device, job.steps, "steps", |d, p| {
-        let warm = a
-            .init
-            .as_deref()
-            .map(|dir| warm_start(dir, &job, d))
-            .transpose()?;
-        train(&job, d, &a.out, a.claim.claim(), warm, p)
+        train(&job, d, &a.out, a.claim.claim(), p)
     })?;
     println!(
         "step {}: beta {:.4}  F/V {:.5} (variance {:.3e})  ESS/sample {:.3}  acceptance {:.3}  \
