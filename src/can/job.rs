@@ -93,7 +93,8 @@ impl CanTrainJob {
 }
 
 /// Trains `job` into `out`, starting from the weights of `job.init` when given (a fine-tuning, a
-/// scan's previous β); `progress(done, total)` after every step.
+/// scan's previous β; a resume continues from its own checkpoint instead); `progress(done,
+/// total)` after every step.
 pub fn train(
     job: &CanTrainJob,
     device: &Device,
