@@ -1082,10 +1082,36 @@ fn print_table(o: &RunOutcome) {
             println!("warning: the chains disagree on {name}: thermalise longer (--therm), or a chain is stuck in one sector");
         }
     }
+    print_drift(&o.drift);
     println!(
         "files in {}/: observables.csv configs.npy slices.npy correlator.csv summary.json checkpoint",
         o.out.display()
     );
+}
+
+/// The largest start-up drift of any chain and observable, and a warning when it is alarming.
+fn print_drift(drift: &[(&str, Option<(usize, latticeml::analysis::DriftCheck)>)]) {
+    let worst = drift
+        .iter()
+        .filter_map(|(n, d)| d.map(|d| (n, d)))
+        .max_by(|a, b| a.1 .1.z.abs().total_cmp(&b.1 .1.z.abs()));
+    let Some((name, (chain, d))) = worst else {
+        return;
+    };
+    println!(
+        "start-up drift: largest |z| = {:.1} ({name}, chain {chain}: its first {} measurements against its last {})",
+        d.z.abs(),
+        d.head,
+        d.tail
+    );
+    if d.alarming() {
+        println!(
+            "warning: chain {chain} had not thermalised (or is stuck): the mean of {name} over its first \
+             tenth of measurements is {:.1} sigma from its second half's; thermalise longer (--therm) \
+             or start cold or ordered (--start)",
+            d.z.abs()
+        );
+    }
 }
 
 /// Bytes the fused f64 update must move per site: read φ and p, write p and φ_new.

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::analysis::{gamma_primary, replica_consistency, Estimate, ReplicaCheck};
+use crate::analysis::{
+    gamma_primary, replica_consistency, worst_drift, DriftCheck, Estimate, ReplicaCheck,
+};
 use crate::device::Device;
 use crate::ensemble::{agree, check_team, share, Solo, Team};
 use crate::error::{Error, Result};
@@ -186,6 +188,10 @@ pub struct RunOutcome {
     /// Per primary observable, the χ² test that the chains agree (`None` for one chain or a
     /// constant series).
     pub replicas: Vec<(&'static str, Option<ReplicaCheck>)>,
+    /// Per primary observable, the chain whose first tenth of measurements lies furthest from its
+    /// second half, with the test (`None` when no chain is long enough): a start that had not
+    /// thermalised.
+    pub drift: Vec<(&'static str, Option<(usize, DriftCheck)>)>,
 }
 
 /// The per-trajectory history, read back from the streamed files for the analysis.
@@ -825,9 +831,19 @@ fn analyse(
             (name, replica_consistency(&per_chain))
         })
         .collect();
+    let drift = theory
+        .primary_names()
+        .iter()
+        .enumerate()
+        .map(|(p, &name)| {
+            let per_chain: Vec<&[f64]> = series.iter().map(|s| s[p].as_slice()).collect();
+            (name, worst_drift(&per_chain))
+        })
+        .collect();
     RunOutcome {
         chains,
         replicas,
+        drift,
         observables: theory.summarize(&series),
         acceptance,
         exp_minus_dh: gamma_primary(&boltz_refs),
@@ -912,6 +928,24 @@ fn replicas_json(o: &RunOutcome) -> Json {
     }))
 }
 
+fn drift_json(o: &RunOutcome) -> Json {
+    Json::obj(o.drift.iter().map(|(name, d)| {
+        let v = d.map_or(Json::Null, |(chain, d)| {
+            let mut f = vec![
+                ("chain", Json::Num(chain as f64)),
+                ("z", Json::Num(d.z)),
+                ("head", Json::Num(d.head as f64)),
+                ("tail", Json::Num(d.tail as f64)),
+            ];
+            if let Some(note) = d.note() {
+                f.push(("note", Json::Str(note.into())));
+            }
+            Json::obj(f)
+        });
+        (*name, v)
+    }))
+}
+
 fn summary_json(
     cfg: &RunConfig,
     action: &dyn Theory,
@@ -948,6 +982,7 @@ fn summary_json(
         ("acceptance", Json::Num(o.acceptance)),
         ("chain_stats", chains_json(o, global)),
         ("replica_consistency", replicas_json(o)),
+        ("drift_check", drift_json(o)),
     ]);
     if global {
         fields.extend([
