@@ -231,7 +231,7 @@ fn a_chain_that_starts_twisted_is_flagged_though_the_chains_agree() {
     let (s, stdout) = xy_run("xy_thermalised", "2000", "6000");
     for (name, d) in s["drift_check"].as_object().unwrap() {
         let z = d["z"].as_f64().unwrap();
-        assert!(z.abs() < 5.0, "{name}: {d}");
+        assert!(z.abs() < 4.0, "{name}: {d}");
     }
     assert!(!stdout.contains("had not thermalised"), "{stdout}");
 }
