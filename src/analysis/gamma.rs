@@ -1,6 +1,8 @@
 //! Wolff's Γ-method (U. Wolff, "Monte Carlo errors with less errors", Comput. Phys. Commun. 156
 //! (2004) 143): autocorrelation-aware errors with the automatic window, for primary observables
 //! and for derived quantities f(⟨a₁⟩, …, ⟨aₙ⟩) by linearisation. Independent chains are replicas.
+//! Anticorrelated series (Γ(1) ≤ 0) take Geyer's pair window instead of Wolff's, whose criterion
+//! assumes τ_int > ½.
 
 use super::jackknife::jackknife;
 use super::replicas::chi2_q;
@@ -178,10 +180,33 @@ fn gamma_window(deltas: &[Vec<f64>], n_total: usize) -> (f64, f64, f64, Option<&
         return (f64::NAN, f64::NAN, f64::NAN, Some(NOTE_CONSTANT));
     }
     let w_max = deltas.iter().map(|d| d.len()).min().unwrap_or(0) / 2;
+    let anticorrelated = w_max >= 1 && autocorrelation(deltas, 1) <= 0.0;
+    let (gammas, window, found) = if anticorrelated {
+        pair_window(deltas, gamma0, w_max)
+    } else {
+        wolff_window(deltas, gamma0, w_max, n)
+    };
+    // Bias correction Γ(t) → Γ(t) + C(W)/N (Wolff eq. 49).
+    let c_w: f64 = gammas[0] + 2.0 * gammas[1..=window].iter().sum::<f64>();
+    let corr = c_w / n;
+    let g0 = gammas[0] + corr;
+    let c_w = c_w + (2 * window + 1) as f64 * corr;
+    let c_w = c_w.max(0.0);
+    // An anticorrelated series may have τ_int < ½ (its mean is better than independent data's).
+    let tau = c_w / (2.0 * g0);
+    let tau = if anticorrelated { tau } else { tau.max(0.5) };
+    let error = (c_w / n).sqrt();
+    let dtau = 2.0 * tau * ((window as f64 + 0.5 - tau).max(0.0) / n).sqrt();
+    let short = !found || n < MIN_TAUS * tau;
+    (error, tau, dtau, short.then_some(NOTE_TOO_SHORT))
+}
+
+/// Wolff's automatic window (his eq. 52): the first W at which the estimated systematic error
+/// of truncating the sum, e^{−W/τ̃}, falls below its statistical error, √(τ̃/(W N)). Returns
+/// Γ(0…W), W, and whether the criterion was met before half the shortest replica.
+fn wolff_window(deltas: &[Vec<f64>], gamma0: f64, w_max: usize, n: f64) -> (Vec<f64>, usize, bool) {
     let mut gammas = vec![gamma0];
     let mut cw = gamma0;
-    let mut window = w_max;
-    let mut found = false;
     for w in 1..=w_max {
         let g = autocorrelation(deltas, w);
         gammas.push(g);
@@ -194,20 +219,31 @@ fn gamma_window(deltas: &[Vec<f64>], n_total: usize) -> (f64, f64, f64, Option<&
         };
         let g_w = (-(w as f64) / tau_tilde).exp() - tau_tilde / (w as f64 * n).sqrt();
         if g_w < 0.0 {
-            window = w;
-            found = true;
-            break;
+            return (gammas, w, true);
         }
     }
-    // Bias correction Γ(t) → Γ(t) + C(W)/N (Wolff eq. 49).
-    let c_w: f64 = gammas[0] + 2.0 * gammas[1..=window].iter().sum::<f64>();
-    let corr = c_w / n;
-    let g0 = gammas[0] + corr;
-    let c_w = c_w + (2 * window + 1) as f64 * corr;
-    let c_w = c_w.max(0.0);
-    let tau = (c_w / (2.0 * g0)).max(0.5);
-    let error = (c_w / n).sqrt();
-    let dtau = 2.0 * tau * ((window as f64 + 0.5 - tau).max(0.0) / n).sqrt();
-    let short = !found || n < MIN_TAUS * tau;
-    (error, tau, dtau, short.then_some(NOTE_TOO_SHORT))
+    (gammas, w_max, false)
+}
+
+/// Geyer's initial positive sequence (C. J. Geyer, Stat. Sci. 7 (1992) 473) for series whose
+/// Γ(1) ≤ 0, where Wolff's criterion, which needs τ_int > ½, would stop at W = 1 and drop every
+/// later lag (a slow mode under an anticorrelation at lag 1). For a reversible chain the pair
+/// sums Γ(2k) + Γ(2k + 1) are positive, so the sum runs over whole pairs while they stay
+/// positive: W = 2K − 1 for the first non-positive pair K. Returns Γ(0…W), W, and whether a
+/// non-positive pair was met before half the shortest replica.
+fn pair_window(deltas: &[Vec<f64>], gamma0: f64, w_max: usize) -> (Vec<f64>, usize, bool) {
+    let mut gammas = vec![gamma0, autocorrelation(deltas, 1)];
+    let mut k = 1;
+    while 2 * k < w_max {
+        let pair = [
+            autocorrelation(deltas, 2 * k),
+            autocorrelation(deltas, 2 * k + 1),
+        ];
+        if pair[0] + pair[1] <= 0.0 {
+            return (gammas, 2 * k - 1, true);
+        }
+        gammas.extend(pair);
+        k += 1;
+    }
+    (gammas, 2 * k - 1, false)
 }
