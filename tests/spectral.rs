@@ -681,4 +681,29 @@ fn many_correlators_match_one_by_one_reconstructions() {
         assert_eq!(r.band, single.band);
         assert!(r.chi2_per_point < 2.0, "chi2/N {}", r.chi2_per_point);
     }
+    // MEM and BR have no batched form: the correlators run side by side on the CPU threads
+    // (two here, so the four take two rounds), each one's result bit for bit its own.
+    let two = Device::Cpu(latticeml::device::cpu::CpuDevice::with_threads(2));
+    for method in [
+        Method::Mem {
+            alpha: MemAlpha::Bryan,
+            default_model: None,
+        },
+        Method::Br {
+            default_model: None,
+        },
+    ] {
+        let mut heard = Vec::new();
+        let many =
+            latticeml::spectral::reconstruct_many(&p, &values, &method, &two, &mut |d, t| {
+                heard.push((d, t))
+            })
+            .unwrap();
+        assert_eq!(heard, [(2, 4), (4, 4)], "{}", method.name());
+        for (v, r) in values.iter().zip(&many) {
+            let single = alone(v, &method);
+            assert_eq!(r.rho, single.rho, "{}", method.name());
+            assert_eq!(r.band, single.band, "{}", method.name());
+        }
+    }
 }

@@ -256,10 +256,62 @@ pub fn reconstruct(p: &Problem, method: &Method, device: &Device) -> Result<Reco
     })
 }
 
+/// Methods without a batched form (MEM, BR, the point-to-point networks): one data vector per
+/// CPU thread at a time, each reconstruction running on its thread alone (nested parallel loops
+/// run serially inside a pool task), so the results are those of the one-by-one order; on a GPU,
+/// in order. `progress` hears the data vectors done.
+fn one_by_one(
+    template: &Problem,
+    values: &[Vec<f64>],
+    method: &Method,
+    device: &Device,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Vec<Reconstruction>> {
+    let alone = |v: &[f64]| {
+        let data = Correlator {
+            value: v.to_vec(),
+            ..template.data.clone()
+        };
+        reconstruct(
+            &Problem {
+                data,
+                ..template.clone()
+            },
+            method,
+            device,
+        )
+    };
+    let total = values.len() as u64;
+    let Device::Cpu(cpu) = device else {
+        let mut out = Vec::with_capacity(values.len());
+        for (i, v) in values.iter().enumerate() {
+            out.push(alone(v)?);
+            progress(i as u64 + 1, total);
+        }
+        return Ok(out);
+    };
+    let mut out: Vec<Result<Reconstruction>> = values
+        .iter()
+        .map(|_| Err(Error::InvalidInput("not reconstructed".into())))
+        .collect();
+    let width = cpu.threads().max(1);
+    for (b, slots) in out.chunks_mut(width).enumerate() {
+        let first = b * width;
+        cpu.for_heavy_chunks(1, slots, |i, chunk, _| {
+            for (k, slot) in chunk.iter_mut().enumerate() {
+                *slot = alone(&values[first + i + k]);
+            }
+        })?;
+        progress((first + slots.len()) as u64, total);
+    }
+    out.into_iter().collect()
+}
+
 /// Reconstructs many data vectors measured at the same points with the same errors (e.g. bootstrap
 /// samples of one correlator, given by `template`), in one batched run where the method allows:
 /// the list networks train together ([`neural::train_list_batched`], one set of launches on the
-/// GPU) and Tikhonov and TSVD share one SVD; other methods run one by one. `progress` hears
+/// GPU) and Tikhonov and TSVD share one SVD; other methods run one by one, a data vector per CPU
+/// thread. `progress` hears
 /// (done, total): the networks' Adam steps and LM iterations, or the data vectors done.
 pub fn reconstruct_many(
     template: &Problem,
@@ -299,25 +351,7 @@ pub fn reconstruct_many(
                 })
                 .collect::<Result<_>>()?
         }
-        _ => {
-            let total = values.len() as u64;
-            return values
-                .iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    let p = Problem {
-                        data: Correlator {
-                            value: v.clone(),
-                            ..template.data.clone()
-                        },
-                        ..template.clone()
-                    };
-                    let r = reconstruct(&p, method, device);
-                    progress(i as u64 + 1, total);
-                    r
-                })
-                .collect();
-        }
+        _ => return one_by_one(template, values, method, device, progress),
     };
     let per = start.elapsed().as_secs_f64() / values.len().max(1) as f64;
     rhos.into_iter()
