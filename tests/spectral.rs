@@ -681,10 +681,14 @@ fn many_correlators_match_one_by_one_reconstructions() {
         assert_eq!(r.band, single.band);
         assert!(r.chi2_per_point < 2.0, "chi2/N {}", r.chi2_per_point);
     }
-    // MEM and BR have no batched form: the correlators run side by side on the CPU threads
-    // (two here, so the four take two rounds), each one's result bit for bit its own.
+    // MEM, BR and the point-to-point network have no batched form: the correlators run side by
+    // side on the CPU threads (two here, so the four take two rounds), each one's result bit for
+    // bit its own (computed with the device's threads in its ops).
     let two = Device::Cpu(latticeml::device::cpu::CpuDevice::with_threads(2));
+    let mut p2p = NnOptions::new(NnKind::PointToPoint { positive: true });
+    (p2p.steps, p2p.restarts, p2p.polish_iters) = (100, 1, 20);
     for method in [
+        Method::Neural(p2p),
         Method::Mem {
             alpha: MemAlpha::Bryan,
             default_model: None,
