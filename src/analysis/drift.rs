@@ -61,11 +61,14 @@ pub fn drift_checks(per_chain: &[&[f64]]) -> Vec<Option<DriftCheck>> {
         .filter(|s| usable(s))
         .map(|s| &s[s.len() / 2..])
         .collect();
-    let pooled = gamma_primary(&tails);
-    if tails.is_empty() || pooled.note == Some(NOTE_TOO_SHORT) {
+    if tails.is_empty() {
         return vec![None; per_chain.len()];
     }
-    // Error² × N = 2 τ_int σ²: the variance of a mean over n measurements is that over n.
+    let pooled = gamma_primary(&tails);
+    if pooled.note == Some(NOTE_TOO_SHORT) {
+        return vec![None; per_chain.len()];
+    }
+    // spread² = error² × N = 2 τ_int σ²: a mean over n measurements has variance spread²/n.
     let n_tails: usize = tails.iter().map(|t| t.len()).sum();
     let spread = pooled.error * (n_tails as f64).sqrt();
     per_chain

@@ -302,8 +302,13 @@ fn one_by_one(
                 *slot = alone(&values[first + i + k]);
             }
         })?;
+        let failed = slots.iter().any(Result::is_err);
         progress((first + slots.len()) as u64, total);
+        if failed {
+            break;
+        }
     }
+    // The first error is a real one: only slots after the failed round still hold the placeholder.
     out.into_iter().collect()
 }
 
@@ -311,8 +316,8 @@ fn one_by_one(
 /// samples of one correlator, given by `template`), in one batched run where the method allows:
 /// the list networks train together ([`neural::train_list_batched`], one set of launches on the
 /// GPU) and Tikhonov and TSVD share one SVD; other methods run one by one, a data vector per CPU
-/// thread. `progress` hears
-/// (done, total): the networks' Adam steps and LM iterations, or the data vectors done.
+/// thread. `progress` hears (done, total): the networks' Adam steps and LM iterations, or the data
+/// vectors done.
 pub fn reconstruct_many(
     template: &Problem,
     values: &[Vec<f64>],
