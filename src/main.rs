@@ -297,7 +297,7 @@ fn cmd_flow_sample(a: FlowSampleArgs) -> Result<()> {
             },
         },
         start: Start::from_name("hot")?,
-        save_every: a.files.save_every,
+        save_every: a.files.save_every_or(SAVE_EVERY),
         checkpoint_every: a.files.checkpoint_every,
     };
     run_and_print(&cfg, &a.device, &a.out, &a.files)
@@ -619,12 +619,16 @@ struct HmcArgs {
     files: RunFileArgs,
 }
 
+/// Updates between kept configurations unless `--save-every` says otherwise.
+const SAVE_EVERY: u64 = 10;
+
 /// How a production run writes its files, shared by `sample` and `flow sample`.
 #[derive(Args)]
 struct RunFileArgs {
-    /// Keep a configuration every K updates (trajectories, sweeps) in configs.npy.
-    #[arg(long, default_value_t = 10)]
-    save_every: u64,
+    /// Keep a configuration every K updates (trajectories, sweeps) in configs.npy [default: 10; 1
+    /// for diffusion sample, whose updates are independent draws].
+    #[arg(long)]
+    save_every: Option<u64>,
     /// Write the checkpoint and files every K updates.
     #[arg(long, default_value_t = 250)]
     checkpoint_every: u64,
@@ -637,6 +641,11 @@ struct RunFileArgs {
 }
 
 impl RunFileArgs {
+    /// `--save-every`, or the command's default.
+    fn save_every_or(&self, default: u64) -> u64 {
+        self.save_every.unwrap_or(default)
+    }
+
     fn claim(&self) -> Claim {
         claim_of(self.resume, self.force)
     }
@@ -839,7 +848,7 @@ fn run_config(a: &HmcArgs) -> Result<RunConfig> {
         therm: a.therm,
         sampler: sampler_config(a, built.lattice())?,
         start: Start::from_name(&a.start)?,
-        save_every: a.files.save_every,
+        save_every: a.files.save_every_or(SAVE_EVERY),
         checkpoint_every: a.files.checkpoint_every,
     };
     cfg.validate()?;

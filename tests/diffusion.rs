@@ -232,6 +232,10 @@ fn train_resume_and_sample_from_the_command_line() {
         summary.contains("\"evaluations_per_draw\": 30"),
         "{summary}"
     );
+    // Every draw is kept by default (two updates after the start, four chains).
+    let bytes = std::fs::read(std::path::Path::new(&pc).join("configs.npy")).unwrap();
+    let (shape, _) = latticeml::io::npy::decode(&bytes).unwrap();
+    assert_eq!(shape[..2], [2, 4], "{shape:?}");
     // Sampling resumes bit-identically, the adaptive integrator's evaluation count included.
     let (whole, part) = (dir("diff-whole"), dir("diff-part"));
     let draw = |samples: u32, out: &str, more: &str| {

@@ -270,7 +270,7 @@ fn cmd_sample(a: CanSampleArgs) -> Result<()> {
             symmetry: Symmetry::parse(&a.symmetry)?,
         },
         start: Start::from_name("hot")?,
-        save_every: a.files.save_every,
+        save_every: a.files.save_every_or(crate::SAVE_EVERY),
         checkpoint_every: a.files.checkpoint_every,
     };
     run_and_print(&cfg, &a.device, &a.out, &a.files)

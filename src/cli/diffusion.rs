@@ -259,7 +259,8 @@ fn cmd_sample(a: DiffusionSampleArgs) -> Result<()> {
             }),
         },
         start: Start::from_name("hot")?,
-        save_every: a.files.save_every,
+        // Each update is an independent draw (or an independence step): keep them all.
+        save_every: a.files.save_every_or(1),
         checkpoint_every: a.files.checkpoint_every,
     };
     run_and_print(&cfg, &a.device, &a.out, &a.files)?;
