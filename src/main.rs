@@ -1116,9 +1116,12 @@ fn print_drift(drift: &[(&str, Option<(usize, latticeml::analysis::DriftCheck)>)
     if d.alarming() {
         println!(
             "warning: chain {chain} had not thermalised (or is stuck): the mean of {name} over its first \
-             tenth of measurements is {:.1} sigma from its second half's; thermalise longer (--therm) \
-             or start cold or ordered (--start)",
-            d.z.abs()
+             tenth of measurements is {:.1} sigma from its second half's, and it settled only after \
+             {} measurements; thermalise longer (--therm larger by {} or more) or start cold or \
+             ordered (--start)",
+            d.z.abs(),
+            d.settled,
+            2 * d.settled
         );
     }
 }

@@ -936,6 +936,7 @@ fn drift_json(o: &RunOutcome) -> Json {
                 ("z", Json::Num(d.z)),
                 ("head", Json::Num(d.head as f64)),
                 ("tail", Json::Num(d.tail as f64)),
+                ("settled_after", Json::Num(d.settled as f64)),
             ];
             if let Some(note) = d.note() {
                 f.push(("note", Json::Str(note.into())));

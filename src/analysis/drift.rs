@@ -26,6 +26,9 @@ pub const MIN_HEAD: usize = 10;
 /// thermalised gave 32 to 183.
 pub const WARN_Z: f64 = 8.0;
 
+/// Deviation, in units of its error, beyond which a block of the first half has not settled.
+pub const SETTLED_Z: f64 = 5.0;
+
 /// The head of one chain against its second half.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DriftCheck {
@@ -36,6 +39,10 @@ pub struct DriftCheck {
     pub head: usize,
     /// Measurements in the chain's second half.
     pub tail: usize,
+    /// Measurements after which the chain has settled: the end of the last block (a tenth of the
+    /// head long) of its first half whose mean lies more than [`SETTLED_Z`] of its error from the
+    /// second half's mean; 0 when none does.
+    pub settled: usize,
 }
 
 impl DriftCheck {
@@ -81,20 +88,38 @@ pub fn drift_checks(per_chain: &[&[f64]]) -> Vec<Option<DriftCheck>> {
 fn check(series: &[f64], spread: f64) -> Option<DriftCheck> {
     let head = series.len() / HEAD_FRACTION;
     let (first, second) = (&series[..head], &series[series.len() / 2..]);
-    let mean = |x: &[f64]| x.iter().sum::<f64>() / x.len() as f64;
-    let diff = mean(first) - mean(second);
-    let z = if spread > 0.0 && spread.is_finite() {
-        diff / (spread * (1.0 / head as f64 + 1.0 / second.len() as f64).sqrt())
-    } else if diff != 0.0 {
-        f64::INFINITY.copysign(diff)
-    } else {
-        return None;
+    let tail_mean = mean(second);
+    let fluctuates = spread > 0.0 && spread.is_finite();
+    // The deviation of a mean over n measurements from the tail's, in units of its error.
+    let pull = |x: &[f64]| {
+        let diff = mean(x) - tail_mean;
+        if fluctuates {
+            diff / (spread * (1.0 / x.len() as f64 + 1.0 / second.len() as f64).sqrt())
+        } else if diff != 0.0 {
+            f64::INFINITY.copysign(diff)
+        } else {
+            0.0
+        }
     };
+    let z = pull(first);
+    if z == 0.0 && !fluctuates {
+        return None;
+    }
+    let block = (head / 10).max(1);
+    let settled = series[..series.len() / 2]
+        .chunks_exact(block)
+        .rposition(|b| pull(b).abs() > SETTLED_Z)
+        .map_or(0, |i| (i + 1) * block);
     Some(DriftCheck {
         z,
         head,
         tail: second.len(),
+        settled,
     })
+}
+
+fn mean(x: &[f64]) -> f64 {
+    x.iter().sum::<f64>() / x.len() as f64
 }
 
 /// The chain whose head drifts most, with its check; `None` when no chain could be tested.
@@ -148,7 +173,17 @@ mod tests {
             assert_eq!((d.head, d.tail), (2_000, 10_000));
             assert_eq!(d.alarming(), c == 3, "chain {c}: {d:?}");
         }
-        assert!(checks[3].unwrap().z > 10.0);
+        // Its blocks of 200 deviate by 14.6 e^{−t/300} (t the block's start) against an error of
+        // 0.31: beyond 5σ up to t ≈ 670, give or take the noise; the stationary chains have
+        // settled from the start, or within their first blocks.
+        let d = checks[3].unwrap();
+        assert!(d.z > 10.0);
+        assert!((600..=1200).contains(&d.settled), "{d:?}");
+        let quiet = checks.iter().enumerate().filter(|(c, _)| *c != 3);
+        assert!(
+            quiet.map(|(_, d)| d.unwrap().settled).all(|s| s <= 400),
+            "{checks:?}"
+        );
         let x = &chains[3];
         let (h, t) = (
             gamma_primary(&[&x[..2_000]]),
