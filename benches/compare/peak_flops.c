@@ -33,8 +33,9 @@ static float fold(const __m512 *a) {
     return out[0];
 }
 
-/* Half the chains multiply, half add: separate instructions, as the CPU backend issues them. */
-static double mul_add_gflops(float *sink) {
+/* GFLOP/s of all threads: with `fused`, every chain runs FMAs (two flops each); without, half the
+ * chains multiply and half add, separate instructions as the CPU backend issues them. */
+static double gflops(int fused, float *sink) {
     double t0 = now();
     float total = 0.0f;
 #pragma omp parallel reduction(+ : total)
@@ -42,39 +43,29 @@ static double mul_add_gflops(float *sink) {
         __m512 a[CHAINS];
         const __m512 b = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
         for (int i = 0; i < CHAINS; i++) a[i] = _mm512_set1_ps(1.0f + i);
-        for (long k = 0; k < ITERS; k++) {
+        if (fused) {
+            for (long k = 0; k < ITERS; k++)
 #pragma GCC unroll 12
-            for (int i = 0; i < CHAINS / 2; i++) a[i] = _mm512_mul_ps(a[i], b);
+                for (int i = 0; i < CHAINS; i++) a[i] = _mm512_fmadd_ps(a[i], b, c);
+        } else {
+            for (long k = 0; k < ITERS; k++) {
 #pragma GCC unroll 12
-            for (int i = CHAINS / 2; i < CHAINS; i++) a[i] = _mm512_add_ps(a[i], c);
+                for (int i = 0; i < CHAINS / 2; i++) a[i] = _mm512_mul_ps(a[i], b);
+#pragma GCC unroll 12
+                for (int i = CHAINS / 2; i < CHAINS; i++) a[i] = _mm512_add_ps(a[i], c);
+            }
         }
         total += fold(a);
     }
     *sink += total;
-    return omp_get_max_threads() * (double)ITERS * CHAINS * 16 / (now() - t0) / 1e9;
-}
-
-static double fma_gflops(float *sink) {
-    double t0 = now();
-    float total = 0.0f;
-#pragma omp parallel reduction(+ : total)
-    {
-        __m512 a[CHAINS];
-        const __m512 b = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
-        for (int i = 0; i < CHAINS; i++) a[i] = _mm512_set1_ps(1.0f + i);
-        for (long k = 0; k < ITERS; k++)
-#pragma GCC unroll 12
-            for (int i = 0; i < CHAINS; i++) a[i] = _mm512_fmadd_ps(a[i], b, c);
-        total += fold(a);
-    }
-    *sink += total;
-    return omp_get_max_threads() * (double)ITERS * CHAINS * 32 / (now() - t0) / 1e9;
+    double flops = (double)ITERS * CHAINS * 16 * (fused ? 2 : 1);
+    return omp_get_max_threads() * flops / (now() - t0) / 1e9;
 }
 
 int main(void) {
     float sink = 0.0f;
-    double separate = mul_add_gflops(&sink);
-    double fused = fma_gflops(&sink);
+    double separate = gflops(0, &sink);
+    double fused = gflops(1, &sink);
     printf("{\"threads\": %d, \"gflops_mul_add\": %.1f, \"gflops_fma\": %.1f, \"sink\": %g}\n",
            omp_get_max_threads(), separate, fused, (double)sink);
     return 0;
