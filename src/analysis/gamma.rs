@@ -14,7 +14,7 @@ pub struct Estimate {
     pub value: f64,
     /// Its statistical error (autocorrelations included).
     pub error: f64,
-    /// Integrated autocorrelation time τ_int (½ for uncorrelated data).
+    /// Integrated autocorrelation time τ_int (½ for uncorrelated data, below ½ for anticorrelated).
     pub tau_int: f64,
     /// Error of τ_int.
     pub tau_int_error: f64,
