@@ -694,17 +694,7 @@ fn gemm_tiles<T: Real, const R: usize, const C: usize>(
             if cols == C && rows == R {
                 let arows: [&[T]; R] =
                     std::array::from_fn(|j| &a[(i0 + j) * k_n..(i0 + j + 1) * k_n]);
-                for k in 0..k_n {
-                    let brow: &[T; C] = b[k * n + s0..k * n + s0 + C]
-                        .try_into()
-                        .expect("a full tile row has C values");
-                    for (accr, arow) in acc.iter_mut().zip(&arows) {
-                        let wj = arow[k];
-                        for (x, &bv) in accr.iter_mut().zip(brow) {
-                            *x += wj * bv;
-                        }
-                    }
-                }
+                acc = full_tile(arows, &b[s0..], n, k_n);
             } else {
                 for k in 0..k_n {
                     let brow = &b[k * n + s0..k * n + s0 + cols];
@@ -722,6 +712,30 @@ fn gemm_tiles<T: Real, const R: usize, const C: usize>(
             s0 += cols;
         }
     }
+}
+
+/// One full R × C tile of [`gemm_tiles`], its accumulators local to this function so that they
+/// can live in registers throughout the k loop.
+#[inline(always)]
+fn full_tile<T: Real, const R: usize, const C: usize>(
+    arows: [&[T]; R],
+    b: &[T],
+    n: usize,
+    k_n: usize,
+) -> [[T; C]; R] {
+    let mut acc = [[T::zero(); C]; R];
+    for k in 0..k_n {
+        let brow: &[T; C] = b[k * n..k * n + C]
+            .try_into()
+            .expect("a full tile row has C values");
+        for (accr, arow) in acc.iter_mut().zip(&arows) {
+            let wj = arow[k];
+            for (x, &bv) in accr.iter_mut().zip(brow) {
+                *x += wj * bv;
+            }
+        }
+    }
+    acc
 }
 
 /// [`gemm_tiles`] with the tile for the register file: 4 × 32 where AVX-512 has 32 wide
